@@ -1,0 +1,33 @@
+# paybeam — the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_PAYMENTS ?= 20000
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+## Generate a sample and reconcile it on the DirectRunner.
+demo: venv
+	$(BIN)/paybeam generate --payments $(DEMO_PAYMENTS) --out demo/data --quiet
+	$(BIN)/paybeam reconcile --payments 'demo/data/payments/*' --settlements 'demo/data/settlements/*' \
+		--output demo/out --csv
+
+## The whole test suite (what CI runs).
+test: venv
+	$(BIN)/pytest -q -n 2 --durations=10 $(PYTEST_ARGS) tests
+
+## Batch benchmark at 1M payments (a script, not a test).
+bench: venv
+	$(BIN)/python benchmarks/batch_reconcile.py 1000000
+
+clean:
+	rm -rf demo out .pytest_cache

@@ -1,0 +1,162 @@
+"""File IO composites: historical payment files in, result files out.
+
+Reading goes through Beam's `fileio` (MatchFiles/ReadMatches: any Beam
+filesystem, compression by extension) and decodes each file with the
+`schemas.codecs` readers. Beam's ReadFromAvro/ReadFromParquet would fail the
+whole pipeline on one truncated file; these readers turn bad content into
+dead letters instead, which the data contract requires.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator, List, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.codecs import detect_format, payload_json, read_records
+from schemas.records import RawRecord
+
+
+class InputError(ValueError):
+    """An input the user named that cannot be read (no match, unknown format)."""
+
+
+def expand_patterns(patterns: Sequence[str], fmt: Optional[str] = None) -> List[str]:
+    """The files the patterns match, sorted; raises InputError for a pattern matching nothing."""
+    paths: List[str] = []
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:  # Beam raises BeamIOError / IOError flavours per filesystem
+            raise InputError(f"cannot list {pattern!r}: {error}") from None
+        files = sorted(m.path for m in matches if not m.path.endswith("/"))
+        if not files:
+            raise InputError(f"no files match {pattern!r}")
+        for path in files:
+            try:
+                detect_format(path, fmt)
+            except ValueError as error:
+                raise InputError(str(error)) from None
+        paths.extend(files)
+    return sorted(set(paths))
+
+
+def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str]) -> Iterator[RawRecord]:
+    path = readable.metadata.path
+    file_format = detect_format(path, fmt)
+    try:
+        handle = readable.open(compression_type=CompressionTypes.AUTO)
+    except Exception as error:
+        yield RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")
+        return
+    with handle:
+        yield from read_records(handle, path, file_format, input_name)
+
+
+class ReadRawRecords(beam.PTransform):
+    """File patterns -> RawRecords of one input (payments or settlements)."""
+
+    def __init__(self, input_name: str, patterns: Sequence[str], fmt: Optional[str] = None):
+        super().__init__()
+        self._input_name = input_name
+        self._patterns = list(patterns)
+        self._fmt = fmt
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Patterns" >> beam.Create(self._patterns)
+            | "MatchFiles" >> fileio.MatchAll()
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "DecodeFiles" >> beam.FlatMap(_records_of_file, self._input_name, self._fmt)
+            # One file decodes in one worker; spread its records before the heavy work.
+            | "Rebalance" >> beam.Reshuffle()
+        )
+
+
+def record_dict(record) -> dict:
+    return record._asdict()
+
+
+class WriteParquet(beam.PTransform):
+    """NamedTuple records -> Parquet files `<prefix>-SSSSS-of-NNNNN.parquet`."""
+
+    def __init__(self, file_path_prefix: str, schema: pa.Schema, num_shards: int = 0):
+        super().__init__()
+        self._prefix = file_path_prefix
+        self._schema = schema
+        self._num_shards = num_shards
+
+    def expand(self, records):
+        return (
+            records
+            | "ToDicts" >> beam.Map(record_dict)
+            | "WriteToParquet" >> beam.io.WriteToParquet(
+                self._prefix, self._schema, file_name_suffix=".parquet", num_shards=self._num_shards,
+                codec="snappy")
+        )
+
+
+class WriteJsonLines(beam.PTransform):
+    """NamedTuple records -> JSON Lines files."""
+
+    def __init__(self, file_path_prefix: str, num_shards: int = 0):
+        super().__init__()
+        self._prefix = file_path_prefix
+        self._num_shards = num_shards
+
+    def expand(self, records):
+        return (
+            records
+            | "ToJson" >> beam.Map(lambda record: payload_json(record._asdict()))
+            | "WriteToText" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl",
+                                                    num_shards=self._num_shards)
+        )
+
+
+def csv_line(values: Iterable) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
+
+
+class WriteCsv(beam.PTransform):
+    """NamedTuple records -> CSV files with a header (times as epoch millis, like the Parquet columns)."""
+
+    def __init__(self, file_path_prefix: str, fields: Sequence[str], num_shards: int = 0):
+        super().__init__()
+        self._prefix = file_path_prefix
+        self._fields = list(fields)
+        self._num_shards = num_shards
+
+    def expand(self, records):
+        return (
+            records
+            | "ToCsv" >> beam.Map(csv_line)
+            | "WriteToText" >> beam.io.WriteToText(self._prefix, file_name_suffix=".csv",
+                                                    header=",".join(self._fields), num_shards=self._num_shards)
+        )
+
+
+class WriteCounts(beam.PTransform):
+    """(name, count) pairs -> one JSON object file, read back by the CLI for run.json."""
+
+    def __init__(self, path_prefix: str):
+        super().__init__()
+        self._prefix = path_prefix
+
+    def expand(self, counts):
+        return (
+            counts
+            | "AsList" >> beam.combiners.ToList()
+            | "ToJson" >> beam.Map(lambda pairs: json.dumps(dict(sorted(pairs))))
+            | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".json", num_shards=1,
+                                              shard_name_template="")
+        )

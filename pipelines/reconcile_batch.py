@@ -1,0 +1,222 @@
+"""Batch reconciliation of historical payment and settlement files.
+
+    python -m pipelines.reconcile_batch --payments 'data/payments/*.csv' \
+        --settlements 'data/settlements/*' --output out/ [--as-of T] [--runner R] [beam flags]
+
+Wires file IO around `transforms.flow.ReconcileRecords`; `as_of` is the end
+of the data unless `--as-of` says otherwise (DESIGN.md 4.2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+
+from pipelines.io.files import (
+    InputError,
+    ReadRawRecords,
+    WriteCounts,
+    WriteCsv,
+    WriteJsonLines,
+    WriteParquet,
+    expand_patterns,
+)
+from pipelines.version import paybeam_version
+from runners.options import OptionsError, build_pipeline_options
+from schemas import arrow
+from schemas.codecs import FORMATS
+from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS
+from schemas.timestamps import TimestampError, format_timestamp, parse_duration, parse_timestamp_millis
+from transforms.daily_totals import SettlementDay, TriggerPolicy
+from transforms.flow import ReconcileConfig, ReconcileRecords
+from transforms.matching import MatchPolicy
+from transforms.reconcile import AsOf
+
+COUNTS_FILE = "_counts"
+
+
+class UsageError(ValueError):
+    """A user mistake on the command line; reported in one line, no traceback."""
+
+
+@dataclass
+class BatchJob:
+    payments: List[str]
+    settlements: List[str]
+    output: str
+    config: ReconcileConfig
+    runner: str = "DirectRunner"
+    beam_args: List[str] = field(default_factory=list)
+    payments_format: Optional[str] = None
+    settlements_format: Optional[str] = None
+    write_csv: bool = False
+
+
+def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--payments", action="append", required=True, metavar="GLOB",
+                        help="payment event files (repeatable; csv, jsonl, avro, parquet)")
+    parser.add_argument("--settlements", action="append", required=True, metavar="GLOB",
+                        help="settlement files (repeatable; canonical formats or Stripe/Adyen report CSVs)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--as-of", metavar="TIME",
+                        help="judge deadlines at this RFC 3339 instant (default: latest event time in the input)")
+    parser.add_argument("--format", choices=FORMATS, help="format of every input (default: by extension)")
+    parser.add_argument("--payments-format", choices=FORMATS)
+    parser.add_argument("--settlements-format", choices=FORMATS)
+    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
+    parser.add_argument("--csv", action="store_true", help="also write CSV copies of results and daily totals")
+    parser.add_argument("--amount-tolerance-minor", type=int, default=0, metavar="N")
+    parser.add_argument("--settlement-sla", default="3d", metavar="DURATION", help="default 3d")
+    parser.add_argument("--ledger-grace", default="1d", metavar="DURATION", help="default 1d")
+    parser.add_argument("--time-zone", default="UTC", help="settlement-day time zone (IANA name)")
+    parser.add_argument("--cutoff-hour", type=int, default=0, help="local hour a settlement day starts")
+    parser.add_argument("--allowed-lateness", default="7d", metavar="DURATION",
+                        help="how late records may still correct a day's totals (default 7d)")
+
+
+def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> BatchJob:
+    """Checks the arguments and turns them into a BatchJob; raises UsageError."""
+    try:
+        as_of = AsOf.fixed(parse_timestamp_millis(args.as_of, "--as-of")) if args.as_of else AsOf.latest_in_input()
+        policy = MatchPolicy(args.amount_tolerance_minor, parse_duration(args.settlement_sla),
+                             parse_duration(args.ledger_grace))
+        settlement_day = SettlementDay(args.time_zone, args.cutoff_hour)
+        trigger_policy = TriggerPolicy.batch(parse_duration(args.allowed_lateness))
+    except (TimestampError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:  # ZoneInfoNotFoundError and friends
+        raise UsageError(f"invalid option: {error}") from None
+    return BatchJob(
+        payments=args.payments,
+        settlements=args.settlements,
+        output=args.output,
+        config=ReconcileConfig(policy=policy, as_of=as_of, settlement_day=settlement_day,
+                               trigger_policy=trigger_policy),
+        runner=args.runner,
+        beam_args=list(beam_args),
+        payments_format=args.payments_format or args.format,
+        settlements_format=args.settlements_format or args.format,
+        write_csv=args.csv,
+    )
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: BatchJob) -> None:
+    """Adds the batch reconciliation to `pipeline`: read, reconcile, write."""
+    out = job.output.rstrip("/")
+    raw = {
+        PAYMENTS: pipeline | "ReadPayments" >> ReadRawRecords(PAYMENTS, job.payments, job.payments_format),
+        SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawRecords(
+            SETTLEMENTS, job.settlements, job.settlements_format),
+    }
+    outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=True)
+    outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
+    outputs["daily_totals"] | "WriteDailyTotals" >> WriteParquet(
+        f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
+    outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
+    outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
+    if job.write_csv:
+        outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
+        outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)
+
+
+def _input_files(patterns: Sequence[str], fmt: Optional[str]) -> List[dict]:
+    return [{"path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None}
+            for path in expand_patterns(patterns, fmt)]
+
+
+def run_job(job: BatchJob) -> dict:
+    """Runs the job to completion and writes `run.json`; returns its content."""
+    try:
+        inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
+                  SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
+        options = build_pipeline_options(job.runner, job.beam_args)
+    except (InputError, OptionsError) as error:
+        raise UsageError(str(error)) from None
+    os.makedirs(job.output, exist_ok=True)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job)
+    pipeline.run().wait_until_finish()
+    summary = run_summary(job, inputs, read_counts(job.output), time.monotonic() - started)
+    with open(os.path.join(job.output, "run.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return summary
+
+
+def read_counts(output: str) -> Dict[str, int]:
+    with open(os.path.join(output, f"{COUNTS_FILE}.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float) -> dict:
+    per_input = {}
+    for name in (PAYMENTS, SETTLEMENTS):
+        accepted = counts.get(f"{name}.accepted", 0)
+        per_input[name] = {
+            "files": inputs[name],
+            "read": counts.get(f"{name}.read", 0),
+            "accepted": accepted,
+            "rejected": counts.get(f"{name}.rejected", 0),
+            "deduplicated": accepted - counts.get(f"{name}.unique", 0),
+        }
+    as_of = counts.get("as_of_millis")
+    policy = job.config.policy
+    return {
+        "paybeam_version": paybeam_version(),
+        "beam_version": beam.__version__,
+        "runner": job.runner,
+        "inputs": per_input,
+        "statuses": {key.split(".", 1)[1]: value for key, value in counts.items() if key.startswith("status.")},
+        "results_rows": counts.get("results.rows", 0),
+        "daily_totals_rows": counts.get("daily_totals.rows", 0),
+        "as_of": format_timestamp(as_of) if as_of is not None else None,
+        "options": {
+            "amount_tolerance_minor": policy.amount_tolerance_minor,
+            "settlement_sla_seconds": int(policy.settlement_sla.total_seconds()),
+            "ledger_grace_seconds": int(policy.ledger_grace.total_seconds()),
+            "as_of_given": job.config.as_of.mode == "fixed",
+            "time_zone": job.config.settlement_day.time_zone,
+            "cutoff_hour": job.config.settlement_day.cutoff_hour,
+            "allowed_lateness_seconds": int(job.config.trigger_policy.allowed_lateness.total_seconds()),
+            "beam_args": job.beam_args,
+        },
+        "wall_seconds": round(wall_seconds, 3),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The short human table the CLI prints at the end of a run."""
+    lines = [f"paybeam reconcile — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']})",
+             "", f"{'input':<12}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
+    for name, counts in summary["inputs"].items():
+        lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
+                     f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
+    lines += ["", f"{'status':<26}{'rows':>10}"]
+    for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
+        lines.append(f"{status:<26}{count:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.reconcile_batch", description=__doc__.splitlines()[0])
+    add_reconcile_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    try:
+        summary = run_job(job_from_arguments(args, beam_args))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Arrow schemas for the Parquet inputs and outputs, field-for-field the Avro ones."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+
+PAYMENT_EVENT = pa.schema([
+    ("event_id", pa.string()), ("payment_id", pa.string()), ("event_type", pa.string()),
+    ("processor", pa.string()), ("processor_reference", pa.string()), ("merchant_id", pa.string()),
+    ("amount_minor", pa.int64()), ("currency", pa.string()), ("event_time", TIMESTAMP),
+])
+
+SETTLEMENT_LINE = pa.schema([
+    ("settlement_id", pa.string()), ("processor", pa.string()), ("processor_reference", pa.string()),
+    ("merchant_id", pa.string()), ("record_type", pa.string()), ("gross_minor", pa.int64()),
+    ("fee_minor", pa.int64()), ("net_minor", pa.int64()), ("currency", pa.string()),
+    ("settlement_date", pa.date32()), ("booked_time", TIMESTAMP), ("payout_id", pa.string()),
+])
+
+RECONCILIATION_RESULT = pa.schema([
+    ("processor", pa.string()), ("processor_reference", pa.string()), ("kind", pa.string()),
+    ("status", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),
+    ("ledger_amount_minor", pa.int64()), ("settled_amount_minor", pa.int64()),
+    ("difference_minor", pa.int64()), ("ledger_event_id", pa.string()), ("settlement_id", pa.string()),
+    ("event_time", TIMESTAMP), ("booked_time", TIMESTAMP), ("revision", pa.int64()), ("is_final", pa.bool_()),
+])
+
+DAILY_TOTAL = pa.schema([
+    ("merchant_id", pa.string()), ("currency", pa.string()), ("settlement_day", pa.string()),
+    ("window_start", TIMESTAMP), ("window_end", TIMESTAMP),
+    ("captured_minor", pa.int64()), ("refunded_minor", pa.int64()), ("chargeback_minor", pa.int64()),
+    ("ledger_event_count", pa.int64()), ("settled_gross_minor", pa.int64()), ("fee_minor", pa.int64()),
+    ("settled_net_minor", pa.int64()), ("adjustment_minor", pa.int64()), ("payout_minor", pa.int64()),
+    ("settlement_line_count", pa.int64()), ("break_count", pa.int64()),
+    ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_()),
+])
+
+DEAD_LETTER = pa.schema([
+    ("input", pa.string()), ("source", pa.string()), ("stage", pa.string()),
+    ("reason", pa.string()), ("raw_payload", pa.string()),
+])

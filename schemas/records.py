@@ -1,0 +1,130 @@
+"""Typed records shared by every format, transform and pipeline (DESIGN.md 3).
+
+NamedTuples with Beam-compatible type hints, so Beam encodes them with its
+schema-aware RowCoder (compact and deterministic) instead of pickling.
+Timestamps are epoch milliseconds (UTC); money is integer minor units.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Optional
+
+import apache_beam as beam
+
+# Ledger event types (3.1). Only the settling ones are reconciled.
+EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FAILED")
+# Settlement record types (3.2). Only the matched ones are reconciled.
+RECORD_TYPES = ("CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT")
+# Reconciliation kinds and how each side maps onto them (3.3).
+KINDS = ("CAPTURE", "REFUND", "CHARGEBACK")
+KIND_OF_EVENT_TYPE = {"CAPTURED": "CAPTURE", "REFUNDED": "REFUND", "CHARGEBACK": "CHARGEBACK"}
+KIND_OF_RECORD_TYPE = {"CAPTURE": "CAPTURE", "REFUND": "REFUND", "CHARGEBACK": "CHARGEBACK"}
+
+STATUSES = (
+    "MATCHED",
+    "AMOUNT_MISMATCH",
+    "CURRENCY_MISMATCH",
+    "MISSING_SETTLEMENT",
+    "UNEXPECTED_SETTLEMENT",
+    "DUPLICATE_SETTLEMENT",
+    "DUPLICATE_LEDGER_EVENT",
+    "PENDING",
+)
+BREAK_STATUSES = frozenset(STATUSES) - {"MATCHED", "PENDING"}
+
+PAYMENTS = "payments"
+SETTLEMENTS = "settlements"
+
+
+class PaymentEvent(NamedTuple):
+    event_id: str
+    payment_id: str
+    event_type: str
+    processor: str
+    processor_reference: str
+    merchant_id: str
+    amount_minor: int
+    currency: str
+    event_time: int  # epoch millis, UTC
+
+
+class SettlementLine(NamedTuple):
+    settlement_id: str
+    processor: str
+    processor_reference: str
+    merchant_id: str
+    record_type: str
+    gross_minor: int
+    fee_minor: int
+    net_minor: int
+    currency: str
+    settlement_date: str  # ISO date, YYYY-MM-DD
+    booked_time: int  # epoch millis, UTC
+    payout_id: Optional[str]
+
+
+class ReconciliationResult(NamedTuple):
+    processor: str
+    processor_reference: str
+    kind: str
+    status: str
+    merchant_id: str
+    currency: str
+    ledger_amount_minor: Optional[int]
+    settled_amount_minor: Optional[int]
+    difference_minor: Optional[int]
+    ledger_event_id: Optional[str]
+    settlement_id: Optional[str]
+    event_time: Optional[int]
+    booked_time: Optional[int]
+    revision: int
+    is_final: bool
+
+
+class DailyTotal(NamedTuple):
+    merchant_id: str
+    currency: str
+    settlement_day: str  # the local calendar day the window covers, YYYY-MM-DD
+    window_start: int  # epoch millis
+    window_end: int  # epoch millis
+    captured_minor: int
+    refunded_minor: int
+    chargeback_minor: int
+    ledger_event_count: int
+    settled_gross_minor: int
+    fee_minor: int
+    settled_net_minor: int
+    adjustment_minor: int
+    payout_minor: int
+    settlement_line_count: int
+    break_count: int
+    pane_timing: str  # EARLY | ON_TIME | LATE
+    pane_index: int
+    is_final: bool
+
+
+class DeadLetter(NamedTuple):
+    input: str  # payments | settlements
+    source: str  # where the record came from: file:line, topic/partition@offset
+    stage: str  # decode | validate
+    reason: str
+    raw_payload: str
+
+
+class RawRecord(NamedTuple):
+    """A record as read, before validation: a field mapping or a decode error."""
+
+    input: str
+    source: str
+    fields: Optional[Mapping[str, Any]]
+    raw_payload: str
+    decode_error: Optional[str] = None
+
+
+PAYMENT_FIELDS = PaymentEvent._fields
+SETTLEMENT_FIELDS = SettlementLine._fields
+RESULT_FIELDS = ReconciliationResult._fields
+DAILY_TOTAL_FIELDS = DailyTotal._fields
+DEAD_LETTER_FIELDS = DeadLetter._fields
+
+for _record in (PaymentEvent, SettlementLine, ReconciliationResult, DailyTotal, DeadLetter):
+    beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

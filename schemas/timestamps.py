@@ -1,0 +1,84 @@
+"""UTC instants as integer epoch milliseconds.
+
+Text timestamps are RFC 3339 and must carry an offset ("Z" or "+02:00"): a
+naive local time is ambiguous and is rejected rather than guessed.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class TimestampError(ValueError):
+    """A timestamp that is missing, malformed or has no UTC offset."""
+
+
+def parse_timestamp_millis(value: object, field: str = "timestamp") -> int:
+    """Parses RFC 3339 text, an aware datetime or epoch millis into epoch millis."""
+    if isinstance(value, bool):
+        raise TimestampError(f"{field} must be a timestamp, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return datetime_to_millis(value, field)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise TimestampError(f"{field} is missing")
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise TimestampError(f"{field} {value!r} is not an RFC 3339 timestamp") from None
+        return datetime_to_millis(parsed, field, original=value)
+    if value is None:
+        raise TimestampError(f"{field} is missing")
+    raise TimestampError(f"{field} must be a timestamp, got {type(value).__name__}")
+
+
+def datetime_to_millis(value: datetime, field: str = "timestamp", original: object = None) -> int:
+    if value.tzinfo is None or value.utcoffset() is None:
+        shown = original if original is not None else value.isoformat()
+        raise TimestampError(f"{field} {shown!r} has no UTC offset")
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def millis_to_datetime(millis: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=millis)
+
+
+def format_timestamp(millis: int) -> str:
+    """Formats epoch millis as RFC 3339 UTC text with millisecond precision."""
+    return millis_to_datetime(millis).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+
+
+def parse_date(value: object, field: str = "date") -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise TimestampError(f"{field} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if value is None:
+        raise TimestampError(f"{field} is missing")
+    raise TimestampError(f"{field} must be a date, got {type(value).__name__}")
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parses "90s", "15m", "36h", "3d" (or combinations like "1d12h") into a timedelta."""
+    import re
+
+    value = text.strip().lower()
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", value)
+    if not value or not parts or "".join(n + u for n, u in parts) != value:
+        raise TimestampError(f"duration {text!r} is not like 90s, 15m, 36h, 3d or 1d12h")
+    return timedelta(seconds=sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts))

@@ -1,0 +1,32 @@
+"""paybeam: payment analytics and settlement reconciliation on Apache Beam.
+
+Installable locally (`pip install -e .[test]`) and shippable to remote Beam
+workers with `--setup_file ./setup.py`.
+"""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("pipelines").joinpath("version.py").read_text()).group(1)
+
+setup(
+    name="paybeam",
+    version=VERSION,
+    description="Batch-and-stream settlement reconciliation on Apache Beam",
+    python_requires=">=3.10",
+    packages=find_packages(include=["schemas*", "transforms*", "pipelines*", "runners*", "datagen*"]),
+    package_data={"schemas": ["avro/*.avsc"]},
+    install_requires=[
+        # Beam pins pyarrow and fastavro ranges itself; we let its pins decide.
+        "apache-beam[gcp,interactive]==2.77.0",
+        "pyarrow",
+        "fastavro",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist"],
+        "bench": ["duckdb", "psutil"],
+    },
+    entry_points={"console_scripts": ["paybeam=pipelines.cli:main"]},
+)

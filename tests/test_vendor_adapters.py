@@ -1,0 +1,608 @@
+"""Vendor report adapters (schemas.vendors): Stripe and Adyen, both directions.
+
+Plain pytest, no pipeline. Every id, account and reference below is made up.
+"""
+from __future__ import annotations
+
+import pytest
+
+from schemas.records import RECORD_TYPES, SETTLEMENT_FIELDS, SettlementLine
+from schemas.timestamps import format_timestamp, parse_timestamp_millis
+from schemas.vendors import (
+    VENDORS,
+    VendorRowError,
+    detect_vendor,
+    settlement_fields_from_vendor_row,
+    vendor_columns,
+    vendor_row_from_settlement,
+)
+from schemas.vendors.adyen import ADYEN_COLUMNS, settlement_fields_from_adyen_row
+from schemas.vendors.stripe import (
+    PERSONAL_DATA_COLUMNS,
+    STRIPE_COLUMNS,
+    settlement_fields_from_stripe_row,
+)
+
+
+# ---------------------------------------------------------------- fixtures --
+
+
+def stripe_row(**values: str) -> dict[str, str]:
+    """A charge row with every documented column; keyword names override."""
+    row = dict.fromkeys(STRIPE_COLUMNS, "")
+    row.update(
+        {
+            "automatic_payout_id": "po_test_0001",
+            "automatic_payout_effective_at": "2024-03-05 00:00:00",
+            "balance_transaction_id": "txn_test_0001",
+            "created_utc": "2024-03-01 10:15:30",
+            "available_on_utc": "2024-03-04 00:00:00",
+            "currency": "usd",
+            "gross": "100.00",
+            "fee": "3.20",
+            "net": "96.80",
+            "reporting_category": "charge",
+            "source_id": "ch_test_0001",
+            "charge_id": "ch_test_0001",
+            "payment_intent_id": "pi_test_0001",
+            "payment_metadata[merchant_id]": "m-test-1",
+        }
+    )
+    row.update(values)
+    return row
+
+
+def adyen_row(**values: str) -> dict[str, str]:
+    """A Settled row with every documented column; keys use '_' for ' '."""
+    row = dict.fromkeys(ADYEN_COLUMNS, "")
+    row.update(
+        {
+            "Company Account": "TestCompanyAcct",
+            "Merchant Account": "TestMerchantAcct",
+            "Psp Reference": "PSPTEST000000001",
+            "Merchant Reference": "order-test-1",
+            "Payment Method": "visa",
+            "Creation Date": "2024-01-15 12:00:00",
+            "TimeZone": "CET",
+            "Type": "Settled",
+            "Modification Reference": "MODTEST000000001",
+            "Gross Currency": "EUR",
+            "Gross Credit (GC)": "5.00",
+            "Exchange Rate": "1",
+            "Net Currency": "EUR",
+            "Net Credit (NC)": "4.88",
+            "Markup (NC)": "0.04",
+            "Scheme Fees (NC)": "0.01",
+            "Interchange (NC)": "0.07",
+            "Payment Method Variant": "visaclassic",
+            "Batch Number": "42",
+        }
+    )
+    for key, value in values.items():
+        row[_adyen_column(key)] = value
+    return row
+
+
+def _adyen_column(key: str) -> str:
+    by_slug = {
+        column.replace(" ", "_").replace("(", "").replace(")", "").lower(): column
+        for column in ADYEN_COLUMNS
+    }
+    return by_slug[key.lower()]
+
+
+def line(**values) -> SettlementLine:
+    base = dict(
+        settlement_id="stl-test-0001",
+        processor="stripe",
+        processor_reference="ch_test_0001",
+        merchant_id="m-test-1",
+        record_type="CAPTURE",
+        gross_minor=10_000,
+        fee_minor=320,
+        net_minor=9_680,
+        currency="USD",
+        settlement_date="2024-03-05",
+        booked_time=parse_timestamp_millis("2024-03-01T10:15:30.250Z"),
+        payout_id="batch-7",
+    )
+    base.update(values)
+    return SettlementLine(**base)
+
+
+def canonical(settlement: SettlementLine) -> dict:
+    """The reader's expected output for a line (booked_time as RFC 3339 text)."""
+    fields = settlement._asdict()
+    fields["booked_time"] = format_timestamp(settlement.booked_time)
+    return fields
+
+
+# ------------------------------------------------------------------ Stripe --
+
+
+def test_stripe_charge_reads_all_canonical_fields() -> None:
+    fields = settlement_fields_from_stripe_row(stripe_row())
+
+    assert fields == {
+        "settlement_id": "txn_test_0001",
+        "processor": "stripe",
+        "processor_reference": "ch_test_0001",
+        "merchant_id": "m-test-1",
+        "record_type": "CAPTURE",
+        "gross_minor": 10_000,
+        "fee_minor": 320,
+        "net_minor": 9_680,
+        "currency": "USD",
+        "settlement_date": "2024-03-05",
+        "booked_time": "2024-03-01T10:15:30.000Z",
+        "payout_id": "po_test_0001",
+    }
+    assert tuple(fields) == SETTLEMENT_FIELDS
+
+
+@pytest.mark.parametrize(
+    "category, record_type",
+    [
+        ("charge", "CAPTURE"),
+        ("refund", "REFUND"),
+        ("dispute", "CHARGEBACK"),
+        ("fee", "FEE"),
+        ("network_cost", "FEE"),
+        ("adjustment", "ADJUSTMENT"),
+        ("other_adjustment", "ADJUSTMENT"),
+        ("refund_failure", "ADJUSTMENT"),
+        ("dispute_reversal", "ADJUSTMENT"),
+        ("partial_capture_reversal", "ADJUSTMENT"),
+        ("transfer", "ADJUSTMENT"),
+        ("payout", "PAYOUT"),
+        ("payout_reversal", "PAYOUT"),
+    ],
+)
+def test_stripe_reporting_category_mapping(category: str, record_type: str) -> None:
+    fields = settlement_fields_from_stripe_row(stripe_row(reporting_category=category))
+    assert fields["record_type"] == record_type
+
+
+def test_stripe_unknown_category_is_rejected_without_echoing_it() -> None:
+    with pytest.raises(VendorRowError, match="unknown Stripe reporting_category") as error:
+        settlement_fields_from_stripe_row(stripe_row(reporting_category="brand_new_thing"))
+    assert "brand_new_thing" not in str(error.value)
+
+
+def test_stripe_missing_category_is_rejected() -> None:
+    with pytest.raises(VendorRowError, match="reporting_category is missing"):
+        settlement_fields_from_stripe_row(stripe_row(reporting_category=""))
+
+
+def test_stripe_refund_is_positive_with_direction_in_record_type() -> None:
+    fields = settlement_fields_from_stripe_row(
+        stripe_row(reporting_category="refund", gross="-50.00", fee="0.00", net="-50.00")
+    )
+    assert (fields["record_type"], fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (
+        "REFUND",
+        5_000,
+        0,
+        5_000,
+    )
+
+
+def test_stripe_dispute_fee_adds_to_the_outgoing_net() -> None:
+    # Stripe: the disputed amount and the dispute fee both leave the balance.
+    fields = settlement_fields_from_stripe_row(
+        stripe_row(reporting_category="dispute", gross="-100.00", fee="15.00", net="-115.00")
+    )
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (10_000, -1_500, 11_500)
+    assert fields["net_minor"] == fields["gross_minor"] - fields["fee_minor"]
+
+
+def test_stripe_inconsistent_row_is_converted_not_judged() -> None:
+    fields = settlement_fields_from_stripe_row(stripe_row(gross="100.00", fee="3.20", net="99.99"))
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (10_000, 320, 9_999)
+
+
+@pytest.mark.parametrize(
+    "currency, gross, fee, net, expected",
+    [
+        ("usd", "0.29", "0.01", "0.28", (29, 1, 28)),  # 0.29 is inexact as a float
+        ("usd", "1,234.56", "0.00", "1,234.56", (123_456, 0, 123_456)),
+        ("jpy", "1500", "54", "1446", (1_500, 54, 1_446)),
+        ("kwd", "12.345", "0.370", "11.975", (12_345, 370, 11_975)),
+    ],
+)
+def test_stripe_amounts_convert_exactly(currency, gross, fee, net, expected) -> None:
+    fields = settlement_fields_from_stripe_row(stripe_row(currency=currency, gross=gross, fee=fee, net=net))
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == expected
+    assert fields["currency"] == currency.upper()
+
+
+@pytest.mark.parametrize(
+    "currency, amount",
+    [("jpy", "1500.5"), ("usd", "10.001"), ("kwd", "1.0001")],
+)
+def test_stripe_too_many_decimals_is_rejected(currency: str, amount: str) -> None:
+    with pytest.raises(VendorRowError, match="gross has more decimal places than") as error:
+        settlement_fields_from_stripe_row(stripe_row(currency=currency, gross=amount))
+    assert amount not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        ({"gross": "ten"}, "gross is not a decimal number"),
+        ({"net": ""}, "net is missing"),
+        ({"currency": "xyz"}, "currency is missing or not a known ISO-4217 currency"),
+        ({"balance_transaction_id": ""}, "balance_transaction_id is missing"),
+        ({"created_utc": "03/01/2024 10:15"}, "created_utc is not a 'YYYY-MM-DD HH:MM:SS' time"),
+        (
+            {"automatic_payout_effective_at": "", "available_on_utc": ""},
+            "automatic_payout_effective_at and available_on_utc are both missing",
+        ),
+    ],
+)
+def test_stripe_unusable_rows_raise_vendor_row_error(values: dict, reason: str) -> None:
+    with pytest.raises(VendorRowError, match=reason):
+        settlement_fields_from_stripe_row(stripe_row(**values))
+
+
+def test_stripe_reference_prefers_charge_then_payment_intent_then_source_then_own_id() -> None:
+    read = settlement_fields_from_stripe_row
+    assert read(stripe_row())["processor_reference"] == "ch_test_0001"
+    assert read(stripe_row(charge_id=""))["processor_reference"] == "pi_test_0001"
+    assert read(stripe_row(charge_id="", payment_intent_id=""))["processor_reference"] == "ch_test_0001"
+    own = stripe_row(reporting_category="fee", charge_id="", payment_intent_id="", source_id="")
+    assert read(own)["processor_reference"] == "txn_test_0001"
+
+
+def test_stripe_merchant_falls_back_to_connected_account_then_unattributed() -> None:
+    read = settlement_fields_from_stripe_row
+    no_metadata = {"payment_metadata[merchant_id]": ""}
+    assert read(stripe_row(**no_metadata, connected_account_id="acct_test_1"))["merchant_id"] == "acct_test_1"
+    assert read(stripe_row(**no_metadata))["merchant_id"] == "UNATTRIBUTED"
+
+
+def test_stripe_settlement_date_falls_back_to_available_on_and_payout_to_none() -> None:
+    fields = settlement_fields_from_stripe_row(
+        stripe_row(automatic_payout_id="", automatic_payout_effective_at="", available_on_utc="2024-03-04")
+    )
+    assert fields["settlement_date"] == "2024-03-04"
+    assert fields["payout_id"] is None
+
+
+def test_stripe_writer_emits_every_column_as_text_and_no_personal_data() -> None:
+    refund = line(record_type="REFUND", gross_minor=5_000, fee_minor=0, net_minor=5_000)
+    row = vendor_row_from_settlement("stripe", refund)
+
+    assert tuple(row) == STRIPE_COLUMNS
+    assert all(isinstance(value, str) for value in row.values())
+    assert all(row[column] == "" for column in PERSONAL_DATA_COLUMNS)
+    assert (row["currency"], row["gross"], row["fee"], row["net"]) == ("usd", "-50.00", "0.00", "-50.00")
+    assert row["reporting_category"] == "refund"
+
+
+# ------------------------------------------------------------------- Adyen --
+
+
+def test_adyen_settled_reads_all_canonical_fields() -> None:
+    fields = settlement_fields_from_adyen_row(adyen_row())
+
+    assert fields == {
+        "settlement_id": "adyen:MODTEST000000001:Settled",
+        "processor": "adyen",
+        "processor_reference": "PSPTEST000000001",
+        "merchant_id": "TestMerchantAcct",
+        "record_type": "CAPTURE",
+        "gross_minor": 500,
+        "fee_minor": 12,
+        "net_minor": 488,
+        "currency": "EUR",
+        "settlement_date": "2024-01-15",
+        "booked_time": "2024-01-15T11:00:00.000Z",
+        "payout_id": "batch-42",
+    }
+    assert tuple(fields) == SETTLEMENT_FIELDS
+
+
+@pytest.mark.parametrize(
+    "journal_type, record_type",
+    [
+        ("Settled", "CAPTURE"),
+        ("Refunded", "REFUND"),
+        ("Chargeback", "CHARGEBACK"),
+        ("Fee", "FEE"),
+        ("InvoiceDeduction", "FEE"),
+        ("DepositCorrection", "ADJUSTMENT"),
+        ("ChargebackReversed", "ADJUSTMENT"),
+        ("ChargebackReversal", "ADJUSTMENT"),
+        ("SecondChargeback", "ADJUSTMENT"),
+        ("Balancetransfer", "ADJUSTMENT"),
+        ("MerchantPayout", "PAYOUT"),
+    ],
+)
+def test_adyen_type_mapping(journal_type: str, record_type: str) -> None:
+    fields = settlement_fields_from_adyen_row(adyen_row(type=journal_type))
+    assert fields["record_type"] == record_type
+    assert fields["settlement_id"] == f"adyen:MODTEST000000001:{journal_type}"
+
+
+def test_adyen_unknown_type_is_rejected_without_echoing_it() -> None:
+    with pytest.raises(VendorRowError, match=r"unknown Adyen Type") as error:
+        settlement_fields_from_adyen_row(adyen_row(type="SomethingNew"))
+    assert "SomethingNew" not in str(error.value)
+
+
+def test_adyen_refund_debit_is_positive_and_keeps_the_original_payment_reference() -> None:
+    fields = settlement_fields_from_adyen_row(
+        adyen_row(
+            type="Refunded",
+            modification_reference="MODTEST000000002",
+            gross_credit_gc="",
+            gross_debit_gc="50.00",
+            net_credit_nc="",
+            net_debit_nc="50.10",
+            markup_nc="",
+            scheme_fees_nc="",
+            interchange_nc="",
+            commission_nc="0.10",
+        )
+    )
+    assert fields["record_type"] == "REFUND"
+    assert fields["processor_reference"] == "PSPTEST000000001"
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (5_000, -10, 5_010)
+    assert fields["net_minor"] == fields["gross_minor"] - fields["fee_minor"]
+
+
+def test_adyen_chargeback_debit() -> None:
+    fields = settlement_fields_from_adyen_row(
+        adyen_row(
+            type="Chargeback",
+            gross_credit_gc="",
+            gross_debit_gc="349.99",
+            net_credit_nc="",
+            net_debit_nc="357.49",
+            markup_nc="",
+            scheme_fees_nc="",
+            interchange_nc="",
+            commission_nc="7.5",
+        )
+    )
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (34_999, -750, 35_749)
+
+
+def test_adyen_account_level_fee_without_gross_uses_net_and_own_reference() -> None:
+    fields = settlement_fields_from_adyen_row(
+        adyen_row(
+            type="Fee",
+            psp_reference="",
+            modification_reference="Transaction Fees January 2024",
+            gross_currency="",
+            gross_credit_gc="",
+            exchange_rate="",
+            net_credit_nc="",
+            net_debit_nc="10.08",
+            markup_nc="",
+            scheme_fees_nc="",
+            interchange_nc="",
+        )
+    )
+    assert fields["record_type"] == "FEE"
+    assert fields["processor_reference"] == "Transaction Fees January 2024"
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == (1_008, 0, 1_008)
+
+
+def test_adyen_payout_without_any_reference_but_batch_uses_batch_number() -> None:
+    fields = settlement_fields_from_adyen_row(
+        adyen_row(type="MerchantPayout", psp_reference="", modification_reference="", gross_credit_gc="",
+                  gross_currency="", net_credit_nc="", net_debit_nc="1000.00", markup_nc="",
+                  scheme_fees_nc="", interchange_nc="")
+    )
+    assert fields["processor_reference"] == "42"
+    assert fields["record_type"] == "PAYOUT"
+    assert fields["settlement_id"].startswith("adyen:") and len(fields["settlement_id"]) == len("adyen:") + 20
+
+
+def test_adyen_settlement_id_without_modification_reference_is_a_stable_row_digest() -> None:
+    row = adyen_row(modification_reference="")
+    first = settlement_fields_from_adyen_row(row)["settlement_id"]
+
+    assert first == settlement_fields_from_adyen_row(dict(row))["settlement_id"]
+    assert first != settlement_fields_from_adyen_row(adyen_row(modification_reference="", net_credit_nc="4.87"))[
+        "settlement_id"
+    ]
+    digest = first.removeprefix("adyen:")
+    assert len(digest) == 20 and all(ch in "0123456789abcdef" for ch in digest)
+
+
+@pytest.mark.parametrize(
+    "currency, gross, net, markup, expected",
+    [
+        ("USD", "19.99", "19.41", "0.58", (1_999, 58, 1_941)),
+        ("JPY", "1500", "1455", "45", (1_500, 45, 1_455)),
+        ("KWD", "12.345", "12.000", "0.345", (12_345, 345, 12_000)),
+    ],
+)
+def test_adyen_amounts_convert_exactly(currency, gross, net, markup, expected) -> None:
+    fields = settlement_fields_from_adyen_row(
+        adyen_row(gross_currency=currency, net_currency=currency, gross_credit_gc=gross, net_credit_nc=net,
+                  markup_nc=markup, scheme_fees_nc="", interchange_nc="")
+    )
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == expected
+    assert fields["currency"] == currency
+
+
+def test_adyen_too_many_decimals_is_rejected() -> None:
+    with pytest.raises(VendorRowError, match=r"Net Credit \(NC\) has more decimal places than JPY allows"):
+        settlement_fields_from_adyen_row(
+            adyen_row(gross_currency="JPY", net_currency="JPY", gross_credit_gc="500", net_credit_nc="488.5",
+                      markup_nc="", scheme_fees_nc="", interchange_nc="")
+        )
+
+
+def test_adyen_cross_currency_is_rejected() -> None:
+    with pytest.raises(VendorRowError, match="cross-currency settlement is not supported"):
+        settlement_fields_from_adyen_row(adyen_row(gross_currency="USD", net_currency="EUR"))
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        ({"gross_debit_gc": "5.00"}, r"both Gross Debit \(GC\) and Gross Credit \(GC\) are filled"),
+        ({"net_credit_nc": "-4.88"}, r"Net Credit \(NC\) is negative"),
+        ({"net_credit_nc": ""}, "Net Debit .* are both missing"),
+        ({"merchant_account": ""}, "Merchant Account is missing"),
+        ({"type": ""}, "Type is missing"),
+        ({"creation_date": "15/01/2024 12:00"}, "Creation Date is not a 'YYYY-MM-DD HH:MM:SS' time"),
+        ({"psp_reference": "", "modification_reference": "", "batch_number": ""}, "all missing"),
+    ],
+)
+def test_adyen_unusable_rows_raise_vendor_row_error(values: dict, reason: str) -> None:
+    with pytest.raises(VendorRowError, match=reason):
+        settlement_fields_from_adyen_row(adyen_row(**values))
+
+
+@pytest.mark.parametrize(
+    "creation_date, zone, expected",
+    [
+        ("2024-01-15 12:00:00", "CET", "2024-01-15T11:00:00.000Z"),  # winter, UTC+1
+        ("2024-07-15 12:00:00", "CET", "2024-07-15T10:00:00.000Z"),  # Adyen's CET observes summer time
+        ("2024-07-15 12:00:00", "CEST", "2024-07-15T10:00:00.000Z"),
+        ("2024-07-15 12:00:00", "UTC", "2024-07-15T12:00:00.000Z"),
+        ("2024-07-15 12:00:00", "America/New_York", "2024-07-15T16:00:00.000Z"),
+        # The repeated autumn hour reads as its first (summer-time) occurrence.
+        ("2024-10-27 02:30:00", "CET", "2024-10-27T00:30:00.000Z"),
+    ],
+)
+def test_adyen_creation_date_converts_to_utc(creation_date: str, zone: str, expected: str) -> None:
+    fields = settlement_fields_from_adyen_row(adyen_row(creation_date=creation_date, timezone=zone))
+    assert fields["booked_time"] == expected
+
+
+def test_adyen_settlement_date_is_the_utc_day_of_the_booking() -> None:
+    just_after_midnight = adyen_row(creation_date="2024-01-15 00:30:00", timezone="CET")
+    assert settlement_fields_from_adyen_row(just_after_midnight)["settlement_date"] == "2024-01-14"
+
+    booked_later = adyen_row(booking_date="2024-01-17 09:00:00", booking_date_timezone="CET")
+    assert settlement_fields_from_adyen_row(booked_later)["settlement_date"] == "2024-01-17"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "BST", "Europe", "../etc", ""])
+def test_adyen_unknown_time_zone_is_rejected(zone: str) -> None:
+    with pytest.raises(VendorRowError, match="TimeZone is (not a known time zone|missing)"):
+        settlement_fields_from_adyen_row(adyen_row(timezone=zone))
+
+
+def test_adyen_wall_time_in_the_spring_gap_is_rejected() -> None:
+    with pytest.raises(VendorRowError, match="daylight-saving gap"):
+        settlement_fields_from_adyen_row(adyen_row(creation_date="2024-03-31 02:30:00", timezone="CET"))
+
+
+def test_adyen_writer_emits_every_column_as_text() -> None:
+    chargeback = line(
+        processor="adyen", record_type="CHARGEBACK", gross_minor=34_999, fee_minor=-750, net_minor=35_749, currency="EUR"
+    )
+    row = vendor_row_from_settlement("adyen", chargeback)
+    assert tuple(row) == ADYEN_COLUMNS
+    assert all(isinstance(value, str) for value in row.values())
+    assert (row["Type"], row["Gross Debit (GC)"], row["Net Debit (NC)"], row["Commission (NC)"]) == (
+        "Chargeback",
+        "349.99",
+        "357.49",
+        "7.50",
+    )
+    assert (row["Gross Credit (GC)"], row["Net Credit (NC)"], row["Batch Number"]) == ("", "", "7")
+
+
+def test_adyen_writer_refuses_a_payout_id_it_cannot_round_trip() -> None:
+    with pytest.raises(VendorRowError, match="batch-"):
+        vendor_row_from_settlement("adyen", line(processor="adyen", payout_id="po_test_0001"))
+
+
+# -------------------------------------------------------- package surface --
+
+
+def test_detect_vendor() -> None:
+    assert detect_vendor(STRIPE_COLUMNS) == "stripe"
+    assert detect_vendor(ADYEN_COLUMNS) == "adyen"
+    assert detect_vendor(SETTLEMENT_FIELDS) is None
+    assert detect_vendor(["\ufeffbalance_transaction_id", "reporting_category "]) == "stripe"
+    assert detect_vendor(["Company Account", "Psp Reference", "Type"]) == "adyen"
+    assert detect_vendor([]) is None
+
+
+def test_dispatch_and_columns() -> None:
+    assert VENDORS == ("stripe", "adyen")
+    assert vendor_columns("stripe") == STRIPE_COLUMNS
+    assert vendor_columns("adyen") == ADYEN_COLUMNS
+    assert settlement_fields_from_vendor_row("stripe", stripe_row()) == settlement_fields_from_stripe_row(stripe_row())
+    assert settlement_fields_from_vendor_row("adyen", adyen_row()) == settlement_fields_from_adyen_row(adyen_row())
+
+
+def test_unknown_vendor_is_a_configuration_error_not_a_bad_row() -> None:
+    for call in (
+        lambda: settlement_fields_from_vendor_row("paypal", {}),
+        lambda: vendor_columns("paypal"),
+        lambda: vendor_row_from_settlement("paypal", line()),
+    ):
+        with pytest.raises(ValueError, match="unknown vendor") as error:
+            call()
+        assert not isinstance(error.value, VendorRowError)
+
+
+# -------------------------------------------------------------- round trips --
+
+# Every record type, the three exponents, and the awkward cases: inconsistent
+# net (the generator writes those on purpose), zero gross, no payout,
+# account-level lines identified by their own id, a booking instant with
+# milliseconds, and a settlement day that is not the booking day.
+_AMOUNTS = {
+    "USD": (10_000, 320, 9_680),
+    "JPY": (1_500, 45, 1_455),
+    "KWD": (12_345, 370, 11_975),
+}
+ROUND_TRIP_LINES = [
+    line(record_type=record_type, currency=currency, gross_minor=g, fee_minor=f, net_minor=n,
+         settlement_id=f"stl-{record_type.lower()}-{currency.lower()}")
+    for record_type in RECORD_TYPES
+    for currency, (g, f, n) in _AMOUNTS.items()
+] + [
+    line(record_type=record_type, settlement_id=f"stl-odd-{record_type.lower()}", **odd)
+    for record_type in RECORD_TYPES
+    for odd in (
+        {"net_minor": 9_999},  # net != gross - fee
+        {"gross_minor": 0, "fee_minor": 25, "net_minor": -25},
+        {"fee_minor": -1_500, "net_minor": 11_500},
+        {"payout_id": None, "booked_time": parse_timestamp_millis("2024-03-01T23:59:59Z")},
+        {"merchant_id": "UNATTRIBUTED", "settlement_date": "2024-02-28"},
+    )
+] + [
+    line(record_type=record_type, settlement_id="stl-own-ref", processor_reference="stl-own-ref",
+         gross_minor=700, fee_minor=0, net_minor=700)
+    for record_type in ("FEE", "ADJUSTMENT", "PAYOUT")
+]
+
+
+def _id(settlement: SettlementLine) -> str:
+    return f"{settlement.settlement_id}-{settlement.currency}"
+
+
+@pytest.mark.parametrize("settlement", ROUND_TRIP_LINES, ids=_id)
+def test_stripe_round_trip(settlement: SettlementLine) -> None:
+    settlement = settlement._replace(processor="stripe")
+    row = vendor_row_from_settlement("stripe", settlement)
+    assert settlement_fields_from_vendor_row("stripe", row) == canonical(settlement)
+
+
+@pytest.mark.parametrize("settlement", ROUND_TRIP_LINES, ids=_id)
+def test_adyen_round_trip(settlement: SettlementLine) -> None:
+    settlement = settlement._replace(processor="adyen")
+    row = vendor_row_from_settlement("adyen", settlement)
+    fields = settlement_fields_from_vendor_row("adyen", row)
+
+    # The one documented difference: the id gains the adyen:<ref>:<Type> form.
+    assert fields.pop("settlement_id") == f"adyen:{settlement.settlement_id}:{row['Type']}"
+    expected = canonical(settlement)
+    del expected["settlement_id"]
+    assert fields == expected
+
+
+def test_round_trip_covers_every_record_type_in_both_vendors() -> None:
+    assert {settlement.record_type for settlement in ROUND_TRIP_LINES} == set(RECORD_TYPES)

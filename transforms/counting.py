@@ -1,0 +1,40 @@
+"""Counts for run summaries: read = accepted + rejected, per input, and per status."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+
+def summarize_counts(named_counts: Iterable[Tuple[str, int]]) -> Dict[str, int]:
+    return dict(sorted(named_counts))
+
+
+class CountEach(beam.PTransform):
+    """{name: PCollection} -> one (name, count) per name, zero for an empty collection.
+
+    Bounded inputs only: counting waits for the end of the global window.
+    """
+
+    def expand(self, named: Mapping[str, beam.PCollection]):
+        counted = [
+            collection
+            | f"Rewindow[{name}]" >> beam.WindowInto(GlobalWindows())
+            | f"Count[{name}]" >> beam.combiners.Count.Globally()
+            | f"Name[{name}]" >> beam.Map(lambda count, name=name: (name, count))
+            for name, collection in named.items()
+        ]
+        return counted | "AllCounts" >> beam.Flatten()
+
+
+class CountStatuses(beam.PTransform):
+    """Result rows of the final revisions -> ("status.<STATUS>", count) pairs."""
+
+    def expand(self, results):
+        return (
+            results
+            | "FinalRows" >> beam.Filter(lambda row: row.is_final)
+            | "StatusName" >> beam.Map(lambda row: f"status.{row.status}")
+            | "CountPerStatus" >> beam.combiners.Count.PerElement()
+        )

@@ -1,0 +1,266 @@
+"""DailyTotals: per (merchant_id, currency) and settlement day (DESIGN.md 4.3).
+
+Settlement days are local calendar days in a time zone, starting at a
+cut-off hour (e.g. Europe/Amsterdam 06:00), so a day may last 23 or 25 hours
+around a DST change; that is why this is a custom WindowFn rather than
+FixedWindows with an offset. Panes accumulate; the trigger is a parameter
+because Python batch runners crash on processing-time triggers (DESIGN.md 7):
+streaming passes early firings, batch the event-time trigger only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from zoneinfo import ZoneInfo
+
+import apache_beam as beam
+from apache_beam.coders.coders import IntervalWindowCoder
+from apache_beam.transforms import trigger as triggers
+from apache_beam.transforms.window import IntervalWindow, NonMergingWindowFn, TimestampedValue
+from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.windowed_value import PaneInfoTiming
+
+from schemas.records import BREAK_STATUSES, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.timestamps import EPOCH
+from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
+
+PANE_TIMINGS = {
+    PaneInfoTiming.EARLY: "EARLY",
+    PaneInfoTiming.ON_TIME: "ON_TIME",
+    PaneInfoTiming.LATE: "LATE",
+    # Batch runners may not label the single pane they fire at the end of input.
+    PaneInfoTiming.UNKNOWN: "ON_TIME",
+}
+
+
+@dataclass(frozen=True)
+class SettlementDay:
+    """How instants map to settlement days: a time zone and the local hour a day starts."""
+
+    time_zone: str = "UTC"
+    cutoff_hour: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cutoff_hour <= 23:
+            raise ValueError("cutoff_hour must be between 0 and 23")
+        ZoneInfo(self.time_zone)  # raises for an unknown zone
+
+    def bounds(self, millis: int) -> Tuple[int, int, str]:
+        """(start millis, end millis, YYYY-MM-DD label) of the settlement day containing `millis`."""
+        zone = ZoneInfo(self.time_zone)
+        local = (EPOCH + timedelta(milliseconds=millis)).astimezone(zone)
+        day = (local - timedelta(hours=self.cutoff_hour)).date()
+        start = datetime(day.year, day.month, day.day, self.cutoff_hour, tzinfo=zone)
+        following = day + timedelta(days=1)
+        end = datetime(following.year, following.month, following.day, self.cutoff_hour, tzinfo=zone)
+        return _to_millis(start), _to_millis(end), day.isoformat()
+
+
+def _to_millis(moment: datetime) -> int:
+    return int((moment - EPOCH) / timedelta(milliseconds=1))
+
+
+class SettlementDayWindows(NonMergingWindowFn):
+    """Assigns each element to its settlement day (see SettlementDay)."""
+
+    def __init__(self, settlement_day: SettlementDay):
+        self.settlement_day = settlement_day
+
+    def assign(self, context):
+        start, end, _ = self.settlement_day.bounds(beam_timestamp_to_millis(context.timestamp))
+        return [IntervalWindow(millis_to_beam_timestamp(start), millis_to_beam_timestamp(end))]
+
+    def get_window_coder(self):
+        return IntervalWindowCoder()
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.settlement_day == self.settlement_day
+
+    def __hash__(self):
+        return hash(self.settlement_day)
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    """When daily-total panes fire: early (streaming only), on time, and late."""
+
+    early_firing_interval: Optional[timedelta] = None
+    allowed_lateness: timedelta = timedelta(days=7)
+    # With bounded input nothing can arrive after the on-time pane, so it is final;
+    # Beam cannot know that and labels it not-last whenever lateness is allowed.
+    bounded_input: bool = False
+
+    @classmethod
+    def batch(cls, allowed_lateness: timedelta = timedelta(days=7)) -> "TriggerPolicy":
+        return cls(None, allowed_lateness, bounded_input=True)
+
+    @classmethod
+    def streaming(cls, early_firing_interval: timedelta = timedelta(minutes=5),
+                  allowed_lateness: timedelta = timedelta(days=7)) -> "TriggerPolicy":
+        return cls(early_firing_interval, allowed_lateness)
+
+    def trigger(self) -> triggers.TriggerFn:
+        early = None
+        if self.early_firing_interval is not None:
+            early = triggers.AfterProcessingTime(self.early_firing_interval.total_seconds())
+        return triggers.AfterWatermark(early=early, late=triggers.AfterCount(1))
+
+    @property
+    def allowed_lateness_duration(self) -> Duration:
+        return Duration(micros=int(self.allowed_lateness.total_seconds() * 1_000_000))
+
+
+# ---------------------------------------------------------------- per-record contributions
+
+_LEDGER_COLUMN = {"CAPTURED": 0, "REFUNDED": 1, "CHARGEBACK": 2}
+# Settlement money is a signed flow: captures in, refunds and chargebacks out.
+_SETTLEMENT_SIGN = {"CAPTURE": 1, "REFUND": -1, "CHARGEBACK": -1}
+_SUMS = 10  # captured, refunded, chargeback, ledger count, gross, fee, net, adjustment, payout, line count
+
+
+class Contribution(NamedTuple):
+    """What one record adds to its day's totals."""
+
+    sums: Tuple[int, ...]
+    result_key: Optional[str] = None  # for results: whose break count this is
+    revision: int = 0
+    breaks: int = 0
+
+
+def ledger_contribution(event: PaymentEvent) -> Contribution:
+    sums = [0] * _SUMS
+    if event.event_type in _LEDGER_COLUMN:
+        sums[_LEDGER_COLUMN[event.event_type]] = event.amount_minor
+    sums[3] = 1
+    return Contribution(tuple(sums))
+
+
+def settlement_contribution(line: SettlementLine) -> Contribution:
+    """Signed so that for every day settled_net = settled_gross - fee."""
+    sums = [0] * _SUMS
+    sign = _SETTLEMENT_SIGN.get(line.record_type)
+    if sign is not None:
+        sums[4], sums[5], sums[6] = sign * line.gross_minor, sign * line.fee_minor, sign * line.net_minor
+    elif line.record_type == "FEE":
+        sums[5], sums[6] = line.gross_minor, -line.gross_minor
+    elif line.record_type == "ADJUSTMENT":
+        sums[7] = line.gross_minor
+    elif line.record_type == "PAYOUT":
+        sums[8] = line.gross_minor
+    sums[9] = 1
+    return Contribution(tuple(sums))
+
+
+def result_contribution(row: ReconciliationResult) -> Contribution:
+    key = "\x1f".join((row.processor, row.processor_reference, row.kind))
+    return Contribution((0,) * _SUMS, key, row.revision, int(row.status in BREAK_STATUSES))
+
+
+def result_event_time(row: ReconciliationResult) -> int:
+    """A result belongs to the day of its ledger event, or of its settlement line if it has none."""
+    return row.event_time if row.event_time is not None else row.booked_time
+
+
+class DailyTotalsFn(beam.CombineFn):
+    """Sums money and counts; counts breaks in the latest revision of each key only."""
+
+    def create_accumulator(self):
+        return [0] * _SUMS, {}
+
+    def add_input(self, accumulator, contribution: Contribution):
+        sums, latest = accumulator
+        for index, value in enumerate(contribution.sums):
+            sums[index] += value
+        if contribution.result_key is not None:
+            _merge_revision(latest, contribution.result_key, contribution.revision, contribution.breaks)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged_sums, merged_latest = self.create_accumulator()
+        for sums, latest in accumulators:
+            for index, value in enumerate(sums):
+                merged_sums[index] += value
+            for key, (revision, breaks) in latest.items():
+                _merge_revision(merged_latest, key, revision, breaks)
+        return merged_sums, merged_latest
+
+    def extract_output(self, accumulator):
+        sums, latest = accumulator
+        return tuple(sums), sum(breaks for _, breaks in latest.values())
+
+
+def _merge_revision(latest: Dict[str, Tuple[int, int]], key: str, revision: int, breaks: int) -> None:
+    # Rows of the same revision add up (a key with duplicates has several); a newer revision replaces.
+    seen_revision, seen_breaks = latest.get(key, (-1, 0))
+    if revision > seen_revision:
+        latest[key] = (revision, breaks)
+    elif revision == seen_revision:
+        latest[key] = (revision, seen_breaks + breaks)
+
+
+class _ToDailyTotal(beam.DoFn):
+    def __init__(self, settlement_day: SettlementDay, bounded_input: bool):
+        self._settlement_day = settlement_day
+        self._bounded_input = bounded_input
+
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        (merchant_id, currency), (sums, break_count) = element
+        start = beam_timestamp_to_millis(window.start)
+        _, _, day = self._settlement_day.bounds(start)
+        timing = PANE_TIMINGS[pane.timing]
+        yield DailyTotal(
+            merchant_id, currency, day, start, beam_timestamp_to_millis(window.end),
+            *sums, break_count,
+            pane_timing=timing,
+            pane_index=pane.index,
+            is_final=pane.is_last or (self._bounded_input and timing == "ON_TIME"),
+        )
+
+
+def _keyed(contribution_of):
+    def keyed(record):
+        return (record.merchant_id, record.currency), contribution_of(record)
+    return keyed
+
+
+class DailyTotals(beam.PTransform):
+    """(ledger events, settlement lines[, results]) -> DailyTotal panes.
+
+    Inputs carry their event timestamps (AssignEventTime). Results are
+    re-stamped with their record's own time so breaks land on the day of the
+    payment they concern, not the day the verdict was reached.
+    """
+
+    def __init__(self, settlement_day: SettlementDay = SettlementDay(),
+                 trigger_policy: TriggerPolicy = TriggerPolicy.batch()):
+        super().__init__()
+        self._settlement_day = settlement_day
+        self._trigger_policy = trigger_policy
+
+    def expand(self, inputs):
+        ledger, settlements, *rest = inputs
+        parts = [
+            ledger | "LedgerContributions" >> beam.Map(_keyed(ledger_contribution)),
+            settlements | "SettlementContributions" >> beam.Map(_keyed(settlement_contribution)),
+        ]
+        if rest:
+            parts.append(
+                rest[0]
+                | "AtRecordTime" >> beam.Map(
+                    lambda row: TimestampedValue(row, millis_to_beam_timestamp(result_event_time(row))))
+                | "BreakContributions" >> beam.Map(_keyed(result_contribution))
+            )
+        return (
+            parts
+            | "AllContributions" >> beam.Flatten()
+            | "SettlementDays" >> beam.WindowInto(
+                SettlementDayWindows(self._settlement_day),
+                trigger=self._trigger_policy.trigger(),
+                accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
+                allowed_lateness=self._trigger_policy.allowed_lateness_duration,
+            )
+            | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
+            | "WithPaneMetadata" >> beam.ParDo(
+                _ToDailyTotal(self._settlement_day, self._trigger_policy.bounded_input)).with_output_types(DailyTotal)
+        )

@@ -1,0 +1,33 @@
+"""Event time: payments at `event_time`, settlement lines at `booked_time` (DESIGN.md 4.1)."""
+from __future__ import annotations
+
+from typing import Union
+
+import apache_beam as beam
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.records import PaymentEvent, SettlementLine
+
+
+def event_time_millis(record: Union[PaymentEvent, SettlementLine]) -> int:
+    """The instant a record happened, from its payload (never the arrival or broker time)."""
+    return record.event_time if isinstance(record, PaymentEvent) else record.booked_time
+
+
+def millis_to_beam_timestamp(millis: int) -> Timestamp:
+    return Timestamp(micros=millis * 1000)
+
+
+def beam_timestamp_to_millis(timestamp: Timestamp) -> int:
+    return timestamp.micros // 1000
+
+
+class AssignEventTime(beam.PTransform):
+    """Stamps each record with its payload event time, so windows and timers use it."""
+
+    def expand(self, records):
+        element_type = records.element_type
+        return records | "WithPayloadTime" >> beam.Map(
+            lambda record: TimestampedValue(record, millis_to_beam_timestamp(event_time_millis(record)))
+        ).with_output_types(element_type)

@@ -1,0 +1,90 @@
+"""The one reconciliation flow that batch and streaming pipelines both run.
+
+    raw payments ──► ParseAndValidate ─► AssignEventTime ─► Deduplicate ─┐
+    raw settlements ► ParseAndValidate ─► AssignEventTime ─► Deduplicate ─┤
+                         │ dead letters                                  ├─► ReconcileSettlements ─► results
+                         ▼                                               └─► DailyTotals (+ results) ─► daily totals
+
+Pipelines wire IO around it and choose where `as_of` comes from and which
+trigger daily totals use; nothing here knows whether it runs in batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Dict
+
+import apache_beam as beam
+
+from schemas.records import PAYMENTS, SETTLEMENTS
+from transforms.counting import CountEach, CountStatuses
+from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
+from transforms.dedup import DEFAULT_HORIZON, Deduplicate
+from transforms.event_time import AssignEventTime
+from transforms.reconcile import AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
+from transforms.validate import DEAD_LETTERS, ParseAndValidate
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    policy: MatchPolicy = field(default_factory=MatchPolicy)
+    as_of: AsOf = field(default_factory=AsOf.latest_in_input)
+    settlement_day: SettlementDay = field(default_factory=SettlementDay)
+    trigger_policy: TriggerPolicy = field(default_factory=TriggerPolicy.batch)
+    dedup_horizon: timedelta = DEFAULT_HORIZON
+
+
+class ReconcileRecords(beam.PTransform):
+    """{payments, settlements}: RawRecords -> {results, daily_totals, dead_letters, payments, settlements}.
+
+    With `with_counts` (bounded inputs only) also `counts`: (name, count)
+    pairs such as payments.read, payments.accepted, payments.rejected,
+    payments.unique and status.MATCHED.
+    """
+
+    def __init__(self, config: ReconcileConfig = ReconcileConfig(), with_counts: bool = False):
+        super().__init__()
+        self._config = config
+        self._with_counts = with_counts
+
+    def expand(self, raw: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        config = self._config
+        valid, rejected, unique = {}, {}, {}
+        for name in (PAYMENTS, SETTLEMENTS):
+            parsed = raw[name] | f"ParseAndValidate[{name}]" >> ParseAndValidate(name)
+            valid[name], rejected[name] = parsed.valid, parsed[DEAD_LETTERS]
+            unique[name] = (
+                parsed.valid
+                | f"AssignEventTime[{name}]" >> AssignEventTime()
+                | f"Deduplicate[{name}]" >> Deduplicate(config.dedup_horizon)
+            )
+        sides = (unique[PAYMENTS], unique[SETTLEMENTS])
+        matcher_inputs = sides
+        as_of = None
+        if config.as_of.mode != "watermark":
+            as_of = as_of_millis(sides | "AllRecords" >> beam.Flatten(), config.as_of)
+            matcher_inputs = (*sides, as_of)
+        results = matcher_inputs | "ReconcileSettlements" >> ReconcileSettlements(config.policy, config.as_of)
+        outputs = {
+            "payments": unique[PAYMENTS],
+            "settlements": unique[SETTLEMENTS],
+            "results": results,
+            "daily_totals": (*sides, results) | "DailyTotals" >> DailyTotals(
+                config.settlement_day, config.trigger_policy),
+            "dead_letters": (rejected[PAYMENTS], rejected[SETTLEMENTS]) | "DeadLetters" >> beam.Flatten(),
+        }
+        if self._with_counts:
+            named = {}
+            for name in (PAYMENTS, SETTLEMENTS):
+                named.update({f"{name}.read": raw[name], f"{name}.accepted": valid[name],
+                              f"{name}.rejected": rejected[name], f"{name}.unique": unique[name]})
+            named["results.rows"] = results
+            named["daily_totals.rows"] = outputs["daily_totals"]
+            counted = [named | "CountEach" >> CountEach(), results | "CountStatuses" >> CountStatuses()]
+            if as_of is not None:
+                counted.append(as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis)))
+            outputs["counts"] = (
+                counted
+                | "AllCounts" >> beam.Flatten()
+            )
+        return outputs

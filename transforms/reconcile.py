@@ -1,0 +1,255 @@
+"""ReconcileSettlements: the stateful per-key matcher of DESIGN.md 4.2.
+
+One DoFn, two ways of knowing "now":
+
+* watermark mode (unbounded streams): the watermark is `as_of`. A key is
+  re-judged when the watermark passes one of its records (`evaluate` timer)
+  and when a PENDING verdict falls due (`deadline` timer); each change of
+  its rows is a new revision. `expire` closes the key after the retention
+  period with a final revision and clears its state.
+* as-of mode (batch files, bounded Kafka runs): the watermark jumps to the
+  end at once, so every key is judged exactly once, at the end of input,
+  against a fixed `as_of` (given, or the latest event time in the input).
+  One revision per key, final, and deterministic whatever the arrival order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder, RowCoder, VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+
+from schemas.records import ReconciliationResult
+from transforms.event_time import beam_timestamp_to_millis, event_time_millis, millis_to_beam_timestamp
+from transforms.matching import (
+    Candidate,
+    MatchPolicy,
+    ReconciliationKey,
+    candidate_of,
+    next_deadline,
+    reconcile_key,
+    reconciliation_key,
+    result_signature,
+    with_revision,
+)
+
+beam.coders.registry.register_coder(Candidate, RowCoder)
+
+DEFAULT_RETENTION = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """Where the matcher's notion of "now" comes from."""
+
+    mode: str  # "watermark" | "fixed" | "latest"
+    millis: Optional[int] = None
+
+    @classmethod
+    def watermark(cls) -> "AsOf":
+        return cls("watermark")
+
+    @classmethod
+    def fixed(cls, millis: int) -> "AsOf":
+        return cls("fixed", millis)
+
+    @classmethod
+    def latest_in_input(cls) -> "AsOf":
+        return cls("latest")
+
+
+class _MatchKeyFn(beam.DoFn):
+    CANDIDATES = BagStateSpec("candidates", RowCoder.from_type_hint(Candidate, None))
+    EMITTED = ReadModifyWriteStateSpec("emitted", PickleCoder())  # (revision, signature)
+    NOW = ReadModifyWriteStateSpec("now", VarIntCoder())  # latest instant judged: keeps "now" monotonic
+    PENDING_EVALUATION = ReadModifyWriteStateSpec("pending_evaluation", VarIntCoder())
+    LATEST_RECORD = ReadModifyWriteStateSpec("latest_record", VarIntCoder())
+    AS_OF = ReadModifyWriteStateSpec("as_of", VarIntCoder())
+    EVALUATE = TimerSpec("evaluate", TimeDomain.WATERMARK)
+    DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+    JUDGE_AT_END = TimerSpec("judge_at_end", TimeDomain.WATERMARK)
+
+    def __init__(self, policy: MatchPolicy, watermark_mode: bool, retention: timedelta):
+        self._policy = policy
+        self._watermark_mode = watermark_mode
+        self._retention_millis = int(retention.total_seconds() * 1000) + max(
+            policy.settlement_sla_millis, policy.ledger_grace_millis)
+
+    def process(
+        self,
+        element: Tuple[ReconciliationKey, Candidate],
+        as_of_millis: Optional[Tuple[ReconciliationKey, Optional[int]]],
+        candidates=beam.DoFn.StateParam(CANDIDATES),
+        pending_evaluation=beam.DoFn.StateParam(PENDING_EVALUATION),
+        latest_record=beam.DoFn.StateParam(LATEST_RECORD),
+        as_of_state=beam.DoFn.StateParam(AS_OF),
+        evaluate=beam.DoFn.TimerParam(EVALUATE),
+        expire=beam.DoFn.TimerParam(EXPIRE),
+        judge_at_end=beam.DoFn.TimerParam(JUDGE_AT_END),
+    ):
+        _, candidate = element
+        candidates.add(candidate)
+        if not self._watermark_mode:
+            # Timer callbacks cannot read side inputs, so as_of travels in state.
+            _, as_of = as_of_millis
+            as_of_state.write(as_of if as_of is not None else candidate.time)
+            judge_at_end.set(GlobalWindow().max_timestamp())
+            return
+        # Judge the key once the watermark passes this record; an earlier pending
+        # evaluation already covers it, a later one is pulled forward.
+        pending = pending_evaluation.read()
+        if pending is None or candidate.time < pending:
+            pending_evaluation.write(candidate.time)
+            evaluate.set(millis_to_beam_timestamp(candidate.time))
+        latest = max(latest_record.read() or candidate.time, candidate.time)
+        latest_record.write(latest)
+        expire.set(millis_to_beam_timestamp(latest + self._retention_millis))
+
+    @on_timer(EVALUATE)
+    def on_evaluate(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired_at=beam.DoFn.TimestampParam,
+        candidates=beam.DoFn.StateParam(CANDIDATES),
+        emitted=beam.DoFn.StateParam(EMITTED),
+        now_state=beam.DoFn.StateParam(NOW),
+        pending_evaluation=beam.DoFn.StateParam(PENDING_EVALUATION),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
+    ):
+        pending_evaluation.clear()
+        yield from self._judge(key, fired_at, candidates, emitted, now_state, deadline, is_final=False)
+
+    @on_timer(DEADLINE)
+    def on_deadline(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired_at=beam.DoFn.TimestampParam,
+        candidates=beam.DoFn.StateParam(CANDIDATES),
+        emitted=beam.DoFn.StateParam(EMITTED),
+        now_state=beam.DoFn.StateParam(NOW),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
+    ):
+        yield from self._judge(key, fired_at, candidates, emitted, now_state, deadline, is_final=False)
+
+    @on_timer(EXPIRE)
+    def on_expire(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired_at=beam.DoFn.TimestampParam,
+        candidates=beam.DoFn.StateParam(CANDIDATES),
+        emitted=beam.DoFn.StateParam(EMITTED),
+        now_state=beam.DoFn.StateParam(NOW),
+        pending_evaluation=beam.DoFn.StateParam(PENDING_EVALUATION),
+        latest_record=beam.DoFn.StateParam(LATEST_RECORD),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
+    ):
+        yield from self._judge(key, fired_at, candidates, emitted, now_state, None, is_final=True)
+        for state in (candidates, emitted, now_state, pending_evaluation, latest_record):
+            state.clear()
+
+    @on_timer(JUDGE_AT_END)
+    def on_end_of_input(
+        self,
+        key=beam.DoFn.KeyParam,
+        candidates=beam.DoFn.StateParam(CANDIDATES),
+        as_of_state=beam.DoFn.StateParam(AS_OF),
+    ):
+        rows = reconcile_key(key, list(candidates.read()), as_of_state.read(), self._policy)
+        yield from with_revision(rows, revision=1, is_final=True)
+        candidates.clear()
+        as_of_state.clear()
+
+    def _judge(self, key, fired_at, candidates, emitted, now_state, deadline, is_final: bool):
+        known = list(candidates.read())
+        if not known:
+            return  # already expired: a timer of a closed key
+        now = max(beam_timestamp_to_millis(fired_at), now_state.read() or 0)
+        now_state.write(now)
+        rows = reconcile_key(key, known, now, self._policy)
+        revision, signature = emitted.read() or (0, None)
+        if result_signature(rows) != signature or is_final:
+            revision += 1
+            emitted.write((revision, result_signature(rows)))
+            yield from with_revision(rows, revision, is_final)
+        due = next_deadline(known, now, self._policy)
+        if deadline is not None and due is not None:
+            deadline.set(millis_to_beam_timestamp(due))
+
+
+class ReconcileSettlements(beam.PTransform):
+    """(ledger events, settlement lines) -> ReconciliationResult revisions, per reconciliation key.
+
+    Records that do not settle one by one (AUTHORIZED, FEE, PAYOUT, ...) are
+    not matched, but in "latest" mode they still count towards `as_of`.
+    """
+
+    def __init__(self, policy: MatchPolicy = MatchPolicy(), as_of: AsOf = AsOf.latest_in_input(),
+                 retention: timedelta = DEFAULT_RETENTION):
+        super().__init__()
+        self._policy = policy
+        self._as_of = as_of
+        self._retention = retention
+
+    def expand(self, sides):
+        """`sides` is (ledger, settlements) or (ledger, settlements, as_of) with a singleton as_of."""
+        ledger, settlements, *given_as_of = sides
+        records = (ledger, settlements) | "BothSides" >> beam.Flatten()
+        keyed = (
+            records
+            | "ToMatchCandidates" >> beam.FlatMap(_keyed_candidate).with_output_types(
+                Tuple[Tuple[str, str, str], Candidate])
+            | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+        )
+        watermark_mode = self._as_of.mode == "watermark"
+        match_fn = _MatchKeyFn(self._policy, watermark_mode, self._retention)
+        if watermark_mode:
+            results = keyed | "MatchPerKey" >> beam.ParDo(match_fn, None)
+        else:
+            as_of_collection = given_as_of[0] if given_as_of else as_of_millis(records, self._as_of)
+            as_of = beam.pvalue.AsSingleton(
+                as_of_collection
+                | "KeyedLikeMainInput" >> beam.Map(lambda millis: (_AS_OF_KEY, millis)).with_output_types(
+                    Tuple[Tuple[str, str, str], Optional[int]]))
+            results = keyed | "MatchPerKey" >> beam.ParDo(match_fn, as_of)
+        results.element_type = ReconciliationResult
+        return results
+
+# Beam 2.77's ParDo picks the key coder of a stateful DoFn from an arbitrary one of
+# its inputs, side inputs included (set order of the input tags), and rejects the
+# pipeline when it picks a non-KV side input. Shaping the as_of side input like
+# the main input's KV makes either pick give the same key coder.
+_AS_OF_KEY = ("as_of", "", "")
+
+
+def as_of_millis(records, as_of: AsOf):
+    """The singleton PCollection of the instant deadlines are judged at ("fixed" or "latest" mode)."""
+    if as_of.mode == "fixed":
+        return records.pipeline | "FixedAsOf" >> beam.Create([as_of.millis])
+    return (
+        records
+        | "EventTimes" >> beam.Map(event_time_millis)
+        | "GlobalWindowForAsOf" >> beam.WindowInto(GlobalWindows())
+        | "LatestEventTime" >> beam.CombineGlobally(_latest)
+    )
+
+
+def _latest(times) -> Optional[int]:
+    # Partial results of an empty bundle are None, so they are skipped when merging.
+    return max((time for time in times if time is not None), default=None)
+
+
+def _keyed_candidate(record):
+    key = reconciliation_key(record)
+    if key is not None:
+        yield key, candidate_of(record)
