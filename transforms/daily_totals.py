@@ -103,7 +103,7 @@ class TriggerPolicy:
     def trigger(self) -> triggers.TriggerFn:
         early = None
         if self.early_firing_interval is not None:
-            early = triggers.AfterProcessingTime(self.early_firing_interval.total_seconds())
+            early = triggers.AfterProcessingTime(int(self.early_firing_interval.total_seconds()))
         return triggers.AfterWatermark(early=early, late=triggers.AfterCount(1))
 
     @property
