@@ -1,0 +1,55 @@
+"""Helpers for tests that run the `paybeam` CLI and read what it wrote."""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from collections import Counter
+from typing import List
+
+import pyarrow.parquet as pq
+
+from pipelines.cli import main
+
+
+def reconcile(payments: str, settlements: str, output: str, *extra: str) -> int:
+    return main(["reconcile", "--payments", payments, "--settlements", settlements, "--output", output, *extra])
+
+
+def results(output: str) -> List[dict]:
+    rows: List[dict] = []
+    for path in sorted(glob.glob(os.path.join(output, "results", "*.parquet"))):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def daily_totals(output: str) -> List[dict]:
+    rows: List[dict] = []
+    for path in sorted(glob.glob(os.path.join(output, "daily_totals", "*.parquet"))):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def dead_letters(output: str) -> List[dict]:
+    letters: List[dict] = []
+    for path in sorted(glob.glob(os.path.join(output, "dead_letters", "*.jsonl"))):
+        with open(path, encoding="utf-8") as handle:
+            letters.extend(json.loads(line) for line in handle if line.strip())
+    return letters
+
+
+def run_summary(output: str) -> dict:
+    with open(os.path.join(output, "run.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def result_multiset(rows: List[dict]) -> Counter:
+    return Counter((r["processor"], r["processor_reference"], r["kind"], r["status"],
+                    r["ledger_event_id"] or "", r["settlement_id"] or "") for r in rows)
+
+
+def ground_truth_multiset(path: str) -> Counter:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return Counter((r["processor"], r["processor_reference"], r["kind"], r["status"],
+                        r["ledger_event_id"], r["settlement_id"]) for r in csv.DictReader(handle))
