@@ -44,15 +44,35 @@ def _add_recursively(options_class, parser) -> None:
         _add_recursively(subclass, parser)
 
 
-def unknown_beam_args(beam_args: Sequence[str]) -> List[str]:
-    """The flags in `beam_args` that no Beam PipelineOptions class defines."""
+# Flink runner options defined on the Java side (FlinkPipelineOptions): Beam's
+# portable runner learns them from the job server at submission, so no Python
+# options class declares them.
+JOB_SERVER_OPTIONS = {
+    "FlinkRunner": (
+        "parallelism", "max_parallelism", "checkpointing_interval", "checkpointing_mode",
+        "checkpoint_timeout_millis", "min_pause_between_checkpoints", "tolerable_checkpoint_failure_number",
+        "number_of_execution_retries", "execution_retry_delay", "object_reuse", "state_backend",
+        "state_backend_storage_path", "externalized_checkpoints_enabled",
+        "retain_externalized_checkpoints_on_cancellation", "shutdown_sources_after_idle_ms",
+        "auto_watermark_interval", "latency_tracking_interval", "max_bundle_size", "max_bundle_time_millis",
+        "savepoint_path", "allow_non_restored_state", "finish_bundle_before_checkpointing",
+        "unaligned_checkpoint_enabled", "fail_on_checkpointing_errors",
+    ),
+}
+JOB_SERVER_OPTIONS["PortableRunner"] = JOB_SERVER_OPTIONS["FlinkRunner"]
+
+
+def unknown_beam_args(beam_args: Sequence[str], runner: str = "DirectRunner") -> List[str]:
+    """The flags in `beam_args` that neither Beam's Python options nor the runner's job server define."""
     _, unknown = _beam_argument_parser().parse_known_args(list(beam_args))
-    return list(unknown)
+    job_server_options = JOB_SERVER_OPTIONS.get(canonical_runner(runner), ())
+    return [arg for arg in unknown
+            if arg.lstrip("-").split("=", 1)[0].replace("-", "_") not in job_server_options]
 
 
 def build_pipeline_options(runner: str, beam_args: Sequence[str] = (), streaming: bool = False) -> PipelineOptions:
     """PipelineOptions for `runner` plus the user's pass-through Beam flags."""
-    unknown = unknown_beam_args(beam_args)
+    unknown = unknown_beam_args(beam_args, runner)
     if unknown:
         raise OptionsError(f"unknown option(s): {' '.join(unknown)}")
     args = [f"--runner={canonical_runner(runner)}", *beam_args]

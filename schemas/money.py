@@ -5,7 +5,11 @@ converts them exactly with `Decimal` using the currency's exponent.
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_GROUPED_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 
 # ISO-4217 active codes and their minor-unit exponents (currencies that are
 # not listed are rejected as unknown). Zero- and three-decimal currencies are
@@ -68,7 +72,12 @@ def to_minor_units(amount: object, currency: str) -> int:
     exponent = currency_exponent(currency)
     if isinstance(amount, float):
         raise MoneyError("amount given as a binary float; pass text or Decimal")
-    text = str(amount).strip().replace(",", "")
+    text = str(amount).strip()
+    if "," in text:
+        # Only thousands separators; a decimal comma ("12,34") would be read 100x too large.
+        if not _GROUPED_THOUSANDS.fullmatch(text):
+            raise MoneyError(f"amount {text!r} has commas that are not thousands separators")
+        text = text.replace(",", "")
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -98,7 +107,7 @@ def parse_minor_units(value: object, field: str) -> int:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("+-").isdigit():
+        if _INTEGER.fullmatch(text):
             return int(text)
         if not text:
             raise MoneyError(f"{field} is missing")
