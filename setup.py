@@ -26,7 +26,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist"],
-        "bench": ["duckdb", "psutil"],
+        "bench": ["duckdb"],
     },
     entry_points={"console_scripts": ["paybeam=pipelines.cli:main"]},
 )
