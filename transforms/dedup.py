@@ -20,6 +20,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
+from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import PaymentEvent, SettlementLine
 
 DEFAULT_HORIZON = timedelta(days=7)
@@ -35,6 +36,9 @@ class _FirstDeliveryFn(beam.DoFn):
 
     def __init__(self, horizon: Duration):
         self._horizon = horizon
+
+    def setup(self):
+        use_fast_state_cache_sizing()
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam,
                 seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)):

@@ -29,6 +29,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
+from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import ReconciliationResult
 from transforms.event_time import beam_timestamp_to_millis, event_time_millis, millis_to_beam_timestamp
 from transforms.matching import (
@@ -85,6 +86,9 @@ class _MatchKeyFn(beam.DoFn):
         self._watermark_mode = watermark_mode
         self._retention_millis = int(retention.total_seconds() * 1000) + max(
             policy.settlement_sla_millis, policy.ledger_grace_millis)
+
+    def setup(self):
+        use_fast_state_cache_sizing()
 
     def process(
         self,
