@@ -212,7 +212,8 @@ def _write_jsonl(path: str, input_name: str, rows: Iterable[Mapping[str, Any]], 
     count = 0
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps({name: _text_fields(row).get(name) for name in fieldnames}) + "\n")
+            text = _text_fields(row)
+            handle.write(json.dumps({name: text.get(name) for name in fieldnames}) + "\n")
             count += 1
     return count
 

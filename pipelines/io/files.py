@@ -8,6 +8,8 @@ dead letters instead, which the data contract requires.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -119,9 +121,6 @@ class WriteJsonLines(beam.PTransform):
 
 
 def csv_line(values: Iterable) -> str:
-    import csv
-    import io
-
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(["" if v is None else v for v in values])
     return buffer.getvalue()
