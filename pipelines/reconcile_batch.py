@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam

@@ -40,3 +40,9 @@ DEAD_LETTER = pa.schema([
     ("input", pa.string()), ("source", pa.string()), ("stage", pa.string()),
     ("reason", pa.string()), ("raw_payload", pa.string()),
 ])
+
+BREAK_RATE_ALERT = pa.schema([
+    ("processor", pa.string()), ("window_start", TIMESTAMP), ("window_end", TIMESTAMP),
+    ("decided_count", pa.int64()), ("break_count", pa.int64()), ("break_rate_bps", pa.int64()),
+    ("threshold_bps", pa.int64()), ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_()),
+])

@@ -102,6 +102,19 @@ class DailyTotal(NamedTuple):
     is_final: bool
 
 
+class BreakRateAlert(NamedTuple):
+    processor: str
+    window_start: int  # epoch millis
+    window_end: int  # epoch millis
+    decided_count: int  # result rows with a verdict (not PENDING), latest revision per key
+    break_count: int
+    break_rate_bps: int  # breaks per 10,000 decided rows, rounded down
+    threshold_bps: int
+    pane_timing: str
+    pane_index: int
+    is_final: bool
+
+
 class DeadLetter(NamedTuple):
     input: str  # payments | settlements
     source: str  # where the record came from: file:line, topic/partition@offset
@@ -126,5 +139,7 @@ RESULT_FIELDS = ReconciliationResult._fields
 DAILY_TOTAL_FIELDS = DailyTotal._fields
 DEAD_LETTER_FIELDS = DeadLetter._fields
 
-for _record in (PaymentEvent, SettlementLine, ReconciliationResult, DailyTotal, DeadLetter):
+BREAK_RATE_ALERT_FIELDS = BreakRateAlert._fields
+
+for _record in (PaymentEvent, SettlementLine, ReconciliationResult, DailyTotal, BreakRateAlert, DeadLetter):
     beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

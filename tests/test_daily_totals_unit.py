@@ -17,9 +17,9 @@ from transforms.daily_totals import (
     TriggerPolicy,
     ledger_contribution,
     result_contribution,
-    result_event_time,
     settlement_contribution,
 )
+from transforms.event_time import result_event_time
 
 HOUR = 3_600_000
 UTC = timezone.utc

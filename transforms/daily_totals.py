@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
 from apache_beam.coders.coders import IntervalWindowCoder
 from apache_beam.transforms import trigger as triggers
-from apache_beam.transforms.window import IntervalWindow, NonMergingWindowFn, TimestampedValue
+from apache_beam.transforms.window import IntervalWindow, NonMergingWindowFn
 from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from schemas.records import BREAK_STATUSES, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
 from schemas.timestamps import EPOCH
-from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
+from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
+from transforms.revisions import merge_all, merge_revision, result_key_text, total
 
 PANE_TIMINGS = {
     PaneInfoTiming.EARLY: "EARLY",
@@ -153,13 +154,7 @@ def settlement_contribution(line: SettlementLine) -> Contribution:
 
 
 def result_contribution(row: ReconciliationResult) -> Contribution:
-    key = "\x1f".join((row.processor, row.processor_reference, row.kind))
-    return Contribution((0,) * _SUMS, key, row.revision, int(row.status in BREAK_STATUSES))
-
-
-def result_event_time(row: ReconciliationResult) -> int:
-    """A result belongs to the day of its ledger event, or of its settlement line if it has none."""
-    return row.event_time if row.event_time is not None else row.booked_time
+    return Contribution((0,) * _SUMS, result_key_text(row), row.revision, int(row.status in BREAK_STATUSES))
 
 
 class DailyTotalsFn(beam.CombineFn):
@@ -173,7 +168,7 @@ class DailyTotalsFn(beam.CombineFn):
         for index, value in enumerate(contribution.sums):
             sums[index] += value
         if contribution.result_key is not None:
-            _merge_revision(latest, contribution.result_key, contribution.revision, contribution.breaks)
+            merge_revision(latest, contribution.result_key, contribution.revision, (contribution.breaks,))
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -181,22 +176,13 @@ class DailyTotalsFn(beam.CombineFn):
         for sums, latest in accumulators:
             for index, value in enumerate(sums):
                 merged_sums[index] += value
-            for key, (revision, breaks) in latest.items():
-                _merge_revision(merged_latest, key, revision, breaks)
+            merge_all(merged_latest, latest)
         return merged_sums, merged_latest
 
     def extract_output(self, accumulator):
         sums, latest = accumulator
-        return tuple(sums), sum(breaks for _, breaks in latest.values())
-
-
-def _merge_revision(latest: Dict[str, Tuple[int, int]], key: str, revision: int, breaks: int) -> None:
-    # Rows of the same revision add up (a key with duplicates has several); a newer revision replaces.
-    seen_revision, seen_breaks = latest.get(key, (-1, 0))
-    if revision > seen_revision:
-        latest[key] = (revision, breaks)
-    elif revision == seen_revision:
-        latest[key] = (revision, seen_breaks + breaks)
+        (break_count,) = total(latest, 1)
+        return tuple(sums), break_count
 
 
 class _ToDailyTotal(beam.DoFn):
@@ -247,8 +233,7 @@ class DailyTotals(beam.PTransform):
         if rest:
             parts.append(
                 rest[0]
-                | "AtRecordTime" >> beam.Map(
-                    lambda row: TimestampedValue(row, millis_to_beam_timestamp(result_event_time(row))))
+                | "AtRecordTime" >> ResultsAtRecordTime()
                 | "BreakContributions" >> beam.Map(_keyed(result_contribution))
             )
         return (

@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import PaymentEvent, SettlementLine
+from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 
 
 def event_time_millis(record: Union[PaymentEvent, SettlementLine]) -> int:
@@ -31,3 +31,21 @@ class AssignEventTime(beam.PTransform):
         return records | "WithPayloadTime" >> beam.Map(
             lambda record: TimestampedValue(record, millis_to_beam_timestamp(event_time_millis(record)))
         ).with_output_types(element_type)
+
+
+def result_event_time(row: ReconciliationResult) -> int:
+    """A result belongs to the time of its ledger event, or of its settlement line if it has none."""
+    return row.event_time if row.event_time is not None else row.booked_time
+
+
+class ResultsAtRecordTime(beam.PTransform):
+    """Re-stamps results (emitted when a verdict is reached) with the time of the record they concern.
+
+    Aggregates by day or hour then count a break where the payment happened,
+    not where the matcher noticed it.
+    """
+
+    def expand(self, results):
+        return results | "AtRecordTime" >> beam.Map(
+            lambda row: TimestampedValue(row, millis_to_beam_timestamp(result_event_time(row)))
+        ).with_output_types(ReconciliationResult)

@@ -1,0 +1,114 @@
+"""BreakRateAlerts: a processor's break rate in sliding windows, alerting above a threshold.
+
+Results are placed at their record's own time (as in DailyTotals), keyed by
+processor and windowed in sliding windows (e.g. one hour every five
+minutes). Per window only each key's latest revision counts; PENDING rows
+have no verdict yet and are left out of the rate. An alert is emitted for a
+pane whose rate is at or above the threshold with at least `min_volume`
+decided rows. Rates are integer basis points: no floats in outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms import trigger as triggers
+from apache_beam.transforms.window import SlidingWindows
+
+from schemas.records import BREAK_STATUSES, BreakRateAlert, ReconciliationResult
+from transforms.daily_totals import PANE_TIMINGS, TriggerPolicy
+from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis
+from transforms.revisions import merge_all, merge_revision, result_key_text, total
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    window: timedelta = timedelta(hours=1)
+    period: timedelta = timedelta(minutes=5)
+    threshold_bps: int = 500  # 5%
+    min_volume: int = 20
+    trigger_policy: TriggerPolicy = field(default_factory=TriggerPolicy.batch)
+
+    def __post_init__(self) -> None:
+        if self.period <= timedelta(0) or self.window < self.period:
+            raise ValueError("alert window must be at least its period, and the period positive")
+        if not 0 < self.threshold_bps <= 10_000:
+            raise ValueError("threshold_bps must be in 1..10000")
+        if self.min_volume < 1:
+            raise ValueError("min_volume must be at least 1")
+
+
+def break_rate_bps(decided: int, breaks: int) -> int:
+    return breaks * 10_000 // decided if decided else 0
+
+
+def should_alert(decided: int, breaks: int, policy: AlertPolicy) -> bool:
+    return decided >= policy.min_volume and break_rate_bps(decided, breaks) >= policy.threshold_bps
+
+
+class BreakRateFn(beam.CombineFn):
+    """(key, revision, decided, breaks) per result row -> (decided, breaks) over latest revisions."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, latest, row: Tuple[str, int, int, int]):
+        key, revision, decided, breaks = row
+        merge_revision(latest, key, revision, (decided, breaks))
+        return latest
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for latest in accumulators:
+            merge_all(merged, latest)
+        return merged
+
+    def extract_output(self, latest) -> Tuple[int, int]:
+        return total(latest, 2)
+
+
+def _rate_input(row: ReconciliationResult):
+    decided = int(row.status != "PENDING")
+    return row.processor, (result_key_text(row), row.revision, decided, int(row.status in BREAK_STATUSES))
+
+
+class _ToAlert(beam.DoFn):
+    def __init__(self, policy: AlertPolicy):
+        self._policy = policy
+
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        processor, (decided, breaks) = element
+        if not should_alert(decided, breaks, self._policy):
+            return
+        timing = PANE_TIMINGS[pane.timing]
+        yield BreakRateAlert(
+            processor, beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end),
+            decided, breaks, break_rate_bps(decided, breaks), self._policy.threshold_bps, timing, pane.index,
+            pane.is_last or (self._policy.trigger_policy.bounded_input and timing == "ON_TIME"),
+        )
+
+
+class BreakRateAlerts(beam.PTransform):
+    """ReconciliationResult revisions -> BreakRateAlert per processor and sliding window over the threshold."""
+
+    def __init__(self, policy: Optional[AlertPolicy] = None):
+        super().__init__()
+        self._policy = policy or AlertPolicy()
+
+    def expand(self, results):
+        policy = self._policy
+        return (
+            results
+            | "AtRecordTime" >> ResultsAtRecordTime()
+            | "PerProcessor" >> beam.Map(_rate_input)
+            | "SlidingWindows" >> beam.WindowInto(
+                SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
+                trigger=policy.trigger_policy.trigger(),
+                accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
+                allowed_lateness=policy.trigger_policy.allowed_lateness_duration,
+            )
+            | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
+            | "OverThreshold" >> beam.ParDo(_ToAlert(policy)).with_output_types(BreakRateAlert)
+        )
