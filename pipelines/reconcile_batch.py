@@ -27,22 +27,27 @@ from pipelines.io.files import (
     WriteParquet,
     expand_patterns,
 )
+from pipelines.arguments import (
+    UsageError,
+    add_alert_arguments,
+    add_policy_arguments,
+    alert_policy,
+    as_of_millis_argument,
+    match_policy,
+    settlement_day,
+    trigger_policy,
+)
 from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS
-from schemas.timestamps import TimestampError, format_timestamp, parse_duration, parse_timestamp_millis
-from transforms.daily_totals import SettlementDay, TriggerPolicy
+from schemas.timestamps import format_timestamp
+from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.flow import ReconcileConfig, ReconcileRecords
-from transforms.matching import MatchPolicy
 from transforms.reconcile import AsOf
 
 COUNTS_FILE = "_counts"
-
-
-class UsageError(ValueError):
-    """A user mistake on the command line; reported in one line, no traceback."""
 
 
 @dataclass
@@ -56,6 +61,7 @@ class BatchJob:
     payments_format: Optional[str] = None
     settlements_format: Optional[str] = None
     write_csv: bool = False
+    alert_policy: Optional[AlertPolicy] = None
 
 
 def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,45 +70,36 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settlements", action="append", required=True, metavar="GLOB",
                         help="settlement files (repeatable; canonical formats or Stripe/Adyen report CSVs)")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--as-of", metavar="TIME",
-                        help="judge deadlines at this RFC 3339 instant (default: latest event time in the input)")
     parser.add_argument("--format", choices=FORMATS, help="format of every input (default: by extension)")
     parser.add_argument("--payments-format", choices=FORMATS)
     parser.add_argument("--settlements-format", choices=FORMATS)
-    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
     parser.add_argument("--csv", action="store_true", help="also write CSV copies of results and daily totals")
-    parser.add_argument("--amount-tolerance-minor", type=int, default=0, metavar="N")
-    parser.add_argument("--settlement-sla", default="3d", metavar="DURATION", help="default 3d")
-    parser.add_argument("--ledger-grace", default="1d", metavar="DURATION", help="default 1d")
-    parser.add_argument("--time-zone", default="UTC", help="settlement-day time zone (IANA name)")
-    parser.add_argument("--cutoff-hour", type=int, default=0, help="local hour a settlement day starts")
-    parser.add_argument("--allowed-lateness", default="7d", metavar="DURATION",
-                        help="how late records may still correct a day's totals (default 7d)")
+    parser.add_argument("--break-alerts", action="store_true",
+                        help="also compute break-rate alerts per processor into alerts/ (sliding windows)")
+    add_policy_arguments(parser)
+    add_alert_arguments(parser)
 
 
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> BatchJob:
     """Checks the arguments and turns them into a BatchJob; raises UsageError."""
-    try:
-        as_of = AsOf.fixed(parse_timestamp_millis(args.as_of, "--as-of")) if args.as_of else AsOf.latest_in_input()
-        policy = MatchPolicy(args.amount_tolerance_minor, parse_duration(args.settlement_sla),
-                             parse_duration(args.ledger_grace))
-        settlement_day = SettlementDay(args.time_zone, args.cutoff_hour)
-        trigger_policy = TriggerPolicy.batch(parse_duration(args.allowed_lateness))
-    except (TimestampError, ValueError) as error:
-        raise UsageError(str(error)) from None
-    except Exception as error:  # ZoneInfoNotFoundError and friends
-        raise UsageError(f"invalid option: {error}") from None
+    as_of_millis = as_of_millis_argument(args)
+    triggers = trigger_policy(args)
     return BatchJob(
         payments=args.payments,
         settlements=args.settlements,
         output=args.output,
-        config=ReconcileConfig(policy=policy, as_of=as_of, settlement_day=settlement_day,
-                               trigger_policy=trigger_policy),
+        config=ReconcileConfig(
+            policy=match_policy(args),
+            as_of=AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input(),
+            settlement_day=settlement_day(args),
+            trigger_policy=triggers,
+        ),
         runner=args.runner,
         beam_args=list(beam_args),
         payments_format=args.payments_format or args.format,
         settlements_format=args.settlements_format or args.format,
         write_csv=args.csv,
+        alert_policy=alert_policy(args, triggers) if args.break_alerts else None,
     )
 
 
@@ -120,6 +117,9 @@ def build_pipeline(pipeline: beam.Pipeline, job: BatchJob) -> None:
         f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
     outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
     outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
+    if job.alert_policy is not None:
+        (outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
+         | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
         outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)

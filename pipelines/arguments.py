@@ -1,0 +1,81 @@
+"""Command-line arguments that batch and streaming pipelines share, and their conversion.
+
+Every conversion error becomes a UsageError: the CLI prints it as one line.
+"""
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Optional
+
+from schemas.timestamps import TimestampError, parse_duration, parse_timestamp_millis
+from transforms.alerts import AlertPolicy
+from transforms.daily_totals import SettlementDay, TriggerPolicy
+from transforms.matching import MatchPolicy
+
+
+class UsageError(ValueError):
+    """A user mistake on the command line; reported in one line, no traceback."""
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
+    parser.add_argument("--as-of", metavar="TIME",
+                        help="judge deadlines at this RFC 3339 instant (default: latest event time in the input)")
+    parser.add_argument("--amount-tolerance-minor", type=int, default=0, metavar="N")
+    parser.add_argument("--settlement-sla", default="3d", metavar="DURATION", help="default 3d")
+    parser.add_argument("--ledger-grace", default="1d", metavar="DURATION", help="default 1d")
+    parser.add_argument("--time-zone", default="UTC", help="settlement-day time zone (IANA name)")
+    parser.add_argument("--cutoff-hour", type=int, default=0, help="local hour a settlement day starts")
+    parser.add_argument("--allowed-lateness", default="7d", metavar="DURATION",
+                        help="how late records may still correct a day's totals (default 7d)")
+
+
+def add_alert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alert-window", default="1h", metavar="DURATION", help="sliding window size (default 1h)")
+    parser.add_argument("--alert-period", default="5m", metavar="DURATION", help="sliding window period (default 5m)")
+    parser.add_argument("--alert-threshold-bps", type=int, default=500,
+                        help="alert at this break rate, in basis points (default 500 = 5%%)")
+    parser.add_argument("--alert-min-volume", type=int, default=20,
+                        help="decided results a window needs before it can alert (default 20)")
+
+
+def _converted(convert):
+    try:
+        return convert()
+    except (TimestampError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:  # ZoneInfoNotFoundError and friends
+        raise UsageError(f"invalid option: {error}") from None
+
+
+def as_of_millis_argument(args: argparse.Namespace) -> Optional[int]:
+    return _converted(lambda: parse_timestamp_millis(args.as_of, "--as-of") if args.as_of else None)
+
+
+def match_policy(args: argparse.Namespace) -> MatchPolicy:
+    return _converted(lambda: MatchPolicy(args.amount_tolerance_minor, parse_duration(args.settlement_sla),
+                                          parse_duration(args.ledger_grace)))
+
+
+def settlement_day(args: argparse.Namespace) -> SettlementDay:
+    return _converted(lambda: SettlementDay(args.time_zone, args.cutoff_hour))
+
+
+def trigger_policy(args: argparse.Namespace, early_firing: Optional[str] = None) -> TriggerPolicy:
+    """Batch policy (event-time trigger only) unless an early firing interval is given."""
+    def build():
+        lateness = parse_duration(args.allowed_lateness)
+        if early_firing is None:
+            return TriggerPolicy.batch(lateness)
+        return TriggerPolicy.streaming(parse_duration(early_firing), lateness)
+    return _converted(build)
+
+
+def alert_policy(args: argparse.Namespace, triggers: TriggerPolicy) -> AlertPolicy:
+    return _converted(lambda: AlertPolicy(parse_duration(args.alert_window), parse_duration(args.alert_period),
+                                          args.alert_threshold_bps, args.alert_min_volume, triggers))
+
+
+def duration_argument(text: str) -> timedelta:
+    return _converted(lambda: parse_duration(text))

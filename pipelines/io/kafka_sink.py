@@ -1,0 +1,220 @@
+"""Kafka sink: NamedTuple records -> a Kafka topic, never losing one silently (DESIGN.md 5).
+
+`WriteToKafka` is a pure-Python composite on confluent-kafka, so it runs on
+every Beam runner (including the local ones). Each DoFn instance owns one
+idempotent producer (`enable.idempotence=true`, `acks=all`): retries inside
+the client cannot duplicate or reorder messages of a partition. Messages are
+keyed by the reconciliation key, so every revision of a key's result lands in
+one partition, in the order it was produced.
+
+Delivery guarantee: `finish_bundle` flushes the producer and raises if any
+message of the bundle failed or is still undelivered when the flush times
+out. The runner then retries the bundle (at-least-once: a retried bundle may
+re-send messages that did get through; consumers keep the highest revision
+per key, and the stream source deduplicates inputs by id).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Mapping, Optional
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+
+from schemas.avro import avro_schema
+from schemas.kafka_values import VALUE_FORMATS, encode_value
+
+_LOG = logging.getLogger(__name__)
+
+# Settings the sink owns: overriding them would void the no-loss, in-order guarantee.
+_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+# Defaults the caller may override through producer_config.
+_DEFAULTS = {
+    # The Java client's partitioner, so keys land where Java producers/Streams put them.
+    "partitioner": "murmur2_random",
+    "linger.ms": "20",
+}
+_KEY_SEPARATOR = "|"
+
+
+class KafkaDeliveryError(RuntimeError):
+    """Messages of a bundle that the broker did not acknowledge; the bundle must be retried."""
+
+
+@dataclass(frozen=True)
+class KafkaWriteConfig:
+    bootstrap_servers: str
+    topic: str
+    value_format: str = "json"  # json | avro | confluent-avro
+    schema_name: str = "reconciliation_result"  # an .avsc name in schemas/avro (for the Avro formats)
+    schema_id: int = 1  # Confluent wire-format schema id
+    # Passthrough client settings (security, tuning). Values are never logged, only the keys.
+    producer_config: Mapping[str, str] = field(default_factory=dict)
+    # How long finish_bundle waits for acknowledgements before failing the bundle. Keep it above
+    # the producer's delivery/message timeout (librdkafka default 300 s) so a slow broker shows up
+    # as a delivery error rather than as "unflushed".
+    flush_timeout_seconds: float = 330.0
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers:
+            raise ValueError("bootstrap_servers is required")
+        if not self.topic:
+            raise ValueError("topic is required")
+        if self.value_format not in VALUE_FORMATS:
+            raise ValueError(f"unknown value format {self.value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
+        if self.value_format != "json":
+            avro_schema(self.schema_name)  # raises KeyError for an unknown schema, at construction time
+        for name, value in _ENFORCED.items():
+            given = self.producer_config.get(name)
+            if given is not None and str(given).lower() not in (str(value).lower(), "-1" if name == "acks" else ""):
+                raise ValueError(f"producer_config may not override {name} (the sink requires {value})")
+
+    def client_config(self) -> dict:
+        """The full confluent-kafka producer configuration (contains secrets: do not log it)."""
+        return {**_DEFAULTS, **dict(self.producer_config), **_ENFORCED,
+                "bootstrap.servers": self.bootstrap_servers}
+
+    def describe(self) -> str:
+        """A loggable description: producer_config keys only, never values."""
+        keys = ", ".join(sorted(self.producer_config)) or "none"
+        return (f"topic={self.topic} bootstrap={self.bootstrap_servers} format={self.value_format} "
+                f"schema={self.schema_name} producer_config keys: {keys}")
+
+
+def _field(record: Any, name: str) -> Any:
+    if isinstance(record, Mapping):
+        return record.get(name)
+    return getattr(record, name, None)
+
+
+def reconciliation_message_key(record: Any) -> Optional[bytes]:
+    """The message key of a record.
+
+    Results: "processor|processor_reference|kind" (all revisions of a key in one
+    partition, in order); daily totals: "merchant_id|currency"; anything else
+    (e.g. dead letters): None (the producer spreads those over partitions).
+    """
+    parts = [_field(record, name) for name in ("processor", "processor_reference", "kind")]
+    if all(part is not None for part in parts):
+        return _KEY_SEPARATOR.join(str(part) for part in parts).encode("utf-8")
+    parts = [_field(record, name) for name in ("merchant_id", "currency")]
+    if all(part is not None for part in parts):
+        return _KEY_SEPARATOR.join(str(part) for part in parts).encode("utf-8")
+    return None
+
+
+class _BundleDeliveries:
+    """Delivery outcomes of one bundle; written from the client's callback, read in finish_bundle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.produced = 0
+        self.delivered = 0
+        self.failures = 0
+        self.errors: List[str] = []
+
+    def callback(self, error, message) -> None:
+        with self._lock:
+            if error is not None:
+                if len(self.errors) < 10:  # keep the first few reasons; the count says the rest
+                    self.errors.append(f"{message.topic()}[{message.partition()}]: {error}")
+                self.failures += 1
+            else:
+                self.delivered += 1
+
+
+class _KafkaWriteFn(beam.DoFn):
+    """Produces each record; finish_bundle flushes and fails the bundle unless every message was acknowledged."""
+
+    def __init__(self, config: KafkaWriteConfig, key_fn: Callable[[Any], Optional[bytes]]):
+        super().__init__()
+        self._config = config
+        self._key_fn = key_fn
+        self._producer = None
+        self._bundle: Optional[_BundleDeliveries] = None
+        self._max_timestamp = MIN_TIMESTAMP
+
+    def _new_producer(self):
+        from confluent_kafka import Producer
+
+        _LOG.info("Kafka sink producer: %s", self._config.describe())
+        return Producer(self._config.client_config())
+
+    def setup(self) -> None:
+        self._producer = self._new_producer()
+
+    def start_bundle(self) -> None:
+        if self._producer is None:  # dropped after a failed bundle (e.g. a fatal idempotence error)
+            self._producer = self._new_producer()
+        self._bundle = _BundleDeliveries()
+        self._max_timestamp = MIN_TIMESTAMP
+
+    def process(self, record, timestamp=beam.DoFn.TimestampParam):
+        config = self._config
+        value = encode_value(record._asdict(), config.value_format, config.schema_name, config.schema_id)
+        key = self._key_fn(record)
+        while True:
+            try:
+                self._producer.produce(config.topic, value=value, key=key, on_delivery=self._bundle.callback)
+                break
+            except BufferError:  # the local queue is full: serve deliveries, then try again
+                self._producer.poll(0.5)
+        self._bundle.produced += 1
+        self._producer.poll(0)
+        if timestamp > self._max_timestamp:
+            self._max_timestamp = timestamp
+        return ()
+
+    def finish_bundle(self):
+        bundle, self._bundle = self._bundle, None
+        if bundle is None or bundle.produced == 0:
+            return
+        remaining = self._producer.flush(self._config.flush_timeout_seconds)
+        if remaining or bundle.failures or bundle.delivered != bundle.produced:
+            self._discard_producer()
+            raise KafkaDeliveryError(
+                f"Kafka sink to {self._config.topic!r}: {bundle.produced} produced, {bundle.delivered} delivered, "
+                f"{bundle.failures} failed, {remaining} unflushed after {self._config.flush_timeout_seconds}s"
+                + (f"; first errors: {'; '.join(bundle.errors)}" if bundle.errors else ""))
+        timestamp = self._max_timestamp if self._max_timestamp > MIN_TIMESTAMP else Timestamp(0)
+        yield WindowedValue(bundle.delivered, timestamp, [GlobalWindow()])
+
+    def _discard_producer(self) -> None:
+        """Drops a producer after a failed bundle, so a retry starts clean (and sheds a fatal error state)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.purge()
+            producer.flush(0)
+        except Exception:  # best effort: the bundle is failing anyway
+            _LOG.debug("purging the Kafka producer failed", exc_info=True)
+
+    def teardown(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            remaining = producer.flush(min(self._config.flush_timeout_seconds, 30.0))
+            if remaining:
+                _LOG.warning("Kafka sink to %r: %d messages undelivered at teardown (their bundle will have failed)",
+                             self._config.topic, remaining)
+
+
+class WriteToKafka(beam.PTransform):
+    """NamedTuple records -> messages on `config.topic`, keyed by `key_fn`, value `encode_value(record._asdict())`.
+
+    Returns a PCollection of ints: the number of messages delivered (acknowledged by the
+    broker) per bundle, in the global window. Summing it gives the total written; it can be
+    ignored. A bundle with any failed or unacknowledged message raises `KafkaDeliveryError`.
+    """
+
+    def __init__(self, config: KafkaWriteConfig, key_fn: Callable[[Any], Optional[bytes]] = reconciliation_message_key):
+        super().__init__()
+        self._config = config
+        self._key_fn = key_fn
+
+    def expand(self, records):
+        return records | "Produce" >> beam.ParDo(_KafkaWriteFn(self._config, self._key_fn)).with_output_types(int)

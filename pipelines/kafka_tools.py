@@ -1,0 +1,283 @@
+"""Topic creation and file replay for the streaming pipeline (plain Python, used by the CLI).
+
+`create_topics` creates topics idempotently. `replay_files` turns historical
+files (any format `schemas.codecs` reads, Stripe/Adyen settlement reports
+included) into a Kafka stream: payments and settlement lines, each to its
+topic, in event-time order, keyed by "processor|processor_reference" so all
+records of a reconciliation key share a partition. It can inject
+out-of-orderness and lateness, deterministically per seed, so the streaming
+pipeline can be tested against the batch answer on the same records.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.io.files import expand_patterns
+from schemas.codecs import detect_format, payload_json, read_records
+from schemas.kafka_values import VALUE_FORMATS, encode_value
+from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
+from schemas.timestamps import TimestampError, parse_timestamp_millis
+from transforms.event_time import event_time_millis
+from transforms.validate import validate_raw_record
+
+_LOG = logging.getLogger(__name__)
+
+VALUE_SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}
+_TIME_FIELD_OF_INPUT = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time"}
+_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+_DEFAULTS = {"partitioner": "murmur2_random", "linger.ms": "20"}
+
+
+class KafkaToolError(RuntimeError):
+    """A topic that could not be created, or messages the broker did not acknowledge."""
+
+
+# ------------------------------------------------------------------ topics
+
+
+def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 3,
+                  config: Mapping[str, str] = {}, replication_factor: int = -1,
+                  admin_config: Mapping[str, str] = {}, timeout: float = 30.0) -> List[str]:
+    """Creates the topics that do not exist yet; returns the names created (existing topics are fine).
+
+    `config` is the topic configuration (e.g. retention.ms); `replication_factor=-1` takes the
+    broker's default; `admin_config` passes client settings (security) through.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    names = list(dict.fromkeys(topics))
+    if not names:
+        return []
+    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                  config=dict(config)) for name in names],
+        request_timeout=timeout)
+    created: List[str] = []
+    failures: List[str] = []
+    for name in names:
+        try:
+            futures[name].result(timeout=timeout)
+            created.append(name)
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            if isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            failures.append(f"{name}: {error}")
+        except Exception as error:  # e.g. a timeout waiting for the controller
+            failures.append(f"{name}: {type(error).__name__}: {error}")
+    if failures:
+        raise KafkaToolError("cannot create topic(s): " + "; ".join(failures))
+    return created
+
+
+# ------------------------------------------------------------------ replay
+
+
+@dataclass
+class ReplayReport:
+    """What replay_files sent.
+
+    payments / settlements: valid records sent to each topic. rejected_*: invalid rows
+    found (decode errors or failed validation); they were also sent when `invalid_sent`
+    (include_invalid with JSON values), otherwise skipped. late_injected: messages that
+    were deliberately delayed by late_by_seconds.
+    """
+
+    payments: int
+    settlements: int
+    rejected_payments: int
+    rejected_settlements: int
+    late_injected: int
+    invalid_sent: bool = False
+
+    @property
+    def payment_messages(self) -> int:
+        return self.payments + (self.rejected_payments if self.invalid_sent else 0)
+
+    @property
+    def settlement_messages(self) -> int:
+        return self.settlements + (self.rejected_settlements if self.invalid_sent else 0)
+
+
+@dataclass
+class _Message:
+    event_time: int  # epoch millis: the payload time (invalid rows: their place in the file)
+    sequence: int  # position in the read order, the tie-breaker that keeps sorting stable
+    topic: str
+    key: Optional[bytes]
+    value: bytes
+
+
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+
+
+def _raw_records(patterns: Sequence[str], input_name: str) -> Iterator[Tuple[str, RawRecord]]:
+    for path in expand_patterns(patterns):
+        fmt = detect_format(path)
+        with _open(path) as handle:
+            for raw in read_records(handle, path, fmt, input_name):
+                yield fmt, raw
+
+
+def _invalid_key(fields: Optional[Mapping[str, Any]]) -> Optional[bytes]:
+    if not fields:
+        return None
+    processor, reference = fields.get("processor"), fields.get("processor_reference")
+    if isinstance(processor, str) and isinstance(reference, str) and processor.strip() and reference.strip():
+        return f"{processor.strip().lower()}|{reference.strip()}".encode("utf-8")
+    return None
+
+
+def _invalid_value(fmt: str, raw: RawRecord) -> bytes:
+    """The JSON message of an invalid row, chosen so the stream pipeline dead-letters it like batch does.
+
+    JSON Lines rows and rows that could not be decoded go as their raw payload text. A row
+    that decoded but failed validation in another format (a CSV line, an Avro record) goes
+    as its fields in JSON, so the stream's validation rejects it with the same reason.
+    """
+    if fmt == "jsonl" or raw.fields is None:
+        return raw.raw_payload.encode("utf-8")
+    return payload_json(raw.fields).encode("utf-8")
+
+
+def _collect(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
+             messages: List[_Message]) -> Tuple[int, int]:
+    """Reads one input's files into `messages`; returns (valid, rejected) counts."""
+    schema = VALUE_SCHEMA_OF_INPUT[input_name]
+    time_field = _TIME_FIELD_OF_INPUT[input_name]
+    send_invalid = include_invalid and value_format == "json"
+    valid = rejected = 0
+    last_time = 0  # an invalid row without a usable time keeps its place after the previous row
+    for fmt, raw in _raw_records(patterns, input_name):
+        outcome = validate_raw_record(raw)
+        if not isinstance(outcome, DeadLetter):
+            last_time = event_time_millis(outcome)
+            key = f"{outcome.processor}|{outcome.processor_reference}".encode("utf-8")
+            value = encode_value(outcome._asdict(), value_format, schema)
+            messages.append(_Message(last_time, len(messages), topic, key, value))
+            valid += 1
+            continue
+        rejected += 1
+        if not send_invalid:
+            continue
+        time = last_time
+        if raw.fields is not None:
+            try:
+                time = parse_timestamp_millis(raw.fields.get(time_field), time_field)
+            except TimestampError:
+                pass
+        messages.append(_Message(time, len(messages), topic, _invalid_key(raw.fields), _invalid_value(fmt, raw)))
+    return valid, rejected
+
+
+def send_order(messages: Sequence[_Message], shuffle_window_seconds: float, late_fraction: float,
+               late_by_seconds: float, seed: int) -> Tuple[List[_Message], int]:
+    """The messages in send order and the number made late (deterministic per seed).
+
+    Event-time order, then: each message's sort time gets uniform(0, window) added, which
+    permutes messages within about a window of each other; a `late_fraction` sample gets
+    `late_by_seconds` added, so it is sent after the records up to that much later.
+    """
+    ordered = sorted(messages, key=lambda m: (m.event_time, m.sequence))
+    if shuffle_window_seconds <= 0 and late_fraction <= 0:
+        return ordered, 0
+    rng = random.Random(seed)
+    window_ms = max(0.0, shuffle_window_seconds) * 1000.0
+    sort_times = [m.event_time + (rng.uniform(0.0, window_ms) if window_ms else 0.0) for m in ordered]
+    late_count = 0
+    if late_fraction > 0 and late_by_seconds > 0 and ordered:
+        late_count = min(len(ordered), round(late_fraction * len(ordered)))
+        for index in rng.sample(range(len(ordered)), late_count):
+            sort_times[index] += late_by_seconds * 1000.0
+    order = sorted(range(len(ordered)), key=lambda i: (sort_times[i], i))
+    return [ordered[i] for i in order], late_count
+
+
+def _producer_config(bootstrap_servers: str, producer_config: Mapping[str, str]) -> Dict[str, Any]:
+    for name, value in _ENFORCED.items():
+        given = producer_config.get(name)
+        if given is not None and str(given).lower() not in (str(value).lower(), "-1" if name == "acks" else ""):
+            raise ValueError(f"producer_config may not override {name} (replay requires {value})")
+    return {**_DEFAULTS, **dict(producer_config), **_ENFORCED, "bootstrap.servers": bootstrap_servers}
+
+
+def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
+                     producer_config: Mapping[str, str] = {}, flush_timeout: float = 330.0) -> int:
+    """Sends the messages in the given order with an idempotent producer; raises unless all are acknowledged.
+
+    Idempotence keeps the order within each partition equal to the send order, retries included.
+    """
+    from confluent_kafka import Producer
+
+    if not messages:
+        return 0
+    _LOG.info("replay producer: bootstrap=%s producer_config keys: %s", bootstrap_servers,
+              ", ".join(sorted(producer_config)) or "none")
+    producer = Producer(_producer_config(bootstrap_servers, producer_config))
+    errors: List[str] = []
+    failed = delivered = 0
+
+    def on_delivery(error, message) -> None:
+        nonlocal failed, delivered
+        if error is None:
+            delivered += 1
+            return
+        failed += 1
+        if len(errors) < 10:
+            errors.append(f"{message.topic()}[{message.partition()}]: {error}")
+
+    for index, message in enumerate(messages):
+        while True:
+            try:
+                producer.produce(message.topic, value=message.value, key=message.key, on_delivery=on_delivery)
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.5)
+        if index % 1000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(flush_timeout)
+    if remaining or failed or delivered != len(messages):
+        raise KafkaToolError(
+            f"replay: {len(messages)} sent, {delivered} delivered, {failed} failed, {remaining} unflushed"
+            + (f"; first errors: {'; '.join(errors)}" if errors else ""))
+    return delivered
+
+
+def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settlement_patterns: Sequence[str],
+                 payments_topic: str, settlements_topic: str, value_format: str = "json",
+                 shuffle_window_seconds: float = 0.0, late_fraction: float = 0.0, late_by_seconds: float = 0.0,
+                 seed: int = 7, include_invalid: bool = True,
+                 producer_config: Mapping[str, str] = {}) -> ReplayReport:
+    """Sends the records of the files to the two topics in event-time order (see the module doc).
+
+    Payments and settlement lines are merged on one event-time line (payments at event_time,
+    settlement lines at booked_time), so both topics advance together. Valid records are
+    re-encoded with `encode_value` (same bytes as the stream's own schema); invalid rows are
+    sent too when include_invalid and the format is JSON, else skipped (and counted).
+    """
+    if value_format not in VALUE_FORMATS:
+        raise ValueError(f"unknown value format {value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
+    if shuffle_window_seconds < 0 or late_by_seconds < 0:
+        raise ValueError("shuffle_window_seconds and late_by_seconds must not be negative")
+    if not 0.0 <= late_fraction <= 1.0:
+        raise ValueError("late_fraction must be between 0 and 1")
+    messages: List[_Message] = []
+    payments, rejected_payments = (
+        _collect(PAYMENTS, payment_patterns, payments_topic, value_format, include_invalid, messages)
+        if payment_patterns else (0, 0))
+    settlements, rejected_settlements = (
+        _collect(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages)
+        if settlement_patterns else (0, 0))
+    ordered, late = send_order(messages, shuffle_window_seconds, late_fraction, late_by_seconds, seed)
+    produce_in_order(bootstrap_servers, ordered, producer_config)
+    return ReplayReport(payments, settlements, rejected_payments, rejected_settlements, late,
+                        invalid_sent=include_invalid and value_format == "json")
