@@ -9,7 +9,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import PaymentEvent, SettlementLine
-from tests.beam_helpers import DAY, HOUR, at, payment, settlement, streaming_options
+from tests.beam_helpers import DAY, HOUR, payment, settlement, streaming_options
 from tests.test_reconcile_pipeline import _timestamped, _watermark
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
 from transforms.event_time import AssignEventTime

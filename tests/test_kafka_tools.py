@@ -15,7 +15,7 @@ from schemas.codecs import detect_format, read_records
 from schemas.kafka_values import ValueDecodeError, decode_value
 from schemas.records import DeadLetter, RawRecord
 from schemas.timestamps import parse_timestamp_millis
-from tests.test_kafka_sink import Message, read_topic, unique_topic
+from tests.kafka_helpers import Message, read_topic, unique_topic
 from transforms.validate import validate_raw_record
 
 SCHEMA = {"payments": "payment_event", "settlements": "settlement_line"}

@@ -23,7 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from datagen.generator import GeneratorConfig, generate
 from schemas.codecs import read_records
-from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, PaymentEvent
+from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
 from tests.beam_helpers import DAY, streaming_options
 from transforms.daily_totals import TriggerPolicy
 from transforms.event_time import event_time_millis, millis_to_beam_timestamp
