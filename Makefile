@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench broker clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: venv
 ## The whole test suite (what CI runs).
 test: venv
 	$(BIN)/pytest -q -n 2 --durations=10 $(PYTEST_ARGS) tests
+
+## A local in-memory Kafka-protocol broker on 127.0.0.1:9092 (Ctrl-C stops it).
+broker: venv
+	$(BIN)/paybeam kafka broker --port 9092
 
 ## Batch benchmark at 1M payments (a script, not a test).
 bench: venv

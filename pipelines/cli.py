@@ -1,4 +1,4 @@
-"""The `paybeam` command: reconcile files, generate sample data.
+"""The `paybeam` command: reconcile files or Kafka topics, generate and replay sample data.
 
 Every user mistake (bad option, missing input, unreadable file) ends in a
 one-line `error: ...` and exit code 2, never a traceback.
@@ -9,13 +9,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from pipelines.reconcile_batch import UsageError, add_reconcile_arguments, format_summary, job_from_arguments, run_job
+from pipelines import reconcile_batch, reconcile_stream
+from pipelines.arguments import UsageError
 from pipelines.version import paybeam_version
 
 
 def _reconcile(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    summary = run_job(job_from_arguments(args, extra))
-    print(format_summary(summary))
+    summary = reconcile_batch.run_job(reconcile_batch.job_from_arguments(args, extra))
+    print(reconcile_batch.format_summary(summary))
     print(f"\noutputs in {args.output} (run.json, results/, daily_totals/, dead_letters/)")
     return 0
 
@@ -40,6 +41,94 @@ def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _stream(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    job = reconcile_stream.job_from_arguments(args, extra)
+    print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
+          f"results to {job.topics['results']}", file=sys.stderr)
+    reconcile_stream.run_job(job)
+    return 0
+
+
+def _no_extra(extra: Sequence[str]) -> None:
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.kafka_tools import create_topics
+
+    created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
+    for topic in args.topics:
+        print(f"{topic}: {'created' if topic in created else 'exists'}")
+    return 0
+
+
+def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.io.files import InputError, expand_patterns
+    from pipelines.kafka_tools import replay_files
+
+    try:
+        expand_patterns(args.payments)
+        expand_patterns(args.settlements)
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    report = replay_files(
+        args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
+        value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
+        late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
+        include_invalid=not args.valid_only)
+    print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
+          f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
+          f"{report.rejected_settlements} settlements)")
+    return 0
+
+
+def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    import signal
+
+    from pipelines.io.local_broker import LocalBroker
+
+    with LocalBroker(port=args.port) as broker:
+        print(f"local Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it",
+              flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    return 0
+
+
+def _add_kafka_commands(commands) -> None:
+    kafka = commands.add_parser("kafka", help="Kafka helpers: topics, replay files, a local broker")
+    tools = kafka.add_subparsers(dest="kafka_command", required=True, metavar="KAFKA_COMMAND")
+
+    create = tools.add_parser("create-topics", help="create topics (existing ones are left alone)")
+    create.add_argument("--bootstrap-servers", required=True)
+    create.add_argument("--partitions", type=int, default=3)
+    create.add_argument("topics", nargs="+")
+    create.set_defaults(handler=_kafka_create_topics)
+
+    produce = tools.add_parser("produce", help="replay payment and settlement files into topics in event-time order")
+    produce.add_argument("--bootstrap-servers", required=True)
+    produce.add_argument("--payments", action="append", required=True, metavar="GLOB")
+    produce.add_argument("--settlements", action="append", required=True, metavar="GLOB")
+    produce.add_argument("--payments-topic", default="payments")
+    produce.add_argument("--settlements-topic", default="settlements")
+    produce.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
+    produce.add_argument("--shuffle-window", type=float, default=0.0, metavar="SECONDS",
+                         help="shuffle records whose event times lie within this window (out-of-order delivery)")
+    produce.add_argument("--late-fraction", type=float, default=0.0, help="fraction of records sent late")
+    produce.add_argument("--late-by", type=float, default=0.0, metavar="SECONDS",
+                         help="how far (in event time) late records are held back")
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
+    produce.set_defaults(handler=_kafka_produce)
+
+    broker = tools.add_parser("broker", help="run a local in-memory Kafka-protocol broker (for trying things out)")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(handler=_kafka_broker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paybeam", description="Settlement reconciliation on Apache Beam.")
     parser.add_argument("--version", action="version", version=f"paybeam {paybeam_version()}")
@@ -49,8 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="reconcile payment files against settlement files (batch)",
         description="Reconcile payment files against settlement files. Unrecognised --flags are passed "
                     "to Beam (e.g. --direct_num_workers=2) and rejected if Beam does not know them.")
-    add_reconcile_arguments(reconcile)
+    reconcile_batch.add_reconcile_arguments(reconcile)
     reconcile.set_defaults(handler=_reconcile)
+
+    stream = commands.add_parser(
+        "stream", help="reconcile live Kafka topics (unbounded, or a --bounded catch-up run)",
+        description="Reconcile Kafka topics with the same transforms as `reconcile`. Unrecognised --flags are "
+                    "passed to Beam.")
+    reconcile_stream.add_stream_arguments(stream)
+    stream.set_defaults(handler=_stream)
+    _add_kafka_commands(commands)
 
     generate = commands.add_parser("generate", help="write a realistic sample with ground truth")
     generate.add_argument("--payments", type=int, required=True, metavar="N")

@@ -7,6 +7,7 @@ id, then the schemaless Avro body.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -16,7 +17,8 @@ import fastavro
 
 from schemas.avro import avro_schema
 from schemas.codecs import payload_json
-from schemas.timestamps import format_timestamp, millis_to_datetime
+from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
 
 VALUE_FORMATS = ("json", "avro", "confluent-avro")
 _TIME_FIELDS = ("event_time", "booked_time", "window_start", "window_end")
@@ -83,10 +85,31 @@ def raw_text(value: Optional[bytes], value_format: str) -> str:
         return ""
     if value_format == "json":
         return value.decode("utf-8", errors="replace")
-    import base64
-
     return "base64:" + base64.b64encode(value).decode("ascii")
 
 
 def fields_as_json(fields: Mapping[str, Any]) -> str:
     return payload_json(fields)
+
+
+SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}
+PAYLOAD_TIME_FIELD = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time"}
+
+
+def raw_record_from_message(input_name: str, source: str, value: Optional[bytes], value_format: str) -> RawRecord:
+    """A Kafka message as a RawRecord: decoded fields, or the decode error with the raw value kept."""
+    raw = raw_text(value, value_format)
+    try:
+        return RawRecord(input_name, source, decode_value(value, value_format, SCHEMA_OF_INPUT[input_name]), raw)
+    except ValueDecodeError as error:
+        return RawRecord(input_name, source, None, raw, str(error))
+
+
+def payload_time_millis(record: RawRecord) -> Optional[int]:
+    """The event time in a RawRecord's payload (DESIGN.md 4.1), or None if it has none that parses."""
+    if record.fields is None:
+        return None
+    try:
+        return parse_timestamp_millis(record.fields.get(PAYLOAD_TIME_FIELD[record.input]))
+    except TimestampError:
+        return None

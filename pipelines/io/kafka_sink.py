@@ -18,11 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.avro import avro_schema
@@ -136,7 +134,7 @@ class _KafkaWriteFn(beam.DoFn):
         self._key_fn = key_fn
         self._producer = None
         self._bundle: Optional[_BundleDeliveries] = None
-        self._max_timestamp = MIN_TIMESTAMP
+        self._produced_per_window: Dict[Any, int] = {}
 
     def _new_producer(self):
         from confluent_kafka import Producer
@@ -151,9 +149,9 @@ class _KafkaWriteFn(beam.DoFn):
         if self._producer is None:  # dropped after a failed bundle (e.g. a fatal idempotence error)
             self._producer = self._new_producer()
         self._bundle = _BundleDeliveries()
-        self._max_timestamp = MIN_TIMESTAMP
+        self._produced_per_window = {}
 
-    def process(self, record, timestamp=beam.DoFn.TimestampParam):
+    def process(self, record, window=beam.DoFn.WindowParam):
         config = self._config
         value = encode_value(record._asdict(), config.value_format, config.schema_name, config.schema_id)
         key = self._key_fn(record)
@@ -165,8 +163,7 @@ class _KafkaWriteFn(beam.DoFn):
                 self._producer.poll(0.5)
         self._bundle.produced += 1
         self._producer.poll(0)
-        if timestamp > self._max_timestamp:
-            self._max_timestamp = timestamp
+        self._produced_per_window[window] = self._produced_per_window.get(window, 0) + 1
         return ()
 
     def finish_bundle(self):
@@ -180,8 +177,9 @@ class _KafkaWriteFn(beam.DoFn):
                 f"Kafka sink to {self._config.topic!r}: {bundle.produced} produced, {bundle.delivered} delivered, "
                 f"{bundle.failures} failed, {remaining} unflushed after {self._config.flush_timeout_seconds}s"
                 + (f"; first errors: {'; '.join(bundle.errors)}" if bundle.errors else ""))
-        timestamp = self._max_timestamp if self._max_timestamp > MIN_TIMESTAMP else Timestamp(0)
-        yield WindowedValue(bundle.delivered, timestamp, [GlobalWindow()])
+        # One count per window, so the output is windowed like the input (global, daily, sliding…).
+        for window, delivered in self._produced_per_window.items():
+            yield WindowedValue(delivered, window.max_timestamp(), [window])
 
     def _discard_producer(self) -> None:
         """Drops a producer after a failed bundle, so a retry starts clean (and sheds a fatal error state)."""

@@ -1,0 +1,254 @@
+"""Streaming reconciliation of live Kafka topics, through the same transforms as batch.
+
+    python -m pipelines.reconcile_stream --bootstrap-servers HOST:PORT \
+        --payments-topic payments --settlements-topic settlements [--bounded] [--runner R] [beam flags]
+
+Unbounded (the default; Prism and Flink run it with `--streaming`, added
+here): the watermark is `as_of`, results are revised as late data arrives,
+daily totals fire early (processing time), on time and late.
+`--bounded` is a catch-up run over what the topics hold now (or up to N
+records, or up to an event time): the local Fn API runner processes it as a
+finite input, the watermark ends at infinity, and, exactly like batch,
+deadlines are judged at `--as-of` (default: the latest event time read).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+
+from pipelines.arguments import (
+    UsageError,
+    add_alert_arguments,
+    add_policy_arguments,
+    alert_policy,
+    as_of_millis_argument,
+    match_policy,
+    settlement_day,
+    trigger_policy,
+)
+from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
+from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
+from runners.options import OptionsError, build_pipeline_options
+from schemas.kafka_values import VALUE_FORMATS
+from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.timestamps import TimestampError, parse_timestamp_millis
+from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.flow import ReconcileConfig, ReconcileRecords
+from transforms.reconcile import AsOf
+
+OUTPUT_SCHEMAS = {
+    "results": "reconciliation_result",
+    "daily_totals": "daily_total",
+    "alerts": "break_rate_alert",
+    "dead_letters": "dead_letter",
+}
+
+
+@dataclass
+class StreamJob:
+    bootstrap_servers: str
+    topics: Dict[str, str]  # payments, settlements, results, daily_totals, alerts, dead_letters
+    group_id: str
+    config: ReconcileConfig
+    alert_policy: AlertPolicy
+    bounded: Optional[str] = None
+    start: str = "committed"
+    start_timestamp_millis: Optional[int] = None
+    max_records: Optional[int] = None
+    stop_at_millis: Optional[int] = None
+    idle_timeout_seconds: float = 10.0
+    value_format: str = "json"
+    output_value_format: str = "json"
+    kafka_io: str = "python"
+    consumer_config: Dict[str, str] = field(default_factory=dict)
+    producer_config: Dict[str, str] = field(default_factory=dict)
+    runner: str = "DirectRunner"
+    beam_args: List[str] = field(default_factory=list)
+
+    @property
+    def streaming(self) -> bool:
+        return self.bounded is None
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
+    parser.add_argument("--payments-topic", required=True)
+    parser.add_argument("--settlements-topic", required=True)
+    parser.add_argument("--results-topic", default="paybeam.results")
+    parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
+    parser.add_argument("--alerts-topic", default="paybeam.alerts")
+    parser.add_argument("--dead-letters-topic", default="paybeam.dead_letters")
+    parser.add_argument("--group-id", default="paybeam", help="consumer group whose offsets are committed")
+    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
+                        help="where to start: committed group offsets (default; earliest where none), earliest, "
+                             "latest, or --start-time")
+    parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
+    parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
+                        help="a finite catch-up run: stop at the end offsets seen at start (default), after "
+                             "--max-records, or at --stop-at")
+    parser.add_argument("--max-records", type=int, metavar="N")
+    parser.add_argument("--stop-at", metavar="TIME", help="RFC 3339 event time at which --bounded=until_time stops")
+    parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="an idle partition stops holding the watermark back after this long (default 10)")
+    parser.add_argument("--value-format", choices=VALUE_FORMATS, default="json", help="input message values")
+    parser.add_argument("--output-value-format", choices=VALUE_FORMATS, default="json", help="output message values")
+    parser.add_argument("--early-firing", default="5m", metavar="DURATION",
+                        help="provisional daily-total panes this often in processing time (unbounded runs)")
+    parser.add_argument("--kafka-io", choices=("python", "java"), default="python",
+                        help="python: paybeam's Splittable DoFn (every runner); java: Beam's cross-language "
+                             "KafkaIO (needs Java and the expansion-service jar; Flink/Dataflow)")
+    parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
+    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra producer settings (repeatable)")
+    add_policy_arguments(parser)
+    add_alert_arguments(parser)
+
+
+def _settings(pairs: Sequence[str], flag: str) -> Dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {key or pair!r}")
+        settings[key.strip()] = value
+    return settings
+
+
+def _instant(text: Optional[str], flag: str) -> Optional[int]:
+    try:
+        return parse_timestamp_millis(text, flag) if text else None
+    except TimestampError as error:
+        raise UsageError(str(error)) from None
+
+
+def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> StreamJob:
+    """Checks the arguments and turns them into a StreamJob; raises UsageError."""
+    bounded = args.bounded
+    as_of_millis = as_of_millis_argument(args)
+    if as_of_millis is not None and not bounded:
+        raise UsageError("--as-of applies to --bounded runs; an unbounded run judges deadlines at the watermark")
+    if bounded == "max_records" and not args.max_records:
+        raise UsageError("--bounded=max_records needs --max-records N")
+    if bounded == "until_time" and not args.stop_at:
+        raise UsageError("--bounded=until_time needs --stop-at TIME")
+    if args.start == "timestamp" and not args.start_time:
+        raise UsageError("--start=timestamp needs --start-time TIME")
+    if bounded:
+        as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
+        # Python batch runners crash on processing-time triggers (DESIGN.md 7): no early panes.
+        triggers = trigger_policy(args)
+    else:
+        as_of = AsOf.watermark()
+        triggers = trigger_policy(args, early_firing=args.early_firing)
+    return StreamJob(
+        bootstrap_servers=args.bootstrap_servers,
+        topics={"payments": args.payments_topic, "settlements": args.settlements_topic,
+                "results": args.results_topic, "daily_totals": args.daily_totals_topic,
+                "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic},
+        group_id=args.group_id,
+        config=ReconcileConfig(policy=match_policy(args), as_of=as_of, settlement_day=settlement_day(args),
+                               trigger_policy=triggers),
+        alert_policy=alert_policy(args, triggers),
+        bounded=bounded,
+        start=args.start,
+        start_timestamp_millis=_instant(args.start_time, "--start-time"),
+        max_records=args.max_records,
+        stop_at_millis=_instant(args.stop_at, "--stop-at"),
+        idle_timeout_seconds=args.idle_timeout,
+        value_format=args.value_format,
+        output_value_format=args.output_value_format,
+        kafka_io=args.kafka_io,
+        consumer_config=_settings(args.consumer_config, "--consumer-config"),
+        producer_config=_settings(args.producer_config, "--producer-config"),
+        runner=args.runner,
+        beam_args=list(beam_args),
+    )
+
+
+def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
+    config = KafkaReadConfig(
+        bootstrap_servers=job.bootstrap_servers,
+        topics=(job.topics[input_name],),
+        group_id=job.group_id,
+        input_name=input_name,
+        value_format=job.value_format,
+        start=job.start,
+        start_timestamp_millis=job.start_timestamp_millis,
+        bounded=job.bounded,
+        max_records=job.max_records,
+        stop_at_millis=job.stop_at_millis,
+        idle_timeout_seconds=job.idle_timeout_seconds,
+        consumer_config=job.consumer_config,
+    )
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return config
+
+
+def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
+    return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=job.topics[output],
+                            value_format=job.output_value_format, schema_name=OUTPUT_SCHEMAS[output],
+                            producer_config=job.producer_config)
+
+
+def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
+    if job.kafka_io == "java":
+        from pipelines.io.kafka_java import ReadRawRecordsWithJavaKafkaIO
+
+        return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name))
+    return ReadRawRecordsFromKafka(read_config(job, input_name))
+
+
+def _writer(job: StreamJob, output: str) -> beam.PTransform:
+    if job.kafka_io == "java":
+        from pipelines.io.kafka_java import WriteWithJavaKafkaIO
+
+        return WriteWithJavaKafkaIO(write_config(job, output))
+    return WriteToKafka(write_config(job, output))
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: StreamJob) -> None:
+    """Adds the streaming reconciliation to `pipeline`: Kafka in, the shared flow, Kafka out."""
+    raw = {
+        PAYMENTS: pipeline | "ReadPayments" >> _reader(job, PAYMENTS),
+        SETTLEMENTS: pipeline | "ReadSettlements" >> _reader(job, SETTLEMENTS),
+    }
+    outputs = raw | "Reconcile" >> ReconcileRecords(job.config)
+    outputs["alerts"] = outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
+    for name in OUTPUT_SCHEMAS:
+        outputs[name] | f"Write[{name}]" >> _writer(job, name)
+
+
+def run_job(job: StreamJob) -> None:
+    try:
+        options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
+    except OptionsError as error:
+        raise UsageError(str(error)) from None
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.reconcile_stream",
+                                     description=__doc__.splitlines()[0])
+    add_stream_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    try:
+        run_job(job_from_arguments(args, beam_args))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
