@@ -85,6 +85,20 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.kafka_tools import KafkaToolError, consume_topic
+    from schemas.codecs import payload_json
+
+    try:
+        for fields in consume_topic(args.bootstrap_servers, args.topic, args.value_format, args.schema,
+                                    limit=args.max_messages):
+            print(payload_json(fields))
+    except KafkaToolError as error:
+        raise UsageError(str(error)) from None
+    return 0
+
+
 def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
     import signal
@@ -123,6 +137,17 @@ def _add_kafka_commands(commands) -> None:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
     produce.set_defaults(handler=_kafka_produce)
+
+    consume = tools.add_parser("consume", help="print a topic's messages as JSON lines, from the beginning to its end")
+    consume.add_argument("--bootstrap-servers", required=True)
+    consume.add_argument("--topic", required=True)
+    consume.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
+    consume.add_argument("--schema", default="reconciliation_result",
+                         choices=("reconciliation_result", "daily_total", "break_rate_alert", "dead_letter",
+                                  "payment_event", "settlement_line"),
+                         help="Avro schema of the values (avro formats only)")
+    consume.add_argument("--max-messages", type=int, metavar="N")
+    consume.set_defaults(handler=_kafka_consume)
 
     broker = tools.add_parser("broker", help="run a local in-memory Kafka-protocol broker (for trying things out)")
     broker.add_argument("--port", type=int, default=9092)

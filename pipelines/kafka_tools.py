@@ -281,3 +281,45 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
     produce_in_order(bootstrap_servers, ordered, producer_config)
     return ReplayReport(payments, settlements, rejected_payments, rejected_settlements, late,
                         invalid_sent=include_invalid and value_format == "json")
+
+
+def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json",
+                  schema_name: str = "reconciliation_result", limit: Optional[int] = None,
+                  timeout_seconds: float = 30.0, consumer_config: Mapping[str, str] = {}) -> Iterator[dict]:
+    """Decoded messages of a topic from the beginning until every partition is exhausted (or `limit`).
+
+    Reads with `assign` (no group, nothing committed): a look at what a topic holds now.
+    """
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from schemas.kafka_values import decode_value
+
+    consumer = Consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
+                         "group.id": "paybeam-consume", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise KafkaToolError(f"topic {topic!r} does not exist")
+        partitions = sorted(metadata.partitions)
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions])
+        exhausted, seen = set(), 0
+        deadline = time.monotonic() + timeout_seconds
+        while len(exhausted) < len(partitions) and (limit is None or seen < limit):
+            if time.monotonic() > deadline:
+                raise KafkaToolError(f"topic {topic!r}: partitions not exhausted within {timeout_seconds}s")
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    exhausted.add(message.partition())
+                    continue
+                raise KafkaToolError(f"consumer error: {message.error()}")
+            exhausted.discard(message.partition())
+            seen += 1
+            yield decode_value(message.value(), value_format, schema_name)
+    finally:
+        consumer.close()

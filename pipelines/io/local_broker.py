@@ -52,7 +52,8 @@ class LocalBroker:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        # log_level 0: connection refusals are expected until the listener is up; don't print them.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         last_error: Optional[Exception] = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -1,0 +1,110 @@
+"""Streaming benchmark: paybeam's Kafka source next to a bare confluent-kafka consumer, and the
+end-to-end bounded stream pipeline, on a local broker.
+
+    python benchmarks/stream_source.py [N_PAYMENTS] [--bootstrap-servers HOST:PORT]
+
+Starts a local Tansu broker unless --bootstrap-servers is given, replays a
+generated sample (N payments) into two 3-partition topics, then times
+1. a bare confluent-kafka consumer reading the payments topic to its end,
+2. `ReadRawRecordsFromKafka` (bounded at the end offsets) reading the same topic on the DirectRunner,
+3. `paybeam stream --bounded` reconciling both topics end to end.
+A script, not a test: timings never gate CI.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import apache_beam as beam
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from datagen.generator import GeneratorConfig, generate  # noqa: E402
+from pipelines.cli import main as paybeam  # noqa: E402
+from pipelines.io.kafka_source import KafkaReadConfig, ReadRawRecordsFromKafka  # noqa: E402
+from pipelines.io.local_broker import LocalBroker  # noqa: E402
+from pipelines.kafka_tools import create_topics, replay_files  # noqa: E402
+from schemas.records import PAYMENTS  # noqa: E402
+
+
+def bare_consumer(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "enable.partition.eof": True, "enable.auto.commit": False})
+    partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    count, done = 0, set()
+    while len(done) < len(partitions):
+        for message in consumer.consume(1000, timeout=1.0):
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(message.partition())
+                continue
+            count += 1
+    consumer.close()
+    return count
+
+
+def paybeam_source(bootstrap: str, topic: str) -> None:
+    config = KafkaReadConfig(bootstrap_servers=bootstrap, topics=(topic,), group_id=f"bench-{uuid.uuid4().hex}",
+                             input_name=PAYMENTS, start="earliest", bounded="end_offsets", commit_offsets=False)
+    with beam.Pipeline() as pipeline:
+        _ = pipeline | ReadRawRecordsFromKafka(config) | beam.combiners.Count.Globally()
+
+
+def timed(function, *args):
+    started = time.monotonic()
+    result = function(*args)
+    return time.monotonic() - started, result
+
+
+def run(bootstrap: str, payments: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="paybeam-stream-bench-"))
+    dataset = generate(GeneratorConfig(payments=payments, seed=7), str(work / "data"))
+    suffix = uuid.uuid4().hex[:8]
+    topics = {name: f"bench.{name}.{suffix}" for name in
+              ("payments", "settlements", "results", "daily_totals", "alerts", "dead_letters")}
+    create_topics(bootstrap, list(topics.values()), partitions=3)
+    report = replay_files(bootstrap, [str(work / "data" / "payments" / "*")],
+                          [str(work / "data" / "settlements" / "*")], topics["payments"], topics["settlements"])
+    payment_messages = report.payment_messages
+    total = payment_messages + report.settlement_messages
+
+    bare_seconds, read = timed(bare_consumer, bootstrap, topics["payments"])
+    assert read == payment_messages, (read, payment_messages)
+    source_seconds, _ = timed(paybeam_source, bootstrap, topics["payments"])
+    stream_seconds, exit_code = timed(paybeam, [
+        "stream", "--bootstrap-servers", bootstrap, "--bounded", "--start", "earliest", "--group-id", "bench",
+        *[arg for name in topics for arg in (f"--{name.replace('_', '-')}-topic", topics[name])]])
+    assert exit_code == 0
+
+    print()
+    print(f"N = {payments:,} payments: {payment_messages:,} payment messages, {total:,} messages in all "
+          f"({dataset.expected['counts']['settlements']['read']:,} settlement lines)")
+    print(f"{'reader':<44}{'seconds':>10}{'records/s':>14}")
+    print(f"{'bare confluent-kafka consumer (payments)':<44}{bare_seconds:>10.2f}{payment_messages / bare_seconds:>14,.0f}")
+    print(f"{'paybeam Kafka source, DirectRunner (payments)':<44}{source_seconds:>10.2f}"
+          f"{payment_messages / source_seconds:>14,.0f}")
+    print(f"{'paybeam stream --bounded, end to end (all)':<44}{stream_seconds:>10.2f}{total / stream_seconds:>14,.0f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("payments", type=int, nargs="?", default=20_000)
+    parser.add_argument("--bootstrap-servers")
+    args = parser.parse_args()
+    if args.bootstrap_servers:
+        run(args.bootstrap_servers, args.payments)
+    else:
+        with LocalBroker() as broker:
+            run(broker.bootstrap_servers, args.payments)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
