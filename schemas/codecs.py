@@ -8,6 +8,7 @@ dead-letter it and the counts still add up. Validation happens later, in
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -72,8 +73,17 @@ def read_records(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Ite
     yield from reader(handle, path, input_name)
 
 
+def _byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    # readline() only: Beam's CompressedFile (.gz, .bz2, ...) is neither iterable nor an io.RawIOBase.
+    while True:
+        line = handle.readline()
+        if not line:
+            return
+        yield line
+
+
 def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
+    text = codecs.iterdecode(_byte_lines(handle), "utf-8-sig", errors="replace")
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
@@ -106,7 +116,7 @@ def _csv_line(row: Sequence[str]) -> str:
 
 
 def _read_jsonl(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    for line_number, raw_bytes in enumerate(handle, start=1):
+    for line_number, raw_bytes in enumerate(_byte_lines(handle), start=1):
         raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
         if not raw.strip():
             continue
