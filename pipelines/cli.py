@@ -9,9 +9,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from pipelines import reconcile_batch, reconcile_stream
+from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError
 from pipelines.version import paybeam_version
+from runners.presets import add_runners_command
 
 
 def _reconcile(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -177,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile_stream.add_stream_arguments(stream)
     stream.set_defaults(handler=_stream)
     _add_kafka_commands(commands)
+    add_runners_command(commands)
+
+    nightly = commands.add_parser(
+        "backfill", help="reconcile a range of daily partitions, one job per date (skips unchanged dates)",
+        description="Reconcile each date of a range into DIR/date=YYYY-MM-DD/, atomically; unchanged dates are "
+                    "skipped. Unrecognised --flags are passed to Beam.")
+    backfill.add_backfill_arguments(nightly)
+    nightly.set_defaults(handler=backfill.run_backfill)
 
     generate = commands.add_parser("generate", help="write a realistic sample with ground truth")
     generate.add_argument("--payments", type=int, required=True, metavar="N")

@@ -1,17 +1,42 @@
-"""Turns `--runner` plus pass-through Beam flags into PipelineOptions.
+"""Turns `--runner` plus pass-through Beam flags into PipelineOptions (DESIGN.md 6).
 
 Unknown flags are an error, not a warning: Beam silently discards what it
 cannot parse, and a typo such as `--flink_mster` would otherwise run the job
-somewhere the user did not intend.
+somewhere the user did not intend. Combinations that cannot work (a Flink
+EXTERNAL environment without the worker pool's address, Dataflow without a
+gs:// temp_location, …) are errors too, raised before any pipeline is built.
+
+Every remote runner (Flink, Portable, Dataflow) gets `--setup_file` pointing
+at paybeam's setup.py so its workers install paybeam, unless the user passed
+`--setup_file`, an `--sdk_container_image`, or a custom DOCKER
+`--environment_config` image (which must then contain paybeam).
 """
 from __future__ import annotations
 
 import argparse
-from typing import List, Sequence
+import json
+import os
+import re
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+from urllib.parse import urlparse
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    PrismRunnerOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+
+from runners import presets
 
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "PortableRunner", "DataflowRunner")
+REMOTE_RUNNERS = ("FlinkRunner", "PortableRunner", "DataflowRunner")
 _RUNNER_ALIASES = {name.lower(): name for name in RUNNERS}
 _RUNNER_ALIASES.update({name[: -len("Runner")].lower(): name for name in RUNNERS})
 
@@ -29,7 +54,7 @@ def canonical_runner(name: str) -> str:
 
 
 def _beam_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     for options_class in PipelineOptions.__subclasses__():
         _add_recursively(options_class, parser)
     return parser
@@ -60,22 +85,256 @@ JOB_SERVER_OPTIONS = {
     ),
 }
 JOB_SERVER_OPTIONS["PortableRunner"] = JOB_SERVER_OPTIONS["FlinkRunner"]
+# Job-server options whose value must be a positive integer (milliseconds or counts).
+_POSITIVE_INT_JOB_SERVER_OPTIONS = ("checkpointing_interval", "checkpoint_timeout_millis",
+                                    "min_pause_between_checkpoints", "max_bundle_size", "max_bundle_time_millis")
+
+
+def _flag_name(arg: str) -> str:
+    return arg.lstrip("-").split("=", 1)[0].replace("-", "_")
 
 
 def unknown_beam_args(beam_args: Sequence[str], runner: str = "DirectRunner") -> List[str]:
     """The flags in `beam_args` that neither Beam's Python options nor the runner's job server define."""
-    _, unknown = _beam_argument_parser().parse_known_args(list(beam_args))
+    try:
+        _, unknown = _beam_argument_parser().parse_known_args(list(beam_args))
+    except argparse.ArgumentError:
+        unknown = []  # a known flag with a bad value: build_pipeline_options reports it
     job_server_options = JOB_SERVER_OPTIONS.get(canonical_runner(runner), ())
-    return [arg for arg in unknown
-            if arg.lstrip("-").split("=", 1)[0].replace("-", "_") not in job_server_options]
+    result: List[str] = []
+    after_allowed_flag = False
+    for arg in unknown:
+        if arg.startswith("-"):
+            after_allowed_flag = _flag_name(arg) in job_server_options and "=" not in arg
+            if _flag_name(arg) not in job_server_options:
+                result.append(arg)
+        elif after_allowed_flag:
+            after_allowed_flag = False  # the value of `--checkpointing_interval 60000`
+        else:
+            result.append(arg)
+    return result
 
 
-def build_pipeline_options(runner: str, beam_args: Sequence[str] = (), streaming: bool = False) -> PipelineOptions:
-    """PipelineOptions for `runner` plus the user's pass-through Beam flags."""
+def _raw_values(beam_args: Sequence[str], name: str) -> List[str]:
+    """Values given for `--name` (as `--name=v` or `--name v`), including options Beam does not declare."""
+    values, args = [], list(beam_args)
+    for index, arg in enumerate(args):
+        if not arg.startswith("-") or _flag_name(arg) != name:
+            continue
+        if "=" in arg:
+            values.append(arg.split("=", 1)[1])
+        elif index + 1 < len(args) and not args[index + 1].startswith("--"):
+            values.append(args[index + 1])
+        else:
+            values.append("")
+    return values
+
+
+def _host_of(address: str) -> str:
+    address = address.strip()
+    if "://" not in address:
+        address = "//" + address
+    try:
+        return (urlparse(address).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _is_local_address(address: Optional[str]) -> bool:
+    if address is None or address.strip() in presets.FLINK_MAGIC_MASTERS:
+        return True
+    return _host_of(address) in presets.LOCAL_HOSTS
+
+
+def _is_local_path(location: str) -> bool:
+    scheme = urlparse(location).scheme
+    return not scheme or len(scheme) == 1  # "C:\\…" on Windows
+
+
+_DEFAULT = object()
+
+
+def build_pipeline_options(
+    runner: str,
+    beam_args: Sequence[str] = (),
+    streaming: bool = False,
+    *,
+    setup_file: Union[str, os.PathLike, None, object] = _DEFAULT,
+) -> PipelineOptions:
+    """PipelineOptions for `runner` plus the user's pass-through Beam flags.
+
+    Raises OptionsError for an unknown runner or flag, a bad value, or a combination
+    that cannot work. `setup_file` is what remote runners ship when the user did not
+    say otherwise (default: paybeam's own setup.py, `presets.default_setup_file()`;
+    None means there is none, so the user must pass --setup_file or a custom image).
+    """
+    runner = canonical_runner(runner)
+    beam_args = list(beam_args)
     unknown = unknown_beam_args(beam_args, runner)
     if unknown:
-        raise OptionsError(f"unknown option(s): {' '.join(unknown)}")
-    args = [f"--runner={canonical_runner(runner)}", *beam_args]
-    if streaming:
+        raise OptionsError(f"unknown option(s): {' '.join(unknown)} (neither Beam nor {runner} defines it; "
+                           f"`paybeam runners` lists each runner's flags)")
+    for version in _raw_values(beam_args, "flink_version"):
+        if version not in presets.FLINK_VERSIONS:
+            raise OptionsError(f"unsupported --flink_version={version}: Beam 2.77 publishes Flink job servers "
+                               f"for {', '.join(presets.FLINK_VERSIONS)} (default {presets.DEFAULT_FLINK_VERSION})")
+    try:
+        _beam_argument_parser().parse_known_args(beam_args)
+    except argparse.ArgumentError as error:
+        raise OptionsError(str(error)) from None
+
+    args = [f"--runner={runner}", *beam_args]
+    if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    if options.view_as(StandardOptions).runner != runner:
+        raise OptionsError(f"--runner is set by paybeam's own --runner option, not as a Beam flag "
+                           f"(got both {runner} and {options.view_as(StandardOptions).runner})")
+
+    if runner == "DirectRunner":
+        _check_direct(options)
+    elif runner == "PrismRunner":
+        _check_prism(options)
+    elif runner == "FlinkRunner":
+        _check_flink(options, beam_args)
+    elif runner == "PortableRunner":
+        _check_portable(options, beam_args)
+    elif runner == "DataflowRunner":
+        _check_dataflow(options)
+    if runner in REMOTE_RUNNERS:
+        _ship_package(options, runner, presets.default_setup_file() if setup_file is _DEFAULT else setup_file)
+    return options
+
+
+def _check_direct(options: PipelineOptions) -> None:
+    direct = options.view_as(DirectOptions)
+    if direct.direct_num_workers < 1:
+        raise OptionsError(f"--direct_num_workers must be at least 1, got {direct.direct_num_workers}")
+
+
+def _check_prism(options: PipelineOptions) -> None:
+    location = options.view_as(PrismRunnerOptions).prism_location
+    if location and _is_local_path(location) and not os.path.exists(location):
+        raise OptionsError(f"--prism_location={location} does not exist; point it at a Prism binary (or its zip) "
+                           "downloaded from the Beam GitHub release matching this Beam")
+
+
+def _check_environment(options: PipelineOptions, runner: str) -> None:
+    """EXTERNAL/PROCESS/DOCKER/LOOPBACK and their configs, for the portable runners."""
+    portable = options.view_as(PortableOptions)
+    if portable.environment_type is None:
+        if portable.environment_config:
+            raise OptionsError("--environment_config needs --environment_type (EXTERNAL, PROCESS or DOCKER)")
+        return
+    environment_type = portable.environment_type.upper()
+    if environment_type not in presets.ENVIRONMENT_TYPES:
+        raise OptionsError(f"unsupported --environment_type={portable.environment_type} for {runner}; "
+                           f"choose one of {', '.join(presets.ENVIRONMENT_TYPES)}")
+    portable.environment_type = environment_type
+    config = portable.environment_config
+    if environment_type == "EXTERNAL":
+        address = config or portable.lookup_environment_option("external_service_address")
+        if not address:
+            raise OptionsError(f"{runner} with --environment_type=EXTERNAL needs "
+                               "--environment_config=HOST:PORT of the Python worker pool "
+                               "(python -m apache_beam.runners.worker.worker_pool_main --service_port PORT)")
+        if not re.fullmatch(r"\[?[\w.:-]*\]?:\d+", address.strip()):
+            raise OptionsError(f"--environment_config={address} is not HOST:PORT of a worker pool "
+                               "(EXTERNAL environment)")
+    elif environment_type == "PROCESS":
+        if config:
+            try:
+                command = json.loads(config).get("command")
+            except (ValueError, AttributeError):
+                raise OptionsError("--environment_config for --environment_type=PROCESS must be JSON like "
+                                   "'{\"command\": \"/opt/apache/beam/boot\"}'") from None
+            if not command:
+                raise OptionsError("--environment_config for PROCESS has no \"command\": give the SDK "
+                                   "harness boot executable, e.g. '{\"command\": \"/opt/apache/beam/boot\"}'")
+        elif not portable.lookup_environment_option("process_command"):
+            raise OptionsError(f"{runner} with --environment_type=PROCESS needs "
+                               "--environment_config='{\"command\": \"/path/to/boot\"}' "
+                               "(the Beam SDK harness boot executable on every worker)")
+    elif environment_type == "DOCKER":
+        if not config and not portable.lookup_environment_option("docker_container_image"):
+            portable.environment_config = (options.view_as(WorkerOptions).sdk_container_image
+                                           or presets.default_sdk_image())
+    elif environment_type == "LOOPBACK" and config:
+        raise OptionsError("--environment_type=LOOPBACK takes no --environment_config")
+
+
+def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
+    flink = options.view_as(FlinkRunnerOptions)
+    master = (flink.flink_master or "[auto]").strip()
+    _check_environment(options, "FlinkRunner")
+    portable = options.view_as(PortableOptions)
+    if portable.environment_type == "LOOPBACK" and not _is_local_address(master):
+        raise OptionsError(f"--environment_type=LOOPBACK runs the Python workers inside this process, which "
+                           f"the remote Flink cluster at {master} cannot reach; use EXTERNAL (worker-pool "
+                           "sidecar), PROCESS or DOCKER, or a local --flink_master ([auto], [local], localhost)")
+    if flink.parallelism is not None and flink.parallelism != -1 and flink.parallelism < 1:
+        raise OptionsError(f"--parallelism must be at least 1, got {flink.parallelism}")
+    if flink.max_parallelism is not None and flink.max_parallelism != -1 and flink.max_parallelism < 1:
+        raise OptionsError(f"--max_parallelism must be at least 1, got {flink.max_parallelism}")
+    for name in _POSITIVE_INT_JOB_SERVER_OPTIONS:
+        for value in _raw_values(beam_args, name):
+            if not value.isdigit() or int(value) < 1:
+                raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
+    jar = flink.flink_job_server_jar
+    if jar and _is_local_path(jar) and not os.path.exists(jar):
+        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; download "
+                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar from Maven "
+                           "Central elsewhere and point at it")
+    if flink.flink_submit_uber_jar and master in presets.FLINK_MAGIC_MASTERS:
+        raise OptionsError("--flink_submit_uber_jar uploads a jar to a running cluster: it needs "
+                           "--flink_master=HOST:PORT of that cluster's REST endpoint")
+
+
+def _check_portable(options: PipelineOptions, beam_args: Sequence[str]) -> None:
+    if not options.view_as(PortableOptions).job_endpoint:
+        raise OptionsError("PortableRunner needs --job_endpoint=HOST:PORT of a running job service (a Flink job "
+                           "server, or python -m apache_beam.runners.portability.local_job_service_main --port P)")
+    _check_environment(options, "PortableRunner")
+
+
+def _check_dataflow(options: PipelineOptions) -> None:
+    gcp = options.view_as(GoogleCloudOptions)
+    missing = [flag for flag, value in (("--project", gcp.project), ("--region", gcp.region),
+                                        ("--temp_location", gcp.temp_location)) if not value]
+    if missing:
+        raise OptionsError(f"DataflowRunner needs {', '.join(missing)} (e.g. --project=my-project "
+                           "--region=europe-west1 --temp_location=gs://my-bucket/tmp)")
+    for flag, value in (("--temp_location", gcp.temp_location), ("--staging_location", gcp.staging_location)):
+        if value and not value.startswith("gs://"):
+            raise OptionsError(f"DataflowRunner needs {flag} on Cloud Storage (gs://bucket/path), got {value}")
+
+
+def _custom_image(options: PipelineOptions, runner: str) -> Optional[str]:
+    """An image the user chose for the workers, which then must already contain paybeam."""
+    image = options.view_as(WorkerOptions).sdk_container_image
+    if image:
+        return image
+    portable = options.view_as(PortableOptions)
+    if runner != "DataflowRunner" and (portable.environment_type or "").upper() == "DOCKER":
+        image = portable.environment_config or portable.lookup_environment_option("docker_container_image")
+        if image and image != presets.default_sdk_image():
+            return image
+    return None
+
+
+def _ship_package(options: PipelineOptions, runner: str, default_setup_file) -> None:
+    setup = options.view_as(SetupOptions)
+    if setup.setup_file:
+        if _is_local_path(setup.setup_file) and not os.path.isfile(setup.setup_file):
+            raise OptionsError(f"--setup_file={setup.setup_file} does not exist")
+        return
+    if _custom_image(options, runner):
+        return
+    if (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK":
+        return  # the workers are this very process: paybeam is already importable
+    if default_setup_file is None or not Path(default_setup_file).is_file():
+        raise OptionsError(f"{runner} workers must install paybeam, but no setup.py was found next to the "
+                           "installed package: pass --setup_file=/path/to/paybeam/setup.py, or "
+                           "--sdk_container_image=IMAGE (or DOCKER --environment_config=IMAGE) with paybeam "
+                           "already installed in the image")
+    setup.setup_file = str(default_setup_file)

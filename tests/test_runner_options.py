@@ -92,12 +92,14 @@ def test_flink_flags_named_in_the_design_are_accepted():
         "--parallelism=4",
         "--checkpointing_interval=60000",
         "--environment_type=EXTERNAL",
-        "--flink_job_server_jar=/opt/beam/flink-job-server.jar",
+        "--flink_job_server_jar=https://repo.example.com/beam-runners-flink-2.2-job-server-2.77.0.jar",
     ]
     assert unknown_beam_args(design_flags, "flink") == []
     # Java-side Flink options are not options of the local runners: there they stay typos.
     assert unknown_beam_args(design_flags, "direct") == ["--checkpointing_interval=60000"]
-    options = build_pipeline_options("flink", design_flags, streaming=True)
+    # EXTERNAL needs the worker pool's address (a deliberate OptionsError otherwise, tested below).
+    options = build_pipeline_options("flink", design_flags + ["--environment_config=localhost:50000"],
+                                     streaming=True)
     assert options.view_as(StandardOptions).runner == "FlinkRunner"
 
 
@@ -133,3 +135,412 @@ def test_build_pipeline_options_rejects_unknown_flags():
 def test_build_pipeline_options_rejects_unknown_runner():
     with pytest.raises(OptionsError, match="unknown runner"):
         build_pipeline_options("spark")
+
+
+# ---------------------------------------------------------------- per-runner presets and checks
+
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.options.pipeline_options import (  # noqa: E402
+    GoogleCloudOptions,
+    PrismRunnerOptions,
+    SetupOptions,
+    WorkerOptions,
+)
+
+from runners import presets  # noqa: E402
+
+REPO_SETUP = Path(__file__).resolve().parents[1] / "setup.py"
+SDK_IMAGE = f"apache/beam_python{sys.version_info[0]}.{sys.version_info[1]}_sdk:{beam.__version__}"
+FLINK_EXTERNAL = ["--flink_master=flink-jobmanager:8081", "--environment_type=EXTERNAL",
+                  "--environment_config=localhost:50000"]
+DATAFLOW = ["--project=acme-payments", "--region=europe-west1", "--temp_location=gs://acme-tmp/paybeam"]
+
+
+def _setup_file(options):
+    return options.view_as(SetupOptions).setup_file
+
+
+def _environment(options):
+    portable = options.view_as(PortableOptions)
+    return portable.environment_type, portable.environment_config
+
+
+# DirectRunner
+
+def test_direct_defaults_to_in_memory_and_ships_nothing():
+    options = build_pipeline_options("direct")
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert options.view_as(DirectOptions).direct_num_workers == 1
+    assert _setup_file(options) is None
+
+
+def test_direct_multi_processing_with_workers():
+    options = build_pipeline_options("direct", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_direct_num_workers_below_one_is_an_error(workers):
+    with pytest.raises(OptionsError, match="direct_num_workers must be at least 1"):
+        build_pipeline_options("direct", [f"--direct_num_workers={workers}"])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--direct_running_mode=multi_process"], "invalid choice"),
+    (["--direct_num_workers=two"], "invalid int value"),
+])
+def test_bad_values_of_known_flags_are_options_errors_not_exits(args, fragment):
+    with pytest.raises(OptionsError, match=fragment):
+        build_pipeline_options("direct", args)
+
+
+def test_runner_flag_among_beam_args_cannot_override_the_runner():
+    with pytest.raises(OptionsError, match="--runner"):
+        build_pipeline_options("direct", ["--runner=FlinkRunner"])
+
+
+# PrismRunner
+
+def test_prism_with_a_local_binary(tmp_path):
+    prism = tmp_path / "prism"
+    prism.write_text("")
+    options = build_pipeline_options("prism", [f"--prism_location={prism}"], streaming=True)
+    assert options.view_as(StandardOptions).runner == "PrismRunner"
+    assert options.view_as(PrismRunnerOptions).prism_location == str(prism)
+    assert options.view_as(StandardOptions).streaming is True
+    assert _setup_file(options) is None
+
+
+def test_prism_location_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(OptionsError, match="prism_location"):
+        build_pipeline_options("prism", [f"--prism_location={tmp_path / 'missing'}"])
+
+
+def test_prism_location_may_be_a_url():
+    url = "https://github.com/apache/beam/releases/download/v2.77.0/apache_beam-v2.77.0-prism-linux-amd64.zip"
+    assert build_pipeline_options("prism", [f"--prism_location={url}"]).view_as(
+        PrismRunnerOptions).prism_location == url
+
+
+# FlinkRunner
+
+def test_flink_external_worker_pool_production_preset():
+    options = build_pipeline_options("flink", FLINK_EXTERNAL + ["--parallelism=4", "--checkpointing_interval=60000"],
+                                     streaming=True)
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    assert options.view_as(StandardOptions).streaming is True
+    assert options.view_as(FlinkRunnerOptions).flink_master == "flink-jobmanager:8081"
+    assert options.view_as(FlinkRunnerOptions).parallelism == 4
+    assert options.view_as(FlinkRunnerOptions).flink_version == "2.2"
+    assert _environment(options) == ("EXTERNAL", "localhost:50000")
+    # Java-side options reach the job server.
+    assert options.get_all_options(retain_unknown_options=True)["checkpointing_interval"] == "60000"
+    assert _setup_file(options) == str(REPO_SETUP)
+
+
+def test_flink_external_without_environment_config_is_an_error():
+    with pytest.raises(OptionsError, match="EXTERNAL needs --environment_config=HOST:PORT"):
+        build_pipeline_options("flink", ["--flink_master=flink:8081", "--environment_type=EXTERNAL"])
+
+
+def test_flink_external_address_as_environment_option():
+    options = build_pipeline_options("flink", ["--environment_type=EXTERNAL",
+                                               "--environment_option=external_service_address=pool:50000"])
+    assert options.view_as(PortableOptions).lookup_environment_option("external_service_address") == "pool:50000"
+
+
+def test_flink_external_config_must_be_host_port():
+    with pytest.raises(OptionsError, match="not HOST:PORT"):
+        build_pipeline_options("flink", ["--environment_type=EXTERNAL", "--environment_config=worker-pool"])
+
+
+def test_environment_type_is_case_insensitive():
+    options = build_pipeline_options("flink", ["--environment_type=external", "--environment_config=pool:50000"])
+    assert _environment(options) == ("EXTERNAL", "pool:50000")
+
+
+def test_unsupported_environment_type_is_an_error():
+    with pytest.raises(OptionsError, match="unsupported --environment_type=BEAM"):
+        build_pipeline_options("flink", ["--environment_type=BEAM"])
+
+
+def test_environment_config_without_type_is_an_error():
+    with pytest.raises(OptionsError, match="needs --environment_type"):
+        build_pipeline_options("flink", ["--environment_config=pool:50000"])
+
+
+def test_flink_process_environment_with_command():
+    config = json.dumps({"command": "/opt/apache/beam/boot"})
+    options = build_pipeline_options("flink", ["--environment_type=PROCESS", f"--environment_config={config}"])
+    assert _environment(options) == ("PROCESS", config)
+    assert _setup_file(options) == str(REPO_SETUP)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--environment_type=PROCESS"], "PROCESS needs --environment_config="),
+    (["--environment_type=PROCESS", "--environment_config=/opt/apache/beam/boot"], "must be JSON"),
+    (["--environment_type=PROCESS", '--environment_config={"env": {}}'], 'no "command"'),
+])
+def test_flink_process_environment_needs_a_json_command(args, fragment):
+    with pytest.raises(OptionsError, match=fragment):
+        build_pipeline_options("flink", args)
+
+
+def test_flink_docker_defaults_to_the_sdk_image_of_this_beam_and_python():
+    options = build_pipeline_options("flink", ["--flink_master=flink:8081", "--environment_type=DOCKER"])
+    assert _environment(options) == ("DOCKER", SDK_IMAGE)
+    assert presets.default_sdk_image() == SDK_IMAGE
+    if sys.version_info[:2] == (3, 11) and beam.__version__ == "2.77.0":
+        assert SDK_IMAGE == "apache/beam_python3.11_sdk:2.77.0"
+    # The stock image lacks paybeam: it is shipped.
+    assert _setup_file(options) == str(REPO_SETUP)
+
+
+def test_flink_docker_with_a_custom_image_ships_nothing():
+    options = build_pipeline_options("flink", ["--environment_type=DOCKER",
+                                               "--environment_config=registry.acme/paybeam:1.4"])
+    assert _environment(options) == ("DOCKER", "registry.acme/paybeam:1.4")
+    assert _setup_file(options) is None
+
+
+def test_flink_docker_takes_sdk_container_image():
+    options = build_pipeline_options("flink", ["--environment_type=DOCKER",
+                                               "--sdk_container_image=registry.acme/paybeam:1.4"])
+    assert _environment(options) == ("DOCKER", "registry.acme/paybeam:1.4")
+    assert _setup_file(options) is None
+
+
+@pytest.mark.parametrize("version", presets.FLINK_VERSIONS)
+def test_every_published_flink_version_is_accepted(version):
+    options = build_pipeline_options("flink", FLINK_EXTERNAL + [f"--flink_version={version}"])
+    assert options.view_as(FlinkRunnerOptions).flink_version == version
+
+
+def test_flink_versions_match_beam_and_the_design():
+    assert presets.FLINK_VERSIONS == ("1.19", "1.20", "2.0", "2.1", "2.2")
+    assert list(presets.FLINK_VERSIONS) == FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    assert build_pipeline_options("flink", FLINK_EXTERNAL).view_as(FlinkRunnerOptions).flink_version == "2.2"
+
+
+@pytest.mark.parametrize("args", [["--flink_version=1.18"], ["--flink_version", "1.17"]])
+def test_unsupported_flink_version_is_an_error(args):
+    with pytest.raises(OptionsError, match="unsupported --flink_version=1.1[78].*1.19, 1.20, 2.0, 2.1, 2.2"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + args)
+
+
+@pytest.mark.parametrize("master", ["flink-jobmanager:8081", "http://10.0.0.5:8081", "https://flink.acme.com"])
+def test_loopback_with_a_remote_flink_master_is_an_error(master):
+    with pytest.raises(OptionsError, match="LOOPBACK"):
+        build_pipeline_options("flink", [f"--flink_master={master}", "--environment_type=LOOPBACK"])
+
+
+@pytest.mark.parametrize("master", ["[auto]", "[local]", "localhost:8081", "http://127.0.0.1:8081", None])
+def test_loopback_with_a_local_flink_master_is_fine_and_ships_nothing(master):
+    args = ["--environment_type=LOOPBACK"] + ([f"--flink_master={master}"] if master else [])
+    options = build_pipeline_options("flink", args)
+    assert _environment(options) == ("LOOPBACK", None)
+    assert _setup_file(options) is None  # the workers are the submitting process itself
+
+
+def test_loopback_takes_no_environment_config():
+    with pytest.raises(OptionsError, match="LOOPBACK takes no --environment_config"):
+        build_pipeline_options("flink", ["--environment_type=LOOPBACK", "--environment_config=x:1"])
+
+
+@pytest.mark.parametrize("args", [["--parallelism=0"], ["--max_parallelism=0"]])
+def test_flink_parallelism_must_be_positive(args):
+    with pytest.raises(OptionsError, match="parallelism must be at least 1"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + args)
+
+
+@pytest.mark.parametrize("args", [["--checkpointing_interval=0"], ["--checkpointing_interval=1m"],
+                                  ["--checkpointing_interval"]])
+def test_flink_checkpointing_interval_must_be_positive_millis(args):
+    with pytest.raises(OptionsError, match="checkpointing_interval"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + args)
+
+
+def test_java_side_flag_with_separate_value_is_not_a_typo():
+    assert unknown_beam_args(["--checkpointing_interval", "60000"], "flink") == []
+    assert unknown_beam_args(["--checkpointing_interval", "60000"], "direct") == ["--checkpointing_interval",
+                                                                                   "60000"]
+    options = build_pipeline_options("flink", FLINK_EXTERNAL + ["--checkpointing_interval", "60000"])
+    assert options.get_all_options(retain_unknown_options=True)["checkpointing_interval"] == "60000"
+
+
+def test_flink_job_server_jar_must_exist_when_local(tmp_path):
+    with pytest.raises(OptionsError, match="flink_job_server_jar"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + [f"--flink_job_server_jar={tmp_path / 'missing.jar'}"])
+    jar = tmp_path / "beam-runners-flink-2.2-job-server-2.77.0.jar"
+    jar.write_bytes(b"")
+    options = build_pipeline_options("flink", FLINK_EXTERNAL + [f"--flink_job_server_jar={jar}"])
+    assert options.view_as(FlinkRunnerOptions).flink_job_server_jar == str(jar)
+
+
+def test_flink_submit_uber_jar_needs_a_cluster_master():
+    with pytest.raises(OptionsError, match="flink_submit_uber_jar"):
+        build_pipeline_options("flink", ["--flink_submit_uber_jar", "--environment_type=EXTERNAL",
+                                         "--environment_config=pool:50000"])
+    options = build_pipeline_options("flink", FLINK_EXTERNAL + ["--flink_submit_uber_jar"])
+    assert options.view_as(FlinkRunnerOptions).flink_submit_uber_jar is True
+
+
+def test_flink_typo_is_still_an_error():
+    with pytest.raises(OptionsError, match="--checkpointing_intervall=1"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + ["--checkpointing_intervall=1"])
+
+
+# PortableRunner
+
+def test_portable_needs_a_job_endpoint():
+    with pytest.raises(OptionsError, match="PortableRunner needs --job_endpoint"):
+        build_pipeline_options("portable", ["--environment_type=EXTERNAL", "--environment_config=pool:50000"])
+
+
+def test_portable_with_external_worker_pool():
+    options = build_pipeline_options("portable", ["--job_endpoint=localhost:8099", "--environment_type=EXTERNAL",
+                                                  "--environment_config=localhost:50000"])
+    assert options.view_as(PortableOptions).job_endpoint == "localhost:8099"
+    assert _environment(options) == ("EXTERNAL", "localhost:50000")
+    assert _setup_file(options) == str(REPO_SETUP)
+
+
+def test_portable_external_without_config_is_an_error():
+    with pytest.raises(OptionsError, match="EXTERNAL needs"):
+        build_pipeline_options("portable", ["--job_endpoint=localhost:8099", "--environment_type=EXTERNAL"])
+
+
+def test_portable_accepts_flink_java_side_options():
+    options = build_pipeline_options("portable", ["--job_endpoint=flink-job-server:8099",
+                                                  "--checkpointing_interval=10000"], streaming=True)
+    assert options.view_as(StandardOptions).streaming is True
+
+
+# DataflowRunner
+
+def test_dataflow_with_project_region_and_gcs_temp_location():
+    options = build_pipeline_options("dataflow", DATAFLOW, streaming=True)
+    gcp = options.view_as(GoogleCloudOptions)
+    assert (gcp.project, gcp.region, gcp.temp_location) == ("acme-payments", "europe-west1", "gs://acme-tmp/paybeam")
+    assert options.view_as(StandardOptions).streaming is True
+    assert _setup_file(options) == str(REPO_SETUP)
+
+
+@pytest.mark.parametrize("drop", range(3))
+def test_dataflow_without_project_region_or_temp_location_is_an_error(drop):
+    missing = DATAFLOW[drop].split("=")[0]
+    with pytest.raises(OptionsError, match=f"DataflowRunner needs {missing}"):
+        build_pipeline_options("dataflow", DATAFLOW[:drop] + DATAFLOW[drop + 1:])
+
+
+@pytest.mark.parametrize("flag", ["--temp_location=/tmp/paybeam", "--temp_location=s3://acme/tmp",
+                                  "--staging_location=/tmp/staging"])
+def test_dataflow_locations_must_be_on_gcs(flag):
+    with pytest.raises(OptionsError, match="gs://"):
+        build_pipeline_options("dataflow", DATAFLOW + [flag])
+
+
+def test_dataflow_with_a_custom_container_ships_nothing():
+    options = build_pipeline_options("dataflow", DATAFLOW + ["--sdk_container_image=eu.gcr.io/acme/paybeam:1.4"])
+    assert options.view_as(WorkerOptions).sdk_container_image == "eu.gcr.io/acme/paybeam:1.4"
+    assert _setup_file(options) is None
+
+
+# --setup_file for remote runners
+
+REMOTE_PRESETS = {
+    "FlinkRunner": FLINK_EXTERNAL,
+    "PortableRunner": ["--job_endpoint=localhost:8099", "--environment_type=EXTERNAL",
+                       "--environment_config=localhost:50000"],
+    "DataflowRunner": DATAFLOW,
+}
+
+
+def test_default_setup_file_is_the_repo_setup_py():
+    assert presets.default_setup_file() == REPO_SETUP
+
+
+@pytest.mark.parametrize("runner", sorted(REMOTE_PRESETS))
+def test_remote_runners_ship_the_repo_setup_py(runner):
+    assert _setup_file(build_pipeline_options(runner, REMOTE_PRESETS[runner])) == str(REPO_SETUP)
+
+
+@pytest.mark.parametrize("runner", sorted(REMOTE_PRESETS))
+def test_a_given_setup_file_wins(runner, tmp_path):
+    own = tmp_path / "setup.py"
+    own.write_text("")
+    options = build_pipeline_options(runner, REMOTE_PRESETS[runner] + [f"--setup_file={own}"])
+    assert _setup_file(options) == str(own)
+
+
+def test_a_given_setup_file_must_exist(tmp_path):
+    with pytest.raises(OptionsError, match="--setup_file=.* does not exist"):
+        build_pipeline_options("flink", FLINK_EXTERNAL + [f"--setup_file={tmp_path / 'setup.py'}"])
+
+
+@pytest.mark.parametrize("runner", sorted(REMOTE_PRESETS))
+def test_no_setup_py_and_no_image_is_an_error_saying_what_to_pass(runner, monkeypatch):
+    monkeypatch.setattr(presets, "default_setup_file", lambda: None)
+    with pytest.raises(OptionsError) as info:
+        build_pipeline_options(runner, REMOTE_PRESETS[runner])
+    assert "--setup_file" in str(info.value) and "--sdk_container_image" in str(info.value)
+    with pytest.raises(OptionsError):
+        build_pipeline_options(runner, REMOTE_PRESETS[runner], setup_file=None)
+
+
+@pytest.mark.parametrize("runner", sorted(REMOTE_PRESETS))
+def test_no_setup_py_is_fine_with_a_custom_image(runner):
+    options = build_pipeline_options(runner, REMOTE_PRESETS[runner] + ["--sdk_container_image=acme/paybeam:1"],
+                                     setup_file=None)
+    assert _setup_file(options) is None
+
+
+def test_setup_file_keyword_overrides_the_default(tmp_path):
+    other = tmp_path / "setup.py"
+    other.write_text("")
+    assert _setup_file(build_pipeline_options("flink", FLINK_EXTERNAL, setup_file=other)) == str(other)
+
+
+@pytest.mark.parametrize("runner", ["DirectRunner", "PrismRunner"])
+def test_local_runners_ship_nothing(runner):
+    assert _setup_file(build_pipeline_options(runner)) is None
+
+
+@pytest.mark.parametrize("runner, args", [("direct", []), ("prism", []), ("flink", FLINK_EXTERNAL),
+                                          ("portable", REMOTE_PRESETS["PortableRunner"]), ("dataflow", DATAFLOW)])
+def test_streaming_flag_for_every_runner(runner, args):
+    assert build_pipeline_options(runner, args, streaming=True).view_as(StandardOptions).streaming is True
+    assert build_pipeline_options(runner, args).view_as(StandardOptions).streaming is False
+    assert build_pipeline_options(runner, args + ["--streaming"], streaming=True).get_all_options()["streaming"]
+
+
+# `paybeam runners`
+
+def test_presets_cover_every_runner():
+    assert tuple(preset.name for preset in presets.PRESETS) == RUNNERS
+
+
+def test_describe_runners_lists_each_runner_and_its_needs():
+    text = presets.describe_runners()
+    for runner in RUNNERS:
+        assert runner in text
+    for needed in ("--prism_location", "--flink_master", "--environment_config", "--flink_job_server_jar",
+                   "Java", "--job_endpoint", "--project", "--region", "--temp_location=gs://",
+                   "--direct_num_workers", "--setup_file", SDK_IMAGE, "2.2"):
+        assert needed in text, needed
+    assert presets.runners_text() == text
+
+
+def test_add_runners_command_prints_the_listing(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="paybeam")
+    presets.add_runners_command(parser.add_subparsers(dest="command"))
+    args, extra = parser.parse_known_args(["runners"])
+    assert args.handler(args, extra) == 0
+    assert capsys.readouterr().out.strip() == presets.describe_runners()
