@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker clean
+.PHONY: venv demo test bench broker notebooks clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ test: venv
 ## A local in-memory Kafka-protocol broker on 127.0.0.1:9092 (Ctrl-C stops it).
 broker: venv
 	$(BIN)/paybeam kafka broker --port 9092
+
+## Register the venv as a Jupyter kernel ("paybeam (.venv)") for notebooks/.
+notebooks: venv
+	$(BIN)/python -m ipykernel install --user --name paybeam --display-name "paybeam (.venv)"
+	@echo "open notebooks/*.ipynb in any Jupyter front end and pick the 'paybeam (.venv)' kernel"
 
 ## Batch benchmark at 1M payments (a script, not a test).
 bench: venv
