@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import ctypes
-import errno
-import fcntl
 import glob
 import hashlib
 import json
@@ -48,18 +45,27 @@ from pipelines.arguments import (
     settlement_day,
     trigger_policy,
 )
+from pipelines.io.atomic_publish import (
+    LOCK_FILE,  # noqa: F401  (re-exported: where the lock lives is part of this command's contract)
+    MANIFEST,
+    OutputLock,
+    _fsync_dir,
+    _old_dir,
+    _tmp_dir,
+    date_dir,
+    publish,
+    recover,
+)
+from pipelines.io.canonical_files import _canonical_lines, _canonical_parquet, _sha256_of, write_json
 from pipelines.version import paybeam_version
 from schemas.codecs import FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
 
-MANIFEST = "manifest.json"
 RUN_LOG = "run.log.json"
+__all__ = ["LOCK_FILE", "MANIFEST", "add_backfill_arguments", "run_backfill", "main"]
 RESULTS_FILE = "results.parquet"
 DAILY_TOTALS_FILE = "daily_totals.parquet"
 DEAD_LETTERS_FILE = "dead_letters.jsonl"
-LOCK_FILE = ".backfill.lock"
-PARQUET_COMPRESSION = "zstd"
-PARQUET_COMPRESSION_LEVEL = 3
 MANIFEST_FORMAT = 1
 
 _PLACEHOLDERS = ("date", "yyyy", "mm", "dd")
@@ -229,123 +235,6 @@ def _policy_options(args: argparse.Namespace) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- directories and publishing
-
-def date_dir(output: str, day: str) -> str:
-    return os.path.join(output, f"date={day}")
-
-
-def _tmp_dir(output: str, day: str, pid: int) -> str:
-    return os.path.join(output, f".date={day}.tmp-{pid}")
-
-
-def _old_dir(output: str, day: str, pid: int) -> str:
-    return os.path.join(output, f".date={day}.old-{pid}")
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(first: str, second: str) -> bool:
-    """Atomically swaps two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-        return False
-    raise OSError(code, f"cannot swap {first} and {second}: {os.strerror(code)}")
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        handle = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def publish(tmp: str, final: str, old: str, use_exchange: bool = True) -> None:
-    """Makes the complete directory `tmp` visible as `final`; the previous `final` survives any crash.
-
-    With RENAME_EXCHANGE the swap is one atomic step (readers always see a
-    complete directory); afterwards `tmp` holds the previous output and is
-    deleted. Otherwise: final -> old, tmp -> final, delete old; a crash
-    between the two renames leaves no `final` but a complete `old`, which
-    `recover` renames back on the next start.
-    """
-    parent = os.path.dirname(final)
-    if not os.path.isdir(final):
-        os.rename(tmp, final)
-    elif use_exchange and _exchange(tmp, final):
-        _fsync_dir(parent)
-        shutil.rmtree(tmp)
-    else:
-        os.rename(final, old)
-        os.rename(tmp, final)
-        _fsync_dir(parent)
-        shutil.rmtree(old)
-    _fsync_dir(parent)
-
-
-def recover(output: str) -> List[str]:
-    """Cleans what a crashed run left in `output` (call with the output lock held); returns what it did."""
-    actions: List[str] = []
-    leftovers = sorted(glob.glob(os.path.join(glob.escape(output), ".date=*.old-*")))
-    for old in leftovers:
-        day = os.path.basename(old)[len(".date="):].split(".old-", 1)[0]
-        final = date_dir(output, day)
-        if not os.path.isdir(final) and os.path.isfile(os.path.join(old, MANIFEST)):
-            os.rename(old, final)
-            actions.append(f"restored {final} from {os.path.basename(old)}")
-        else:
-            shutil.rmtree(old, ignore_errors=True)
-            actions.append(f"removed {os.path.basename(old)}")
-    for tmp in sorted(glob.glob(os.path.join(glob.escape(output), ".date=*.tmp-*"))):
-        shutil.rmtree(tmp, ignore_errors=True)
-        actions.append(f"removed {os.path.basename(tmp)}")
-    return actions
-
-
-class OutputLock:
-    """An exclusive flock on DIR/.backfill.lock: one backfill per output directory at a time.
-
-    The kernel drops it when the process dies, so a SIGKILLed run never
-    leaves a stale lock, and whoever holds it may treat every leftover
-    `.tmp-`/`.old-` directory as debris of a dead run.
-    """
-
-    def __init__(self, output: str):
-        self._path = os.path.join(output, LOCK_FILE)
-        self._handle = None
-
-    def __enter__(self) -> "OutputLock":
-        self._handle = open(self._path, "a+")
-        try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._handle.close()
-            raise UsageError(f"another backfill is writing to {os.path.dirname(self._path)}") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-        self._handle.close()
-
-
 # --------------------------------------------------------------------------- the date's own share
 
 def _millis(value) -> Optional[int]:
@@ -384,55 +273,6 @@ def _source_file(source: str) -> str:
 
 def dead_letter_of_files(line: str, files: Sequence[str]) -> bool:
     return _source_file(json.loads(line)["source"]) in files
-
-
-# --------------------------------------------------------------------------- canonical outputs
-
-def _canonical_parquet(paths: Sequence[str], schema, target: str,
-                       keep: Optional[Callable[[List[dict]], List[dict]]] = None) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = schema.remove_metadata()
-    tables = [pq.read_table(path).select(schema.names).cast(schema) for path in sorted(paths)]
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    table = pa.Table.from_arrays(table.columns, schema=schema)  # drops whatever metadata a writer added
-    if keep is not None:
-        table = pa.Table.from_pylist(keep(table.to_pylist()), schema=schema)
-    if table.num_rows:
-        table = table.sort_by([(name, "ascending") for name in schema.names])
-    table = table.combine_chunks()
-    pq.write_table(table, target, row_group_size=max(table.num_rows, 1), compression=PARQUET_COMPRESSION,
-                   compression_level=PARQUET_COMPRESSION_LEVEL, use_dictionary=True, write_statistics=True,
-                   store_schema=True)
-    return table.num_rows
-
-
-def _canonical_lines(paths: Sequence[str], target: str, keep: Optional[Callable[[str], bool]] = None) -> int:
-    lines: List[str] = []
-    for path in sorted(paths):
-        with open(path, encoding="utf-8") as handle:
-            lines.extend(line.rstrip("\n") for line in handle if line.strip() and (keep is None or keep(line)))
-    lines.sort()
-    with open(target, "w", encoding="utf-8", newline="\n") as handle:
-        handle.writelines(line + "\n" for line in lines)
-    return len(lines)
-
-
-def _sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json(path: str, content: dict) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        json.dump(content, handle, indent=2, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def read_manifest(output: str, day: str) -> Optional[dict]:
