@@ -19,12 +19,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipelines.io.kafka_restrictions import UNBOUNDED_STOP, PartitionWatermarkEstimator
 from pipelines.io.kafka_source import (
     BOUNDED_MODES,
     START_POSITIONS,
-    UNBOUNDED_STOP,
     KafkaReadConfig,
-    PartitionWatermarkEstimator,
     ReadRawRecordsFromKafka,
     _DiscoverPartitionsFn,
     _ReadPartitionFn,
@@ -404,7 +403,7 @@ def drive(fn, descriptor, restriction, estimator_state=None):
     """One process() call as the SDK harness makes it: outputs, primary, residual, estimator, callbacks."""
     from apache_beam.runners.sdf_utils import (RestrictionTrackerView, ThreadsafeRestrictionTracker,
                                                ThreadsafeWatermarkEstimator)
-    from pipelines.io.kafka_source import _CheckpointOnlyOffsetTracker
+    from pipelines.io.kafka_restrictions import _CheckpointOnlyOffsetTracker
 
     tracker = ThreadsafeRestrictionTracker(_CheckpointOnlyOffsetTracker(restriction))
     estimator = PartitionWatermarkEstimator(estimator_state)
