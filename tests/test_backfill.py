@@ -18,12 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 
 import pyarrow.parquet as pq
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
+from datagen.partitions import split_by_date
 from pipelines import backfill
 from pipelines.arguments import UsageError
 from schemas import arrow
@@ -34,27 +34,6 @@ DATA_FILES = (backfill.RESULTS_FILE, backfill.DAILY_TOTALS_FILE, backfill.DEAD_L
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _split_csv(source: str, target_dir: str, time_column: str) -> None:
-    with open(source, encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], rows[1:]
-    column = header.index(time_column)
-
-    def day_of(row):
-        text = row[column] if len(row) > column else ""
-        return text[:10] if text[:10] in DATES else None
-
-    parts = defaultdict(list)
-    for row in body:
-        parts[day_of(row) or DATES[0]].append(row)  # unparseable times go to the first date
-    for day in DATES:
-        os.makedirs(os.path.join(target_dir, day), exist_ok=True)
-        with open(os.path.join(target_dir, day, "part.csv"), "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(parts[day])
-
 
 def _args(inputs: str, output: str, *extra: str, date_from: str = DATES[0], date_to: str = DATES[-1]):
     return ["--from", date_from, "--to", date_to,
@@ -118,8 +97,7 @@ def inputs(tmp_path_factory):
     dataset = generate(GeneratorConfig(payments=200, seed=23, days=3, start="2026-01-05T00:00:00Z"),
                        str(base / "generated"))
     root = str(base / "in")
-    _split_csv(dataset.payment_files[0], os.path.join(root, "payments"), "event_time")
-    _split_csv(dataset.settlement_files[0], os.path.join(root, "settlements"), "booked_time")
+    assert split_by_date(dataset.out_dir, root) == list(DATES)
     return root
 
 

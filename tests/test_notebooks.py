@@ -42,8 +42,21 @@ EXPECTED_TEXT = {
         "revisions-ref-c": ["PENDING", "MISSING_SETTLEMENT", "MATCHED"],
         "revisions-ref-e": ["MISSING_SETTLEMENT"],
     },
+    "backfill_report.ipynb": {
+        "partitions": ["'2026-01-05'", "'2026-01-10'"],
+        "backfill-run": ["3 ran, 0 skipped, 0 failed", "2026-01-07  ran"],
+        "per-date": ["results_rows", "breaks", "MATCHED", "MISSING_SETTLEMENT", "payments_read",
+                     "settlements_rejected", "2026-01-09T00:00:00.000Z"],
+        "break-rows": ["MISSING_SETTLEMENT", "ledger_amount_minor"],
+        "checks-ok": ["outputs", "inputs", "versions", "OK", "True"],
+        "checks-changed": ["inputs changed: re-run", "settlements/2026-01-10/part.csv", "False"],
+        "rerun": ["2026-01-05: skipped (unchanged)", "2026-01-06: skipped (unchanged)", "2026-01-07: ran",
+                  "1 ran, 2 skipped, 0 failed"],
+        "checks-after": ["OK", "True"],
+        "per-date-after": ["settlements_deduplicated"],
+    },
 }
-MIN_FIGURES = {"explore_reconciliation.ipynb": 2, "streaming_panes.ipynb": 1}
+MIN_FIGURES = {"explore_reconciliation.ipynb": 2, "streaming_panes.ipynb": 1, "backfill_report.ipynb": 2}
 
 CHECK_KERNEL = "import sys, json; print(json.dumps({'prefix': sys.prefix, 'executable': sys.executable}))"
 
