@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
+from apache_beam.transforms import trigger as triggers
 
 from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 from transforms.daily_totals import (
@@ -380,9 +381,12 @@ def test_batch_trigger_has_no_early_firing():
     policy = TriggerPolicy.batch()
     assert policy.bounded_input is True
     assert policy.early_firing_interval is None
-    trigger = policy.trigger()
-    assert trigger.early is None
-    assert trigger.late is not None  # late panes still fire within the allowed lateness
+    # Bounded input: the plain watermark trigger (nothing can be late, no processing-time part).
+    assert isinstance(policy.trigger(), triggers.DefaultTrigger)
+    # Unbounded without early firings: on time, then a late pane per late element.
+    unbounded = TriggerPolicy(None).trigger()
+    assert unbounded.early is None
+    assert unbounded.late is not None
 
 
 def test_streaming_trigger_fires_early():
