@@ -60,7 +60,7 @@ PRESETS = (
         use_when="laptops, CI, files up to a few million records, `paybeam stream --bounded`.",
         needs=("nothing",),
         optional=("--direct_running_mode=in_memory|multi_threading|multi_processing",
-                  "--direct_num_workers=N (N >= 1; e.g. the number of cores with multi_processing)"),
+                  "--direct_num_workers=N (N >= 1; multi_processing moves state reads onto gRPC: slower for paybeam)"),
         streaming=False,
     ),
     RunnerPreset(
