@@ -5,7 +5,6 @@ Every conversion error becomes a UsageError: the CLI prints it as one line.
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 from typing import Optional
 
 from schemas.timestamps import TimestampError, parse_duration, parse_timestamp_millis
@@ -76,6 +75,3 @@ def alert_policy(args: argparse.Namespace, triggers: TriggerPolicy) -> AlertPoli
     return _converted(lambda: AlertPolicy(parse_duration(args.alert_window), parse_duration(args.alert_period),
                                           args.alert_threshold_bps, args.alert_min_volume, triggers))
 
-
-def duration_argument(text: str) -> timedelta:
-    return _converted(lambda: parse_duration(text))

@@ -16,7 +16,6 @@ from typing import Any, Dict, Mapping, Optional
 import fastavro
 
 from schemas.avro import avro_schema
-from schemas.codecs import payload_json
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
 
@@ -87,9 +86,6 @@ def raw_text(value: Optional[bytes], value_format: str) -> str:
         return value.decode("utf-8", errors="replace")
     return "base64:" + base64.b64encode(value).decode("ascii")
 
-
-def fields_as_json(fields: Mapping[str, Any]) -> str:
-    return payload_json(fields)
 
 
 SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}

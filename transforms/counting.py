@@ -1,14 +1,10 @@
 """Counts for run summaries: read = accepted + rejected, per input, and per status."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Mapping
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
-
-
-def summarize_counts(named_counts: Iterable[Tuple[str, int]]) -> Dict[str, int]:
-    return dict(sorted(named_counts))
 
 
 class CountEach(beam.PTransform):

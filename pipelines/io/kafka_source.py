@@ -121,8 +121,6 @@ BOUNDED_MODES = (None, "end_offsets", "max_records", "until_time")
 
 # The stop of an unbounded restriction (Java KafkaIO uses Long.MAX_VALUE too).
 
-_SCHEMAS = SCHEMA_OF_INPUT
-_TIME_FIELDS = PAYLOAD_TIME_FIELD
 
 # Settings the source owns: overriding them would break offsets, EOF detection or at-least-once.
 _RESERVED_KEYS = frozenset({
@@ -175,7 +173,7 @@ class KafkaReadConfig:
             raise ValueError(f"topics must be a non-empty tuple of topic names, got {self.topics!r}")
         if not self.group_id:
             raise ValueError("group_id is required (committed offsets are read from and written to it)")
-        if self.input_name not in _SCHEMAS:
+        if self.input_name not in SCHEMA_OF_INPUT:
             raise ValueError(f"input_name must be {PAYMENTS!r} or {SETTLEMENTS!r}, got {self.input_name!r}")
         if self.value_format not in VALUE_FORMATS:
             raise ValueError(f"unknown value_format {self.value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
@@ -209,11 +207,11 @@ class KafkaReadConfig:
 
     @property
     def schema_name(self) -> str:
-        return _SCHEMAS[self.input_name]
+        return SCHEMA_OF_INPUT[self.input_name]
 
     @property
     def time_field(self) -> str:
-        return _TIME_FIELDS[self.input_name]
+        return PAYLOAD_TIME_FIELD[self.input_name]
 
 
 class PartitionDescriptor(NamedTuple):
