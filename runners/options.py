@@ -1,4 +1,4 @@
-"""Turns `--runner` plus pass-through Beam flags into PipelineOptions (DESIGN.md 6).
+"""Turns `--runner` plus pass-through Beam flags into PipelineOptions (docs/DESIGN.md 6).
 
 Unknown flags are an error, not a warning: Beam silently discards what it
 cannot parse, and a typo such as `--flink_mster` would otherwise run the job

@@ -1,4 +1,4 @@
-"""What each runner needs, its defaults, and the text of `paybeam runners` (DESIGN.md 6).
+"""What each runner needs, its defaults, and the text of `paybeam runners` (docs/DESIGN.md 6).
 
 `runners.options.build_pipeline_options` enforces the requirements listed
 here; this module only describes them and answers the environment

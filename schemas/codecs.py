@@ -1,6 +1,6 @@
 """Readers and writers for the canonical formats: CSV, JSON Lines, Avro, Parquet.
 
-One field set for all formats (DESIGN.md 3). Readers never raise on bad
+One field set for all formats (docs/DESIGN.md 3). Readers never raise on bad
 content: every record comes out as a `RawRecord`, either with its field
 mapping or with a decode error and the raw payload, so the pipeline can
 dead-letter it and the counts still add up. Validation happens later, in
@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from datetime import date, datetime
-from typing import IO, Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import IO, Any, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import fastavro
 import pyarrow as pa
@@ -73,7 +73,7 @@ def read_records(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Ite
     yield from reader(handle, path, input_name)
 
 
-def _byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
+def byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
     # readline() only: Beam's CompressedFile (.gz, .bz2, ...) is neither iterable nor an io.RawIOBase.
     while True:
         line = handle.readline()
@@ -83,15 +83,30 @@ def _byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    text = codecs.iterdecode(_byte_lines(handle), "utf-8-sig", errors="replace")
+    text = codecs.iterdecode(byte_lines(handle), "utf-8-sig", errors="replace")
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
         return
-    header = [column.strip() for column in header]
+    yield from csv_body_records(reader, path, input_name, csv_header(header))
+
+
+def csv_header(cells: Sequence[str]) -> List[str]:
+    return [column.strip() for column in cells]
+
+
+def csv_records_from_lines(lines: Iterable[bytes], path: str, input_name: str, header: Sequence[str],
+                           lines_before: int) -> Iterator[RawRecord]:
+    """The records of a CSV body that starts after `lines_before` lines (header included) of its file."""
+    reader = csv.reader(codecs.iterdecode(iter(lines), "utf-8", errors="replace"))
+    yield from csv_body_records(reader, path, input_name, header, lines_before)
+
+
+def csv_body_records(reader, path: str, input_name: str, header: Sequence[str],
+                     lines_before: int = 0) -> Iterator[RawRecord]:
     vendor = detect_vendor(header) if input_name == SETTLEMENTS else None
     for row in reader:
-        source = f"{path}:{reader.line_num}"
+        source = f"{path}:{lines_before + reader.line_num}"
         raw = _csv_line(row)
         if not row or all(not cell.strip() for cell in row):
             continue  # blank lines carry no record (csv treats a trailing newline the same way)
@@ -116,7 +131,7 @@ def _csv_line(row: Sequence[str]) -> str:
 
 
 def _read_jsonl(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    for line_number, raw_bytes in enumerate(_byte_lines(handle), start=1):
+    for line_number, raw_bytes in enumerate(byte_lines(handle), start=1):
         raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
         if not raw.strip():
             continue

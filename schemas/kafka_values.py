@@ -1,6 +1,6 @@
 """Kafka message values: JSON, schemaless Avro, and the Confluent Avro wire format.
 
-Field names and types are the same as in files (DESIGN.md 3): JSON values use
+Field names and types are the same as in files (docs/DESIGN.md 3): JSON values use
 RFC 3339 text for times; Avro values use the `schemas/avro/*.avsc` schemas.
 The Confluent wire format is a zero "magic" byte, a 4-byte big-endian schema
 id, then the schemaless Avro body.
@@ -102,7 +102,7 @@ def raw_record_from_message(input_name: str, source: str, value: Optional[bytes]
 
 
 def payload_time_millis(record: RawRecord) -> Optional[int]:
-    """The event time in a RawRecord's payload (DESIGN.md 4.1), or None if it has none that parses."""
+    """The event time in a RawRecord's payload (docs/DESIGN.md 4.1), or None if it has none that parses."""
     if record.fields is None:
         return None
     try:

@@ -45,6 +45,11 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 }
 
 
+# The largest amount paybeam accepts, in minor units: 10^15 is ten trillion in a two-decimal
+# currency, beyond any real payment, and 9,000 such amounts still sum within int64.
+MAX_MINOR_UNITS = 10**15
+
+
 class MoneyError(ValueError):
     """A currency or amount that cannot be represented exactly."""
 
@@ -100,7 +105,14 @@ def to_major_units(amount_minor: int, currency: str) -> str:
 
 
 def parse_minor_units(value: object, field: str) -> int:
-    """Reads an integer minor-unit amount from text or an int; floats are refused."""
+    """Reads an integer minor-unit amount from text or an int; floats and out-of-range amounts are refused."""
+    amount = _minor_units(value, field)
+    if abs(amount) > MAX_MINOR_UNITS:
+        raise MoneyError(f"{field} {amount} is out of range (at most {MAX_MINOR_UNITS:,} minor units either way)")
+    return amount
+
+
+def _minor_units(value: object, field: str) -> int:
     if isinstance(value, bool):
         raise MoneyError(f"{field} must be an integer, got a boolean")
     if isinstance(value, int):

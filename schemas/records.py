@@ -1,4 +1,4 @@
-"""Typed records shared by every format, transform and pipeline (DESIGN.md 3).
+"""Typed records shared by every format, transform and pipeline (docs/DESIGN.md 3).
 
 NamedTuples with Beam-compatible type hints, so Beam encodes them with its
 schema-aware RowCoder (compact and deterministic) instead of pickling.

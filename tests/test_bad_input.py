@@ -10,6 +10,7 @@ from collections import Counter
 import fastavro
 import pytest
 
+from pipelines.reconcile_batch import ENGINES
 from schemas.avro import avro_schema
 from tests.beam_helpers import at
 from tests.cli_helpers import dead_letters, reconcile, results, run_summary
@@ -24,9 +25,9 @@ def _write(path, text):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def bad_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bad")
+@pytest.fixture(scope="module", params=ENGINES)
+def bad_run(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"bad-{request.param}")
     (base / "payments").mkdir()
     (base / "settlements").mkdir()
     _write(base / "payments" / "empty.csv", "")
@@ -58,7 +59,8 @@ def bad_run(tmp_path_factory):
         "s_type,stripe,ch_y,m_1,BONUS,1000,0,1000,USD,2026-01-06,2026-01-06T01:00:00Z,",
     ]) + "\n")
     output = str(base / "out")
-    exit_code = reconcile(str(base / "payments" / "*"), str(base / "settlements" / "*"), output)
+    exit_code = reconcile(str(base / "payments" / "*"), str(base / "settlements" / "*"), output,
+                          "--engine", request.param)
     return exit_code, output
 
 

@@ -1,6 +1,6 @@
 """transforms.daily_totals, pure parts: settlement days, contributions, the CombineFn, triggers.
 
-DESIGN.md 4.3. No pipelines here. Every id below is made up.
+docs/DESIGN.md 4.3. No pipelines here. Every id below is made up.
 """
 from __future__ import annotations
 

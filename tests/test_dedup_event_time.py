@@ -1,4 +1,4 @@
-"""AssignEventTime (DESIGN.md 4.1) and Deduplicate (3.3: re-deliveries dropped).
+"""AssignEventTime (docs/DESIGN.md 4.1) and Deduplicate (3.3: re-deliveries dropped).
 
 Two small TestPipelines plus pure checks. Every id below is made up.
 """

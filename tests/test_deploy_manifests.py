@@ -1,7 +1,7 @@
 """deploy/: the Flink deployment manifests agree with each other, with paybeam's CLI and with
 the Beam and Python this suite runs on.
 
-Nothing here starts a container (no Docker engine on the CI machines, DESIGN.md 7): the files
+Nothing here starts a container (no Docker engine on the CI machines, docs/DESIGN.md 7): the files
 are parsed and their cross-references checked — versions, ports, endpoints, flags, secrets,
 checkpointing and resources — so a drifted tag or a typo fails here instead of in a cluster.
 """
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 
-# Flink minors Beam 2.77 publishes job servers for (DESIGN.md 6); flinkVersion enum values the
+# Flink minors Beam 2.77 publishes job servers for (docs/DESIGN.md 6); flinkVersion enum values the
 # Flink Kubernetes Operator knows for them.
 BEAM_FLINK_VERSIONS = ("1.19", "1.20", "2.0", "2.1", "2.2")
 OPERATOR_FLINK_VERSIONS = {"v1_19", "v1_20", "v2_0", "v2_1", "v2_2"}

@@ -2,9 +2,9 @@
 
 The ground truth is checked against the written files only: the files are
 read back (with the csv module or `schemas.codecs.read_records`), validated
-here by the data contract (DESIGN.md 3.1/3.2, re-stated below, nothing from
+here by the data contract (docs/DESIGN.md 3.1/3.2, re-stated below, nothing from
 `transforms/` and no generator internals), and the statuses re-derived by
-the rules of DESIGN.md 3.3.
+the rules of docs/DESIGN.md 3.3.
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ class Side:
 
 
 def rederive(payments: Side, settlements: Side, sla_days: int, grace_days: int):
-    """(as_of, sorted ground-truth rows) by DESIGN.md 3.3 from the records alone."""
+    """(as_of, sorted ground-truth rows) by docs/DESIGN.md 3.3 from the records alone."""
     times = [r["time"] for r in payments.records.values()] + [r["time"] for r in settlements.records.values()]
     as_of = max(times)
     keys = defaultdict(lambda: ([], []))

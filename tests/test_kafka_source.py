@@ -1,7 +1,7 @@
 """The Kafka source against a real Kafka-protocol broker (Tansu, the `kafka_broker` fixture).
 
 Pipelines run on Beam's default DirectRunner in batch, so every read uses a bounded mode
-(DESIGN.md 7). Outputs are collected by writing them to a file.
+(docs/DESIGN.md 7). Outputs are collected by writing them to a file.
 """
 from __future__ import annotations
 
@@ -388,7 +388,7 @@ def test_watermark_estimator_is_monotonic_and_keeps_its_idle_clock():
 
 
 # ------------------------------------------------------------------------------------------
-# The unbounded read loop, driven directly (the bundle-based runner cannot run it, DESIGN.md 7)
+# The unbounded read loop, driven directly (the bundle-based runner cannot run it, docs/DESIGN.md 7)
 # ------------------------------------------------------------------------------------------
 
 class _Finalizer:

@@ -1,4 +1,4 @@
-"""transforms.matching: the reconciliation rules of DESIGN.md 3.3 as pure functions.
+"""transforms.matching: the reconciliation rules of docs/DESIGN.md 3.3 as pure functions.
 
 Every id below is made up.
 """

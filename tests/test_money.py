@@ -1,4 +1,4 @@
-"""schemas.money: exact decimal major units <-> integer minor units (DESIGN.md 3, 3.2)."""
+"""schemas.money: exact decimal major units <-> integer minor units (docs/DESIGN.md 3, 3.2)."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,9 +1,9 @@
-"""Portability, end to end: the batch reconciliation submitted through Beam's Job API (DESIGN.md 6).
+"""Portability, end to end: the batch reconciliation submitted through Beam's Job API (docs/DESIGN.md 6).
 
 Beam's Python local job service plays the Flink job server and a Python
 worker pool plays the SDK-harness sidecar next to each Flink task manager:
 the production topology minus Flink (no Flink job-server jar can be fetched
-here, DESIGN.md 7). The pipeline is pickled, submitted over gRPC, its
+here, docs/DESIGN.md 7). The pipeline is pickled, submitted over gRPC, its
 artifacts staged (including paybeam's setup.py sdist, added by
 runners.options), and its DoFns run in worker processes that the pool starts
 with a working directory outside the repo and no PYTHONPATH: they import

@@ -1,4 +1,4 @@
-"""runners.options: runner names, pass-through Beam flags, PipelineOptions (DESIGN.md 6)."""
+"""runners.options: runner names, pass-through Beam flags, PipelineOptions (docs/DESIGN.md 6)."""
 from __future__ import annotations
 
 import pytest
@@ -86,7 +86,7 @@ def test_known_beam_args_are_accepted(args):
 
 
 def test_flink_flags_named_in_the_design_are_accepted():
-    # DESIGN.md 6 lists these for the production FlinkRunner; they must not be rejected as typos.
+    # docs/DESIGN.md 6 lists these for the production FlinkRunner; they must not be rejected as typos.
     design_flags = [
         "--flink_master=localhost:8081",
         "--parallelism=4",

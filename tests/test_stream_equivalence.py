@@ -1,4 +1,4 @@
-"""DESIGN.md 4.4 on generated data: the final streaming answer equals the batch answer.
+"""docs/DESIGN.md 4.4 on generated data: the final streaming answer equals the batch answer.
 
 Watermark mode under TestStream: the generated records arrive out of order,
 some after the watermark has passed them (late), and the watermark finally

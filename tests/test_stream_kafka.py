@@ -1,4 +1,4 @@
-"""`paybeam stream --bounded` on a real broker gives the batch answer on the same files (DESIGN.md 4.4).
+"""`paybeam stream --bounded` on a real broker gives the batch answer on the same files (docs/DESIGN.md 4.4).
 
 Generated files are replayed into Kafka out of order with late records and
 invalid rows, reconciled by the stream pipeline as a bounded catch-up run

@@ -1,4 +1,4 @@
-"""schemas.timestamps: RFC 3339 / aware datetimes <-> UTC epoch millis (DESIGN.md 3)."""
+"""schemas.timestamps: RFC 3339 / aware datetimes <-> UTC epoch millis (docs/DESIGN.md 3)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone

@@ -1,4 +1,4 @@
-"""transforms.validate: raw field mappings -> typed records or dead letters (DESIGN.md 3.1, 3.2).
+"""transforms.validate: raw field mappings -> typed records or dead letters (docs/DESIGN.md 3.1, 3.2).
 
 Every id below is made up.
 """

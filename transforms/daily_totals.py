@@ -1,10 +1,10 @@
-"""DailyTotals: per (merchant_id, currency) and settlement day (DESIGN.md 4.3).
+"""DailyTotals: per (merchant_id, currency) and settlement day (docs/DESIGN.md 4.3).
 
 Settlement days are local calendar days in a time zone, starting at a
 cut-off hour (e.g. Europe/Amsterdam 06:00), so a day may last 23 or 25 hours
 around a DST change; that is why this is a custom WindowFn rather than
 FixedWindows with an offset. Panes accumulate; the trigger is a parameter
-because Python batch runners crash on processing-time triggers (DESIGN.md 7):
+because Python batch runners crash on processing-time triggers (docs/DESIGN.md 7):
 streaming passes early firings, batch the event-time trigger only.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Deduplication of re-deliveries: the same `event_id` / `settlement_id` seen again.
 
 At-least-once sources (Kafka, re-sent report files) deliver some records
-twice; DESIGN.md 3.3 drops them here and counts them, never reporting them
+twice; docs/DESIGN.md 3.3 drops them here and counts them, never reporting them
 as duplicates. The first delivery of an id passes; the id is remembered for
 `horizon` of event time, so streaming state stays bounded.
 

@@ -1,4 +1,4 @@
-"""Event time: payments at `event_time`, settlement lines at `booked_time` (DESIGN.md 4.1)."""
+"""Event time: payments at `event_time`, settlement lines at `booked_time` (docs/DESIGN.md 4.1)."""
 from __future__ import annotations
 
 from typing import Union

@@ -1,4 +1,4 @@
-"""The reconciliation rules of DESIGN.md 3.3 as pure functions.
+"""The reconciliation rules of docs/DESIGN.md 3.3 as pure functions.
 
 `reconcile_key` decides a key's result rows from what is known about it and
 the instant `now` at which deadlines are judged. The stateful matcher calls

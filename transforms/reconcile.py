@@ -1,4 +1,4 @@
-"""ReconcileSettlements: the stateful per-key matcher of DESIGN.md 4.2.
+"""ReconcileSettlements: the stateful per-key matcher of docs/DESIGN.md 4.2.
 
 One DoFn, two ways of knowing "now":
 

@@ -87,7 +87,7 @@ def _timestamp(fields: Mapping[str, Any], name: str) -> int:
 
 
 def parse_payment_event(fields: Mapping[str, Any]) -> PaymentEvent:
-    """Validates one ledger event against DESIGN.md 3.1."""
+    """Validates one ledger event against docs/DESIGN.md 3.1."""
     _check_missing_columns(fields, PAYMENT_FIELDS)
     amount = _money(fields, "amount_minor")
     if amount <= 0:
@@ -106,7 +106,7 @@ def parse_payment_event(fields: Mapping[str, Any]) -> PaymentEvent:
 
 
 def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
-    """Validates one settlement line against DESIGN.md 3.2 (incl. net = gross - fee)."""
+    """Validates one settlement line against docs/DESIGN.md 3.2 (incl. net = gross - fee)."""
     _check_missing_columns(fields, SETTLEMENT_FIELDS, optional=("payout_id",))
     gross = _money(fields, "gross_minor")
     fee = _money(fields, "fee_minor")

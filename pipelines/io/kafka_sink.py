@@ -1,4 +1,4 @@
-"""Kafka sink: NamedTuple records -> a Kafka topic, never losing one silently (DESIGN.md 5).
+"""Kafka sink: NamedTuple records -> a Kafka topic, never losing one silently (docs/DESIGN.md 5).
 
 `WriteToKafka` is a pure-Python composite on confluent-kafka, so it runs on
 every Beam runner (including the local ones). Each DoFn instance owns one

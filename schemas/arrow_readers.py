@@ -1,0 +1,175 @@
+"""File readers for the columnar engine: bytes -> RawChunks of Arrow columns.
+
+Each reader gives, row for row, the records `schemas.codecs.read_records`
+gives (same fields, sources and raw payloads), in blocks:
+
+* CSV: blocks of whole lines split by Arrow compute. A block is read this way
+  only when it is plain ASCII without quotes or bare carriage returns; from
+  the first block that is not, the rest of the file goes to the csv-module
+  reader, which starts exactly there (no quoted field can span a boundary
+  of quote-free text). Vendor reports go to it whole (their Decimal
+  conversion is per row).
+* Parquet: record batches as stored.
+* JSON Lines and Avro: the per-record readers, batched.
+"""
+from __future__ import annotations
+
+from typing import IO, Iterator, List
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.codecs import byte_lines, csv_header, csv_records_from_lines, read_records
+from schemas.raw_chunks import LINE, RECORD, RawChunk
+from schemas.records import SETTLEMENTS, RawRecord
+from schemas.vendors import detect_vendor
+
+CSV_BLOCK_BYTES = 16 << 20
+PARQUET_BATCH_ROWS = 1 << 18
+RECORDS_PER_CHUNK = 100_000
+_BOM = b"\xef\xbb\xbf"
+_BLANK_ROW = r"^[ \t,]*$"
+
+
+def read_chunks(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Iterator[RawChunk]:
+    if fmt == "csv":
+        yield from _csv_chunks(handle, path, input_name)
+    elif fmt == "parquet":
+        yield from _parquet_chunks(handle, path, input_name)
+    else:
+        yield from record_chunks(read_records(handle, path, fmt, input_name), path, input_name)
+
+
+def record_chunks(records, path: str, input_name: str) -> Iterator[RawChunk]:
+    batch: List[RawRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == RECORDS_PER_CHUNK:
+            yield RawChunk(input_name, path, records=batch)
+            batch = []
+    if batch:
+        yield RawChunk(input_name, path, records=batch)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _plain_ascii(block: bytes) -> bool:
+    """Only tab, newline, CR-before-newline and printable ASCII other than the quote character."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    unusual = (data < 0x20) | (data > 0x7E) | (data == 0x22)
+    if not unusual.any():
+        return True
+    odd = data[unusual]
+    if not np.isin(odd, (0x09, 0x0A, 0x0D)).all():
+        return False
+    return block.count(b"\r") == block.count(b"\r\n") + (1 if block.endswith(b"\r") else 0)
+
+
+def _csv_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawChunk]:
+    first = handle.readline()
+    if not first:
+        return
+    header_line = first[len(_BOM):] if first.startswith(_BOM) else first
+    header = csv_header(header_line.rstrip(b"\r\n").decode("ascii", errors="replace").split(","))
+    if not (header_line.strip(b"\r\n") and _plain_ascii(header_line) and len(set(header)) == len(header)
+            and not (input_name == SETTLEMENTS and detect_vendor(header))):
+        yield from record_chunks(read_records(_LineSource(_chained(first, handle)), path, "csv", input_name),
+                                 path, input_name)
+        return
+    lines_before = 1
+    pending = b""
+    while True:
+        block = handle.read(CSV_BLOCK_BYTES)
+        data = pending + block
+        cut = data.rfind(b"\n") + 1 if block else len(data)
+        if block and cut == 0:
+            pending = data
+            continue
+        body, pending = data[:cut], data[cut:]
+        if body:
+            if not _plain_ascii(body):
+                rest = csv_records_from_lines(_chained(body + pending, handle), path, input_name, header,
+                                              lines_before)
+                yield from record_chunks(rest, path, input_name)
+                return
+            chunk, line_count = _csv_block(body, path, input_name, header, lines_before)
+            lines_before += line_count
+            if chunk.read_count:
+                yield chunk
+        if not block:
+            return
+
+
+class _LineSource:
+    """A readline()-only file over byte lines, for the per-record reader."""
+
+    def __init__(self, lines: Iterator[bytes]):
+        self._lines = lines
+
+    def readline(self) -> bytes:
+        return next(self._lines, b"")
+
+
+def _chained(head: bytes, handle: IO[bytes]) -> Iterator[bytes]:
+    """`head` then the rest of `handle`, split into lines the way readline() splits them."""
+    *complete, partial = head.split(b"\n")
+    for line in complete:
+        yield line + b"\n"
+    rest = byte_lines(handle)
+    if partial:
+        yield partial + next(rest, b"")  # the block ended inside this line
+    yield from rest
+
+
+def _csv_block(body: bytes, path: str, input_name: str, header: List[str], lines_before: int):
+    text = body.decode("ascii")
+    if text.endswith("\n"):
+        text = text[:-1]
+    lines = pc.list_flatten(pc.split_pattern(pa.array([text]), "\n"))
+    line_count = len(lines)
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    ordinals = np.arange(lines_before + 1, lines_before + 1 + line_count, dtype=np.int64)
+    keep = ~pc.match_substring_regex(lines, _BLANK_ROW).to_numpy(zero_copy_only=False)
+    lines, ordinals = lines.filter(pa.array(keep)), ordinals[keep]
+    cells = pc.split_pattern(lines, ",")
+    widths = pc.list_value_length(cells).to_numpy(zero_copy_only=False)
+    fits = widths == len(header)
+    records = [RawRecord(input_name, f"{path}{LINE}{ordinal}", None, line,
+                         f"row has {width} columns, the header has {len(header)}")
+               for ordinal, line, width in zip(ordinals[~fits], lines.filter(pa.array(~fits)).to_pylist(),
+                                               widths[~fits])]
+    cells = cells.filter(pa.array(fits))
+    starts = cells.offsets.to_numpy()[:-1]
+    flat = cells.values
+    columns = [flat.take(pa.array(starts + index)) for index in range(len(header))]
+    table = pa.Table.from_arrays(columns, names=header)
+    chunk = RawChunk(input_name, path, table, ordinals[fits], LINE, lines.filter(pa.array(fits)), records)
+    return chunk, line_count
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def _parquet_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawChunk]:
+    position = 0
+    try:
+        parquet = pq.ParquetFile(handle if _seekable(handle) else pa.PythonFile(handle, mode="r"))
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            ordinals = np.arange(position + 1, position + 1 + batch.num_rows, dtype=np.int64)
+            position += batch.num_rows
+            yield RawChunk(input_name, path, pa.Table.from_batches([batch]), ordinals, RECORD)
+    except Exception as error:  # the per-record reader's decode error, word for word
+        yield RawChunk(input_name, path, records=[RawRecord(
+            input_name, f"{path}#{position + 1}", None,
+            f"<unreadable Parquet data in {path} after row {position}>",
+            f"corrupt or truncated Parquet file after {position} rows ({type(error).__name__}: {error})")])
+
+
+def _seekable(handle: IO[bytes]) -> bool:
+    try:
+        return handle.seekable()
+    except AttributeError:
+        return False

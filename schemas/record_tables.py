@@ -1,0 +1,57 @@
+"""Typed records as Arrow tables and back: the columnar engine's in-memory form of DESIGN.md 3.
+
+Times are epoch-millis int64 columns here (the output writers cast them to
+the timestamp columns of `schemas.arrow`); `settlement_date` stays ISO text,
+exactly as the NamedTuple records hold it, so a row converts both ways
+without loss.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, NamedTuple, Sequence, Type
+
+import pyarrow as pa
+
+from schemas import arrow
+from schemas.records import PAYMENTS, PaymentEvent, ReconciliationResult, SettlementLine
+
+_TEXT, _INT, _BOOL = pa.string(), pa.int64(), pa.bool_()
+
+
+def _schema_of(record_type: Type[NamedTuple], ints: Sequence[str], bools: Sequence[str] = ()) -> pa.Schema:
+    return pa.schema([(name, _INT if name in ints else _BOOL if name in bools else _TEXT)
+                      for name in record_type._fields])
+
+
+PAYMENT_TABLE = _schema_of(PaymentEvent, ints=("amount_minor", "event_time"))
+SETTLEMENT_TABLE = _schema_of(SettlementLine, ints=("gross_minor", "fee_minor", "net_minor", "booked_time"))
+RESULT_TABLE = _schema_of(
+    ReconciliationResult,
+    ints=("ledger_amount_minor", "settled_amount_minor", "difference_minor", "event_time", "booked_time",
+          "revision"),
+    bools=("is_final",))
+
+TABLE_SCHEMA_OF_INPUT = {PAYMENTS: PAYMENT_TABLE, "settlements": SETTLEMENT_TABLE}
+RECORD_TYPE_OF_INPUT = {PAYMENTS: PaymentEvent, "settlements": SettlementLine}
+TIME_COLUMN_OF_INPUT = {PAYMENTS: "event_time", "settlements": "booked_time"}
+ID_COLUMN_OF_INPUT = {PAYMENTS: "event_id", "settlements": "settlement_id"}
+
+
+def records_to_table(records: Sequence[NamedTuple], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*records)) if records else [[] for _ in schema.names]
+    return pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, schema)],
+                                schema=schema)
+
+
+def table_to_records(table: pa.Table, record_type: Type[NamedTuple]) -> List[NamedTuple]:
+    columns = [table.column(name).to_pylist() for name in record_type._fields]
+    return [record_type(*values) for values in zip(*columns)]
+
+
+def results_for_output(results: pa.Table) -> pa.Table:
+    """A RESULT_TABLE in the Parquet output schema (timestamps instead of epoch millis)."""
+    return results.select(arrow.RECONCILIATION_RESULT.names).cast(arrow.RECONCILIATION_RESULT)
+
+
+def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = [table for table in tables if table.num_rows]
+    return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()

@@ -1,0 +1,199 @@
+"""Differential fuzz: columnar reading + validation equals the per-record reader + `validate_raw_record`.
+
+Rows mix valid values with every broken form the readers accept (padding,
+case, signs, decimals, overflowing digits, impossible dates, other offsets,
+naive times, unknown enums and currencies, blanks, wrong column counts,
+quotes, non-ASCII, CRLF, BOM). Both sides must accept the same records with
+the same values and reject the same rows with the same reason, source and
+raw payload.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import date, datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import arrow
+from schemas.arrow_readers import read_chunks
+from schemas.codecs import read_records
+from schemas.money import MAX_MINOR_UNITS
+from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
+from transforms.columnar.validate import accepted_records, validate_chunk
+from transforms.validate import validate_raw_record
+
+TEXT = ["evt_1", "ref_9", "m_1", " padded", "padded ", "", "  ", "with space inside", "ünïcode", "x\u00a0",
+        "tab\t", "a,b", 'q"uote']
+TIMES = ["2026-01-05T00:00:00Z", "2026-01-05T10:11:12.345Z", "2026-01-05T10:11:12.345678Z",
+         "2026-01-05T10:11:12+00:00", "2026-01-05T10:11:12+02:00", "2026-01-05T10:11:12", "2026-02-29T00:00:00Z",
+         "2024-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-05T24:00:00Z", "2026-01-05T23:59:60Z",
+         "2026-01-05 10:11:12Z", "2026-01-05T10:11:12.3Z", " 2026-01-05T00:00:00Z", "1969-12-31T23:59:59.999Z",
+         "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "2026-01-05t00:00:00z", "", "yesterday"]
+DATES = ["2026-01-05", "2026-02-30", "2024-02-29", " 2026-01-05", "2026/01/05", "20260105", "", "0999-01-01"]
+MONEY = ["1000", "1", "0", "-5", "+5", "007", "1.5", "1e3", "", " 12", "999999999999999999", str(MAX_MINOR_UNITS),
+         str(MAX_MINOR_UNITS + 1), str(-MAX_MINOR_UNITS), str(-MAX_MINOR_UNITS - 1),
+         "9999999999999999999", "99999999999999999999999", "abc"]
+FIELD_VALUES = {
+    "event_type": ["CAPTURED", "REFUNDED", "AUTHORIZED", "captured", " CAPTURED", "SETTLED", ""],
+    "record_type": ["CAPTURE", "REFUND", "FEE", "PAYOUT", "fee", "BOGUS", ""],
+    "processor": ["stripe", "adyen", "Stripe", " adyen", "my proc", "", "ádyen"],
+    "currency": ["USD", "EUR", "JPY", "usd", "XXX", " EUR", ""],
+    "amount_minor": MONEY, "gross_minor": MONEY, "fee_minor": MONEY + ["-1000"], "net_minor": MONEY,
+    "event_time": TIMES, "booked_time": TIMES, "settlement_date": DATES,
+    "payout_id": ["po_1", "", "  ", " po_2", None],
+}
+
+
+def _plain(value) -> bool:
+    return value is None or (value.isascii() and "," not in value and '"' not in value)
+
+
+def _value(rng: random.Random, field: str, valid_row: dict, plain: bool):
+    if rng.random() < 0.7:
+        return valid_row[field]
+    choices = FIELD_VALUES.get(field, TEXT)
+    return rng.choice([value for value in choices if _plain(value)] if plain else choices)
+
+
+def _valid_payment(index: int) -> dict:
+    return {"event_id": f"evt_{index}", "payment_id": f"pay_{index}", "event_type": "CAPTURED",
+            "processor": "stripe", "processor_reference": f"ref_{index}", "merchant_id": "m_1",
+            "amount_minor": "1000", "currency": "USD", "event_time": "2026-01-05T10:11:12.345Z"}
+
+
+def _valid_settlement(index: int) -> dict:
+    return {"settlement_id": f"s_{index}", "processor": "adyen", "processor_reference": f"ref_{index}",
+            "merchant_id": "m_1", "record_type": "CAPTURE", "gross_minor": "1000", "fee_minor": "30",
+            "net_minor": "970", "currency": "EUR", "settlement_date": "2026-01-06",
+            "booked_time": "2026-01-06T01:00:00Z", "payout_id": "po_1"}
+
+
+def _csv_text(rng: random.Random, input_name: str, rows: int, plain: bool) -> str:
+    fields = list(PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS)
+    if rng.random() < 0.3:
+        rng.shuffle(fields)  # any column order
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=rng.choice(["\n", "\r\n"]))
+    writer.writerow(fields)
+    for index in range(rows):
+        valid = (_valid_payment if input_name == PAYMENTS else _valid_settlement)(index)
+        row = ["" if (v := _value(rng, name, valid, plain)) is None else v for name in fields]
+        roll = rng.random()
+        if roll < 0.03:
+            row = row[:-1]  # too few columns
+        elif roll < 0.05:
+            row = row + ["extra"]
+        elif roll < 0.07:
+            row = [""] * len(row)  # a blank row
+        writer.writerow(row)
+        if rng.random() < 0.03:
+            buffer.write("\n")  # an empty line
+    return buffer.getvalue()
+
+
+def _outcomes_of_records(path: str, fmt: str, input_name: str):
+    with open(path, "rb") as handle:
+        outcomes = [validate_raw_record(raw) for raw in read_records(handle, path, fmt, input_name)]
+    return (sorted(o for o in outcomes if not isinstance(o, DeadLetter)),
+            sorted(o for o in outcomes if isinstance(o, DeadLetter)))
+
+
+def _outcomes_of_chunks(path: str, fmt: str, input_name: str, chunks_seen: list = None):
+    accepted, letters = [], []
+    with open(path, "rb") as handle:
+        for chunk in read_chunks(handle, path, fmt, input_name):
+            if chunks_seen is not None:
+                chunks_seen.append(chunk)
+            table, rejected = validate_chunk(chunk)
+            accepted += accepted_records(table, input_name)
+            letters += rejected
+    return sorted(accepted), sorted(letters)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), input_name=st.sampled_from([PAYMENTS, SETTLEMENTS]),
+       bom=st.booleans(), plain=st.sampled_from([True, True, True, False]))
+def test_csv_columnar_equals_per_record(tmp_path, seed, input_name, bom, plain):
+    rng = random.Random(seed)
+    path = str(tmp_path / f"{seed}.csv")
+    with open(path, "wb") as handle:
+        handle.write((b"\xef\xbb\xbf" if bom else b"") + _csv_text(rng, input_name, 60, plain).encode("utf-8"))
+    chunks = []
+    assert _outcomes_of_chunks(path, "csv", input_name, chunks) == _outcomes_of_records(path, "csv", input_name)
+    if plain:  # plain files are split by Arrow, not by the csv module
+        assert all(chunk.table is not None for chunk in chunks)
+
+
+def test_csv_switches_to_the_csv_module_mid_file(tmp_path, monkeypatch):
+    """A quote or non-ASCII byte after the first block hands the rest of the file over, numbering intact."""
+    import schemas.arrow_readers as readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 256)
+    rng = random.Random(5)
+    lines = _csv_text(rng, PAYMENTS, 40, plain=True).splitlines(keepends=True)
+    lines.insert(25, '"evt_q","pay_q",CAPTURED,stripe,"ref, with comma",m_1,100,USD,2026-01-05T00:00:00Z\n')
+    path = str(tmp_path / "late_quote.csv")
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.writelines(lines)
+    chunks = []
+    accepted, letters = _outcomes_of_chunks(path, "csv", PAYMENTS, chunks)
+    assert (accepted, letters) == _outcomes_of_records(path, "csv", PAYMENTS)
+    assert chunks[0].table is not None and chunks[-1].table is None and chunks[-1].records
+    assert any(record.processor_reference == "ref, with comma" for record in accepted)
+
+
+def _typed_column(rng: random.Random, field: str, rows: int):
+    if field in ("event_time", "booked_time"):
+        kind = rng.choice(["ts", "ts_us", "naive", "int", "text"])
+        moments = [None if rng.random() < 0.05 else datetime(2026, 1, 5, 10, rng.randrange(60), rng.randrange(60),
+                                                             rng.randrange(10**6), tzinfo=timezone.utc)
+                   for _ in range(rows)]
+        if kind == "ts":
+            return pa.array(moments, arrow.TIMESTAMP)
+        if kind == "ts_us":
+            return pa.array(moments, pa.timestamp("us", tz="UTC"))
+        if kind == "naive":
+            return pa.array([m.replace(tzinfo=None) if m else None for m in moments], pa.timestamp("ms"))
+        if kind == "int":
+            return pa.array([rng.choice([0, -5, 1_767_571_200_000, None]) for _ in range(rows)], pa.int64())
+        return pa.array([rng.choice(TIMES) for _ in range(rows)], pa.string())
+    if field.endswith("_minor"):
+        return pa.array([rng.choice([1000, 1, 0, -7, None, 2**61, MAX_MINOR_UNITS, MAX_MINOR_UNITS + 1,
+                                     -MAX_MINOR_UNITS - 1]) for _ in range(rows)], pa.int64())
+    if field == "settlement_date":
+        return pa.array([rng.choice([date(2026, 1, 6), None, date(1999, 12, 31)]) for _ in range(rows)], pa.date32())
+    values = FIELD_VALUES.get(field, TEXT)
+    return pa.array([rng.choice(values + [None]) for _ in range(rows)], pa.string())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), input_name=st.sampled_from([PAYMENTS, SETTLEMENTS]))
+def test_parquet_columnar_equals_per_record(tmp_path, seed, input_name):
+    rng = random.Random(seed)
+    fields = list(PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS)
+    if rng.random() < 0.2:
+        fields.remove(rng.choice(fields))  # a missing column
+    table = pa.table({name: _typed_column(rng, name, 50) for name in fields})
+    path = str(tmp_path / f"{seed}.parquet")
+    pq.write_table(table, path)
+    assert _outcomes_of_chunks(path, "parquet", input_name) == _outcomes_of_records(path, "parquet", input_name)
+
+
+def test_the_vectorised_path_takes_the_common_rows(tmp_path):
+    """Generated-looking rows never reach the per-record referee (the speed of the engine depends on it)."""
+    import transforms.columnar.validate as validate
+
+    path = str(tmp_path / "plain.csv")
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PAYMENT_FIELDS)
+        writer.writeheader()
+        writer.writerows(_valid_payment(index) for index in range(100))
+    with open(path, "rb") as handle:
+        (chunk,) = read_chunks(handle, path, "csv", PAYMENTS)
+    fast, _ = validate._vectorised(PAYMENTS, chunk.table)
+    assert fast.all()

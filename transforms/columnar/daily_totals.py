@@ -1,0 +1,123 @@
+"""DailyTotals (transforms/daily_totals.py) for bounded input: partial sums per shard, combined once.
+
+Each record contributes the same signed amounts as `ledger_contribution`,
+`settlement_contribution` and `result_contribution`; a shard sums them per
+(merchant_id, currency, settlement day) and `combine_partials` adds the
+shards' partial tables up. Settlement days come from the very
+`SettlementDay.bounds` the windowed transform uses, evaluated once per
+distinct day, so DST and cut-off hours give identical windows. In bounded
+input there is one pane per window: ON_TIME, index 0, final.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import arrow
+from schemas.record_tables import concat
+from schemas.records import BREAK_STATUSES, DAILY_TOTAL_FIELDS
+from transforms.daily_totals import SettlementDay
+
+SUM_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "ledger_event_count",
+               "settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
+               "settlement_line_count", "break_count")
+GROUP_COLUMNS = ("merchant_id", "currency", "window_start")
+PARTIAL_TABLE = pa.schema([("merchant_id", pa.string()), ("currency", pa.string()), ("window_start", pa.int64()),
+                           *[(name, pa.int64()) for name in SUM_COLUMNS]])
+
+
+def window_starts(times: np.ndarray, settlement_day: SettlementDay) -> np.ndarray:
+    """The start (epoch millis) of the settlement day of each instant."""
+    if len(times) == 0:
+        return np.zeros(0, dtype=np.int64)
+    distinct = np.unique(times)
+    starts: List[int] = []
+    position = 0
+    while position < len(distinct):
+        start, end, _ = settlement_day.bounds(int(distinct[position]))
+        starts.append(start)
+        position = int(np.searchsorted(distinct, end, side="left"))
+    starts_array = np.array(starts, dtype=np.int64)
+    return starts_array[np.searchsorted(starts_array, times, side="right") - 1]
+
+
+def _contributions(merchant, currency, times: np.ndarray, sums: dict,
+                   settlement_day: SettlementDay) -> pa.Table:
+    rows = len(times)
+    columns = [merchant, currency, pa.array(window_starts(times, settlement_day), pa.int64())]
+    zeros = np.zeros(rows, dtype=np.int64)
+    columns += [pa.array(sums.get(name, zeros), pa.int64()) for name in SUM_COLUMNS]
+    return pa.Table.from_arrays(columns, schema=PARTIAL_TABLE)
+
+
+def _np(column) -> np.ndarray:
+    return column.to_numpy() if isinstance(column, pa.Array) else column.combine_chunks().to_numpy(
+        zero_copy_only=False)
+
+
+def _amount_where(types, amounts: np.ndarray, value: str, sign: int = 1) -> np.ndarray:
+    return np.where(_np(pc.equal(types, value)), sign * amounts, 0)
+
+
+def ledger_partials(payments: pa.Table, settlement_day: SettlementDay) -> pa.Table:
+    types, amount = payments.column("event_type"), _np(payments.column("amount_minor"))
+    sums = {"captured_minor": _amount_where(types, amount, "CAPTURED"),
+            "refunded_minor": _amount_where(types, amount, "REFUNDED"),
+            "chargeback_minor": _amount_where(types, amount, "CHARGEBACK"),
+            "ledger_event_count": np.ones(payments.num_rows, dtype=np.int64)}
+    return sum_partials(_contributions(payments.column("merchant_id"), payments.column("currency"),
+                               _np(payments.column("event_time")), sums, settlement_day))
+
+
+def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) -> pa.Table:
+    types = settlements.column("record_type")
+    gross, fee, net = (_np(settlements.column(name)) for name in ("gross_minor", "fee_minor", "net_minor"))
+    # Signed flows, as settlement_contribution: captures in, refunds and chargebacks out.
+    sign = np.select([_np(pc.equal(types, "CAPTURE")), _np(pc.is_in(types, pa.array(["REFUND", "CHARGEBACK"])))],
+                     [1, -1], default=0)
+    is_fee = _np(pc.equal(types, "FEE"))
+    sums = {"settled_gross_minor": sign * gross,
+            "fee_minor": sign * fee + np.where(is_fee, gross, 0),
+            "settled_net_minor": sign * net - np.where(is_fee, gross, 0),
+            "adjustment_minor": _amount_where(types, gross, "ADJUSTMENT"),
+            "payout_minor": _amount_where(types, gross, "PAYOUT"),
+            "settlement_line_count": np.ones(settlements.num_rows, dtype=np.int64)}
+    return sum_partials(_contributions(settlements.column("merchant_id"), settlements.column("currency"),
+                               _np(settlements.column("booked_time")), sums, settlement_day))
+
+
+def break_partials(results: pa.Table, settlement_day: SettlementDay) -> pa.Table:
+    """Break rows at their record's own time (ResultsAtRecordTime); bounded input has one revision per key."""
+    times = _np(pc.coalesce(results.column("event_time"), results.column("booked_time")))
+    breaks = _np(pc.is_in(results.column("status"), pa.array(sorted(BREAK_STATUSES)))).astype(np.int64)
+    return sum_partials(_contributions(results.column("merchant_id"), results.column("currency"), times,
+                               {"break_count": breaks}, settlement_day))
+
+
+def sum_partials(contributions: pa.Table) -> pa.Table:
+    if contributions.num_rows == 0:
+        return PARTIAL_TABLE.empty_table()
+    summed = contributions.group_by(list(GROUP_COLUMNS), use_threads=False).aggregate(
+        [(name, "sum") for name in SUM_COLUMNS])
+    return pa.Table.from_arrays(
+        [summed.column(name if name in GROUP_COLUMNS else f"{name}_sum") for name in PARTIAL_TABLE.names],
+        names=PARTIAL_TABLE.names).cast(PARTIAL_TABLE)
+
+
+def combine_partials(partials: Iterable[pa.Table], settlement_day: SettlementDay) -> pa.Table:
+    """Partial tables of every shard -> the DailyTotal rows (schemas.arrow.DAILY_TOTAL), one pane per day."""
+    summed = sum_partials(concat(partials, PARTIAL_TABLE))
+    starts = summed.column("window_start").to_pylist()
+    bounds = {start: settlement_day.bounds(start) for start in set(starts)}
+    rows = summed.num_rows
+    columns = {name: summed.column(name) for name in summed.column_names}
+    columns["settlement_day"] = pa.array([bounds[start][2] for start in starts], pa.string())
+    columns["window_end"] = pa.array([bounds[start][1] for start in starts], pa.int64())
+    columns["pane_timing"] = pa.array(["ON_TIME"] * rows, pa.string())
+    columns["pane_index"] = pa.array(np.zeros(rows, dtype=np.int64))
+    columns["is_final"] = pa.array(np.ones(rows, dtype=bool))
+    table = pa.Table.from_arrays([columns[name] for name in DAILY_TOTAL_FIELDS], names=list(DAILY_TOTAL_FIELDS))
+    return table.cast(arrow.DAILY_TOTAL)

@@ -1,0 +1,199 @@
+"""ColumnarReconcile: `transforms.flow.ReconcileRecords` for bounded input, with Arrow tables as elements.
+
+    raw chunks ─► ValidateChunks ─► (shard by record id) ─► GroupByKey ─► FirstDeliveries ─┐
+                      │ dead letters, counts                                               │
+                      ▼                                    ┌───────────────────────────────┘
+                                                           ├─► MatchCandidates ─► (shard by reconciliation key)
+                                                           │      ─► GroupByKey ─► MatchShards(as_of) ─► results
+                                                           └─► DailyTotalPartials (+ results) ─► CombineDailyTotals
+
+Outputs: `results` as (shard, RESULT_TABLE) pairs, `daily_totals` as one
+DAILY_TOTAL table, `dead_letters` as DeadLetter records and `counts` as
+(name, count) pairs: the names `ReconcileRecords(with_counts=True)` gives.
+Nothing here holds state between elements or reads files, so it runs on
+any runner (docs/DESIGN.md 9).
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam import pvalue
+
+import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
+from schemas.record_tables import ID_COLUMN_OF_INPUT, TABLE_SCHEMA_OF_INPUT, TIME_COLUMN_OF_INPUT, concat
+from schemas.records import PAYMENTS, SETTLEMENTS
+from transforms.columnar.daily_totals import (
+    PARTIAL_TABLE,
+    break_partials,
+    combine_partials,
+    ledger_partials,
+    settlement_partials,
+    sum_partials,
+)
+from transforms.columnar.dedup import first_deliveries
+from transforms.columnar.matching import (
+    CANDIDATE_TABLE,
+    ledger_candidates,
+    reconcile_candidates,
+    settlement_candidates,
+)
+from transforms.columnar.shards import split_by_shard
+from transforms.columnar.validate import validate_chunk
+from transforms.flow import ReconcileConfig
+from transforms.validate import DEAD_LETTERS
+
+COUNTS = "counts"
+KEY_COLUMNS = ("processor", "processor_reference", "kind")
+ShardTable = Tuple[int, pa.Table]
+
+
+def _validated(chunk, shards: int):
+    accepted, letters = validate_chunk(chunk)
+    name = chunk.input
+    yield pvalue.TaggedOutput(COUNTS, (f"{name}.read", chunk.read_count))
+    yield pvalue.TaggedOutput(COUNTS, (f"{name}.accepted", accepted.num_rows))
+    yield pvalue.TaggedOutput(COUNTS, (f"{name}.rejected", len(letters)))
+    for letter in letters:
+        yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+    yield from split_by_shard(accepted, [ID_COLUMN_OF_INPUT[name]], shards)
+
+
+def _first_deliveries(shard_tables, input_name: str) -> ShardTable:
+    shard, tables = shard_tables
+    schema = TABLE_SCHEMA_OF_INPUT[input_name]
+    return shard, first_deliveries(pa.concat_tables(list(tables)), input_name).cast(schema)
+
+
+def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
+    times = shard_table[1].column(TIME_COLUMN_OF_INPUT[input_name])
+    if len(times):
+        yield pc.max(times).as_py()
+
+
+def _candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
+    yield from split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards)
+
+
+def _match_shard(shard_tables, as_of_millis: Optional[int], policy) -> ShardTable:
+    shard, tables = shard_tables
+    return shard, reconcile_candidates(concat(tables, CANDIDATE_TABLE), as_of_millis, policy)
+
+
+def _status_counts(shard_table: ShardTable):
+    results = shard_table[1]
+    yield "results.rows", results.num_rows
+    for entry in pc.value_counts(results.column("status")).to_pylist():
+        yield f"status.{entry['values']}", entry["counts"]
+
+
+class _CombineTables(beam.CombineFn):
+    """Partial daily-total tables -> their sum, merged as they come (bounded memory per worker)."""
+
+    def __init__(self, settlement_day):
+        self._settlement_day = settlement_day
+
+    def create_accumulator(self):
+        return PARTIAL_TABLE.empty_table()
+
+    def add_input(self, accumulator, partial):
+        return _add(accumulator, partial)
+
+    def merge_accumulators(self, accumulators):
+        merged = PARTIAL_TABLE.empty_table()
+        for accumulator in accumulators:
+            merged = _add(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return combine_partials([accumulator], self._settlement_day)
+
+
+def _add(left: pa.Table, right: pa.Table) -> pa.Table:
+    return sum_partials(concat([left, right], PARTIAL_TABLE))
+
+
+class ColumnarReconcile(beam.PTransform):
+    """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}."""
+
+    def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8):
+        super().__init__()
+        if config.as_of.mode == "watermark":
+            raise ValueError("the columnar engine is for bounded input; it judges deadlines at a fixed as_of")
+        self._config = config
+        self._shards = max(1, int(shards))
+
+    def expand(self, chunks: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        config, shards = self._config, self._shards
+        unique, letters, counts = {}, [], []
+        for name in (PAYMENTS, SETTLEMENTS):
+            validated = (
+                chunks[name]
+                | f"ValidateChunks[{name}]" >> beam.FlatMap(_validated, shards).with_outputs(
+                    DEAD_LETTERS, COUNTS, main="accepted")
+            )
+            letters.append(validated[DEAD_LETTERS])
+            counts.append(validated[COUNTS])
+            unique[name] = (
+                validated.accepted
+                | f"ById[{name}]" >> beam.GroupByKey()
+                | f"FirstDeliveries[{name}]" >> beam.Map(_first_deliveries, name)
+            )
+            counts.append(unique[name] | f"CountUnique[{name}]" >> beam.Map(
+                lambda shard_table, name=name: (f"{name}.unique", shard_table[1].num_rows)))
+        as_of = self._as_of(unique)
+        candidates = (
+            [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(_candidates_by_key, ledger_candidates, shards),
+             unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
+                 _candidates_by_key, settlement_candidates, shards)]
+            | "AllCandidates" >> beam.Flatten()
+        )
+        results = (
+            candidates
+            | "ByReconciliationKey" >> beam.GroupByKey()
+            | "MatchShards" >> beam.Map(_match_shard, pvalue.AsSingleton(as_of), config.policy)
+        )
+        day = config.settlement_day
+        daily_totals = (
+            [unique[PAYMENTS] | "LedgerPartials" >> beam.Map(lambda st: ledger_partials(st[1], day)),
+             unique[SETTLEMENTS] | "SettlementPartials" >> beam.Map(lambda st: settlement_partials(st[1], day)),
+             results | "BreakPartials" >> beam.Map(lambda st: break_partials(st[1], day))]
+            | "AllPartials" >> beam.Flatten()
+            | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day))
+        )
+        counts += [results | "CountStatuses" >> beam.FlatMap(_status_counts),
+                   daily_totals | "CountDailyTotals" >> beam.Map(lambda table: ("daily_totals.rows", table.num_rows)),
+                   as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis))]
+        return {
+            "results": results,
+            "daily_totals": daily_totals,
+            "dead_letters": letters | "DeadLetters" >> beam.Flatten(),
+            "counts": (counts | "AllCounts" >> beam.Flatten()
+                       | "SumCounts" >> beam.CombinePerKey(_sum_or_value)),
+        }
+
+    def _as_of(self, unique):
+        if self._config.as_of.mode == "fixed":
+            return unique[PAYMENTS].pipeline | "FixedAsOf" >> beam.Create([self._config.as_of.millis])
+        return (
+            [unique[name] | f"LatestTime[{name}]" >> beam.FlatMap(_latest_time, name)
+             for name in (PAYMENTS, SETTLEMENTS)]
+            | "AllLatest" >> beam.Flatten()
+            | "LatestEventTime" >> beam.CombineGlobally(_latest)
+        )
+
+
+def _latest(times) -> Optional[int]:
+    # Partial results of an empty bundle are None, so they are skipped when merging.
+    return max((time for time in times if time is not None), default=None)
+
+
+def _sum_or_value(values) -> Optional[int]:
+    # as_of_millis is one value (possibly None); every other name is a sum of partial counts.
+    values = list(values)
+    if any(value is None for value in values):
+        return None
+    return int(np.sum(values, dtype=np.int64)) if values else 0

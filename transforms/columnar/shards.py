@@ -1,0 +1,57 @@
+"""Hash-sharding of Arrow tables: every row of one key lands in the same shard, in every process.
+
+The hash is FNV-1a over the UTF-8 bytes of the key columns, vectorised with
+numpy, so it does not depend on Python's per-process string hash seed: a
+key's shard is the same on the launcher, a Direct worker or a Flink task.
+Each shard is its own `take()`, never a slice (see schemas/arrow_coder.py).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_SEPARATOR = np.uint64(0x1F)
+
+
+def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
+    """FNV-1a 64 of each row's key columns (text), joined by a unit separator."""
+    rows = len(columns[0]) if columns else 0
+    hashes = np.full(rows, _FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for position, column in enumerate(columns):
+            if position:
+                hashes = (hashes ^ _SEPARATOR) * _FNV_PRIME
+            column = pc.fill_null(column.cast(pa.string()), "")
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            _, offset_buffer, data_buffer = column.buffers()
+            offsets = np.frombuffer(offset_buffer, dtype=np.int32)[column.offset:column.offset + rows + 1]
+            offsets = offsets.astype(np.int64)
+            data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+            starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
+            for index in range(int(lengths.max()) if rows else 0):
+                live = lengths > index
+                byte = data[starts[live] + index].astype(np.uint64)
+                hashes[live] = (hashes[live] ^ byte) * _FNV_PRIME
+    return hashes
+
+
+def shard_numbers(table: pa.Table, key_columns: Sequence[str], shards: int) -> np.ndarray:
+    return (stable_hash([table.column(name) for name in key_columns]) % np.uint64(shards)).astype(np.int64)
+
+
+def split_by_shard(table: pa.Table, key_columns: Sequence[str], shards: int) -> Iterator[Tuple[int, pa.Table]]:
+    """(shard, rows of that shard) for every shard that has rows."""
+    if table.num_rows == 0:
+        return
+    numbers = shard_numbers(table, key_columns, shards)
+    order = np.argsort(numbers, kind="stable")
+    sorted_numbers = numbers[order]
+    bounds = np.flatnonzero(np.diff(sorted_numbers)) + 1
+    for rows in np.split(order, bounds):
+        yield int(numbers[rows[0]]), table.take(pa.array(rows))

@@ -1,0 +1,257 @@
+"""Validation of RawChunks: `transforms.validate` rules, vectorised, with the per-record rules as referee.
+
+A row takes the vectorised path only when its every field is in a form whose
+per-record outcome is certain and cheap to compute (plain ids, exact enum
+values, digit strings, `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff](Z|+00:00)`,
+timestamp or integer columns, ...); those rows are accepted with exactly the
+values `parse_payment_event` / `parse_settlement_line` would give. Every
+other row is rebuilt as the `RawRecord` the per-record reader gives and
+judged by `validate_raw_record` itself, so rejections carry the very same
+reasons. tests/test_columnar_validate.py fuzzes the two paths against each
+other.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.codecs import payload_json
+from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
+from schemas.raw_chunks import RawChunk, ordinal_of
+from schemas.record_tables import RECORD_TYPE_OF_INPUT, TABLE_SCHEMA_OF_INPUT, records_to_table
+from schemas.records import (
+    EVENT_TYPES,
+    PAYMENT_FIELDS,
+    PAYMENTS,
+    RECORD_TYPES,
+    SETTLEMENT_FIELDS,
+    DeadLetter,
+    RawRecord,
+)
+from transforms.validate import validate_raw_record
+
+FILE_COLUMN, ORDINAL_COLUMN = "_file", "_ordinal"
+
+_CURRENCIES = pa.array(sorted(CURRENCY_EXPONENTS))
+_PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it is not empty
+_PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower() too
+_INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATETIME_MILLIS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999
+
+Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its parsed value)
+
+
+def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
+    """A chunk -> (accepted rows as a TABLE_SCHEMA_OF_INPUT table plus _file/_ordinal, dead letters)."""
+    schema = TABLE_SCHEMA_OF_INPUT[chunk.input]
+    parts: List[pa.Table] = []
+    letters: List[DeadLetter] = []
+    referee: List[Tuple[RawRecord, int]] = [(record, ordinal_of(record.source)) for record in chunk.records]
+    if chunk.table is not None and chunk.table.num_rows:
+        fast, values = _vectorised(chunk.input, chunk.table)
+        if fast.any():
+            keep = pa.array(fast)
+            parts.append(_with_origin(pa.Table.from_arrays([values[name].filter(keep) for name in schema.names],
+                                                            schema=schema), chunk.path, chunk.ordinals[fast]))
+        slow = np.flatnonzero(~fast)
+        if len(slow):
+            rows = chunk.table.take(pa.array(slow)).to_pylist()
+            payloads = chunk.payloads.take(pa.array(slow)).to_pylist() if chunk.payloads is not None else None
+            for position, (row_index, fields) in enumerate(zip(slow, rows)):
+                payload = payloads[position] if payloads is not None else payload_json(fields)
+                referee.append((RawRecord(chunk.input, chunk.source(row_index), fields, payload),
+                                int(chunk.ordinals[row_index])))
+    accepted, accepted_ordinals = [], []
+    for raw, ordinal in referee:
+        outcome = validate_raw_record(raw)
+        if isinstance(outcome, DeadLetter):
+            letters.append(outcome)
+        else:
+            accepted.append(outcome)
+            accepted_ordinals.append(ordinal)
+    if accepted:
+        parts.append(_with_origin(records_to_table(accepted, schema), chunk.path,
+                                  np.array(accepted_ordinals, dtype=np.int64)))
+    if not parts:
+        return _with_origin(schema.empty_table(), chunk.path, np.zeros(0, dtype=np.int64)), letters
+    return pa.concat_tables(parts), letters
+
+
+def _with_origin(table: pa.Table, path: str, ordinals: np.ndarray) -> pa.Table:
+    """Where each row was read: the columnar deduplication keeps the first delivery by (file, ordinal)."""
+    files = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, dtype=np.int32)), pa.array([path]))
+    return table.append_column(FILE_COLUMN, files.cast(pa.string())).append_column(
+        ORDINAL_COLUMN, pa.array(ordinals, pa.int64()))
+
+
+# ---------------------------------------------------------------- the vectorised path
+
+
+def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str, pa.Array]]:
+    expected = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
+    required = [name for name in expected if name != "payout_id"]
+    nothing = np.zeros(table.num_rows, dtype=bool)
+    if any(name not in table.column_names for name in required):
+        return nothing, {}
+    column = {name: table.column(name).combine_chunks() for name in required}
+    checks: Dict[str, Checked] = {}
+    if input_name == PAYMENTS:
+        for name in ("event_id", "payment_id", "processor_reference", "merchant_id"):
+            checks[name] = _text(column[name])
+        checks["event_type"] = _one_of(column["event_type"], EVENT_TYPES)
+        checks["amount_minor"] = _money(column["amount_minor"], positive=True)
+        checks["event_time"] = _instant(column["event_time"])
+    else:
+        for name in ("settlement_id", "processor_reference", "merchant_id"):
+            checks[name] = _text(column[name])
+        checks["record_type"] = _one_of(column["record_type"], RECORD_TYPES)
+        checks["gross_minor"] = _money(column["gross_minor"], positive=True)
+        checks["fee_minor"] = _money(column["fee_minor"], positive=False)
+        checks["net_minor"] = _money(column["net_minor"], positive=False)
+        checks["settlement_date"] = _date(column["settlement_date"])
+        checks["booked_time"] = _instant(column["booked_time"])
+        checks["payout_id"] = _optional_text(
+            table.column("payout_id").combine_chunks() if "payout_id" in table.column_names
+            else pa.nulls(table.num_rows, pa.string()))
+    checks["processor"] = _lower_text(column["processor"])
+    checks["currency"] = _one_of(column["currency"], _CURRENCIES)
+    fast = np.ones(table.num_rows, dtype=bool)
+    for ok, _ in checks.values():
+        fast &= ok
+    values = {name: value for name, (_, value) in checks.items()}
+    if input_name != PAYMENTS and fast.any():
+        gross, fee, net = (np.where(fast, _np(values[name].fill_null(0)), 0)
+                           for name in ("gross_minor", "fee_minor", "net_minor"))
+        fast &= net == gross - fee
+    return fast, values
+
+
+def _np(array: pa.Array) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _mask(condition) -> np.ndarray:
+    return _np(pc.fill_null(condition, False)).astype(bool)
+
+
+def _is_text(array: pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def _unchecked(array: pa.Array) -> Checked:
+    return np.zeros(len(array), dtype=bool), array
+
+
+def _text(array: pa.Array) -> Checked:
+    if not _is_text(array):
+        return _unchecked(array)
+    return _mask(pc.match_substring_regex(array, _PLAIN_TEXT)), array.cast(pa.string())
+
+
+def _lower_text(array: pa.Array) -> Checked:
+    if not _is_text(array):
+        return _unchecked(array)
+    return _mask(pc.match_substring_regex(array, _PLAIN_LOWER_ASCII)), array.cast(pa.string())
+
+
+def _optional_text(array: pa.Array) -> Checked:
+    if pa.types.is_null(array.type):
+        return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
+    if not _is_text(array):
+        return _unchecked(array)
+    array = array.cast(pa.string())
+    empty = _mask(pc.equal(array, ""))
+    ok = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) | empty | _np(pc.is_null(array))
+    return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+
+
+def _one_of(array: pa.Array, allowed) -> Checked:
+    if not _is_text(array):
+        return _unchecked(array)
+    return _mask(pc.is_in(array, value_set=pa.array(list(allowed), pa.string()))), array.cast(pa.string())
+
+
+def _money(array: pa.Array, positive: bool) -> Checked:
+    if pa.types.is_integer(array.type) and not pa.types.is_uint64(array.type):
+        values = array.cast(pa.int64())
+    elif _is_text(array):
+        digits = _mask(pc.match_substring_regex(array, r"^-?[0-9]{1,18}$"))
+        values = pc.if_else(pa.array(digits), array, pa.scalar("0")).cast(pa.int64())
+    else:
+        return _unchecked(array)
+    numbers = _np(values.fill_null(0))
+    ok = ~_np(values.is_null()) & (np.abs(numbers) <= MAX_MINOR_UNITS)
+    if _is_text(array):
+        ok &= digits
+    if positive:
+        ok &= numbers > 0
+    return ok, values
+
+
+def _instant(array: pa.Array) -> Checked:
+    if pa.types.is_timestamp(array.type):
+        if array.type.tz is None or array.type.unit not in ("s", "ms", "us"):
+            return _unchecked(array)
+        raw = _np(array.cast(pa.int64()).fill_null(0))
+        millis = {"s": raw * 1000, "ms": raw, "us": raw // 1000}[array.type.unit]
+        ok = ~_np(array.is_null()) & (millis >= _DATETIME_MILLIS[0]) & (millis <= _DATETIME_MILLIS[1])
+        return ok, pa.array(millis, pa.int64())
+    if pa.types.is_integer(array.type) and not pa.types.is_uint64(array.type):
+        return ~_np(array.is_null()), array.cast(pa.int64())
+    if not _is_text(array):
+        return _unchecked(array)
+    ok = _mask(pc.match_substring_regex(array, _INSTANT))
+    text = pc.if_else(pa.array(ok), array, pa.scalar("1970-01-01T00:00:00Z")).cast(pa.string())
+    part = lambda start, stop: _np(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
+    year, month, day = part(0, 4), part(5, 7), part(8, 10)
+    hour, minute, second = part(11, 13), part(14, 16), part(17, 19)
+    has_fraction = _np(pc.equal(pc.utf8_slice_codeunits(text, 19, 20), "."))
+    fraction = np.where(has_fraction, _np(pc.utf8_slice_codeunits(
+        pc.if_else(pa.array(has_fraction), text, pa.scalar("1970-01-01T00:00:00.000Z")), 20, 23
+    ).cast(pa.int64())), 0)
+    ok &= _calendar_day(year, month, day) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    days = _days_from_civil(year, month, day)
+    millis = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + fraction
+    return ok, pa.array(millis, pa.int64())
+
+
+def _date(array: pa.Array) -> Checked:
+    if pa.types.is_date32(array.type):
+        days = _np(array.cast(pa.int32()).fill_null(0)).astype(np.int64)
+        ok = ~_np(array.is_null()) & (days >= -354_285) & (days <= 2_932_896)  # years 1000 .. 9999
+        return ok, array.cast(pa.string())
+    if not _is_text(array):
+        return _unchecked(array)
+    ok = _mask(pc.match_substring_regex(array, _DATE))
+    text = pc.if_else(pa.array(ok), array, pa.scalar("1970-01-01")).cast(pa.string())
+    part = lambda start, stop: _np(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
+    ok &= _calendar_day(part(0, 4), part(5, 7), part(8, 10))
+    return ok, array.cast(pa.string())
+
+
+def _calendar_day(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 1, 12) - 1]
+    month_days = month_days + ((month == 2) & leap)
+    return (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year = year - (month <= 2)
+    era = np.floor_divide(year, 400)
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
+def accepted_records(table: pa.Table, input_name: str) -> list:
+    """The typed records of an accepted-rows table (tests and the per-element bridge)."""
+    record_type = RECORD_TYPE_OF_INPUT[input_name]
+    columns = [table.column(name).to_pylist() for name in record_type._fields]
+    return [record_type(*values) for values in zip(*columns)]
