@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
@@ -141,28 +141,32 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob) -> None:
     outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
     outputs["daily_totals"] | "WriteDailyTotals" >> WriteParquet(
         f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
-    _write_common(job, outputs, outputs["results"])
+    _write_common(job, outputs, lambda: outputs["results"])
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
         outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)
 
 
 def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int) -> None:
-    out = job.output.rstrip("/")
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
             SETTLEMENTS, job.settlements, job.settlements_format),
     }
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards)
+    write_columnar_outputs(job, outputs, shards)
+
+
+def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int) -> None:
+    """The columnar engine's outputs -> the files of a reconcile run under job.output."""
+    out = job.output.rstrip("/")
     daily_totals = outputs["daily_totals"] | "OneShard" >> beam.Map(lambda table: (0, table))
     outputs["results"] | "WriteResults" >> WriteShardFiles(
         f"{out}/results/results", shards, arrow.RECONCILIATION_RESULT, results_for_output)
     daily_totals | "WriteDailyTotals" >> WriteShardFiles(f"{out}/daily_totals/daily_totals", 1, arrow.DAILY_TOTAL)
-    records = outputs["results"] | "ResultRecords" >> beam.FlatMap(
+    _write_common(job, outputs, lambda: outputs["results"] | "ResultRecords" >> beam.FlatMap(
         lambda shard_table: table_to_records(shard_table[1], ReconciliationResult)).with_output_types(
-        ReconciliationResult)
-    _write_common(job, outputs, records)
+        ReconciliationResult))
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteShardFiles(
             f"{out}/csv/results", shards, arrow.RECONCILIATION_RESULT, results_for_output, csv=True)
@@ -170,12 +174,12 @@ def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int) -> None
             f"{out}/csv/daily_totals", 1, arrow.DAILY_TOTAL, csv=True)
 
 
-def _write_common(job: BatchJob, outputs: dict, result_records) -> None:
+def _write_common(job: BatchJob, outputs: dict, result_records: Callable[[], beam.PCollection]) -> None:
     out = job.output.rstrip("/")
     outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
     outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
     if job.alert_policy is not None:
-        (result_records | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
+        (result_records() | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
          | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
 
 

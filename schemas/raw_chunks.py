@@ -20,6 +20,7 @@ from schemas.records import RawRecord
 LINE = ":"  # sources of line-oriented files: path:line
 RECORD = "#"  # sources of record files: path#record
 
+ORDINAL_BITS = 40  # lines or records per file: up to a trillion; files per input: up to 8 million
 _ORDINAL = re.compile(r"[:#]([0-9]+)$")
 
 
@@ -32,6 +33,11 @@ class RawChunk:
     separator: str = LINE
     payloads: Optional[pa.Array] = None  # raw text of each table row; None: the row as JSON
     records: List[RawRecord] = field(default_factory=list)
+    file_rank: int = 0  # the file's position among its input's files, sorted by path
+
+    def origins(self, ordinals: np.ndarray) -> np.ndarray:
+        """One int64 per row that orders rows as read: by file path, then line or record number."""
+        return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + ordinals.astype(np.int64)
 
     @property
     def read_count(self) -> int:
@@ -39,6 +45,11 @@ class RawChunk:
 
     def source(self, row: int) -> str:
         return f"{self.path}{self.separator}{int(self.ordinals[row])}"
+
+
+def source_path(source: str) -> str:
+    """The file of a source ("f.csv:12" -> "f.csv", "f.avro#3" -> "f.avro", "f.csv" -> "f.csv")."""
+    return _ORDINAL.sub("", source)
 
 
 def ordinal_of(source: str) -> int:

@@ -298,24 +298,36 @@ def test_missing_inputs_fail_only_that_date(inputs, baseline, tmp_path):
 
 
 def test_pipeline_error_fails_only_that_date(inputs, baseline, tmp_path, monkeypatch):
+    """A date whose pipeline fails fails alone: the range job fails, its dates re-run one job each."""
     import apache_beam as beam
 
-    from pipelines import reconcile_batch
+    from pipelines import backfill_run, reconcile_batch
 
     output = _copy_output(baseline[0], str(tmp_path / "out"))
     before = _snapshot(output)
     bad_day = DATES[0]
     real_build = reconcile_batch.build_pipeline
+    real_range = backfill_run.build_range_pipeline
+    range_jobs = []
 
     def boom(_):
         raise RuntimeError("corrupt record in the test input")
 
-    def build(pipeline, job):
-        real_build(pipeline, job)
-        if any(f"{os.sep}{bad_day}{os.sep}" in path for path in job.payments):
+    def poison_if_bad_day(pipeline, paths):
+        if any(f"{os.sep}{bad_day}{os.sep}" in path for path in paths):
             _ = pipeline | "Poison" >> beam.Create([1]) | "Boom" >> beam.Map(boom)
 
+    def build(pipeline, job):
+        real_build(pipeline, job)
+        poison_if_bad_day(pipeline, job.payments)
+
+    def build_range(pipeline, jobs, shards):
+        range_jobs.append(len(jobs))
+        real_range(pipeline, jobs, shards)
+        poison_if_bad_day(pipeline, [path for job in jobs for path in job.payments])
+
     monkeypatch.setattr(reconcile_batch, "build_pipeline", build)
+    monkeypatch.setattr(backfill_run, "build_range_pipeline", build_range)
     lines = []
     assert _run(_args(inputs, output, "--force", date_to=DATES[1]), lines) == 1
     statuses = _status_lines(lines)
@@ -326,6 +338,7 @@ def test_pipeline_error_fails_only_that_date(inputs, baseline, tmp_path, monkeyp
     assert {rel: v for rel, v in after.items() if rel.startswith(f"date={bad_day}")} == \
         {rel: v for rel, v in before.items() if rel.startswith(f"date={bad_day}")}
     assert _leftovers(output) == []
+    assert range_jobs == [2]  # both dates were tried as one job first
 
 
 # --------------------------------------------------------------------------- 6. --parallel
@@ -491,3 +504,35 @@ def test_window_change_in_a_neighbour_reruns_the_date(cross_day_inputs, tmp_path
     assert _run(_window_args(str(inputs), output), lines) == 0
     assert _status_lines(lines)["2026-01-05"].startswith("ran")
     assert _day_results(output, "2026-01-05") == [("ch_a", "DUPLICATE_SETTLEMENT"), ("ch_a", "MATCHED")]
+
+
+# --------------------------------------------------------------------------- one job per range
+
+def test_a_range_is_one_job_that_reads_each_file_once_and_equals_one_job_per_date(inputs, tmp_path, monkeypatch):
+    """Default window: every date reads all three partitions, yet each file is opened once, and the
+    published bytes equal those of one job per date."""
+    from pipelines.io import arrow_files
+
+    log = tmp_path / "opened.txt"
+    real_reader = arrow_files._chunks_of_file
+
+    def counting_reader(readable, *args):
+        with open(log, "a", encoding="utf-8") as handle:  # a file: the DoFn runs from a pickled copy
+            handle.write(readable.metadata.path + "\n")
+        yield from real_reader(readable, *args)
+
+    monkeypatch.setattr(arrow_files, "_chunks_of_file", counting_reader)
+    one_job, per_date = str(tmp_path / "one_job"), str(tmp_path / "per_date")
+    window = ("--days-before", "4", "--days-after", "3")  # given last, they override _args' zeros
+    assert _run(_args(inputs, one_job, *window)) == 0
+    opened = log.read_text(encoding="utf-8").splitlines()
+    input_files = sorted(glob.glob(os.path.join(inputs, "*", "*", "*.csv")))
+    assert sorted(opened) == input_files  # 3 dates x 6 files in their windows, each read once
+    log.unlink()
+    assert _run(_args(inputs, per_date, *window, "--dates-per-job", "1")) == 0
+    assert len(log.read_text(encoding="utf-8").splitlines()) == 3 * len(input_files)
+    for day in DATES:
+        for name in DATA_FILES:
+            with open(os.path.join(one_job, f"date={day}", name), "rb") as left, \
+                    open(os.path.join(per_date, f"date={day}", name), "rb") as right:
+                assert left.read() == right.read(), f"{day}/{name}"

@@ -8,7 +8,7 @@ retried bundle rewrites the same file with the same content.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,7 +17,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.io.files import csv_line
+from pipelines.io.files import csv_line, expand_patterns
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk
@@ -26,17 +26,22 @@ from schemas.records import RawRecord
 PARQUET_COMPRESSION = "snappy"
 
 
-def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str]) -> Iterator[RawChunk]:
+def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
+                    file_ranks: Dict[str, int]) -> Iterator[RawChunk]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
+    rank = file_ranks.get(path, len(file_ranks))  # a file that appeared after planning comes last
     try:
         handle = readable.open(compression_type=CompressionTypes.AUTO)
     except Exception as error:
         yield RawChunk(input_name, path, records=[
-            RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")])
+            RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")],
+            file_rank=rank)
         return
     with handle:
-        yield from read_chunks(handle, path, file_format, input_name)
+        for chunk in read_chunks(handle, path, file_format, input_name):
+            chunk.file_rank = rank
+            yield chunk
 
 
 class ReadRawChunks(beam.PTransform):
@@ -49,6 +54,8 @@ class ReadRawChunks(beam.PTransform):
         self._fmt = fmt
 
     def expand(self, pbegin):
+        # Ranked when the pipeline is built, so every worker orders the files the same way.
+        file_ranks = {path: rank for rank, path in enumerate(expand_patterns(self._patterns, self._fmt))}
         return (
             pbegin
             | "Patterns" >> beam.Create(self._patterns)
@@ -56,7 +63,7 @@ class ReadRawChunks(beam.PTransform):
             | "ReadMatches" >> fileio.ReadMatches()
             # Files are spread over workers; a file's chunks stay with the worker that reads it.
             | "Rebalance" >> beam.Reshuffle()
-            | "DecodeFiles" >> beam.FlatMap(_chunks_of_file, self._input_name, self._fmt)
+            | "DecodeFiles" >> beam.FlatMap(_chunks_of_file, self._input_name, self._fmt, file_ranks)
         )
 
 

@@ -29,17 +29,28 @@ PARTIAL_TABLE = pa.schema([("merchant_id", pa.string()), ("currency", pa.string(
                            *[(name, pa.int64()) for name in SUM_COLUMNS]])
 
 
+_WALK_LIMIT_DAYS = 20_000
+
+
 def window_starts(times: np.ndarray, settlement_day: SettlementDay) -> np.ndarray:
     """The start (epoch millis) of the settlement day of each instant."""
     if len(times) == 0:
         return np.zeros(0, dtype=np.int64)
-    distinct = np.unique(times)
+    earliest, latest = int(times.min()), int(times.max())
     starts: List[int] = []
-    position = 0
-    while position < len(distinct):
-        start, end, _ = settlement_day.bounds(int(distinct[position]))
-        starts.append(start)
-        position = int(np.searchsorted(distinct, end, side="left"))
+    if (latest - earliest) // 86_400_000 < _WALK_LIMIT_DAYS:
+        moment = earliest  # walk every day of the span: a few bounds() calls
+        while moment <= latest:
+            start, end, _ = settlement_day.bounds(moment)
+            starts.append(start)
+            moment = end
+    else:  # a span of decades: only the days that occur
+        distinct = np.unique(times)
+        position = 0
+        while position < len(distinct):
+            start, end, _ = settlement_day.bounds(int(distinct[position]))
+            starts.append(start)
+            position = int(np.searchsorted(distinct, end, side="left"))
     starts_array = np.array(starts, dtype=np.int64)
     return starts_array[np.searchsorted(starts_array, times, side="right") - 1]
 

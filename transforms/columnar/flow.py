@@ -1,7 +1,7 @@
 """ColumnarReconcile: `transforms.flow.ReconcileRecords` for bounded input, with Arrow tables as elements.
 
-    raw chunks ─► ValidateChunks ─► (shard by record id) ─► GroupByKey ─► FirstDeliveries ─┐
-                      │ dead letters, counts                                               │
+    raw chunks ─► ValidateChunks ─► ReconcileValidated: (shard by record id) ─► GroupByKey ─► FirstDeliveries ─┐
+                      │ dead letters, counts per file                                                      │
                       ▼                                    ┌───────────────────────────────┘
                                                            ├─► MatchCandidates ─► (shard by reconciliation key)
                                                            │      ─► GroupByKey ─► MatchShards(as_of) ─► results
@@ -25,7 +25,7 @@ from apache_beam import pvalue
 
 import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
 from schemas.record_tables import ID_COLUMN_OF_INPUT, TABLE_SCHEMA_OF_INPUT, TIME_COLUMN_OF_INPUT, concat
-from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
 from transforms.columnar.daily_totals import (
     PARTIAL_TABLE,
     break_partials,
@@ -51,15 +51,20 @@ KEY_COLUMNS = ("processor", "processor_reference", "kind")
 ShardTable = Tuple[int, pa.Table]
 
 
-def _validated(chunk, shards: int):
+def _validated(chunk):
     accepted, letters = validate_chunk(chunk)
     name = chunk.input
-    yield pvalue.TaggedOutput(COUNTS, (f"{name}.read", chunk.read_count))
-    yield pvalue.TaggedOutput(COUNTS, (f"{name}.accepted", accepted.num_rows))
-    yield pvalue.TaggedOutput(COUNTS, (f"{name}.rejected", len(letters)))
+    for counted, count in ((f"{name}.read", chunk.read_count), (f"{name}.accepted", accepted.num_rows),
+                           (f"{name}.rejected", len(letters))):
+        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (counted, count)))
     for letter in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-    yield from split_by_shard(accepted, [ID_COLUMN_OF_INPUT[name]], shards)
+    if accepted.num_rows:
+        yield chunk.path, accepted
+
+
+def _by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
+    yield from split_by_shard(path_table[1], [ID_COLUMN_OF_INPUT[input_name]], shards)
 
 
 def _first_deliveries(shard_tables, input_name: str) -> ShardTable:
@@ -116,29 +121,37 @@ def _add(left: pa.Table, right: pa.Table) -> pa.Table:
     return sum_partials(concat([left, right], PARTIAL_TABLE))
 
 
-class ColumnarReconcile(beam.PTransform):
-    """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}."""
+class ValidateChunks(beam.PTransform):
+    """RawChunks of one input -> {accepted: (file, table), dead_letters: DeadLetter, counts: (file, (name, n))}.
 
-    def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8):
+    Keyed by file, so a backfill can validate each file once and hand every
+    date the files of its window.
+    """
+
+    def expand(self, chunks):
+        validated = chunks | "Validate" >> beam.FlatMap(_validated).with_outputs(
+            DEAD_LETTERS, COUNTS, main="accepted")
+        validated[DEAD_LETTERS].element_type = DeadLetter
+        return {"accepted": validated.accepted, DEAD_LETTERS: validated[DEAD_LETTERS], COUNTS: validated[COUNTS]}
+
+
+class ReconcileValidated(beam.PTransform):
+    """{payments, settlements}: (file, accepted table) -> {results, daily_totals, counts}."""
+
+    def __init__(self, config: ReconcileConfig, shards: int):
         super().__init__()
         if config.as_of.mode == "watermark":
             raise ValueError("the columnar engine is for bounded input; it judges deadlines at a fixed as_of")
         self._config = config
         self._shards = max(1, int(shards))
 
-    def expand(self, chunks: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+    def expand(self, accepted: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         config, shards = self._config, self._shards
-        unique, letters, counts = {}, [], []
+        unique, counts = {}, []
         for name in (PAYMENTS, SETTLEMENTS):
-            validated = (
-                chunks[name]
-                | f"ValidateChunks[{name}]" >> beam.FlatMap(_validated, shards).with_outputs(
-                    DEAD_LETTERS, COUNTS, main="accepted")
-            )
-            letters.append(validated[DEAD_LETTERS])
-            counts.append(validated[COUNTS])
             unique[name] = (
-                validated.accepted
+                accepted[name]
+                | f"ShardById[{name}]" >> beam.FlatMap(_by_record_id, name, shards)
                 | f"ById[{name}]" >> beam.GroupByKey()
                 | f"FirstDeliveries[{name}]" >> beam.Map(_first_deliveries, name)
             )
@@ -167,13 +180,8 @@ class ColumnarReconcile(beam.PTransform):
         counts += [results | "CountStatuses" >> beam.FlatMap(_status_counts),
                    daily_totals | "CountDailyTotals" >> beam.Map(lambda table: ("daily_totals.rows", table.num_rows)),
                    as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis))]
-        return {
-            "results": results,
-            "daily_totals": daily_totals,
-            "dead_letters": letters | "DeadLetters" >> beam.Flatten(),
-            "counts": (counts | "AllCounts" >> beam.Flatten()
-                       | "SumCounts" >> beam.CombinePerKey(_sum_or_value)),
-        }
+        return {"results": results, "daily_totals": daily_totals,
+                "counts": counts | "AllCounts" >> beam.Flatten()}
 
     def _as_of(self, unique):
         if self._config.as_of.mode == "fixed":
@@ -184,6 +192,35 @@ class ColumnarReconcile(beam.PTransform):
             | "AllLatest" >> beam.Flatten()
             | "LatestEventTime" >> beam.CombineGlobally(_latest)
         )
+
+
+class SumCounts(beam.PTransform):
+    """(name, count) pairs, several per name -> one (name, total) per name (as_of_millis passes as it is)."""
+
+    def expand(self, counts):
+        return counts | "SumPerName" >> beam.CombinePerKey(_sum_or_value)
+
+
+class ColumnarReconcile(beam.PTransform):
+    """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}."""
+
+    def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8):
+        super().__init__()
+        self._config = config
+        self._shards = shards
+
+    def expand(self, chunks: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        validated = {name: chunks[name] | f"ValidateChunks[{name}]" >> ValidateChunks()
+                     for name in (PAYMENTS, SETTLEMENTS)}
+        outputs = ({name: validated[name]["accepted"] for name in validated}
+                   | "ReconcileValidated" >> ReconcileValidated(self._config, self._shards))
+        file_counts = [validated[name][COUNTS] | f"DropFile[{name}]" >> beam.Values() for name in validated]
+        return {
+            "results": outputs["results"],
+            "daily_totals": outputs["daily_totals"],
+            "dead_letters": [validated[name][DEAD_LETTERS] for name in validated] | "DeadLetters" >> beam.Flatten(),
+            "counts": [*file_counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts(),
+        }
 
 
 def _latest(times) -> Optional[int]:

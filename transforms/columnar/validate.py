@@ -33,7 +33,7 @@ from schemas.records import (
 )
 from transforms.validate import validate_raw_record
 
-FILE_COLUMN, ORDINAL_COLUMN = "_file", "_ordinal"
+ORIGIN_COLUMN = "_origin"
 
 _CURRENCIES = pa.array(sorted(CURRENCY_EXPONENTS))
 _PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it is not empty
@@ -46,7 +46,7 @@ Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its 
 
 
 def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
-    """A chunk -> (accepted rows as a TABLE_SCHEMA_OF_INPUT table plus _file/_ordinal, dead letters)."""
+    """A chunk -> (accepted rows as a TABLE_SCHEMA_OF_INPUT table plus _origin, dead letters)."""
     schema = TABLE_SCHEMA_OF_INPUT[chunk.input]
     parts: List[pa.Table] = []
     letters: List[DeadLetter] = []
@@ -56,7 +56,7 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
         if fast.any():
             keep = pa.array(fast)
             parts.append(_with_origin(pa.Table.from_arrays([values[name].filter(keep) for name in schema.names],
-                                                            schema=schema), chunk.path, chunk.ordinals[fast]))
+                                                            schema=schema), chunk.origins(chunk.ordinals[fast])))
         slow = np.flatnonzero(~fast)
         if len(slow):
             rows = chunk.table.take(pa.array(slow)).to_pylist()
@@ -74,18 +74,16 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
             accepted.append(outcome)
             accepted_ordinals.append(ordinal)
     if accepted:
-        parts.append(_with_origin(records_to_table(accepted, schema), chunk.path,
-                                  np.array(accepted_ordinals, dtype=np.int64)))
+        parts.append(_with_origin(records_to_table(accepted, schema),
+                                  chunk.origins(np.array(accepted_ordinals, dtype=np.int64))))
     if not parts:
-        return _with_origin(schema.empty_table(), chunk.path, np.zeros(0, dtype=np.int64)), letters
+        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters
     return pa.concat_tables(parts), letters
 
 
-def _with_origin(table: pa.Table, path: str, ordinals: np.ndarray) -> pa.Table:
-    """Where each row was read: the columnar deduplication keeps the first delivery by (file, ordinal)."""
-    files = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, dtype=np.int32)), pa.array([path]))
-    return table.append_column(FILE_COLUMN, files.cast(pa.string())).append_column(
-        ORDINAL_COLUMN, pa.array(ordinals, pa.int64()))
+def _with_origin(table: pa.Table, origins: np.ndarray) -> pa.Table:
+    """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest."""
+    return table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
 
 
 # ---------------------------------------------------------------- the vectorised path

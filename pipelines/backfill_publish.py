@@ -1,0 +1,151 @@
+"""`paybeam backfill`, publishing: a date's share of a run, canonical files, manifest, atomic publish.
+
+A run (one date's job, or a range job's branch for the date) leaves its raw
+outputs in `<tmp>/_scratch`; `publish_date` keeps the date's own share,
+writes the canonical files and the manifest (last) into `<tmp>` and swaps
+`<tmp>` in as `DIR/date=D` (pipelines/io/atomic_publish.py).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Dict, List, Optional, Sequence
+
+from pipelines.arguments import settlement_day
+from pipelines.backfill_plan import RAN, DateOutcome, DateTask, _file_fingerprint, _manifest_inputs
+from pipelines.io.atomic_publish import MANIFEST, _fsync_dir, _old_dir, date_dir, publish
+from pipelines.io.canonical_files import _canonical_lines, _canonical_parquet, _sha256_of, write_json
+from pipelines.version import paybeam_version
+from schemas.raw_chunks import source_path
+from schemas.records import PAYMENTS, SETTLEMENTS
+
+RUN_LOG = "run.log.json"
+RESULTS_FILE = "results.parquet"
+DAILY_TOTALS_FILE = "daily_totals.parquet"
+DEAD_LETTERS_FILE = "dead_letters.jsonl"
+MANIFEST_FORMAT = 1
+SCRATCH = "_scratch"
+
+
+def _millis(value) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int((value - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(milliseconds=1))
+    return int(value)
+
+
+def results_of_day(rows: List[dict], day: str, settlement_day) -> List[dict]:
+    """The result rows of the keys that belong to `day`: those whose primary record happened on it.
+
+    A date reads neighbouring partitions as context, so its run also judges
+    keys of other dates; those are left to their own date's run.
+    """
+    anchor: Dict[tuple, Optional[int]] = {}
+    for row in rows:
+        key = (row["processor"], row["processor_reference"], row["kind"])
+        if not row["status"].startswith("DUPLICATE_"):
+            time_of_row = row["event_time"] if row["event_time"] is not None else row["booked_time"]
+            anchor[key] = _millis(time_of_row)
+    def belongs(row) -> bool:
+        millis = anchor.get((row["processor"], row["processor_reference"], row["kind"]))
+        return millis is not None and settlement_day.bounds(millis)[2] == day
+    return [row for row in rows if belongs(row)]
+
+
+def totals_of_day(rows: List[dict], day: str) -> List[dict]:
+    return [row for row in rows if row["settlement_day"] == day]
+
+
+def dead_letter_of_files(line: str, files: Sequence[str]) -> bool:
+    return source_path(json.loads(line)["source"]) in files
+
+
+def publish_date(task: DateTask, tmp: str, summary: dict, started: float, started_at: datetime) -> DateOutcome:
+    """`<tmp>/_scratch` (a run's outputs, `summary` its run.json) -> the published `DIR/date=D`."""
+    import apache_beam as beam
+
+    from schemas import arrow
+    from schemas.timestamps import format_timestamp
+
+    scratch = os.path.join(tmp, SCRATCH)
+    day_rule = settlement_day(argparse.Namespace(**task.policy_args))
+    statuses: Dict[str, int] = {}
+
+    def keep_results(rows):
+        kept = results_of_day(rows, task.day, day_rule)
+        for row in kept:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        return kept
+
+    rows = _canonical_parquet(glob.glob(os.path.join(scratch, "results", "*.parquet")),
+                              arrow.RECONCILIATION_RESULT, os.path.join(tmp, RESULTS_FILE), keep=keep_results)
+    totals = _canonical_parquet(glob.glob(os.path.join(scratch, "daily_totals", "*.parquet")),
+                                arrow.DAILY_TOTAL, os.path.join(tmp, DAILY_TOTALS_FILE),
+                                keep=lambda table_rows: totals_of_day(table_rows, task.day))
+    own_files = set(task.own_files)
+    letters = _canonical_lines(glob.glob(os.path.join(scratch, "dead_letters", "*.jsonl")),
+                               os.path.join(tmp, DEAD_LETTERS_FILE),
+                               keep=lambda line: dead_letter_of_files(line, own_files))
+    shutil.rmtree(scratch)
+
+    # The inputs must not have changed under the job: the manifest would lie.
+    for name, recorded in _manifest_inputs(task).items():
+        now = [_file_fingerprint(item["path"]) for item in recorded]
+        if now != recorded:
+            raise RuntimeError(f"{name} inputs changed while the date was running; run it again")
+
+    counts = {name: {key: value for key, value in summary["inputs"][name].items() if key != "files"}
+              for name in (PAYMENTS, SETTLEMENTS)}
+    manifest = {
+        "manifest_format": MANIFEST_FORMAT,
+        "date": task.day,
+        "as_of": format_timestamp(task.as_of_millis),
+        "inputs": _manifest_inputs(task),
+        "counts": {
+            "window_inputs": counts,  # everything the run read: the date's partition and its context
+            "statuses": dict(sorted(statuses.items())),
+            "results_rows": rows,
+            "daily_totals_rows": totals,
+            "dead_letters_rows": letters,
+        },
+        "outputs": {
+            RESULTS_FILE: {"rows": rows, "sha256": _sha256_of(os.path.join(tmp, RESULTS_FILE))},
+            DAILY_TOTALS_FILE: {"rows": totals, "sha256": _sha256_of(os.path.join(tmp, DAILY_TOTALS_FILE))},
+            DEAD_LETTERS_FILE: {"rows": letters, "sha256": _sha256_of(os.path.join(tmp, DEAD_LETTERS_FILE))},
+        },
+        "paybeam_version": paybeam_version(),
+        "beam_version": beam.__version__,
+        "options": task.options,
+    }
+    seconds = time.monotonic() - started
+    write_json(os.path.join(tmp, RUN_LOG), {
+        "date": task.day,
+        "started_at": started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "wall_seconds": round(seconds, 3),
+        "pipeline_wall_seconds": summary.get("wall_seconds"),
+        "pid": os.getpid(),
+        "host": os.uname().nodename,
+    })
+    for name in (RESULTS_FILE, DAILY_TOTALS_FILE, DEAD_LETTERS_FILE):
+        _fsync_file(os.path.join(tmp, name))
+    write_json(os.path.join(tmp, MANIFEST), manifest)  # last: a directory with a manifest is complete
+    _fsync_dir(tmp)
+
+    if task.parent_pid and os.getppid() != task.parent_pid:
+        raise RuntimeError("the backfill process that started this date has gone; not publishing")
+    publish(tmp, date_dir(task.output, task.day), _old_dir(task.output, task.day, os.getpid()))
+    return DateOutcome(task.day, RAN, rows=rows, seconds=time.monotonic() - started)
+
+
+def _fsync_file(path: str) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+

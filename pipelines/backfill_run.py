@@ -1,0 +1,216 @@
+"""`paybeam backfill`, running: a group of dates as one Beam job, or one job per date.
+
+A range is cut into groups of contiguous dates. A group runs as ONE job
+(`build_range_pipeline`): every file of the group's windows is read and
+validated once (columnar engine), and each date reconciles the validated
+tables of its own window at its own as_of into its scratch directory. When
+that job fails, its dates run again one job each, so a bad date fails
+alone. The elementwise engine runs one job per date.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Dict, List, Sequence
+
+import apache_beam as beam
+
+from pipelines import reconcile_batch
+from pipelines.arguments import match_policy, settlement_day, trigger_policy
+from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
+from pipelines.backfill_publish import SCRATCH, publish_date
+from pipelines.io.atomic_publish import _tmp_dir
+from pipelines.io.arrow_files import ReadRawChunks
+from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
+from runners.options import build_pipeline_options
+from schemas.raw_chunks import source_path
+from schemas.records import PAYMENTS, SETTLEMENTS
+from transforms.columnar.flow import COUNTS, ReconcileValidated, SumCounts, ValidateChunks
+from transforms.flow import ReconcileConfig
+from transforms.reconcile import AsOf
+from transforms.validate import DEAD_LETTERS
+
+
+def _build_job(task: DateTask, scratch: str) -> BatchJob:
+    args = argparse.Namespace(**task.policy_args)
+    return BatchJob(
+        payments=[item["path"] for item in task.payments],
+        settlements=[item["path"] for item in task.settlements],
+        output=scratch,
+        config=ReconcileConfig(policy=match_policy(args), as_of=AsOf.fixed(task.as_of_millis),
+                               settlement_day=settlement_day(args), trigger_policy=trigger_policy(args)),
+        runner=task.runner,
+        beam_args=list(task.beam_args),
+        payments_format=task.fmt,
+        settlements_format=task.fmt,
+        engine=task.engine,
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Beam wraps a DoFn's exception in a long message whose last line names the error and the step.
+    line = lines[-1] if lines else ""
+    line = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _fresh_tmp(task: DateTask) -> str:
+    tmp = _tmp_dir(task.output, task.day, os.getpid())
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(os.path.join(tmp, SCRATCH))
+    return tmp
+
+
+def _failed(task: DateTask, started: float, error: BaseException) -> DateOutcome:
+    return DateOutcome(task.day, FAILED, seconds=time.monotonic() - started, reason=_one_line(error),
+                       details=traceback.format_exc())
+
+
+def run_date(task: DateTask) -> DateOutcome:
+    """Runs one date as its own job into a temporary sibling directory and publishes it; never raises."""
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc)
+    tmp = _tmp_dir(task.output, task.day, os.getpid())
+    try:
+        tmp = _fresh_tmp(task)
+        summary = reconcile_batch.run_job(_build_job(task, os.path.join(tmp, SCRATCH)))
+        return publish_date(task, tmp, summary, started, started_at)
+    except BaseException as error:  # noqa: BLE001 — a failed date must not stop the others
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return _failed(task, started, error)
+
+
+def run_group(tasks: List[DateTask]) -> List[DateOutcome]:
+    """Runs contiguous dates as one job and publishes each; if the job fails, one job per date. Never raises."""
+    if len(tasks) == 1 or tasks[0].engine != COLUMNAR:
+        return [run_date(task) for task in tasks]
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc)
+    tmps: Dict[str, str] = {}
+    try:
+        for task in tasks:
+            tmps[task.day] = _fresh_tmp(task)
+        summaries = run_range_job(tasks, {day: os.path.join(tmp, SCRATCH) for day, tmp in tmps.items()})
+    except BaseException as error:  # noqa: BLE001
+        for tmp in tmps.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return [run_date(task) for task in tasks]  # find the date that fails, and run the others
+    outcomes = []
+    for task in tasks:
+        try:
+            outcomes.append(publish_date(task, tmps[task.day], summaries[task.day], started, started_at))
+        except BaseException as error:  # noqa: BLE001
+            shutil.rmtree(tmps[task.day], ignore_errors=True)
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            outcomes.append(_failed(task, started, error))
+    return outcomes
+
+
+def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict[str, dict]:
+    """One Beam job for `tasks`; returns each date's run summary (run.json content) by date."""
+
+    jobs = [_build_job(task, scratch_of[task.day]) for task in tasks]
+    inputs = {task.day: {name: [{"path": item["path"], "bytes": item["size"]} for item in items]
+                         for name, items in ((PAYMENTS, task.payments), (SETTLEMENTS, task.settlements))}
+              for task in tasks}
+    shards = {task.day: reconcile_batch.auto_shards(inputs[task.day]) for task in tasks}
+    begun = time.monotonic()
+    pipeline = beam.Pipeline(options=build_pipeline_options(tasks[0].runner, tasks[0].beam_args))
+    build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks])
+    pipeline.run().wait_until_finish()
+    seconds = time.monotonic() - begun
+    return {task.day: reconcile_batch.run_summary(job, inputs[task.day], reconcile_batch.read_counts(job.output),
+                                                  seconds)
+            for task, job in zip(tasks, jobs)}
+
+
+def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequence[int]) -> None:
+    """Reads and validates every file of the jobs once; each job reconciles the files of its own window."""
+    validated = {}
+    for name in (PAYMENTS, SETTLEMENTS):
+        files = sorted({path for job in jobs for path in _files_of(job, name)})
+        parts = (pipeline | f"Read[{name}]" >> ReadRawChunks(name, files, jobs[0].payments_format)
+                 | f"Validate[{name}]" >> ValidateChunks())
+        for part in ("accepted", DEAD_LETTERS, COUNTS):
+            validated[f"{name}.{part}"] = parts[part]
+    for job, job_shards in zip(jobs, shards):
+        validated | f"Date[{_day_of(job)}]" >> ReconcileWindow(job, job_shards)
+
+
+def _files_of(job, input_name: str) -> List[str]:
+    return job.payments if input_name == PAYMENTS else job.settlements
+
+
+def _day_of(job) -> str:
+    return os.path.basename(os.path.dirname(job.output.rstrip("/")))  # .date=D.tmp-<pid>/_scratch
+
+
+class ReconcileWindow(beam.PTransform):
+    """Every validated file of the group -> one date's run, from the files of its own window only."""
+
+    def __init__(self, job, shards: int):
+        super().__init__()
+        self._job, self._shards = job, shards
+
+    def expand(self, validated):
+        job = self._job
+        accepted, letters, counts = {}, [], []
+        for name in (PAYMENTS, SETTLEMENTS):
+            files = frozenset(_files_of(job, name))
+            accepted[name] = validated[f"{name}.accepted"] | f"Window[{name}]" >> beam.Filter(
+                lambda file_table, files: file_table[0] in files, files)
+            letters.append(validated[f"{name}.{DEAD_LETTERS}"] | f"WindowLetters[{name}]" >> beam.Filter(
+                lambda letter, files: source_path(letter.source) in files, files))
+            counts.append(validated[f"{name}.{COUNTS}"] | f"WindowCounts[{name}]" >> beam.Filter(
+                lambda file_count, files: file_count[0] in files, files) | f"Counts[{name}]" >> beam.Values())
+        outputs = accepted | "ReconcileValidated" >> ReconcileValidated(job.config, self._shards)
+        outputs["dead_letters"] = letters | "DeadLetters" >> beam.Flatten()
+        outputs["counts"] = [*counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts()
+        write_columnar_outputs(job, outputs, self._shards)
+        return outputs["results"]
+
+
+def date_groups(tasks: List[DateTask], parallel: int, dates_per_job: int) -> List[List[DateTask]]:
+    """Contiguous groups of at most `dates_per_job` dates, at least `parallel` groups when there are enough dates."""
+    if not tasks:
+        return []
+    size = max(1, min(dates_per_job, -(-len(tasks) // max(1, parallel))))
+    return [tasks[start:start + size] for start in range(0, len(tasks), size)]
+
+
+def _run_group_in_worker(tasks: List[DateTask]) -> List[DateOutcome]:
+    """The process-pool entry point (module level, so `spawn` workers can import it)."""
+    return run_group(tasks)
+
+
+def _execute(tasks: List[DateTask], parallel: int, dates_per_job: int):
+    groups = date_groups(tasks, parallel, dates_per_job)
+    if parallel <= 1 or len(groups) <= 1:
+        for group in groups:
+            yield from run_group(group)
+        return
+    # spawn, not fork: the parent may already hold Beam/gRPC threads, which do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(parallel, len(groups)), mp_context=context) as pool:
+        futures = {pool.submit(_run_group_in_worker, group): group for group in groups}
+        for future in concurrent.futures.as_completed(futures):
+            group = futures[future]
+            try:
+                yield from future.result()
+            except Exception as error:  # noqa: BLE001 — e.g. a worker killed by the OOM killer
+                for task in group:
+                    yield DateOutcome(task.day, FAILED, reason=f"worker process failed: {_one_line(error)}")
