@@ -13,6 +13,11 @@ from transforms.daily_totals import SettlementDay, TriggerPolicy
 from transforms.matching import MatchPolicy
 
 
+# The two engines (docs/DESIGN.md 9): Arrow batches for bounded input, one element per record for streams.
+COLUMNAR, ELEMENTWISE = "columnar", "elementwise"
+ENGINES = (COLUMNAR, ELEMENTWISE)
+
+
 class UsageError(ValueError):
     """A user mistake on the command line; reported in one line, no traceback."""
 

@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from pipelines.arguments import (
+    COLUMNAR,
+    ELEMENTWISE,
     UsageError,
     add_policy_arguments,
     match_policy,
@@ -30,7 +32,6 @@ _PLACEHOLDERS = ("date", "yyyy", "mm", "dd")
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 RAN, SKIPPED, FAILED = "ran", "skipped", "failed"
-COLUMNAR, ELEMENTWISE = "columnar", "elementwise"  # as pipelines.reconcile_batch.ENGINES
 DATES_PER_JOB = 7
 
 

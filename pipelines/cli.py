@@ -46,7 +46,9 @@ def _stream(args: argparse.Namespace, extra: Sequence[str]) -> int:
     job = reconcile_stream.job_from_arguments(args, extra)
     print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
           f"results to {job.topics['results']}", file=sys.stderr)
-    reconcile_stream.run_job(job)
+    summary = reconcile_stream.run_job(job)
+    if summary is not None:
+        print(reconcile_stream.format_summary(summary, "paybeam stream --bounded"))
     return 0
 
 

@@ -29,6 +29,8 @@ from pipelines.io.files import (
     expand_patterns,
 )
 from pipelines.arguments import (
+    COLUMNAR,
+    ENGINES,
     UsageError,
     add_alert_arguments,
     add_policy_arguments,
@@ -38,21 +40,19 @@ from pipelines.arguments import (
     settlement_day,
     trigger_policy,
 )
+from pipelines.summary import as_of_text, format_summary, input_counts, status_counts
 from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import results_for_output, table_to_records
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
-from schemas.timestamps import format_timestamp
 from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.reconcile import AsOf
 
 COUNTS_FILE = "_counts"
-COLUMNAR, ELEMENTWISE = "columnar", "elementwise"
-ENGINES = (COLUMNAR, ELEMENTWISE)
 BYTES_PER_SHARD = 32 << 20
 MAX_AUTO_SHARDS = 256
 
@@ -220,17 +220,7 @@ def read_counts(output: str) -> Dict[str, int]:
 
 
 def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float) -> dict:
-    per_input = {}
-    for name in (PAYMENTS, SETTLEMENTS):
-        accepted = counts.get(f"{name}.accepted", 0)
-        per_input[name] = {
-            "files": inputs[name],
-            "read": counts.get(f"{name}.read", 0),
-            "accepted": accepted,
-            "rejected": counts.get(f"{name}.rejected", 0),
-            "deduplicated": accepted - counts.get(f"{name}.unique", 0),
-        }
-    as_of = counts.get("as_of_millis")
+    per_input = {name: {"files": inputs[name], **per_name} for name, per_name in input_counts(counts).items()}
     policy = job.config.policy
     return {
         "paybeam_version": paybeam_version(),
@@ -238,10 +228,10 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         "runner": job.runner,
         "engine": job.engine,
         "inputs": per_input,
-        "statuses": {key.split(".", 1)[1]: value for key, value in counts.items() if key.startswith("status.")},
+        "statuses": status_counts(counts),
         "results_rows": counts.get("results.rows", 0),
         "daily_totals_rows": counts.get("daily_totals.rows", 0),
-        "as_of": format_timestamp(as_of) if as_of is not None else None,
+        "as_of": as_of_text(counts),
         "options": {
             "amount_tolerance_minor": policy.amount_tolerance_minor,
             "settlement_sla_seconds": int(policy.settlement_sla.total_seconds()),
@@ -254,20 +244,6 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         },
         "wall_seconds": round(wall_seconds, 3),
     }
-
-
-def format_summary(summary: dict) -> str:
-    """The short human table the CLI prints at the end of a run."""
-    lines = [f"paybeam reconcile — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']}, "
-             f"{summary.get('engine', ELEMENTWISE)} engine)",
-             "", f"{'input':<12}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
-    for name, counts in summary["inputs"].items():
-        lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
-                     f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
-    lines += ["", f"{'status':<26}{'rows':>10}"]
-    for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
-        lines.append(f"{status:<26}{count:>10}")
-    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
 from pipelines.arguments import (
+    COLUMNAR,
+    ELEMENTWISE,
+    ENGINES,
     UsageError,
     add_alert_arguments,
     add_policy_arguments,
@@ -32,11 +36,16 @@ from pipelines.arguments import (
 )
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
 from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
+from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
+from schemas.raw_chunks import RawChunk
+from schemas.record_tables import daily_total_records, table_to_records
 from schemas.kafka_values import VALUE_FORMATS
-from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
 from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.columnar.flow import ColumnarReconcile
+from transforms.counting import ReportCounts
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.reconcile import AsOf
 
@@ -68,6 +77,8 @@ class StreamJob:
     producer_config: Dict[str, str] = field(default_factory=dict)
     runner: str = "DirectRunner"
     beam_args: List[str] = field(default_factory=list)
+    engine: str = ELEMENTWISE
+    shards: int = 1
 
     @property
     def streaming(self) -> bool:
@@ -105,6 +116,11 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
     parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
                         help="extra producer settings (repeatable)")
+    parser.add_argument("--engine", choices=ENGINES,
+                        help="--bounded runs: columnar (default: Arrow batches, the batch engine) or elementwise; "
+                             "unbounded runs always use the elementwise engine (watermarks, triggers, timers)")
+    parser.add_argument("--shards", type=int, default=8, metavar="N",
+                        help="columnar engine: shards for deduplication and matching (default 8)")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
 
@@ -138,6 +154,10 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--bounded=until_time needs --stop-at TIME")
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
+    if args.engine == COLUMNAR and not bounded:
+        raise UsageError("--engine columnar needs --bounded: an unbounded stream runs the elementwise engine")
+    if args.shards < 1:
+        raise UsageError("--shards must be at least 1")
     if bounded:
         as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
         # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
@@ -167,6 +187,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         producer_config=_settings(args.producer_config, "--producer-config"),
         runner=args.runner,
         beam_args=list(beam_args),
+        engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
+        shards=args.shards,
     )
 
 
@@ -220,21 +242,49 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob) -> None:
         PAYMENTS: pipeline | "ReadPayments" >> _reader(job, PAYMENTS),
         SETTLEMENTS: pipeline | "ReadSettlements" >> _reader(job, SETTLEMENTS),
     }
-    outputs = raw | "Reconcile" >> ReconcileRecords(job.config)
+    if job.engine == COLUMNAR:
+        outputs = _reconcile_columnar(raw, job)
+    else:
+        outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=not job.streaming)
     outputs["alerts"] = outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
     for name in OUTPUT_SCHEMAS:
         outputs[name] | f"Write[{name}]" >> _writer(job, name)
+    if "counts" in outputs:
+        outputs["counts"] | "ReportCounts" >> ReportCounts()
 
 
-def run_job(job: StreamJob) -> None:
+def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dict[str, beam.PCollection]:
+    """Messages in batches (RawChunks) through the columnar engine, results back to records for the sinks."""
+    chunks = {name: (raw[name]
+                     | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=100_000)
+                     | f"Chunks[{name}]" >> beam.Map(
+                         lambda records, name=name: RawChunk(name, job.topics[name], records=list(records))))
+              for name in (PAYMENTS, SETTLEMENTS)}
+    outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, job.shards)
+    outputs["results"] = outputs["results"] | "ResultRecords" >> beam.FlatMap(
+        lambda shard_table: table_to_records(shard_table[1], ReconciliationResult)).with_output_types(
+        ReconciliationResult)
+    outputs["daily_totals"] = outputs["daily_totals"] | "DailyTotalRecords" >> beam.FlatMap(
+        daily_total_records).with_output_types(DailyTotal)
+    return outputs
+
+
+def run_job(job: StreamJob) -> Optional[dict]:
+    """Runs the job; a bounded run returns its summary (as `paybeam reconcile` prints it)."""
     try:
         options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
     except OptionsError as error:
         raise UsageError(str(error)) from None
+    started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
     result = pipeline.run()
     result.wait_until_finish()
+    if job.streaming:
+        return None
+    counts = counts_from_metrics(result)
+    return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
+            "engine": job.engine, "inputs": input_counts(counts), "statuses": status_counts(counts)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -243,10 +293,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_stream_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     try:
-        run_job(job_from_arguments(args, beam_args))
+        summary = run_job(job_from_arguments(args, beam_args))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if summary is not None:
+        print(format_summary(summary, "paybeam stream --bounded"))
     return 0
 
 

@@ -22,6 +22,7 @@ RECORD = "#"  # sources of record files: path#record
 
 ORDINAL_BITS = 40  # lines or records per file: up to a trillion; files per input: up to 8 million
 _ORDINAL = re.compile(r"[:#]([0-9]+)$")
+_KAFKA_SOURCE = re.compile(r"/([0-9]+)@([0-9]+)$")  # topic/partition@offset
 
 
 @dataclass
@@ -38,6 +39,13 @@ class RawChunk:
     def origins(self, ordinals: np.ndarray) -> np.ndarray:
         """One int64 per row that orders rows as read: by file path, then line or record number."""
         return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + ordinals.astype(np.int64)
+
+    def record_origin(self, source: str) -> int:
+        """`origins` for a record of `records`; a Kafka record's is (partition, offset)."""
+        message = _KAFKA_SOURCE.search(source)
+        if message:
+            return (int(message.group(1)) << ORDINAL_BITS) + int(message.group(2))
+        return (self.file_rank << ORDINAL_BITS) + ordinal_of(source)
 
     @property
     def read_count(self) -> int:

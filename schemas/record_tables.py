@@ -12,7 +12,7 @@ from typing import Iterable, List, NamedTuple, Sequence, Type
 import pyarrow as pa
 
 from schemas import arrow
-from schemas.records import PAYMENTS, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.records import PAYMENTS, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
 
 _TEXT, _INT, _BOOL = pa.string(), pa.int64(), pa.bool_()
 
@@ -36,6 +36,18 @@ TIME_COLUMN_OF_INPUT = {PAYMENTS: "event_time", "settlements": "booked_time"}
 ID_COLUMN_OF_INPUT = {PAYMENTS: "event_id", "settlements": "settlement_id"}
 
 
+# What deduplication, matching and daily totals read of each input: the columnar engine shuffles
+# only these (payment_id, settlement_date and payout_id are validated, then never read again).
+RECONCILED_COLUMNS = {
+    PAYMENTS: ("event_id", "event_type", "processor", "processor_reference", "merchant_id", "amount_minor",
+               "currency", "event_time"),
+    "settlements": ("settlement_id", "processor", "processor_reference", "merchant_id", "record_type",
+                    "gross_minor", "fee_minor", "net_minor", "currency", "booked_time"),
+}
+RECONCILED_SCHEMA_OF_INPUT = {name: pa.schema([TABLE_SCHEMA_OF_INPUT[name].field(column) for column in columns])
+                              for name, columns in RECONCILED_COLUMNS.items()}
+
+
 def records_to_table(records: Sequence[NamedTuple], schema: pa.Schema) -> pa.Table:
     columns = list(zip(*records)) if records else [[] for _ in schema.names]
     return pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, schema)],
@@ -50,6 +62,12 @@ def table_to_records(table: pa.Table, record_type: Type[NamedTuple]) -> List[Nam
 def results_for_output(results: pa.Table) -> pa.Table:
     """A RESULT_TABLE in the Parquet output schema (timestamps instead of epoch millis)."""
     return results.select(arrow.RECONCILIATION_RESULT.names).cast(arrow.RECONCILIATION_RESULT)
+
+
+def daily_total_records(table: pa.Table) -> List[DailyTotal]:
+    """A schemas.arrow.DAILY_TOTAL table -> DailyTotal records (times back to epoch millis)."""
+    columns = [column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column for column in table.columns]
+    return table_to_records(pa.Table.from_arrays(columns, names=table.column_names), DailyTotal)
 
 
 def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -34,3 +34,25 @@ class CountStatuses(beam.PTransform):
             | "StatusName" >> beam.Map(lambda row: f"status.{row.status}")
             | "CountPerStatus" >> beam.combiners.Count.PerElement()
         )
+
+
+METRICS_NAMESPACE = "paybeam"
+AS_OF_MILLIS = "as_of_millis"
+
+
+class _ReportCount(beam.DoFn):
+    def process(self, name_count):
+        name, count = name_count
+        if name == AS_OF_MILLIS:
+            if count is not None:
+                beam.metrics.Metrics.distribution(METRICS_NAMESPACE, name).update(count)
+        else:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(count)
+
+
+class ReportCounts(beam.PTransform):
+    """(name, count) pairs -> Beam metrics in the "paybeam" namespace, which the launcher reads from the
+    pipeline result (`pipelines.summary.counts_from_metrics`): counters, and as_of_millis as a distribution."""
+
+    def expand(self, counts):
+        return counts | "ToMetrics" >> beam.ParDo(_ReportCount())

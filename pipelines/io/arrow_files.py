@@ -8,7 +8,7 @@ retried bundle rewrites the same file with the same content.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -18,6 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import csv_line, expand_patterns
+from pipelines.io.progress import byte_progress
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk
@@ -27,7 +28,8 @@ PARQUET_COMPRESSION = "snappy"
 
 
 def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
-                    file_ranks: Dict[str, int]) -> Iterator[RawChunk]:
+                    file_ranks: Dict[str, int], on_position: Callable[[int], None] = lambda _: None
+                    ) -> Iterator[RawChunk]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
     rank = file_ranks.get(path, len(file_ranks))  # a file that appeared after planning comes last
@@ -42,6 +44,42 @@ def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optiona
         for chunk in read_chunks(handle, path, file_format, input_name):
             chunk.file_rank = rank
             yield chunk
+            on_position(_position(handle))
+
+
+def _position(handle) -> int:
+    try:
+        return handle.tell()  # of a compressed file: the position in the decompressed bytes
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+class _DecodeFiles(beam.DoFn):
+    """_chunks_of_file, with a progress bar of the bytes read (pipelines/io/progress.py)."""
+
+    def __init__(self, input_name: str, fmt: Optional[str], file_ranks: Dict[str, int], total_bytes: int):
+        self._input_name, self._fmt, self._file_ranks = input_name, fmt, file_ranks
+        self._total_bytes = total_bytes
+        self._progress = None
+
+    def setup(self):
+        self._progress = byte_progress(f"reading {self._input_name}", self._total_bytes)
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[RawChunk]:
+        size, shown = readable.metadata.size_in_bytes, [0]
+
+        def advance(position: int) -> None:
+            position = min(position, size)
+            if position > shown[0]:
+                self._progress.update(position - shown[0])
+                shown[0] = position
+
+        yield from _chunks_of_file(readable, self._input_name, self._fmt, self._file_ranks, advance)
+        advance(size)
+
+    def teardown(self):
+        if self._progress is not None:
+            self._progress.close()
 
 
 class ReadRawChunks(beam.PTransform):
@@ -55,7 +93,10 @@ class ReadRawChunks(beam.PTransform):
 
     def expand(self, pbegin):
         # Ranked when the pipeline is built, so every worker orders the files the same way.
-        file_ranks = {path: rank for rank, path in enumerate(expand_patterns(self._patterns, self._fmt))}
+        files = expand_patterns(self._patterns, self._fmt)
+        file_ranks = {path: rank for rank, path in enumerate(files)}
+        total_bytes = sum(metadata.size_in_bytes for metadata in FileSystems.match(files)
+                          for metadata in metadata.metadata_list)
         return (
             pbegin
             | "Patterns" >> beam.Create(self._patterns)
@@ -63,7 +104,7 @@ class ReadRawChunks(beam.PTransform):
             | "ReadMatches" >> fileio.ReadMatches()
             # Files are spread over workers; a file's chunks stay with the worker that reads it.
             | "Rebalance" >> beam.Reshuffle()
-            | "DecodeFiles" >> beam.FlatMap(_chunks_of_file, self._input_name, self._fmt, file_ranks)
+            | "DecodeFiles" >> beam.ParDo(_DecodeFiles(self._input_name, self._fmt, file_ranks, total_bytes))
         )
 
 

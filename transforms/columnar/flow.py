@@ -24,7 +24,13 @@ import pyarrow.compute as pc
 from apache_beam import pvalue
 
 import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
-from schemas.record_tables import ID_COLUMN_OF_INPUT, TABLE_SCHEMA_OF_INPUT, TIME_COLUMN_OF_INPUT, concat
+from schemas.record_tables import (
+    ID_COLUMN_OF_INPUT,
+    RECONCILED_COLUMNS,
+    RECONCILED_SCHEMA_OF_INPUT,
+    TIME_COLUMN_OF_INPUT,
+    concat,
+)
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
 from transforms.columnar.daily_totals import (
     PARTIAL_TABLE,
@@ -41,8 +47,8 @@ from transforms.columnar.matching import (
     reconcile_candidates,
     settlement_candidates,
 )
-from transforms.columnar.shards import split_by_shard
-from transforms.columnar.validate import validate_chunk
+from transforms.columnar.shards import compact, plain, split_by_shard
+from transforms.columnar.validate import ORIGIN_COLUMN, validate_chunk
 from transforms.flow import ReconcileConfig
 from transforms.validate import DEAD_LETTERS
 
@@ -63,14 +69,22 @@ def _validated(chunk):
         yield chunk.path, accepted
 
 
+_LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "currency"),
+                    SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency")}
+_LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
+
+
 def _by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
-    yield from split_by_shard(path_table[1], [ID_COLUMN_OF_INPUT[input_name]], shards)
+    reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN])
+    for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
+        yield shard, compact(table, _LOW_CARDINALITY[input_name])
 
 
 def _first_deliveries(shard_tables, input_name: str) -> ShardTable:
     shard, tables = shard_tables
-    schema = TABLE_SCHEMA_OF_INPUT[input_name]
-    return shard, first_deliveries(pa.concat_tables(list(tables)), input_name).cast(schema)
+    schema = RECONCILED_SCHEMA_OF_INPUT[input_name]
+    with_origin = schema.append(pa.field(ORIGIN_COLUMN, pa.int64()))
+    return shard, first_deliveries(plain(tables, with_origin), input_name)
 
 
 def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
@@ -80,12 +94,13 @@ def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
 
 
 def _candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
-    yield from split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards)
+    for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards):
+        yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES)
 
 
 def _match_shard(shard_tables, as_of_millis: Optional[int], policy) -> ShardTable:
     shard, tables = shard_tables
-    return shard, reconcile_candidates(concat(tables, CANDIDATE_TABLE), as_of_millis, policy)
+    return shard, reconcile_candidates(plain(tables, CANDIDATE_TABLE), as_of_millis, policy)
 
 
 def _status_counts(shard_table: ShardTable):

@@ -41,6 +41,28 @@ def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
     return hashes
 
 
+def compact(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """Dictionary-encodes low-cardinality text columns (narrowest index type) for a trip through a shuffle.
+
+    Runners hold shuffled tables in memory, the DirectRunner even decoded
+    while it groups them (docs/DESIGN.md 9.4); `plain` undoes it.
+    """
+    for name in columns:
+        position = table.schema.get_field_index(name)
+        encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
+        width = len(encoded.dictionary)
+        index_type = pa.int8() if width <= 127 else pa.int16() if width <= 32_767 else pa.int32()
+        encoded = pa.DictionaryArray.from_arrays(encoded.indices.cast(index_type), encoded.dictionary)
+        table = table.set_column(position, name, encoded)
+    return table
+
+
+def plain(tables, schema: pa.Schema) -> pa.Table:
+    """Tables that went through `compact` -> one table of `schema` again."""
+    tables = [table.cast(schema) for table in tables if table.num_rows]
+    return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+
+
 def shard_numbers(table: pa.Table, key_columns: Sequence[str], shards: int) -> np.ndarray:
     return (stable_hash([table.column(name) for name in key_columns]) % np.uint64(shards)).astype(np.int64)
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from schemas.codecs import payload_json
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
-from schemas.raw_chunks import RawChunk, ordinal_of
+from schemas.raw_chunks import RawChunk
 from schemas.record_tables import RECORD_TYPE_OF_INPUT, TABLE_SCHEMA_OF_INPUT, records_to_table
 from schemas.records import (
     EVENT_TYPES,
@@ -50,7 +50,7 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
     schema = TABLE_SCHEMA_OF_INPUT[chunk.input]
     parts: List[pa.Table] = []
     letters: List[DeadLetter] = []
-    referee: List[Tuple[RawRecord, int]] = [(record, ordinal_of(record.source)) for record in chunk.records]
+    referee: List[Tuple[RawRecord, int]] = [(record, chunk.record_origin(record.source)) for record in chunk.records]
     if chunk.table is not None and chunk.table.num_rows:
         fast, values = _vectorised(chunk.input, chunk.table)
         if fast.any():
@@ -64,18 +64,17 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
             for position, (row_index, fields) in enumerate(zip(slow, rows)):
                 payload = payloads[position] if payloads is not None else payload_json(fields)
                 referee.append((RawRecord(chunk.input, chunk.source(row_index), fields, payload),
-                                int(chunk.ordinals[row_index])))
-    accepted, accepted_ordinals = [], []
-    for raw, ordinal in referee:
+                                int(chunk.origins(chunk.ordinals[row_index:row_index + 1])[0])))
+    accepted, accepted_origins = [], []
+    for raw, origin in referee:
         outcome = validate_raw_record(raw)
         if isinstance(outcome, DeadLetter):
             letters.append(outcome)
         else:
             accepted.append(outcome)
-            accepted_ordinals.append(ordinal)
+            accepted_origins.append(origin)
     if accepted:
-        parts.append(_with_origin(records_to_table(accepted, schema),
-                                  chunk.origins(np.array(accepted_ordinals, dtype=np.int64))))
+        parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64)))
     if not parts:
         return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters
     return pa.concat_tables(parts), letters

@@ -1,0 +1,65 @@
+"""A run's counts as the summary a person reads: per input read/accepted/rejected/deduplicated, per status.
+
+Counts arrive as {name: count} ("payments.read", "status.MATCHED",
+"as_of_millis", ...) from a counts file or from Beam metrics; both engines and
+both pipelines (reconcile, stream --bounded) print the same table.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.timestamps import format_timestamp
+from transforms.counting import AS_OF_MILLIS, METRICS_NAMESPACE
+
+
+def input_counts(counts: Dict[str, int]) -> dict:
+    per_input = {}
+    for name in (PAYMENTS, SETTLEMENTS):
+        accepted = counts.get(f"{name}.accepted", 0)
+        per_input[name] = {
+            "read": counts.get(f"{name}.read", 0),
+            "accepted": accepted,
+            "rejected": counts.get(f"{name}.rejected", 0),
+            "deduplicated": accepted - counts.get(f"{name}.unique", 0),
+        }
+    return per_input
+
+
+def status_counts(counts: Dict[str, int]) -> Dict[str, int]:
+    return {key.split(".", 1)[1]: value for key, value in counts.items() if key.startswith("status.")}
+
+
+def as_of_text(counts: Dict[str, Optional[int]]) -> Optional[str]:
+    as_of = counts.get(AS_OF_MILLIS)
+    return format_timestamp(as_of) if as_of is not None else None
+
+
+def counts_from_metrics(result) -> Dict[str, int]:
+    """The counts a pipeline reported with transforms.counting.ReportCounts, from its result."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counts: Dict[str, int] = {}
+    for counter in metrics["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
+    for distribution in metrics["distributions"]:
+        value = distribution.committed if distribution.committed is not None else distribution.attempted
+        if distribution.key.metric.name == AS_OF_MILLIS and value is not None and value.count:
+            counts[AS_OF_MILLIS] = value.max
+    return counts
+
+
+def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
+    """The short human table printed at the end of a run."""
+    lines = [f"{command} — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']}, "
+             f"{summary.get('engine', 'elementwise')} engine)",
+             "", f"{'input':<12}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
+    for name, counts in summary["inputs"].items():
+        lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
+                     f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
+    lines += ["", f"{'status':<26}{'rows':>10}"]
+    for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
+        lines.append(f"{status:<26}{count:>10}")
+    return "\n".join(lines)
