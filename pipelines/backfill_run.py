@@ -147,16 +147,12 @@ def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequen
                  | f"Validate[{name}]" >> ValidateChunks())
         for part in ("accepted", DEAD_LETTERS, COUNTS):
             validated[f"{name}.{part}"] = parts[part]
-    for job, job_shards in zip(jobs, shards):
-        validated | f"Date[{_day_of(job)}]" >> ReconcileWindow(job, job_shards)
+    for index, (job, job_shards) in enumerate(zip(jobs, shards)):
+        validated | f"Window[{index}]" >> ReconcileWindow(job, job_shards)
 
 
 def _files_of(job, input_name: str) -> List[str]:
     return job.payments if input_name == PAYMENTS else job.settlements
-
-
-def _day_of(job) -> str:
-    return os.path.basename(os.path.dirname(job.output.rstrip("/")))  # .date=D.tmp-<pid>/_scratch
 
 
 class ReconcileWindow(beam.PTransform):

@@ -24,7 +24,8 @@ from schemas.arrow_readers import read_chunks
 from schemas.codecs import read_records
 from schemas.money import MAX_MINOR_UNITS
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
-from transforms.columnar.validate import accepted_records, validate_chunk
+from schemas.record_tables import RECORD_TYPE_OF_INPUT, table_to_records
+from transforms.columnar.validate import validate_chunk
 from transforms.validate import validate_raw_record
 
 TEXT = ["evt_1", "ref_9", "m_1", " padded", "padded ", "", "  ", "with space inside", "ünïcode", "x\u00a0",
@@ -110,7 +111,7 @@ def _outcomes_of_chunks(path: str, fmt: str, input_name: str, chunks_seen: list 
             if chunks_seen is not None:
                 chunks_seen.append(chunk)
             table, rejected = validate_chunk(chunk)
-            accepted += accepted_records(table, input_name)
+            accepted += table_to_records(table, RECORD_TYPE_OF_INPUT[input_name])
             letters += rejected
     return sorted(accepted), sorted(letters)
 

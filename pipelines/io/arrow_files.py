@@ -17,12 +17,11 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.io.files import csv_line, expand_patterns
+from pipelines.io.files import csv_line, expand_patterns, unreadable_file
 from pipelines.io.progress import byte_progress
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk
-from schemas.records import RawRecord
 
 PARQUET_COMPRESSION = "snappy"
 
@@ -36,9 +35,7 @@ def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optiona
     try:
         handle = readable.open(compression_type=CompressionTypes.AUTO)
     except Exception as error:
-        yield RawChunk(input_name, path, records=[
-            RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")],
-            file_rank=rank)
+        yield RawChunk(input_name, path, records=[unreadable_file(input_name, path, error)], file_rank=rank)
         return
     with handle:
         for chunk in read_chunks(handle, path, file_format, input_name):

@@ -53,10 +53,15 @@ def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Option
     try:
         handle = readable.open(compression_type=CompressionTypes.AUTO)
     except Exception as error:
-        yield RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")
+        yield unreadable_file(input_name, path, error)
         return
     with handle:
         yield from read_records(handle, path, file_format, input_name)
+
+
+def unreadable_file(input_name: str, path: str, error: Exception) -> RawRecord:
+    """The decode dead letter of a file that cannot be opened (both engines' readers)."""
+    return RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")
 
 
 class ReadRawRecords(beam.PTransform):

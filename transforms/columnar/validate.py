@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from schemas.codecs import payload_json
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.raw_chunks import RawChunk
-from schemas.record_tables import RECORD_TYPE_OF_INPUT, TABLE_SCHEMA_OF_INPUT, records_to_table
+from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table
 from schemas.records import (
     EVENT_TYPES,
     PAYMENT_FIELDS,
@@ -245,10 +245,3 @@ def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np
     day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return era * 146_097 + day_of_era - 719_468
-
-
-def accepted_records(table: pa.Table, input_name: str) -> list:
-    """The typed records of an accepted-rows table (tests and the per-element bridge)."""
-    record_type = RECORD_TYPE_OF_INPUT[input_name]
-    columns = [table.column(name).to_pylist() for name in record_type._fields]
-    return [record_type(*values) for values in zip(*columns)]
