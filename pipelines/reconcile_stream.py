@@ -38,7 +38,7 @@ from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
 from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
-from schemas.raw_chunks import RawChunk
+from schemas.arrow_readers import tabulate_records
 from schemas.record_tables import daily_total_records, table_to_records
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
@@ -258,7 +258,7 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
     chunks = {name: (raw[name]
                      | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=100_000)
                      | f"Chunks[{name}]" >> beam.Map(
-                         lambda records, name=name: RawChunk(name, job.topics[name], records=list(records))))
+                         lambda records, name=name: tabulate_records(list(records), job.topics[name], name)))
               for name in (PAYMENTS, SETTLEMENTS)}
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, job.shards)
     outputs["results"] = outputs["results"] | "ResultRecords" >> beam.FlatMap(

@@ -10,11 +10,14 @@ gives (same fields, sources and raw payloads), in blocks:
   of quote-free text). Vendor reports go to it whole (their Decimal
   conversion is per row).
 * Parquet: record batches as stored.
-* JSON Lines and Avro: the per-record readers, batched.
+* JSON Lines and Avro (and Kafka values, pipelines/reconcile_stream.py):
+  decoded by the per-record readers, then tabulated (`tabulate_records`).
 """
 from __future__ import annotations
 
-from typing import IO, Iterator, List
+from collections import Counter
+from datetime import date, datetime
+from typing import IO, Iterator, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +26,7 @@ import pyarrow.parquet as pq
 
 from schemas.codecs import byte_lines, csv_header, csv_records_from_lines, read_records
 from schemas.raw_chunks import LINE, RECORD, RawChunk
-from schemas.records import SETTLEMENTS, RawRecord
+from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
 from schemas.vendors import detect_vendor
 
 CSV_BLOCK_BYTES = 16 << 20
@@ -43,14 +46,72 @@ def read_chunks(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Iter
 
 
 def record_chunks(records, path: str, input_name: str) -> Iterator[RawChunk]:
+    """Records of a per-record reader (JSON Lines, Avro, Kafka values, ...) in chunks, tabulated."""
     batch: List[RawRecord] = []
     for record in records:
         batch.append(record)
         if len(batch) == RECORDS_PER_CHUNK:
-            yield RawChunk(input_name, path, records=batch)
+            yield tabulate_records(batch, path, input_name)
             batch = []
     if batch:
-        yield RawChunk(input_name, path, records=batch)
+        yield tabulate_records(batch, path, input_name)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TABLE_TYPES = {str: pa.string(), int: pa.int64(), date: pa.date32(), type(None): pa.null()}
+
+
+def _arrow_type(python_type) -> Optional[pa.DataType]:
+    if python_type is datetime:
+        return pa.timestamp("us", tz="UTC")
+    return _TABLE_TYPES.get(python_type)
+
+
+def _tabulable(record: RawRecord, names: Sequence[str]) -> bool:
+    """Fields are exactly the input's, each of a type a column holds exactly (no naive datetimes)."""
+    fields = record.fields
+    if record.decode_error is not None or not isinstance(fields, dict) or len(fields) != len(names):
+        return False
+    for name in names:
+        if name not in fields:
+            return False
+        value = fields[name]
+        if _arrow_type(type(value)) is None or (isinstance(value, datetime) and value.utcoffset() is None):
+            return False
+        if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+            return False
+    return True
+
+
+def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> RawChunk:
+    """Records whose fields are exactly the input's, each field of its column's one type (or null), as Arrow
+    columns; every other record as it is.
+
+    Exact by construction: a tabulated row holds its record's very values
+    (str, int within int64, date, UTC datetime, None), and a row the
+    vectorised checks cannot vouch for is judged from its original record
+    (RawChunk.row_records), with its original source and raw payload.
+    """
+    names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
+    candidates = [index for index, record in enumerate(records) if _tabulable(record, names)]
+    none = type(None)
+    column_types = []
+    for name in names:
+        kinds = Counter(type(records[index].fields[name]) for index in candidates) - Counter({none: len(records)})
+        column_types.append(kinds.most_common(1)[0][0] if kinds else none)
+    rows = [index for index in candidates
+            if all(type(records[index].fields[name]) in (kind, none) for name, kind in zip(names, column_types))]
+    if not rows:
+        return RawChunk(input_name, path, records=records)
+    try:
+        columns = [pa.array([records[row].fields[name] for row in rows], type=_arrow_type(kind))
+                   for name, kind in zip(names, column_types)]
+    except (OverflowError, pa.ArrowException):  # a value Arrow would not hold as it is: judge all per record
+        return RawChunk(input_name, path, records=records)
+    taken = set(rows)
+    return RawChunk(input_name, path, pa.Table.from_arrays(columns, names=list(names)),
+                    records=[record for index, record in enumerate(records) if index not in taken],
+                    row_records=[records[row] for row in rows])
 
 
 # ---------------------------------------------------------------- CSV

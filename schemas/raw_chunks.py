@@ -15,6 +15,7 @@ from typing import List, Optional
 import numpy as np
 import pyarrow as pa
 
+from schemas.codecs import payload_json
 from schemas.records import RawRecord
 
 LINE = ":"  # sources of line-oriented files: path:line
@@ -35,24 +36,35 @@ class RawChunk:
     payloads: Optional[pa.Array] = None  # raw text of each table row; None: the row as JSON
     records: List[RawRecord] = field(default_factory=list)
     file_rank: int = 0  # the file's position among its input's files, sorted by path
-
-    def origins(self, ordinals: np.ndarray) -> np.ndarray:
-        """One int64 per row that orders rows as read: by file path, then line or record number."""
-        return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + ordinals.astype(np.int64)
-
-    def record_origin(self, source: str) -> int:
-        """`origins` for a record of `records`; a Kafka record's is (partition, offset)."""
-        message = _KAFKA_SOURCE.search(source)
-        if message:
-            return (int(message.group(1)) << ORDINAL_BITS) + int(message.group(2))
-        return (self.file_rank << ORDINAL_BITS) + ordinal_of(source)
+    row_records: Optional[List[RawRecord]] = None  # the records the table rows were built from, if any
 
     @property
     def read_count(self) -> int:
         return (self.table.num_rows if self.table is not None else 0) + len(self.records)
 
-    def source(self, row: int) -> str:
-        return f"{self.path}{self.separator}{int(self.ordinals[row])}"
+    def record_origin(self, source: str) -> int:
+        """One int64 that orders records as read: by file, then line or record number; Kafka: (partition, offset)."""
+        message = _KAFKA_SOURCE.search(source)
+        if message:
+            return (int(message.group(1)) << ORDINAL_BITS) + int(message.group(2))
+        return (self.file_rank << ORDINAL_BITS) + ordinal_of(source)
+
+    def row_origins(self, rows: np.ndarray) -> np.ndarray:
+        """`record_origin` of table rows."""
+        if self.row_records is not None:
+            return np.array([self.record_origin(self.row_records[row].source) for row in rows], dtype=np.int64)
+        return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + self.ordinals[rows].astype(np.int64)
+
+    def row_raw_records(self, rows: np.ndarray) -> List[RawRecord]:
+        """Table rows as the RawRecords the per-record reader gives for them."""
+        if self.row_records is not None:
+            return [self.row_records[row] for row in rows]
+        taken = pa.array(rows, pa.int64())
+        fields = self.table.take(taken).to_pylist()
+        payloads = self.payloads.take(taken).to_pylist() if self.payloads is not None else [None] * len(rows)
+        return [RawRecord(self.input, f"{self.path}{self.separator}{int(self.ordinals[row])}", row_fields,
+                          payload if payload is not None else payload_json(row_fields))
+                for row, row_fields, payload in zip(rows, fields, payloads)]
 
 
 def source_path(source: str) -> str:

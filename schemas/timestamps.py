@@ -10,12 +10,25 @@ from datetime import date, datetime, timedelta, timezone
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+# The instants paybeam accepts: settlement days, deadlines and output formats must hold them with room to
+# spare (a day after, an SLA later), so a poison value is rejected here instead of overflowing later.
+EARLIEST_MILLIS = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+LATEST_MILLIS = 221_845_392_000_000  # 9000-01-01T00:00:00Z, exclusive
+
+
 class TimestampError(ValueError):
-    """A timestamp that is missing, malformed or has no UTC offset."""
+    """A timestamp that is missing, malformed, out of range or has no UTC offset."""
 
 
 def parse_timestamp_millis(value: object, field: str = "timestamp") -> int:
-    """Parses RFC 3339 text, an aware datetime or epoch millis into epoch millis."""
+    """Parses RFC 3339 text, an aware datetime or epoch millis into epoch millis, from 1900 to 9000."""
+    millis = _timestamp_millis(value, field)
+    if not EARLIEST_MILLIS <= millis < LATEST_MILLIS:
+        raise TimestampError(f"{field} {value!r} is out of range (1900-01-01 to 9000-01-01)")
+    return millis
+
+
+def _timestamp_millis(value: object, field: str) -> int:
     if isinstance(value, bool):
         raise TimestampError(f"{field} must be a timestamp, got a boolean")
     if isinstance(value, int):

@@ -165,3 +165,22 @@ def test_parse_duration_ok(text, expected):
 def test_parse_duration_rejected(text):
     with pytest.raises(TimestampError):
         parse_duration(text)
+
+
+def test_instants_outside_1900_to_9000_are_rejected_with_their_reason():
+    from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
+
+    assert parse_timestamp_millis(EARLIEST_MILLIS, "event_time") == EARLIEST_MILLIS
+    assert parse_timestamp_millis(LATEST_MILLIS - 1, "event_time") == LATEST_MILLIS - 1
+    for value in (EARLIEST_MILLIS - 1, LATEST_MILLIS, 99999999999999999999, "9999-12-31T23:59:59Z",
+                  "1899-12-31T23:59:59.999Z"):
+        with pytest.raises(TimestampError, match=r"event_time .* is out of range \(1900-01-01 to 9000-01-01\)"):
+            parse_timestamp_millis(value, "event_time")
+
+
+def test_a_poison_event_time_gives_a_kafka_record_no_watermark_time_instead_of_a_crash():
+    from schemas.kafka_values import payload_time_millis
+    from schemas.records import PAYMENTS, RawRecord
+
+    record = RawRecord(PAYMENTS, "payments/0@7", {"event_time": 99999999999999999999}, "{}")
+    assert payload_time_millis(record) is None

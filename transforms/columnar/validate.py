@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.codecs import payload_json
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
+from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table
 from schemas.records import (
@@ -40,7 +40,6 @@ _PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it
 _PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower() too
 _INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_DATETIME_MILLIS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 .. 9999-12-31T23:59:59.999
 
 Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its parsed value)
 
@@ -56,15 +55,9 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
         if fast.any():
             keep = pa.array(fast)
             parts.append(_with_origin(pa.Table.from_arrays([values[name].filter(keep) for name in schema.names],
-                                                            schema=schema), chunk.origins(chunk.ordinals[fast])))
+                                                            schema=schema), chunk.row_origins(np.flatnonzero(fast))))
         slow = np.flatnonzero(~fast)
-        if len(slow):
-            rows = chunk.table.take(pa.array(slow)).to_pylist()
-            payloads = chunk.payloads.take(pa.array(slow)).to_pylist() if chunk.payloads is not None else None
-            for position, (row_index, fields) in enumerate(zip(slow, rows)):
-                payload = payloads[position] if payloads is not None else payload_json(fields)
-                referee.append((RawRecord(chunk.input, chunk.source(row_index), fields, payload),
-                                int(chunk.origins(chunk.ordinals[row_index:row_index + 1])[0])))
+        referee += zip(chunk.row_raw_records(slow), chunk.row_origins(slow).tolist())
     accepted, accepted_origins = [], []
     for raw, origin in referee:
         outcome = validate_raw_record(raw)
@@ -195,10 +188,10 @@ def _instant(array: pa.Array) -> Checked:
             return _unchecked(array)
         raw = _np(array.cast(pa.int64()).fill_null(0))
         millis = {"s": raw * 1000, "ms": raw, "us": raw // 1000}[array.type.unit]
-        ok = ~_np(array.is_null()) & (millis >= _DATETIME_MILLIS[0]) & (millis <= _DATETIME_MILLIS[1])
-        return ok, pa.array(millis, pa.int64())
+        return ~_np(array.is_null()) & _in_range(millis), pa.array(millis, pa.int64())
     if pa.types.is_integer(array.type) and not pa.types.is_uint64(array.type):
-        return ~_np(array.is_null()), array.cast(pa.int64())
+        values = array.cast(pa.int64())
+        return ~_np(values.is_null()) & _in_range(_np(values.fill_null(0))), values
     if not _is_text(array):
         return _unchecked(array)
     ok = _mask(pc.match_substring_regex(array, _INSTANT))
@@ -213,7 +206,11 @@ def _instant(array: pa.Array) -> Checked:
     ok &= _calendar_day(year, month, day) & (hour <= 23) & (minute <= 59) & (second <= 59)
     days = _days_from_civil(year, month, day)
     millis = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + fraction
-    return ok, pa.array(millis, pa.int64())
+    return ok & _in_range(millis), pa.array(millis, pa.int64())
+
+
+def _in_range(millis: np.ndarray) -> np.ndarray:
+    return (millis >= EARLIEST_MILLIS) & (millis < LATEST_MILLIS)
 
 
 def _date(array: pa.Array) -> Checked:
