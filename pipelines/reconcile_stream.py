@@ -38,7 +38,9 @@ from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
 from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
+import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import tabulate_records
+from schemas.raw_chunks import RawChunk
 from schemas.record_tables import daily_total_records, table_to_records
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
@@ -258,7 +260,8 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
     chunks = {name: (raw[name]
                      | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=100_000)
                      | f"Chunks[{name}]" >> beam.Map(
-                         lambda records, name=name: tabulate_records(list(records), job.topics[name], name)))
+                         lambda records, name=name: tabulate_records(list(records), job.topics[name], name)
+                     ).with_output_types(RawChunk))
               for name in (PAYMENTS, SETTLEMENTS)}
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, job.shards)
     outputs["results"] = outputs["results"] | "ResultRecords" >> beam.FlatMap(

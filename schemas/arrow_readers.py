@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime
-from typing import IO, Iterator, List, Optional, Sequence
+from typing import IO, Iterator, List, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -67,22 +67,6 @@ def _arrow_type(python_type) -> Optional[pa.DataType]:
     return _TABLE_TYPES.get(python_type)
 
 
-def _tabulable(record: RawRecord, names: Sequence[str]) -> bool:
-    """Fields are exactly the input's, each of a type a column holds exactly (no naive datetimes)."""
-    fields = record.fields
-    if record.decode_error is not None or not isinstance(fields, dict) or len(fields) != len(names):
-        return False
-    for name in names:
-        if name not in fields:
-            return False
-        value = fields[name]
-        if _arrow_type(type(value)) is None or (isinstance(value, datetime) and value.utcoffset() is None):
-            return False
-        if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
-            return False
-    return True
-
-
 def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> RawChunk:
     """Records whose fields are exactly the input's, each field of its column's one type (or null), as Arrow
     columns; every other record as it is.
@@ -91,16 +75,19 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     (str, int within int64, date, UTC datetime, None), and a row the
     vectorised checks cannot vouch for is judged from its original record
     (RawChunk.row_records), with its original source and raw payload.
+    Column-wise passes, so the per-record cost stays in C.
     """
     names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
-    candidates = [index for index, record in enumerate(records) if _tabulable(record, names)]
-    none = type(None)
+    expected_keys = frozenset(names)
+    rows = [index for index, record in enumerate(records)
+            if record.decode_error is None and type(record.fields) is dict and record.fields.keys() == expected_keys]
     column_types = []
     for name in names:
-        kinds = Counter(type(records[index].fields[name]) for index in candidates) - Counter({none: len(records)})
-        column_types.append(kinds.most_common(1)[0][0] if kinds else none)
-    rows = [index for index in candidates
-            if all(type(records[index].fields[name]) in (kind, none) for name, kind in zip(names, column_types))]
+        values = [records[index].fields[name] for index in rows]
+        kind, uniform = _column_type(values)
+        if not uniform:
+            rows = [index for index, value in zip(rows, values) if kind is not None and _fits(value, kind)]
+        column_types.append(kind)
     if not rows:
         return RawChunk(input_name, path, records=records)
     try:
@@ -112,6 +99,36 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     return RawChunk(input_name, path, pa.Table.from_arrays(columns, names=list(names)),
                     records=[record for index, record in enumerate(records) if index not in taken],
                     row_records=[records[row] for row in rows])
+
+
+def _column_type(values: list) -> tuple:
+    """(the most common non-null type of a column if a column can hold it, whether every value fits it)."""
+    kinds = Counter(map(type, values))
+    nulls = kinds.pop(type(None), 0)
+    if not kinds:
+        return type(None), True
+    kind = kinds.most_common(1)[0][0]
+    if _arrow_type(kind) is None:
+        return None, not values
+    uniform = kinds[kind] + nulls == len(values)
+    if uniform and kind is int:
+        present = [value for value in values if value is not None]
+        uniform = _INT64_MIN <= min(present) and max(present) <= _INT64_MAX
+    elif uniform and kind is datetime:
+        uniform = all(value is None or value.utcoffset() is not None for value in values)
+    return kind, uniform
+
+
+def _fits(value, kind: type) -> bool:
+    if value is None:
+        return True
+    if type(value) is not kind:
+        return False
+    if kind is int:
+        return _INT64_MIN <= value <= _INT64_MAX
+    if kind is datetime:
+        return value.utcoffset() is not None
+    return True
 
 
 # ---------------------------------------------------------------- CSV

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import csv_line, expand_patterns, unreadable_file
 from pipelines.io.progress import byte_progress
+import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk
@@ -101,7 +102,8 @@ class ReadRawChunks(beam.PTransform):
             | "ReadMatches" >> fileio.ReadMatches()
             # Files are spread over workers; a file's chunks stay with the worker that reads it.
             | "Rebalance" >> beam.Reshuffle()
-            | "DecodeFiles" >> beam.ParDo(_DecodeFiles(self._input_name, self._fmt, file_ranks, total_bytes))
+            | "DecodeFiles" >> beam.ParDo(_DecodeFiles(self._input_name, self._fmt, file_ranks, total_bytes)
+                                          ).with_output_types(RawChunk)
         )
 
 
