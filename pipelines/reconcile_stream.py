@@ -36,6 +36,7 @@ from pipelines.arguments import (
 )
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
 from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
+from pipelines.io.progress import CountRecords
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
@@ -261,7 +262,8 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
                      | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=100_000)
                      | f"Chunks[{name}]" >> beam.Map(
                          lambda records, name=name: tabulate_records(list(records), job.topics[name], name)
-                     ).with_output_types(RawChunk))
+                     ).with_output_types(RawChunk)
+                     | f"Progress[{name}]" >> beam.ParDo(CountRecords(f"reading {name}")).with_output_types(RawChunk))
               for name in (PAYMENTS, SETTLEMENTS)}
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, job.shards)
     outputs["results"] = outputs["results"] | "ResultRecords" >> beam.FlatMap(

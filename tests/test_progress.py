@@ -57,3 +57,18 @@ def test_the_reader_reports_every_byte_of_every_file(tmp_path, monkeypatch):
     chunks = list(decode.process(fileio.ReadableFile(metadata)))
     decode.teardown()
     assert chunks and sum(updates) == size and all(n > 0 for n in updates)
+
+
+def test_a_catch_up_run_counts_records_on_a_terminal():
+    from pipelines.io.progress import CountRecords
+    from schemas.raw_chunks import RawChunk
+    from schemas.records import RawRecord
+
+    terminal = _Terminal()
+    counter = CountRecords("reading payments", stream=terminal)
+    counter.setup()
+    chunk = RawChunk("payments", "payments-topic", records=[RawRecord("payments", "p/0@1", None, "x", "bad")] * 3)
+    assert list(counter.process(chunk)) == [chunk]
+    counter._progress.refresh()
+    counter.teardown()
+    assert "reading payments" in terminal.getvalue() and "3" in terminal.getvalue()
