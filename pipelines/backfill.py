@@ -110,7 +110,8 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
                                               options["policy"]["cutoff_hour"], sla),
                 options=options, runner=args.runner, beam_args=list(beam_args), fmt=args.format,
                 policy_args=policy_args, own_files=sorted(own_files),
-                parent_pid=os.getpid() if args.parallel > 1 else 0, engine=args.engine)
+                parent_pid=os.getpid() if args.parallel > 1 else 0, engine=args.engine,
+                allow_truncated=args.allow_truncated)
             if task.as_of_millis > time.time() * 1000:
                 out(f"{text}: warning: as_of {_iso(task.as_of_millis)} is still in the future; settlements that "
                     f"may yet arrive are judged MISSING_SETTLEMENT now (re-run after as_of, or with --force)")

@@ -63,6 +63,8 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="re-run dates whose inputs and options are unchanged")
     parser.add_argument("--parallel", type=int, default=1, metavar="K",
                         help="run up to K dates at once, each in its own process (default 1)")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="publish a date even when one of its input files is truncated (default: the date fails)")
     parser.add_argument("--engine", choices=(COLUMNAR, ELEMENTWISE), default=COLUMNAR,
                         help="columnar (default): each group of dates is one job that reads every file once; "
                              "elementwise: the per-record engine, one job per date")
@@ -136,6 +138,7 @@ class DateTask:
     own_files: List[str] = field(default_factory=list)  # the date's own partition (the rest is context)
     parent_pid: int = 0
     engine: str = COLUMNAR
+    allow_truncated: bool = False
 
 
 @dataclass

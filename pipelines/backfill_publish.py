@@ -20,6 +20,7 @@ from pipelines.arguments import settlement_day
 from pipelines.backfill_plan import RAN, DateOutcome, DateTask, _file_fingerprint, _manifest_inputs
 from pipelines.io.atomic_publish import MANIFEST, _fsync_dir, _old_dir, date_dir, publish
 from pipelines.io.canonical_files import _canonical_lines, _canonical_parquet, _sha256_of, write_json
+from pipelines.summary import truncated_files
 from pipelines.version import paybeam_version
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
@@ -74,6 +75,10 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
     from schemas.timestamps import format_timestamp
 
     scratch = os.path.join(tmp, SCRATCH)
+    truncated = truncated_files(summary)
+    if truncated and not task.allow_truncated:
+        raise RuntimeError(f"{truncated} input file(s) truncated (see the dead letters); not publishing an "
+                           f"incomplete answer (--allow-truncated publishes it)")
     day_rule = settlement_day(argparse.Namespace(**task.policy_args))
     statuses: Dict[str, int] = {}
 

@@ -19,7 +19,7 @@ def _reconcile(args: argparse.Namespace, extra: Sequence[str]) -> int:
     summary = reconcile_batch.run_job(reconcile_batch.job_from_arguments(args, extra))
     print(reconcile_batch.format_summary(summary))
     print(f"\noutputs in {args.output} (run.json, results/, daily_totals/, dead_letters/)")
-    return 0
+    return reconcile_batch.truncation_exit_code(summary, args.allow_truncated)
 
 
 def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:

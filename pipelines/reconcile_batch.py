@@ -40,7 +40,7 @@ from pipelines.arguments import (
     settlement_day,
     trigger_policy,
 )
-from pipelines.summary import as_of_text, format_summary, input_counts, status_counts
+from pipelines.summary import as_of_text, format_summary, input_counts, status_counts, truncated_files
 from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
@@ -83,6 +83,8 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payments-format", choices=FORMATS)
     parser.add_argument("--settlements-format", choices=FORMATS)
     parser.add_argument("--csv", action="store_true", help="also write CSV copies of results and daily totals")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="exit 0 even when an input file is truncated (its dead letter says so either way)")
     parser.add_argument("--break-alerts", action="store_true",
                         help="also compute break-rate alerts per processor into alerts/ (sliding windows)")
     parser.add_argument("--engine", choices=ENGINES, default=COLUMNAR,
@@ -256,6 +258,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_summary(summary))
+    return truncation_exit_code(summary, args.allow_truncated)
+
+
+def truncation_exit_code(summary: dict, allow_truncated: bool) -> int:
+    """0, or 1 with one `error:` line when an input file was truncated and that is not allowed."""
+    truncated = truncated_files(summary)
+    if truncated and not allow_truncated:
+        print(f"error: {truncated} input file(s) truncated (see the dead letters): the answer is incomplete; "
+              f"--allow-truncated accepts it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,6 +22,7 @@ def input_counts(counts: Dict[str, int]) -> dict:
             "accepted": accepted,
             "rejected": counts.get(f"{name}.rejected", 0),
             "deduplicated": accepted - counts.get(f"{name}.unique", 0),
+            "truncated_files": counts.get(f"{name}.truncated_files", 0),
         }
     return per_input
 
@@ -33,6 +34,10 @@ def status_counts(counts: Dict[str, int]) -> Dict[str, int]:
 def as_of_text(counts: Dict[str, Optional[int]]) -> Optional[str]:
     as_of = counts.get(AS_OF_MILLIS)
     return format_timestamp(as_of) if as_of is not None else None
+
+
+def truncated_files(summary: dict) -> int:
+    return sum(counts.get("truncated_files", 0) for counts in summary["inputs"].values())
 
 
 def counts_from_metrics(result) -> Dict[str, int]:

@@ -15,6 +15,9 @@ gives (same fields, sources and raw payloads), in blocks:
 """
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 from collections import Counter
 from datetime import date, datetime
 from typing import IO, Iterator, List, Optional
@@ -24,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.codecs import byte_lines, csv_header, csv_records_from_lines, read_records
+from schemas.codecs import byte_lines, csv_header, csv_records_from_lines, read_records, stream_error
 from schemas.raw_chunks import LINE, RECORD, RawChunk
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
 from schemas.vendors import detect_vendor
@@ -135,8 +138,14 @@ def _fits(value, kind: type) -> bool:
 
 
 def _plain_ascii(block: bytes) -> bool:
-    """Only tab, newline, CR-before-newline and printable ASCII other than the quote character."""
+    """Only tab, newline, CR-before-newline and printable ASCII other than the quote character, and no line
+    longer than the csv module's field limit (which rejects such a field, so its reader must see it)."""
     data = np.frombuffer(block, dtype=np.uint8)
+    if len(data) > csv.field_size_limit():
+        ends = np.flatnonzero(data == 0x0A)
+        lengths = np.diff(np.concatenate(([-1], ends, [len(data)])))
+        if lengths.max() > csv.field_size_limit():
+            return False
     unusual = (data < 0x20) | (data > 0x7E) | (data == 0x22)
     if not unusual.any():
         return True
@@ -147,7 +156,11 @@ def _plain_ascii(block: bytes) -> bool:
 
 
 def _csv_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawChunk]:
-    first = handle.readline()
+    try:
+        first = handle.readline()
+    except Exception as error:  # not gzip after all, unreadable: what the per-record reader says too
+        yield RawChunk(input_name, path, records=[stream_error(input_name, path, 0, error)])
+        return
     if not first:
         return
     header_line = first[len(_BOM):] if first.startswith(_BOM) else first
@@ -160,25 +173,56 @@ def _csv_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawCh
     lines_before = 1
     pending = b""
     while True:
-        block = handle.read(CSV_BLOCK_BYTES)
+        block, error = _read_block(handle)
         data = pending + block
-        cut = data.rfind(b"\n") + 1 if block else len(data)
-        if block and cut == 0:
+        at_end = error is not None or not block
+        cut = len(data) if at_end else data.rfind(b"\n") + 1
+        if not at_end and cut == 0:
             pending = data
             continue
         body, pending = data[:cut], data[cut:]
         if body:
             if not _plain_ascii(body):
-                rest = csv_records_from_lines(_chained(body + pending, handle), path, input_name, header,
-                                              lines_before)
+                source = _chained(body + pending, handle if error is None else None)
+                rest = csv_records_from_lines(source, path, input_name, header, lines_before)
+                if error is not None:  # the handle already failed: end the way the per-record reader ends
+                    rest = _then(rest, lambda: stream_error(input_name, path, lines_before + _line_count(body),
+                                                            error))
                 yield from record_chunks(rest, path, input_name)
                 return
             chunk, line_count = _csv_block(body, path, input_name, header, lines_before)
             lines_before += line_count
             if chunk.read_count:
                 yield chunk
+        if error is not None:
+            yield RawChunk(input_name, path, records=[stream_error(input_name, path, lines_before, error)])
+            return
         if not block:
             return
+
+
+_LINE_READ = (gzip.GzipFile, bz2.BZ2File)
+
+
+def _read_block(handle: IO[bytes]):
+    """(bytes, the error that stopped reading or None). A compressed file is read line by line, so that,
+    like the per-record reader, it yields every complete line before the point where it breaks."""
+    if not isinstance(handle, _LINE_READ):
+        try:
+            return handle.read(CSV_BLOCK_BYTES), None
+        except Exception as error:
+            return b"", error
+    lines, size = [], 0
+    try:
+        while size < CSV_BLOCK_BYTES:
+            line = handle.readline()
+            if not line:
+                break
+            lines.append(line)
+            size += len(line)
+    except Exception as error:
+        return b"".join(lines), error
+    return b"".join(lines), None
 
 
 class _LineSource:
@@ -191,12 +235,21 @@ class _LineSource:
         return next(self._lines, b"")
 
 
-def _chained(head: bytes, handle: IO[bytes]) -> Iterator[bytes]:
-    """`head` then the rest of `handle`, split into lines the way readline() splits them."""
+def _then(records: Iterator[RawRecord], last) -> Iterator[RawRecord]:
+    yield from records
+    yield last()
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+
+
+def _chained(head: bytes, handle: Optional[IO[bytes]]) -> Iterator[bytes]:
+    """`head` then the rest of `handle` (if any), split into lines the way readline() splits them."""
     *complete, partial = head.split(b"\n")
     for line in complete:
         yield line + b"\n"
-    rest = byte_lines(handle)
+    rest = byte_lines(handle) if handle is not None else iter(())
     if partial:
         yield partial + next(rest, b"")  # the block ended inside this line
     yield from rest

@@ -82,13 +82,82 @@ def byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
         yield line
 
 
+class LineCounter:
+    """Byte lines, counting the complete lines handed out (plus `already`, lines before them)."""
+
+    def __init__(self, lines: Iterable[bytes], already: int = 0):
+        self._lines = iter(lines)
+        self.count = already
+
+    def __iter__(self) -> "LineCounter":
+        return self
+
+    def __next__(self) -> bytes:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
+MAX_RAW_PAYLOAD_CHARS = 65_536
+
+
+def capped(text: str) -> str:
+    """A raw payload kept whole up to 64 Ki characters; longer ones are cut, saying so."""
+    if len(text) <= MAX_RAW_PAYLOAD_CHARS:
+        return text
+    return f"{text[:MAX_RAW_PAYLOAD_CHARS]}...[cut: {len(text):,} characters in all]"
+
+
+TRUNCATED = "is truncated (its compressed data ends early)"
+
+
+def is_truncation(reason: str) -> bool:
+    """Whether a dead letter's reason says a whole file was cut short (see stream_error)."""
+    return TRUNCATED in reason
+
+
+def stream_error(input_name: str, path: str, lines_read: int, error: BaseException) -> RawRecord:
+    """The decode dead letter of a file whose bytes stop making sense (corrupt or truncated compression, ...)."""
+    what = TRUNCATED if isinstance(error, EOFError) else "cannot be decoded"
+    return RawRecord(input_name, path, None, f"<undecodable data in {path} after line {lines_read}>",
+                     f"{path} {what} after line {lines_read} ({type(error).__name__}: {error})")
+
+
+def guarded(records: Iterator[RawRecord], lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+    """The records of a line reader, ending with a stream_error dead letter if reading the bytes fails."""
+    try:
+        yield from records
+    except Exception as error:  # zlib/gzip/bz2/OS errors, a csv.Error outside any row: the file, not a record
+        yield stream_error(input_name, path, lines.count, error)
+
+
+class _LastLine:
+    """Text lines, remembering the last one handed out (the raw payload of a row csv cannot parse)."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = iter(lines)
+        self.last = ""
+
+    def __iter__(self) -> "_LastLine":
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._lines)
+        return self.last
+
+
 def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    text = codecs.iterdecode(byte_lines(handle), "utf-8-sig", errors="replace")
+    lines = LineCounter(byte_lines(handle))
+    yield from guarded(_csv_records(lines, path, input_name), lines, path, input_name)
+
+
+def _csv_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+    text = _LastLine(codecs.iterdecode(lines, "utf-8-sig", errors="replace"))
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
         return
-    yield from csv_body_records(reader, path, input_name, csv_header(header))
+    yield from csv_body_records(reader, text, path, input_name, csv_header(header))
 
 
 def csv_header(cells: Sequence[str]) -> List[str]:
@@ -98,14 +167,24 @@ def csv_header(cells: Sequence[str]) -> List[str]:
 def csv_records_from_lines(lines: Iterable[bytes], path: str, input_name: str, header: Sequence[str],
                            lines_before: int) -> Iterator[RawRecord]:
     """The records of a CSV body that starts after `lines_before` lines (header included) of its file."""
-    reader = csv.reader(codecs.iterdecode(iter(lines), "utf-8", errors="replace"))
-    yield from csv_body_records(reader, path, input_name, header, lines_before)
+    counted = LineCounter(lines, already=lines_before)
+    text = _LastLine(codecs.iterdecode(counted, "utf-8", errors="replace"))
+    body = csv_body_records(csv.reader(text), text, path, input_name, header, lines_before)
+    yield from guarded(body, counted, path, input_name)
 
 
-def csv_body_records(reader, path: str, input_name: str, header: Sequence[str],
+def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header: Sequence[str],
                      lines_before: int = 0) -> Iterator[RawRecord]:
     vendor = detect_vendor(header) if input_name == SETTLEMENTS else None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # a field over csv's size limit, a bare CR inside a line, ...
+            yield RawRecord(input_name, f"{path}:{lines_before + reader.line_num}", None,
+                            capped(text.last.rstrip("\r\n")), f"CSV row cannot be parsed: {error}")
+            continue
         source = f"{path}:{lines_before + reader.line_num}"
         raw = _csv_line(row)
         if not row or all(not cell.strip() for cell in row):
@@ -131,18 +210,27 @@ def _csv_line(row: Sequence[str]) -> str:
 
 
 def _read_jsonl(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    for line_number, raw_bytes in enumerate(byte_lines(handle), start=1):
+    lines = LineCounter(byte_lines(handle))
+    yield from guarded(_jsonl_records(lines, path, input_name), lines, path, input_name)
+
+
+def _jsonl_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+    for raw_bytes in lines:
         raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
         if not raw.strip():
             continue
-        source = f"{path}:{line_number}"
+        source = f"{path}:{lines.count}"
         try:
             fields = json.loads(raw)
         except json.JSONDecodeError as error:
-            yield RawRecord(input_name, source, None, raw, f"invalid JSON: {error.msg} at column {error.colno}")
+            yield RawRecord(input_name, source, None, capped(raw),
+                            f"invalid JSON: {error.msg} at column {error.colno}")
+            continue
+        except RecursionError:
+            yield RawRecord(input_name, source, None, capped(raw), "invalid JSON: nested too deeply")
             continue
         if not isinstance(fields, dict):
-            yield RawRecord(input_name, source, None, raw, "a JSON line must be an object")
+            yield RawRecord(input_name, source, None, capped(raw), "a JSON line must be an object")
             continue
         yield RawRecord(input_name, source, fields, raw)
 

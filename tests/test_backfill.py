@@ -536,3 +536,28 @@ def test_a_range_is_one_job_that_reads_each_file_once_and_equals_one_job_per_dat
             with open(os.path.join(one_job, f"date={day}", name), "rb") as left, \
                     open(os.path.join(per_date, f"date={day}", name), "rb") as right:
                 assert left.read() == right.read(), f"{day}/{name}"
+
+
+def test_a_truncated_partition_fails_its_date_unless_allowed(tmp_path):
+    import gzip
+
+    payments = tmp_path / "in" / "payments" / "2026-01-05"
+    payments.mkdir(parents=True)
+    body = _PAYMENT_HEADER + "".join(f"e_{i},p_{i},CAPTURED,stripe,ch_{i},m_1,500,USD,2026-01-05T10:00:00Z\n"
+                                     for i in range(20_000))
+    compressed = gzip.compress(body.encode())
+    (payments / "part.csv.gz").write_bytes(compressed[: len(compressed) // 2])
+    _partition(tmp_path / "in", "settlements", "2026-01-05",
+               "s_a,stripe,ch_1,m_1,CAPTURE,500,0,500,USD,2026-01-05,2026-01-05T12:00:00Z,\n")
+    argv = ["--from", "2026-01-05", "--to", "2026-01-05",
+            "--payments", str(tmp_path / "in" / "payments" / "{date}" / "*"),
+            "--settlements", str(tmp_path / "in" / "settlements" / "{date}" / "*.csv"),
+            "--days-before", "0", "--days-after", "0"]
+    lines = []
+    assert _run([*argv, "--output", str(tmp_path / "strict")], lines) == 1
+    status = _status_lines(lines)["2026-01-05"]
+    assert status.startswith("failed") and "truncated" in status
+    assert not os.path.exists(tmp_path / "strict" / "date=2026-01-05")
+    assert _run([*argv, "--output", str(tmp_path / "tolerant"), "--allow-truncated"]) == 0
+    manifest = json.loads((tmp_path / "tolerant" / "date=2026-01-05" / backfill.MANIFEST).read_text())
+    assert manifest["counts"]["window_inputs"]["payments"]["truncated_files"] == 1

@@ -42,7 +42,8 @@ def test_flow_outputs_and_counts_add_up():
                     label="dead_letters")
         assert_that(outputs["counts"], equal_to([
             ("payments.read", 4), ("payments.accepted", 2), ("payments.rejected", 2), ("payments.unique", 1),
+            ("payments.truncated_files", 0),
             ("settlements.read", 1), ("settlements.accepted", 1), ("settlements.rejected", 0),
-            ("settlements.unique", 1), ("results.rows", 1), ("daily_totals.rows", 1),
+            ("settlements.unique", 1), ("settlements.truncated_files", 0), ("results.rows", 1), ("daily_totals.rows", 1),
             ("status.MATCHED", 1), ("as_of_millis", at()),
         ]), label="counts")

@@ -16,6 +16,7 @@ from typing import Dict
 
 import apache_beam as beam
 
+from schemas.codecs import is_truncation
 from schemas.records import PAYMENTS, SETTLEMENTS
 from transforms.counting import CountEach, CountStatuses
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
@@ -77,7 +78,9 @@ class ReconcileRecords(beam.PTransform):
             named = {}
             for name in (PAYMENTS, SETTLEMENTS):
                 named.update({f"{name}.read": raw[name], f"{name}.accepted": valid[name],
-                              f"{name}.rejected": rejected[name], f"{name}.unique": unique[name]})
+                              f"{name}.rejected": rejected[name], f"{name}.unique": unique[name],
+                              f"{name}.truncated_files": rejected[name] | f"Truncations[{name}]" >> beam.Filter(
+                                  lambda letter: is_truncation(letter.reason))})
             named["results.rows"] = results
             named["daily_totals.rows"] = outputs["daily_totals"]
             counted = [named | "CountEach" >> CountEach(), results | "CountStatuses" >> CountStatuses()]

@@ -8,16 +8,16 @@ retried bundle rewrites the same file with the same content.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.io.files import csv_line, expand_patterns, unreadable_file
+from pipelines.io.files import csv_line, expand_patterns, open_input, unreadable_file
 from pipelines.io.progress import byte_progress
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import read_chunks
@@ -33,12 +33,12 @@ def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optiona
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
     rank = file_ranks.get(path, len(file_ranks))  # a file that appeared after planning comes last
-    try:
-        handle = readable.open(compression_type=CompressionTypes.AUTO)
-    except Exception as error:
-        yield RawChunk(input_name, path, records=[unreadable_file(input_name, path, error)], file_rank=rank)
-        return
-    with handle:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open_input(readable))
+        except Exception as error:
+            yield RawChunk(input_name, path, records=[unreadable_file(input_name, path, error)], file_rank=rank)
+            return
         for chunk in read_chunks(handle, path, file_format, input_name):
             chunk.file_rank = rank
             yield chunk

@@ -8,10 +8,13 @@ dead letters instead, which the data contract requires.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
+import gzip
 import io
 import json
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import IO, Iterable, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -47,15 +50,37 @@ def expand_patterns(patterns: Sequence[str], fmt: Optional[str] = None) -> List[
     return sorted(set(paths))
 
 
+@contextlib.contextmanager
+def open_input(readable: fileio.ReadableFile) -> Iterator[IO[bytes]]:
+    """A matched file's bytes, decompressed by extension.
+
+    gzip and bzip2 through Python's own readers, which raise at a truncated
+    end (EOFError) where Beam's CompressedFile would just stop; anything else
+    through Beam (AUTO).
+    """
+    path = readable.metadata.path.lower()
+    strict = gzip.GzipFile if path.endswith(".gz") else _bz2_file if path.endswith(".bz2") else None
+    if strict is None:
+        with readable.open(compression_type=CompressionTypes.AUTO) as handle:
+            yield handle
+        return
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw, strict(fileobj=raw, mode="rb") as handle:
+        yield handle
+
+
+def _bz2_file(fileobj, mode: str) -> bz2.BZ2File:
+    return bz2.BZ2File(fileobj, mode=mode)
+
+
 def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str]) -> Iterator[RawRecord]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
-    try:
-        handle = readable.open(compression_type=CompressionTypes.AUTO)
-    except Exception as error:
-        yield unreadable_file(input_name, path, error)
-        return
-    with handle:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open_input(readable))
+        except Exception as error:
+            yield unreadable_file(input_name, path, error)
+            return
         yield from read_records(handle, path, file_format, input_name)
 
 

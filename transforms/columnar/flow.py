@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from apache_beam import pvalue
 
 import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
+from schemas.codecs import is_truncation
 from schemas.record_tables import (
     ID_COLUMN_OF_INPUT,
     RECONCILED_COLUMNS,
@@ -60,8 +61,9 @@ ShardTable = Tuple[int, pa.Table]
 def _validated(chunk):
     accepted, letters = validate_chunk(chunk)
     name = chunk.input
+    truncated = sum(1 for letter in letters if is_truncation(letter.reason))
     for counted, count in ((f"{name}.read", chunk.read_count), (f"{name}.accepted", accepted.num_rows),
-                           (f"{name}.rejected", len(letters))):
+                           (f"{name}.rejected", len(letters)), (f"{name}.truncated_files", truncated)):
         yield pvalue.TaggedOutput(COUNTS, (chunk.path, (counted, count)))
     for letter in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)

@@ -1,0 +1,133 @@
+"""Files a hostile or unlucky user hands over: every run finishes, nothing vanishes, both engines agree.
+
+Random bytes, CR-only line endings, a field over the csv module's limit, a
+`.csv.gz` that is not gzip and one cut short: each becomes dead letters
+naming what was wrong (a truncated file says "truncated"), read = accepted +
+rejected holds, and a truncated input makes the run exit 1 unless
+--allow-truncated. A fuzz feeds random bytes through every reader.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.reconcile_batch import ENGINES
+from schemas.arrow_readers import read_chunks
+from schemas.codecs import read_records
+from schemas.records import DeadLetter
+from tests.cli_helpers import dead_letters, reconcile, run_summary
+from tests.engine_parity import assert_same_outputs
+from transforms.columnar.validate import validate_chunk
+from transforms.validate import validate_raw_record
+
+PAYMENT_HEADER = b"event_id,payment_id,event_type,processor,processor_reference,merchant_id,amount_minor,currency,event_time"
+SETTLEMENT = (b"settlement_id,processor,processor_reference,merchant_id,record_type,gross_minor,fee_minor,net_minor,"
+              b"currency,settlement_date,booked_time,payout_id\n"
+              b"s_ok,stripe,ch_0,m_1,CAPTURE,1000,30,970,USD,2026-01-06,2026-01-06T01:00:00Z,po_1\n")
+
+
+def _payments(rows: int) -> bytes:
+    lines = [PAYMENT_HEADER] + [f"e_{i},p_{i},CAPTURED,stripe,ch_{i},m_1,1000,USD,2026-01-05T10:00:00Z".encode()
+                                for i in range(rows)]
+    return b"\n".join(lines) + b"\n"
+
+
+def _hostile_files() -> dict:
+    rng = random.Random(17)
+    huge = _payments(50).replace(b"e_7,", b"e_7" + b"x" * 200_000 + b",", 1)
+    compressed = gzip.compress(_payments(20_000))
+    return {
+        "random.csv": bytes(rng.randrange(256) for _ in range(20_000)),
+        "cr_only.csv": _payments(20).replace(b"\n", b"\r"),
+        "huge_field.csv": huge,
+        "not_gzip.csv.gz": b"this is not gzip\n",
+        "cut.csv.gz": compressed[: len(compressed) // 3],
+        "cut.csv.bz2": bz2.compress(_payments(20_000))[:4_000],
+    }
+
+
+@pytest.fixture(scope="module", params=sorted(_hostile_files()))
+def hostile_runs(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile")
+    (base / "payments").mkdir()
+    (base / "settlements").mkdir()
+    (base / "payments" / request.param).write_bytes(_hostile_files()[request.param])
+    (base / "settlements" / "s.csv").write_bytes(SETTLEMENT)
+    runs = {}
+    for engine in ENGINES:
+        output = str(base / f"out-{engine}")
+        runs[engine] = (reconcile(str(base / "payments" / "*"), str(base / "settlements" / "*"), output,
+                                  "--engine", engine), output)
+    return request.param, base, runs
+
+
+def test_every_hostile_file_is_dead_letters_and_counts_add_up(hostile_runs):
+    name, _, runs = hostile_runs
+    for exit_code, output in runs.values():
+        counts = run_summary(output)["inputs"]["payments"]
+        assert counts["read"] == counts["accepted"] + counts["rejected"] and counts["rejected"] >= 1
+        letters = [letter for letter in dead_letters(output) if letter["input"] == "payments"]
+        assert len(letters) == counts["rejected"]
+        assert all(name in letter["source"] and letter["reason"] and letter["raw_payload"] for letter in letters)
+        assert all(len(letter["raw_payload"]) < 70_000 for letter in letters)  # a 200k line is cut, saying so
+
+
+def test_a_truncated_file_says_so_and_fails_the_run(hostile_runs):
+    name, _, runs = hostile_runs
+    truncated = name.startswith("cut.")
+    for exit_code, output in runs.values():
+        letters = dead_letters(output)
+        assert any("truncated" in letter["reason"] and name in letter["reason"] for letter in letters) == truncated
+        assert exit_code == (1 if truncated else 0)
+        assert run_summary(output)["inputs"]["payments"]["truncated_files"] == (1 if truncated else 0)
+
+
+def test_both_engines_agree_on_hostile_files(hostile_runs):
+    _, _, runs = hostile_runs
+    assert_same_outputs(runs["columnar"][1], runs["elementwise"][1])
+
+
+def test_allow_truncated_accepts_the_incomplete_answer(tmp_path):
+    (tmp_path / "payments").mkdir()
+    (tmp_path / "settlements").mkdir()
+    (tmp_path / "payments" / "cut.csv.gz").write_bytes(_hostile_files()["cut.csv.gz"])
+    (tmp_path / "settlements" / "s.csv").write_bytes(SETTLEMENT)
+    assert reconcile(str(tmp_path / "payments" / "*"), str(tmp_path / "settlements" / "*"), str(tmp_path / "out"),
+                     "--allow-truncated") == 0
+    assert run_summary(str(tmp_path / "out"))["inputs"]["payments"]["truncated_files"] == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=3_000), suffix=st.sampled_from([".csv", ".jsonl", ".avro", ".parquet", ".csv.gz"]),
+       as_text=st.booleans())
+def test_random_bytes_through_every_reader(tmp_path, data, suffix, as_text):
+    """No exception escapes either reader, read = accepted + rejected, and both engines agree."""
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.io.arrow_files import _chunks_of_file
+    from pipelines.io.files import _records_of_file
+
+    if as_text:  # random rows under a real header
+        data = PAYMENT_HEADER + b"\n" + data
+    if suffix == ".csv.gz":
+        data = gzip.compress(data)[: max(10, len(data) // 2)] if data else data
+    path = str(tmp_path / f"input{suffix}")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    (metadata,) = FileSystems.match([path])[0].metadata_list
+    fmt = None
+    reference = [validate_raw_record(raw) for raw in _records_of_file(fileio.ReadableFile(metadata), "payments", fmt)]
+    accepted, letters, read = [], [], 0
+    for chunk in _chunks_of_file(fileio.ReadableFile(metadata), "payments", fmt, {path: 0}):
+        table, rejected = validate_chunk(chunk)
+        read += chunk.read_count
+        accepted += table.to_pylist()
+        letters += rejected
+    assert read == len(accepted) + len(letters) == len(reference)
+    assert sorted(letters) == sorted(o for o in reference if isinstance(o, DeadLetter))
