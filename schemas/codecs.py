@@ -8,7 +8,6 @@ dead-letter it and the counts still add up. Validation happens later, in
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -131,6 +130,39 @@ def guarded(records: Iterator[RawRecord], lines: LineCounter, path: str, input_n
         yield stream_error(input_name, path, lines.count, error)
 
 
+class StrictText:
+    """UTF-8 text lines from byte lines; a line that is not valid UTF-8 is handed on as an empty line (so the
+    csv module's line numbers stay right) and queued as a decode dead letter in `rejected`."""
+
+    def __init__(self, lines: Iterable[bytes], input_name: str, path: str, first_line: int, bom: bool = False):
+        self._lines = iter(lines)
+        self._input_name, self._path = input_name, path
+        self._number = first_line - 1
+        self._bom = bom
+        self.rejected: List[RawRecord] = []
+
+    def __iter__(self) -> "StrictText":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._number += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            self.rejected.append(invalid_utf8(self._input_name, f"{self._path}:{self._number}", line, error))
+            return "\n"
+        if self._bom:
+            self._bom = False
+            text = text[1:] if text.startswith("\ufeff") else text
+        return text
+
+
+def invalid_utf8(input_name: str, source: str, line: bytes, error: UnicodeDecodeError) -> RawRecord:
+    shown = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+    return RawRecord(input_name, source, None, capped(shown), f"not valid UTF-8 at byte {error.start}")
+
+
 class _LastLine:
     """Text lines, remembering the last one handed out (the raw payload of a row csv cannot parse)."""
 
@@ -152,12 +184,14 @@ def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawReco
 
 
 def _csv_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
-    text = _LastLine(codecs.iterdecode(lines, "utf-8-sig", errors="replace"))
+    strict = StrictText(lines, input_name, path, first_line=1, bom=True)
+    text = _LastLine(strict)
     reader = csv.reader(text)
     header = next(reader, None)
+    yield from _drain(strict)
     if header is None:
         return
-    yield from csv_body_records(reader, text, path, input_name, csv_header(header))
+    yield from csv_body_records(reader, text, path, input_name, csv_header(header), strict=strict)
 
 
 def csv_header(cells: Sequence[str]) -> List[str]:
@@ -168,23 +202,35 @@ def csv_records_from_lines(lines: Iterable[bytes], path: str, input_name: str, h
                            lines_before: int) -> Iterator[RawRecord]:
     """The records of a CSV body that starts after `lines_before` lines (header included) of its file."""
     counted = LineCounter(lines, already=lines_before)
-    text = _LastLine(codecs.iterdecode(counted, "utf-8", errors="replace"))
-    body = csv_body_records(csv.reader(text), text, path, input_name, header, lines_before)
+    strict = StrictText(counted, input_name, path, first_line=lines_before + 1)
+    text = _LastLine(strict)
+    body = csv_body_records(csv.reader(text), text, path, input_name, header, lines_before, strict)
     yield from guarded(body, counted, path, input_name)
 
 
+def _drain(strict: "StrictText") -> Iterator[RawRecord]:
+    while strict.rejected:
+        yield strict.rejected.pop(0)
+
+
 def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header: Sequence[str],
-                     lines_before: int = 0) -> Iterator[RawRecord]:
+                     lines_before: int = 0, strict: Optional["StrictText"] = None) -> Iterator[RawRecord]:
     vendor = detect_vendor(header) if input_name == SETTLEMENTS else None
     while True:
         try:
             row = next(reader)
         except StopIteration:
+            if strict is not None:
+                yield from _drain(strict)
             return
         except csv.Error as error:  # a field over csv's size limit, a bare CR inside a line, ...
+            if strict is not None:
+                yield from _drain(strict)
             yield RawRecord(input_name, f"{path}:{lines_before + reader.line_num}", None,
                             capped(text.last.rstrip("\r\n")), f"CSV row cannot be parsed: {error}")
             continue
+        if strict is not None:
+            yield from _drain(strict)
         source = f"{path}:{lines_before + reader.line_num}"
         raw = _csv_line(row)
         if not row or all(not cell.strip() for cell in row):
@@ -216,10 +262,14 @@ def _read_jsonl(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRe
 
 def _jsonl_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
     for raw_bytes in lines:
-        raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+        source = f"{path}:{lines.count}"
+        try:
+            raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            yield invalid_utf8(input_name, source, raw_bytes, error)
+            continue
         if not raw.strip():
             continue
-        source = f"{path}:{lines.count}"
         try:
             fields = json.loads(raw)
         except json.JSONDecodeError as error:

@@ -48,6 +48,9 @@ def _hostile_files() -> dict:
         "not_gzip.csv.gz": b"this is not gzip\n",
         "cut.csv.gz": compressed[: len(compressed) // 3],
         "cut.csv.bz2": bz2.compress(_payments(20_000))[:4_000],
+        "invalid_utf8.csv": _payments(10).replace(b"ch_3,", b"ch_\xff3,").replace(b"ch_5,", b"ch_\xfe5,"),
+        "invalid_utf8.jsonl": (b'{"event_id": "e_1", "processor_reference": "ch_\xff1"}\n'
+                               b'{"event_id": "e_2", "processor_reference": "ch_\xfe1"}\n'),
     }
 
 
@@ -131,3 +134,21 @@ def test_random_bytes_through_every_reader(tmp_path, data, suffix, as_text):
         letters += rejected
     assert read == len(accepted) + len(letters) == len(reference)
     assert sorted(letters) == sorted(o for o in reference if isinstance(o, DeadLetter))
+
+
+@pytest.mark.parametrize("name", ["invalid_utf8.csv", "invalid_utf8.jsonl"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_invalid_utf8_is_rejected_never_replaced(tmp_path, name, engine):
+    """Two lines that differ only in invalid bytes must not collapse into one replaced value."""
+    (tmp_path / "payments").mkdir()
+    (tmp_path / "settlements").mkdir()
+    (tmp_path / "payments" / name).write_bytes(_hostile_files()[name])
+    (tmp_path / "settlements" / "s.csv").write_bytes(SETTLEMENT)
+    output = str(tmp_path / "out")
+    assert reconcile(str(tmp_path / "payments" / "*"), str(tmp_path / "settlements" / "*"), output,
+                     "--engine", engine) == 0
+    letters = [letter for letter in dead_letters(output) if letter["reason"].startswith("not valid UTF-8")]
+    expected_lines = ["5", "7"] if name.endswith(".csv") else ["1", "2"]  # a CSV's header is line 1
+    assert sorted(letter["source"].rsplit(":", 1)[1] for letter in letters) == expected_lines
+    payloads = {letter["raw_payload"] for letter in letters}
+    assert len(payloads) == 2 and all("\\x" in payload for payload in payloads)
