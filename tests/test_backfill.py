@@ -360,6 +360,7 @@ def test_parallel_gives_the_sequential_bytes(inputs, baseline, tmp_path):
     ({"--payments": "in/payments/*.csv"}, "no date placeholder"),
     ({"--settlements": "in/{yyyy}/{mm}/*.csv"}, "no date placeholder"),
     ({"--payments": "in/{day}/*.csv"}, "unknown placeholder"),
+    ({"--payments": "in/{date}/../2026-01-08/*.csv"}, "'..' segment"),
     ({"--parallel": "0"}, "--parallel"),
     ({"--settlement-sla": "three days"}, "duration"),
     ({"--time-zone": "Mars/Olympus"}, "invalid option"),

@@ -9,7 +9,7 @@ retried bundle rewrites the same file with the same content.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.io.files import csv_line, expand_patterns, open_input, unreadable_file
+from pipelines.io.files import FileInput, csv_line, expand_patterns, open_input, unreadable_file
 from pipelines.io.progress import byte_progress
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import read_chunks
@@ -80,14 +80,8 @@ class _DecodeFiles(beam.DoFn):
             self._progress.close()
 
 
-class ReadRawChunks(beam.PTransform):
+class ReadRawChunks(FileInput):
     """File patterns -> RawChunks of one input (payments or settlements)."""
-
-    def __init__(self, input_name: str, patterns: Sequence[str], fmt: Optional[str] = None):
-        super().__init__()
-        self._input_name = input_name
-        self._patterns = list(patterns)
-        self._fmt = fmt
 
     def expand(self, pbegin):
         # Ranked when the pipeline is built, so every worker orders the files the same way.

@@ -89,14 +89,18 @@ def unreadable_file(input_name: str, path: str, error: Exception) -> RawRecord:
     return RawRecord(input_name, path, None, f"<unreadable file {path}>", f"cannot open file: {error}")
 
 
-class ReadRawRecords(beam.PTransform):
-    """File patterns -> RawRecords of one input (payments or settlements)."""
+class FileInput(beam.PTransform):
+    """The files of one input (payments or settlements): glob patterns and an optional format."""
 
     def __init__(self, input_name: str, patterns: Sequence[str], fmt: Optional[str] = None):
         super().__init__()
         self._input_name = input_name
         self._patterns = list(patterns)
         self._fmt = fmt
+
+
+class ReadRawRecords(FileInput):
+    """File patterns -> RawRecords of one input (payments or settlements)."""
 
     def expand(self, pbegin):
         return (

