@@ -9,6 +9,7 @@ of the data unless `--as-of` says otherwise (docs/DESIGN.md 4.2).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -185,6 +186,25 @@ def _write_common(job: BatchJob, outputs: dict, result_records: Callable[[], bea
          | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
 
 
+def check_output_location(output: str, patterns: Sequence[str], input_paths: Sequence[str]) -> None:
+    """Refuses an output that is a file, holds input files, or lies where an input glob would find its files."""
+    if "://" in output:
+        return
+    root = os.path.abspath(output)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UsageError(f"--output {output!r} is a file, not a directory")
+    inside = [path for path in input_paths if os.path.abspath(path).startswith(root + os.sep)]
+    if inside:
+        raise UsageError(f"--output {output!r} holds input files ({inside[0]}): a run would read its own outputs")
+    # fnmatch's * also crosses "/": conservative, as it should be here.
+    probes = [os.path.join(root, "run.json"), os.path.join(root, "results", "results-00000-of-00001.parquet"),
+              os.path.join(root, "dead_letters", "dead_letters-00000-of-00001.jsonl")]
+    for pattern in patterns:
+        if "://" not in pattern and any(fnmatch.fnmatch(probe, os.path.abspath(pattern)) for probe in probes):
+            raise UsageError(f"--output {output!r} lies inside the input glob {pattern!r}: "
+                             f"a later run would read this run's outputs as input")
+
+
 def auto_shards(inputs: dict) -> int:
     total = sum(entry["bytes"] or 0 for files in inputs.values() for entry in files)
     return max(1, min(MAX_AUTO_SHARDS, -(-total // BYTES_PER_SHARD)))
@@ -203,7 +223,12 @@ def run_job(job: BatchJob) -> dict:
         options = build_pipeline_options(job.runner, job.beam_args)
     except (InputError, OptionsError) as error:
         raise UsageError(str(error)) from None
-    os.makedirs(job.output, exist_ok=True)
+    check_output_location(job.output, [*job.payments, *job.settlements],
+                          [entry["path"] for files in inputs.values() for entry in files])
+    try:
+        os.makedirs(job.output, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--output {job.output!r}: {error.strerror or error}") from None
     started = time.monotonic()
     job = replace(job, shards=job.shards or auto_shards(inputs))
     pipeline = beam.Pipeline(options=options)

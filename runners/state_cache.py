@@ -11,11 +11,22 @@ gives the same sizes for our records at a fraction of the cost.
 
 Stateful DoFns call `use_fast_state_cache_sizing()` in `setup()`, so it takes
 effect in whichever worker process runs them (embedded, subprocess, Flink).
+It replaces a private function, so it is pinned to the Beam version it was
+measured on and fails loudly on any other (setup.py pins the same version):
+an upgrade must re-measure and update or drop it.
 """
 from __future__ import annotations
 
+import apache_beam
 import objsize
 from apache_beam.runners.worker import statecache
+
+PATCHED_BEAM_VERSION = "2.77.0"
+_PRIVATE_NAMES = ("get_deep_size", "_size_func", "_get_referents_func", "_filter_func")
+
+
+class UnpatchedBeamVersion(RuntimeError):
+    """Beam is not the version whose state cache this module patches."""
 
 
 def _get_deep_size_without_module_scan(*objs) -> int:
@@ -28,6 +39,12 @@ def _get_deep_size_without_module_scan(*objs) -> int:
     )
 
 
-def use_fast_state_cache_sizing() -> None:
-    """Idempotently replaces the state cache's sizing function in this process."""
+def use_fast_state_cache_sizing(beam_version: str = apache_beam.__version__) -> None:
+    """Idempotently replaces the state cache's sizing function in this process (Beam 2.77.0 only)."""
+    missing = [name for name in _PRIVATE_NAMES if not hasattr(statecache, name)]
+    if beam_version != PATCHED_BEAM_VERSION or missing:
+        raise UnpatchedBeamVersion(
+            f"runners/state_cache.py patches the state cache of Beam {PATCHED_BEAM_VERSION}, this is Beam "
+            f"{beam_version}{' without ' + ', '.join(missing) if missing else ''}: re-measure the state-cache "
+            f"cost (docs/DESIGN.md 7) and update or remove the patch")
     statecache.get_deep_size = _get_deep_size_without_module_scan

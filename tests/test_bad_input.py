@@ -140,3 +140,21 @@ def test_missing_input_and_unknown_extension_are_one_line_errors(tmp_path):
     odd = _write(tmp_path / "payments.xlsx", "not a table")
     unknown = _cli("reconcile", "--payments", odd, "--settlements", settlements, "--output", str(tmp_path / "out"))
     assert unknown.returncode == 2 and "--format" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize("output, message", [
+    ("data/out", "lies inside the input glob"),  # data/* would read this run's outputs next time
+    ("data", "holds input files"),
+    ("data/p.csv", "is a file"),
+])
+def test_an_output_that_would_mix_with_inputs_is_refused(tmp_path, capsys, monkeypatch, output, message):
+    from pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p.csv").write_text(PAYMENT_HEADER + "\n", encoding="utf-8")
+    (tmp_path / "data" / "s.csv").write_text(SETTLEMENT_HEADER + "\n", encoding="utf-8")
+    code = main(["reconcile", "--payments", "data/*", "--settlements", "data/s.csv", "--output", output])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and error.count("\n") == 1
+    assert not os.path.exists(tmp_path / "data" / "out")
