@@ -46,7 +46,7 @@ from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
-from schemas.record_tables import results_for_output, table_to_records
+from schemas.record_tables import result_records, results_for_output
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
 from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
@@ -168,7 +168,7 @@ def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int) -> None:
         f"{out}/results/results", shards, arrow.RECONCILIATION_RESULT, results_for_output)
     daily_totals | "WriteDailyTotals" >> WriteShardFiles(f"{out}/daily_totals/daily_totals", 1, arrow.DAILY_TOTAL)
     _write_common(job, outputs, lambda: outputs["results"] | "ResultRecords" >> beam.FlatMap(
-        lambda shard_table: table_to_records(shard_table[1], ReconciliationResult)).with_output_types(
+        result_records).with_output_types(
         ReconciliationResult))
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteShardFiles(

@@ -42,7 +42,7 @@ from runners.options import OptionsError, build_pipeline_options
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import tabulate_records
 from schemas.raw_chunks import RawChunk
-from schemas.record_tables import daily_total_records, table_to_records
+from schemas.record_tables import daily_total_records, result_records
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
 from schemas.timestamps import TimestampError, parse_timestamp_millis
@@ -267,7 +267,7 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
               for name in (PAYMENTS, SETTLEMENTS)}
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, job.shards)
     outputs["results"] = outputs["results"] | "ResultRecords" >> beam.FlatMap(
-        lambda shard_table: table_to_records(shard_table[1], ReconciliationResult)).with_output_types(
+        result_records).with_output_types(
         ReconciliationResult)
     outputs["daily_totals"] = outputs["daily_totals"] | "DailyTotalRecords" >> beam.FlatMap(
         daily_total_records).with_output_types(DailyTotal)

@@ -81,20 +81,20 @@ def byte_lines(handle: IO[bytes]) -> Iterator[bytes]:
         yield line
 
 
-class LineCounter:
-    """Byte lines, counting the complete lines handed out (plus `already`, lines before them)."""
+class Counting:
+    """Hands out what an iterable yields, counting it (plus `already`): lines read, rows a writer consumed."""
 
-    def __init__(self, lines: Iterable[bytes], already: int = 0):
-        self._lines = iter(lines)
+    def __init__(self, items: Iterable[Any], already: int = 0):
+        self._items = iter(items)
         self.count = already
 
-    def __iter__(self) -> "LineCounter":
+    def __iter__(self) -> "Counting":
         return self
 
-    def __next__(self) -> bytes:
-        line = next(self._lines)
+    def __next__(self) -> Any:
+        item = next(self._items)
         self.count += 1
-        return line
+        return item
 
 
 MAX_RAW_PAYLOAD_CHARS = 65_536
@@ -122,7 +122,7 @@ def stream_error(input_name: str, path: str, lines_read: int, error: BaseExcepti
                      f"{path} {what} after line {lines_read} ({type(error).__name__}: {error})")
 
 
-def guarded(records: Iterator[RawRecord], lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+def guarded(records: Iterator[RawRecord], lines: Counting, path: str, input_name: str) -> Iterator[RawRecord]:
     """The records of a line reader, ending with a stream_error dead letter if reading the bytes fails."""
     try:
         yield from records
@@ -179,11 +179,11 @@ class _LastLine:
 
 
 def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    lines = LineCounter(byte_lines(handle))
+    lines = Counting(byte_lines(handle))
     yield from guarded(_csv_records(lines, path, input_name), lines, path, input_name)
 
 
-def _csv_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+def _csv_records(lines: Counting, path: str, input_name: str) -> Iterator[RawRecord]:
     strict = StrictText(lines, input_name, path, first_line=1, bom=True)
     text = _LastLine(strict)
     reader = csv.reader(text)
@@ -201,7 +201,7 @@ def csv_header(cells: Sequence[str]) -> List[str]:
 def csv_records_from_lines(lines: Iterable[bytes], path: str, input_name: str, header: Sequence[str],
                            lines_before: int) -> Iterator[RawRecord]:
     """The records of a CSV body that starts after `lines_before` lines (header included) of its file."""
-    counted = LineCounter(lines, already=lines_before)
+    counted = Counting(lines, already=lines_before)
     strict = StrictText(counted, input_name, path, first_line=lines_before + 1)
     text = _LastLine(strict)
     body = csv_body_records(csv.reader(text), text, path, input_name, header, lines_before, strict)
@@ -256,11 +256,11 @@ def _csv_line(row: Sequence[str]) -> str:
 
 
 def _read_jsonl(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
-    lines = LineCounter(byte_lines(handle))
+    lines = Counting(byte_lines(handle))
     yield from guarded(_jsonl_records(lines, path, input_name), lines, path, input_name)
 
 
-def _jsonl_records(lines: LineCounter, path: str, input_name: str) -> Iterator[RawRecord]:
+def _jsonl_records(lines: Counting, path: str, input_name: str) -> Iterator[RawRecord]:
     for raw_bytes in lines:
         source = f"{path}:{lines.count}"
         try:
@@ -390,7 +390,7 @@ def _avro_value(name: str, value: Any) -> Any:
 
 
 def _write_avro(path: str, input_name: str, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> int:
-    counter = _Counter(({name: _avro_value(name, row.get(name)) for name in fieldnames} for row in rows))
+    counter = Counting(({name: _avro_value(name, row.get(name)) for name in fieldnames} for row in rows))
     with open(path, "wb") as handle:
         fastavro.writer(handle, avro_schema(AVRO_SCHEMA_OF_INPUT[input_name]), counter, codec="deflate")
     return counter.count
@@ -419,19 +419,3 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
-
-
-class _Counter:
-    """Counts what an iterator yields, for writers that consume it internally."""
-
-    def __init__(self, iterable: Iterable[Any]):
-        self._iterator = iter(iterable)
-        self.count = 0
-
-    def __iter__(self) -> "_Counter":
-        return self
-
-    def __next__(self) -> Any:
-        value = next(self._iterator)
-        self.count += 1
-        return value

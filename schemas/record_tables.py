@@ -7,8 +7,9 @@ without loss.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, NamedTuple, Sequence, Type
+from typing import Iterable, List, NamedTuple, Sequence, Tuple, Type
 
+import numpy as np
 import pyarrow as pa
 
 from schemas import arrow
@@ -68,6 +69,17 @@ def daily_total_records(table: pa.Table) -> List[DailyTotal]:
     """A schemas.arrow.DAILY_TOTAL table -> DailyTotal records (times back to epoch millis)."""
     columns = [column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column for column in table.columns]
     return table_to_records(pa.Table.from_arrays(columns, names=table.column_names), DailyTotal)
+
+
+def result_records(shard_table: Tuple[int, pa.Table]) -> List[ReconciliationResult]:
+    """A columnar (shard, RESULT_TABLE) element -> its rows as ReconciliationResult records."""
+    return table_to_records(shard_table[1], ReconciliationResult)
+
+
+def to_numpy(column) -> np.ndarray:
+    """An Arrow array or chunked array as one numpy array (copying where Arrow cannot share, e.g. booleans)."""
+    array = column if isinstance(column, pa.Array) else column.combine_chunks()
+    return array.to_numpy(zero_copy_only=False)
 
 
 def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -244,11 +244,11 @@ def as_of_millis(records, as_of: AsOf):
         records
         | "EventTimes" >> beam.Map(event_time_millis)
         | "GlobalWindowForAsOf" >> beam.WindowInto(GlobalWindows())
-        | "LatestEventTime" >> beam.CombineGlobally(_latest)
+        | "LatestEventTime" >> beam.CombineGlobally(latest_of)
     )
 
 
-def _latest(times) -> Optional[int]:
+def latest_of(times) -> Optional[int]:
     # Partial results of an empty bundle are None, so they are skipped when merging.
     return max((time for time in times if time is not None), default=None)
 

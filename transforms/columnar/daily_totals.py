@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import arrow
-from schemas.record_tables import concat
+from schemas.record_tables import concat, to_numpy
 from schemas.records import BREAK_STATUSES, DAILY_TOTAL_FIELDS
 from transforms.daily_totals import SettlementDay
 
@@ -64,32 +64,27 @@ def _contributions(merchant, currency, times: np.ndarray, sums: dict,
     return pa.Table.from_arrays(columns, schema=PARTIAL_TABLE)
 
 
-def _np(column) -> np.ndarray:
-    return column.to_numpy() if isinstance(column, pa.Array) else column.combine_chunks().to_numpy(
-        zero_copy_only=False)
-
-
 def _amount_where(types, amounts: np.ndarray, value: str, sign: int = 1) -> np.ndarray:
-    return np.where(_np(pc.equal(types, value)), sign * amounts, 0)
+    return np.where(to_numpy(pc.equal(types, value)), sign * amounts, 0)
 
 
 def ledger_partials(payments: pa.Table, settlement_day: SettlementDay) -> pa.Table:
-    types, amount = payments.column("event_type"), _np(payments.column("amount_minor"))
+    types, amount = payments.column("event_type"), to_numpy(payments.column("amount_minor"))
     sums = {"captured_minor": _amount_where(types, amount, "CAPTURED"),
             "refunded_minor": _amount_where(types, amount, "REFUNDED"),
             "chargeback_minor": _amount_where(types, amount, "CHARGEBACK"),
             "ledger_event_count": np.ones(payments.num_rows, dtype=np.int64)}
     return sum_partials(_contributions(payments.column("merchant_id"), payments.column("currency"),
-                               _np(payments.column("event_time")), sums, settlement_day))
+                               to_numpy(payments.column("event_time")), sums, settlement_day))
 
 
 def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) -> pa.Table:
     types = settlements.column("record_type")
-    gross, fee, net = (_np(settlements.column(name)) for name in ("gross_minor", "fee_minor", "net_minor"))
+    gross, fee, net = (to_numpy(settlements.column(name)) for name in ("gross_minor", "fee_minor", "net_minor"))
     # Signed flows, as settlement_contribution: captures in, refunds and chargebacks out.
-    sign = np.select([_np(pc.equal(types, "CAPTURE")), _np(pc.is_in(types, pa.array(["REFUND", "CHARGEBACK"])))],
+    sign = np.select([to_numpy(pc.equal(types, "CAPTURE")), to_numpy(pc.is_in(types, pa.array(["REFUND", "CHARGEBACK"])))],
                      [1, -1], default=0)
-    is_fee = _np(pc.equal(types, "FEE"))
+    is_fee = to_numpy(pc.equal(types, "FEE"))
     sums = {"settled_gross_minor": sign * gross,
             "fee_minor": sign * fee + np.where(is_fee, gross, 0),
             "settled_net_minor": sign * net - np.where(is_fee, gross, 0),
@@ -97,13 +92,13 @@ def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) ->
             "payout_minor": _amount_where(types, gross, "PAYOUT"),
             "settlement_line_count": np.ones(settlements.num_rows, dtype=np.int64)}
     return sum_partials(_contributions(settlements.column("merchant_id"), settlements.column("currency"),
-                               _np(settlements.column("booked_time")), sums, settlement_day))
+                               to_numpy(settlements.column("booked_time")), sums, settlement_day))
 
 
 def break_partials(results: pa.Table, settlement_day: SettlementDay) -> pa.Table:
     """Break rows at their record's own time (ResultsAtRecordTime); bounded input has one revision per key."""
-    times = _np(pc.coalesce(results.column("event_time"), results.column("booked_time")))
-    breaks = _np(pc.is_in(results.column("status"), pa.array(sorted(BREAK_STATUSES)))).astype(np.int64)
+    times = to_numpy(pc.coalesce(results.column("event_time"), results.column("booked_time")))
+    breaks = to_numpy(pc.is_in(results.column("status"), pa.array(sorted(BREAK_STATUSES)))).astype(np.int64)
     return sum_partials(_contributions(results.column("merchant_id"), results.column("currency"), times,
                                {"break_count": breaks}, settlement_day))
 

@@ -51,6 +51,7 @@ from transforms.columnar.matching import (
 from transforms.columnar.shards import compact, plain, split_by_shard
 from transforms.columnar.validate import ORIGIN_COLUMN, validate_chunk
 from transforms.flow import ReconcileConfig
+from transforms.reconcile import latest_of
 from transforms.validate import DEAD_LETTERS
 
 COUNTS = "counts"
@@ -207,7 +208,7 @@ class ReconcileValidated(beam.PTransform):
             [unique[name] | f"LatestTime[{name}]" >> beam.FlatMap(_latest_time, name)
              for name in (PAYMENTS, SETTLEMENTS)]
             | "AllLatest" >> beam.Flatten()
-            | "LatestEventTime" >> beam.CombineGlobally(_latest)
+            | "LatestEventTime" >> beam.CombineGlobally(latest_of)
         )
 
 
@@ -238,11 +239,6 @@ class ColumnarReconcile(beam.PTransform):
             "dead_letters": [validated[name][DEAD_LETTERS] for name in validated] | "DeadLetters" >> beam.Flatten(),
             "counts": [*file_counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts(),
         }
-
-
-def _latest(times) -> Optional[int]:
-    # Partial results of an empty bundle are None, so they are skipped when merging.
-    return max((time for time in times if time is not None), default=None)
 
 
 def _sum_or_value(values) -> Optional[int]:

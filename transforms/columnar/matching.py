@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.record_tables import RESULT_TABLE
+from schemas.record_tables import RESULT_TABLE, to_numpy
 from schemas.records import KIND_OF_EVENT_TYPE, KIND_OF_RECORD_TYPE
 from transforms.matching import MatchPolicy
 
@@ -55,15 +55,10 @@ def settlement_candidates(settlements: pa.Table) -> pa.Table:
                        "gross_minor", "booked_time")
 
 
-def _np(column) -> np.ndarray:
-    array = column if isinstance(column, pa.Array) else column.combine_chunks()
-    return array.to_numpy(zero_copy_only=False)
-
-
 def _key_codes(candidates: pa.Table) -> np.ndarray:
     joined = pc.binary_join_element_wise(candidates.column("processor"), candidates.column("processor_reference"),
                                          candidates.column("kind"), "\x1f")
-    return _np(pc.dictionary_encode(joined).combine_chunks().indices).astype(np.int64)
+    return to_numpy(pc.dictionary_encode(joined).combine_chunks().indices).astype(np.int64)
 
 
 def _distinct_records(candidates: pa.Table, keys: np.ndarray) -> pa.Table:
@@ -74,10 +69,10 @@ def _distinct_records(candidates: pa.Table, keys: np.ndarray) -> pa.Table:
         ("_key", "ascending"), ("side", "ascending"), ("record_id", "ascending"), ("_order", "descending")]))
     if ranked.num_rows == 0:
         return ranked
-    key, side = _np(ranked.column("_key")), _np(ranked.column("side"))
+    key, side = to_numpy(ranked.column("_key")), to_numpy(ranked.column("side"))
     ids = ranked.column("record_id").combine_chunks()
     same_as_previous = np.zeros(ranked.num_rows, dtype=bool)
-    same_as_previous[1:] = (key[1:] == key[:-1]) & (side[1:] == side[:-1]) & _np(
+    same_as_previous[1:] = (key[1:] == key[:-1]) & (side[1:] == side[:-1]) & to_numpy(
         pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).fill_null(False))
     return ranked.filter(pa.array(~same_as_previous))
 
@@ -94,8 +89,8 @@ def reconcile_candidates(candidates: pa.Table, as_of_millis: Optional[int], poli
     rows = distinct.take(pc.sort_indices(distinct, sort_keys=[
         ("_key", "ascending"), ("side", "ascending"), ("time", "ascending"), ("record_id", "ascending")]))
     count = rows.num_rows
-    key, side = _np(rows.column("_key")), _np(rows.column("side"))
-    time, amount = _np(rows.column("time")), _np(rows.column("amount_minor"))
+    key, side = to_numpy(rows.column("_key")), to_numpy(rows.column("side"))
+    time, amount = to_numpy(rows.column("time")), to_numpy(rows.column("amount_minor"))
     starts_group = np.ones(count, dtype=bool)
     starts_group[1:] = (key[1:] != key[:-1]) | (side[1:] != side[:-1])
     primary = starts_group  # the earliest (time, record_id) of its key and side
@@ -117,7 +112,7 @@ def reconcile_candidates(candidates: pa.Table, as_of_millis: Optional[int], poli
     both = has_ledger & has_settlement
     same_currency = np.zeros(len(anchor), dtype=bool)
     if both.any():
-        same_currency[both] = _np(pc.equal(currency.take(pa.array(ledger_idx[both])),
+        same_currency[both] = to_numpy(pc.equal(currency.take(pa.array(ledger_idx[both])),
                                            currency.take(pa.array(settlement_idx[both]))))
     difference = np.where(both, amount[np.maximum(settlement_idx, 0)] - amount[np.maximum(ledger_idx, 0)], 0)
     anchor_time = time[anchor]

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.record_tables import concat
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _SEPARATOR = np.uint64(0x1F)
@@ -59,8 +61,7 @@ def compact(table: pa.Table, columns: Sequence[str]) -> pa.Table:
 
 def plain(tables, schema: pa.Schema) -> pa.Table:
     """Tables that went through `compact` -> one table of `schema` again."""
-    tables = [table.cast(schema) for table in tables if table.num_rows]
-    return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+    return concat((table.cast(schema) for table in tables), schema)
 
 
 def shard_numbers(table: pa.Table, key_columns: Sequence[str], shards: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.raw_chunks import RawChunk
-from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table
+from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table, to_numpy
 from schemas.records import (
     EVENT_TYPES,
     PAYMENT_FIELDS,
@@ -114,18 +114,14 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
         fast &= ok
     values = {name: value for name, (_, value) in checks.items()}
     if input_name != PAYMENTS and fast.any():
-        gross, fee, net = (np.where(fast, _np(values[name].fill_null(0)), 0)
+        gross, fee, net = (np.where(fast, to_numpy(values[name].fill_null(0)), 0)
                            for name in ("gross_minor", "fee_minor", "net_minor"))
         fast &= net == gross - fee
     return fast, values
 
 
-def _np(array: pa.Array) -> np.ndarray:
-    return array.to_numpy(zero_copy_only=False)
-
-
 def _mask(condition) -> np.ndarray:
-    return _np(pc.fill_null(condition, False)).astype(bool)
+    return to_numpy(pc.fill_null(condition, False)).astype(bool)
 
 
 def _is_text(array: pa.Array) -> bool:
@@ -155,7 +151,7 @@ def _optional_text(array: pa.Array) -> Checked:
         return _unchecked(array)
     array = array.cast(pa.string())
     empty = _mask(pc.equal(array, ""))
-    ok = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) | empty | _np(pc.is_null(array))
+    ok = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) | empty | to_numpy(pc.is_null(array))
     return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
 
 
@@ -173,8 +169,8 @@ def _money(array: pa.Array, positive: bool) -> Checked:
         values = pc.if_else(pa.array(digits), array, pa.scalar("0")).cast(pa.int64())
     else:
         return _unchecked(array)
-    numbers = _np(values.fill_null(0))
-    ok = ~_np(values.is_null()) & (np.abs(numbers) <= MAX_MINOR_UNITS)
+    numbers = to_numpy(values.fill_null(0))
+    ok = ~to_numpy(values.is_null()) & (np.abs(numbers) <= MAX_MINOR_UNITS)
     if _is_text(array):
         ok &= digits
     if positive:
@@ -186,21 +182,21 @@ def _instant(array: pa.Array) -> Checked:
     if pa.types.is_timestamp(array.type):
         if array.type.tz is None or array.type.unit not in ("s", "ms", "us"):
             return _unchecked(array)
-        raw = _np(array.cast(pa.int64()).fill_null(0))
+        raw = to_numpy(array.cast(pa.int64()).fill_null(0))
         millis = {"s": raw * 1000, "ms": raw, "us": raw // 1000}[array.type.unit]
-        return ~_np(array.is_null()) & _in_range(millis), pa.array(millis, pa.int64())
+        return ~to_numpy(array.is_null()) & _in_range(millis), pa.array(millis, pa.int64())
     if pa.types.is_integer(array.type) and not pa.types.is_uint64(array.type):
         values = array.cast(pa.int64())
-        return ~_np(values.is_null()) & _in_range(_np(values.fill_null(0))), values
+        return ~to_numpy(values.is_null()) & _in_range(to_numpy(values.fill_null(0))), values
     if not _is_text(array):
         return _unchecked(array)
     ok = _mask(pc.match_substring_regex(array, _INSTANT))
     text = pc.if_else(pa.array(ok), array, pa.scalar("1970-01-01T00:00:00Z")).cast(pa.string())
-    part = lambda start, stop: _np(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
+    part = lambda start, stop: to_numpy(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
     year, month, day = part(0, 4), part(5, 7), part(8, 10)
     hour, minute, second = part(11, 13), part(14, 16), part(17, 19)
-    has_fraction = _np(pc.equal(pc.utf8_slice_codeunits(text, 19, 20), "."))
-    fraction = np.where(has_fraction, _np(pc.utf8_slice_codeunits(
+    has_fraction = to_numpy(pc.equal(pc.utf8_slice_codeunits(text, 19, 20), "."))
+    fraction = np.where(has_fraction, to_numpy(pc.utf8_slice_codeunits(
         pc.if_else(pa.array(has_fraction), text, pa.scalar("1970-01-01T00:00:00.000Z")), 20, 23
     ).cast(pa.int64())), 0)
     ok &= _calendar_day(year, month, day) & (hour <= 23) & (minute <= 59) & (second <= 59)
@@ -215,14 +211,14 @@ def _in_range(millis: np.ndarray) -> np.ndarray:
 
 def _date(array: pa.Array) -> Checked:
     if pa.types.is_date32(array.type):
-        days = _np(array.cast(pa.int32()).fill_null(0)).astype(np.int64)
-        ok = ~_np(array.is_null()) & (days >= -354_285) & (days <= 2_932_896)  # years 1000 .. 9999
+        days = to_numpy(array.cast(pa.int32()).fill_null(0)).astype(np.int64)
+        ok = ~to_numpy(array.is_null()) & (days >= -354_285) & (days <= 2_932_896)  # years 1000 .. 9999
         return ok, array.cast(pa.string())
     if not _is_text(array):
         return _unchecked(array)
     ok = _mask(pc.match_substring_regex(array, _DATE))
     text = pc.if_else(pa.array(ok), array, pa.scalar("1970-01-01")).cast(pa.string())
-    part = lambda start, stop: _np(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
+    part = lambda start, stop: to_numpy(pc.utf8_slice_codeunits(text, start, stop).cast(pa.int64()))  # noqa: E731
     ok &= _calendar_day(part(0, 4), part(5, 7), part(8, 10))
     return ok, array.cast(pa.string())
 
