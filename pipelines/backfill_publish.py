@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from pipelines.arguments import settlement_day
 from pipelines.backfill_plan import RAN, DateOutcome, DateTask, _file_fingerprint, _manifest_inputs
-from pipelines.io.atomic_publish import MANIFEST, _fsync_dir, _old_dir, date_dir, publish
+from pipelines.io.atomic_publish import MANIFEST, _fsync_dir, _old_dir, date_dir, publish, publish_barrier
 from pipelines.io.canonical_files import _canonical_lines, _canonical_parquet, _sha256_of, write_json
 from pipelines.summary import truncated_files
 from pipelines.version import paybeam_version
@@ -145,6 +145,7 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
 
     if task.parent_pid and os.getppid() != task.parent_pid:
         raise RuntimeError("the backfill process that started this date has gone; not publishing")
+    publish_barrier()
     publish(tmp, date_dir(task.output, task.day), _old_dir(task.output, task.day, os.getpid()))
     return DateOutcome(task.day, RAN, rows=rows, seconds=time.monotonic() - started)
 

@@ -22,12 +22,14 @@ from typing import Dict, List, Sequence
 import apache_beam as beam
 
 from pipelines import reconcile_batch
-from pipelines.arguments import match_policy, settlement_day, trigger_policy
+from pipelines.arguments import match_policy, one_line, settlement_day, trigger_policy
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import SCRATCH, publish_date
 from pipelines.io.atomic_publish import _tmp_dir
 from pipelines.io.arrow_files import ReadRawChunks
+from pipelines.io.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
+from pipelines.summary import counts_from_metrics
 from runners.options import build_pipeline_options
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
@@ -53,15 +55,6 @@ def _build_job(task: DateTask, scratch: str) -> BatchJob:
     )
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # Beam wraps a DoFn's exception in a long message whose last line names the error and the step.
-    line = lines[-1] if lines else ""
-    line = f"{type(error).__name__}: {line}" if line else type(error).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
 def _fresh_tmp(task: DateTask) -> str:
     tmp = _tmp_dir(task.output, task.day, os.getpid())
     if os.path.exists(tmp):
@@ -71,7 +64,7 @@ def _fresh_tmp(task: DateTask) -> str:
 
 
 def _failed(task: DateTask, started: float, error: BaseException) -> DateOutcome:
-    return DateOutcome(task.day, FAILED, seconds=time.monotonic() - started, reason=_one_line(error),
+    return DateOutcome(task.day, FAILED, seconds=time.monotonic() - started, reason=one_line(error),
                        details=traceback.format_exc())
 
 
@@ -82,7 +75,8 @@ def run_date(task: DateTask) -> DateOutcome:
     tmp = _tmp_dir(task.output, task.day, os.getpid())
     try:
         tmp = _fresh_tmp(task)
-        summary = reconcile_batch.run_job(_build_job(task, os.path.join(tmp, SCRATCH)))
+        job = _build_job(task, os.path.join(tmp, SCRATCH))
+        summary = reconcile_batch.execute(job, _inputs_of(task), build_pipeline_options(job.runner, job.beam_args))
         return publish_date(task, tmp, summary, started, started_at)
     except BaseException as error:  # noqa: BLE001 — a failed date must not stop the others
         shutil.rmtree(tmp, ignore_errors=True)
@@ -124,22 +118,33 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
     """One Beam job for `tasks`; returns each date's run summary (run.json content) by date."""
 
     jobs = [_build_job(task, scratch_of[task.day]) for task in tasks]
-    inputs = {task.day: {name: [{"path": item["path"], "bytes": item["size"]} for item in items]
-                         for name, items in ((PAYMENTS, task.payments), (SETTLEMENTS, task.settlements))}
-              for task in tasks}
+    inputs = {task.day: _inputs_of(task) for task in tasks}
     shards = {task.day: reconcile_batch.auto_shards(inputs[task.day]) for task in tasks}
     begun = time.monotonic()
     pipeline = beam.Pipeline(options=build_pipeline_options(tasks[0].runner, tasks[0].beam_args))
-    build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks])
-    pipeline.run().wait_until_finish()
+    build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks],
+                         [_metrics_prefix(task.day) for task in tasks])
+    result = pipeline.run()
+    result.wait_until_finish()
     seconds = time.monotonic() - begun
-    return {task.day: reconcile_batch.run_summary(job, inputs[task.day], reconcile_batch.read_counts(job.output),
-                                                  seconds)
+    return {task.day: reconcile_batch.run_summary(job, inputs[task.day],
+                                                  counts_from_metrics(result, _metrics_prefix(task.day)), seconds)
             for task, job in zip(tasks, jobs)}
 
 
-def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequence[int]) -> None:
-    """Reads and validates every file of the jobs once; each job reconciles the files of its own window."""
+def _inputs_of(task: DateTask) -> dict:
+    return {name: [{"path": item["path"], "bytes": item["size"]} for item in items]
+            for name, items in ((PAYMENTS, task.payments), (SETTLEMENTS, task.settlements))}
+
+
+def _metrics_prefix(day: str) -> str:
+    return f"{day}/"
+
+
+def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequence[int],
+                         metrics_prefixes: Sequence[str]) -> None:
+    """Reads and validates every file of the jobs once; each job reconciles the files of its own window and
+    reports its counts as Beam metrics under its own prefix."""
     validated = {}
     for name in (PAYMENTS, SETTLEMENTS):
         files = sorted({path for job in jobs for path in _files_of(job, name)})
@@ -147,8 +152,8 @@ def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequen
                  | f"Validate[{name}]" >> ValidateChunks())
         for part in ("accepted", DEAD_LETTERS, COUNTS):
             validated[f"{name}.{part}"] = parts[part]
-    for index, (job, job_shards) in enumerate(zip(jobs, shards)):
-        validated | f"Window[{index}]" >> ReconcileWindow(job, job_shards)
+    for index, (job, job_shards, prefix) in enumerate(zip(jobs, shards, metrics_prefixes)):
+        validated | f"Window[{index}]" >> ReconcileWindow(job, job_shards, prefix)
 
 
 def _files_of(job, input_name: str) -> List[str]:
@@ -158,9 +163,9 @@ def _files_of(job, input_name: str) -> List[str]:
 class ReconcileWindow(beam.PTransform):
     """Every validated file of the group -> one date's run, from the files of its own window only."""
 
-    def __init__(self, job, shards: int):
+    def __init__(self, job, shards: int, metrics_prefix: str):
         super().__init__()
-        self._job, self._shards = job, shards
+        self._job, self._shards, self._metrics_prefix = job, shards, metrics_prefix
 
     def expand(self, validated):
         job = self._job
@@ -176,7 +181,7 @@ class ReconcileWindow(beam.PTransform):
         outputs = accepted | "ReconcileValidated" >> ReconcileValidated(job.config, self._shards)
         outputs["dead_letters"] = letters | "DeadLetters" >> beam.Flatten()
         outputs["counts"] = [*counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts()
-        write_columnar_outputs(job, outputs, self._shards)
+        write_columnar_outputs(job, outputs, self._shards, self._metrics_prefix)
         return outputs["results"]
 
 
@@ -201,7 +206,9 @@ def _execute(tasks: List[DateTask], parallel: int, dates_per_job: int):
         return
     # spawn, not fork: the parent may already hold Beam/gRPC threads, which do not survive a fork.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(parallel, len(groups)), mp_context=context) as pool:
+    # Workers die with this process: a killed backfill must not leave workers that go on to publish dates.
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(parallel, len(groups)), mp_context=context,
+                                                initializer=tie_worker_to, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_group_in_worker, group): group for group in groups}
         for future in concurrent.futures.as_completed(futures):
             group = futures[future]
@@ -209,4 +216,4 @@ def _execute(tasks: List[DateTask], parallel: int, dates_per_job: int):
                 yield from future.result()
             except Exception as error:  # noqa: BLE001 — e.g. a worker killed by the OOM killer
                 for task in group:
-                    yield DateOutcome(task.day, FAILED, reason=f"worker process failed: {_one_line(error)}")
+                    yield DateOutcome(task.day, FAILED, reason=f"worker process failed: {one_line(error)}")

@@ -1,16 +1,23 @@
 """The `paybeam` command: reconcile files or Kafka topics, generate and replay sample data.
 
 Every user mistake (bad option, missing input, unreadable file) ends in a
-one-line `error: ...` and exit code 2, never a traceback.
+one-line `error: ...` and exit code 2; a run that fails (disk full, ...)
+exits 1, Ctrl-C 130 and SIGTERM 143, each with one `error:` line and never a
+traceback.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+import threading
+import traceback
 from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
-from pipelines.arguments import UsageError
+from pipelines.arguments import UsageError, one_line
 from pipelines.version import paybeam_version
 from runners.presets import add_runners_command
 
@@ -207,15 +214,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs one command; every failure is one `error:` line and an exit status, never a traceback
+    (PAYBEAM_DEBUG=1 adds the traceback)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if not os.environ.get("PAYBEAM_DEBUG"):
+        _quiet_step_tracebacks()
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
     try:
         return args.handler(args, extra)
     except UsageError as error:
         print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as interrupted:
+        print(f"paybeam {args.command}: error: stopped by {interrupted}; nothing was published", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
+        print(f"paybeam {args.command}: error: interrupted; nothing was published", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 — environment failures (disk full, ...) inside a run
+        if os.environ.get("PAYBEAM_DEBUG"):
+            traceback.print_exc()
+        print(f"paybeam {args.command}: error: the run failed: {one_line(error)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _drop_tracebacks(record: logging.LogRecord) -> bool:
+    return record.exc_info is None
+
+
+def _quiet_step_tracebacks() -> None:
+    """Beam logs a failing step's traceback before it re-raises the error, which `main` reports in one line."""
+    step_logger = logging.getLogger("apache_beam.runners.common")
+    if _drop_tracebacks not in step_logger.filters:
+        step_logger.addFilter(_drop_tracebacks)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so the same cleanup runs (staged outputs removed)."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

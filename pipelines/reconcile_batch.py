@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.files import (
     InputError,
     ReadRawRecords,
-    WriteCounts,
     WriteCsv,
     WriteJsonLines,
     WriteParquet,
@@ -41,7 +41,10 @@ from pipelines.arguments import (
     settlement_day,
     trigger_policy,
 )
-from pipelines.summary import as_of_text, format_summary, input_counts, status_counts, truncated_files
+from pipelines.io.run_output import RunOutput
+from pipelines.summary import (
+    as_of_text, counts_from_metrics, format_summary, input_counts, status_counts, truncated_files,
+)
 from pipelines.version import paybeam_version
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
@@ -49,11 +52,11 @@ from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
 from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.counting import ReportCounts
 from transforms.columnar.flow import ColumnarReconcile
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.reconcile import AsOf
 
-COUNTS_FILE = "_counts"
 BYTES_PER_SHARD = 32 << 20
 MAX_AUTO_SHARDS = 256
 
@@ -125,15 +128,16 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, job: BatchJob) -> None:
-    """Adds the batch reconciliation to `pipeline`: read, reconcile, write (with the job's engine)."""
+def build_pipeline(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str = "") -> None:
+    """Adds the batch reconciliation to `pipeline`: read, reconcile, write (with the job's engine);
+    counts go to Beam metrics named `metrics_prefix` + name."""
     if job.engine == COLUMNAR:
-        _build_columnar(pipeline, job, job.shards or 1)
+        _build_columnar(pipeline, job, job.shards or 1, metrics_prefix)
     else:
-        _build_elementwise(pipeline, job)
+        _build_elementwise(pipeline, job, metrics_prefix)
 
 
-def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob) -> None:
+def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str) -> None:
     out = job.output.rstrip("/")
     raw = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawRecords(PAYMENTS, job.payments, job.payments_format),
@@ -144,23 +148,23 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob) -> None:
     outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
     outputs["daily_totals"] | "WriteDailyTotals" >> WriteParquet(
         f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
-    _write_common(job, outputs, lambda: outputs["results"])
+    _write_common(job, outputs, lambda: outputs["results"], metrics_prefix)
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
         outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)
 
 
-def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int) -> None:
+def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics_prefix: str) -> None:
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
             SETTLEMENTS, job.settlements, job.settlements_format),
     }
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards)
-    write_columnar_outputs(job, outputs, shards)
+    write_columnar_outputs(job, outputs, shards, metrics_prefix)
 
 
-def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int) -> None:
+def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int, metrics_prefix: str = "") -> None:
     """The columnar engine's outputs -> the files of a reconcile run under job.output."""
     out = job.output.rstrip("/")
     daily_totals = outputs["daily_totals"] | "OneShard" >> beam.Map(lambda table: (0, table))
@@ -168,8 +172,7 @@ def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int) -> None:
         f"{out}/results/results", shards, arrow.RECONCILIATION_RESULT, results_for_output)
     daily_totals | "WriteDailyTotals" >> WriteShardFiles(f"{out}/daily_totals/daily_totals", 1, arrow.DAILY_TOTAL)
     _write_common(job, outputs, lambda: outputs["results"] | "ResultRecords" >> beam.FlatMap(
-        result_records).with_output_types(
-        ReconciliationResult))
+        result_records).with_output_types(ReconciliationResult), metrics_prefix)
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteShardFiles(
             f"{out}/csv/results", shards, arrow.RECONCILIATION_RESULT, results_for_output, csv=True)
@@ -177,10 +180,11 @@ def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int) -> None:
             f"{out}/csv/daily_totals", 1, arrow.DAILY_TOTAL, csv=True)
 
 
-def _write_common(job: BatchJob, outputs: dict, result_records: Callable[[], beam.PCollection]) -> None:
+def _write_common(job: BatchJob, outputs: dict, result_records: Callable[[], beam.PCollection],
+                  metrics_prefix: str) -> None:
     out = job.output.rstrip("/")
     outputs["dead_letters"] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
-    outputs["counts"] | "WriteCounts" >> WriteCounts(f"{out}/{COUNTS_FILE}")
+    outputs["counts"] | "ReportCounts" >> ReportCounts(metrics_prefix)
     if job.alert_policy is not None:
         (result_records() | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
          | "WriteAlerts" >> WriteParquet(f"{out}/alerts/alerts", arrow.BREAK_RATE_ALERT))
@@ -216,7 +220,8 @@ def _input_files(patterns: Sequence[str], fmt: Optional[str]) -> List[dict]:
 
 
 def run_job(job: BatchJob) -> dict:
-    """Runs the job to completion and writes `run.json`; returns its content."""
+    """Runs the job to completion and publishes its outputs with `run.json` (pipelines/io/run_output.py);
+    returns run.json's content. Nothing of a failed or interrupted run becomes visible."""
     try:
         inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
                   SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
@@ -225,25 +230,27 @@ def run_job(job: BatchJob) -> dict:
         raise UsageError(str(error)) from None
     check_output_location(job.output, [*job.payments, *job.settlements],
                           [entry["path"] for files in inputs.values() for entry in files])
+    FileSystems.set_options(options)  # the launcher's own file operations see --s3_endpoint_url & co.
+    output = RunOutput(job.output)
+    output.prepare()
     try:
-        os.makedirs(job.output, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--output {job.output!r}: {error.strerror or error}") from None
-    started = time.monotonic()
-    job = replace(job, shards=job.shards or auto_shards(inputs))
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job)
-    pipeline.run().wait_until_finish()
-    summary = run_summary(job, inputs, read_counts(job.output), time.monotonic() - started)
-    with open(os.path.join(job.output, "run.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+        summary = execute(replace(job, output=output.staging), inputs, options)
+        output.publish(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    except BaseException:
+        output.discard()
+        raise
     return summary
 
 
-def read_counts(output: str) -> Dict[str, int]:
-    with open(os.path.join(output, f"{COUNTS_FILE}.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> dict:
+    """Runs the pipeline, writing straight into job.output; returns the run summary (run.json's content)."""
+    started = time.monotonic()
+    job = replace(job, shards=job.shards or auto_shards(inputs))
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job, metrics_prefix)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return run_summary(job, inputs, counts_from_metrics(result, metrics_prefix), time.monotonic() - started)
 
 
 def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float) -> dict:

@@ -1,7 +1,7 @@
 """A run's counts as the summary a person reads: per input read/accepted/rejected/deduplicated, per status.
 
 Counts arrive as {name: count} ("payments.read", "status.MATCHED",
-"as_of_millis", ...) from a counts file or from Beam metrics; both engines and
+"as_of_millis", ...) from Beam metrics; both engines and
 both pipelines (reconcile, stream --bounded) print the same table.
 """
 from __future__ import annotations
@@ -40,20 +40,33 @@ def truncated_files(summary: dict) -> int:
     return sum(counts.get("truncated_files", 0) for counts in summary["inputs"].values())
 
 
-def counts_from_metrics(result) -> Dict[str, int]:
-    """The counts a pipeline reported with transforms.counting.ReportCounts, from its result."""
+def counts_from_metrics(result, prefix: str = "") -> Dict[str, int]:
+    """The counts a pipeline reported with transforms.counting.ReportCounts(prefix), from its result.
+
+    Committed values where the runner has them (a retried bundle counts once), attempted otherwise.
+    """
     from apache_beam.metrics.metric import MetricsFilter
 
     metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     counts: Dict[str, int] = {}
     for counter in metrics["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
+        name = _unprefixed(counter.key.metric.name, prefix)
+        if name is not None:
+            value = counter.committed if counter.committed is not None else counter.attempted
+            counts[name] = counts.get(name, 0) + (value or 0)
     for distribution in metrics["distributions"]:
         value = distribution.committed if distribution.committed is not None else distribution.attempted
-        if distribution.key.metric.name == AS_OF_MILLIS and value is not None and value.count:
+        if _unprefixed(distribution.key.metric.name, prefix) == AS_OF_MILLIS and value is not None and value.count:
             counts[AS_OF_MILLIS] = value.max
     return counts
+
+
+def _unprefixed(name: str, prefix: str) -> Optional[str]:
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix):]
+    # A run without a prefix must not pick up the counts of prefixed runs ("DATE/payments.read").
+    return None if not prefix and "/" in rest else rest
 
 
 def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:

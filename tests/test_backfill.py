@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 from datagen.generator import GeneratorConfig, generate
 from datagen.partitions import split_by_date
 from pipelines import backfill
+from pipelines.io.atomic_publish import PUBLISH_BARRIER_ENV
 from pipelines.arguments import UsageError
 from schemas import arrow
 
@@ -207,16 +209,12 @@ def test_killed_run_leaves_previous_output_and_next_run_cleans_up(inputs, baseli
     output = _copy_output(baseline[0], str(tmp_path / "out"))
     before = _snapshot(output)
     day = DATES[1]
+    fifo = _barrier(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.backfill", *_args(inputs, output, "--force", date_from=day, date_to=day)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, PUBLISH_BARRIER_ENV: fifo})
     try:
-        deadline = time.monotonic() + 90
-        pattern = os.path.join(output, f".date={day}.tmp-*", "_scratch")
-        while not glob.glob(pattern):
-            assert process.poll() is None, "backfill ended before its temporary directory appeared"
-            assert time.monotonic() < deadline, "no temporary directory within 90 s"
-            time.sleep(0.02)
+        _wait_until_staged(fifo)  # the date is complete in its temporary directory, not yet published
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -234,6 +232,78 @@ def test_killed_run_leaves_previous_output_and_next_run_cleans_up(inputs, baseli
     assert _status_lines(lines) == {d: "skipped (unchanged)" for d in DATES}
     assert _leftovers(output) == []
     assert _snapshot(output) == before
+
+
+def _barrier(tmp_path) -> str:
+    fifo = str(tmp_path / "barrier")
+    os.mkfifo(fifo)
+    return fifo
+
+
+def _wait_until_staged(fifo: str) -> None:
+    """Blocks until a run reaches pipelines.io.atomic_publish.publish_barrier (everything staged)."""
+    with open(fifo, encoding="utf-8") as handle:
+        assert handle.read() == "staged\n"
+
+
+def _children(pid: int) -> list:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _wait_until_gone(pids: list, timeout: float) -> list:
+    """Waits for the processes to end (pidfds become readable when they do); returns those still alive."""
+    poller, alive = select.poll(), {}
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        alive[fd] = pid
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout  # a bound on a hang, not a timing assertion
+    try:
+        while alive and time.monotonic() < deadline:
+            for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                poller.unregister(fd)
+                alive.pop(fd)
+                os.close(fd)
+        return sorted(alive.values())
+    finally:
+        for fd in alive:
+            os.close(fd)
+
+
+def test_parallel_workers_die_with_a_killed_backfill(inputs, baseline, tmp_path):
+    """Observed before: workers of a SIGKILLed backfill went on and started (and published) new dates."""
+    output = _copy_output(baseline[0], str(tmp_path / "out"))
+    before = _snapshot(output)
+    fifo = _barrier(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.backfill", *_args(inputs, output, "--force", "--parallel", "2")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, PUBLISH_BARRIER_ENV: fifo})
+    try:
+        _wait_until_staged(fifo)  # a worker holds a complete date; the other is running or waiting too
+        workers = _children(process.pid)
+        assert workers, "the backfill has no worker processes"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert _wait_until_gone(workers, timeout=60) == [], "workers outlived their parent"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    published = {rel: value for rel, value in _snapshot(output).items() if not rel.startswith(".date=")}
+    assert published == before  # no worker published anything after its parent died
 
 
 def test_crash_between_renames_is_recovered(inputs, baseline, tmp_path):
@@ -317,13 +387,13 @@ def test_pipeline_error_fails_only_that_date(inputs, baseline, tmp_path, monkeyp
         if any(f"{os.sep}{bad_day}{os.sep}" in path for path in paths):
             _ = pipeline | "Poison" >> beam.Create([1]) | "Boom" >> beam.Map(boom)
 
-    def build(pipeline, job):
-        real_build(pipeline, job)
+    def build(pipeline, job, *rest):
+        real_build(pipeline, job, *rest)
         poison_if_bad_day(pipeline, job.payments)
 
-    def build_range(pipeline, jobs, shards):
+    def build_range(pipeline, jobs, shards, *rest):
         range_jobs.append(len(jobs))
-        real_range(pipeline, jobs, shards)
+        real_range(pipeline, jobs, shards, *rest)
         poison_if_bad_day(pipeline, [path for job in jobs for path in job.payments])
 
     monkeypatch.setattr(reconcile_batch, "build_pipeline", build)

@@ -41,18 +41,30 @@ AS_OF_MILLIS = "as_of_millis"
 
 
 class _ReportCount(beam.DoFn):
+    def __init__(self, prefix: str):
+        self._prefix = prefix
+
     def process(self, name_count):
         name, count = name_count
         if name == AS_OF_MILLIS:
             if count is not None:
-                beam.metrics.Metrics.distribution(METRICS_NAMESPACE, name).update(count)
+                beam.metrics.Metrics.distribution(METRICS_NAMESPACE, self._prefix + name).update(count)
         else:
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(count)
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._prefix + name).inc(count)
 
 
 class ReportCounts(beam.PTransform):
     """(name, count) pairs -> Beam metrics in the "paybeam" namespace, which the launcher reads from the
-    pipeline result (`pipelines.summary.counts_from_metrics`): counters, and as_of_millis as a distribution."""
+    pipeline result (`pipelines.summary.counts_from_metrics`): counters, and as_of_millis as a distribution.
+
+    Metrics, not a file the workers write: they reach the launcher from remote
+    workers on every runner. `prefix` keeps the runs of one job apart (a
+    backfill group job reports each date under "DATE/").
+    """
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self._prefix = prefix
 
     def expand(self, counts):
-        return counts | "ToMetrics" >> beam.ParDo(_ReportCount())
+        return counts | "ToMetrics" >> beam.ParDo(_ReportCount(self._prefix))

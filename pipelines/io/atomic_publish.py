@@ -21,6 +21,7 @@ from typing import List
 from pipelines.arguments import UsageError
 
 LOCK_FILE = ".backfill.lock"
+PUBLISH_BARRIER_ENV = "PAYBEAM_PUBLISH_BARRIER"
 MANIFEST = "manifest.json"  # written last: a directory that has it is complete
 
 
@@ -92,6 +93,18 @@ def publish(tmp: str, final: str, old: str, use_exchange: bool = True) -> None:
         _fsync_dir(parent)
         shutil.rmtree(old)
     _fsync_dir(parent)
+
+
+def publish_barrier() -> None:
+    """An explicit synchronisation point for crash tests, called with everything staged and nothing published:
+    with PAYBEAM_PUBLISH_BARRIER naming a FIFO, say "staged" into it and wait until the test closes it again.
+    A test can kill the process here without racing the clock."""
+    fifo = os.environ.get(PUBLISH_BARRIER_ENV)
+    if fifo:
+        with open(fifo, "w", encoding="utf-8") as handle:
+            handle.write("staged\n")
+        with open(fifo, encoding="utf-8") as handle:
+            handle.read()
 
 
 def recover(output: str) -> List[str]:

