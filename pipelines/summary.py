@@ -1,4 +1,5 @@
-"""A run's counts as the summary a person reads: per input read/accepted/rejected/deduplicated, per status.
+"""A run's counts as the summary a person reads: per input read/accepted/rejected/deduplicated (and card
+numbers masked or refused), per status.
 
 Counts arrive as {name: count} ("payments.read", "status.MATCHED",
 "as_of_millis", ...) from Beam metrics; both engines and
@@ -23,6 +24,8 @@ def input_counts(counts: Dict[str, int]) -> dict:
             "rejected": counts.get(f"{name}.rejected", 0),
             "deduplicated": accepted - counts.get(f"{name}.unique", 0),
             "truncated_files": counts.get(f"{name}.truncated_files", 0),
+            "pans_masked": counts.get(f"{name}.pans_masked", 0),
+            "pan_rejections": counts.get(f"{name}.pan_rejections", 0),
         }
     return per_input
 
@@ -77,6 +80,11 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     for name, counts in summary["inputs"].items():
         lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
                      f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
+    masked = sum(counts.get("pans_masked", 0) for counts in summary["inputs"].values())
+    refused = sum(counts.get("pan_rejections", 0) for counts in summary["inputs"].values())
+    if masked or refused:
+        lines += ["", f"card numbers: {masked} masked in dead letters, {refused} record(s) rejected for one "
+                      f"in an identifier"]
     lines += ["", f"{'status':<26}{'rows':>10}"]
     for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
         lines.append(f"{status:<26}{count:>10}")

@@ -22,7 +22,7 @@ from schemas import arrow
 from schemas.avro import avro_schema
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import format_timestamp, millis_to_datetime
-from schemas.vendors import VendorRowError, detect_vendor, settlement_fields_from_vendor_row
+from schemas.vendors import VendorRowError, detect_vendor, settlement_fields_from_vendor_row, shown_columns
 
 FORMATS = ("csv", "jsonl", "avro", "parquet")
 _EXTENSIONS = {
@@ -98,13 +98,22 @@ class Counting:
 
 
 MAX_RAW_PAYLOAD_CHARS = 65_536
+_DIGIT_RUN = "0123456789 -"  # digits and the separators a card number may be written with (schemas/pan.py)
 
 
 def capped(text: str) -> str:
-    """A raw payload kept whole up to 64 Ki characters; longer ones are cut, saying so."""
+    """A raw payload kept whole up to 64 Ki characters; longer ones are cut, saying so.
+
+    The cut never falls inside a run of digits: the run is dropped whole, so no
+    card number is cut into a part too short to be found and masked.
+    """
     if len(text) <= MAX_RAW_PAYLOAD_CHARS:
         return text
-    return f"{text[:MAX_RAW_PAYLOAD_CHARS]}...[cut: {len(text):,} characters in all]"
+    cut = MAX_RAW_PAYLOAD_CHARS
+    if text[cut] in _DIGIT_RUN:
+        while cut and text[cut - 1] in _DIGIT_RUN:
+            cut -= 1
+    return f"{text[:cut]}...[cut: {len(text):,} characters in all]"
 
 
 TRUNCATED = "is truncated (its compressed data ends early)"
@@ -208,9 +217,10 @@ def csv_records_from_lines(lines: Iterable[bytes], path: str, input_name: str, h
     yield from guarded(body, counted, path, input_name)
 
 
-def _drain(strict: "StrictText") -> Iterator[RawRecord]:
+def _drain(strict: "StrictText", vendor: Optional[str] = None) -> Iterator[RawRecord]:
     while strict.rejected:
-        yield strict.rejected.pop(0)
+        record = strict.rejected.pop(0)
+        yield record if vendor is None else record._replace(raw_payload=_withheld(vendor))
 
 
 def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header: Sequence[str],
@@ -221,32 +231,44 @@ def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header
             row = next(reader)
         except StopIteration:
             if strict is not None:
-                yield from _drain(strict)
+                yield from _drain(strict, vendor)
             return
         except csv.Error as error:  # a field over csv's size limit, a bare CR inside a line, ...
             if strict is not None:
-                yield from _drain(strict)
+                yield from _drain(strict, vendor)
+            raw = capped(text.last.rstrip("\r\n")) if vendor is None else _withheld(vendor)
             yield RawRecord(input_name, f"{path}:{lines_before + reader.line_num}", None,
-                            capped(text.last.rstrip("\r\n")), f"CSV row cannot be parsed: {error}")
+                            raw, f"CSV row cannot be parsed: {error}")
             continue
         if strict is not None:
-            yield from _drain(strict)
+            yield from _drain(strict, vendor)
         source = f"{path}:{lines_before + reader.line_num}"
-        raw = _csv_line(row)
         if not row or all(not cell.strip() for cell in row):
             continue  # blank lines carry no record (csv treats a trailing newline the same way)
         if len(row) != len(header):
-            yield RawRecord(input_name, source, None, raw,
+            yield RawRecord(input_name, source, None, _csv_line(row) if vendor is None else _withheld(vendor),
                             f"row has {len(row)} columns, the header has {len(header)}")
             continue
         fields = dict(zip(header, row))
         if vendor is None:
-            yield RawRecord(input_name, source, fields, raw)
+            yield RawRecord(input_name, source, fields, _csv_line(row))
             continue
+        raw = _vendor_line(vendor, header, row)
         try:
             yield RawRecord(input_name, source, settlement_fields_from_vendor_row(vendor, fields), raw)
         except VendorRowError as error:
             yield RawRecord(input_name, source, None, raw, f"{vendor} report row: {error}")
+
+
+def _vendor_line(vendor: str, header: Sequence[str], row: Sequence[str]) -> str:
+    """A vendor report row as CSV text, the columns a dead letter may not show left empty (personal data)."""
+    shown = shown_columns(vendor)
+    return _csv_line([cell if column in shown else "" for column, cell in zip(header, row)])
+
+
+def _withheld(vendor: str) -> str:
+    # A line whose cells cannot be matched to the header's columns may put personal data anywhere.
+    return f"<not shown: a {vendor} report line whose cells do not match its columns may hold personal data>"
 
 
 def _csv_line(row: Sequence[str]) -> str:

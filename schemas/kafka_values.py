@@ -11,11 +11,12 @@ import base64
 import io
 import json
 import struct
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 import fastavro
 
 from schemas.avro import avro_schema
+from schemas.pan import mask_pans
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
 
@@ -84,7 +85,28 @@ def raw_text(value: Optional[bytes], value_format: str) -> str:
         return ""
     if value_format == "json":
         return value.decode("utf-8", errors="replace")
-    return "base64:" + base64.b64encode(value).decode("ascii")
+    return BINARY_PREFIX + base64.b64encode(value).decode("ascii")
+
+
+BINARY_PREFIX = "base64:"
+
+
+def mask_payload(text: str, keep: FrozenSet[str] = frozenset()) -> Tuple[str, int]:
+    """`schemas.pan.mask_pans` for a raw payload, also inside a binary value's base64.
+
+    The value's bytes are read as Latin-1 (one character per byte), so the
+    ASCII digits of a card number in an Avro string are masked in place and
+    the value keeps its length; the base64 text is masked as text too.
+    """
+    if not text.startswith(BINARY_PREFIX):
+        return mask_pans(text, keep)
+    try:
+        data = base64.b64decode(text[len(BINARY_PREFIX):], validate=True)
+    except ValueError:  # not base64 after all: plain text
+        return mask_pans(text, keep)
+    inner, in_value = mask_pans(data.decode("latin-1"), keep)
+    outer, in_text = mask_pans(BINARY_PREFIX + base64.b64encode(inner.encode("latin-1")).decode("ascii"), keep)
+    return outer, in_value + in_text
 
 
 

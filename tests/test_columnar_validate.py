@@ -3,9 +3,10 @@
 Rows mix valid values with every broken form the readers accept (padding,
 case, signs, decimals, overflowing digits, impossible dates, other offsets,
 naive times, unknown enums and currencies, blanks, wrong column counts,
-quotes, non-ASCII, CRLF, BOM). Both sides must accept the same records with
-the same values and reject the same rows with the same reason, source and
-raw payload.
+quotes, non-ASCII, CRLF, BOM, card numbers and Adyen PSP references in
+identifiers). Both sides must accept the same records with the same values,
+reject the same rows with the same reason, source and (masked) raw payload,
+and count the same card numbers masked.
 """
 from __future__ import annotations
 
@@ -26,11 +27,17 @@ from schemas.money import MAX_MINOR_UNITS
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from schemas.record_tables import RECORD_TYPE_OF_INPUT, table_to_records
-from transforms.columnar.validate import validate_chunk
-from transforms.validate import validate_raw_record
+from tests.card_numbers import card_number, grouped, without_check_digit
+from transforms.columnar.validate import judge_chunk
+from transforms.validate import judge_raw_record
 
+PSP_REFERENCE = card_number(16, "88", "3")  # Adyen's documented form, Luhn-valid
+# Card numbers and look-alikes: refused, or kept (an Adyen PSP reference where Adyen documents it), or fine.
+CARD_LIKE = [card_number(), grouped(card_number(), "-"), grouped(card_number(), " "), f"ref_{card_number(13)}",
+             without_check_digit(card_number()[:-1]), card_number()[:12], card_number(20), PSP_REFERENCE,
+             f"adyen:{PSP_REFERENCE}:Settled", f"adyen:{PSP_REFERENCE}:", f" {PSP_REFERENCE}"]
 TEXT = ["evt_1", "ref_9", "m_1", " padded", "padded ", "", "  ", "with space inside", "ünïcode", "x\u00a0",
-        "tab\t", "a,b", 'q"uote']
+        "tab\t", "a,b", 'q"uote'] + CARD_LIKE
 TIMES = ["2026-01-05T00:00:00Z", "2026-01-05T10:11:12.345Z", "2026-01-05T10:11:12.345678Z",
          "2026-01-05T10:11:12+00:00", "2026-01-05T10:11:12+02:00", "2026-01-05T10:11:12", "2026-02-29T00:00:00Z",
          "2024-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-05T24:00:00Z", "2026-01-05T23:59:60Z",
@@ -48,7 +55,7 @@ FIELD_VALUES = {
     "currency": ["USD", "EUR", "JPY", "usd", "XXX", " EUR", ""],
     "amount_minor": MONEY, "gross_minor": MONEY, "fee_minor": MONEY + ["-1000"], "net_minor": MONEY,
     "event_time": TIMES, "booked_time": TIMES, "settlement_date": DATES,
-    "payout_id": ["po_1", "", "  ", " po_2", None],
+    "payout_id": ["po_1", "", "  ", " po_2", None, card_number(), f"batch-{PSP_REFERENCE}"],
 }
 
 
@@ -100,22 +107,25 @@ def _csv_text(rng: random.Random, input_name: str, rows: int, plain: bool) -> st
 
 
 def _outcomes_of_records(path: str, fmt: str, input_name: str):
+    """(accepted records, dead letters, card numbers masked) of the per-record reader + validator."""
     with open(path, "rb") as handle:
-        outcomes = [validate_raw_record(raw) for raw in read_records(handle, path, fmt, input_name)]
+        judged = [judge_raw_record(raw) for raw in read_records(handle, path, fmt, input_name)]
+    outcomes = [outcome for outcome, _ in judged]
     return (sorted(o for o in outcomes if not isinstance(o, DeadLetter)),
-            sorted(o for o in outcomes if isinstance(o, DeadLetter)))
+            sorted(o for o in outcomes if isinstance(o, DeadLetter)), sum(masked for _, masked in judged))
 
 
 def _outcomes_of_chunks(path: str, fmt: str, input_name: str, chunks_seen: list = None):
-    accepted, letters = [], []
+    accepted, letters, pans_masked = [], [], 0
     with open(path, "rb") as handle:
         for chunk in read_chunks(handle, path, fmt, input_name):
             if chunks_seen is not None:
                 chunks_seen.append(chunk)
-            table, rejected = validate_chunk(chunk)
+            table, rejected, masked = judge_chunk(chunk)
             accepted += table_to_records(table, RECORD_TYPE_OF_INPUT[input_name])
             letters += rejected
-    return sorted(accepted), sorted(letters)
+            pans_masked += masked
+    return sorted(accepted), sorted(letters), pans_masked
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,8 +154,8 @@ def test_csv_switches_to_the_csv_module_mid_file(tmp_path, monkeypatch):
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.writelines(lines)
     chunks = []
-    accepted, letters = _outcomes_of_chunks(path, "csv", PAYMENTS, chunks)
-    assert (accepted, letters) == _outcomes_of_records(path, "csv", PAYMENTS)
+    accepted, letters, masked = _outcomes_of_chunks(path, "csv", PAYMENTS, chunks)
+    assert (accepted, letters, masked) == _outcomes_of_records(path, "csv", PAYMENTS)
     assert chunks[0].row_records is None  # split by Arrow compute
     assert chunks[-1].row_records is not None  # read by the csv module, then tabulated
     assert any(record.processor_reference == "ref, with comma" for record in accepted)
@@ -264,3 +274,55 @@ def test_avro_columnar_equals_per_record(tmp_path):
         assert _outcomes_of_chunks(path, "avro", input_name, chunks) == _outcomes_of_records(path, "avro", input_name)
         tabulated = sum(chunk.table.num_rows for chunk in chunks if chunk.table is not None)
         assert tabulated >= 0.99 * sum(chunk.read_count for chunk in chunks)
+
+
+def _card_like_rows(input_name: str) -> list:
+    """Every card-like value in every identifier field, for Adyen and for another processor."""
+    from transforms.validate import IDENTIFIER_FIELDS
+
+    valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+    rows = []
+    for field in IDENTIFIER_FIELDS[input_name]:
+        for value in CARD_LIKE:
+            for processor in ("adyen", "stripe"):
+                row = dict(valid(len(rows)), processor=processor)
+                row[field] = value
+                rows.append(row)
+    return rows
+
+
+def test_card_numbers_are_judged_alike_in_both_engines(tmp_path):
+    """Refused, kept (Adyen PSP references) and masked the same way, in CSV and Parquet, with the same count."""
+    for input_name in (PAYMENTS, SETTLEMENTS):
+        rows = _card_like_rows(input_name)
+        csv_path = str(tmp_path / f"{input_name}.csv")
+        with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        parquet_path = str(tmp_path / f"{input_name}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows), parquet_path)
+        for path, fmt in ((csv_path, "csv"), (parquet_path, "parquet")):
+            accepted, letters, masked = _outcomes_of_chunks(path, fmt, input_name)
+            assert (accepted, letters, masked) == _outcomes_of_records(path, fmt, input_name)
+            assert sum("looks like a card number" in letter.reason for letter in letters) >= 10
+            assert masked >= len(letters) and not any(card_number() in letter.raw_payload for letter in letters)
+            assert any(record.processor_reference == PSP_REFERENCE for record in accepted)
+
+
+def test_adyen_psp_references_stay_on_the_vectorised_path(tmp_path):
+    """16-digit PSP references pass Luhn one time in ten: they must not send Adyen rows to the referee."""
+    import transforms.columnar.validate as validate
+
+    for input_name in (PAYMENTS, SETTLEMENTS):
+        rows = [dict((_valid_payment if input_name == PAYMENTS else _valid_settlement)(index), processor="adyen",
+                     processor_reference=PSP_REFERENCE) for index in range(20)]
+        if input_name == SETTLEMENTS:
+            for row in rows:
+                row["settlement_id"] = f"adyen:{PSP_REFERENCE}:Settled"
+        table = pa.Table.from_pylist(rows)
+        fast, _ = validate._vectorised(input_name, table)
+        assert fast.all()
+        stripe = table.set_column(table.schema.get_field_index("processor"), "processor",
+                                  pa.array(["stripe"] * len(rows)))
+        assert not validate._vectorised(input_name, stripe)[0].any()

@@ -7,6 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from tests.beam_helpers import at
+from tests.card_numbers import card_number
 from schemas.timestamps import format_timestamp
 from transforms.flow import ReconcileConfig, ReconcileRecords
 
@@ -24,12 +25,18 @@ def _line_fields(settlement_id, reference, gross="1000"):
             "booked_time": format_timestamp(at())}
 
 
+PAN = card_number()
+MASKED = f"{PAN[:6]}******{PAN[-4:]}"
+
+
 def test_flow_outputs_and_counts_add_up():
     payments = [
         RawRecord(PAYMENTS, "p.csv:2", _payment_fields("e1", "r1"), "raw e1"),
         RawRecord(PAYMENTS, "p.csv:3", _payment_fields("e1", "r1"), "raw e1 again"),  # re-delivery
         RawRecord(PAYMENTS, "p.csv:4", _payment_fields("e2", "r2", currency="XXX"), "raw e2"),  # rejected
         RawRecord(PAYMENTS, "p.csv:5", None, "{broken", "invalid JSON"),  # undecodable
+        # A card number in a key field: refused, its payload (two copies of the number) masked.
+        RawRecord(PAYMENTS, "p.csv:6", _payment_fields("e3", PAN), f"e3,{PAN},{PAN}"),
     ]
     settlements = [RawRecord(SETTLEMENTS, "s.csv:2", _line_fields("s1", "r1"), "raw s1")]
     with BeamTestPipeline() as pipeline:
@@ -38,12 +45,14 @@ def test_flow_outputs_and_counts_add_up():
         assert_that(outputs["results"] | beam.Map(lambda r: (r.processor_reference, r.status)),
                     equal_to([("r1", "MATCHED")]), label="results")
         assert_that(outputs["dead_letters"] | beam.Map(lambda d: (d.source, d.stage, d.raw_payload)),
-                    equal_to([("p.csv:4", "validate", "raw e2"), ("p.csv:5", "decode", "{broken")]),
+                    equal_to([("p.csv:4", "validate", "raw e2"), ("p.csv:5", "decode", "{broken"),
+                              ("p.csv:6", "validate", f"e3,{MASKED},{MASKED}")]),
                     label="dead_letters")
         assert_that(outputs["counts"], equal_to([
-            ("payments.read", 4), ("payments.accepted", 2), ("payments.rejected", 2), ("payments.unique", 1),
-            ("payments.truncated_files", 0),
+            ("payments.read", 5), ("payments.accepted", 2), ("payments.rejected", 3), ("payments.unique", 1),
+            ("payments.truncated_files", 0), ("payments.pan_rejections", 1), ("payments.pans_masked", 2),
             ("settlements.read", 1), ("settlements.accepted", 1), ("settlements.rejected", 0),
-            ("settlements.unique", 1), ("settlements.truncated_files", 0), ("results.rows", 1), ("daily_totals.rows", 1),
+            ("settlements.unique", 1), ("settlements.truncated_files", 0), ("settlements.pan_rejections", 0),
+            ("settlements.pans_masked", 0), ("results.rows", 1), ("daily_totals.rows", 1),
             ("status.MATCHED", 1), ("as_of_millis", at()),
         ]), label="counts")

@@ -24,6 +24,20 @@ class CountEach(beam.PTransform):
         return counted | "AllCounts" >> beam.Flatten()
 
 
+class SumEach(beam.PTransform):
+    """{name: PCollection of ints} -> one (name, sum) per name, zero for an empty collection (bounded only)."""
+
+    def expand(self, named: Mapping[str, beam.PCollection]):
+        summed = [
+            collection
+            | f"Rewindow[{name}]" >> beam.WindowInto(GlobalWindows())
+            | f"Sum[{name}]" >> beam.CombineGlobally(sum)
+            | f"Name[{name}]" >> beam.Map(lambda total, name=name: (name, total))
+            for name, collection in named.items()
+        ]
+        return summed | "AllSums" >> beam.Flatten()
+
+
 class CountStatuses(beam.PTransform):
     """Result rows of the final revisions -> ("status.<STATUS>", count) pairs."""
 

@@ -18,12 +18,12 @@ import apache_beam as beam
 
 from schemas.codecs import is_truncation
 from schemas.records import PAYMENTS, SETTLEMENTS
-from transforms.counting import CountEach, CountStatuses
+from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
 from transforms.dedup import DEFAULT_HORIZON, Deduplicate
 from transforms.event_time import AssignEventTime
 from transforms.reconcile import AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
-from transforms.validate import DEAD_LETTERS, ParseAndValidate
+from transforms.validate import DEAD_LETTERS, PANS_MASKED, ParseAndValidate, is_pan_rejection
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ReconcileRecords(beam.PTransform):
 
     With `with_counts` (bounded inputs only) also `counts`: (name, count)
     pairs such as payments.read, payments.accepted, payments.rejected,
-    payments.unique and status.MATCHED.
+    payments.unique, payments.pans_masked and status.MATCHED.
     """
 
     def __init__(self, config: ReconcileConfig = ReconcileConfig(), with_counts: bool = False):
@@ -50,10 +50,11 @@ class ReconcileRecords(beam.PTransform):
 
     def expand(self, raw: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         config = self._config
-        valid, rejected, unique = {}, {}, {}
+        valid, rejected, unique, masked = {}, {}, {}, {}
         for name in (PAYMENTS, SETTLEMENTS):
             parsed = raw[name] | f"ParseAndValidate[{name}]" >> ParseAndValidate(name)
             valid[name], rejected[name] = parsed.valid, parsed[DEAD_LETTERS]
+            masked[f"{name}.{PANS_MASKED}"] = parsed[PANS_MASKED]
             unique[name] = (
                 parsed.valid
                 | f"AssignEventTime[{name}]" >> AssignEventTime()
@@ -80,10 +81,13 @@ class ReconcileRecords(beam.PTransform):
                 named.update({f"{name}.read": raw[name], f"{name}.accepted": valid[name],
                               f"{name}.rejected": rejected[name], f"{name}.unique": unique[name],
                               f"{name}.truncated_files": rejected[name] | f"Truncations[{name}]" >> beam.Filter(
-                                  lambda letter: is_truncation(letter.reason))})
+                                  lambda letter: is_truncation(letter.reason)),
+                              f"{name}.pan_rejections": rejected[name] | f"PanRejections[{name}]" >> beam.Filter(
+                                  lambda letter: is_pan_rejection(letter.reason))})
             named["results.rows"] = results
             named["daily_totals.rows"] = outputs["daily_totals"]
-            counted = [named | "CountEach" >> CountEach(), results | "CountStatuses" >> CountStatuses()]
+            counted = [named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(),
+                       results | "CountStatuses" >> CountStatuses()]
             if as_of is not None:
                 counted.append(as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis)))
             outputs["counts"] = (

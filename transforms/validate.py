@@ -4,15 +4,22 @@ The same rules for every format and for Kafka, because every reader yields
 `RawRecord`s. The pure functions raise `InvalidRecord` with a human reason;
 `ParseAndValidate` routes failures to a dead-letter output with the reason,
 the stage and the raw payload, so nothing is dropped silently.
+
+Card numbers (schemas/pan.py): an identifier field holding one (other than
+an Adyen PSP reference where Adyen documents it) rejects its record, and
+every dead letter's reason and raw payload is masked here, the one place
+dead letters are made, before any writer sees it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Union
 
 import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas.money import MoneyError, normalize_currency, parse_minor_units
+from schemas.kafka_values import mask_payload
+from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import (
     EVENT_TYPES,
     PAYMENT_FIELDS,
@@ -26,8 +33,11 @@ from schemas.records import (
     SettlementLine,
 )
 from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
+from schemas.vendors.adyen import PROCESSOR as ADYEN
+from schemas.vendors.adyen import psp_references, psp_references_in
 
 DEAD_LETTERS = "dead_letters"
+PANS_MASKED = "pans_masked"
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
 
@@ -86,13 +96,39 @@ def _timestamp(fields: Mapping[str, Any], name: str) -> int:
         raise InvalidRecord(str(error)) from None
 
 
+# The text fields of a typed record that identify something: a card number in
+# one is refused, never rewritten (a rewritten key would match the wrong thing).
+# The other text fields are enums, currencies and dates, which cannot hold one.
+IDENTIFIER_FIELDS = {
+    PAYMENTS: ("event_id", "payment_id", "processor", "processor_reference", "merchant_id"),
+    SETTLEMENTS: ("settlement_id", "processor", "processor_reference", "merchant_id", "payout_id"),
+}
+PAN_IN_IDENTIFIER = "looks like a card number (PAN); not published"
+
+
+def is_pan_rejection(reason: str) -> bool:
+    """Whether a dead letter's reason says an identifier looked like a card number."""
+    return PAN_IN_IDENTIFIER in reason
+
+
+def _refuse_card_numbers(record: Any, input_name: str) -> Any:
+    for name in IDENTIFIER_FIELDS[input_name]:
+        value = getattr(record, name)
+        if not value:
+            continue
+        documented = psp_references_in(name, value) if record.processor == ADYEN else frozenset()
+        if any(value[start:end] not in documented for start, end in find_pan_spans(value)):
+            raise InvalidRecord(f"{name} {PAN_IN_IDENTIFIER}")
+    return record
+
+
 def parse_payment_event(fields: Mapping[str, Any]) -> PaymentEvent:
-    """Validates one ledger event against docs/DESIGN.md 3.1."""
+    """Validates one ledger event against docs/DESIGN.md 3.1 (and refuses card numbers in identifiers)."""
     _check_missing_columns(fields, PAYMENT_FIELDS)
     amount = _money(fields, "amount_minor")
     if amount <= 0:
         raise InvalidRecord(f"amount_minor must be positive (the event_type gives the direction), got {amount}")
-    return PaymentEvent(
+    return _refuse_card_numbers(PaymentEvent(
         event_id=_required_text(fields, "event_id"),
         payment_id=_required_text(fields, "payment_id"),
         event_type=_choice(fields, "event_type", EVENT_TYPES),
@@ -102,11 +138,11 @@ def parse_payment_event(fields: Mapping[str, Any]) -> PaymentEvent:
         amount_minor=amount,
         currency=_currency(fields),
         event_time=_timestamp(fields, "event_time"),
-    )
+    ), PAYMENTS)
 
 
 def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
-    """Validates one settlement line against docs/DESIGN.md 3.2 (incl. net = gross - fee)."""
+    """Validates one settlement line against docs/DESIGN.md 3.2 (incl. net = gross - fee; no card numbers)."""
     _check_missing_columns(fields, SETTLEMENT_FIELDS, optional=("payout_id",))
     gross = _money(fields, "gross_minor")
     fee = _money(fields, "fee_minor")
@@ -119,7 +155,7 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date = parse_date(fields.get("settlement_date"), "settlement_date").isoformat()
     except TimestampError as error:
         raise InvalidRecord(str(error)) from None
-    return SettlementLine(
+    return _refuse_card_numbers(SettlementLine(
         settlement_id=_required_text(fields, "settlement_id"),
         processor=_required_text(fields, "processor").lower(),
         processor_reference=_required_text(fields, "processor_reference"),
@@ -132,7 +168,7 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date=settlement_date,
         booked_time=_timestamp(fields, "booked_time"),
         payout_id=_optional_text(fields, "payout_id"),
-    )
+    ), SETTLEMENTS)
 
 
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementLine]]] = {
@@ -141,26 +177,48 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementL
 }
 
 
+class Judged(NamedTuple):
+    outcome: Union[PaymentEvent, SettlementLine, DeadLetter]
+    pans_masked: int  # card numbers masked in the dead letter's reason and raw payload
+
+
+def judge_raw_record(raw: RawRecord) -> Judged:
+    """A typed record, or the dead letter that explains why there is none, with card numbers masked."""
+    if raw.decode_error is not None or raw.fields is None:
+        return _dead_letter(raw, STAGE_DECODE, raw.decode_error or "no fields")
+    try:
+        return Judged(PARSERS[raw.input](raw.fields), 0)
+    except InvalidRecord as error:
+        return _dead_letter(raw, STAGE_VALIDATE, str(error))
+
+
 def validate_raw_record(raw: RawRecord) -> Union[PaymentEvent, SettlementLine, DeadLetter]:
     """A typed record, or the dead letter that explains why there is none."""
-    if raw.decode_error is not None or raw.fields is None:
-        return DeadLetter(raw.input, raw.source, STAGE_DECODE, raw.decode_error or "no fields", raw.raw_payload)
-    try:
-        return PARSERS[raw.input](raw.fields)
-    except InvalidRecord as error:
-        return DeadLetter(raw.input, raw.source, STAGE_VALIDATE, str(error), raw.raw_payload)
+    return judge_raw_record(raw).outcome
+
+
+def _dead_letter(raw: RawRecord, stage: str, reason: str) -> Judged:
+    # Adyen PSP references stay readable in the payload; a reason can echo a value, so it is masked too.
+    # The source (file:line, topic/partition@offset) is the operator's, not the record's, and stays.
+    keep = psp_references(raw.fields) if isinstance(raw.fields, Mapping) else frozenset()
+    payload, in_payload = mask_payload(raw.raw_payload, keep)
+    reason, in_reason = mask_pans(reason, keep)
+    return Judged(DeadLetter(raw.input, raw.source, stage, reason, payload), in_payload + in_reason)
 
 
 def _route(raw: RawRecord) -> Iterator[Any]:
-    outcome = validate_raw_record(raw)
+    outcome, pans_masked = judge_raw_record(raw)
     if isinstance(outcome, DeadLetter):
         yield pvalue.TaggedOutput(DEAD_LETTERS, outcome)
     else:
         yield outcome
+    if pans_masked:
+        yield pvalue.TaggedOutput(PANS_MASKED, pans_masked)
 
 
 class ParseAndValidate(beam.PTransform):
-    """RawRecords of one input -> typed records (main) and DeadLetters (`dead_letters`)."""
+    """RawRecords of one input -> typed records (main), DeadLetters (`dead_letters`) and, for each dead letter
+    with card numbers masked, how many (`pans_masked`)."""
 
     def __init__(self, input_name: str):
         super().__init__()
@@ -169,7 +227,9 @@ class ParseAndValidate(beam.PTransform):
         self._record_type = PaymentEvent if input_name == PAYMENTS else SettlementLine
 
     def expand(self, raw_records):
-        outputs = raw_records | "Validate" >> beam.FlatMap(_route).with_outputs(DEAD_LETTERS, main="valid")
+        outputs = raw_records | "Validate" >> beam.FlatMap(_route).with_outputs(DEAD_LETTERS, PANS_MASKED,
+                                                                                main="valid")
         outputs.valid.element_type = self._record_type
         outputs[DEAD_LETTERS].element_type = DeadLetter
+        outputs[PANS_MASKED].element_type = int
         return outputs

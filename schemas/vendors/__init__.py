@@ -131,6 +131,12 @@ _WRITERS = {
     "adyen": _adyen.adyen_row_from_settlement,
 }
 _COLUMNS = {"stripe": _stripe.STRIPE_COLUMNS, "adyen": _adyen.ADYEN_COLUMNS}
+# What a dead letter's raw payload may show of a vendor row: the documented
+# columns without personal data. The Adyen settlement details report documents
+# none; columns a format does not document (an account's extra columns, other
+# payment_metadata keys) may hold anything, so they are not shown either.
+_SHOWN_COLUMNS = {"stripe": frozenset(_stripe.STRIPE_COLUMNS) - _stripe.PERSONAL_DATA_COLUMNS,
+                  "adyen": frozenset(_adyen.ADYEN_COLUMNS)}
 
 
 def _known_vendor(vendor: str) -> str:
@@ -161,6 +167,11 @@ def vendor_columns(vendor: str) -> tuple[str, ...]:
     return _COLUMNS[_known_vendor(vendor)]
 
 
+def shown_columns(vendor: str) -> frozenset[str]:
+    """The columns of a vendor row that a dead letter's raw payload may show (the others are left empty)."""
+    return _SHOWN_COLUMNS[_known_vendor(vendor)]
+
+
 def vendor_row_from_settlement(vendor: str, line: SettlementLine) -> dict[str, str]:
     """A vendor report row that reads back to the line (see each module for the
     one documented difference: Adyen settlement ids gain an 'adyen:' form)."""
@@ -172,6 +183,7 @@ __all__ = [
     "VendorRowError",
     "detect_vendor",
     "settlement_fields_from_vendor_row",
+    "shown_columns",
     "vendor_columns",
     "vendor_row_from_settlement",
 ]

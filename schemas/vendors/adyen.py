@@ -49,8 +49,9 @@ Payout ids must look like ``batch-<Batch Number>``.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timezone, tzinfo
-from typing import Mapping, Optional
+from typing import Any, FrozenSet, Mapping, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.money import to_major_units
@@ -106,6 +107,36 @@ ADYEN_COLUMNS: tuple[str, ...] = (
     "Booking Date",
     "Booking Date TimeZone",
 )
+
+# Adyen documents PSP references as 16-digit numbers (a modification reference is
+# the PSP reference of the modification). About one in ten passes the Luhn
+# check, so they are told from card numbers by where they stand, never by
+# their digits: `processor_reference` of an Adyen record, and the modification
+# reference inside an Adyen `settlement_id` (adyen:<reference>:<Type>).
+PSP_REFERENCE = re.compile(r"[0-9]{16}")
+_SETTLEMENT_ID = re.compile(r"adyen:([0-9]{16}):[A-Za-z]+")
+
+
+def psp_references_in(name: str, value: str) -> FrozenSet[str]:
+    """The PSP references that canonical field `name` of an Adyen record holds in Adyen's documented form."""
+    if name == "processor_reference" and PSP_REFERENCE.fullmatch(value):
+        return frozenset((value,))
+    match = _SETTLEMENT_ID.fullmatch(value) if name == "settlement_id" else None
+    return frozenset((match.group(1),)) if match else frozenset()
+
+
+def psp_references(fields: Mapping[str, Any]) -> FrozenSet[str]:
+    """The PSP references of a canonical field mapping whose processor is adyen (none for other processors)."""
+    processor = fields.get("processor")
+    if not isinstance(processor, str) or processor.strip().lower() != PROCESSOR:
+        return frozenset()
+    found: FrozenSet[str] = frozenset()
+    for name in ("processor_reference", "settlement_id"):
+        value = fields.get(name)
+        if isinstance(value, str):
+            found |= psp_references_in(name, value.strip())
+    return found
+
 
 _FEE_COLUMNS = ("Commission (NC)", "Markup (NC)", "Scheme Fees (NC)", "Interchange (NC)")
 

@@ -27,9 +27,10 @@ CHARGEBACK, FEE and PAYOUT; positive when gross is zero, so the sign of the
 fee survives the round trip), so ``reading(writing(line)) == line`` also for
 lines that are deliberately inconsistent.
 
-Personal data: the report can carry customer names, e-mails and addresses.
-The reader never looks at those columns and the writer always leaves them
-empty (``PERSONAL_DATA_COLUMNS``).
+Personal data: the report can carry customer names, e-mails and addresses,
+and a free-text ``description`` that often names the customer. The reader
+never looks at those columns, the writer always leaves them empty and dead
+letters never show them (``PERSONAL_DATA_COLUMNS``).
 """
 from __future__ import annotations
 
@@ -117,6 +118,7 @@ STRIPE_COLUMNS: tuple[str, ...] = (
 
 PERSONAL_DATA_COLUMNS: frozenset[str] = frozenset(
     (
+        "description",
         "customer_id",
         "customer_email",
         "customer_name",

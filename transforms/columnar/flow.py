@@ -49,10 +49,10 @@ from transforms.columnar.matching import (
     settlement_candidates,
 )
 from transforms.columnar.shards import compact, plain, split_by_shard
-from transforms.columnar.validate import ORIGIN_COLUMN, validate_chunk
+from transforms.columnar.validate import ORIGIN_COLUMN, judge_chunk
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import latest_of
-from transforms.validate import DEAD_LETTERS
+from transforms.validate import DEAD_LETTERS, PANS_MASKED, is_pan_rejection
 
 COUNTS = "counts"
 KEY_COLUMNS = ("processor", "processor_reference", "kind")
@@ -60,11 +60,13 @@ ShardTable = Tuple[int, pa.Table]
 
 
 def _validated(chunk):
-    accepted, letters = validate_chunk(chunk)
+    accepted, letters, pans_masked = judge_chunk(chunk)
     name = chunk.input
     truncated = sum(1 for letter in letters if is_truncation(letter.reason))
+    pan_rejections = sum(1 for letter in letters if is_pan_rejection(letter.reason))
     for counted, count in ((f"{name}.read", chunk.read_count), (f"{name}.accepted", accepted.num_rows),
-                           (f"{name}.rejected", len(letters)), (f"{name}.truncated_files", truncated)):
+                           (f"{name}.rejected", len(letters)), (f"{name}.truncated_files", truncated),
+                           (f"{name}.{PANS_MASKED}", pans_masked), (f"{name}.pan_rejections", pan_rejections)):
         yield pvalue.TaggedOutput(COUNTS, (chunk.path, (counted, count)))
     for letter in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)

@@ -3,7 +3,9 @@
 A row takes the vectorised path only when its every field is in a form whose
 per-record outcome is certain and cheap to compute (plain ids, exact enum
 values, digit strings, `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff](Z|+00:00)`,
-timestamp or integer columns, ...); those rows are accepted with exactly the
+timestamp or integer columns, ...) and no identifier holds 13 digits in a row
+(a possible card number; an Adyen PSP reference where Adyen documents one
+excepted); those rows are accepted with exactly the
 values `parse_payment_event` / `parse_settlement_line` would give. Every
 other row is rebuilt as the `RawRecord` the per-record reader gives and
 judged by `validate_raw_record` itself, so rejections carry the very same
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
+from schemas.pan import CANDIDATE_PATTERN
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table, to_numpy
@@ -31,7 +34,8 @@ from schemas.records import (
     DeadLetter,
     RawRecord,
 )
-from transforms.validate import validate_raw_record
+from schemas.vendors.adyen import PROCESSOR as ADYEN
+from transforms.validate import IDENTIFIER_FIELDS, judge_raw_record
 
 ORIGIN_COLUMN = "_origin"
 
@@ -40,15 +44,24 @@ _PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it
 _PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower() too
 _INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Adyen's documented forms (schemas/vendors/adyen.py), the one digit run of their field.
+_ADYEN_DOCUMENTED = {"processor_reference": r"^[0-9]{16}$", "settlement_id": r"^adyen:[0-9]{16}:[A-Za-z]+$"}
 
 Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its parsed value)
 
 
 def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
     """A chunk -> (accepted rows as a TABLE_SCHEMA_OF_INPUT table plus _origin, dead letters)."""
+    accepted, letters, _ = judge_chunk(chunk)
+    return accepted, letters
+
+
+def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
+    """`validate_chunk`, plus how many card numbers the dead letters had masked."""
     schema = TABLE_SCHEMA_OF_INPUT[chunk.input]
     parts: List[pa.Table] = []
     letters: List[DeadLetter] = []
+    pans_masked = 0
     referee: List[Tuple[RawRecord, int]] = [(record, chunk.record_origin(record.source)) for record in chunk.records]
     if chunk.table is not None and chunk.table.num_rows:
         fast, values = _vectorised(chunk.input, chunk.table)
@@ -60,7 +73,8 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
         referee += zip(chunk.row_raw_records(slow), chunk.row_origins(slow).tolist())
     accepted, accepted_origins = [], []
     for raw, origin in referee:
-        outcome = validate_raw_record(raw)
+        outcome, masked = judge_raw_record(raw)
+        pans_masked += masked
         if isinstance(outcome, DeadLetter):
             letters.append(outcome)
         else:
@@ -69,8 +83,8 @@ def validate_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter]]:
     if accepted:
         parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64)))
     if not parts:
-        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters
-    return pa.concat_tables(parts), letters
+        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters, pans_masked
+    return pa.concat_tables(parts), letters, pans_masked
 
 
 def _with_origin(table: pa.Table, origins: np.ndarray) -> pa.Table:
@@ -113,11 +127,28 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
     for ok, _ in checks.values():
         fast &= ok
     values = {name: value for name, (_, value) in checks.items()}
+    if fast.any():
+        fast &= ~_may_hold_card_numbers(input_name, values)
     if input_name != PAYMENTS and fast.any():
         gross, fee, net = (np.where(fast, to_numpy(values[name].fill_null(0)), 0)
                            for name in ("gross_minor", "fee_minor", "net_minor"))
         fast &= net == gross - fee
     return fast, values
+
+
+def _may_hold_card_numbers(input_name: str, values: Dict[str, pa.Array]) -> np.ndarray:
+    """Rows with 13 digits in a row in an identifier: the referee decides (`schemas.pan`, Luhn, Adyen's forms)."""
+    suspect = np.zeros(len(values["processor"]), dtype=bool)
+    adyen = None
+    for name in IDENTIFIER_FIELDS[input_name]:
+        if not _is_text(values[name]):
+            continue  # such rows are not on the vectorised path anyway
+        candidate = _mask(pc.match_substring_regex(values[name], CANDIDATE_PATTERN))
+        if name in _ADYEN_DOCUMENTED and candidate.any():
+            adyen = _mask(pc.equal(values["processor"], ADYEN)) if adyen is None else adyen
+            candidate &= ~(adyen & _mask(pc.match_substring_regex(values[name], _ADYEN_DOCUMENTED[name])))
+        suspect |= candidate
+    return suspect
 
 
 def _mask(condition) -> np.ndarray:
