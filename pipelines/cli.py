@@ -227,10 +227,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
-        print(f"paybeam {args.command}: error: stopped by {interrupted}; nothing was published", file=sys.stderr)
+        print(f"paybeam {args.command}: error: stopped by {interrupted}{_UNPUBLISHED.get(args.command, '')}",
+              file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"paybeam {args.command}: error: interrupted; nothing was published", file=sys.stderr)
+        print(f"paybeam {args.command}: error: interrupted{_UNPUBLISHED.get(args.command, '')}", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 — environment failures (disk full, ...) inside a run
         if os.environ.get("PAYBEAM_DEBUG"):
@@ -251,6 +252,10 @@ def _quiet_step_tracebacks() -> None:
     step_logger = logging.getLogger("apache_beam.runners.common")
     if _drop_tracebacks not in step_logger.filters:
         step_logger.addFilter(_drop_tracebacks)
+
+
+# What an interrupted command leaves: reconcile publishes whole runs only (pipelines/io/run_output.py).
+_UNPUBLISHED = {"reconcile": "; nothing was published"}
 
 
 class Interrupted(KeyboardInterrupt):

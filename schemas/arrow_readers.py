@@ -27,7 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.codecs import byte_lines, csv_header, csv_records_from_lines, read_records, stream_error
+from schemas.codecs import (
+    byte_lines, csv_header, csv_records_from_lines, read_records, stream_error, unreadable_rest,
+)
 from schemas.raw_chunks import LINE, RECORD, RawChunk
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
 from schemas.vendors import detect_vendor
@@ -293,10 +295,8 @@ def _parquet_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[R
             position += batch.num_rows
             yield RawChunk(input_name, path, pa.Table.from_batches([batch]), ordinals, RECORD)
     except Exception as error:  # the per-record reader's decode error, word for word
-        yield RawChunk(input_name, path, records=[RawRecord(
-            input_name, f"{path}#{position + 1}", None,
-            f"<unreadable Parquet data in {path} after row {position}>",
-            f"corrupt or truncated Parquet file after {position} rows ({type(error).__name__}: {error})")])
+        yield RawChunk(input_name, path, records=[unreadable_rest(input_name, path, "Parquet", "row", position,
+                                                                  error)])
 
 
 def _seekable(handle: IO[bytes]) -> bool:

@@ -119,9 +119,25 @@ def capped(text: str) -> str:
 TRUNCATED = "is truncated (its compressed data ends early)"
 
 
+CUT_SHORT = "is truncated or corrupt"
+
+
 def is_truncation(reason: str) -> bool:
-    """Whether a dead letter's reason says a whole file was cut short (see stream_error)."""
-    return TRUNCATED in reason
+    """Whether a dead letter's reason says a file was cut short, so the rest of it was not read (see
+    stream_error and unreadable_rest): the run's answer is incomplete."""
+    return TRUNCATED in reason or CUT_SHORT in reason
+
+
+def unreadable_rest(input_name: str, path: str, kind: str, unit: str, position: int,
+                    error: BaseException) -> RawRecord:
+    """The decode dead letter of an Avro or Parquet file that stops being readable after `position` records.
+
+    The two cannot be told apart from inside the reader (a cut file fails like a corrupt one), and either
+    way the rest of the file is lost, so both count as a truncated file."""
+    return RawRecord(input_name, f"{path}#{position + 1}", None,
+                     f"<unreadable {kind} data in {path} after {unit} {position}>",
+                     f"{path} {CUT_SHORT}: unreadable {kind} data after {position} {unit}s "
+                     f"({type(error).__name__}: {error})")
 
 
 def stream_error(input_name: str, path: str, lines_read: int, error: BaseException) -> RawRecord:
@@ -314,13 +330,7 @@ def _read_avro(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRec
             position += 1
             yield RawRecord(input_name, f"{path}#{position}", fields, payload_json(fields))
     except Exception as error:  # fastavro raises several types for truncated or corrupt blocks
-        yield RawRecord(
-            input_name,
-            f"{path}#{position + 1}",
-            None,
-            f"<unreadable Avro data in {path} after record {position}>",
-            f"corrupt or truncated Avro file after {position} records ({type(error).__name__}: {error})",
-        )
+        yield unreadable_rest(input_name, path, "Avro", "record", position, error)
 
 
 def _read_parquet(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
@@ -332,13 +342,7 @@ def _read_parquet(handle: IO[bytes], path: str, input_name: str) -> Iterator[Raw
                 position += 1
                 yield RawRecord(input_name, f"{path}#{position}", fields, payload_json(fields))
     except Exception as error:  # pyarrow raises ArrowInvalid / OSError for corrupt files
-        yield RawRecord(
-            input_name,
-            f"{path}#{position + 1}",
-            None,
-            f"<unreadable Parquet data in {path} after row {position}>",
-            f"corrupt or truncated Parquet file after {position} rows ({type(error).__name__}: {error})",
-        )
+        yield unreadable_rest(input_name, path, "Parquet", "row", position, error)
 
 
 def _seekable(handle: IO[bytes]) -> bool:

@@ -1,7 +1,7 @@
 """Files a hostile or unlucky user hands over: every run finishes, nothing vanishes, both engines agree.
 
 Random bytes, CR-only line endings, a field over the csv module's limit, a
-`.csv.gz` that is not gzip and one cut short: each becomes dead letters
+`.csv.gz` that is not gzip, compressed, Avro and Parquet files cut short: each becomes dead letters
 naming what was wrong (a truncated file says "truncated"), read = accepted +
 rejected holds, and a truncated input makes the run exit 1 unless
 --allow-truncated. A fuzz feeds random bytes through every reader.
@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import random
+from datetime import datetime, timezone
 
+import fastavro
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.reconcile_batch import ENGINES
 from schemas.arrow_readers import read_chunks
+from schemas.avro import avro_schema
 from schemas.codecs import read_records
 from schemas.records import DeadLetter
 from tests.cli_helpers import dead_letters, reconcile, run_summary
@@ -37,6 +43,24 @@ def _payments(rows: int) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def _payment_records(rows: int) -> list:
+    return [{"event_id": f"e_{i}", "payment_id": f"p_{i}", "event_type": "CAPTURED", "processor": "stripe",
+             "processor_reference": f"ch_{i}", "merchant_id": "m_1", "amount_minor": 1000, "currency": "USD",
+             "event_time": datetime(2026, 1, 5, 10, tzinfo=timezone.utc)} for i in range(rows)]
+
+
+def _cut_avro(rows: int) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, avro_schema("payment_event"), _payment_records(rows), sync_interval=4_000)
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+def _cut_parquet(rows: int) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(_payment_records(rows)), buffer, row_group_size=1_000)
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]  # the footer (and half the row groups) gone
+
+
 def _hostile_files() -> dict:
     rng = random.Random(17)
     huge = _payments(50).replace(b"e_7,", b"e_7" + b"x" * 200_000 + b",", 1)
@@ -48,6 +72,8 @@ def _hostile_files() -> dict:
         "not_gzip.csv.gz": b"this is not gzip\n",
         "cut.csv.gz": compressed[: len(compressed) // 3],
         "cut.csv.bz2": bz2.compress(_payments(20_000))[:4_000],
+        "cut.avro": _cut_avro(5_000),
+        "cut.parquet": _cut_parquet(5_000),
         "invalid_utf8.csv": _payments(10).replace(b"ch_3,", b"ch_\xff3,").replace(b"ch_5,", b"ch_\xfe5,"),
         "invalid_utf8.jsonl": (b'{"event_id": "e_1", "processor_reference": "ch_\xff1"}\n'
                                b'{"event_id": "e_2", "processor_reference": "ch_\xfe1"}\n'),
