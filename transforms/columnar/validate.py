@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.pan import CANDIDATE_PATTERN
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
-from schemas.raw_chunks import RawChunk
+from schemas.raw_chunks import RawChunk, source_prefix
 from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table, to_numpy
 from schemas.records import (
     EVENT_TYPES,
@@ -38,6 +38,7 @@ from schemas.vendors.adyen import PROCESSOR as ADYEN
 from transforms.validate import IDENTIFIER_FIELDS, judge_raw_record
 
 ORIGIN_COLUMN = "_origin"
+SOURCE_PREFIX_COLUMN = "_source_prefix"  # with _origin, where a row was read (a conflicting copy's dead letter)
 
 _CURRENCIES = pa.array(sorted(CURRENCY_EXPONENTS))
 _PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it is not empty
@@ -66,12 +67,13 @@ def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
     if chunk.table is not None and chunk.table.num_rows:
         fast, values = _vectorised(chunk.input, chunk.table)
         if fast.any():
-            keep = pa.array(fast)
+            keep, rows = pa.array(fast), np.flatnonzero(fast)
             parts.append(_with_origin(pa.Table.from_arrays([values[name].filter(keep) for name in schema.names],
-                                                            schema=schema), chunk.row_origins(np.flatnonzero(fast))))
+                                                            schema=schema), chunk.row_origins(rows),
+                                      chunk.row_source_prefixes(rows)))
         slow = np.flatnonzero(~fast)
         referee += zip(chunk.row_raw_records(slow), chunk.row_origins(slow).tolist())
-    accepted, accepted_origins = [], []
+    accepted, accepted_origins, accepted_prefixes = [], [], []
     for raw, origin in referee:
         outcome, masked = judge_raw_record(raw)
         pans_masked += masked
@@ -80,16 +82,20 @@ def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
         else:
             accepted.append(outcome)
             accepted_origins.append(origin)
+            accepted_prefixes.append(source_prefix(raw.source))
     if accepted:
-        parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64)))
+        parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64),
+                                  accepted_prefixes))
     if not parts:
-        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters, pans_masked
+        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64), []), letters, pans_masked
     return pa.concat_tables(parts), letters, pans_masked
 
 
-def _with_origin(table: pa.Table, origins: np.ndarray) -> pa.Table:
-    """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest."""
-    return table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
+def _with_origin(table: pa.Table, origins: np.ndarray, prefixes: List[str]) -> pa.Table:
+    """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest, and names
+    both copies' sources (`origin_source`) when a later one conflicts."""
+    return (table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
+            .append_column(SOURCE_PREFIX_COLUMN, pa.array(prefixes, pa.string())))
 
 
 # ---------------------------------------------------------------- the vectorised path
