@@ -46,13 +46,25 @@ class InvalidRecord(ValueError):
     """A record that breaks the data contract; the message is the reason."""
 
 
+# The longest free text per field, in characters once trimmed (docs/DESIGN.md 3): ids and references
+# get 256 (real ones are far shorter: Stripe's are at most 255), a processor's name 64. A longer value is
+# garbage or an attack on outputs and Kafka keys; it rejects its record. Enums, currencies and dates are
+# checked against their fixed forms instead.
+TEXT_LIMITS = {"event_id": 256, "payment_id": 256, "settlement_id": 256, "processor_reference": 256,
+               "merchant_id": 256, "payout_id": 256, "processor": 64}
+
+
 def _required_text(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidRecord(f"{name} is missing")
     if not isinstance(value, str):
         raise InvalidRecord(f"{name} must be text, got {type(value).__name__}")
-    return value.strip()
+    text = value.strip()
+    limit = TEXT_LIMITS.get(name)
+    if limit is not None and len(text) > limit:
+        raise InvalidRecord(f"{name} is {len(text)} characters long, longer than {limit}")
+    return text
 
 
 def _optional_text(fields: Mapping[str, Any], name: str) -> Optional[str]:
