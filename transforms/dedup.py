@@ -20,7 +20,7 @@ Fn API runner to the legacy bundle-based one.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Tuple, Union
+from typing import Any, Iterable, Iterator, List, Tuple, Union
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -32,8 +32,8 @@ from apache_beam.utils.timestamp import Duration
 from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import PAYMENTS, DeadLetter, PaymentEvent, SettlementLine
 from transforms.event_time import AssignEventTime
-from transforms.redelivery import PAYLOAD_FIELDS, conflict_letter, settle_deliveries
-from transforms.validate import DEAD_LETTERS, PANS_MASKED
+from transforms.redelivery import PAYLOAD_FIELDS, Delivery, conflict_letter, settle_deliveries
+from transforms.validate import DEAD_LETTERS, PANS_MASKED, Judged
 
 DEFAULT_HORIZON = timedelta(days=7)
 UNIQUE = "unique"
@@ -43,18 +43,18 @@ def record_id(record: Union[PaymentEvent, SettlementLine]) -> str:
     return record.event_id if isinstance(record, PaymentEvent) else record.settlement_id
 
 
-def _keyed_by_id(delivery):
+def _keyed_by_id(delivery: Delivery) -> Tuple[str, Delivery]:
     return record_id(delivery[1]), delivery
 
 
-def _letters(letters):
+def _letters(letters: List[Judged]) -> Iterator[pvalue.TaggedOutput]:
     for letter, pans_masked in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
         if pans_masked:
             yield pvalue.TaggedOutput(PANS_MASKED, pans_masked)
 
 
-def _first_read(id_deliveries, input_name: str):
+def _first_read(id_deliveries: Tuple[str, Iterable[Delivery]], input_name: str) -> Iterator[Any]:
     """Bounded input: all copies of one id -> the first read, and dead letters of the conflicting ones."""
     (_, kept_record), letters = settle_deliveries(input_name, id_deliveries[1])
     yield kept_record
