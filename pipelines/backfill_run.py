@@ -179,7 +179,7 @@ class ReconcileWindow(beam.PTransform):
             counts.append(validated[f"{name}.{COUNTS}"] | f"WindowCounts[{name}]" >> beam.Filter(
                 lambda file_count, files: file_count[0] in files, files) | f"Counts[{name}]" >> beam.Values())
         outputs = accepted | "ReconcileValidated" >> ReconcileValidated(job.config, self._shards)
-        outputs["dead_letters"] = letters | "DeadLetters" >> beam.Flatten()
+        outputs["dead_letters"] = [*letters, outputs["dead_letters"]] | "DeadLetters" >> beam.Flatten()
         outputs["counts"] = [*counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts()
         write_columnar_outputs(job, outputs, self._shards, self._metrics_prefix)
         return outputs["results"]

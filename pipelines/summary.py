@@ -17,12 +17,16 @@ from transforms.counting import AS_OF_MILLIS, METRICS_NAMESPACE
 def input_counts(counts: Dict[str, int]) -> dict:
     per_input = {}
     for name in (PAYMENTS, SETTLEMENTS):
-        accepted = counts.get(f"{name}.accepted", 0)
+        # A conflicting re-delivery passed validation but is a dead letter (docs/DESIGN.md 3.3): it counts as
+        # rejected, not accepted, so read = accepted + rejected and accepted = unique + deduplicated.
+        conflicting = counts.get(f"{name}.conflicting", 0)
+        accepted = counts.get(f"{name}.accepted", 0) - conflicting
         per_input[name] = {
             "read": counts.get(f"{name}.read", 0),
             "accepted": accepted,
-            "rejected": counts.get(f"{name}.rejected", 0),
+            "rejected": counts.get(f"{name}.rejected", 0) + conflicting,
             "deduplicated": accepted - counts.get(f"{name}.unique", 0),
+            "conflicting": conflicting,
             "truncated_files": counts.get(f"{name}.truncated_files", 0),
             "pans_masked": counts.get(f"{name}.pans_masked", 0),
             "pan_rejections": counts.get(f"{name}.pan_rejections", 0),

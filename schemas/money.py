@@ -48,6 +48,14 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 # The largest amount paybeam accepts, in minor units: 10^15 is ten trillion in a two-decimal
 # currency, beyond any real payment, and 9,000 such amounts still sum within int64.
 MAX_MINOR_UNITS = 10**15
+# A published sum (a day's totals) is an int64, the Parquet/Avro column type; more than 9,223 maximal
+# amounts in one group leave it, and such a sum is published as null (`within_int64`), never wrapped.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def within_int64(total: int) -> "int | None":
+    """An exact sum as published: itself when an int64 holds it, else None (unknown, never a wrong number)."""
+    return total if INT64_MIN <= total <= INT64_MAX else None
 
 
 class MoneyError(ValueError):

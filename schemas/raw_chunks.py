@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,7 @@ LINE = ":"  # sources of line-oriented files: path:line
 RECORD = "#"  # sources of record files: path#record
 
 ORDINAL_BITS = 40  # lines or records per file: up to a trillion; files per input: up to 8 million
+ORDINAL_MASK = (1 << ORDINAL_BITS) - 1
 _ORDINAL = re.compile(r"[:#]([0-9]+)$")
 _KAFKA_SOURCE = re.compile(r"/([0-9]+)@([0-9]+)$")  # topic/partition@offset
 
@@ -44,9 +45,9 @@ class RawChunk:
 
     def record_origin(self, source: str) -> int:
         """One int64 that orders records as read: by file, then line or record number; Kafka: (partition, offset)."""
-        message = _KAFKA_SOURCE.search(source)
-        if message:
-            return (int(message.group(1)) << ORDINAL_BITS) + int(message.group(2))
+        position = kafka_position(source)
+        if position is not None:
+            return (position[0] << ORDINAL_BITS) + position[1]
         return (self.file_rank << ORDINAL_BITS) + ordinal_of(source)
 
     def row_origins(self, rows: np.ndarray) -> np.ndarray:
@@ -54,6 +55,12 @@ class RawChunk:
         if self.row_records is not None:
             return np.array([self.record_origin(self.row_records[row].source) for row in rows], dtype=np.int64)
         return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + self.ordinals[rows].astype(np.int64)
+
+    def row_source_prefixes(self, rows: np.ndarray) -> List[str]:
+        """`source_prefix` of table rows' sources (with `row_origins`, the rows' sources)."""
+        if self.row_records is not None:
+            return [source_prefix(self.row_records[row].source) for row in rows]
+        return [f"{self.path}{self.separator}"] * len(rows)
 
     def row_raw_records(self, rows: np.ndarray) -> List[RawRecord]:
         """Table rows as the RawRecords the per-record reader gives for them."""
@@ -65,6 +72,22 @@ class RawChunk:
         return [RawRecord(self.input, f"{self.path}{self.separator}{int(self.ordinals[row])}", row_fields,
                           payload if payload is not None else payload_json(row_fields))
                 for row, row_fields, payload in zip(rows, fields, payloads)]
+
+
+def kafka_position(source: str) -> Optional[Tuple[int, int]]:
+    """(partition, offset) of a Kafka source ("topic/2@17" -> (2, 17)); None for a file's source."""
+    message = _KAFKA_SOURCE.search(source)
+    return (int(message.group(1)), int(message.group(2))) if message else None
+
+
+def source_prefix(source: str) -> str:
+    """A source without its line, record number or offset ("f.csv:12" -> "f.csv:", "t/2@17" -> "t/2@")."""
+    return source.rstrip("0123456789")
+
+
+def origin_source(prefix: str, origin: int) -> str:
+    """The source of a row from its `source_prefix` and `record_origin` (whose low bits are the ordinal)."""
+    return f"{prefix}{origin & ORDINAL_MASK}"
 
 
 def source_path(source: str) -> str:

@@ -86,15 +86,16 @@ class DailyTotal(NamedTuple):
     settlement_day: str  # the local calendar day the window covers, YYYY-MM-DD
     window_start: int  # epoch millis
     window_end: int  # epoch millis
-    captured_minor: int
-    refunded_minor: int
-    chargeback_minor: int
+    # Money sums are null when the exact sum leaves int64 (schemas/money.py: within_int64).
+    captured_minor: Optional[int]
+    refunded_minor: Optional[int]
+    chargeback_minor: Optional[int]
     ledger_event_count: int
-    settled_gross_minor: int
-    fee_minor: int
-    settled_net_minor: int
-    adjustment_minor: int
-    payout_minor: int
+    settled_gross_minor: Optional[int]
+    fee_minor: Optional[int]
+    settled_net_minor: Optional[int]
+    adjustment_minor: Optional[int]
+    payout_minor: Optional[int]
     settlement_line_count: int
     break_count: int
     pane_timing: str  # EARLY | ON_TIME | LATE

@@ -3,7 +3,7 @@
 Rows mix valid values with every broken form the readers accept (padding,
 case, signs, decimals, overflowing digits, impossible dates, other offsets,
 naive times, unknown enums and currencies, blanks, wrong column counts,
-quotes, non-ASCII, CRLF, BOM, card numbers and Adyen PSP references in
+quotes, non-ASCII, CRLF, BOM, text around its length bounds, card numbers and Adyen PSP references in
 identifiers). Both sides must accept the same records with the same values,
 reject the same rows with the same reason, source and (masked) raw payload,
 and count the same card numbers masked.
@@ -36,8 +36,10 @@ PSP_REFERENCE = card_number(16, "88", "3")  # Adyen's documented form, Luhn-vali
 CARD_LIKE = [card_number(), grouped(card_number(), "-"), grouped(card_number(), " "), f"ref_{card_number(13)}",
              without_check_digit(card_number()[:-1]), card_number()[:12], card_number(20), PSP_REFERENCE,
              f"adyen:{PSP_REFERENCE}:Settled", f"adyen:{PSP_REFERENCE}:", f" {PSP_REFERENCE}"]
+# Around the length bounds (transforms/validate.py: TEXT_LIMITS): characters once trimmed, not bytes.
+LONG = ["x" * 256, "x" * 257, " " + "x" * 256 + " ", "é" * 256, "é" * 257, "x" * 2000]
 TEXT = ["evt_1", "ref_9", "m_1", " padded", "padded ", "", "  ", "with space inside", "ünïcode", "x\u00a0",
-        "tab\t", "a,b", 'q"uote'] + CARD_LIKE
+        "tab\t", "a,b", 'q"uote'] + CARD_LIKE + LONG
 TIMES = ["2026-01-05T00:00:00Z", "2026-01-05T10:11:12.345Z", "2026-01-05T10:11:12.345678Z",
          "2026-01-05T10:11:12+00:00", "2026-01-05T10:11:12+02:00", "2026-01-05T10:11:12", "2026-02-29T00:00:00Z",
          "2024-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-05T24:00:00Z", "2026-01-05T23:59:60Z",
@@ -51,11 +53,11 @@ MONEY = ["1000", "1", "0", "-5", "+5", "007", "1.5", "1e3", "", " 12", "99999999
 FIELD_VALUES = {
     "event_type": ["CAPTURED", "REFUNDED", "AUTHORIZED", "captured", " CAPTURED", "SETTLED", ""],
     "record_type": ["CAPTURE", "REFUND", "FEE", "PAYOUT", "fee", "BOGUS", ""],
-    "processor": ["stripe", "adyen", "Stripe", " adyen", "my proc", "", "ádyen"],
+    "processor": ["stripe", "adyen", "Stripe", " adyen", "my proc", "", "ádyen", "p" * 64, "p" * 65, " " + "p" * 64],
     "currency": ["USD", "EUR", "JPY", "usd", "XXX", " EUR", ""],
     "amount_minor": MONEY, "gross_minor": MONEY, "fee_minor": MONEY + ["-1000"], "net_minor": MONEY,
     "event_time": TIMES, "booked_time": TIMES, "settlement_date": DATES,
-    "payout_id": ["po_1", "", "  ", " po_2", None, card_number(), f"batch-{PSP_REFERENCE}"],
+    "payout_id": ["po_1", "", "  ", " po_2", None, card_number(), f"batch-{PSP_REFERENCE}", *LONG],
 }
 
 

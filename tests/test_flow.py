@@ -38,21 +38,28 @@ def test_flow_outputs_and_counts_add_up():
         # A card number in a key field: refused, its payload (two copies of the number) masked.
         RawRecord(PAYMENTS, "p.csv:6", _payment_fields("e3", PAN), f"e3,{PAN},{PAN}"),
     ]
-    settlements = [RawRecord(SETTLEMENTS, "s.csv:2", _line_fields("s1", "r1"), "raw s1")]
+    settlements = [RawRecord(SETTLEMENTS, "s.csv:2", _line_fields("s1", "r1"), "raw s1"),
+                   # A re-delivery with another amount: a dead letter, counted as rejected (conflicting).
+                   RawRecord(SETTLEMENTS, "s.csv:3", _line_fields("s1", "r1", gross="1200"), "raw s1 changed")]
     with BeamTestPipeline() as pipeline:
         raw = {PAYMENTS: pipeline | "P" >> beam.Create(payments), SETTLEMENTS: pipeline | "S" >> beam.Create(settlements)}
         outputs = raw | ReconcileRecords(ReconcileConfig(), with_counts=True)
         assert_that(outputs["results"] | beam.Map(lambda r: (r.processor_reference, r.status)),
                     equal_to([("r1", "MATCHED")]), label="results")
-        assert_that(outputs["dead_letters"] | beam.Map(lambda d: (d.source, d.stage, d.raw_payload)),
+        assert_that(outputs["dead_letters"] | beam.Map(
+                        lambda d: (d.source, d.stage, d.reason if d.stage == "dedup" else d.raw_payload)),
                     equal_to([("p.csv:4", "validate", "raw e2"), ("p.csv:5", "decode", "{broken"),
-                              ("p.csv:6", "validate", f"e3,{MASKED},{MASKED}")]),
+                              ("p.csv:6", "validate", f"e3,{MASKED},{MASKED}"),
+                              ("s.csv:3", "dedup", "conflicting re-delivery of settlement_id s1: gross_minor 1200 "
+                                                   "!= 1000, net_minor 1200 != 1000 (kept s.csv:2)")]),
                     label="dead_letters")
         assert_that(outputs["counts"], equal_to([
             ("payments.read", 5), ("payments.accepted", 2), ("payments.rejected", 3), ("payments.unique", 1),
             ("payments.truncated_files", 0), ("payments.pan_rejections", 1), ("payments.pans_masked", 2),
-            ("settlements.read", 1), ("settlements.accepted", 1), ("settlements.rejected", 0),
-            ("settlements.unique", 1), ("settlements.truncated_files", 0), ("settlements.pan_rejections", 0),
+            ("payments.conflicting", 0),
+            ("settlements.read", 2), ("settlements.accepted", 2), ("settlements.rejected", 0),
+            ("settlements.unique", 1), ("settlements.conflicting", 1), ("settlements.truncated_files", 0),
+            ("settlements.pan_rejections", 0),
             ("settlements.pans_masked", 0), ("results.rows", 1), ("daily_totals.rows", 1),
             ("status.MATCHED", 1), ("as_of_millis", at()),
         ]), label="counts")

@@ -4,15 +4,20 @@ Random bytes, CR-only line endings, a field over the csv module's limit, a
 `.csv.gz` that is not gzip, compressed, Avro and Parquet files cut short: each becomes dead letters
 naming what was wrong (a truncated file says "truncated"), read = accepted +
 rejected holds, and a truncated input makes the run exit 1 unless
---allow-truncated. A fuzz feeds random bytes through every reader.
+--allow-truncated. A fuzz feeds random bytes through every reader, and random
+rows (the validation fuzz's values, re-deliveries, over-long text, maximal
+amounts) through every format's reader and both engines end to end.
 """
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
+import json
 import random
-from datetime import datetime, timezone
+import re
+from datetime import date, datetime, timedelta, timezone
 
 import fastavro
 import pyarrow as pa
@@ -25,9 +30,11 @@ from pipelines.reconcile_batch import ENGINES
 from schemas.arrow_readers import read_chunks
 from schemas.avro import avro_schema
 from schemas.codecs import read_records
-from schemas.records import DeadLetter
+from schemas.money import MAX_MINOR_UNITS
+from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from tests.cli_helpers import dead_letters, reconcile, run_summary
 from tests.engine_parity import assert_same_outputs
+from tests.test_columnar_validate import _valid_payment, _valid_settlement, _value
 from transforms.columnar.validate import validate_chunk
 from transforms.validate import validate_raw_record
 
@@ -178,3 +185,92 @@ def test_invalid_utf8_is_rejected_never_replaced(tmp_path, name, engine):
     assert sorted(letter["source"].rsplit(":", 1)[1] for letter in letters) == expected_lines
     payloads = {letter["raw_payload"] for letter in letters}
     assert len(payloads) == 2 and all("\\x" in payload for payload in payloads)
+
+
+# ---------------------------------------------------------------- random rows, every reader, both engines
+
+
+def _random_rows(rng: random.Random, input_name: str, count: int) -> list:
+    """Rows mixing valid values with the validation fuzz's broken ones (tests/test_columnar_validate.py),
+    identical and conflicting re-deliveries, text past its length bound and maximal amounts."""
+    valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+    names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
+    rows: list = []
+    for index in range(count):
+        roll = rng.random()
+        if rows and roll < 0.15:  # a re-delivery, identical or with another amount
+            row = dict(rng.choice(rows))
+            if rng.random() < 0.5:
+                amount = "amount_minor" if input_name == PAYMENTS else "fee_minor"
+                row[amount] = rng.choice(["1", "7", str(MAX_MINOR_UNITS)])
+        elif roll < 0.5:
+            row = valid(index)
+        else:
+            row = {name: _value(rng, name, valid(index), plain=False) for name in names}
+        rows.append(row)
+    return rows
+
+
+def _typed(row: dict, names, fallback: dict) -> dict:
+    """A random text row as Avro can hold it: each field the fuzz's value where its type allows, else valid."""
+    typed = {}
+    for name in names:
+        value, field_type = row.get(name), _AVRO_TYPES[name]
+        if field_type is int:
+            value = int(value) if value is not None and re.fullmatch(r"-?[0-9]{1,18}", value) else int(fallback[name])
+        elif field_type is datetime:
+            value = datetime(2026, 1, 5, 10, tzinfo=timezone.utc) + timedelta(minutes=len(value or ""))
+        elif field_type is date:
+            value = date(2026, 1, 6)
+        elif value is None and name != "payout_id":
+            value = fallback[name]
+        typed[name] = value
+    return typed
+
+
+_AVRO_TYPES = {**{name: str for name in set(PAYMENT_FIELDS) | set(SETTLEMENT_FIELDS)},
+               "amount_minor": int, "gross_minor": int, "fee_minor": int, "net_minor": int,
+               "event_time": datetime, "booked_time": datetime, "settlement_date": date}
+
+
+def _write_rows(path, fmt: str, input_name: str, rows: list) -> None:
+    names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([["" if row[name] is None else row[name] for name in names] for row in rows])
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    elif fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([(name, pa.string()) for name in names])),
+                       str(path))
+    else:
+        valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+        schema = avro_schema("payment_event" if input_name == PAYMENTS else "settlement_line")
+        with open(path, "wb") as handle:
+            fastavro.writer(handle, schema, [_typed(row, names, valid(index)) for index, row in enumerate(rows)])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet", "avro"])
+def test_random_rows_through_every_reader_and_both_engines(tmp_path, fmt):
+    """The run finishes (exit 0), every row read is accepted or a dead letter, both engines agree."""
+    rng = random.Random(f"rows-{fmt}")
+    written = {}
+    for input_name in (PAYMENTS, SETTLEMENTS):
+        (tmp_path / input_name).mkdir()
+        written[input_name] = _random_rows(rng, input_name, 150)
+        _write_rows(tmp_path / input_name / f"part-0.{fmt}", fmt, input_name, written[input_name][:100])
+        _write_rows(tmp_path / input_name / f"part-1.{fmt}", fmt, input_name, written[input_name][100:])
+    outputs = []
+    for engine in ENGINES:
+        outputs.append(str(tmp_path / f"out-{engine}"))
+        assert reconcile(str(tmp_path / PAYMENTS / "*"), str(tmp_path / SETTLEMENTS / "*"), outputs[-1],
+                         "--engine", engine) == 0
+        for input_name, counts in run_summary(outputs[-1])["inputs"].items():
+            assert counts["read"] == len(written[input_name]) == counts["accepted"] + counts["rejected"]
+            letters = [letter for letter in dead_letters(outputs[-1]) if letter["input"] == input_name]
+            assert len(letters) == counts["rejected"] >= 1
+        assert sum(counts["conflicting"] for counts in run_summary(outputs[-1])["inputs"].values()) >= 1
+    assert_same_outputs(*outputs)

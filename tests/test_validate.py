@@ -316,6 +316,19 @@ def test_settlement_unknown_currency_and_bad_fee():
     assert "fee_minor" in _settlement_reason(fee_minor="3.5")
 
 
+@pytest.mark.parametrize("name", ["event_id", "payment_id", "processor_reference", "merchant_id"])
+def test_payment_text_is_bounded_in_characters_once_trimmed(name):
+    assert getattr(parse_payment_event(payment_text(**{name: f"  {'é' * 256}  "})), name) == "é" * 256
+    assert _payment_reason(**{name: "x" * 257}) == f"{name} is 257 characters long, longer than 256"
+
+
+def test_settlement_text_is_bounded_processor_and_payout_id_included():
+    assert _settlement_reason(settlement_id="s" * 300) == "settlement_id is 300 characters long, longer than 256"
+    assert _settlement_reason(payout_id="p" * 257) == "payout_id is 257 characters long, longer than 256"
+    assert _settlement_reason(processor="p" * 65) == "processor is 65 characters long, longer than 64"
+    assert parse_settlement_line(settlement_text(processor="P" * 64)).processor == "p" * 64
+
+
 # ---------------------------------------------------------------- validate_raw_record
 
 

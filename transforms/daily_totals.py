@@ -22,6 +22,7 @@ from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from schemas.records import BREAK_STATUSES, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.money import within_int64
 from schemas.timestamps import EPOCH
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.revisions import merge_all, merge_revision, result_key_text, total
@@ -161,6 +162,11 @@ def result_contribution(row: ReconciliationResult) -> Contribution:
     return Contribution((0,) * _SUMS, result_key_text(row), row.revision, int(row.status in BREAK_STATUSES))
 
 
+def published_sums(sums: Tuple[int, ...]) -> Tuple[Optional[int], ...]:
+    """Exact Python-int sums as the output holds them: a sum outside int64 is null, never wrapped."""
+    return tuple(within_int64(value) for value in sums)
+
+
 class DailyTotalsFn(beam.CombineFn):
     """Sums money and counts; counts breaks in the latest revision of each key only."""
 
@@ -201,7 +207,7 @@ class _ToDailyTotal(beam.DoFn):
         timing = PANE_TIMINGS[pane.timing]
         yield DailyTotal(
             merchant_id, currency, day, start, beam_timestamp_to_millis(window.end),
-            *sums, break_count,
+            *published_sums(sums), break_count,
             pane_timing=timing,
             pane_index=pane.index,
             is_final=pane.is_last or (self._bounded_input and timing == "ON_TIME"),

@@ -24,12 +24,20 @@ def beam_timestamp_to_millis(timestamp: Timestamp) -> int:
 
 
 class AssignEventTime(beam.PTransform):
-    """Stamps each record with its payload event time, so windows and timers use it."""
+    """Stamps each record with its payload event time, so windows and timers use it.
+
+    `delivered`: the elements are (source, record) pairs (what deduplication reads).
+    """
+
+    def __init__(self, delivered: bool = False):
+        super().__init__()
+        self._delivered = delivered
 
     def expand(self, records):
         element_type = records.element_type
+        record_of = (lambda element: element[1]) if self._delivered else (lambda element: element)
         return records | "WithPayloadTime" >> beam.Map(
-            lambda record: TimestampedValue(record, millis_to_beam_timestamp(event_time_millis(record)))
+            lambda element: TimestampedValue(element, millis_to_beam_timestamp(event_time_millis(record_of(element))))
         ).with_output_types(element_type)
 
 

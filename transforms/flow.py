@@ -20,8 +20,9 @@ from schemas.codecs import is_truncation
 from schemas.records import PAYMENTS, SETTLEMENTS
 from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
-from transforms.dedup import DEFAULT_HORIZON, Deduplicate
+from transforms.dedup import DEFAULT_HORIZON, UNIQUE, Deduplicate
 from transforms.event_time import AssignEventTime
+from transforms.redelivery import CONFLICTING
 from transforms.reconcile import AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, ParseAndValidate, is_pan_rejection
 
@@ -39,8 +40,9 @@ class ReconcileRecords(beam.PTransform):
     """{payments, settlements}: RawRecords -> {results, daily_totals, dead_letters, payments, settlements}.
 
     With `with_counts` (bounded inputs only) also `counts`: (name, count)
-    pairs such as payments.read, payments.accepted, payments.rejected,
-    payments.unique, payments.pans_masked and status.MATCHED.
+    pairs such as payments.read, payments.accepted (validated), payments.rejected
+    (by validation), payments.unique, payments.conflicting (conflicting
+    re-deliveries, dead letters too), payments.pans_masked and status.MATCHED.
     """
 
     def __init__(self, config: ReconcileConfig = ReconcileConfig(), with_counts: bool = False):
@@ -50,16 +52,20 @@ class ReconcileRecords(beam.PTransform):
 
     def expand(self, raw: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         config = self._config
-        valid, rejected, unique, masked = {}, {}, {}, {}
+        valid, rejected, unique, masked, conflicting = {}, {}, {}, {}, {}
+        # Bounded input (as-of mode) keeps the first copy read, as the columnar engine does (transforms/dedup.py).
+        bounded = config.as_of.mode != "watermark"
         for name in (PAYMENTS, SETTLEMENTS):
-            parsed = raw[name] | f"ParseAndValidate[{name}]" >> ParseAndValidate(name)
+            parsed = raw[name] | f"ParseAndValidate[{name}]" >> ParseAndValidate(name, with_sources=True)
             valid[name], rejected[name] = parsed.valid, parsed[DEAD_LETTERS]
-            masked[f"{name}.{PANS_MASKED}"] = parsed[PANS_MASKED]
-            unique[name] = (
+            deduplicated = (
                 parsed.valid
-                | f"AssignEventTime[{name}]" >> AssignEventTime()
-                | f"Deduplicate[{name}]" >> Deduplicate(config.dedup_horizon)
+                | f"AssignEventTime[{name}]" >> AssignEventTime(delivered=True)
+                | f"Deduplicate[{name}]" >> Deduplicate(name, config.dedup_horizon, bounded)
             )
+            unique[name], conflicting[name] = deduplicated[UNIQUE], deduplicated[DEAD_LETTERS]
+            masked[f"{name}.{PANS_MASKED}"] = ((parsed[PANS_MASKED], deduplicated[PANS_MASKED])
+                                               | f"AllMasked[{name}]" >> beam.Flatten())
         sides = (unique[PAYMENTS], unique[SETTLEMENTS])
         matcher_inputs = sides
         as_of = None
@@ -73,13 +79,15 @@ class ReconcileRecords(beam.PTransform):
             "results": results,
             "daily_totals": (*sides, results) | "DailyTotals" >> DailyTotals(
                 config.settlement_day, config.trigger_policy),
-            "dead_letters": (rejected[PAYMENTS], rejected[SETTLEMENTS]) | "DeadLetters" >> beam.Flatten(),
+            "dead_letters": ((rejected[PAYMENTS], rejected[SETTLEMENTS], conflicting[PAYMENTS], conflicting[SETTLEMENTS])
+                             | "DeadLetters" >> beam.Flatten()),
         }
         if self._with_counts:
             named = {}
             for name in (PAYMENTS, SETTLEMENTS):
                 named.update({f"{name}.read": raw[name], f"{name}.accepted": valid[name],
                               f"{name}.rejected": rejected[name], f"{name}.unique": unique[name],
+                              f"{name}.{CONFLICTING}": conflicting[name],
                               f"{name}.truncated_files": rejected[name] | f"Truncations[{name}]" >> beam.Filter(
                                   lambda letter: is_truncation(letter.reason)),
                               f"{name}.pan_rejections": rejected[name] | f"PanRejections[{name}]" >> beam.Filter(

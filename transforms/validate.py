@@ -12,7 +12,7 @@ dead letters are made, before any writer sees it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -46,13 +46,25 @@ class InvalidRecord(ValueError):
     """A record that breaks the data contract; the message is the reason."""
 
 
+# The longest free text per field, in characters once trimmed (docs/DESIGN.md 3): ids and references
+# get 256 (real ones are far shorter: Stripe's are at most 255), a processor's name 64. A longer value is
+# garbage or an attack on outputs and Kafka keys; it rejects its record. Enums, currencies and dates are
+# checked against their fixed forms instead.
+TEXT_LIMITS = {"event_id": 256, "payment_id": 256, "settlement_id": 256, "processor_reference": 256,
+               "merchant_id": 256, "payout_id": 256, "processor": 64}
+
+
 def _required_text(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidRecord(f"{name} is missing")
     if not isinstance(value, str):
         raise InvalidRecord(f"{name} must be text, got {type(value).__name__}")
-    return value.strip()
+    text = value.strip()
+    limit = TEXT_LIMITS.get(name)
+    if limit is not None and len(text) > limit:
+        raise InvalidRecord(f"{name} is {len(text)} characters long, longer than {limit}")
+    return text
 
 
 def _optional_text(fields: Mapping[str, Any], name: str) -> Optional[str]:
@@ -185,11 +197,11 @@ class Judged(NamedTuple):
 def judge_raw_record(raw: RawRecord) -> Judged:
     """A typed record, or the dead letter that explains why there is none, with card numbers masked."""
     if raw.decode_error is not None or raw.fields is None:
-        return _dead_letter(raw, STAGE_DECODE, raw.decode_error or "no fields")
+        return dead_letter(raw, STAGE_DECODE, raw.decode_error or "no fields")
     try:
         return Judged(PARSERS[raw.input](raw.fields), 0)
     except InvalidRecord as error:
-        return _dead_letter(raw, STAGE_VALIDATE, str(error))
+        return dead_letter(raw, STAGE_VALIDATE, str(error))
 
 
 def validate_raw_record(raw: RawRecord) -> Union[PaymentEvent, SettlementLine, DeadLetter]:
@@ -197,7 +209,8 @@ def validate_raw_record(raw: RawRecord) -> Union[PaymentEvent, SettlementLine, D
     return judge_raw_record(raw).outcome
 
 
-def _dead_letter(raw: RawRecord, stage: str, reason: str) -> Judged:
+def dead_letter(raw: RawRecord, stage: str, reason: str) -> Judged:
+    """The dead letter of `raw`, its reason and payload masked (every stage makes its dead letters here)."""
     # Adyen PSP references stay readable in the payload; a reason can echo a value, so it is masked too.
     # The source (file:line, topic/partition@offset) is the operator's, not the record's, and stays.
     keep = psp_references(raw.fields) if isinstance(raw.fields, Mapping) else frozenset()
@@ -206,30 +219,32 @@ def _dead_letter(raw: RawRecord, stage: str, reason: str) -> Judged:
     return Judged(DeadLetter(raw.input, raw.source, stage, reason, payload), in_payload + in_reason)
 
 
-def _route(raw: RawRecord) -> Iterator[Any]:
+def _route(raw: RawRecord, with_sources: bool) -> Iterator[Any]:
     outcome, pans_masked = judge_raw_record(raw)
     if isinstance(outcome, DeadLetter):
         yield pvalue.TaggedOutput(DEAD_LETTERS, outcome)
     else:
-        yield outcome
+        yield (raw.source, outcome) if with_sources else outcome
     if pans_masked:
         yield pvalue.TaggedOutput(PANS_MASKED, pans_masked)
 
 
 class ParseAndValidate(beam.PTransform):
-    """RawRecords of one input -> typed records (main), DeadLetters (`dead_letters`) and, for each dead letter
-    with card numbers masked, how many (`pans_masked`)."""
+    """RawRecords of one input -> typed records (main; with `with_sources`, (source, record) pairs, which
+    deduplication needs), DeadLetters (`dead_letters`) and, for each dead letter with card numbers masked,
+    how many (`pans_masked`)."""
 
-    def __init__(self, input_name: str):
+    def __init__(self, input_name: str, with_sources: bool = False):
         super().__init__()
         if input_name not in PARSERS:
             raise ValueError(f"unknown input {input_name!r}")
         self._record_type = PaymentEvent if input_name == PAYMENTS else SettlementLine
+        self._with_sources = with_sources
 
     def expand(self, raw_records):
-        outputs = raw_records | "Validate" >> beam.FlatMap(_route).with_outputs(DEAD_LETTERS, PANS_MASKED,
-                                                                                main="valid")
-        outputs.valid.element_type = self._record_type
+        outputs = raw_records | "Validate" >> beam.FlatMap(_route, self._with_sources).with_outputs(
+            DEAD_LETTERS, PANS_MASKED, main="valid")
+        outputs.valid.element_type = Tuple[str, self._record_type] if self._with_sources else self._record_type
         outputs[DEAD_LETTERS].element_type = DeadLetter
         outputs[PANS_MASKED].element_type = int
         return outputs

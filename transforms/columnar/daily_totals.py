@@ -10,6 +10,7 @@ input there is one pane per window: ON_TIME, index 0, final.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Iterable, List
 
 import numpy as np
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import arrow
+from schemas.money import INT64_MAX, INT64_MIN, MAX_MINOR_UNITS
 from schemas.record_tables import concat, to_numpy
 from schemas.records import BREAK_STATUSES, DAILY_TOTAL_FIELDS
 from transforms.daily_totals import SettlementDay
@@ -25,8 +27,17 @@ SUM_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "ledger_e
                "settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
                "settlement_line_count", "break_count")
 GROUP_COLUMNS = ("merchant_id", "currency", "window_start")
+# Partial sums are exact: int64 sums wrap silently (numpy and Arrow alike), 38-digit decimals cannot
+# overflow here. A total outside int64 is published as null (schemas/money.py: within_int64).
+EXACT = pa.decimal128(38, 0)
 PARTIAL_TABLE = pa.schema([("merchant_id", pa.string()), ("currency", pa.string()), ("window_start", pa.int64()),
-                           *[(name, pa.int64()) for name in SUM_COLUMNS]])
+                           *[(name, EXACT) for name in SUM_COLUMNS]])
+_INT64_RANGE = (pa.scalar(Decimal(INT64_MIN), EXACT), pa.scalar(Decimal(INT64_MAX), EXACT))
+# A record contributes at most MAX_MINOR_UNITS either way to each sum (validated amounts; a FEE line's gross
+# goes to fees and net, never twice to one sum), so int64 sums of groups this small cannot wrap.
+_INT64_SAFE_ROWS = INT64_MAX // MAX_MINOR_UNITS
+CONTRIBUTION_TABLE = pa.schema([*[PARTIAL_TABLE.field(name) for name in GROUP_COLUMNS],
+                                *[(name, pa.int64()) for name in SUM_COLUMNS]])
 
 
 _WALK_LIMIT_DAYS = 20_000
@@ -61,7 +72,7 @@ def _contributions(merchant, currency, times: np.ndarray, sums: dict,
     columns = [merchant, currency, pa.array(window_starts(times, settlement_day), pa.int64())]
     zeros = np.zeros(rows, dtype=np.int64)
     columns += [pa.array(sums.get(name, zeros), pa.int64()) for name in SUM_COLUMNS]
-    return pa.Table.from_arrays(columns, schema=PARTIAL_TABLE)
+    return pa.Table.from_arrays(columns, schema=CONTRIBUTION_TABLE)
 
 
 def _amount_where(types, amounts: np.ndarray, value: str, sign: int = 1) -> np.ndarray:
@@ -74,7 +85,7 @@ def ledger_partials(payments: pa.Table, settlement_day: SettlementDay) -> pa.Tab
             "refunded_minor": _amount_where(types, amount, "REFUNDED"),
             "chargeback_minor": _amount_where(types, amount, "CHARGEBACK"),
             "ledger_event_count": np.ones(payments.num_rows, dtype=np.int64)}
-    return sum_partials(_contributions(payments.column("merchant_id"), payments.column("currency"),
+    return _sum_contributions(_contributions(payments.column("merchant_id"), payments.column("currency"),
                                to_numpy(payments.column("event_time")), sums, settlement_day))
 
 
@@ -91,7 +102,7 @@ def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) ->
             "adjustment_minor": _amount_where(types, gross, "ADJUSTMENT"),
             "payout_minor": _amount_where(types, gross, "PAYOUT"),
             "settlement_line_count": np.ones(settlements.num_rows, dtype=np.int64)}
-    return sum_partials(_contributions(settlements.column("merchant_id"), settlements.column("currency"),
+    return _sum_contributions(_contributions(settlements.column("merchant_id"), settlements.column("currency"),
                                to_numpy(settlements.column("booked_time")), sums, settlement_day))
 
 
@@ -99,18 +110,41 @@ def break_partials(results: pa.Table, settlement_day: SettlementDay) -> pa.Table
     """Break rows at their record's own time (ResultsAtRecordTime); bounded input has one revision per key."""
     times = to_numpy(pc.coalesce(results.column("event_time"), results.column("booked_time")))
     breaks = to_numpy(pc.is_in(results.column("status"), pa.array(sorted(BREAK_STATUSES)))).astype(np.int64)
-    return sum_partials(_contributions(results.column("merchant_id"), results.column("currency"), times,
+    return _sum_contributions(_contributions(results.column("merchant_id"), results.column("currency"), times,
                                {"break_count": breaks}, settlement_day))
 
 
-def sum_partials(contributions: pa.Table) -> pa.Table:
-    if contributions.num_rows == 0:
-        return PARTIAL_TABLE.empty_table()
-    summed = contributions.group_by(list(GROUP_COLUMNS), use_threads=False).aggregate(
-        [(name, "sum") for name in SUM_COLUMNS])
-    return pa.Table.from_arrays(
-        [summed.column(name if name in GROUP_COLUMNS else f"{name}_sum") for name in PARTIAL_TABLE.names],
-        names=PARTIAL_TABLE.names).cast(PARTIAL_TABLE)
+def _sum_contributions(contributions: pa.Table) -> pa.Table:
+    """Per-record int64 contributions -> a PARTIAL_TABLE: summed in int64 where no group can wrap (fast),
+    else again in decimals."""
+    summed = _grouped_sums(contributions, with_rows=True)
+    if summed.num_rows and pc.max(summed.column("rows")).as_py() > _INT64_SAFE_ROWS:
+        summed = _grouped_sums(contributions.cast(PARTIAL_TABLE))
+    return summed.select(PARTIAL_TABLE.names).cast(PARTIAL_TABLE)
+
+
+def sum_partials(partials: pa.Table) -> pa.Table:
+    """PARTIAL_TABLE rows -> one row per group."""
+    return _grouped_sums(partials).cast(PARTIAL_TABLE)
+
+
+def _grouped_sums(table: pa.Table, with_rows: bool = False) -> pa.Table:
+    """One row per group: its sums in the table's own types (and with `with_rows` its row count, "rows")."""
+    names = list(table.schema.names) + (["rows"] if with_rows else [])
+    if table.num_rows == 0:
+        return pa.schema([*table.schema, *([("rows", pa.int64())] if with_rows else [])]).empty_table()
+    summed = table.group_by(list(GROUP_COLUMNS), use_threads=False).aggregate(
+        [(name, "sum") for name in SUM_COLUMNS] + ([(GROUP_COLUMNS[0], "count")] if with_rows else []))
+    renamed = {f"{name}_sum": name for name in SUM_COLUMNS}
+    renamed[f"{GROUP_COLUMNS[0]}_count"] = "rows"
+    return summed.rename_columns([renamed.get(name, name) for name in summed.column_names]).select(names)
+
+
+def _within_int64(sums) -> pa.Array:
+    """`within_int64` of exact decimal sums: int64, null where the sum leaves it."""
+    low, high = _INT64_RANGE
+    inside = pc.and_(pc.greater_equal(sums, low), pc.less_equal(sums, high))
+    return pc.if_else(inside, sums, pa.scalar(None, EXACT)).cast(pa.int64())
 
 
 def combine_partials(partials: Iterable[pa.Table], settlement_day: SettlementDay) -> pa.Table:
@@ -120,6 +154,7 @@ def combine_partials(partials: Iterable[pa.Table], settlement_day: SettlementDay
     bounds = {start: settlement_day.bounds(start) for start in set(starts)}
     rows = summed.num_rows
     columns = {name: summed.column(name) for name in summed.column_names}
+    columns.update({name: _within_int64(summed.column(name)) for name in SUM_COLUMNS})
     columns["settlement_day"] = pa.array([bounds[start][2] for start in starts], pa.string())
     columns["window_end"] = pa.array([bounds[start][1] for start in starts], pa.int64())
     columns["pane_timing"] = pa.array(["ON_TIME"] * rows, pa.string())

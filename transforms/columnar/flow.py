@@ -49,9 +49,10 @@ from transforms.columnar.matching import (
     settlement_candidates,
 )
 from transforms.columnar.shards import compact, plain, split_by_shard
-from transforms.columnar.validate import ORIGIN_COLUMN, judge_chunk
+from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN, judge_chunk
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import latest_of
+from transforms.redelivery import CONFLICTING
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, is_pan_rejection
 
 COUNTS = "counts"
@@ -80,16 +81,23 @@ _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 
 def _by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
-    reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN])
+    reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
     for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
-        yield shard, compact(table, _LOW_CARDINALITY[input_name])
+        yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN))
 
 
-def _first_deliveries(shard_tables, input_name: str) -> ShardTable:
+def _first_deliveries(shard_tables, input_name: str):
+    """A shard's copies -> (shard, unique rows); conflicting copies' dead letters and their counts tagged."""
     shard, tables = shard_tables
     schema = RECONCILED_SCHEMA_OF_INPUT[input_name]
-    with_origin = schema.append(pa.field(ORIGIN_COLUMN, pa.int64()))
-    return shard, first_deliveries(plain(tables, with_origin), input_name)
+    with_origin = schema.append(pa.field(ORIGIN_COLUMN, pa.int64())).append(
+        pa.field(SOURCE_PREFIX_COLUMN, pa.string()))
+    unique, judged = first_deliveries(plain(tables, with_origin), input_name)
+    for letter, _ in judged:
+        yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+    yield pvalue.TaggedOutput(COUNTS, (f"{input_name}.{CONFLICTING}", len(judged)))
+    yield pvalue.TaggedOutput(COUNTS, (f"{input_name}.{PANS_MASKED}", sum(masked for _, masked in judged)))
+    yield shard, unique
 
 
 def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
@@ -156,7 +164,8 @@ class ValidateChunks(beam.PTransform):
 
 
 class ReconcileValidated(beam.PTransform):
-    """{payments, settlements}: (file, accepted table) -> {results, daily_totals, counts}."""
+    """{payments, settlements}: (file, accepted table) -> {results, daily_totals, dead_letters (conflicting
+    re-deliveries), counts}."""
 
     def __init__(self, config: ReconcileConfig, shards: int):
         super().__init__()
@@ -167,14 +176,18 @@ class ReconcileValidated(beam.PTransform):
 
     def expand(self, accepted: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         config, shards = self._config, self._shards
-        unique, counts = {}, []
+        unique, counts, letters = {}, [], []
         for name in (PAYMENTS, SETTLEMENTS):
-            unique[name] = (
+            deduplicated = (
                 accepted[name]
                 | f"ShardById[{name}]" >> beam.FlatMap(_by_record_id, name, shards)
                 | f"ById[{name}]" >> beam.GroupByKey()
-                | f"FirstDeliveries[{name}]" >> beam.Map(_first_deliveries, name)
+                | f"FirstDeliveries[{name}]" >> beam.FlatMap(_first_deliveries, name).with_outputs(
+                    DEAD_LETTERS, COUNTS, main="unique")
             )
+            unique[name] = deduplicated.unique
+            letters.append(deduplicated[DEAD_LETTERS])
+            counts.append(deduplicated[COUNTS])
             counts.append(unique[name] | f"CountUnique[{name}]" >> beam.Map(
                 lambda shard_table, name=name: (f"{name}.unique", shard_table[1].num_rows)))
         as_of = self._as_of(unique)
@@ -201,6 +214,7 @@ class ReconcileValidated(beam.PTransform):
                    daily_totals | "CountDailyTotals" >> beam.Map(lambda table: ("daily_totals.rows", table.num_rows)),
                    as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis))]
         return {"results": results, "daily_totals": daily_totals,
+                "dead_letters": letters | "ConflictingCopies" >> beam.Flatten(),
                 "counts": counts | "AllCounts" >> beam.Flatten()}
 
     def _as_of(self, unique):
@@ -238,7 +252,8 @@ class ColumnarReconcile(beam.PTransform):
         return {
             "results": outputs["results"],
             "daily_totals": outputs["daily_totals"],
-            "dead_letters": [validated[name][DEAD_LETTERS] for name in validated] | "DeadLetters" >> beam.Flatten(),
+            "dead_letters": ([*[validated[name][DEAD_LETTERS] for name in validated], outputs["dead_letters"]]
+                             | "DeadLetters" >> beam.Flatten()),
             "counts": [*file_counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts(),
         }
 

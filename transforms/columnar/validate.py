@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.pan import CANDIDATE_PATTERN
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
-from schemas.raw_chunks import RawChunk
+from schemas.raw_chunks import RawChunk, source_prefix
 from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table, to_numpy
 from schemas.records import (
     EVENT_TYPES,
@@ -35,9 +35,10 @@ from schemas.records import (
     RawRecord,
 )
 from schemas.vendors.adyen import PROCESSOR as ADYEN
-from transforms.validate import IDENTIFIER_FIELDS, judge_raw_record
+from transforms.validate import IDENTIFIER_FIELDS, TEXT_LIMITS, judge_raw_record
 
 ORIGIN_COLUMN = "_origin"
+SOURCE_PREFIX_COLUMN = "_source_prefix"  # with _origin, where a row was read (a conflicting copy's dead letter)
 
 _CURRENCIES = pa.array(sorted(CURRENCY_EXPONENTS))
 _PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it is not empty
@@ -66,12 +67,13 @@ def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
     if chunk.table is not None and chunk.table.num_rows:
         fast, values = _vectorised(chunk.input, chunk.table)
         if fast.any():
-            keep = pa.array(fast)
+            keep, rows = pa.array(fast), np.flatnonzero(fast)
             parts.append(_with_origin(pa.Table.from_arrays([values[name].filter(keep) for name in schema.names],
-                                                            schema=schema), chunk.row_origins(np.flatnonzero(fast))))
+                                                            schema=schema), chunk.row_origins(rows),
+                                      chunk.row_source_prefixes(rows)))
         slow = np.flatnonzero(~fast)
         referee += zip(chunk.row_raw_records(slow), chunk.row_origins(slow).tolist())
-    accepted, accepted_origins = [], []
+    accepted, accepted_origins, accepted_prefixes = [], [], []
     for raw, origin in referee:
         outcome, masked = judge_raw_record(raw)
         pans_masked += masked
@@ -80,16 +82,20 @@ def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
         else:
             accepted.append(outcome)
             accepted_origins.append(origin)
+            accepted_prefixes.append(source_prefix(raw.source))
     if accepted:
-        parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64)))
+        parts.append(_with_origin(records_to_table(accepted, schema), np.array(accepted_origins, dtype=np.int64),
+                                  accepted_prefixes))
     if not parts:
-        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64)), letters, pans_masked
+        return _with_origin(schema.empty_table(), np.zeros(0, dtype=np.int64), []), letters, pans_masked
     return pa.concat_tables(parts), letters, pans_masked
 
 
-def _with_origin(table: pa.Table, origins: np.ndarray) -> pa.Table:
-    """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest."""
-    return table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
+def _with_origin(table: pa.Table, origins: np.ndarray, prefixes: List[str]) -> pa.Table:
+    """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest, and names
+    both copies' sources (`origin_source`) when a later one conflicts."""
+    return (table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
+            .append_column(SOURCE_PREFIX_COLUMN, pa.array(prefixes, pa.string())))
 
 
 # ---------------------------------------------------------------- the vectorised path
@@ -105,13 +111,13 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
     checks: Dict[str, Checked] = {}
     if input_name == PAYMENTS:
         for name in ("event_id", "payment_id", "processor_reference", "merchant_id"):
-            checks[name] = _text(column[name])
+            checks[name] = _text(column[name], TEXT_LIMITS[name])
         checks["event_type"] = _one_of(column["event_type"], EVENT_TYPES)
         checks["amount_minor"] = _money(column["amount_minor"], positive=True)
         checks["event_time"] = _instant(column["event_time"])
     else:
         for name in ("settlement_id", "processor_reference", "merchant_id"):
-            checks[name] = _text(column[name])
+            checks[name] = _text(column[name], TEXT_LIMITS[name])
         checks["record_type"] = _one_of(column["record_type"], RECORD_TYPES)
         checks["gross_minor"] = _money(column["gross_minor"], positive=True)
         checks["fee_minor"] = _money(column["fee_minor"], positive=False)
@@ -120,8 +126,8 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
         checks["booked_time"] = _instant(column["booked_time"])
         checks["payout_id"] = _optional_text(
             table.column("payout_id").combine_chunks() if "payout_id" in table.column_names
-            else pa.nulls(table.num_rows, pa.string()))
-    checks["processor"] = _lower_text(column["processor"])
+            else pa.nulls(table.num_rows, pa.string()), TEXT_LIMITS["payout_id"])
+    checks["processor"] = _lower_text(column["processor"], TEXT_LIMITS["processor"])
     checks["currency"] = _one_of(column["currency"], _CURRENCIES)
     fast = np.ones(table.num_rows, dtype=bool)
     for ok, _ in checks.values():
@@ -163,26 +169,33 @@ def _unchecked(array: pa.Array) -> Checked:
     return np.zeros(len(array), dtype=bool), array
 
 
-def _text(array: pa.Array) -> Checked:
+def _fits(array: pa.Array, limit: int) -> np.ndarray:
+    # Plain text is what str.strip() leaves as it is, so its length in characters is the trimmed length.
+    return _mask(pc.less_equal(pc.utf8_length(array), limit))
+
+
+def _text(array: pa.Array, limit: int) -> Checked:
     if not _is_text(array):
         return _unchecked(array)
-    return _mask(pc.match_substring_regex(array, _PLAIN_TEXT)), array.cast(pa.string())
+    return _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) & _fits(array, limit), array.cast(pa.string())
 
 
-def _lower_text(array: pa.Array) -> Checked:
+def _lower_text(array: pa.Array, limit: int) -> Checked:
     if not _is_text(array):
         return _unchecked(array)
-    return _mask(pc.match_substring_regex(array, _PLAIN_LOWER_ASCII)), array.cast(pa.string())
+    return (_mask(pc.match_substring_regex(array, _PLAIN_LOWER_ASCII)) & _fits(array, limit),
+            array.cast(pa.string()))
 
 
-def _optional_text(array: pa.Array) -> Checked:
+def _optional_text(array: pa.Array, limit: int) -> Checked:
     if pa.types.is_null(array.type):
         return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
     if not _is_text(array):
         return _unchecked(array)
     array = array.cast(pa.string())
     empty = _mask(pc.equal(array, ""))
-    ok = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) | empty | to_numpy(pc.is_null(array))
+    plain = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) & _fits(array, limit)
+    ok = plain | empty | to_numpy(pc.is_null(array))
     return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
 
 
