@@ -255,7 +255,8 @@ def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header
             continue
         raw = _vendor_line(vendor, header, row)
         try:
-            yield RawRecord(input_name, source, settlement_fields_from_vendor_row(vendor, fields), raw)
+            fields = settlement_fields_from_vendor_row(vendor, fields, lines_before + reader.line_num)
+            yield RawRecord(input_name, source, fields, raw)
         except VendorRowError as error:
             yield RawRecord(input_name, source, None, raw, f"{vendor} report row: {error}")
 

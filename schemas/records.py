@@ -16,6 +16,9 @@ EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FA
 RECORD_TYPES = ("CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT")
 # Reconciliation kinds and how each side maps onto them (3.3).
 KINDS = ("CAPTURE", "REFUND", "CHARGEBACK")
+# Account-level record types: not matched, and their gross is signed (a fee
+# refund, a returned payout, a debit adjustment is negative; docs/DESIGN.md 3.2).
+SIGNED_RECORD_TYPES = ("FEE", "ADJUSTMENT", "PAYOUT")
 KIND_OF_EVENT_TYPE = {"CAPTURED": "CAPTURE", "REFUNDED": "REFUND", "CHARGEBACK": "CHARGEBACK"}
 KIND_OF_RECORD_TYPE = {"CAPTURE": "CAPTURE", "REFUND": "REFUND", "CHARGEBACK": "CHARGEBACK"}
 

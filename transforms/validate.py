@@ -25,6 +25,7 @@ from schemas.records import (
     PAYMENT_FIELDS,
     PAYMENTS,
     RECORD_TYPES,
+    SIGNED_RECORD_TYPES,
     SETTLEMENT_FIELDS,
     SETTLEMENTS,
     DeadLetter,
@@ -67,6 +68,11 @@ def _choice(fields: Mapping[str, Any], name: str, allowed: tuple) -> str:
     if value not in allowed:
         raise InvalidRecord(f"{name} {fields[name]!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _is_signed_record_type(fields: Mapping[str, Any]) -> bool:
+    value = fields.get("record_type")
+    return isinstance(value, str) and value.strip().upper() in SIGNED_RECORD_TYPES
 
 
 def _check_missing_columns(fields: Mapping[str, Any], expected: tuple, optional: tuple = ()) -> None:
@@ -147,7 +153,11 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
     gross = _money(fields, "gross_minor")
     fee = _money(fields, "fee_minor")
     net = _money(fields, "net_minor")
-    if gross <= 0:
+    # Matched lines are positive (the record type gives the direction). Account-
+    # level lines carry a signed gross, as vendors book them both ways: a fee
+    # refund, a returned payout or a debit adjustment is negative (3.2). The
+    # record type is judged after the amounts, as it always was.
+    if gross <= 0 and not _is_signed_record_type(fields):
         raise InvalidRecord(f"gross_minor must be positive (the record_type gives the direction), got {gross}")
     if net != gross - fee:
         raise InvalidRecord(f"net_minor {net} != gross_minor {gross} - fee_minor {fee}")
