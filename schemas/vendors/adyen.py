@@ -59,7 +59,7 @@ reference alone is shared by e.g. a refund and its later reversal).
 Account-level lines have no PSP reference and reuse texts such as "Deposit
 Correction" or "Transaction Fees January 2024" in every batch, so their id
 is ``adyen:<Type>:<Batch Number>:<sha1 of the row's ADYEN_COLUMNS values and
-its line in the file>[:20]``: a later batch's line is a new line, the same
+its line in the file>[:20] in letters a-p``: a later batch's line is a new line, the same
 file delivered again is a re-delivery. ``processor_reference`` is ``Psp
 Reference``, which for refunds and chargebacks is the ORIGINAL payment's
 reference, so those lines match the ledger's payment.
@@ -366,14 +366,20 @@ def _direction(record_type: str, gross: int) -> int:
     return -1 if record_type in _DEBIT_POSITIVE else 1
 
 
+_HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+
+
 def _row_digest(row: Mapping[str, str], position: Optional[int]) -> str:
     # Unit separator: cannot appear in report text, so distinct rows never
     # join to the same string. The row's position in its file tells apart two
     # identical lines of one batch; re-reading the same file gives the same ids.
+    # Written with the letters a-p instead of hex digits: an id never holds a
+    # digit run that could pass for a card number (schemas/pan.py).
     values = [_text(row, column) for column in ADYEN_COLUMNS]
     if position is not None:
         values.append(str(position))
-    return hashlib.sha1("\x1f".join(values).encode("utf-8")).hexdigest()[:20]
+    digest = hashlib.sha1("\x1f".join(values).encode("utf-8")).hexdigest()[:20]
+    return digest.translate(_HEX_AS_LETTERS)
 
 
 def _settlement_id(row: Mapping[str, str], journal_type: str, position: Optional[int]) -> str:
@@ -389,9 +395,11 @@ def _settlement_id(row: Mapping[str, str], journal_type: str, position: Optional
     return f"adyen:{journal_type}:{batch}:{_row_digest(row, position)}"
 
 
-def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[int] = None) -> dict:
+def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[int] = None,
+                                     options: Any = None) -> dict:
     """Canonical settlement fields for one Settlement details report row
-    (`position`: its line in the file, part of an account-level line's id)."""
+    (`position`: its line in the file, part of an account-level line's id;
+    `options`: schemas.vendors.VendorOptions, none of which concern Adyen)."""
     journal_type, record_type = _journal_type(row)
     currency, gross, fee, net = _amounts(row)
     sign = _direction(record_type, gross)

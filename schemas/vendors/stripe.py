@@ -34,6 +34,16 @@ net_minor=11500``: the fee adds to what leaves the balance. The writer
 applies the same ``s``, so ``reading(writing(line)) == line`` also for lines
 that are deliberately inconsistent.
 
+Matching and attribution: ``processor_reference`` is the id the ledger keys
+payments by: ``charge_id`` (``ch_...``) by default, ``payment_intent_id``
+(``pi_...``) with ``VendorOptions.stripe_ledger_reference = "payment_intent"``
+(``--stripe-ledger-reference``); a row without it falls back to the other,
+then ``source_id``, then its own balance transaction id. ``merchant_id`` is
+the ``payment_metadata[<key>]`` column (``--stripe-merchant-metadata-key``,
+default ``merchant_id``), else ``connected_account_id``, else UNATTRIBUTED.
+``customer_facing_amount``/``customer_facing_currency`` are not used: a line
+has one currency, and it must be the balance's for the totals.
+
 A reporting_category this module does not know (one Stripe adds later) is
 read as an ADJUSTMENT with Stripe's sign, so its money reaches the totals,
 and is counted as a warning (``settlements.unknown_vendor_categories``).
@@ -46,7 +56,7 @@ letters never show them (``PERSONAL_DATA_COLUMNS``).
 from __future__ import annotations
 
 from datetime import timezone
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from schemas.money import to_major_units
 from schemas.records import SettlementLine
@@ -281,9 +291,25 @@ def _direction(record_type: str, gross: int) -> int:
     return -1 if record_type in _DEBIT_POSITIVE else 1
 
 
-def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional[int] = None) -> dict:
+def _reference_columns(options: Any) -> tuple[str, ...]:
+    """Where processor_reference comes from: the id the ledger keys payments by
+    first (charge_id by default, payment_intent_id with
+    --stripe-ledger-reference payment_intent), then the other, then source_id."""
+    if getattr(options, "stripe_ledger_reference", "charge") == "payment_intent":
+        return ("payment_intent_id", "charge_id", "source_id")
+    return _REFERENCE_COLUMNS
+
+
+def merchant_column(options: Any) -> str:
+    """The templated metadata column holding the platform's merchant id (--stripe-merchant-metadata-key)."""
+    return f"payment_metadata[{getattr(options, 'stripe_merchant_metadata_key', 'merchant_id')}]"
+
+
+def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional[int] = None,
+                                      options: Any = None) -> dict:
     """Canonical settlement fields for one itemized Stripe row (`position` is
-    unused: balance_transaction_id is unique)."""
+    unused: balance_transaction_id is unique; `options`:
+    schemas.vendors.VendorOptions, the defaults when None)."""
     record_type = _record_type(row)
     currency = _currency(_text(row, "currency"), "currency")
     gross = _minor_units(_required(row, "gross"), currency, "gross")
@@ -294,8 +320,8 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
     return {
         "settlement_id": balance_transaction_id,
         "processor": PROCESSOR,
-        "processor_reference": _first_filled(row, _REFERENCE_COLUMNS) or balance_transaction_id,
-        "merchant_id": _first_filled(row, (MERCHANT_METADATA_COLUMN, "connected_account_id")) or UNATTRIBUTED,
+        "processor_reference": _first_filled(row, _reference_columns(options)) or balance_transaction_id,
+        "merchant_id": _first_filled(row, (merchant_column(options), "connected_account_id")) or UNATTRIBUTED,
         "record_type": record_type,
         "gross_minor": sign * gross,
         "fee_minor": sign * fee,
