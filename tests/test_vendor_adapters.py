@@ -4,6 +4,8 @@ Plain pytest, no pipeline. Every id, account and reference below is made up.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from schemas.records import RECORD_TYPES, SETTLEMENT_FIELDS, SettlementLine
@@ -292,8 +294,8 @@ def test_stripe_writer_emits_every_column_as_text_and_no_personal_data() -> None
 def test_adyen_settled_reads_all_canonical_fields() -> None:
     fields = settlement_fields_from_adyen_row(adyen_row())
 
+    assert re.fullmatch(r"adyen:MODTEST000000001:Settled:[a-p]{20}", fields.pop("settlement_id"))
     assert fields == {
-        "settlement_id": "adyen:MODTEST000000001:Settled",
         "processor": "adyen",
         "processor_reference": "PSPTEST000000001",
         "merchant_id": "TestMerchantAcct",
@@ -306,7 +308,7 @@ def test_adyen_settled_reads_all_canonical_fields() -> None:
         "booked_time": "2024-01-15T11:00:00.000Z",
         "payout_id": "batch-42",
     }
-    assert tuple(fields) == SETTLEMENT_FIELDS
+    assert ("settlement_id", *fields) == SETTLEMENT_FIELDS
 
 
 @pytest.mark.parametrize(
@@ -328,7 +330,7 @@ def test_adyen_settled_reads_all_canonical_fields() -> None:
 def test_adyen_type_mapping(journal_type: str, record_type: str) -> None:
     fields = settlement_fields_from_adyen_row(adyen_row(type=journal_type))
     assert fields["record_type"] == record_type
-    assert fields["settlement_id"] == f"adyen:MODTEST000000001:{journal_type}"
+    assert fields["settlement_id"].startswith(f"adyen:MODTEST000000001:{journal_type}:")
 
 
 def test_adyen_unknown_type_is_rejected_without_echoing_it() -> None:
@@ -495,6 +497,7 @@ def test_adyen_unusable_rows_raise_vendor_row_error(values: dict, reason: str) -
         ("2024-01-15 12:00:00", "UTC-05:30", "2024-01-15T17:30:00.000Z"),
         ("2024-07-15 12:00:00", "UTC", "2024-07-15T12:00:00.000Z"),
         ("2024-07-15 12:00:00", "America/New_York", "2024-07-15T16:00:00.000Z"),
+        ("2024-07-15 12:00:00", "Japan", "2024-07-15T03:00:00.000Z"),  # an IANA name without a slash
         # The repeated autumn hour of an IANA zone reads as its first (summer-time) occurrence.
         ("2024-10-27 02:30:00", "Europe/Amsterdam", "2024-10-27T00:30:00.000Z"),
     ],
@@ -635,7 +638,7 @@ def test_adyen_round_trip(settlement: SettlementLine) -> None:
     # The one documented difference: the id gains the adyen:<ref>:<Type> form,
     # or, for an account-level line without a PSP reference, its batch form.
     if row["Psp Reference"]:
-        assert fields.pop("settlement_id") == f"adyen:{settlement.settlement_id}:{row['Type']}"
+        assert re.fullmatch(f"adyen:{settlement.settlement_id}:{row['Type']}:[a-p]{{20}}", fields.pop("settlement_id"))
     else:
         assert fields.pop("settlement_id").startswith(f"adyen:{row['Type']}:{row['Batch Number'] or '-'}:")
     expected = canonical(settlement)
@@ -744,7 +747,22 @@ def test_adyen_documented_sample_rows_settled_and_chargeback() -> None:
     assert [(f["record_type"], f["gross_minor"], f["fee_minor"], f["net_minor"], f["currency"]) for f in read] == [
         ("CAPTURE", 500, 12, 488, "GBP"), ("CHARGEBACK", 34_999, -750, 35_749, "EUR")]
     assert read[0]["booked_time"] == "2013-06-03T10:26:49.000Z"
-    assert read[0]["settlement_id"] == "adyen:1713702551795048:Settled"
+    assert read[0]["settlement_id"].startswith("adyen:1713702551795048:Settled:")
+
+
+def test_adyen_payment_lines_with_placeholder_references_are_not_re_deliveries() -> None:
+    # Adyen's published sample reuses placeholder references: two different rows, two lines;
+    # the same row delivered twice, one line.
+    first = settlement_fields_from_adyen_row(adyen_row())
+    other = settlement_fields_from_adyen_row(adyen_row(merchant_reference="order-test-2", gross_credit_gc="6.00",
+                                                       net_credit_nc="5.88"))
+    again = settlement_fields_from_adyen_row(adyen_row(), 99)
+    assert first["settlement_id"] != other["settlement_id"]
+    assert again["settlement_id"] == first["settlement_id"]
+    # Optional columns (Booking Date) do not change who a line is.
+    booked = settlement_fields_from_adyen_row(adyen_row(booking_date="2024-01-17 09:00:00",
+                                                        booking_date_timezone="CET"))
+    assert booked["settlement_id"] == first["settlement_id"]
 
 
 def test_adyen_account_level_lines_of_two_batches_have_different_ids() -> None:
@@ -867,3 +885,17 @@ def test_stripe_uses_whichever_documented_time_columns_are_present(present, book
     row.update(present)
     fields = settlement_fields_from_stripe_row(row)
     assert (fields["settlement_date"], fields["booked_time"]) == (settles, "2024-03-01T10:15:30.000Z")
+
+
+def test_adyen_settlement_ids_keep_their_documented_psp_reference_exemption() -> None:
+    from schemas.vendors.adyen import psp_references_in
+    from tests.card_numbers import card_number
+
+    # Fabricated 16-digit references that pass the Luhn check, as one in ten of Adyen's do.
+    psp, modification = card_number(16, "88", "7"), card_number(16, "88", "9")
+    read = settlement_fields_from_adyen_row(adyen_row(psp_reference=psp, modification_reference=modification))
+    assert psp_references_in("settlement_id", read["settlement_id"]) == frozenset({modification})
+    assert psp_references_in("processor_reference", read["processor_reference"]) == frozenset({psp})
+    # The account-level form holds no digit run at all.
+    fee = settlement_fields_from_adyen_row(_adyen_net_only("Fee", debit="1.00"), 12)
+    assert not any(ch.isdigit() for ch in fee["settlement_id"].split(":", 3)[3])

@@ -53,21 +53,24 @@ names (with their own daylight-saving rules: an ambiguous wall time is read
 as the first occurrence, one in a spring gap is rejected) are accepted too.
 
 Identity: a payment-level line (it has a ``Psp Reference``) is identified by
-its ``Modification Reference``, the PSP reference of the modification:
-``settlement_id = adyen:<Modification Reference>:<Type>`` (the modification
-reference alone is shared by e.g. a refund and its later reversal).
-Account-level lines have no PSP reference and reuse texts such as "Deposit
-Correction" or "Transaction Fees January 2024" in every batch, so their id
-is ``adyen:<Type>:<Batch Number>:<sha1 of the row's ADYEN_COLUMNS values and
-its line in the file>[:20] in letters a-p``: a later batch's line is a new line, the same
-file delivered again is a re-delivery. ``processor_reference`` is ``Psp
+its ``Modification Reference``, the PSP reference of the modification, its
+Type (the modification reference alone is shared by e.g. a refund and its
+later reversal) and its values, since Adyen's published sample reuses
+placeholder references: ``settlement_id = adyen:<Modification
+Reference>:<Type>:<digest>``. Account-level lines have no PSP reference and
+reuse texts such as "Deposit Correction" or "Transaction Fees January 2024"
+in every batch, so their id is ``adyen:<Type>:<Batch Number>:<digest>``
+with the row's line in the file in the digest: a later batch's line is a
+new line, the same file delivered again is a re-delivery. ``<digest>`` is
+the sha1 of the 23 standard columns' values (not the Reserved or Booking
+Date ones)[:20], written in the letters a-p so that it never holds digits. ``processor_reference`` is ``Psp
 Reference``, which for refunds and chargebacks is the ORIGINAL payment's
 reference, so those lines match the ledger's payment.
 
 Round trip: the writer puts the canonical ``settlement_id`` into
 ``Modification Reference``, so reading the written row yields
-``adyen:<settlement_id>:<Type>`` (or the account-level form when the line has
-no payment reference); every other field reads back unchanged.
+``adyen:<settlement_id>:<Type>:<digest>`` (or the account-level form when the
+line has no payment reference); every other field reads back unchanged.
 Payout ids must look like ``batch-<Batch Number>``.
 """
 from __future__ import annotations
@@ -137,9 +140,9 @@ ADYEN_COLUMNS: tuple[str, ...] = (
 # the PSP reference of the modification). About one in ten passes the Luhn
 # check, so they are told from card numbers by where they stand, never by
 # their digits: `processor_reference` of an Adyen record, and the modification
-# reference inside an Adyen `settlement_id` (adyen:<reference>:<Type>).
+# reference inside an Adyen `settlement_id` (adyen:<reference>:<Type>[:<digest>]).
 PSP_REFERENCE = re.compile(r"[0-9]{16}")
-_SETTLEMENT_ID = re.compile(r"adyen:([0-9]{16}):[A-Za-z]+")
+_SETTLEMENT_ID = re.compile(r"adyen:([0-9]{16}):[A-Za-z]+(?::[a-p]{20})?")
 
 
 def psp_references_in(name: str, value: str) -> FrozenSet[str]:
@@ -264,11 +267,6 @@ def _zone(name: str, column: str) -> tzinfo:
     fixed = _fixed_offset(name)
     if fixed is not None:
         return fixed
-    if "/" not in name:
-        # Not an abbreviation we know, and no IANA name is a bare word we
-        # would accept on purpose ("Europe", "EST5EDT"-style legacy names).
-        raise VendorRowError(f"{column} is not a known time zone (an abbreviation such as CET or PST, "
-                             "UTC+hh:mm, or an IANA name)")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -367,6 +365,10 @@ def _direction(record_type: str, gross: int) -> int:
 
 
 _HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+# What makes a line this line: the documented standard columns, not the
+# Reserved ones nor the optional Booking Date pair, so the same batch report
+# generated with other optional columns gives the same ids.
+_IDENTITY_COLUMNS = ADYEN_COLUMNS[:23]
 
 
 def _row_digest(row: Mapping[str, str], position: Optional[int]) -> str:
@@ -375,7 +377,7 @@ def _row_digest(row: Mapping[str, str], position: Optional[int]) -> str:
     # identical lines of one batch; re-reading the same file gives the same ids.
     # Written with the letters a-p instead of hex digits: an id never holds a
     # digit run that could pass for a card number (schemas/pan.py).
-    values = [_text(row, column) for column in ADYEN_COLUMNS]
+    values = [_text(row, column) for column in _IDENTITY_COLUMNS]
     if position is not None:
         values.append(str(position))
     digest = hashlib.sha1("\x1f".join(values).encode("utf-8")).hexdigest()[:20]
@@ -384,13 +386,15 @@ def _row_digest(row: Mapping[str, str], position: Optional[int]) -> str:
 
 def _settlement_id(row: Mapping[str, str], journal_type: str, position: Optional[int]) -> str:
     """A payment-level line's Modification Reference is its own PSP reference,
-    unique; account-level lines (no Psp Reference: Fee, MerchantPayout,
-    DepositCorrection, Balancetransfer, ...) reuse texts like "Deposit
-    Correction" in every batch, so their identity is the batch, the Type and
-    the row (its values and position)."""
+    unique in a real report; Adyen's published sample reuses placeholder
+    references, so the row's values are part of the id too (a re-delivered
+    row is still the same line). Account-level lines (no Psp Reference: Fee,
+    MerchantPayout, DepositCorrection, Balancetransfer, ...) reuse texts like
+    "Deposit Correction" in every batch, so their identity is the batch, the
+    Type and the row (its values and position)."""
     modification_reference = _text(row, "Modification Reference")
     if modification_reference and _text(row, "Psp Reference"):
-        return f"adyen:{modification_reference}:{journal_type}"
+        return f"adyen:{modification_reference}:{journal_type}:{_row_digest(row, None)}"
     batch = _text(row, "Batch Number") or "-"
     return f"adyen:{journal_type}:{batch}:{_row_digest(row, position)}"
 

@@ -45,7 +45,7 @@ _PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower()
 _INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # Adyen's documented forms (schemas/vendors/adyen.py), the one digit run of their field.
-_ADYEN_DOCUMENTED = {"processor_reference": r"^[0-9]{16}$", "settlement_id": r"^adyen:[0-9]{16}:[A-Za-z]+$"}
+_ADYEN_DOCUMENTED = {"processor_reference": r"^[0-9]{16}$", "settlement_id": r"^adyen:[0-9]{16}:[A-Za-z]+(:[a-p]{20})?$"}
 
 Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its parsed value)
 
