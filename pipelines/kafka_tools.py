@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import expand_patterns
 from schemas.codecs import detect_format, payload_json, read_records
+from schemas.records import MATCHED_SIDE_FIELDS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from schemas.kafka_values import VALUE_FORMATS, encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
@@ -151,6 +152,16 @@ def _invalid_value(fmt: str, raw: RawRecord) -> bytes:
     return payload_json(raw.fields).encode("utf-8")
 
 
+def _message_fields(record) -> dict:
+    """A valid record's fields for its message: a settlement line's optional matched side only when it has one
+    (JSON carries it to the stream; the Avro schemas have no such fields, DESIGN 3.2)."""
+    fields = record._asdict()
+    for name in MATCHED_SIDE_FIELDS:
+        if fields.get(name, 0) is None:
+            del fields[name]
+    return fields
+
+
 def _collect(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
              messages: List[_Message], vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Tuple[int, int]:
     """Reads one input's files into `messages`; returns (valid, rejected) counts."""
@@ -164,7 +175,7 @@ def _collect(input_name: str, patterns: Sequence[str], topic: str, value_format:
         if not isinstance(outcome, DeadLetter):
             last_time = event_time_millis(outcome)
             key = f"{outcome.processor}|{outcome.processor_reference}".encode("utf-8")
-            value = encode_value(outcome._asdict(), value_format, schema)
+            value = encode_value(_message_fields(outcome), value_format, schema)
             messages.append(_Message(last_time, len(messages), topic, key, value))
             valid += 1
             continue

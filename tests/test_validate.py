@@ -306,6 +306,22 @@ def test_account_level_lines_carry_a_signed_gross(record_type, gross, fee, net):
         record_type.strip().upper(), int(gross), int(fee), int(net))
 
 
+def test_a_matched_side_is_read_when_a_record_has_one():
+    # A vendor row paid in one currency and settled in another (DESIGN 3.2): matched on the first.
+    line = parse_settlement_line({**settlement_text(), "matched_minor": 900, "matched_currency": "usd"})
+    assert (line.gross_minor, line.currency, line.matched_minor, line.matched_currency) == (1000, "EUR", 900, "USD")
+    plain = parse_settlement_line({**settlement_text(), "matched_minor": "", "matched_currency": ""})
+    assert (plain.matched_minor, plain.matched_currency) == (None, None)
+
+
+@pytest.mark.parametrize("amount, currency, reason", [
+    (900, None, "matched_currency"), (None, "USD", "matched_minor"), (0, "USD", "matched_minor must be positive"),
+    (-5, "USD", "matched_minor must be positive"), (900, "XYZ", "matched_currency")])
+def test_a_matched_side_needs_both_a_positive_amount_and_a_currency(amount, currency, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        parse_settlement_line({**settlement_text(), "matched_minor": amount, "matched_currency": currency})
+
+
 def test_signed_account_level_line_must_still_be_consistent():
     reason = _settlement_reason(record_type="ADJUSTMENT", gross_minor="-1600", fee_minor="0", net_minor="1600")
     assert reason == "net_minor 1600 != gross_minor -1600 - fee_minor 0"

@@ -117,6 +117,10 @@ def canonical(settlement: SettlementLine) -> dict:
     """The reader's expected output for a line (booked_time as RFC 3339 text)."""
     fields = settlement._asdict()
     fields["booked_time"] = format_timestamp(settlement.booked_time)
+    # The optional matched side is only there when a line has one.
+    for name in ("matched_minor", "matched_currency"):
+        if fields[name] is None:
+            del fields[name]
     return fields
 
 
@@ -447,9 +451,11 @@ def test_adyen_too_many_decimals_is_rejected() -> None:
         )
 
 
-def test_adyen_cross_currency_without_exchange_rate_is_rejected() -> None:
-    with pytest.raises(VendorRowError, match="Exchange Rate is missing or not a positive number"):
-        settlement_fields_from_adyen_row(adyen_row(gross_currency="USD", net_currency="EUR", exchange_rate=""))
+def test_adyen_cross_currency_needs_no_exchange_rate() -> None:
+    # Both sides are read as they are; the rate is not used to derive anything.
+    fields = settlement_fields_from_adyen_row(adyen_row(gross_currency="USD", net_currency="EUR", exchange_rate=""))
+    assert (fields["currency"], fields["gross_minor"], fields["net_minor"]) == ("EUR", 500, 488)
+    assert (fields["matched_minor"], fields["matched_currency"]) == (500, "USD")
 
 
 @pytest.mark.parametrize(
@@ -779,20 +785,57 @@ def test_adyen_account_level_lines_of_two_batches_have_different_ids() -> None:
 @pytest.mark.parametrize(
     "gross_currency, gross, rate, net_currency, net, commission, expected",
     [
-        # iDEAL EUR 100.00 paid out as USD 108.50 at 1.10: 108.50 / 1.10 = 98.636.. -> 98.64 EUR.
-        ("EUR", "100.00", "1.10", "USD", "108.50", "1.50", ("EUR", 10_000, 136, 9_864)),
-        # INR 1000.00 -> USD 11.70 at 0.012: 975.00 INR net.
-        ("INR", "1000.00", "0.012", "USD", "11.70", "0.30", ("INR", 100_000, 2_500, 97_500)),
-        # JPY 1500 -> EUR 9.00 at 0.0062: 9.00 / 0.0062 = 1451.6.. -> 1452 JPY.
-        ("JPY", "1500", "0.0062", "EUR", "9.00", "0.30", ("JPY", 1_500, 48, 1_452)),
+        # iDEAL EUR 100.00 paid out as USD 108.50 after 1.50 costs: settled USD 110.00 / 1.50 / 108.50,
+        # matched on EUR 100.00.
+        ("EUR", "100.00", "1.10", "USD", "108.50", "1.50", ("USD", 11_000, 150, 10_850, 10_000, "EUR")),
+        # INR 1000.00 paid out as USD 11.70 after 0.30: USD 12.00 / 0.30 / 11.70, matched on INR 1000.00.
+        ("INR", "1000.00", "0.012", "USD", "11.70", "0.30", ("USD", 1_200, 30, 1_170, 100_000, "INR")),
+        # JPY 1500 paid out as EUR 9.00 after 0.30: EUR 9.30 / 0.30 / 9.00, matched on JPY 1500.
+        ("JPY", "1500", "0.0062", "EUR", "9.00", "0.30", ("EUR", 930, 30, 900, 1_500, "JPY")),
     ],
 )
-def test_adyen_cross_currency_rows_keep_the_gross_side(gross_currency, gross, rate, net_currency, net, commission,
-                                                       expected) -> None:
+def test_adyen_cross_currency_rows_settle_in_the_net_currency_and_match_on_the_gross_side(
+        gross_currency, gross, rate, net_currency, net, commission, expected) -> None:
     fields = settlement_fields_from_adyen_row(adyen_row(
         gross_currency=gross_currency, gross_credit_gc=gross, exchange_rate=rate, net_currency=net_currency,
         net_credit_nc=net, commission_nc=commission, markup_nc="", scheme_fees_nc="", interchange_nc=""))
-    assert (fields["currency"], fields["gross_minor"], fields["fee_minor"], fields["net_minor"]) == expected
+    assert (fields["currency"], fields["gross_minor"], fields["fee_minor"], fields["net_minor"],
+            fields["matched_minor"], fields["matched_currency"]) == expected
+
+
+def test_adyen_cross_currency_account_level_rows_have_no_matched_side() -> None:
+    row = _adyen_net_only("Fee", debit="1.00")
+    row.update({"Gross Currency": "EUR", "Gross Debit (GC)": "0.90"})
+    fields = settlement_fields_from_adyen_row(row)
+    assert "matched_minor" not in fields and fields["currency"] == "USD"
+
+
+@pytest.mark.parametrize(
+    "category, gross, fee, net, facing, expected",
+    [
+        # A EUR 100.00 charge settled as USD 108.00 gross, 3.44 fee: summed in USD, matched on EUR 100.00.
+        ("charge", "108.00", "3.44", "104.56", "100.00", (10_800, 344, 10_456, 10_000)),
+        # Its EUR 40.00 refund, USD -43.20.
+        ("refund", "-43.20", "0.00", "-43.20", "-40.00", (4_320, 0, 4_320, 4_000)),
+        ("dispute", "-43.20", "15.00", "-58.20", "-40.00", (4_320, -1_500, 5_820, 4_000)),
+    ],
+)
+def test_stripe_customer_facing_side_is_matched_when_the_currencies_differ(category, gross, fee, net, facing,
+                                                                           expected) -> None:
+    fields = settlement_fields_from_stripe_row(stripe_row(
+        reporting_category=category, gross=gross, fee=fee, net=net, customer_facing_amount=facing,
+        customer_facing_currency="eur"))
+    assert (fields["currency"], fields["matched_currency"]) == ("USD", "EUR")
+    assert (fields["gross_minor"], fields["fee_minor"], fields["net_minor"], fields["matched_minor"]) == expected
+
+
+def test_stripe_customer_facing_side_in_the_same_currency_or_on_account_lines_is_ignored() -> None:
+    same = settlement_fields_from_stripe_row(stripe_row(customer_facing_amount="100.00",
+                                                        customer_facing_currency="usd"))
+    fee = settlement_fields_from_stripe_row(stripe_row(reporting_category="fee", gross="-1.00", fee="0.00",
+                                                       net="-1.00", customer_facing_amount="0.92",
+                                                       customer_facing_currency="eur"))
+    assert "matched_minor" not in same and "matched_minor" not in fee
 
 
 # Every reporting_category in Stripe's documentation (reporting categories page,

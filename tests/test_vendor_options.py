@@ -126,3 +126,12 @@ def test_kafka_produce_converts_vendor_rows_with_the_options(tmp_path):
     values = [json.loads(message.value) for message in messages]
     assert [(v["processor_reference"], v["merchant_id"], v["record_type"]) for v in values] == [
         ("pi_opt_1", "m-seller-9", "CAPTURE"), ("pi_opt_1", "m-seller-9", "REFUND")]
+    # Lines without a matched side are the canonical message, key for key.
+    assert all("matched_minor" not in value and "matched_currency" not in value for value in values)
+    facing = STRIPE_CSV.replace("payment_metadata[seller]\n", "payment_metadata[seller],customer_facing_amount,"
+                                "customer_facing_currency\n").replace("m-seller-9\n", "m-seller-9,18.00,eur\n")
+    (tmp_path / "facing.csv").write_text(facing, encoding="utf-8")
+    messages = []
+    _collect(SETTLEMENTS, [str(tmp_path / "facing.csv")], "settlements", "json", True, messages, CHOSEN)
+    assert [(json.loads(m.value)["matched_minor"], json.loads(m.value)["matched_currency"]) for m in messages] == [
+        (1800, "EUR"), (1800, "EUR")]

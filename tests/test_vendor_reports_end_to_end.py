@@ -37,8 +37,7 @@ def _adyen(psp, ref, when, zone, journal, mod, gc, gd, gcr, rate, nc, nd, ncr, c
 
 # Batch 7, 2024-01-15 Pacific standard time (16:00-20:00 UTC, one UTC day).
 ADYEN_BATCH_7 = [
-    # a. iDEAL in EUR paid out in USD: matched in EUR; net 108.50 USD / 1.10 = 98.636.. -> 98.64 EUR,
-    #    fee 100.00 - 98.64 = 1.36 EUR.
+    # a. iDEAL in EUR paid out in USD: matched on EUR 100.00, settled USD 108.50 net + 1.50 costs = 110.00.
     _adyen("TESTPSP000000001", "order-1", "2024-01-15 08:00:00", "PST", "Settled", "TESTMOD000000001",
            "EUR", "", "100.00", "1.10", "USD", "", "108.50", "1.50", "7"),
     # b. USD sale: gross 50.00, costs 1.20, net 48.80.
@@ -84,8 +83,7 @@ ADYEN_BATCH_8 = [
     # n. a payout the bank returned (+100.00): a negative payout.
     _adyen("", "", "2024-01-16 08:20:00", "PST", "BankInstructionReturned", "TX0000000006XT batch 6",
            "", "", "", "", "USD", "", "100.00", "", "8"),
-    # o. INR 1000.00 paid out as USD 11.70 after 0.30 costs at 0.012: net 11.70 / 0.012 = 975.00 INR,
-    #    fee 25.00 INR.
+    # o. INR 1000.00 paid out as USD 11.70 after 0.30 costs: matched on INR 1000.00, settled USD 12.00.
     _adyen("TESTPSP000000007", "order-7", "2024-01-16 08:30:00", "PST", "Settled", "TESTMOD000000007",
            "INR", "", "1000.00", "0.012", "USD", "", "11.70", "0.30", "8"),
     # p. a fee booked with a summer-time abbreviation: 09:00 PDT = 16:00 UTC.
@@ -100,12 +98,12 @@ ADYEN_BATCH_8 = [
 # automatic_payout_effective_at, no created (local), no personal columns.
 STRIPE_HEADER = ("balance_transaction_id,created_utc,automatic_payout_effective_at_utc,automatic_payout_id,"
                  "currency,gross,fee,net,reporting_category,charge_id,payment_intent_id,"
-                 "payment_metadata[merchant_id]")
+                 "payment_metadata[merchant_id],customer_facing_amount,customer_facing_currency")
 
 
-def _stripe(txn, category, gross, fee, net, charge="", intent=""):
+def _stripe(txn, category, gross, fee, net, charge="", intent="", facing="", facing_currency=""):
     return (f"{txn},2024-02-01 10:00:00,2024-02-03 00:00:00,po_test_1,usd,{gross},{fee},{net},{category},"
-            f"{charge},{intent},m-stripe-1")
+            f"{charge},{intent},m-stripe-1,{facing},{facing_currency}")
 
 
 STRIPE_ROWS = [
@@ -123,6 +121,8 @@ STRIPE_ROWS = [
     _stripe("txn_test_12", "brand_new_category", "-0.25", "0.00", "-0.25"),
     _stripe("txn_test_13", "network_cost", "-0.10", "0.00", "-0.10"),
     _stripe("txn_test_14", "tax", "-0.30", "0.00", "-0.30"),
+    # A EUR 100.00 charge settled in USD: matched on the customer-facing EUR side, summed in USD.
+    _stripe("txn_test_15", "charge", "108.00", "3.44", "104.56", "ch_test_C", "pi_test_C", "100.00", "eur"),
 ]
 
 PAYMENTS_CSV = """event_id,payment_id,event_type,processor,processor_reference,merchant_id,amount_minor,currency,event_time
@@ -134,30 +134,30 @@ evt-a7,pay-a7,CAPTURED,adyen,TESTPSP000000007,TestMerchantUS,100000,INR,2024-01-
 evt-s1,pay-s1,CAPTURED,stripe,ch_test_A,m-stripe-1,10000,USD,2024-01-31T10:00:00Z
 evt-s2,pay-s1,REFUNDED,stripe,ch_test_A,m-stripe-1,4000,USD,2024-01-31T11:00:00Z
 evt-s3,pay-s3,CHARGEBACK,stripe,ch_test_B,m-stripe-1,2500,USD,2024-01-31T12:00:00Z
+evt-s4,pay-s4,CAPTURED,stripe,ch_test_C,m-stripe-1,10000,EUR,2024-01-31T13:00:00Z
 """
 
 SETTLEMENT_COLUMNS = ("settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
                       "settlement_line_count")
 # (merchant, currency, day) -> settled gross, fee, net, adjustments, payouts, lines; by hand from the rows above.
 EXPECTED_TOTALS = {
-    # a only: 100.00 EUR, fee 1.36, net 98.64.
-    ("TestMerchantUS", "EUR", "2024-01-15"): (10000, 136, 9864, 0, 0, 1),
-    # gross +50 -20 -30 = 0; fees 1.20 + 15.00 (chargeback) + 10.08 - 2.50 = 23.78; net 0 - 23.78;
-    # adjustments +30 -30 -2 +12 = 10.00; payout 95.00.
-    ("TestMerchantUS", "USD", "2024-01-15"): (0, 2378, -2378, 1000, 9500, 10),
-    # l, m, n, p: fee 1.00 (p); adjustments -12 +5 = -7.00; payout -100.00 (returned).
-    ("TestMerchantUS", "USD", "2024-01-16"): (0, 100, -100, -700, -10000, 4),
-    # o: 1000.00 INR, fee 25.00, net 975.00.
-    ("TestMerchantUS", "INR", "2024-01-16"): (100000, 2500, 97500, 0, 0, 1),
-    # gross +100 -40 -25 = 35.00; fees 3.20 + 15.00 + 2.00 - 0.50 + 0.10 + 0.30 - 15.00 (returned with the
-    # dispute reversal) = 5.10; net 35.00 - 5.10 = 29.90; adjustments +50 -16 +25 -1 -0.25 = 57.75;
-    # payouts +150 -150 = 0.
-    ("m-stripe-1", "USD", "2024-02-01"): (3500, 510, 2990, 5775, 0, 14),
+    # Everything in the net currency. Gross +110.00 (a) +50 -20 -30 = 110.00; fees 1.50 + 1.20 + 15.00
+    # (chargeback) + 10.08 - 2.50 = 25.28; net 110.00 - 25.28 = 84.72; adjustments +30 -30 -2 +12 = 10.00;
+    # payout 95.00.
+    ("TestMerchantUS", "USD", "2024-01-15"): (11000, 2528, 8472, 1000, 9500, 11),
+    # l, m, n, o, p: gross 12.00 (o); fees 0.30 + 1.00 (p) = 1.30; net 10.70; adjustments -12 +5 = -7.00;
+    # payout -100.00 (returned).
+    ("TestMerchantUS", "USD", "2024-01-16"): (1200, 130, 1070, -700, -10000, 5),
+    # gross +100 -40 -25 +108 = 143.00; fees 3.20 + 15.00 + 2.00 - 0.50 + 0.10 + 0.30 - 15.00 (returned
+    # with the dispute reversal) + 3.44 = 8.54; net 143.00 - 8.54 = 134.46; adjustments
+    # +50 -16 +25 -1 -0.25 = 57.75; payouts +150 -150 = 0.
+    ("m-stripe-1", "USD", "2024-02-01"): (14300, 854, 13446, 5775, 0, 15),
 }
 # The balance change of each vendor's rows, summed by hand from their net columns (Adyen: credit - debit
-# in the net currency, without the cross-currency rows a and o; Stripe: net).
-ADYEN_USD_NET_SUM = 4880 - 2000 - 4500 + 3000 - 3000 - 200 - 1008 + 250 + 1200 - 9500 - 1200 + 500 + 10000 - 100
-STRIPE_NET_SUM = 9680 - 4000 - 200 + 50 + 5000 - 1600 - 4000 + 4000 - 15000 + 15000 - 100 - 25 - 10 - 30
+# in the net currency; Stripe: net).
+ADYEN_USD_NET_SUM = (10850 + 4880 - 2000 - 4500 + 3000 - 3000 - 200 - 1008 + 250 + 1200 - 9500
+                     - 1200 + 500 + 10000 + 1170 - 100)
+STRIPE_NET_SUM = 9680 - 4000 - 200 + 50 + 5000 - 1600 - 4000 + 4000 - 15000 + 15000 - 100 - 25 - 10 - 30 + 10456
 
 
 def _write(path, lines, crlf=False):
@@ -206,6 +206,7 @@ def test_vendor_reports_statuses(vendor_output):
         ("stripe", "ch_test_A", "CAPTURE"): "MATCHED",
         ("stripe", "ch_test_A", "REFUND"): "MATCHED",
         ("stripe", "ch_test_B", "CHARGEBACK"): "MATCHED",
+        ("stripe", "ch_test_C", "CAPTURE"): "MATCHED",  # EUR ledger vs the customer-facing EUR side
     }
 
 
@@ -236,7 +237,7 @@ def test_vendor_reports_daily_totals_add_up_to_each_vendors_balance_change(vendo
 
     assert balance_change("TestMerchantUS", "USD") == ADYEN_USD_NET_SUM
     assert balance_change("m-stripe-1", "USD") == STRIPE_NET_SUM
-    assert (ADYEN_USD_NET_SUM, STRIPE_NET_SUM) == (-10878 + 9200, 8765)
+    assert (ADYEN_USD_NET_SUM, STRIPE_NET_SUM) == (10850 - 10878 + 1170 + 9200, 8765 + 10456)
 
 
 def test_vendor_reports_summary_prints_the_unknown_category_warning(vendor_output):

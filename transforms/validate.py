@@ -95,6 +95,22 @@ def _currency(fields: Mapping[str, Any]) -> str:
         raise InvalidRecord(str(error)) from None
 
 
+def _matched_side(fields: Mapping[str, Any]) -> tuple:
+    """(matched_minor, matched_currency) of a record that has a matched side, else (None, None).
+
+    Both or neither: a positive amount and a known currency (DESIGN 3.2)."""
+    amount, currency = fields.get("matched_minor"), fields.get("matched_currency")
+    if (amount is None or amount == "") and (currency is None or currency == ""):
+        return None, None
+    minor = _money(fields, "matched_minor")
+    if minor <= 0:
+        raise InvalidRecord(f"matched_minor must be positive, got {minor}")
+    try:
+        return minor, normalize_currency(currency)
+    except MoneyError as error:
+        raise InvalidRecord(f"matched_currency: {error}") from None
+
+
 def _timestamp(fields: Mapping[str, Any], name: str) -> int:
     try:
         return parse_timestamp_millis(fields.get(name), name)
@@ -165,6 +181,7 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date = parse_date(fields.get("settlement_date"), "settlement_date").isoformat()
     except TimestampError as error:
         raise InvalidRecord(str(error)) from None
+    matched_minor, matched_currency = _matched_side(fields)
     return _refuse_card_numbers(SettlementLine(
         settlement_id=_required_text(fields, "settlement_id"),
         processor=_required_text(fields, "processor").lower(),
@@ -178,6 +195,8 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date=settlement_date,
         booked_time=_timestamp(fields, "booked_time"),
         payout_id=_optional_text(fields, "payout_id"),
+        matched_minor=matched_minor,
+        matched_currency=matched_currency,
     ), SETTLEMENTS)
 
 

@@ -24,15 +24,16 @@ signed terms (credit +, debit -) ``net = gross - fee``: a Settled row is
 ``Gross Credit 5.00, Net Credit 4.88`` with 0.12 of costs, a Chargeback
 ``Gross Debit 349.99, Net Debit 357.49, Commission 7.50``.
 
-Currencies: the gross side is the ledger's (the currency the shopper paid
-in), so it is the line's currency and what is matched. When the net side is
-in another currency (iDEAL EUR paid out in USD), the net amount is carried
-into the gross currency at the row's ``Exchange Rate`` (Adyen multiplies
-gross by it to get net; net / rate is rounded half-even, once, in Decimal)
-and the fee is gross - net, so the line stays consistent. Account-level
-bookings (Fee, MerchantPayout, ...) often report only a net amount; the line
-is then in the net currency and its gross is ``net + fee`` (fee is usually
-empty, so gross = net).
+Currencies: a line is in the net currency (what the account was credited or
+debited; what the daily totals sum) with ``gross = net + fee`` there when
+the gross side is in another currency, every amount read from the row. The
+gross side is the ledger's (the currency the shopper paid in): when it is in
+another currency (iDEAL EUR paid out in USD) a matched line carries it as
+``matched_minor``/``matched_currency``, and the matcher compares the ledger
+with it (DESIGN 3.2). ``Exchange Rate`` is not needed for either.
+Account-level bookings (Fee, MerchantPayout, ...) often report only a net
+amount; their gross is then ``net + fee`` (fee is usually empty, so gross =
+net).
 
 Sign convention (canonical side), with ``s`` applied to Adyen's signed
 (credit +) gross, fee and net: matched kinds (Settled, Refunded, Chargeback)
@@ -78,11 +79,10 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import timedelta, timezone, tzinfo
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, FrozenSet, Mapping, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.money import currency_exponent, to_major_units
+from schemas.money import to_major_units
 from schemas.records import SettlementLine
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp, millis_to_datetime
 from schemas.vendors import (
@@ -306,36 +306,15 @@ def _signed(row: Mapping[str, str], debit: str, credit: str, currency: str) -> O
     return (credit_amount or 0) - (debit_amount or 0)
 
 
-def _exchange_rate(row: Mapping[str, str]) -> Decimal:
-    try:
-        rate = Decimal(_text(row, "Exchange Rate").replace(",", ""))
-    except InvalidOperation:
-        rate = Decimal(0)
-    if not rate.is_finite() or rate <= 0:
-        raise VendorRowError("Exchange Rate is missing or not a positive number, and Gross Currency "
-                             "differs from Net Currency")
-    return rate
+def _amounts(row: Mapping[str, str]) -> tuple[str, int, int, int, Optional[tuple[str, int]]]:
+    """(currency, signed gross, fee as a cost, signed net, gross side or None) in Adyen's credit-positive terms.
 
-
-def _in_gross_currency(net_minor: int, net_currency: str, gross_currency: str, rate: Decimal) -> int:
-    """A net-currency amount in gross-currency minor units: net / rate, half-even.
-
-    Adyen converts gross to net by multiplying with Exchange Rate; going back
-    is the one place an amount is derived rather than read, so it is rounded
-    once, exactly in Decimal, to the gross currency's minor unit."""
-    major = Decimal(net_minor).scaleb(-currency_exponent(net_currency)) / rate
-    return int(major.scaleb(currency_exponent(gross_currency)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def _amounts(row: Mapping[str, str]) -> tuple[str, int, int, int]:
-    """(currency, signed gross, fee as a cost, signed net) in Adyen's credit-positive terms.
-
-    The gross side is the ledger's (the currency a payment was made in), so it
-    is the line's currency; the net side is what the account was credited in.
-    When they differ, the net and the fee are carried into the gross currency
-    at the row's Exchange Rate (fee = gross - net, so the line stays
-    consistent). A row with only a net side (Fee, MerchantPayout, ...) is in
-    the net currency with gross = net + fee."""
+    The line is the net side, in the net currency (what the account was
+    credited or debited, what the totals sum): gross = net + fee there, all
+    read from the row. When the gross side is in another currency (iDEAL EUR
+    paid out in USD), it is returned as (gross currency, signed gross): the
+    ledger's side, which the payment is matched on. A row with only a net side
+    (Fee, MerchantPayout, ...) has none."""
     net_currency = _currency(_text(row, "Net Currency"), "Net Currency")
     net = _signed(row, "Net Debit (NC)", "Net Credit (NC)", net_currency)
     if net is None:
@@ -345,11 +324,10 @@ def _amounts(row: Mapping[str, str]) -> tuple[str, int, int, int]:
     gross_currency = _currency(gross_text, "Gross Currency") if gross_text else net_currency
     gross = _signed(row, "Gross Debit (GC)", "Gross Credit (GC)", gross_currency)
     if gross is None:
-        return net_currency, net + fee, fee, net
+        return net_currency, net + fee, fee, net, None
     if gross_currency == net_currency:
-        return net_currency, gross, fee, net
-    net_in_gross = _in_gross_currency(net, net_currency, gross_currency, _exchange_rate(row))
-    return gross_currency, gross, gross - net_in_gross, net_in_gross
+        return net_currency, gross, fee, net, None
+    return net_currency, net + fee, fee, net, (gross_currency, gross)
 
 
 def _direction(record_type: str, gross: int) -> int:
@@ -405,7 +383,7 @@ def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[
     (`position`: its line in the file, part of an account-level line's id;
     `options`: schemas.vendors.VendorOptions, none of which concern Adyen)."""
     journal_type, record_type = _journal_type(row)
-    currency, gross, fee, net = _amounts(row)
+    currency, gross, fee, net, gross_side = _amounts(row)
     sign = _direction(record_type, gross)
 
     booked = _local_millis(row, "Creation Date", "TimeZone", "TimeZone")
@@ -431,7 +409,15 @@ def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[
         "settlement_date": millis_to_datetime(booking).date().isoformat(),
         "booked_time": format_timestamp(booked),
         "payout_id": f"{PAYOUT_PREFIX}{batch}" if batch else None,
+        **_matched_side(record_type, gross_side),
     }
+
+
+def _matched_side(record_type: str, gross_side: Optional[tuple[str, int]]) -> dict:
+    """The matched_* fields of a matched line whose gross side is in another currency (else none)."""
+    if gross_side is None or record_type not in _MATCHED or gross_side[1] == 0:
+        return {}
+    return {"matched_minor": abs(gross_side[1]), "matched_currency": gross_side[0]}
 
 
 def _debit_credit(amount: int, currency: str) -> tuple[str, str]:

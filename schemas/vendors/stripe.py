@@ -41,8 +41,11 @@ payments by: ``charge_id`` (``ch_...``) by default, ``payment_intent_id``
 then ``source_id``, then its own balance transaction id. ``merchant_id`` is
 the ``payment_metadata[<key>]`` column (``--stripe-merchant-metadata-key``,
 default ``merchant_id``), else ``connected_account_id``, else UNATTRIBUTED.
-``customer_facing_amount``/``customer_facing_currency`` are not used: a line
-has one currency, and it must be the balance's for the totals.
+A charge, refund or dispute whose ``customer_facing_currency`` differs from
+``currency`` (a EUR charge settled in USD) carries ``customer_facing_amount``
+as its matched side (``matched_minor``/``matched_currency``): the ledger is
+compared with it, while gross, fee and net stay in the balance currency for
+the totals.
 
 A reporting_category this module does not know (one Stripe adds later) is
 read as an ADJUSTMENT with Stripe's sign, so its money reaches the totals,
@@ -330,7 +333,21 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
         "settlement_date": _settlement_date(row),
         "booked_time": format_timestamp(_booked_millis(row)),
         "payout_id": _text(row, "automatic_payout_id") or None,
+        **_customer_facing_side(row, record_type, currency),
     }
+
+
+def _customer_facing_side(row: Mapping[str, str], record_type: str, currency: str) -> dict:
+    """The matched_* fields of a matched row charged in another currency than it settled in: a EUR charge
+    settled in USD is compared with the ledger in EUR (customer_facing_amount), summed in USD."""
+    text = _text(row, "customer_facing_currency")
+    if record_type not in _MATCHED or not text or not _text(row, "customer_facing_amount"):
+        return {}
+    facing_currency = _currency(text, "customer_facing_currency")
+    if facing_currency == currency:
+        return {}
+    amount = abs(_minor_units(_text(row, "customer_facing_amount"), facing_currency, "customer_facing_amount"))
+    return {"matched_minor": amount, "matched_currency": facing_currency} if amount else {}
 
 
 def _written_direction(line: SettlementLine) -> int:

@@ -127,6 +127,12 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
     for ok, _ in checks.values():
         fast &= ok
     values = {name: value for name, (_, value) in checks.items()}
+    if input_name != PAYMENTS:
+        # The matched side is not a file column: a row that has one is judged per record.
+        for name, kind in (("matched_minor", pa.int64()), ("matched_currency", pa.string())):
+            if name in table.column_names:
+                fast &= to_numpy(pc.is_null(table.column(name).combine_chunks())).astype(bool)
+            values[name] = pa.nulls(table.num_rows, kind)
     if fast.any():
         fast &= ~_may_hold_card_numbers(input_name, values)
     if input_name != PAYMENTS and fast.any():
