@@ -314,7 +314,7 @@ def _write_vendor(path: str, vendor: str, rows: Sequence[dict]) -> None:
 def _to_vendor_rows(lines: Sequence[list], vendor: str) -> List[dict]:
     """Each line as a vendor report row; the line then takes the values the report reads back as.
 
-    (Adyen's reader gives settlement ids the form 'adyen:<id>:<Type>'; the
+    (Adyen's reader gives settlement ids the form 'adyen:<id>:<Type>:<digest>'; the
     ground truth must name what the pipeline will see.)
     """
     from schemas.vendors import settlement_fields_from_vendor_row, vendor_row_from_settlement

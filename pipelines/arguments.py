@@ -8,6 +8,7 @@ import argparse
 from typing import Optional
 
 from schemas.timestamps import TimestampError, parse_duration, parse_timestamp_millis
+from schemas.vendors import STRIPE_LEDGER_REFERENCES, VendorOptions
 from transforms.alerts import AlertPolicy
 from transforms.daily_totals import SettlementDay, TriggerPolicy
 from transforms.matching import MatchPolicy
@@ -42,6 +43,24 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutoff-hour", type=int, default=0, help="local hour a settlement day starts")
     parser.add_argument("--allowed-lateness", default="7d", metavar="DURATION",
                         help="how late records may still correct a day's totals (default 7d)")
+
+
+def add_vendor_arguments(parser: argparse.ArgumentParser) -> None:
+    """How an account's Stripe reports relate to its ledger (README, Formats: vendor reports)."""
+    parser.add_argument("--stripe-ledger-reference", choices=STRIPE_LEDGER_REFERENCES, default="charge",
+                        help="the Stripe id the ledger keys payments by: charge (ch_..., default) or "
+                             "payment_intent (pi_...); Stripe rows are matched on that column")
+    parser.add_argument("--stripe-merchant-metadata-key", default="merchant_id", metavar="KEY",
+                        help="Stripe rows take their merchant from the payment_metadata[KEY] column "
+                             "(default merchant_id)")
+
+
+def vendor_options(args: argparse.Namespace) -> VendorOptions:
+    key = getattr(args, "stripe_merchant_metadata_key", None)
+    key = "merchant_id" if key is None else key.strip()
+    if not key or any(char in key for char in "[]\r\n"):
+        raise UsageError(f"--stripe-merchant-metadata-key {key!r} is not a metadata key")
+    return VendorOptions(getattr(args, "stripe_ledger_reference", None) or "charge", key)
 
 
 def add_alert_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,13 +20,16 @@ from pipelines.arguments import (
     ELEMENTWISE,
     UsageError,
     add_policy_arguments,
+    add_vendor_arguments,
     match_policy,
     settlement_day,
     trigger_policy,
+    vendor_options,
 )
 from pipelines.io.atomic_publish import MANIFEST, date_dir
 from schemas.codecs import FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS
 
 _PLACEHOLDERS = ("date", "yyyy", "mm", "dd")
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -78,6 +81,7 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also read the N partitions after each date, where its payments settle "
                              "(default: the settlement SLA in whole days)")
     add_policy_arguments(_WithoutAsOf(parser))  # type: ignore[arg-type]
+    add_vendor_arguments(parser)
 
 
 def parse_date_argument(text: str, flag: str) -> date:
@@ -254,8 +258,13 @@ def _plan(args: argparse.Namespace, beam_args: Sequence[str]):
         "beam_args": list(beam_args),
         "format": args.format,
     }
+    vendor = vendor_options(args)
+    if vendor != DEFAULT_VENDOR_OPTIONS:
+        # Only when set, so dates published before these options existed are not re-run for nothing.
+        options["vendor"] = vendor._asdict()
     policy_args = {name: getattr(args, name) for name in (
-        "amount_tolerance_minor", "settlement_sla", "ledger_grace", "time_zone", "cutoff_hour", "allowed_lateness")}
+        "amount_tolerance_minor", "settlement_sla", "ledger_grace", "time_zone", "cutoff_hour", "allowed_lateness",
+        "stripe_ledger_reference", "stripe_merchant_metadata_key")}
     sla = timedelta(seconds=policy["settlement_sla_seconds"])
     return first, last, payments, settlements, options, policy_args, sla
 

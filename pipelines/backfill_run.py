@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence
 import apache_beam as beam
 
 from pipelines import reconcile_batch
-from pipelines.arguments import match_policy, one_line, settlement_day, trigger_policy
+from pipelines.arguments import match_policy, one_line, settlement_day, trigger_policy, vendor_options
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import SCRATCH, publish_date
 from pipelines.io.atomic_publish import _tmp_dir
@@ -52,6 +52,7 @@ def _build_job(task: DateTask, scratch: str) -> BatchJob:
         payments_format=task.fmt,
         settlements_format=task.fmt,
         engine=task.engine,
+        vendor_options=vendor_options(args),
     )
 
 
@@ -148,7 +149,8 @@ def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequen
     validated = {}
     for name in (PAYMENTS, SETTLEMENTS):
         files = sorted({path for job in jobs for path in _files_of(job, name)})
-        parts = (pipeline | f"Read[{name}]" >> ReadRawChunks(name, files, jobs[0].payments_format)
+        parts = (pipeline | f"Read[{name}]" >> ReadRawChunks(name, files, jobs[0].payments_format,
+                                                             jobs[0].vendor_options)
                  | f"Validate[{name}]" >> ValidateChunks())
         for part in ("accepted", DEAD_LETTERS, COUNTS):
             validated[f"{name}.{part}"] = parts[part]

@@ -17,7 +17,7 @@ import traceback
 from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
-from pipelines.arguments import UsageError, one_line
+from pipelines.arguments import UsageError, add_vendor_arguments, one_line, vendor_options
 from pipelines.version import paybeam_version
 from runners.presets import add_runners_command
 
@@ -88,7 +88,7 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
         args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
         value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
         late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
-        include_invalid=not args.valid_only)
+        include_invalid=not args.valid_only, vendor_options=vendor_options(args))
     print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
           f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
           f"{report.rejected_settlements} settlements)")
@@ -150,6 +150,7 @@ def _add_kafka_commands(commands) -> None:
     produce.add_argument("--shuffle-window", type=float, default=0.0, metavar="SECONDS",
                          help="shuffle records whose event times lie within this window (out-of-order delivery)")
     produce.add_argument("--late-fraction", type=float, default=0.0, help="fraction of records sent late")
+    add_vendor_arguments(produce)
     produce.add_argument("--late-by", type=float, default=0.0, metavar="SECONDS",
                          help="how far (in event time) late records are held back")
     produce.add_argument("--seed", type=int, default=7)

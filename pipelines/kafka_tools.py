@@ -20,6 +20,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import expand_patterns
 from schemas.codecs import detect_format, payload_json, read_records
+from schemas.records import MATCHED_SIDE_FIELDS
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from schemas.kafka_values import VALUE_FORMATS, encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
 from schemas.timestamps import TimestampError, parse_timestamp_millis
@@ -120,11 +122,12 @@ def _open(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
 
 
-def _raw_records(patterns: Sequence[str], input_name: str) -> Iterator[Tuple[str, RawRecord]]:
+def _raw_records(patterns: Sequence[str], input_name: str,
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[Tuple[str, RawRecord]]:
     for path in expand_patterns(patterns):
         fmt = detect_format(path)
         with _open(path) as handle:
-            for raw in read_records(handle, path, fmt, input_name):
+            for raw in read_records(handle, path, fmt, input_name, vendor_options):
                 yield fmt, raw
 
 
@@ -149,20 +152,30 @@ def _invalid_value(fmt: str, raw: RawRecord) -> bytes:
     return payload_json(raw.fields).encode("utf-8")
 
 
+def _message_fields(record) -> dict:
+    """A valid record's fields for its message: a settlement line's optional matched side only when it has one
+    (JSON carries it to the stream; the Avro schemas have no such fields, DESIGN 3.2)."""
+    fields = record._asdict()
+    for name in MATCHED_SIDE_FIELDS:
+        if fields.get(name, 0) is None:
+            del fields[name]
+    return fields
+
+
 def _collect(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
-             messages: List[_Message]) -> Tuple[int, int]:
+             messages: List[_Message], vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Tuple[int, int]:
     """Reads one input's files into `messages`; returns (valid, rejected) counts."""
     schema = VALUE_SCHEMA_OF_INPUT[input_name]
     time_field = _TIME_FIELD_OF_INPUT[input_name]
     send_invalid = include_invalid and value_format == "json"
     valid = rejected = 0
     last_time = 0  # an invalid row without a usable time keeps its place after the previous row
-    for fmt, raw in _raw_records(patterns, input_name):
+    for fmt, raw in _raw_records(patterns, input_name, vendor_options):
         outcome = validate_raw_record(raw)
         if not isinstance(outcome, DeadLetter):
             last_time = event_time_millis(outcome)
             key = f"{outcome.processor}|{outcome.processor_reference}".encode("utf-8")
-            value = encode_value(outcome._asdict(), value_format, schema)
+            value = encode_value(_message_fields(outcome), value_format, schema)
             messages.append(_Message(last_time, len(messages), topic, key, value))
             valid += 1
             continue
@@ -256,7 +269,8 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
                  payments_topic: str, settlements_topic: str, value_format: str = "json",
                  shuffle_window_seconds: float = 0.0, late_fraction: float = 0.0, late_by_seconds: float = 0.0,
                  seed: int = 7, include_invalid: bool = True,
-                 producer_config: Mapping[str, str] = {}) -> ReplayReport:
+                 producer_config: Mapping[str, str] = {},
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> ReplayReport:
     """Sends the records of the files to the two topics in event-time order (see the module doc).
 
     Payments and settlement lines are merged on one event-time line (payments at event_time,
@@ -275,7 +289,8 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
         _collect(PAYMENTS, payment_patterns, payments_topic, value_format, include_invalid, messages)
         if payment_patterns else (0, 0))
     settlements, rejected_settlements = (
-        _collect(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages)
+        _collect(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages,
+                 vendor_options)
         if settlement_patterns else (0, 0))
     ordered, late = send_order(messages, shuffle_window_seconds, late_fraction, late_by_seconds, seed)
     produce_in_order(bootstrap_servers, ordered, producer_config)

@@ -35,11 +35,13 @@ from pipelines.arguments import (
     UsageError,
     add_alert_arguments,
     add_policy_arguments,
+    add_vendor_arguments,
     alert_policy,
     as_of_millis_argument,
     match_policy,
     settlement_day,
     trigger_policy,
+    vendor_options,
 )
 from pipelines.io.run_output import RunOutput
 from pipelines.summary import (
@@ -51,6 +53,7 @@ from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.counting import ReportCounts
 from transforms.columnar.flow import ColumnarReconcile
@@ -75,6 +78,7 @@ class BatchJob:
     alert_policy: Optional[AlertPolicy] = None
     engine: str = COLUMNAR
     shards: Optional[int] = None  # columnar engine: None picks from the input size
+    vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS  # how Stripe/Adyen reports relate to the ledger
 
 
 def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +103,7 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: one per {BYTES_PER_SHARD >> 20} MiB of input, at most {MAX_AUTO_SHARDS})")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
+    add_vendor_arguments(parser)
 
 
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> BatchJob:
@@ -125,6 +130,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
         alert_policy=alert_policy(args, triggers) if args.break_alerts else None,
         engine=args.engine,
         shards=args.shards,
+        vendor_options=vendor_options(args),
     )
 
 
@@ -142,7 +148,7 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: s
     raw = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawRecords(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawRecords(
-            SETTLEMENTS, job.settlements, job.settlements_format),
+            SETTLEMENTS, job.settlements, job.settlements_format, job.vendor_options),
     }
     outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=True)
     outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
@@ -158,7 +164,7 @@ def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
-            SETTLEMENTS, job.settlements, job.settlements_format),
+            SETTLEMENTS, job.settlements, job.settlements_format, job.vendor_options),
     }
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards)
     write_columnar_outputs(job, outputs, shards, metrics_prefix)

@@ -28,11 +28,13 @@ from pipelines.arguments import (
     UsageError,
     add_alert_arguments,
     add_policy_arguments,
+    add_vendor_arguments,
     alert_policy,
     as_of_millis_argument,
     match_policy,
     settlement_day,
     trigger_policy,
+    vendor_options,
 )
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
 from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
@@ -126,6 +128,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="columnar engine: shards for deduplication and matching (default 8)")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
+    # Accepted and checked like reconcile's and backfill's, so one set of options serves all three; the
+    # stream's messages are canonical, its vendor rows were converted by `paybeam kafka produce`, which
+    # takes the same options.
+    add_vendor_arguments(parser)
 
 
 def _settings(pairs: Sequence[str], flag: str) -> Dict[str, str]:
@@ -147,6 +153,7 @@ def _instant(text: Optional[str], flag: str) -> Optional[int]:
 
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> StreamJob:
     """Checks the arguments and turns them into a StreamJob; raises UsageError."""
+    vendor_options(args)  # a bad vendor option is a usage error here as in reconcile and backfill
     bounded = args.bounded
     as_of_millis = as_of_millis_argument(args)
     if as_of_millis is not None and not bounded:

@@ -31,6 +31,8 @@ def input_counts(counts: Dict[str, int]) -> dict:
             "pans_masked": counts.get(f"{name}.pans_masked", 0),
             "pan_rejections": counts.get(f"{name}.pan_rejections", 0),
         }
+    # Vendor rows read as adjustments because their category is newer than this code (a warning).
+    per_input[SETTLEMENTS]["unknown_vendor_categories"] = counts.get(f"{SETTLEMENTS}.unknown_vendor_categories", 0)
     return per_input
 
 
@@ -89,6 +91,10 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     if masked or refused:
         lines += ["", f"card numbers: {masked} masked in dead letters, {refused} record(s) rejected for one "
                       f"in an identifier"]
+    unknown = summary["inputs"].get(SETTLEMENTS, {}).get("unknown_vendor_categories", 0)
+    if unknown:
+        lines += ["", f"warning: {unknown} vendor report row(s) of a category paybeam does not know, "
+                      f"counted as adjustments"]
     lines += ["", f"{'status':<26}{'rows':>10}"]
     for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
         lines.append(f"{status:<26}{count:>10}")

@@ -32,7 +32,7 @@ from schemas.codecs import (
 )
 from schemas.raw_chunks import LINE, RECORD, RawChunk
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
-from schemas.vendors import detect_vendor
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions, detect_vendor
 
 CSV_BLOCK_BYTES = 16 << 20
 PARQUET_BATCH_ROWS = 1 << 18
@@ -41,9 +41,10 @@ _BOM = b"\xef\xbb\xbf"
 _BLANK_ROW = r"^[ \t,]*$"
 
 
-def read_chunks(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Iterator[RawChunk]:
+def read_chunks(handle: IO[bytes], path: str, fmt: str, input_name: str,
+                vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawChunk]:
     if fmt == "csv":
-        yield from _csv_chunks(handle, path, input_name)
+        yield from _csv_chunks(handle, path, input_name, vendor_options)
     elif fmt == "parquet":
         yield from _parquet_chunks(handle, path, input_name)
     else:
@@ -157,7 +158,8 @@ def _plain_ascii(block: bytes) -> bool:
     return block.count(b"\r") == block.count(b"\r\n") + (1 if block.endswith(b"\r") else 0)
 
 
-def _csv_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawChunk]:
+def _csv_chunks(handle: IO[bytes], path: str, input_name: str,
+                vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawChunk]:
     try:
         first = handle.readline()
     except Exception as error:  # not gzip after all, unreadable: what the per-record reader says too
@@ -169,8 +171,8 @@ def _csv_chunks(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawCh
     header = csv_header(header_line.rstrip(b"\r\n").decode("ascii", errors="replace").split(","))
     if not (header_line.strip(b"\r\n") and _plain_ascii(header_line) and len(set(header)) == len(header)
             and not (input_name == SETTLEMENTS and detect_vendor(header))):
-        yield from record_chunks(read_records(_LineSource(_chained(first, handle)), path, "csv", input_name),
-                                 path, input_name)
+        yield from record_chunks(read_records(_LineSource(_chained(first, handle)), path, "csv", input_name,
+                                              vendor_options), path, input_name)
         return
     lines_before = 1
     pending = b""

@@ -22,7 +22,14 @@ from schemas import arrow
 from schemas.avro import avro_schema
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import format_timestamp, millis_to_datetime
-from schemas.vendors import VendorRowError, detect_vendor, settlement_fields_from_vendor_row, shown_columns
+from schemas.vendors import (
+    DEFAULT_VENDOR_OPTIONS,
+    VendorOptions,
+    VendorRowError,
+    detect_vendor,
+    settlement_fields_from_vendor_row,
+    shown_columns,
+)
 
 FORMATS = ("csv", "jsonl", "avro", "parquet")
 _EXTENSIONS = {
@@ -66,9 +73,15 @@ def detect_format(path: str, explicit: Optional[str] = None) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def read_records(handle: IO[bytes], path: str, fmt: str, input_name: str) -> Iterator[RawRecord]:
-    """Reads every record of one file; bad content becomes RawRecords with a decode error."""
-    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "avro": _read_avro, "parquet": _read_parquet}[fmt]
+def read_records(handle: IO[bytes], path: str, fmt: str, input_name: str,
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
+    """Reads every record of one file; bad content becomes RawRecords with a decode error.
+
+    `vendor_options` only concern settlement CSVs that are vendor reports."""
+    if fmt == "csv":
+        yield from _read_csv(handle, path, input_name, vendor_options)
+        return
+    reader = {"jsonl": _read_jsonl, "avro": _read_avro, "parquet": _read_parquet}[fmt]
     yield from reader(handle, path, input_name)
 
 
@@ -203,12 +216,14 @@ class _LastLine:
         return self.last
 
 
-def _read_csv(handle: IO[bytes], path: str, input_name: str) -> Iterator[RawRecord]:
+def _read_csv(handle: IO[bytes], path: str, input_name: str,
+              vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
     lines = Counting(byte_lines(handle))
-    yield from guarded(_csv_records(lines, path, input_name), lines, path, input_name)
+    yield from guarded(_csv_records(lines, path, input_name, vendor_options), lines, path, input_name)
 
 
-def _csv_records(lines: Counting, path: str, input_name: str) -> Iterator[RawRecord]:
+def _csv_records(lines: Counting, path: str, input_name: str,
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
     strict = StrictText(lines, input_name, path, first_line=1, bom=True)
     text = _LastLine(strict)
     reader = csv.reader(text)
@@ -216,7 +231,8 @@ def _csv_records(lines: Counting, path: str, input_name: str) -> Iterator[RawRec
     yield from _drain(strict)
     if header is None:
         return
-    yield from csv_body_records(reader, text, path, input_name, csv_header(header), strict=strict)
+    yield from csv_body_records(reader, text, path, input_name, csv_header(header), strict=strict,
+                                vendor_options=vendor_options)
 
 
 def csv_header(cells: Sequence[str]) -> List[str]:
@@ -240,7 +256,8 @@ def _drain(strict: "StrictText", vendor: Optional[str] = None) -> Iterator[RawRe
 
 
 def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header: Sequence[str],
-                     lines_before: int = 0, strict: Optional["StrictText"] = None) -> Iterator[RawRecord]:
+                     lines_before: int = 0, strict: Optional["StrictText"] = None,
+                     vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
     vendor = detect_vendor(header) if input_name == SETTLEMENTS else None
     while True:
         try:
@@ -271,7 +288,9 @@ def csv_body_records(reader, text: _LastLine, path: str, input_name: str, header
             continue
         raw = _vendor_line(vendor, header, row)
         try:
-            yield RawRecord(input_name, source, settlement_fields_from_vendor_row(vendor, fields), raw)
+            fields = settlement_fields_from_vendor_row(vendor, fields, lines_before + reader.line_num,
+                                                       vendor_options)
+            yield RawRecord(input_name, source, fields, raw)
         except VendorRowError as error:
             yield RawRecord(input_name, source, None, raw, f"{vendor} report row: {error}")
 

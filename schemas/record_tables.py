@@ -24,7 +24,8 @@ def _schema_of(record_type: Type[NamedTuple], ints: Sequence[str], bools: Sequen
 
 
 PAYMENT_TABLE = _schema_of(PaymentEvent, ints=("amount_minor", "event_time"))
-SETTLEMENT_TABLE = _schema_of(SettlementLine, ints=("gross_minor", "fee_minor", "net_minor", "booked_time"))
+SETTLEMENT_TABLE = _schema_of(SettlementLine, ints=("gross_minor", "fee_minor", "net_minor", "booked_time",
+                                                    "matched_minor"))
 RESULT_TABLE = _schema_of(
     ReconciliationResult,
     ints=("ledger_amount_minor", "settled_amount_minor", "difference_minor", "event_time", "booked_time",
@@ -43,7 +44,8 @@ RECONCILED_COLUMNS = {
     PAYMENTS: ("event_id", "event_type", "processor", "processor_reference", "merchant_id", "amount_minor",
                "currency", "event_time"),
     "settlements": ("settlement_id", "processor", "processor_reference", "merchant_id", "record_type",
-                    "gross_minor", "fee_minor", "net_minor", "currency", "booked_time"),
+                    "gross_minor", "fee_minor", "net_minor", "currency", "booked_time", "matched_minor",
+                    "matched_currency"),
 }
 RECONCILED_SCHEMA_OF_INPUT = {name: pa.schema([TABLE_SCHEMA_OF_INPUT[name].field(column) for column in columns])
                               for name, columns in RECONCILED_COLUMNS.items()}

@@ -16,6 +16,9 @@ EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FA
 RECORD_TYPES = ("CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT")
 # Reconciliation kinds and how each side maps onto them (3.3).
 KINDS = ("CAPTURE", "REFUND", "CHARGEBACK")
+# Account-level record types: not matched, and their gross is signed (a fee
+# refund, a returned payout, a debit adjustment is negative; docs/DESIGN.md 3.2).
+SIGNED_RECORD_TYPES = ("FEE", "ADJUSTMENT", "PAYOUT")
 KIND_OF_EVENT_TYPE = {"CAPTURED": "CAPTURE", "REFUNDED": "REFUND", "CHARGEBACK": "CHARGEBACK"}
 KIND_OF_RECORD_TYPE = {"CAPTURE": "CAPTURE", "REFUND": "REFUND", "CHARGEBACK": "CHARGEBACK"}
 
@@ -60,6 +63,12 @@ class SettlementLine(NamedTuple):
     settlement_date: str  # ISO date, YYYY-MM-DD
     booked_time: int  # epoch millis, UTC
     payout_id: Optional[str]
+    # The side the ledger is matched with, when a vendor reports the payment
+    # in another currency than it settled it in (Adyen's gross side, Stripe's
+    # customer-facing amount); gross/fee/net/currency stay the settled side,
+    # which the totals sum. Not a canonical file column (DESIGN 3.2).
+    matched_minor: Optional[int] = None
+    matched_currency: Optional[str] = None
 
 
 class ReconciliationResult(NamedTuple):
@@ -135,7 +144,9 @@ class RawRecord(NamedTuple):
 
 
 PAYMENT_FIELDS = PaymentEvent._fields
-SETTLEMENT_FIELDS = SettlementLine._fields
+# The canonical settlement file columns; the matched side is optional and travels only in records.
+SETTLEMENT_FIELDS = SettlementLine._fields[:12]
+MATCHED_SIDE_FIELDS = ("matched_minor", "matched_currency")
 RESULT_FIELDS = ReconciliationResult._fields
 DAILY_TOTAL_FIELDS = DailyTotal._fields
 DEAD_LETTER_FIELDS = DeadLetter._fields

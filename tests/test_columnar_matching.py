@@ -85,3 +85,44 @@ def test_many_keys_at_once_equal_reconcile_key():
 
 def test_no_candidates_give_no_rows():
     assert reconcile_candidates(_table([]), T0, MatchPolicy()).num_rows == 0
+
+
+# ---------------------------------------------- settlement candidates: the matched side (issue 10)
+
+def _line(index, record_type, gross, currency, matched):
+    from schemas.records import SettlementLine
+
+    return SettlementLine(f"s{index}", "adyen", f"r{index % 3}", "m_1", record_type, gross, 0, gross, currency,
+                          "2026-01-05", T0 + index, None, *matched)
+
+
+settlement_lines = st.builds(
+    _line,
+    st.integers(0, 50),
+    st.sampled_from(["CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT"]),
+    st.sampled_from([1, 999, 1000, -5]),
+    st.sampled_from(["USD", "EUR"]),
+    # No matched side, one in another currency, one in the same currency.
+    st.sampled_from([(None, None), (1000, "EUR"), (870, "JPY"), (999, "USD")]),
+)
+
+
+@given(lines=st.lists(settlement_lines, max_size=30))
+def test_columnar_settlement_candidates_equal_candidate_of(lines):
+    """A line with a matched side (a vendor's other-currency gross) is compared on it in both engines."""
+    from schemas.record_tables import SETTLEMENT_TABLE, records_to_table
+    from transforms.columnar.matching import settlement_candidates
+    from transforms.matching import candidate_of, reconciliation_key
+
+    expected = [(*reconciliation_key(line), SETTLEMENT, *candidate_of(line)[1:]) for line in lines
+                if reconciliation_key(line) is not None]
+    table = settlement_candidates(records_to_table(lines, SETTLEMENT_TABLE))
+    got = [(row["processor"], row["processor_reference"], row["kind"], SETTLEMENT if row["side"] else LEDGER,
+            row["record_id"], row["merchant_id"], row["amount_minor"], row["currency"], row["time"])
+           for row in table.to_pylist()]
+    assert got == expected
+    # And the matched side is what is compared, where there is one.
+    matched = [line for line in lines if line.record_type in ("CAPTURE", "REFUND", "CHARGEBACK")]
+    assert [(row[6], row[7]) for row in got] == [
+        (line.matched_minor, line.matched_currency) if line.matched_minor else (line.gross_minor, line.currency)
+        for line in matched]

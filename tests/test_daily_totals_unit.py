@@ -177,6 +177,15 @@ def sums_of(**columns) -> tuple:
         ("FEE", 25, 0, sums_of(FEE=25, NET=-25, LINE_COUNT=1)),
         ("ADJUSTMENT", 40, 0, sums_of(ADJUSTMENT=40, LINE_COUNT=1)),
         ("PAYOUT", 9000, 0, sums_of(PAYOUT=9000, LINE_COUNT=1)),
+        # Account-level lines are signed (DESIGN 3.2): a fee refund, a debit adjustment, a returned payout.
+        ("FEE", -50, 0, sums_of(FEE=-50, NET=50, LINE_COUNT=1)),
+        ("ADJUSTMENT", -1600, 0, sums_of(ADJUSTMENT=-1600, LINE_COUNT=1)),
+        ("PAYOUT", -9000, 0, sums_of(PAYOUT=-9000, LINE_COUNT=1)),
+        # A fee on an account-level line: part of a FEE line's cost (its net), with the fees for an
+        # ADJUSTMENT (a dispute fee returned with a dispute reversal is -1500), against them for a PAYOUT.
+        ("FEE", 40, 5, sums_of(FEE=35, NET=-35, LINE_COUNT=1)),
+        ("ADJUSTMENT", 2500, -1500, sums_of(FEE=-1500, NET=1500, ADJUSTMENT=2500, LINE_COUNT=1)),
+        ("PAYOUT", 9000, -30, sums_of(FEE=30, NET=-30, PAYOUT=9000, LINE_COUNT=1)),
     ],
 )
 def test_settlement_contribution(record_type, gross, fee, expected):
@@ -202,6 +211,25 @@ def test_settled_net_is_gross_minus_fee_over_any_mix():
             totals = [sum(column) for column in zip(*(settlement_contribution(x).sums for x in subset))]
             assert totals[NET] == totals[GROSS] - totals[FEE], [x.record_type for x in subset]
             assert totals[LINE_COUNT] == size
+
+
+def test_columnar_settlement_partials_equal_the_per_record_contributions_for_signed_lines():
+    from schemas.record_tables import SETTLEMENT_TABLE, records_to_table
+    from transforms.columnar.daily_totals import settlement_partials
+
+    lines = [line(record_type, gross, fee, f"stl-{index}") for index, (record_type, gross, fee) in enumerate([
+        ("CAPTURE", 1000, 30), ("REFUND", 500, 10), ("CHARGEBACK", 700, -15), ("FEE", 25, 0), ("FEE", -50, 0),
+        ("FEE", 40, 5), ("ADJUSTMENT", -1600, 0), ("ADJUSTMENT", 2500, -1500), ("PAYOUT", 9000, 0),
+        ("PAYOUT", -9000, 0), ("PAYOUT", 100, -30)])]
+    per_record = [sum(column) for column in zip(*(settlement_contribution(x).sums for x in lines))]
+    columnar = settlement_partials(records_to_table(lines, SETTLEMENT_TABLE), SettlementDay()).to_pylist()
+    assert len(columnar) == 1
+    names = ("settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
+             "settlement_line_count")
+    assert tuple(columnar[0][name] for name in names) == tuple(per_record[GROSS:])
+    # Balance change of the lines (net in vendor terms) = settled_net + adjustments - payouts.
+    assert per_record[NET] + per_record[ADJUSTMENT] - per_record[PAYOUT] == (
+        1000 - 30 - 500 + 10 - 700 - 15 - 25 + 50 - 35 - 1600 + 2500 + 1500 - 9000 + 9000 - 100 - 30)
 
 
 def test_settlement_mix_exact_totals():

@@ -60,6 +60,6 @@ def test_flow_outputs_and_counts_add_up():
             ("settlements.read", 2), ("settlements.accepted", 2), ("settlements.rejected", 0),
             ("settlements.unique", 1), ("settlements.conflicting", 1), ("settlements.truncated_files", 0),
             ("settlements.pan_rejections", 0),
-            ("settlements.pans_masked", 0), ("results.rows", 1), ("daily_totals.rows", 1),
+            ("settlements.pans_masked", 0), ("settlements.unknown_vendor_categories", 0), ("results.rows", 1), ("daily_totals.rows", 1),
             ("status.MATCHED", 1), ("as_of_millis", at()),
         ]), label="counts")

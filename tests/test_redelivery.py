@@ -110,7 +110,10 @@ def _variant(draw, input_name, record_id):
     return settlement(record_id, gross=gross, fee=fee, processor=draw(st.sampled_from(["stripe", "adyen"])),
                       processor_reference=draw(st.sampled_from(["ch_1", "1234567890123452"])),
                       record_type=draw(st.sampled_from(["CAPTURE", "FEE"])),
-                      payout_id=draw(st.sampled_from([None, "po_1"])))
+                      payout_id=draw(st.sampled_from([None, "po_1"])),
+                      # optional fields: a null on one side only must count as a difference (null-safe)
+                      matched_minor=draw(st.sampled_from([None, 1000, 1100])),
+                      matched_currency=draw(st.sampled_from([None, "EUR"])))
 
 
 @st.composite

@@ -296,6 +296,37 @@ def test_gross_must_be_positive(gross, fee, net):
     assert "gross_minor must be positive" in reason
 
 
+@pytest.mark.parametrize("record_type", ["FEE", "ADJUSTMENT", "PAYOUT", "payout "])
+@pytest.mark.parametrize("gross, fee, net", [("-1600", "0", "-1600"), ("0", "25", "-25"), ("-2500", "-30", "-2470")])
+def test_account_level_lines_carry_a_signed_gross(record_type, gross, fee, net):
+    # A fee refund, a debit adjustment, a returned payout (DESIGN 3.2).
+    line = parse_settlement_line(settlement_text(record_type=record_type, gross_minor=gross, fee_minor=fee,
+                                                 net_minor=net))
+    assert (line.record_type, line.gross_minor, line.fee_minor, line.net_minor) == (
+        record_type.strip().upper(), int(gross), int(fee), int(net))
+
+
+def test_a_matched_side_is_read_when_a_record_has_one():
+    # A vendor row paid in one currency and settled in another (DESIGN 3.2): matched on the first.
+    line = parse_settlement_line({**settlement_text(), "matched_minor": 900, "matched_currency": "usd"})
+    assert (line.gross_minor, line.currency, line.matched_minor, line.matched_currency) == (1000, "EUR", 900, "USD")
+    plain = parse_settlement_line({**settlement_text(), "matched_minor": "", "matched_currency": ""})
+    assert (plain.matched_minor, plain.matched_currency) == (None, None)
+
+
+@pytest.mark.parametrize("amount, currency, reason", [
+    (900, None, "matched_currency"), (None, "USD", "matched_minor"), (0, "USD", "matched_minor must be positive"),
+    (-5, "USD", "matched_minor must be positive"), (900, "XYZ", "matched_currency")])
+def test_a_matched_side_needs_both_a_positive_amount_and_a_currency(amount, currency, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        parse_settlement_line({**settlement_text(), "matched_minor": amount, "matched_currency": currency})
+
+
+def test_signed_account_level_line_must_still_be_consistent():
+    reason = _settlement_reason(record_type="ADJUSTMENT", gross_minor="-1600", fee_minor="0", net_minor="1600")
+    assert reason == "net_minor 1600 != gross_minor -1600 - fee_minor 0"
+
+
 @pytest.mark.parametrize("value", ["2024-02-30", "02/03/2024", "", None])
 def test_bad_settlement_date(value):
     assert "settlement_date" in _settlement_reason(settlement_date=value)

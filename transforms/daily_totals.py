@@ -143,17 +143,24 @@ def ledger_contribution(event: PaymentEvent) -> Contribution:
 
 
 def settlement_contribution(line: SettlementLine) -> Contribution:
-    """Signed so that for every day settled_net = settled_gross - fee."""
+    """Signed so that for every day settled_net = settled_gross - fee, and the
+    balance change of the day's lines is settled_net + adjustment - payout."""
     sums = [0] * _SUMS
     sign = _SETTLEMENT_SIGN.get(line.record_type)
     if sign is not None:
         sums[4], sums[5], sums[6] = sign * line.gross_minor, sign * line.fee_minor, sign * line.net_minor
     elif line.record_type == "FEE":
-        sums[5], sums[6] = line.gross_minor, -line.gross_minor
+        # The whole line is a cost: its net (gross - any fee on it; negative
+        # for a fee refund) goes to fees and comes off the net.
+        sums[5], sums[6] = line.net_minor, -line.net_minor
     elif line.record_type == "ADJUSTMENT":
-        sums[7] = line.gross_minor
+        # Signed gross into the balance; a fee on it (a dispute fee returned
+        # with a dispute reversal: negative) counts with the fees.
+        sums[5], sums[6], sums[7] = line.fee_minor, -line.fee_minor, line.gross_minor
     elif line.record_type == "PAYOUT":
-        sums[8] = line.gross_minor
+        # Signed gross out of the balance (a returned payout is negative); a
+        # fee on it leaves the balance too, so it counts against the fees.
+        sums[5], sums[6], sums[8] = -line.fee_minor, line.fee_minor, line.gross_minor
     sums[9] = 1
     return Contribution(tuple(sums))
 

@@ -18,6 +18,7 @@ import apache_beam as beam
 
 from schemas.codecs import is_truncation
 from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
 from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
 from transforms.dedup import DEFAULT_HORIZON, UNIQUE, Deduplicate
@@ -92,6 +93,8 @@ class ReconcileRecords(beam.PTransform):
                                   lambda letter: is_truncation(letter.reason)),
                               f"{name}.pan_rejections": rejected[name] | f"PanRejections[{name}]" >> beam.Filter(
                                   lambda letter: is_pan_rejection(letter.reason))})
+            named[f"{SETTLEMENTS}.{UNKNOWN_CATEGORY_COUNT}"] = raw[SETTLEMENTS] | "UnknownCategories" >> beam.Filter(
+                lambda record: has_unknown_category(record.fields))
             named["results.rows"] = results
             named["daily_totals.rows"] = outputs["daily_totals"]
             counted = [named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(),

@@ -71,6 +71,10 @@ def candidate_of(record: Union[PaymentEvent, SettlementLine]) -> Candidate:
     if isinstance(record, PaymentEvent):
         return Candidate(LEDGER, record.event_id, record.merchant_id, record.amount_minor,
                          record.currency, record.event_time)
+    # The ledger is compared with the line's matched side when it has one (another currency than it settled in).
+    if record.matched_minor is not None and record.matched_currency:
+        return Candidate(SETTLEMENT, record.settlement_id, record.merchant_id, record.matched_minor,
+                         record.matched_currency, record.booked_time)
     return Candidate(SETTLEMENT, record.settlement_id, record.merchant_id, record.gross_minor,
                      record.currency, record.booked_time)
 

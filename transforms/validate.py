@@ -25,6 +25,7 @@ from schemas.records import (
     PAYMENT_FIELDS,
     PAYMENTS,
     RECORD_TYPES,
+    SIGNED_RECORD_TYPES,
     SETTLEMENT_FIELDS,
     SETTLEMENTS,
     DeadLetter,
@@ -81,6 +82,11 @@ def _choice(fields: Mapping[str, Any], name: str, allowed: tuple) -> str:
     return value
 
 
+def _is_signed_record_type(fields: Mapping[str, Any]) -> bool:
+    value = fields.get("record_type")
+    return isinstance(value, str) and value.strip().upper() in SIGNED_RECORD_TYPES
+
+
 def _check_missing_columns(fields: Mapping[str, Any], expected: tuple, optional: tuple = ()) -> None:
     missing = [name for name in expected if name not in fields and name not in optional]
     if missing:
@@ -99,6 +105,22 @@ def _currency(fields: Mapping[str, Any]) -> str:
         return normalize_currency(fields.get("currency"))
     except MoneyError as error:
         raise InvalidRecord(str(error)) from None
+
+
+def _matched_side(fields: Mapping[str, Any]) -> tuple:
+    """(matched_minor, matched_currency) of a record that has a matched side, else (None, None).
+
+    Both or neither: a positive amount and a known currency (DESIGN 3.2)."""
+    amount, currency = fields.get("matched_minor"), fields.get("matched_currency")
+    if (amount is None or amount == "") and (currency is None or currency == ""):
+        return None, None
+    minor = _money(fields, "matched_minor")
+    if minor <= 0:
+        raise InvalidRecord(f"matched_minor must be positive, got {minor}")
+    try:
+        return minor, normalize_currency(currency)
+    except MoneyError as error:
+        raise InvalidRecord(f"matched_currency: {error}") from None
 
 
 def _timestamp(fields: Mapping[str, Any], name: str) -> int:
@@ -159,7 +181,11 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
     gross = _money(fields, "gross_minor")
     fee = _money(fields, "fee_minor")
     net = _money(fields, "net_minor")
-    if gross <= 0:
+    # Matched lines are positive (the record type gives the direction). Account-
+    # level lines carry a signed gross, as vendors book them both ways: a fee
+    # refund, a returned payout or a debit adjustment is negative (3.2). The
+    # record type is judged after the amounts, as it always was.
+    if gross <= 0 and not _is_signed_record_type(fields):
         raise InvalidRecord(f"gross_minor must be positive (the record_type gives the direction), got {gross}")
     if net != gross - fee:
         raise InvalidRecord(f"net_minor {net} != gross_minor {gross} - fee_minor {fee}")
@@ -167,6 +193,7 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date = parse_date(fields.get("settlement_date"), "settlement_date").isoformat()
     except TimestampError as error:
         raise InvalidRecord(str(error)) from None
+    matched_minor, matched_currency = _matched_side(fields)
     return _refuse_card_numbers(SettlementLine(
         settlement_id=_required_text(fields, "settlement_id"),
         processor=_required_text(fields, "processor").lower(),
@@ -180,6 +207,8 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         settlement_date=settlement_date,
         booked_time=_timestamp(fields, "booked_time"),
         payout_id=_optional_text(fields, "payout_id"),
+        matched_minor=matched_minor,
+        matched_currency=matched_currency,
     ), SETTLEMENTS)
 
 

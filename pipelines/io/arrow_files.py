@@ -23,13 +23,14 @@ import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow tabl
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 
 PARQUET_COMPRESSION = "snappy"
 
 
 def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
-                    file_ranks: Dict[str, int], on_position: Callable[[int], None] = lambda _: None
-                    ) -> Iterator[RawChunk]:
+                    file_ranks: Dict[str, int], on_position: Callable[[int], None] = lambda _: None,
+                    vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawChunk]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
     rank = file_ranks.get(path, len(file_ranks))  # a file that appeared after planning comes last
@@ -39,7 +40,7 @@ def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optiona
         except Exception as error:
             yield RawChunk(input_name, path, records=[unreadable_file(input_name, path, error)], file_rank=rank)
             return
-        for chunk in read_chunks(handle, path, file_format, input_name):
+        for chunk in read_chunks(handle, path, file_format, input_name, vendor_options):
             chunk.file_rank = rank
             yield chunk
             on_position(_position(handle))
@@ -55,8 +56,10 @@ def _position(handle) -> int:
 class _DecodeFiles(beam.DoFn):
     """_chunks_of_file, with a progress bar of the bytes read (pipelines/io/progress.py)."""
 
-    def __init__(self, input_name: str, fmt: Optional[str], file_ranks: Dict[str, int], total_bytes: int):
+    def __init__(self, input_name: str, fmt: Optional[str], file_ranks: Dict[str, int], total_bytes: int,
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS):
         self._input_name, self._fmt, self._file_ranks = input_name, fmt, file_ranks
+        self._vendor_options = vendor_options
         self._total_bytes = total_bytes
         self._progress = None
 
@@ -72,7 +75,8 @@ class _DecodeFiles(beam.DoFn):
                 self._progress.update(position - shown[0])
                 shown[0] = position
 
-        yield from _chunks_of_file(readable, self._input_name, self._fmt, self._file_ranks, advance)
+        yield from _chunks_of_file(readable, self._input_name, self._fmt, self._file_ranks, advance,
+                                   self._vendor_options)
         advance(size)
 
     def teardown(self):
@@ -96,8 +100,8 @@ class ReadRawChunks(FileInput):
             | "ReadMatches" >> fileio.ReadMatches()
             # Files are spread over workers; a file's chunks stay with the worker that reads it.
             | "Rebalance" >> beam.Reshuffle()
-            | "DecodeFiles" >> beam.ParDo(_DecodeFiles(self._input_name, self._fmt, file_ranks, total_bytes)
-                                          ).with_output_types(RawChunk)
+            | "DecodeFiles" >> beam.ParDo(_DecodeFiles(self._input_name, self._fmt, file_ranks, total_bytes,
+                                                       self._vendor_options)).with_output_types(RawChunk)
         )
 
 

@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.codecs import detect_format, payload_json, read_records
 from schemas.records import RawRecord
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 
 
 class InputError(ValueError):
@@ -72,7 +73,8 @@ def _bz2_file(fileobj, mode: str) -> bz2.BZ2File:
     return bz2.BZ2File(fileobj, mode=mode)
 
 
-def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str]) -> Iterator[RawRecord]:
+def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
+                     vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
     with contextlib.ExitStack() as stack:
@@ -81,7 +83,7 @@ def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Option
         except Exception as error:
             yield unreadable_file(input_name, path, error)
             return
-        yield from read_records(handle, path, file_format, input_name)
+        yield from read_records(handle, path, file_format, input_name, vendor_options)
 
 
 def unreadable_file(input_name: str, path: str, error: Exception) -> RawRecord:
@@ -92,11 +94,13 @@ def unreadable_file(input_name: str, path: str, error: Exception) -> RawRecord:
 class FileInput(beam.PTransform):
     """The files of one input (payments or settlements): glob patterns and an optional format."""
 
-    def __init__(self, input_name: str, patterns: Sequence[str], fmt: Optional[str] = None):
+    def __init__(self, input_name: str, patterns: Sequence[str], fmt: Optional[str] = None,
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS):
         super().__init__()
         self._input_name = input_name
         self._patterns = list(patterns)
         self._fmt = fmt
+        self._vendor_options = vendor_options
 
 
 class ReadRawRecords(FileInput):
@@ -108,7 +112,7 @@ class ReadRawRecords(FileInput):
             | "Patterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> fileio.MatchAll()
             | "ReadMatches" >> fileio.ReadMatches()
-            | "DecodeFiles" >> beam.FlatMap(_records_of_file, self._input_name, self._fmt)
+            | "DecodeFiles" >> beam.FlatMap(_records_of_file, self._input_name, self._fmt, self._vendor_options)
             # One file decodes in one worker; spread its records before the heavy work.
             | "Rebalance" >> beam.Reshuffle()
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 from schemas.money import MoneyError, normalize_currency, to_minor_units
 from schemas.records import SettlementLine
@@ -36,6 +36,29 @@ class VendorRowError(ValueError):
 
 
 VENDORS = ("stripe", "adyen")
+# A vendor row that converts but deserves a look (a Stripe reporting_category
+# newer than this code) carries this extra key in its fields: the validator
+# ignores unknown keys, and both engines count such records
+# (`settlements.unknown_vendor_categories`, DESIGN 3.2).
+WARNING_FIELD = "_vendor_warning"
+UNKNOWN_CATEGORY = "unknown_vendor_category"
+UNKNOWN_CATEGORY_COUNT = "unknown_vendor_categories"
+
+# Which Stripe id a ledger keys its payments by (README, Formats): the
+# adapter emits that one as processor_reference, so the matcher needs no
+# second key.
+STRIPE_LEDGER_REFERENCES = ("charge", "payment_intent")
+
+
+class VendorOptions(NamedTuple):
+    """How an account's reports relate to its ledger (CLI: --stripe-ledger-reference,
+    --stripe-merchant-metadata-key); plain values, so they travel to workers."""
+
+    stripe_ledger_reference: str = "charge"
+    stripe_merchant_metadata_key: str = "merchant_id"
+
+
+DEFAULT_VENDOR_OPTIONS = VendorOptions()
 
 # "YYYY-MM-DD HH:MM:SS" with optional fractional seconds. Reports carry no
 # offset in these columns; the zone comes from the column's definition
@@ -157,9 +180,21 @@ def detect_vendor(header: Sequence[str]) -> Optional[str]:
     return None
 
 
-def settlement_fields_from_vendor_row(vendor: str, row: Mapping[str, str]) -> dict:
-    """Canonical settlement fields for one vendor row; raises VendorRowError."""
-    return _READERS[_known_vendor(vendor)](row)
+def settlement_fields_from_vendor_row(vendor: str, row: Mapping[str, str], position: Optional[int] = None,
+                                      options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> dict:
+    """Canonical settlement fields for one vendor row; raises VendorRowError.
+
+    `position` is the row's line in its file: Adyen's account-level lines have
+    no unique id of their own, so their settlement id includes it."""
+    fields = _READERS[_known_vendor(vendor)](row, position, options)
+    if vendor == "stripe" and _stripe.is_unknown_category(row):
+        fields[WARNING_FIELD] = UNKNOWN_CATEGORY
+    return fields
+
+
+def has_unknown_category(fields: object) -> bool:
+    """Whether decoded record fields come from a vendor row whose category this code does not know."""
+    return isinstance(fields, dict) and fields.get(WARNING_FIELD) == UNKNOWN_CATEGORY
 
 
 def vendor_columns(vendor: str) -> tuple[str, ...]:
@@ -179,8 +214,13 @@ def vendor_row_from_settlement(vendor: str, line: SettlementLine) -> dict[str, s
 
 
 __all__ = [
+    "DEFAULT_VENDOR_OPTIONS",
+    "STRIPE_LEDGER_REFERENCES",
+    "UNKNOWN_CATEGORY_COUNT",
     "VENDORS",
+    "VendorOptions",
     "VendorRowError",
+    "has_unknown_category",
     "detect_vendor",
     "settlement_fields_from_vendor_row",
     "shown_columns",

@@ -1,9 +1,19 @@
 """Stripe itemized payout reconciliation rows <-> canonical settlement fields.
 
-Report type ``payout_reconciliation.itemized.5`` (the same per-balance-
-transaction columns as the balance-transaction exports). Column names and
-order follow Stripe's report-type reference,
-https://docs.stripe.com/reports/report-types/payout-reconciliation .
+Report types ``payout_reconciliation.itemized.5`` and the itemized balance
+change from activity report (``balance_change_from_activity.itemized.*``):
+the same per-balance-transaction columns. Column names follow Stripe's
+report-type reference,
+https://docs.stripe.com/reports/report-types/payout-reconciliation and
+https://docs.stripe.com/reports/report-types/balance ; reporting categories
+follow https://docs.stripe.com/reports/reporting-categories and the
+report-run API's ``reporting_category`` enum
+(https://docs.stripe.com/api/reporting/report_run). Users pick a report's
+columns, so columns are found by name and any optional one may be missing:
+the settlement date is the first filled of ``automatic_payout_effective_at_utc``,
+``automatic_payout_effective_at``, ``available_on_utc``, ``available_on``; the
+booking time ``created_utc``, else ``created`` (the report run's time zone,
+which Stripe defaults to UTC).
 
 Amounts are decimal MAJOR units as text, signed from the Stripe balance's
 point of view: a charge is ``gross=100.00 fee=3.20 net=96.80``, a refund
@@ -11,21 +21,35 @@ point of view: a charge is ``gross=100.00 fee=3.20 net=96.80``, a refund
 net=-115.00``. ``fee`` is a cost (positive when Stripe takes money) and
 ``net = gross - fee`` in those signed terms.
 
-Sign convention (canonical side): ``gross_minor`` is always positive and the
-record type carries the direction. With ``s = -1`` when the Stripe gross is
-negative (else ``1``):
+Sign convention (canonical side), with ``s`` applied to Stripe's gross, fee
+and net: matched kinds (charge, refund, dispute) are positive with the
+record type giving the direction (``s = -1`` when the Stripe gross is
+negative); account-level lines keep their direction in a signed gross: FEE
+and PAYOUT count money leaving the balance as positive (``s = -1``; a fee
+refund or a payout_reversal is negative and cancels what it reverses),
+ADJUSTMENT keeps Stripe's sign (``s = 1``; -16.00 stays -16.00). Multiplying
+Stripe's identity by ``s`` keeps ``net_minor = gross_minor - fee_minor``.
+The dispute above becomes ``gross_minor=10000 fee_minor=-1500
+net_minor=11500``: the fee adds to what leaves the balance. The writer
+applies the same ``s``, so ``reading(writing(line)) == line`` also for lines
+that are deliberately inconsistent.
 
-    gross_minor = |gross|,  fee_minor = s * fee,  net_minor = s * net
+Matching and attribution: ``processor_reference`` is the id the ledger keys
+payments by: ``charge_id`` (``ch_...``) by default, ``payment_intent_id``
+(``pi_...``) with ``VendorOptions.stripe_ledger_reference = "payment_intent"``
+(``--stripe-ledger-reference``); a row without it falls back to the other,
+then ``source_id``, then its own balance transaction id. ``merchant_id`` is
+the ``payment_metadata[<key>]`` column (``--stripe-merchant-metadata-key``,
+default ``merchant_id``), else ``connected_account_id``, else UNATTRIBUTED.
+A charge, refund or dispute whose ``customer_facing_currency`` differs from
+``currency`` (a EUR charge settled in USD) carries ``customer_facing_amount``
+as its matched side (``matched_minor``/``matched_currency``): the ledger is
+compared with it, while gross, fee and net stay in the balance currency for
+the totals.
 
-Multiplying Stripe's own identity ``net = gross - fee`` by ``s`` gives
-``net_minor = gross_minor - fee_minor``, so an internally consistent Stripe
-row is always a consistent canonical line. The dispute above becomes
-``gross_minor=10000 fee_minor=-1500 net_minor=11500``: the fee adds to what
-leaves the balance, which is what a negative canonical fee means on an
-outgoing line. The writer applies the same ``s`` (negative for REFUND,
-CHARGEBACK, FEE and PAYOUT; positive when gross is zero, so the sign of the
-fee survives the round trip), so ``reading(writing(line)) == line`` also for
-lines that are deliberately inconsistent.
+A reporting_category this module does not know (one Stripe adds later) is
+read as an ADJUSTMENT with Stripe's sign, so its money reaches the totals,
+and is counted as a warning (``settlements.unknown_vendor_categories``).
 
 Personal data: the report can carry customer names, e-mails and addresses,
 and a free-text ``description`` that often names the customer. The reader
@@ -35,7 +59,7 @@ letters never show them (``PERSONAL_DATA_COLUMNS``).
 from __future__ import annotations
 
 from datetime import timezone
-from typing import Mapping
+from typing import Any, Mapping, Optional
 
 from schemas.money import to_major_units
 from schemas.records import SettlementLine
@@ -130,25 +154,28 @@ PERSONAL_DATA_COLUMNS: frozenset[str] = frozenset(
     )
 )
 
-# Every reporting_category Stripe documents for reports, so that a category we
-# have never seen fails loudly instead of being filed under a guess. Only the
-# payment-level ones are matched against the ledger; the rest count in totals.
+# Every reporting_category Stripe documents (the reporting-categories page and
+# the report-run API's reporting_category enum). Only the payment-level ones are
+# matched against the ledger; the rest count in totals. A category Stripe adds
+# later is read as an ADJUSTMENT (its signed amount still reaches the totals)
+# and counted as a warning, never rejected: see `is_unknown_category`.
 _CATEGORY_RECORD_TYPES: dict[str, str] = {
     "charge": "CAPTURE",
     "refund": "REFUND",
     "dispute": "CHARGEBACK",
-    # Costs Stripe books on the balance: its own fees, card-network costs
-    # passed through on IC+ pricing, and taxes on those fees.
+    # Costs Stripe books on the balance: its own fees (a fee refund is a
+    # credit, i.e. a negative fee), card-network costs passed through on IC+
+    # pricing, and taxes on those fees.
     "fee": "FEE",
     "network_cost": "FEE",
     "tax": "FEE",
     "payout": "PAYOUT",
-    # A payout that bounced back; it belongs with payouts in the totals.
+    # A payout that bounced back: a credit, i.e. a negative payout that
+    # cancels the one it reverses.
     "payout_reversal": "PAYOUT",
     # Balance movements with no ledger event of their own. Reversals of
     # payment-level lines are adjustments rather than negative matches, so a
     # won dispute or failed refund never cancels the original matched key.
-    "adjustment": "ADJUSTMENT",
     "other_adjustment": "ADJUSTMENT",
     "dispute_reversal": "ADJUSTMENT",
     "refund_failure": "ADJUSTMENT",
@@ -163,7 +190,10 @@ _CATEGORY_RECORD_TYPES: dict[str, str] = {
     "connect_collection_transfer": "ADJUSTMENT",
     "connect_reserved_funds": "ADJUSTMENT",
     "risk_reserved_funds": "ADJUSTMENT",
+    "unreconciled_customer_funds": "ADJUSTMENT",
     "contribution": "ADJUSTMENT",
+    "climate_order_purchase": "ADJUSTMENT",
+    "climate_order_refund": "ADJUSTMENT",
     "advance": "ADJUSTMENT",
     "advance_funding": "ADJUSTMENT",
     "anticipation_repayment": "ADJUSTMENT",
@@ -175,7 +205,11 @@ _CATEGORY_RECORD_TYPES: dict[str, str] = {
     "issuing_authorization_release": "ADJUSTMENT",
     "issuing_dispute": "ADJUSTMENT",
     "issuing_transaction": "ADJUSTMENT",
+    # Not a documented category (Stripe's is other_adjustment), but older
+    # exports and hand-made files use it; kept so they read without a warning.
+    "adjustment": "ADJUSTMENT",
 }
+UNKNOWN_CATEGORY_RECORD_TYPE = "ADJUSTMENT"
 
 # What the writer emits per record type (Stripe's own name for a generic
 # adjustment is other_adjustment).
@@ -187,26 +221,55 @@ _RECORD_TYPE_CATEGORIES: dict[str, str] = {
     "ADJUSTMENT": "other_adjustment",
     "PAYOUT": "payout",
 }
-# Record types whose money leaves the Stripe balance (negative gross).
-_OUTGOING = frozenset({"REFUND", "CHARGEBACK", "FEE", "PAYOUT"})
-_PAYMENT_LEVEL = frozenset({"CAPTURE", "REFUND", "CHARGEBACK"})
+_MATCHED = frozenset({"CAPTURE", "REFUND", "CHARGEBACK"})
+# Matched record types whose money leaves the Stripe balance (negative gross).
+_OUTGOING = frozenset({"REFUND", "CHARGEBACK"})
+# Account-level record types whose positive canonical gross leaves the balance
+# (a cost, a payout); ADJUSTMENT's positive gross comes in.
+_DEBIT_POSITIVE = frozenset({"FEE", "PAYOUT"})
+_PAYMENT_LEVEL = _MATCHED
 # Where the ledger's processor_reference for the original payment can be.
 _REFERENCE_COLUMNS = ("charge_id", "payment_intent_id", "source_id")
+# Time columns, in the order they are used. A report's columns are chosen by
+# its user, so any of them may be missing. *_utc columns are UTC by
+# definition; the others are in the report run's time zone, which Stripe
+# defaults to UTC, so they are read as UTC when their twin is not there.
+_BOOKED_COLUMNS = ("created_utc", "created")
+# The payout's arrival date is the settlement date; a line not (yet) in an
+# automatic payout settles when its funds become available.
+_SETTLEMENT_DATE_COLUMNS = (
+    "automatic_payout_effective_at_utc",
+    "automatic_payout_effective_at",
+    "available_on_utc",
+    "available_on",
+)
+
+
+def is_unknown_category(row: Mapping[str, str]) -> bool:
+    """A reporting_category this module does not know (read as an adjustment, counted as a warning)."""
+    category = _text(row, "reporting_category").lower()
+    return bool(category) and category not in _CATEGORY_RECORD_TYPES
 
 
 def _record_type(row: Mapping[str, str]) -> str:
     category = _text(row, "reporting_category").lower()
     if not category:
         raise VendorRowError("reporting_category is missing")
-    record_type = _CATEGORY_RECORD_TYPES.get(category)
-    if record_type is None:
-        raise VendorRowError("unknown Stripe reporting_category; add a mapping before loading this report")
-    return record_type
+    return _CATEGORY_RECORD_TYPES.get(category, UNKNOWN_CATEGORY_RECORD_TYPE)
 
 
-def _utc_millis(row: Mapping[str, str], column: str) -> int:
-    # Stripe's *_utc columns are UTC by definition and carry no offset.
-    wall = _parse_wall_clock(_required(row, column), column)
+def _first_column(row: Mapping[str, str], columns: tuple[str, ...]) -> tuple[str, str]:
+    """(column, text) of the first filled column, or a reason naming them all."""
+    for column in columns:
+        text = _text(row, column)
+        if text:
+            return column, text
+    raise VendorRowError(f"{', '.join(columns[:-1])} and {columns[-1]} are all missing")
+
+
+def _booked_millis(row: Mapping[str, str]) -> int:
+    column, text = _first_column(row, _BOOKED_COLUMNS)
+    wall = _parse_wall_clock(text, column)
     try:
         return datetime_to_millis(wall.replace(tzinfo=timezone.utc), column)
     except TimestampError:
@@ -214,39 +277,84 @@ def _utc_millis(row: Mapping[str, str], column: str) -> int:
 
 
 def _settlement_date(row: Mapping[str, str]) -> str:
-    # The payout's arrival date is the settlement date; a line not (yet) in an
-    # automatic payout settles when its funds become available.
-    for column in ("automatic_payout_effective_at", "available_on_utc"):
-        text = _text(row, column)
-        if text:
-            return _parse_day(text, column).isoformat()
-    raise VendorRowError("automatic_payout_effective_at and available_on_utc are both missing")
+    column, text = _first_column(row, _SETTLEMENT_DATE_COLUMNS)
+    return _parse_day(text, column).isoformat()
 
 
-def settlement_fields_from_stripe_row(row: Mapping[str, str]) -> dict:
-    """Canonical settlement fields for one itemized Stripe row."""
+def _direction(record_type: str, gross: int) -> int:
+    """s in (gross, fee, net)_canonical = s * (gross, fee, net)_Stripe.
+
+    Matched lines are positive with the record type giving the direction.
+    Account-level lines keep Stripe's sign: FEE and PAYOUT count money
+    leaving the balance as positive (a fee refund or a payout reversal is
+    negative), ADJUSTMENT counts money coming in as positive (-16.00 stays
+    negative)."""
+    if record_type in _MATCHED:
+        return -1 if gross < 0 else 1
+    return -1 if record_type in _DEBIT_POSITIVE else 1
+
+
+def _reference_columns(options: Any) -> tuple[str, ...]:
+    """Where processor_reference comes from: the id the ledger keys payments by
+    first (charge_id by default, payment_intent_id with
+    --stripe-ledger-reference payment_intent), then the other, then source_id."""
+    if getattr(options, "stripe_ledger_reference", "charge") == "payment_intent":
+        return ("payment_intent_id", "charge_id", "source_id")
+    return _REFERENCE_COLUMNS
+
+
+def merchant_column(options: Any) -> str:
+    """The templated metadata column holding the platform's merchant id (--stripe-merchant-metadata-key)."""
+    return f"payment_metadata[{getattr(options, 'stripe_merchant_metadata_key', 'merchant_id')}]"
+
+
+def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional[int] = None,
+                                      options: Any = None) -> dict:
+    """Canonical settlement fields for one itemized Stripe row (`position` is
+    unused: balance_transaction_id is unique; `options`:
+    schemas.vendors.VendorOptions, the defaults when None)."""
     record_type = _record_type(row)
     currency = _currency(_text(row, "currency"), "currency")
     gross = _minor_units(_required(row, "gross"), currency, "gross")
     fee = _minor_units(_required(row, "fee"), currency, "fee")
     net = _minor_units(_required(row, "net"), currency, "net")
-    sign = -1 if gross < 0 else 1
+    sign = _direction(record_type, gross)
     balance_transaction_id = _required(row, "balance_transaction_id")
-    booked = _utc_millis(row, "created_utc")
     return {
         "settlement_id": balance_transaction_id,
         "processor": PROCESSOR,
-        "processor_reference": _first_filled(row, _REFERENCE_COLUMNS) or balance_transaction_id,
-        "merchant_id": _first_filled(row, (MERCHANT_METADATA_COLUMN, "connected_account_id")) or UNATTRIBUTED,
+        "processor_reference": _first_filled(row, _reference_columns(options)) or balance_transaction_id,
+        "merchant_id": _first_filled(row, (merchant_column(options), "connected_account_id")) or UNATTRIBUTED,
         "record_type": record_type,
-        "gross_minor": abs(gross),
+        "gross_minor": sign * gross,
         "fee_minor": sign * fee,
         "net_minor": sign * net,
         "currency": currency,
         "settlement_date": _settlement_date(row),
-        "booked_time": format_timestamp(booked),
+        "booked_time": format_timestamp(_booked_millis(row)),
         "payout_id": _text(row, "automatic_payout_id") or None,
+        **_customer_facing_side(row, record_type, currency),
     }
+
+
+def _customer_facing_side(row: Mapping[str, str], record_type: str, currency: str) -> dict:
+    """The matched_* fields of a matched row charged in another currency than it settled in: a EUR charge
+    settled in USD is compared with the ledger in EUR (customer_facing_amount), summed in USD."""
+    text = _text(row, "customer_facing_currency")
+    if record_type not in _MATCHED or not text or not _text(row, "customer_facing_amount"):
+        return {}
+    facing_currency = _currency(text, "customer_facing_currency")
+    if facing_currency == currency:
+        return {}
+    amount = abs(_minor_units(_text(row, "customer_facing_amount"), facing_currency, "customer_facing_amount"))
+    return {"matched_minor": amount, "matched_currency": facing_currency} if amount else {}
+
+
+def _written_direction(line: SettlementLine) -> int:
+    """The reader's `_direction` for the row the writer emits (its own inverse)."""
+    if line.record_type in _MATCHED:
+        return -1 if line.record_type in _OUTGOING and line.gross_minor != 0 else 1
+    return -1 if line.record_type in _DEBIT_POSITIVE else 1
 
 
 def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
@@ -257,7 +365,7 @@ def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
     if not line.settlement_id:
         raise VendorRowError("settlement_id is required to write a Stripe row")
     currency = _currency(line.currency, "currency")
-    sign = -1 if line.record_type in _OUTGOING and line.gross_minor != 0 else 1
+    sign = _written_direction(line)
     created = _format_wall_clock(line.booked_time)
     settles = f"{line.settlement_date} 00:00:00"
     payout_effective = settles if line.payout_id else ""

@@ -95,10 +95,14 @@ def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) ->
     # Signed flows, as settlement_contribution: captures in, refunds and chargebacks out.
     sign = np.select([to_numpy(pc.equal(types, "CAPTURE")), to_numpy(pc.is_in(types, pa.array(["REFUND", "CHARGEBACK"])))],
                      [1, -1], default=0)
+    # Account-level lines, as settlement_contribution: a FEE line's net is a
+    # cost; the fee on an ADJUSTMENT counts with the fees, on a PAYOUT against them.
     is_fee = to_numpy(pc.equal(types, "FEE"))
+    account_fee = (np.where(is_fee, net, 0) + _amount_where(types, fee, "ADJUSTMENT")
+                   - _amount_where(types, fee, "PAYOUT"))
     sums = {"settled_gross_minor": sign * gross,
-            "fee_minor": sign * fee + np.where(is_fee, gross, 0),
-            "settled_net_minor": sign * net - np.where(is_fee, gross, 0),
+            "fee_minor": sign * fee + account_fee,
+            "settled_net_minor": sign * net - account_fee,
             "adjustment_minor": _amount_where(types, gross, "ADJUSTMENT"),
             "payout_minor": _amount_where(types, gross, "PAYOUT"),
             "settlement_line_count": np.ones(settlements.num_rows, dtype=np.int64)}

@@ -39,6 +39,13 @@ def first_deliveries(accepted: pa.Table, input_name: str) -> Tuple[pa.Table, Lis
     return accepted.drop_columns(list(_WHERE)), letters
 
 
+def _distinct(left, right):
+    """Null-safe inequality (SQL's IS DISTINCT FROM), never null: the per-record rule compares with `!=`, for
+    which None != 5 and None == None, while Arrow's not_equal is null wherever a side is."""
+    both = pc.and_(pc.is_valid(left), pc.is_valid(right))
+    return pc.if_else(both, pc.not_equal(left, right), pc.not_equal(pc.is_valid(left), pc.is_valid(right)))
+
+
 def _conflicts(later: pa.Table, kept: pa.Table, input_name: str) -> List[Judged]:
     """Later copies beside their survivor; only rows differing in a payload field reach Python."""
     id_name, names = ID_COLUMN_OF_INPUT[input_name], PAYLOAD_FIELDS[input_name]
@@ -47,7 +54,7 @@ def _conflicts(later: pa.Table, kept: pa.Table, input_name: str) -> List[Judged]
                        keys=id_name, right_keys=f"{id_name}{_KEPT}", use_threads=False)
     differs = None
     for name in compared:
-        unequal = pc.not_equal(pairs.column(name), pairs.column(f"{name}{_KEPT}"))
+        unequal = _distinct(pairs.column(name), pairs.column(f"{name}{_KEPT}"))
         differs = unequal if differs is None else pc.or_(differs, unequal)
     pairs = pairs.filter(differs).sort_by([(ORIGIN_COLUMN, "ascending")])
     letters = []

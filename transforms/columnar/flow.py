@@ -33,6 +33,7 @@ from schemas.record_tables import (
     concat,
 )
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
+from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
 from transforms.columnar.daily_totals import (
     PARTIAL_TABLE,
     break_partials,
@@ -69,6 +70,10 @@ def _validated(chunk):
                            (f"{name}.rejected", len(letters)), (f"{name}.truncated_files", truncated),
                            (f"{name}.{PANS_MASKED}", pans_masked), (f"{name}.pan_rejections", pan_rejections)):
         yield pvalue.TaggedOutput(COUNTS, (chunk.path, (counted, count)))
+    if name == SETTLEMENTS:
+        # Such records are never tabulated (their fields have an extra key), so they are all here.
+        unknown = sum(1 for record in chunk.records if has_unknown_category(record.fields))
+        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (f"{name}.{UNKNOWN_CATEGORY_COUNT}", unknown)))
     for letter in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
     if accepted.num_rows:

@@ -30,10 +30,17 @@ def _candidates(table: pa.Table, kinds: dict, type_column: str, side: int, id_co
                 amount_column: str, time_column: str) -> pa.Table:
     table = table.filter(pc.is_in(table.column(type_column), value_set=pa.array(sorted(kinds))))
     kind = _map_text(table.column(type_column), kinds)
+    amount, currency = table.column(amount_column), table.column("currency")
+    if "matched_minor" in table.column_names and "matched_currency" in table.column_names:
+        # As candidate_of: a line with a matched side (both set, currency not empty) is compared on it.
+        matched = pc.and_(pc.is_valid(table.column("matched_minor")),
+                          pc.fill_null(pc.not_equal(table.column("matched_currency"), ""), False))
+        amount = pc.if_else(matched, table.column("matched_minor"), amount)
+        currency = pc.if_else(matched, table.column("matched_currency").cast(pa.string()), currency.cast(pa.string()))
     return pa.Table.from_arrays([
         table.column("processor"), table.column("processor_reference"), kind,
         pa.array(np.full(table.num_rows, side, dtype=np.int8)), table.column(id_column),
-        table.column("merchant_id"), table.column(amount_column), table.column("currency"),
+        table.column("merchant_id"), amount, currency,
         table.column(time_column),
     ], schema=CANDIDATE_TABLE)
 

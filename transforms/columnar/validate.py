@@ -46,7 +46,7 @@ _PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower()
 _INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # Adyen's documented forms (schemas/vendors/adyen.py), the one digit run of their field.
-_ADYEN_DOCUMENTED = {"processor_reference": r"^[0-9]{16}$", "settlement_id": r"^adyen:[0-9]{16}:[A-Za-z]+$"}
+_ADYEN_DOCUMENTED = {"processor_reference": r"^[0-9]{16}$", "settlement_id": r"^adyen:[0-9]{16}:[A-Za-z]+(:[a-p]{20})?$"}
 
 Checked = Tuple[np.ndarray, pa.Array]  # (row can take the vectorised path, its parsed value)
 
@@ -133,6 +133,12 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
     for ok, _ in checks.values():
         fast &= ok
     values = {name: value for name, (_, value) in checks.items()}
+    if input_name != PAYMENTS:
+        # The matched side is not a file column: a row that has one is judged per record.
+        for name, kind in (("matched_minor", pa.int64()), ("matched_currency", pa.string())):
+            if name in table.column_names:
+                fast &= to_numpy(pc.is_null(table.column(name).combine_chunks())).astype(bool)
+            values[name] = pa.nulls(table.num_rows, kind)
     if fast.any():
         fast &= ~_may_hold_card_numbers(input_name, values)
     if input_name != PAYMENTS and fast.any():
