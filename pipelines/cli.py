@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError
+from pipelines.run_errors import RunFailed
 from pipelines.version import paybeam_version
 from runners.presets import add_runners_command
 
@@ -70,18 +71,23 @@ def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
     from pipelines.io.files import InputError, expand_patterns
-    from pipelines.kafka_tools import replay_files
+    from pipelines.kafka_tools import KafkaToolError, replay_files
 
+    if not args.broker_timeout > 0:
+        raise UsageError("--broker-timeout must be positive")
     try:
         expand_patterns(args.payments)
         expand_patterns(args.settlements)
     except InputError as error:
         raise UsageError(str(error)) from None
-    report = replay_files(
-        args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
-        value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
-        late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
-        include_invalid=not args.valid_only)
+    try:
+        report = replay_files(
+            args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
+            value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
+            late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
+            include_invalid=not args.valid_only, broker_timeout=args.broker_timeout)
+    except KafkaToolError as error:  # a broker down or refusing: the environment, not the arguments
+        raise RunFailed(str(error)) from None
     print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
           f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
           f"{report.rejected_settlements} settlements)")
@@ -147,6 +153,8 @@ def _add_kafka_commands(commands) -> None:
                          help="how far (in event time) late records are held back")
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
+    produce.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="fail (exit 1) when the brokers do not acknowledge messages for this long (default 60)")
     produce.set_defaults(handler=_kafka_produce)
 
     consume = tools.add_parser("consume", help="print a topic's messages as JSON lines, from the beginning to its end")
@@ -214,6 +222,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:  # the environment failed the run (a broker down, an output refused)
+        print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.arguments import (
     COLUMNAR,
@@ -34,9 +35,18 @@ from pipelines.arguments import (
     settlement_day,
     trigger_policy,
 )
-from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
-from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
+from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS
+from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters
+from pipelines.io.kafka_source import (
+    BOUNDED_MODES,
+    START_POSITIONS,
+    CommitOffsetsWhenWritten,
+    KafkaReadConfig,
+    ReadKafkaCommitLater,
+    ReadRawRecordsFromKafka,
+)
 from pipelines.io.progress import CountRecords
+from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
@@ -82,6 +92,7 @@ class StreamJob:
     beam_args: List[str] = field(default_factory=list)
     engine: str = ELEMENTWISE
     shards: int = 1
+    broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
 
     @property
     def streaming(self) -> bool:
@@ -122,6 +133,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINES,
                         help="--bounded runs: columnar (default: Arrow batches, the batch engine) or elementwise; "
                              "unbounded runs always use the elementwise engine (watermarks, triggers, timers)")
+    parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
+                             f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
     parser.add_argument("--shards", type=int, default=8, metavar="N",
                         help="columnar engine: shards for deduplication and matching (default 8)")
     add_policy_arguments(parser)
@@ -161,6 +175,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--engine columnar needs --bounded: an unbounded stream runs the elementwise engine")
     if args.shards < 1:
         raise UsageError("--shards must be at least 1")
+    if not args.broker_timeout > 0:
+        raise UsageError("--broker-timeout must be positive")
     if bounded:
         as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
         # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
@@ -192,6 +208,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         beam_args=list(beam_args),
         engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
         shards=args.shards,
+        broker_timeout_seconds=args.broker_timeout,
     )
 
 
@@ -208,6 +225,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
         max_records=job.max_records,
         stop_at_millis=job.stop_at_millis,
         idle_timeout_seconds=job.idle_timeout_seconds,
+        broker_timeout_seconds=job.broker_timeout_seconds,
         consumer_config=job.consumer_config,
     )
     try:
@@ -220,7 +238,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
 def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
     return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=job.topics[output],
                             value_format=job.output_value_format, schema_name=OUTPUT_SCHEMAS[output],
-                            producer_config=job.producer_config)
+                            producer_config=job.producer_config, broker_timeout_seconds=job.broker_timeout_seconds)
 
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
@@ -239,21 +257,49 @@ def _writer(job: StreamJob, output: str) -> beam.PTransform:
     return WriteToKafka(write_config(job, output))
 
 
+def _commits_after_outputs(job: StreamJob) -> bool:
+    """Bounded runs of paybeam's own IO commit after every output is written (docs/DESIGN.md 5)."""
+    return job.bounded is not None and job.kafka_io == "python"
+
+
 def build_pipeline(pipeline: beam.Pipeline, job: StreamJob) -> None:
     """Adds the streaming reconciliation to `pipeline`: Kafka in, the shared flow, Kafka out."""
-    raw = {
-        PAYMENTS: pipeline | "ReadPayments" >> _reader(job, PAYMENTS),
-        SETTLEMENTS: pipeline | "ReadSettlements" >> _reader(job, SETTLEMENTS),
-    }
+    if _commits_after_outputs(job):
+        reads = {name: pipeline | f"Read{name.title()}" >> ReadKafkaCommitLater(read_config(job, name))
+                 for name in (PAYMENTS, SETTLEMENTS)}
+        raw = {name: read["records"] for name, read in reads.items()}
+    else:
+        raw = {name: pipeline | f"Read{name.title()}" >> _reader(job, name) for name in (PAYMENTS, SETTLEMENTS)}
     if job.engine == COLUMNAR:
         outputs = _reconcile_columnar(raw, job)
     else:
         outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=not job.streaming)
     outputs["alerts"] = outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
-    for name in OUTPUT_SCHEMAS:
-        outputs[name] | f"Write[{name}]" >> _writer(job, name)
     if "counts" in outputs:
         outputs["counts"] | "ReportCounts" >> ReportCounts()
+    if not _commits_after_outputs(job):
+        for name in OUTPUT_SCHEMAS:
+            outputs[name] | f"Write[{name}]" >> _writer(job, name)
+        return
+    written = _write_with_dead_letters(outputs, job)
+    offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
+    _ = (offsets, *written) | "CommitOffsets" >> CommitOffsetsWhenWritten(read_config(job, PAYMENTS))
+
+
+def _write_with_dead_letters(outputs: Dict[str, beam.PCollection], job: StreamJob) -> List[beam.PCollection]:
+    """Writes the outputs; records a sink refuses join the dead letters. Returns every sink's completion output.
+
+    The dead letters are written last and strictly: one that cannot be produced fails the run.
+    """
+    written, refused = [], []
+    for name in ("results", "daily_totals", "alerts"):
+        sink = outputs[name] | f"Write[{name}]" >> WriteToKafkaWithDeadLetters(write_config(job, name), name)
+        written.append(sink["delivered"])
+        refused.append(sink["rejected"] | f"Refused[{name}]" >> beam.WindowInto(GlobalWindows()))
+    letters = outputs["dead_letters"] | "DeadLettersGlobal" >> beam.WindowInto(GlobalWindows())
+    all_letters = [letters, *refused] | "AllDeadLetters" >> beam.Flatten()
+    written.append(all_letters | "Write[dead_letters]" >> WriteToKafka(write_config(job, "dead_letters")))
+    return written
 
 
 def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dict[str, beam.PCollection]:
@@ -283,8 +329,13 @@ def run_job(job: StreamJob) -> Optional[dict]:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        with quiet_beam_tracebacks():
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
+        committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
+        raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error
     if job.streaming:
         return None
     counts = counts_from_metrics(result)
@@ -302,6 +353,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if summary is not None:
         print(format_summary(summary, "paybeam stream --bounded"))
     return 0

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
+from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
 from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
 
@@ -27,7 +28,6 @@ _DEFAULT_CONSUMER_SETTINGS = {
     "fetch.wait.max.ms": 100,  # a caught-up partition reports EOF quickly
 }
 
-_METADATA_TIMEOUT_SECONDS = 15.0
 _DISCOVERY_EOF_TIMEOUT_SECONDS = 15.0
 _POLL_TIMEOUT_SECONDS = 0.2
 _POLL_BATCH = 500
@@ -57,6 +57,11 @@ class KafkaReadConfig:
     stop_at_millis: Optional[int] = None
     idle_timeout_seconds: float = 10.0
     commit_offsets: bool = True
+    # False: commit in bundle finalization (unbounded runs: after the runner's checkpoint). True: the
+    # reader emits each partition's next offset instead, and CommitOffsetsWhenWritten commits them
+    # once every output is written (bounded runs, where finalization comes before downstream writes).
+    defer_commit: bool = False
+    broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     consumer_config: Mapping[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -96,6 +101,8 @@ class KafkaReadConfig:
             raise ValueError('stop_at_millis is only used with bounded="until_time"')
         if not self.idle_timeout_seconds > 0:
             raise ValueError("idle_timeout_seconds must be > 0")
+        if not self.broker_timeout_seconds > 0:
+            raise ValueError("broker_timeout_seconds must be > 0")
         reserved = sorted(_RESERVED_KEYS.intersection(self.consumer_config))
         if reserved:
             raise ValueError(f"consumer_config may not set {', '.join(reserved)}: the source manages them")
@@ -118,7 +125,9 @@ class PartitionDescriptor(NamedTuple):
     stop_offset: int  # exclusive; UNBOUNDED_STOP when no end is known
 
 
-def consumer_settings(config: KafkaReadConfig) -> Dict[str, Any]:
+def consumer_settings(config: KafkaReadConfig, watch: Optional[BrokerWatch] = None) -> Dict[str, Any]:
+    """The consumer's settings (secrets included: never log them); `watch` takes its logs and errors."""
+    watch = watch or BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds)
     settings: Dict[str, Any] = dict(_DEFAULT_CONSUMER_SETTINGS)
     settings.update(config.consumer_config)
     settings.update({
@@ -127,21 +136,17 @@ def consumer_settings(config: KafkaReadConfig) -> Dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
-        "error_cb": _log_client_error,
+        **watch.client_settings(),
     })
     return settings
 
 
-def _log_client_error(error) -> None:
-    _LOGGER.warning("Kafka client error: %s", error)
-
-
-def _new_consumer(config: KafkaReadConfig, role: str):
+def _new_consumer(config: KafkaReadConfig, role: str, watch: Optional[BrokerWatch] = None, **callbacks):
     from confluent_kafka import Consumer
 
     _LOGGER.info("Kafka %s consumer for %s (group %s); consumer_config keys: %s", role,
                  ",".join(config.topics), config.group_id, sorted(config.consumer_config) or "none")
-    return Consumer(consumer_settings(config))
+    return Consumer({**consumer_settings(config, watch), **callbacks})
 
 
 def _is_partition_eof(error) -> bool:
@@ -164,5 +169,5 @@ def _raise_if_fatal(error) -> None:
                  KafkaError._SSL, KafkaError.OFFSET_OUT_OF_RANGE}
     if error.fatal() or error.code() in permanent:
         raise KafkaException(error)
-    _LOGGER.warning("Kafka consumer error (the client retries): %s", error)
+    _LOGGER.debug("Kafka consumer error (the client retries): %s", error)  # error_cb logs it, rate-limited
 

@@ -10,9 +10,9 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 
+from pipelines.io.kafka_client import BrokerWatch, _is_outage
 from pipelines.io.kafka_config import (
     _DISCOVERY_EOF_TIMEOUT_SECONDS,
-    _METADATA_TIMEOUT_SECONDS,
     _POLL_BATCH,
     _POLL_TIMEOUT_SECONDS,
     KafkaReadConfig,
@@ -56,10 +56,10 @@ def allocate_max_records(total: int, backlogs: Sequence[int]) -> List[int]:
     return allocation
 
 
-def _list_partitions(consumer, topics: Sequence[str]) -> List[Tuple[str, int]]:
+def _list_partitions(consumer, topics: Sequence[str], timeout: float) -> List[Tuple[str, int]]:
     partitions: List[Tuple[str, int]] = []
     for topic in topics:
-        metadata = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT_SECONDS).topics.get(topic)
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             reason = metadata.error if metadata is not None and metadata.error is not None else "no partitions"
             raise ValueError(f"cannot read Kafka topic {topic!r}: {reason}")
@@ -67,14 +67,14 @@ def _list_partitions(consumer, topics: Sequence[str]) -> List[Tuple[str, int]]:
     return partitions
 
 
-def _end_offsets(consumer, partitions: Sequence[Tuple[str, int]]) -> Tuple[Dict, Dict]:
+def _end_offsets(consumer, partitions: Sequence[Tuple[str, int]], timeout: float) -> Tuple[Dict, Dict]:
     """(low, end) offsets per partition: ListOffsets first, then the fetch-response high watermark."""
     from confluent_kafka import TopicPartition
 
     low: Dict[Tuple[str, int], int] = {}
     end: Dict[Tuple[str, int], int] = {}
     for key in partitions:
-        low[key], end[key] = consumer.get_watermark_offsets(TopicPartition(*key), timeout=_METADATA_TIMEOUT_SECONDS)
+        low[key], end[key] = consumer.get_watermark_offsets(TopicPartition(*key), timeout=timeout)
     # A fetch at the ListOffsets answer ends with a partition-EOF event at the high watermark the
     # broker put in the fetch response: on Apache Kafka the same offset (nothing is fetched), on a
     # broker whose ListOffsets lags the log, the true end (see the module docstring).
@@ -113,7 +113,7 @@ def _start_offsets(consumer, config: KafkaReadConfig, partitions, low, end) -> D
     if config.start == "latest":
         return {key: end[key] for key in partitions}
     if config.start == "committed":
-        committed = consumer.committed([TopicPartition(*key) for key in partitions], timeout=_METADATA_TIMEOUT_SECONDS)
+        committed = consumer.committed([TopicPartition(*key) for key in partitions], timeout=config.broker_timeout_seconds)
         starts = {}
         for entry in committed:
             key = (entry.topic, entry.partition)
@@ -124,7 +124,7 @@ def _start_offsets(consumer, config: KafkaReadConfig, partitions, low, end) -> D
         return starts
     found = consumer.offsets_for_times(
         [TopicPartition(topic, number, config.start_timestamp_millis) for topic, number in partitions],
-        timeout=_METADATA_TIMEOUT_SECONDS)
+        timeout=config.broker_timeout_seconds)
     starts = {}
     for entry in found:
         key = (entry.topic, entry.partition)
@@ -135,8 +135,8 @@ def _start_offsets(consumer, config: KafkaReadConfig, partitions, low, end) -> D
 
 def discover_partitions(consumer, config: KafkaReadConfig) -> List[PartitionDescriptor]:
     """The partitions of the configured topics with their start and stop offsets."""
-    partitions = _list_partitions(consumer, config.topics)
-    low, end = _end_offsets(consumer, partitions)
+    partitions = _list_partitions(consumer, config.topics, config.broker_timeout_seconds)
+    low, end = _end_offsets(consumer, partitions, config.broker_timeout_seconds)
     starts = _start_offsets(consumer, config, partitions, low, end)
     if config.bounded == "end_offsets":
         stops = {key: max(starts[key], end[key]) for key in partitions}
@@ -164,10 +164,19 @@ class _DiscoverPartitionsFn(beam.DoFn):
         self._consumer = None
 
     def setup(self):
-        self._consumer = _new_consumer(self._config, "discovery")
+        self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds)
+        self._consumer = _new_consumer(self._config, "discovery", self._watch)
 
     def process(self, unused_impulse) -> Iterator[PartitionDescriptor]:
-        yield from discover_partitions(self._consumer, self._config)
+        from confluent_kafka import KafkaException
+
+        try:
+            descriptors = discover_partitions(self._consumer, self._config)
+        except KafkaException as error:  # each broker call waited up to the broker timeout
+            if error.args and _is_outage(error.args[0]):
+                raise self._watch.unavailable() from None
+            raise
+        yield from descriptors
 
     def teardown(self):
         if self._consumer is not None:

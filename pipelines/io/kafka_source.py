@@ -28,7 +28,9 @@ Shape of the read (after Beam Java KafkaIO's ReadFromKafkaDoFn):
   `ProcessContinuation.resume()` on an empty poll.
 * Offsets are committed to `group_id` by a bundle-finalization callback, i.e.
   only after the runner has durably committed the bundle's output:
-  at-least-once, made exactly-once by the pipeline's Deduplicate.
+  at-least-once, made exactly-once by the pipeline's Deduplicate. Bounded runs
+  whose outputs are written later use `ReadKafkaCommitLater` +
+  `CommitOffsetsWhenWritten` instead (kafka_commit.py says why).
 
 End offsets. The end of a partition is its high watermark. `ListOffsets
 (latest)` (`get_watermark_offsets(tp, timeout=...)`) is the standard query,
@@ -93,7 +95,12 @@ ever logged.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import apache_beam as beam
+
+from pipelines.io.kafka_client import SYSTEM_CLOCK, Clock
+from pipelines.io.kafka_commit import OFFSETS, CommitOffsetsWhenWritten, PartitionOffset  # noqa: F401
 
 from pipelines.io.kafka_config import (  # noqa: F401  (the source's public names live here too)
     BOUNDED_MODES,
@@ -107,22 +114,47 @@ from pipelines.io.kafka_reader import _ReadPartitionFn, _ReadPartitionUnboundedF
 from pipelines.io.kafka_restrictions import UNBOUNDED_STOP  # noqa: F401
 
 
-class ReadRawRecordsFromKafka(beam.PTransform):
-    """PBegin -> PCollection[RawRecord] of one input, timestamped with the payload event time."""
+def _read_outputs(pbegin, config: KafkaReadConfig, clock: Clock):
+    read_fn = _ReadPartitionUnboundedFn if config.bounded is None else _ReadPartitionFn
+    return (
+        pbegin
+        | "Impulse" >> beam.Impulse()
+        | "DiscoverPartitions" >> beam.ParDo(_DiscoverPartitionsFn(config))
+        # Spread the partitions over workers before the long-running reads.
+        | "SpreadPartitions" >> beam.Reshuffle()
+        | "ReadPartitions" >> beam.ParDo(read_fn(config, clock)).with_outputs(OFFSETS, main="records")
+    )
 
-    def __init__(self, config: KafkaReadConfig):
+
+class ReadRawRecordsFromKafka(beam.PTransform):
+    """PBegin -> PCollection[RawRecord] of one input, timestamped with the payload event time.
+
+    Offsets are committed in bundle finalization (or not at all with commit_offsets=False);
+    a bounded run that must commit only after its outputs are written uses ReadKafkaCommitLater.
+    """
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
         super().__init__()
         config.validate()
-        self._config = config
+        self._config = replace(config, defer_commit=False)
+        self._clock = clock
 
     def expand(self, pbegin):
-        config = self._config
-        read_fn = _ReadPartitionUnboundedFn if config.bounded is None else _ReadPartitionFn
-        return (
-            pbegin
-            | "Impulse" >> beam.Impulse()
-            | "DiscoverPartitions" >> beam.ParDo(_DiscoverPartitionsFn(config))
-            # Spread the partitions over workers before the long-running reads.
-            | "SpreadPartitions" >> beam.Reshuffle()
-            | "ReadPartitions" >> beam.ParDo(read_fn(config))
-        )
+        return _read_outputs(pbegin, self._config, self._clock).records
+
+
+class ReadKafkaCommitLater(beam.PTransform):
+    """PBegin -> {"records": RawRecords, "offsets": PartitionOffsets}; nothing is committed by the read.
+
+    Pass "offsets" to CommitOffsetsWhenWritten together with the outputs' completion signals.
+    """
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+        super().__init__()
+        config.validate()
+        self._config = replace(config, defer_commit=True)
+        self._clock = clock
+
+    def expand(self, pbegin):
+        outputs = _read_outputs(pbegin, self._config, self._clock)
+        return {"records": outputs.records, "offsets": outputs[OFFSETS]}

@@ -1,0 +1,136 @@
+"""Broker outages fail in bounded time (issue 9, item 3): one `error:` line, exit 1, quiet logs.
+
+Each test kills a private Tansu broker (never the session's), so other tests are not
+disturbed. `--broker-timeout` is short so the tests are quick; the `timeout=` of each wait
+is only a bound on a hang. Tansu keeps its data in memory, so what a killed broker had
+committed cannot be read back afterwards: the "nothing committed" half of the guarantee is
+proven against a live broker in tests/test_stream_commits.py (a failed output commits
+nothing) and here by the reader giving up before any commit step can run.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
+
+from pipelines.io.kafka_client import BrokerUnavailable, Clock, RateLimitedLog
+from pipelines.io.kafka_config import KafkaReadConfig, PartitionDescriptor
+from pipelines.io.kafka_reader import _ReadPartitionFn
+from pipelines.io.local_broker import LocalBroker
+from pipelines.kafka_tools import create_topics
+from tests.beam_helpers import payment
+from tests.stream_helpers import error_lines, new_topics, paybeam_process, produce_records, stream_arguments
+
+HANG_BOUND_SECONDS = 180  # a bound on a hang, not a performance assertion
+STDERR_LIMIT_BYTES = 20_000
+
+
+class TickingClock(Clock):
+    """A clock that moves `step` seconds every time it is read: time passes however fast the machine is."""
+
+    def __init__(self, step: float):
+        self._now = 1_000_000.0
+        self._step = step
+
+    def time(self) -> float:
+        self._now += self._step
+        return self._now
+
+    def monotonic(self) -> float:
+        return self.time()
+
+
+def _kill(broker: LocalBroker) -> None:
+    broker._process.kill()  # SIGKILL: no goodbye to the clients
+    broker._process.wait(timeout=30)
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    with LocalBroker(log_path=str(tmp_path / "broker.log")) as broker:
+        yield broker
+
+
+def test_the_log_limiter_passes_each_distinct_message_once_per_interval():
+    class ManualClock(Clock):
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    clock = ManualClock()
+    limit = RateLimitedLog(interval=30.0, clock=clock)
+    assert limit.allows("Connect to 127.0.0.1:9092 failed (after 0ms)")
+    assert not limit.allows("Connect to 127.0.0.1:9092 failed (after 12ms)")  # digits do not make it new
+    assert limit.allows("1/1 brokers are down")
+    clock.now = 29.9
+    assert not limit.allows("Connect to 127.0.0.1:9092 failed (after 3ms)")
+    clock.now = 30.0
+    assert limit.allows("Connect to 127.0.0.1:9092 failed (after 3ms)")
+
+
+def test_produce_to_a_dead_broker_fails_in_bounded_time_with_one_error_line(private_broker, tmp_path):
+    from datagen.generator import GeneratorConfig, generate
+
+    data = generate(GeneratorConfig(payments=30, seed=3, days=2), str(tmp_path / "data"))
+    create_topics(private_broker.bootstrap_servers, ["payments", "settlements"], partitions=2)
+    _kill(private_broker)
+
+    child = paybeam_process(["kafka", "produce", "--bootstrap-servers", private_broker.bootstrap_servers,
+                             "--payments", os.path.join(data.out_dir, "payments", "*"),
+                             "--settlements", os.path.join(data.out_dir, "settlements", "*"),
+                             "--broker-timeout", "2"])
+    _, stderr = child.communicate(timeout=HANG_BOUND_SECONDS)
+
+    assert child.returncode == 1
+    assert len(error_lines(stderr)) == 1, stderr
+    assert "did not answer for 2 s (--broker-timeout)" in error_lines(stderr)[0]
+    assert "Traceback" not in stderr
+    assert len(stderr.encode()) < STDERR_LIMIT_BYTES
+
+
+def test_a_bounded_stream_whose_broker_is_killed_mid_run_fails_with_one_error_line(private_broker):
+    servers = private_broker.bootstrap_servers
+    topics = new_topics(servers)
+    produce_records(servers, topics["payments"], [payment(f"k-{n}", f"k-r{n}") for n in range(5)], "payment_event")
+    # More records than the topics hold: the run cannot finish before the kill, it waits for them.
+    child = paybeam_process(stream_arguments(servers, topics, f"g-{uuid.uuid4().hex[:8]}", "--start", "earliest",
+                                             "--bounded=max_records", "--max-records", "1000",
+                                             "--broker-timeout", "3"))
+    started = child.stderr.readline()  # the synchronisation point: the run has begun
+    assert started.startswith("paybeam stream: bounded (max_records) run"), started
+    _kill(private_broker)
+
+    _, rest = child.communicate(timeout=HANG_BOUND_SECONDS)
+
+    stderr = started + rest
+    assert child.returncode == 1
+    assert len(error_lines(stderr)) == 1, stderr
+    assert "did not answer for 3 s (--broker-timeout); no offsets were committed" in error_lines(stderr)[0]
+    assert "Traceback" not in stderr
+    assert len(stderr.encode()) < STDERR_LIMIT_BYTES
+
+
+def test_the_reader_gives_up_once_the_outage_outlasts_the_broker_timeout(private_broker):
+    from tests.test_kafka_source import drive
+
+    servers = private_broker.bootstrap_servers
+    topics = new_topics(servers, partitions=1, create=("payments",))
+    produce_records(servers, topics["payments"], [payment(f"o-{n}", f"o-r{n}") for n in range(3)], "payment_event")
+    config = KafkaReadConfig(bootstrap_servers=servers, topics=(topics["payments"],), group_id="g-outage",
+                             input_name="payments", start="earliest", broker_timeout_seconds=30.0)
+    fn = _ReadPartitionFn(config, clock=TickingClock(step=0.5))
+    fn.setup()
+    try:
+        descriptor = PartitionDescriptor(topics["payments"], 0, 0, 100)
+        outputs, _, residual, _, _ = drive(fn, descriptor, OffsetRange(0, 100))
+        assert len(outputs) == 3 and residual == OffsetRange(3, 100)  # healthy: reads, then waits for more
+        _kill(private_broker)
+        with pytest.raises(BrokerUnavailable, match="did not answer for 30 s"):
+            for _ in range(200):  # each call lasts a few ticks of the clock; 30 s of ticks end it
+                _, _, residual, _, _ = drive(fn, descriptor, residual)
+    finally:
+        fn.teardown()
