@@ -46,6 +46,7 @@ from pipelines.io.kafka_source import (
     ReadRawRecordsFromKafka,
 )
 from pipelines.io.progress import CountRecords
+from pipelines.kafka_arguments import check_client_settings, parse_settings
 from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
@@ -142,13 +143,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     add_alert_arguments(parser)
 
 
-def _settings(pairs: Sequence[str], flag: str) -> Dict[str, str]:
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{flag} expects KEY=VALUE, got {key or pair!r}")
-        settings[key.strip()] = value
+def _client_settings(pairs: Sequence[str], flag: str, kind: str) -> Dict[str, str]:
+    settings = parse_settings(pairs, flag)
+    check_client_settings(settings, flag, kind)
     return settings
 
 
@@ -202,8 +199,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         value_format=args.value_format,
         output_value_format=args.output_value_format,
         kafka_io=args.kafka_io,
-        consumer_config=_settings(args.consumer_config, "--consumer-config"),
-        producer_config=_settings(args.producer_config, "--producer-config"),
+        consumer_config=_client_settings(args.consumer_config, "--consumer-config", "consumer"),
+        producer_config=_client_settings(args.producer_config, "--producer-config", "producer"),
         runner=args.runner,
         beam_args=list(beam_args),
         engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
