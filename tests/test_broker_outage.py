@@ -10,7 +10,6 @@ nothing) and here by the reader giving up before any commit step can run.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 
 import pytest
@@ -22,25 +21,11 @@ from pipelines.io.kafka_reader import _ReadPartitionFn
 from pipelines.io.local_broker import LocalBroker
 from pipelines.kafka_tools import create_topics
 from tests.beam_helpers import payment
+from tests.kafka_helpers import TickingClock
 from tests.stream_helpers import error_lines, new_topics, paybeam_process, produce_records, stream_arguments
 
 HANG_BOUND_SECONDS = 180  # a bound on a hang, not a performance assertion
 STDERR_LIMIT_BYTES = 20_000
-
-
-class TickingClock(Clock):
-    """A clock that moves `step` seconds every time it is read: time passes however fast the machine is."""
-
-    def __init__(self, step: float):
-        self._now = 1_000_000.0
-        self._step = step
-
-    def time(self) -> float:
-        self._now += self._step
-        return self._now
-
-    def monotonic(self) -> float:
-        return self.time()
 
 
 def _kill(broker: LocalBroker) -> None:
