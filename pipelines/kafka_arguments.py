@@ -1,9 +1,11 @@
 """`--consumer-config` / `--producer-config KEY=VALUE` pairs, checked without ever echoing a value.
 
 Values may be SASL passwords or key material, so an error names the flag, the position of
-the pair and (when there is one) its key, never the value. Pairs are also shown to the
-Kafka client before the run (librdkafka's own messages quote the bad value, so they are
-reworded here), so a bad setting is a usage error rather than a failure inside a worker.
+the pair and (when there is one) its key, never the value. `parse_settings` checks the
+syntax when the arguments are read; `check_client_settings` shows the pairs to the Kafka
+client just before the run (values may be templates until then, e.g. Kubernetes `$(VAR)`),
+rewording librdkafka's messages, which quote the bad value, so a bad setting is a usage
+error rather than a failure inside a worker.
 """
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ def _refusal(kind: str, settings: Dict[str, str]) -> Optional[str]:
     try:
         client = client_type({**settings, **_CHECK_SETTINGS})
     except (KafkaException, ValueError, TypeError) as error:
-        return str(error)
+        # Only a refused key or value counts here; anything else (a certificate file that exists
+        # on the workers but not where the job is launched) is left to the run itself.
+        return str(error) if _PROPERTY.search(str(error)) else None
     if kind == "consumer":
         client.close()
     return None

@@ -143,12 +143,6 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     add_alert_arguments(parser)
 
 
-def _client_settings(pairs: Sequence[str], flag: str, kind: str) -> Dict[str, str]:
-    settings = parse_settings(pairs, flag)
-    check_client_settings(settings, flag, kind)
-    return settings
-
-
 def _instant(text: Optional[str], flag: str) -> Optional[int]:
     try:
         return parse_timestamp_millis(text, flag) if text else None
@@ -199,8 +193,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         value_format=args.value_format,
         output_value_format=args.output_value_format,
         kafka_io=args.kafka_io,
-        consumer_config=_client_settings(args.consumer_config, "--consumer-config", "consumer"),
-        producer_config=_client_settings(args.producer_config, "--producer-config", "producer"),
+        consumer_config=parse_settings(args.consumer_config, "--consumer-config"),
+        producer_config=parse_settings(args.producer_config, "--producer-config"),
         runner=args.runner,
         beam_args=list(beam_args),
         engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
@@ -323,6 +317,8 @@ def run_job(job: StreamJob) -> Optional[dict]:
         options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
     except OptionsError as error:
         raise UsageError(str(error)) from None
+    check_client_settings(job.consumer_config, "--consumer-config", "consumer")
+    check_client_settings(job.producer_config, "--producer-config", "producer")
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)

@@ -28,17 +28,20 @@ def new_topics(bootstrap_servers: str, partitions: int = 2, create: Sequence[str
     return topics
 
 
-def produce_values(bootstrap_servers: str, topic: str, values: Iterable[bytes], **settings) -> None:
+def produce_values(bootstrap_servers: str, topic: str, values: Iterable[bytes], partitions: int = 2,
+                   **settings) -> None:
     """Produces the values round-robin over the topic's partitions; all acknowledged or the test fails."""
     errors: List[str] = []
     producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5, **settings})
-    for value in values:
-        producer.produce(topic, value=value, on_delivery=lambda error, _m: errors.append(str(error)) if error else None)
+    for index, value in enumerate(values):
+        producer.produce(topic, value=value, partition=index % partitions,
+                         on_delivery=lambda error, _m: errors.append(str(error)) if error else None)
     assert producer.flush(30) == 0 and not errors, errors
 
 
-def produce_records(bootstrap_servers: str, topic: str, records: Iterable, schema: str) -> None:
-    produce_values(bootstrap_servers, topic, [encode_value(record._asdict(), "json", schema) for record in records])
+def produce_records(bootstrap_servers: str, topic: str, records: Iterable, schema: str, partitions: int = 2) -> None:
+    produce_values(bootstrap_servers, topic, [encode_value(record._asdict(), "json", schema) for record in records],
+                   partitions)
 
 
 def stream_arguments(bootstrap_servers: str, topics: Dict[str, str], group: str, *extra: str) -> List[str]:

@@ -3,9 +3,11 @@
 Each test kills a private Tansu broker (never the session's), so other tests are not
 disturbed. `--broker-timeout` is short so the tests are quick; the `timeout=` of each wait
 is only a bound on a hang. Tansu keeps its data in memory, so what a killed broker had
-committed cannot be read back afterwards: the "nothing committed" half of the guarantee is
-proven against a live broker in tests/test_stream_commits.py (a failed output commits
-nothing) and here by the reader giving up before any commit step can run.
+committed cannot be read back afterwards; the committed-offsets test therefore puts a TCP
+forwarder process (tests/tcp_forwarder.py) in front of a private broker that advertises the
+forwarder's port and kills the forwarder: for the clients the broker is gone (connections
+reset, new ones refused), while the broker keeps its state for the test to read once the
+forwarder is back.
 """
 from __future__ import annotations
 
@@ -104,7 +106,8 @@ def test_the_reader_gives_up_once_the_outage_outlasts_the_broker_timeout(private
 
     servers = private_broker.bootstrap_servers
     topics = new_topics(servers, partitions=1, create=("payments",))
-    produce_records(servers, topics["payments"], [payment(f"o-{n}", f"o-r{n}") for n in range(3)], "payment_event")
+    produce_records(servers, topics["payments"], [payment(f"o-{n}", f"o-r{n}") for n in range(3)], "payment_event",
+                    partitions=1)
     config = KafkaReadConfig(bootstrap_servers=servers, topics=(topics["payments"],), group_id="g-outage",
                              input_name="payments", start="earliest", broker_timeout_seconds=30.0)
     fn = _ReadPartitionFn(config, clock=TickingClock(step=0.5))
@@ -119,3 +122,71 @@ def test_the_reader_gives_up_once_the_outage_outlasts_the_broker_timeout(private
                 _, _, residual, _, _ = drive(fn, descriptor, residual)
     finally:
         fn.teardown()
+
+
+class _ForwardedBroker(LocalBroker):
+    """A private broker that advertises a forwarder's port: clients reach it only through the forwarder."""
+
+    def __init__(self, forwarder_port: int, **kwargs):
+        super().__init__(**kwargs)
+        self.advertised_port = forwarder_port
+
+    def command(self):
+        return [*super().command()[:-1], f"tcp://127.0.0.1:{self.advertised_port}"]
+
+
+def _start_forwarder(listen_port: int, target_port: int):
+    import subprocess
+    import sys
+
+    forwarder = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "tcp_forwarder.py"),
+                                  str(listen_port), str(target_port)], stdout=subprocess.PIPE, text=True)
+    assert forwarder.stdout.readline().strip() == "ready"
+    return forwarder
+
+
+def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads_everything(tmp_path):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipelines.io.local_broker import free_port
+    from tests.stream_helpers import committed, decoded
+
+    public_port, broker_port = free_port(), free_port()
+    forwarder = _start_forwarder(public_port, broker_port)
+    servers = f"127.0.0.1:{public_port}"
+    try:
+        with _ForwardedBroker(public_port, port=broker_port, log_path=str(tmp_path / "broker.log")):
+            topics = new_topics(servers)
+            produce_records(servers, topics["payments"], [payment(f"f-{n}", f"f-r{n}") for n in range(6)],
+                            "payment_event")
+            group = f"g-{uuid.uuid4().hex[:8]}"
+            before = {0: 1, 1: 1}  # an earlier run's commits
+            consumer = Consumer({"bootstrap.servers": servers, "group.id": group})
+            consumer.commit(offsets=[TopicPartition(topics["payments"], p, o) for p, o in before.items()],
+                            asynchronous=False)
+            consumer.close()
+
+            child = paybeam_process(stream_arguments(servers, topics, group, "--bounded=max_records",
+                                                     "--max-records", "1000", "--broker-timeout", "3"))
+            started = child.stderr.readline()  # the run has begun; it cannot end before the outage
+            assert started.startswith("paybeam stream: bounded (max_records) run"), started
+            forwarder.kill()  # for every client, the broker is gone
+            forwarder.wait(timeout=30)
+            _, rest = child.communicate(timeout=HANG_BOUND_SECONDS)
+            forwarder = _start_forwarder(public_port, broker_port)  # the broker is back, with its state
+
+            stderr = started + rest
+            assert child.returncode == 1
+            assert len(error_lines(stderr)) == 1, stderr
+            assert len(stderr.encode()) < STDERR_LIMIT_BYTES
+            assert committed(servers, group, topics["payments"]) == before
+
+            again = paybeam_process(stream_arguments(servers, topics, group, "--broker-timeout", "3"))
+            _, again_err = again.communicate(timeout=HANG_BOUND_SECONDS)
+            assert again.returncode == 0, again_err
+            # Everything after the earlier commits, i.e. all but one record per partition, is read now.
+            assert len(decoded(servers, topics["results"])) == 4
+            assert committed(servers, group, topics["payments"]) == {0: 3, 1: 3}
+    finally:
+        forwarder.kill()
+        forwarder.wait(timeout=30)
