@@ -64,6 +64,10 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     for name, counts in summary["inputs"].items():
         lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
                      f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
+    carried = summary.get("carried") or {}
+    if any(carried.values()):  # a bounded stream run's open items from the previous run
+        lines += ["", "carried over from the previous run (open items): "
+                  + ", ".join(f"{count} {name}" for name, count in carried.items())]
     lines += ["", f"{'status':<26}{'rows':>10}"]
     for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
         lines.append(f"{status:<26}{count:>10}")

@@ -66,7 +66,7 @@ def test_a_result_too_large_to_produce_is_a_dead_letter_and_the_run_commits(kafk
     assert sorted(row["processor_reference"] for row in results) == sorted(f"ok-r{n}" for n in range(6))
     assert all(row["status"] == "MATCHED" for row in results)
     refused = [letter for letter in decoded(kafka_broker.bootstrap_servers, topics["dead_letters"])
-               if letter["stage"] == "produce"]
+               if letter["stage"] == "produce" and letter["input"] == "results"]
     assert len(refused) == 1
     letter = refused[0]
     assert letter["input"] == "results" and letter["source"] == f"{topics['results']} (output)"

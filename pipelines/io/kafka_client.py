@@ -106,6 +106,10 @@ class BrokerWatch:
         if self._limit.allows(text):
             _LOGGER.warning("%s", text)
 
+    def on_error_seen(self) -> None:
+        """A call failed in a way that may be an outage: the next check() asks the broker at once."""
+        self._down_since = self._clock.monotonic() - self.timeout_seconds
+
     def healthy(self) -> None:
         """The broker answered (a message, an end-of-partition event, a metadata reply)."""
         self._down_since = None

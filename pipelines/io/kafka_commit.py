@@ -98,6 +98,21 @@ class _CommitWhenWrittenFn(beam.DoFn):
             yield PartitionOffset(topic, partition, next_offset)
 
 
+class AllWritten(beam.PTransform):
+    """[completion outputs of sinks] -> one element, in the global window, once every sink has finished.
+
+    Used as a side input it holds a step back until then (a side input is complete before its
+    consumer's main input is processed); as a main input it starts a step only then.
+    """
+
+    def expand(self, written):
+        written = list(written.values()) if isinstance(written, dict) else list(written)
+        signals = [pcoll | f"Global[{index}]" >> beam.WindowInto(GlobalWindows())
+                   | f"One[{index}]" >> beam.Map(lambda unused: 1)
+                   for index, pcoll in enumerate(written)]
+        return signals | "Flatten" >> beam.Flatten() | "Count" >> beam.CombineGlobally(sum)
+
+
 class CommitOffsetsWhenWritten(beam.PTransform):
     """(offsets, written_1, …, written_n) -> the committed PartitionOffsets, after every write finished.
 
@@ -111,11 +126,7 @@ class CommitOffsetsWhenWritten(beam.PTransform):
 
     def expand(self, inputs):
         offsets, *written = inputs
-        signals = [pcoll | f"Global[{index}]" >> beam.WindowInto(GlobalWindows())
-                   | f"One[{index}]" >> beam.Map(lambda unused: 1)
-                   for index, pcoll in enumerate(written)]
-        everything_written = (signals | "AllWritten" >> beam.Flatten()
-                              | "CountWrites" >> beam.CombineGlobally(sum))
+        everything_written = {str(index): pcoll for index, pcoll in enumerate(written)} | "AllWritten" >> AllWritten()
         offsets = offsets | "GlobalOffsets" >> beam.WindowInto(GlobalWindows())
         return everything_written | "Commit" >> beam.ParDo(
             _CommitWhenWrittenFn(self._config), beam.pvalue.AsList(offsets))

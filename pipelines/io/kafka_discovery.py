@@ -162,6 +162,7 @@ class _DiscoverPartitionsFn(beam.DoFn):
     def __init__(self, config: KafkaReadConfig):
         self._config = config
         self._consumer = None
+        self._watch = None
 
     def setup(self):
         self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds)
