@@ -60,9 +60,12 @@ def _no_extra(extra: Sequence[str]) -> None:
 
 def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.kafka_tools import create_topics
+    from pipelines.kafka_tools import KafkaToolError, create_topics
 
-    created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
+    try:
+        created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
+    except KafkaToolError as error:  # e.g. no broker answering: the environment, one line
+        raise RunFailed(str(error)) from None
     for topic in args.topics:
         print(f"{topic}: {'created' if topic in created else 'exists'}")
     return 0
@@ -96,6 +99,8 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
+    from confluent_kafka import KafkaException
+
     from pipelines.kafka_tools import KafkaToolError, consume_topic
     from schemas.codecs import payload_json
 
@@ -105,6 +110,8 @@ def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(payload_json(fields))
     except KafkaToolError as error:
         raise UsageError(str(error)) from None
+    except KafkaException as error:  # e.g. no broker answering: the environment, one line
+        raise RunFailed(f"cannot read {args.topic!r}: {error.args[0].str() if error.args else error}") from None
     return 0
 
 

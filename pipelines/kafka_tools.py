@@ -56,7 +56,8 @@ def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
     names = list(dict.fromkeys(topics))
     if not names:
         return []
-    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers,
+                         **BrokerWatch(bootstrap_servers, timeout).client_settings()})
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
                   config=dict(config)) for name in names],
@@ -73,7 +74,7 @@ def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
                 continue
             failures.append(f"{name}: {error}")
         except Exception as error:  # e.g. a timeout waiting for the controller
-            failures.append(f"{name}: {type(error).__name__}: {error}")
+            failures.append(f"{name}: {error}" if str(error) else f"{name}: no answer within {timeout:g} s")
     if failures:
         raise KafkaToolError("cannot create topic(s): " + "; ".join(failures))
     return created
@@ -308,7 +309,7 @@ def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json"
 
     consumer = Consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
                          "group.id": "paybeam-consume", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+                         "enable.partition.eof": True, **BrokerWatch(bootstrap_servers, timeout_seconds).client_settings()})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:

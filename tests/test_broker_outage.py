@@ -190,3 +190,14 @@ def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads
     finally:
         forwarder.kill()
         forwarder.wait(timeout=30)
+
+
+def test_kafka_consume_and_create_topics_on_a_dead_broker_end_in_one_error_line(private_broker):
+    servers = private_broker.bootstrap_servers
+    _kill(private_broker)
+    for arguments in (["kafka", "consume", "--bootstrap-servers", servers, "--topic", "payments"],
+                      ["kafka", "create-topics", "--bootstrap-servers", servers, "payments"]):
+        child = paybeam_process(arguments)
+        _, stderr = child.communicate(timeout=HANG_BOUND_SECONDS)
+        assert child.returncode == 1, stderr
+        assert len(error_lines(stderr)) == 1 and "Traceback" not in stderr, stderr

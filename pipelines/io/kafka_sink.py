@@ -47,6 +47,7 @@ _DEFAULTS = {
     "linger.ms": "20",
 }
 _KEY_SEPARATOR = "|"
+_MSG_TIMED_OUT = -192  # KafkaError._MSG_TIMED_OUT: not acknowledged within message.timeout.ms
 REJECTED = "rejected"  # the tagged output of records the client or broker refused (dead letters)
 
 
@@ -153,6 +154,7 @@ class _BundleDeliveries:
         self.produced = 0
         self.delivered = 0
         self.failures = 0
+        self.timed_out = 0
         self.errors: List[str] = []
         self.rejected: List[Tuple[Any, Any, Any]] = []  # (error, value, windowed place) of refused records
 
@@ -166,6 +168,7 @@ class _BundleDeliveries:
                 if len(self.errors) < 10:  # keep the first few reasons; the count says the rest
                     self.errors.append(f"{message.topic()}[{message.partition()}]: {error}")
                 self.failures += 1
+                self.timed_out += error.code() == _MSG_TIMED_OUT
 
 
 class _KafkaWriteFn(beam.DoFn):
@@ -229,6 +232,11 @@ class _KafkaWriteFn(beam.DoFn):
         remaining = self._producer.flush(self._config.flush_seconds)
         if remaining or bundle.failures or bundle.delivered + len(bundle.rejected) != bundle.produced:
             self._discard_producer()
+            if bundle.timed_out and bundle.timed_out == bundle.failures and not bundle.delivered:
+                timeout = int(self._config.client_config().get("message.timeout.ms", 300_000)) / 1000
+                raise KafkaDeliveryError(  # the usual outage: say it as the sources do
+                    f"Kafka brokers {self._config.bootstrap_servers} did not answer: 0 of {bundle.produced} messages "
+                    f"to {self._config.topic!r} delivered within {timeout:g} s (--broker-timeout)")
             raise KafkaDeliveryError(
                 f"Kafka sink to {self._config.topic!r}: {bundle.produced} produced, {bundle.delivered} delivered, "
                 f"{bundle.failures} failed, {remaining} unflushed after {self._config.flush_seconds}s"
