@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError, add_vendor_arguments, one_line, vendor_options
+from pipelines.run_errors import RunFailed
 from pipelines.version import paybeam_version
 from runners.presets import add_runners_command
 
@@ -66,9 +67,12 @@ def _no_extra(extra: Sequence[str]) -> None:
 
 def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.kafka_tools import create_topics
+    from pipelines.kafka_tools import KafkaToolError, create_topics
 
-    created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
+    try:
+        created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
+    except KafkaToolError as error:  # e.g. no broker answering: the environment, one line
+        raise RunFailed(str(error)) from None
     for topic in args.topics:
         print(f"{topic}: {'created' if topic in created else 'exists'}")
     return 0
@@ -77,18 +81,24 @@ def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
     from pipelines.io.files import InputError, expand_patterns
-    from pipelines.kafka_tools import replay_files
+    from pipelines.kafka_tools import KafkaToolError, replay_files
 
+    if not args.broker_timeout > 0:
+        raise UsageError("--broker-timeout must be positive")
     try:
         expand_patterns(args.payments)
         expand_patterns(args.settlements)
     except InputError as error:
         raise UsageError(str(error)) from None
-    report = replay_files(
-        args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
-        value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
-        late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
-        include_invalid=not args.valid_only, vendor_options=vendor_options(args))
+    try:
+        report = replay_files(
+            args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
+            value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
+            late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
+            include_invalid=not args.valid_only, vendor_options=vendor_options(args),
+            broker_timeout=args.broker_timeout)
+    except KafkaToolError as error:  # a broker down or refusing: the environment, not the arguments
+        raise RunFailed(str(error)) from None
     print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
           f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
           f"{report.rejected_settlements} settlements)")
@@ -97,6 +107,8 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
+    from confluent_kafka import KafkaException
+
     from pipelines.kafka_tools import KafkaToolError, consume_topic
     from schemas.codecs import payload_json
 
@@ -106,6 +118,8 @@ def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(payload_json(fields))
     except KafkaToolError as error:
         raise UsageError(str(error)) from None
+    except KafkaException as error:  # e.g. no broker answering: the environment, one line
+        raise RunFailed(f"cannot read {args.topic!r}: {error.args[0].str() if error.args else error}") from None
     return 0
 
 
@@ -155,6 +169,8 @@ def _add_kafka_commands(commands) -> None:
                          help="how far (in event time) late records are held back")
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
+    produce.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="fail (exit 1) when the brokers do not acknowledge messages for this long (default 60)")
     produce.set_defaults(handler=_kafka_produce)
 
     consume = tools.add_parser("consume", help="print a topic's messages as JSON lines, from the beginning to its end")
@@ -227,6 +243,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:  # the environment failed the run (a broker down, an output refused)
+        print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except Interrupted as interrupted:
         print(f"paybeam {args.command}: error: stopped by {interrupted}{_UNPUBLISHED.get(args.command, '')}",
               file=sys.stderr)

@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import expand_patterns
+from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
 from schemas.codecs import detect_format, payload_json, read_records
 from schemas.records import MATCHED_SIDE_FIELDS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
@@ -57,7 +58,8 @@ def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
     names = list(dict.fromkeys(topics))
     if not names:
         return []
-    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers,
+                         **BrokerWatch(bootstrap_servers, timeout).client_settings()})
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
                   config=dict(config)) for name in names],
@@ -74,7 +76,7 @@ def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
                 continue
             failures.append(f"{name}: {error}")
         except Exception as error:  # e.g. a timeout waiting for the controller
-            failures.append(f"{name}: {type(error).__name__}: {error}")
+            failures.append(f"{name}: {error}" if str(error) else f"{name}: no answer within {timeout:g} s")
     if failures:
         raise KafkaToolError("cannot create topic(s): " + "; ".join(failures))
     return created
@@ -224,27 +226,33 @@ def _producer_config(bootstrap_servers: str, producer_config: Mapping[str, str])
 
 
 def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
-                     producer_config: Mapping[str, str] = {}, flush_timeout: float = 330.0) -> int:
+                     producer_config: Mapping[str, str] = {},
+                     broker_timeout: float = DEFAULT_BROKER_TIMEOUT_SECONDS) -> int:
     """Sends the messages in the given order with an idempotent producer; raises unless all are acknowledged.
 
     Idempotence keeps the order within each partition equal to the send order, retries included.
+    A message not acknowledged within `broker_timeout` seconds fails (message.timeout.ms), so a
+    dead broker ends the replay in bounded time with one KafkaToolError.
     """
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, Producer
 
     if not messages:
         return 0
     _LOG.info("replay producer: bootstrap=%s producer_config keys: %s", bootstrap_servers,
               ", ".join(sorted(producer_config)) or "none")
-    producer = Producer(_producer_config(bootstrap_servers, producer_config))
+    watch = BrokerWatch(bootstrap_servers, broker_timeout)
+    producer = Producer({"message.timeout.ms": str(int(broker_timeout * 1000)),
+                         **_producer_config(bootstrap_servers, producer_config), **watch.client_settings()})
     errors: List[str] = []
-    failed = delivered = 0
+    failed = delivered = timed_out = 0
 
     def on_delivery(error, message) -> None:
-        nonlocal failed, delivered
+        nonlocal failed, delivered, timed_out
         if error is None:
             delivered += 1
             return
         failed += 1
+        timed_out += error.code() == KafkaError._MSG_TIMED_OUT
         if len(errors) < 10:
             errors.append(f"{message.topic()}[{message.partition()}]: {error}")
 
@@ -257,7 +265,9 @@ def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
                 producer.poll(0.5)
         if index % 1000 == 0:
             producer.poll(0)
-    remaining = producer.flush(flush_timeout)
+    remaining = producer.flush(broker_timeout + 10.0)
+    if failed and timed_out == failed and not delivered:
+        raise KafkaToolError(f"{watch.unavailable()}: none of {len(messages)} messages was acknowledged")
     if remaining or failed or delivered != len(messages):
         raise KafkaToolError(
             f"replay: {len(messages)} sent, {delivered} delivered, {failed} failed, {remaining} unflushed"
@@ -270,7 +280,8 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
                  shuffle_window_seconds: float = 0.0, late_fraction: float = 0.0, late_by_seconds: float = 0.0,
                  seed: int = 7, include_invalid: bool = True,
                  producer_config: Mapping[str, str] = {},
-                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> ReplayReport:
+                 vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS,
+                 broker_timeout: float = DEFAULT_BROKER_TIMEOUT_SECONDS) -> ReplayReport:
     """Sends the records of the files to the two topics in event-time order (see the module doc).
 
     Payments and settlement lines are merged on one event-time line (payments at event_time,
@@ -293,7 +304,7 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
                  vendor_options)
         if settlement_patterns else (0, 0))
     ordered, late = send_order(messages, shuffle_window_seconds, late_fraction, late_by_seconds, seed)
-    produce_in_order(bootstrap_servers, ordered, producer_config)
+    produce_in_order(bootstrap_servers, ordered, producer_config, broker_timeout)
     return ReplayReport(payments, settlements, rejected_payments, rejected_settlements, late,
                         invalid_sent=include_invalid and value_format == "json")
 
@@ -313,7 +324,7 @@ def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json"
 
     consumer = Consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
                          "group.id": "paybeam-consume", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+                         "enable.partition.eof": True, **BrokerWatch(bootstrap_servers, timeout_seconds).client_settings()})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:

@@ -16,43 +16,32 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines.arguments import (
-    COLUMNAR,
-    ELEMENTWISE,
-    ENGINES,
-    UsageError,
-    add_alert_arguments,
-    add_policy_arguments,
-    add_vendor_arguments,
-    alert_policy,
-    as_of_millis_argument,
-    match_policy,
-    settlement_day,
-    trigger_policy,
-    vendor_options,
-)
+from pipelines.arguments import COLUMNAR, UsageError
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
-from pipelines.io.kafka_source import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig, ReadRawRecordsFromKafka
+from pipelines.io.kafka_source import KafkaReadConfig, ReadKafkaCommitLater, ReadRawRecordsFromKafka
 from pipelines.io.progress import CountRecords
+from pipelines.io.open_items import OpenItem, carried_records
+from pipelines.io.open_items_store import default_store_topic, read_store
+from pipelines.kafka_arguments import check_client_settings
+from pipelines.stream_bounded import with_carried_records, write_then_commit
+from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.options import OptionsError, build_pipeline_options
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import tabulate_records
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import daily_total_records, result_records
-from schemas.kafka_values import VALUE_FORMATS
+from pipelines.stream_job import StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401  (the CLI's names)
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
-from schemas.timestamps import TimestampError, parse_timestamp_millis
-from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.alerts import BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
 from transforms.counting import ReportCounts
-from transforms.flow import ReconcileConfig, ReconcileRecords
-from transforms.reconcile import AsOf
+from transforms.flow import ReconcileRecords
+from transforms.reconcile import DEFAULT_RETENTION
 
 OUTPUT_SCHEMAS = {
     "results": "reconciliation_result",
@@ -60,146 +49,6 @@ OUTPUT_SCHEMAS = {
     "alerts": "break_rate_alert",
     "dead_letters": "dead_letter",
 }
-
-
-@dataclass
-class StreamJob:
-    bootstrap_servers: str
-    topics: Dict[str, str]  # payments, settlements, results, daily_totals, alerts, dead_letters
-    group_id: str
-    config: ReconcileConfig
-    alert_policy: AlertPolicy
-    bounded: Optional[str] = None
-    start: str = "committed"
-    start_timestamp_millis: Optional[int] = None
-    max_records: Optional[int] = None
-    stop_at_millis: Optional[int] = None
-    idle_timeout_seconds: float = 10.0
-    value_format: str = "json"
-    output_value_format: str = "json"
-    kafka_io: str = "python"
-    consumer_config: Dict[str, str] = field(default_factory=dict)
-    producer_config: Dict[str, str] = field(default_factory=dict)
-    runner: str = "DirectRunner"
-    beam_args: List[str] = field(default_factory=list)
-    engine: str = ELEMENTWISE
-    shards: int = 1
-
-    @property
-    def streaming(self) -> bool:
-        return self.bounded is None
-
-
-def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
-    parser.add_argument("--payments-topic", required=True)
-    parser.add_argument("--settlements-topic", required=True)
-    parser.add_argument("--results-topic", default="paybeam.results")
-    parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
-    parser.add_argument("--alerts-topic", default="paybeam.alerts")
-    parser.add_argument("--dead-letters-topic", default="paybeam.dead_letters")
-    parser.add_argument("--group-id", default="paybeam", help="consumer group whose offsets are committed")
-    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
-                        help="where to start: committed group offsets (default; earliest where none), earliest, "
-                             "latest, or --start-time")
-    parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
-    parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
-                        help="a finite catch-up run: stop at the end offsets seen at start (default), after "
-                             "--max-records, or at --stop-at")
-    parser.add_argument("--max-records", type=int, metavar="N")
-    parser.add_argument("--stop-at", metavar="TIME", help="RFC 3339 event time at which --bounded=until_time stops")
-    parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="an idle partition stops holding the watermark back after this long (default 10)")
-    parser.add_argument("--value-format", choices=VALUE_FORMATS, default="json", help="input message values")
-    parser.add_argument("--output-value-format", choices=VALUE_FORMATS, default="json", help="output message values")
-    parser.add_argument("--early-firing", default="5m", metavar="DURATION",
-                        help="provisional daily-total panes this often in processing time (unbounded runs)")
-    parser.add_argument("--kafka-io", choices=("python", "java"), default="python",
-                        help="python: paybeam's Splittable DoFn (every runner); java: Beam's cross-language "
-                             "KafkaIO (needs Java and the expansion-service jar; Flink/Dataflow)")
-    parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
-    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra producer settings (repeatable)")
-    parser.add_argument("--engine", choices=ENGINES,
-                        help="--bounded runs: columnar (default: Arrow batches, the batch engine) or elementwise; "
-                             "unbounded runs always use the elementwise engine (watermarks, triggers, timers)")
-    parser.add_argument("--shards", type=int, default=8, metavar="N",
-                        help="columnar engine: shards for deduplication and matching (default 8)")
-    add_policy_arguments(parser)
-    add_alert_arguments(parser)
-    # Accepted and checked like reconcile's and backfill's, so one set of options serves all three; the
-    # stream's messages are canonical, its vendor rows were converted by `paybeam kafka produce`, which
-    # takes the same options.
-    add_vendor_arguments(parser)
-
-
-def _settings(pairs: Sequence[str], flag: str) -> Dict[str, str]:
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{flag} expects KEY=VALUE, got {key or pair!r}")
-        settings[key.strip()] = value
-    return settings
-
-
-def _instant(text: Optional[str], flag: str) -> Optional[int]:
-    try:
-        return parse_timestamp_millis(text, flag) if text else None
-    except TimestampError as error:
-        raise UsageError(str(error)) from None
-
-
-def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> StreamJob:
-    """Checks the arguments and turns them into a StreamJob; raises UsageError."""
-    vendor_options(args)  # a bad vendor option is a usage error here as in reconcile and backfill
-    bounded = args.bounded
-    as_of_millis = as_of_millis_argument(args)
-    if as_of_millis is not None and not bounded:
-        raise UsageError("--as-of applies to --bounded runs; an unbounded run judges deadlines at the watermark")
-    if bounded == "max_records" and not args.max_records:
-        raise UsageError("--bounded=max_records needs --max-records N")
-    if bounded == "until_time" and not args.stop_at:
-        raise UsageError("--bounded=until_time needs --stop-at TIME")
-    if args.start == "timestamp" and not args.start_time:
-        raise UsageError("--start=timestamp needs --start-time TIME")
-    if args.engine == COLUMNAR and not bounded:
-        raise UsageError("--engine columnar needs --bounded: an unbounded stream runs the elementwise engine")
-    if args.shards < 1:
-        raise UsageError("--shards must be at least 1")
-    if bounded:
-        as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
-        # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
-        triggers = trigger_policy(args)
-    else:
-        as_of = AsOf.watermark()
-        triggers = trigger_policy(args, early_firing=args.early_firing)
-    return StreamJob(
-        bootstrap_servers=args.bootstrap_servers,
-        topics={"payments": args.payments_topic, "settlements": args.settlements_topic,
-                "results": args.results_topic, "daily_totals": args.daily_totals_topic,
-                "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic},
-        group_id=args.group_id,
-        config=ReconcileConfig(policy=match_policy(args), as_of=as_of, settlement_day=settlement_day(args),
-                               trigger_policy=triggers),
-        alert_policy=alert_policy(args, triggers),
-        bounded=bounded,
-        start=args.start,
-        start_timestamp_millis=_instant(args.start_time, "--start-time"),
-        max_records=args.max_records,
-        stop_at_millis=_instant(args.stop_at, "--stop-at"),
-        idle_timeout_seconds=args.idle_timeout,
-        value_format=args.value_format,
-        output_value_format=args.output_value_format,
-        kafka_io=args.kafka_io,
-        consumer_config=_settings(args.consumer_config, "--consumer-config"),
-        producer_config=_settings(args.producer_config, "--producer-config"),
-        runner=args.runner,
-        beam_args=list(beam_args),
-        engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
-        shards=args.shards,
-    )
 
 
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
@@ -215,6 +64,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
         max_records=job.max_records,
         stop_at_millis=job.stop_at_millis,
         idle_timeout_seconds=job.idle_timeout_seconds,
+        broker_timeout_seconds=job.broker_timeout_seconds,
         consumer_config=job.consumer_config,
     )
     try:
@@ -227,7 +77,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
 def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
     return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=job.topics[output],
                             value_format=job.output_value_format, schema_name=OUTPUT_SCHEMAS[output],
-                            producer_config=job.producer_config)
+                            producer_config=job.producer_config, broker_timeout_seconds=job.broker_timeout_seconds)
 
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
@@ -246,21 +96,66 @@ def _writer(job: StreamJob, output: str) -> beam.PTransform:
     return WriteToKafka(write_config(job, output))
 
 
-def build_pipeline(pipeline: beam.Pipeline, job: StreamJob) -> None:
-    """Adds the streaming reconciliation to `pipeline`: Kafka in, the shared flow, Kafka out."""
-    raw = {
-        PAYMENTS: pipeline | "ReadPayments" >> _reader(job, PAYMENTS),
-        SETTLEMENTS: pipeline | "ReadSettlements" >> _reader(job, SETTLEMENTS),
-    }
+def _commits_after_outputs(job: StreamJob) -> bool:
+    """Bounded runs of paybeam's own IO commit after every output is written (docs/DESIGN.md 5)."""
+    return job.bounded is not None and job.kafka_io == "python"
+
+
+def store_topic(job: StreamJob) -> str:
+    return job.open_items_topic or default_store_topic(job.group_id)
+
+
+def _store_config(job: StreamJob) -> KafkaWriteConfig:
+    return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=store_topic(job),
+                            producer_config=job.producer_config, broker_timeout_seconds=job.broker_timeout_seconds)
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
+                   carried_items: Optional[Dict[str, OpenItem]] = None) -> None:
+    """Adds the streaming reconciliation to `pipeline`: Kafka in, the shared flow, Kafka out.
+
+    `carried_items`: the open items of the previous bounded run (read from the store at launch).
+    """
+    carried_items = carried_items or {}
+    if _commits_after_outputs(job):
+        reads = {name: pipeline | f"Read{name.title()}" >> ReadKafkaCommitLater(read_config(job, name))
+                 for name in (PAYMENTS, SETTLEMENTS)}
+        raw = with_carried_records(pipeline, {name: read["records"] for name, read in reads.items()},
+                                   carried_records(carried_items))
+    else:
+        raw = {name: pipeline | f"Read{name.title()}" >> _reader(job, name) for name in (PAYMENTS, SETTLEMENTS)}
     if job.engine == COLUMNAR:
         outputs = _reconcile_columnar(raw, job)
     else:
         outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=not job.streaming)
-    outputs["alerts"] = outputs["results"] | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
-    for name in OUTPUT_SCHEMAS:
-        outputs[name] | f"Write[{name}]" >> _writer(job, name)
     if "counts" in outputs:
         outputs["counts"] | "ReportCounts" >> ReportCounts()
+
+    def alerts(results: beam.PCollection) -> beam.PCollection:
+        return results | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
+
+    if not _commits_after_outputs(job):
+        outputs["alerts"] = alerts(outputs["results"])
+        for name in OUTPUT_SCHEMAS:
+            outputs[name] | f"Write[{name}]" >> _writer(job, name)
+        return
+    offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
+    policy = job.config.policy
+    horizon = int(DEFAULT_RETENTION.total_seconds() * 1000) + max(policy.settlement_sla_millis,
+                                                                   policy.ledger_grace_millis)
+    write_then_commit(outputs, raw, offsets, carried_items, lambda name: write_config(job, name),
+                      read_config(job, PAYMENTS), _store_config(job), alerts, horizon)
+
+
+def _carried_items(job: StreamJob) -> Dict[str, OpenItem]:
+    """The previous bounded run's open items; an unreachable store fails the run (nothing committed)."""
+    if not _commits_after_outputs(job):
+        return {}
+    try:
+        return read_store(job.bootstrap_servers, store_topic(job), job.consumer_config, job.broker_timeout_seconds)
+    except Exception as error:  # noqa: BLE001 — a broker down, a store that cannot be read: one line, exit 1
+        raise RunFailed(f"cannot read the open items in {store_topic(job)}: {one_line_cause(error)}; "
+                        "no offsets were committed") from error
 
 
 def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dict[str, beam.PCollection]:
@@ -287,16 +182,36 @@ def run_job(job: StreamJob) -> Optional[dict]:
         options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
     except OptionsError as error:
         raise UsageError(str(error)) from None
+    check_client_settings(job.consumer_config, "--consumer-config", "consumer")
+    check_client_settings(job.producer_config, "--producer-config", "producer")
     started = time.monotonic()
+    read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
+    carried = _carried_items(job)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job)
-    result = pipeline.run()
-    result.wait_until_finish()
+    build_pipeline(pipeline, job, carried)
+    try:
+        with quiet_beam_tracebacks():
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
+        committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
+        raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error
     if job.streaming:
         return None
     counts = counts_from_metrics(result)
+    carried_counts = {name: len(records) for name, records in carried_records(carried).items()}
     return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
-            "engine": job.engine, "inputs": input_counts(counts), "statuses": status_counts(counts)}
+            "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
+            "statuses": status_counts(counts), "carried": carried_counts}
+
+
+def _without_carried(inputs: dict, carried: Dict[str, int]) -> dict:
+    """Read and accepted count the topics' messages; the carried records (all valid) are reported apart.
+
+    The dedup column keeps counting every copy dropped, carried or read.
+    """
+    return {name: dict(counts, read=counts["read"] - carried.get(name, 0),
+                       accepted=counts["accepted"] - carried.get(name, 0)) for name, counts in inputs.items()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -309,6 +224,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if summary is not None:
         print(format_summary(summary, "paybeam stream --bounded"))
     return 0

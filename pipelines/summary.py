@@ -95,6 +95,10 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     if unknown:
         lines += ["", f"warning: {unknown} vendor report row(s) of a category paybeam does not know, "
                       f"counted as adjustments"]
+    carried = summary.get("carried") or {}
+    if any(carried.values()):  # a bounded stream run's open items from the previous run
+        lines += ["", "carried over from the previous run (open items): "
+                  + ", ".join(f"{count} {name}" for name, count in carried.items())]
     lines += ["", f"{'status':<26}{'rows':>10}"]
     for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
         lines.append(f"{status:<26}{count:>10}")

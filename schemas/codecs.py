@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import json
 from datetime import date, datetime
 from typing import IO, Any, Iterable, Iterator, List, Mapping, Optional, Sequence
@@ -114,13 +115,17 @@ MAX_RAW_PAYLOAD_CHARS = 65_536
 _DIGIT_RUN = "0123456789 -"  # digits and the separators a card number may be written with (schemas/pan.py)
 
 
+_ALREADY_CUT = re.compile(r"(?s).{0,64}\.\.\.\[cut: [0-9,]+ characters in all\]")
+
+
 def capped(text: str) -> str:
     """A raw payload kept whole up to 64 Ki characters; longer ones are cut, saying so.
 
     The cut never falls inside a run of digits: the run is dropped whole, so no
-    card number is cut into a part too short to be found and masked.
+    card number is cut into a part too short to be found and masked. Idempotent:
+    a payload cut once (at reading) passes the dead-letter step unchanged.
     """
-    if len(text) <= MAX_RAW_PAYLOAD_CHARS:
+    if len(text) <= MAX_RAW_PAYLOAD_CHARS or _ALREADY_CUT.fullmatch(text[MAX_RAW_PAYLOAD_CHARS - 64:] or ""):
         return text
     cut = MAX_RAW_PAYLOAD_CHARS
     if text[cut] in _DIGIT_RUN:

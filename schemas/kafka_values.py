@@ -16,6 +16,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 import fastavro
 
 from schemas.avro import avro_schema
+from schemas.codecs import capped
 from schemas.pan import mask_pans
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
@@ -120,7 +121,7 @@ def raw_record_from_message(input_name: str, source: str, value: Optional[bytes]
     try:
         return RawRecord(input_name, source, decode_value(value, value_format, SCHEMA_OF_INPUT[input_name]), raw)
     except ValueDecodeError as error:
-        return RawRecord(input_name, source, None, raw, str(error))
+        return RawRecord(input_name, source, None, capped(raw), str(error))
 
 
 def payload_time_millis(record: RawRecord) -> Optional[int]:

@@ -7,6 +7,8 @@ from typing import List, NamedTuple, Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from pipelines.io.kafka_client import Clock
+
 
 class Message(NamedTuple):
     partition: int
@@ -46,3 +48,38 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 20.0) -> Lis
         return sorted(messages, key=lambda m: (m.partition, m.offset))
     finally:
         consumer.close()
+
+
+class TickingClock(Clock):
+    """A clock that moves `step` seconds each time it is read (from `start`, epoch seconds).
+
+    Injected into the Kafka reader, it makes time pass per poll rather than per wall-clock
+    second: what a test sees no longer depends on how busy the machine is. Picklable, so a
+    pipeline's copy of it ticks the same way.
+    """
+
+    def __init__(self, start: float = 1_000_000.0, step: float = 1.0):
+        self._now = start
+        self._step = step
+
+    def time(self) -> float:
+        self._now += self._step
+        return self._now
+
+    def monotonic(self) -> float:
+        return self.time()
+
+
+class ManualClock(Clock):
+    """Wall-clock time set by the test (`now`); monotonic time ticks, so per-call caps still end calls."""
+
+    def __init__(self, now: float):
+        self.now = now
+        self._ticks = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        self._ticks += 0.1
+        return self._ticks

@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import time
 import uuid
 from datetime import timedelta
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -31,7 +30,9 @@ from pipelines.io.kafka_source import (
 )
 from schemas.kafka_values import encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS
-from tests.beam_helpers import at, payment, settlement
+from pipelines.io.kafka_client import SYSTEM_CLOCK, Clock
+from tests.beam_helpers import DAY as DAY_MILLIS, at, payment, settlement
+from tests.kafka_helpers import ManualClock, TickingClock
 from apache_beam.utils.timestamp import Timestamp
 
 MINUTE = 60_000
@@ -110,9 +111,9 @@ def read_collected(prefix: str) -> List[Dict]:
     return rows
 
 
-def run_read(config: KafkaReadConfig, tmp_path) -> List[Dict]:
+def run_read(config: KafkaReadConfig, tmp_path, clock: Clock = SYSTEM_CLOCK) -> List[Dict]:
     with beam.Pipeline() as pipeline:
-        prefix = collect(pipeline | "Read" >> ReadRawRecordsFromKafka(config), tmp_path)
+        prefix = collect(pipeline | "Read" >> ReadRawRecordsFromKafka(config, clock), tmp_path)
     return read_collected(prefix)
 
 
@@ -222,11 +223,13 @@ def test_until_time_ends_a_quiet_partition_by_idleness(kafka_broker, tmp_path):
     early = payments("early", 4)  # all before the stop time, partitions 0 and 1; partition 2 empty
     produce_payments(kafka_broker, topic, early, partitions=(0, 1))
     stop = at() + 60 * MINUTE
-    began = time.monotonic()
+    # The reader's clock moves 1 s per reading, from a day after the stop time: each caught-up
+    # partition is idle for longer than the timeout after a few polls however slow the machine is,
+    # and its idle watermark (now minus the timeout) is then past the stop time, so it ends.
+    clock = TickingClock(start=(stop + DAY_MILLIS) / 1000, step=1.0)
     rows = run_read(config_for(kafka_broker, topic, bounded="until_time", stop_at_millis=stop,
-                               idle_timeout_seconds=0.5), tmp_path)
+                               idle_timeout_seconds=10.0), tmp_path, clock)
     assert ids(rows) == sorted(fields["event_id"] for fields in early)
-    assert time.monotonic() - began < 30
 
 
 def test_end_offsets_ignores_records_produced_after_the_start(kafka_broker, tmp_path):
@@ -424,7 +427,8 @@ def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases
     produced = payments("live", 5)  # minutes 0..4, all on partition 0
     produce_payments(kafka_broker, topic, produced, partitions=(0,))
     config = config_for(kafka_broker, topic, group_id=group, bounded=None, idle_timeout_seconds=5.0)
-    fn = _ReadPartitionFn(config)
+    clock = ManualClock(now=1_800_000_000.0)  # wall-clock time as the test sets it, to the microsecond
+    fn = _ReadPartitionFn(config, clock)
     fn.setup()
     try:
         busy = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
@@ -448,11 +452,13 @@ def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases
         assert estimator.current_watermark() == watermark
         assert estimator.get_estimator_state()[1] is not None  # idle since
 
-        # Idle for longer than the timeout: the watermark moves to wall-clock now minus the timeout.
-        before = time.time()
-        outputs, primary, residual, estimator, _ = drive(fn, busy, residual, (watermark.micros, before - 60))
+        assert estimator.get_estimator_state()[1] == clock.now
+
+        # Idle for exactly the timeout: the watermark moves to wall-clock now minus the timeout.
+        clock.now += 5.0
+        outputs, primary, residual, estimator, _ = drive(fn, busy, residual, estimator.get_estimator_state())
         assert outputs == [] and residual == OffsetRange(5, UNBOUNDED_STOP)
-        assert Timestamp.of(before - 5.0) <= estimator.current_watermark() <= Timestamp.of(time.time() - 5.0)
+        assert estimator.current_watermark() == Timestamp.of(clock.now - 5.0)
 
         # An empty partition defers at once and commits nothing.
         empty = PartitionDescriptor(topic, 1, 0, UNBOUNDED_STOP)
@@ -468,3 +474,23 @@ def test_unbounded_mode_gives_an_unbounded_pcollection():
     bounded = beam.Pipeline() | "Finite" >> ReadRawRecordsFromKafka(_config(bounded="end_offsets"))
     assert not unbounded.is_bounded
     assert bounded.is_bounded
+
+
+def test_a_deferring_reader_emits_its_next_offsets_and_commits_nothing_itself(kafka_broker):
+    from apache_beam.io.restriction_trackers import OffsetRange
+    from apache_beam.pvalue import TaggedOutput
+    from pipelines.io.kafka_source import OFFSETS, PartitionDescriptor, PartitionOffset
+
+    topic = new_topic(kafka_broker)
+    group = f"g-defer-{uuid.uuid4().hex[:8]}"
+    produce_payments(kafka_broker, topic, payments("later", 4), partitions=(0,))
+    fn = _ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, defer_commit=True))
+    fn.setup()
+    try:
+        outputs, _, _, _, callbacks = drive(fn, PartitionDescriptor(topic, 0, 0, 4), OffsetRange(0, 4))
+    finally:
+        fn.teardown()
+    offsets = [output.value for output in outputs if isinstance(output, TaggedOutput) and output.tag == OFFSETS]
+    assert offsets == [PartitionOffset(topic, 0, 4)]
+    assert len(outputs) == 5 and callbacks == []
+    assert committed_offsets(kafka_broker, group, topic)[0] < 0

@@ -19,6 +19,7 @@ from apache_beam import pvalue
 
 from schemas.money import MoneyError, normalize_currency, parse_minor_units
 from schemas.kafka_values import mask_payload
+from schemas.codecs import capped
 from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import (
     EVENT_TYPES,
@@ -245,7 +246,9 @@ def dead_letter(raw: RawRecord, stage: str, reason: str) -> Judged:
     keep = psp_references(raw.fields) if isinstance(raw.fields, Mapping) else frozenset()
     payload, in_payload = mask_payload(raw.raw_payload, keep)
     reason, in_reason = mask_pans(reason, keep)
-    return Judged(DeadLetter(raw.input, raw.source, stage, reason, payload), in_payload + in_reason)
+    # Cut after masking (a cut never falls in a digit run, so it cannot expose one): a valid-looking record
+    # rejected for its size still carries its whole text up to here (a 1 MB JSON line, a Kafka value).
+    return Judged(DeadLetter(raw.input, raw.source, stage, capped(reason), capped(payload)), in_payload + in_reason)
 
 
 def _route(raw: RawRecord, with_sources: bool) -> Iterator[Any]:

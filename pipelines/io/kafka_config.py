@@ -1,0 +1,173 @@
+"""The Kafka source's configuration and consumer client helpers (docs/DESIGN.md 5).
+
+Secrets: `consumer_config` may hold SASL passwords and keys; only its keys are
+ever logged.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
+from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
+from schemas.records import PAYMENTS, SETTLEMENTS
+
+_LOGGER = logging.getLogger("pipelines.io.kafka_source")
+
+START_POSITIONS = ("committed", "earliest", "latest", "timestamp")
+BOUNDED_MODES = (None, "end_offsets", "max_records", "until_time")
+
+# Settings the source owns: overriding them would break offsets, EOF detection or at-least-once.
+_RESERVED_KEYS = frozenset({
+    "bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "enable.partition.eof",
+})
+# Defaults a user may override through consumer_config.
+_DEFAULT_CONSUMER_SETTINGS = {
+    "auto.offset.reset": "earliest",  # a seek position deleted by retention resumes at the log start
+    "fetch.wait.max.ms": 100,  # a caught-up partition reports EOF quickly
+}
+
+_DISCOVERY_EOF_TIMEOUT_SECONDS = 15.0
+_POLL_TIMEOUT_SECONDS = 0.2
+_POLL_BATCH = 500
+# A busy partition checkpoints after this long or this many records, so its bundle commits
+# (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
+_MAX_READ_SECONDS_PER_CALL = 5.0
+_MAX_RECORDS_PER_CALL = 10_000
+# How long a caught-up partition waits before it is polled again.
+_RESUME_DELAY_SECONDS = 0.5
+# The longest a call waits for data (or EOF) before it checkpoints.
+_MAX_WAIT_SECONDS_PER_CALL = 2.0
+
+
+@dataclass(frozen=True)
+class KafkaReadConfig:
+    """What to read and how; see the module docstring for the semantics of each mode."""
+
+    bootstrap_servers: str
+    topics: Tuple[str, ...]
+    group_id: str
+    input_name: str
+    value_format: str = "json"
+    start: str = "committed"
+    start_timestamp_millis: Optional[int] = None
+    bounded: Optional[str] = None
+    max_records: Optional[int] = None
+    stop_at_millis: Optional[int] = None
+    idle_timeout_seconds: float = 10.0
+    commit_offsets: bool = True
+    # False: commit in bundle finalization (unbounded runs: after the runner's checkpoint). True: the
+    # reader emits each partition's next offset instead, and CommitOffsetsWhenWritten commits them
+    # once every output is written (bounded runs, where finalization comes before downstream writes).
+    defer_commit: bool = False
+    broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
+    consumer_config: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad setting or combination."""
+        if not self.bootstrap_servers:
+            raise ValueError("bootstrap_servers is required")
+        if isinstance(self.topics, str) or not self.topics or not all(
+                isinstance(topic, str) and topic for topic in self.topics):
+            raise ValueError(f"topics must be a non-empty tuple of topic names, got {self.topics!r}")
+        if not self.group_id:
+            raise ValueError("group_id is required (committed offsets are read from and written to it)")
+        if self.input_name not in SCHEMA_OF_INPUT:
+            raise ValueError(f"input_name must be {PAYMENTS!r} or {SETTLEMENTS!r}, got {self.input_name!r}")
+        if self.value_format not in VALUE_FORMATS:
+            raise ValueError(f"unknown value_format {self.value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
+        if self.start not in START_POSITIONS:
+            raise ValueError(f"unknown start {self.start!r}; choose one of {', '.join(START_POSITIONS)}")
+        if self.start == "timestamp":
+            if not isinstance(self.start_timestamp_millis, int) or isinstance(self.start_timestamp_millis, bool):
+                raise ValueError('start="timestamp" needs start_timestamp_millis (epoch milliseconds)')
+            if self.start_timestamp_millis < 0:
+                raise ValueError("start_timestamp_millis must be >= 0")
+        elif self.start_timestamp_millis is not None:
+            raise ValueError('start_timestamp_millis is only used with start="timestamp"')
+        if self.bounded not in BOUNDED_MODES:
+            raise ValueError(f"unknown bounded mode {self.bounded!r}; choose one of "
+                             f"{', '.join(str(mode) for mode in BOUNDED_MODES)}")
+        if self.bounded == "max_records":
+            if not isinstance(self.max_records, int) or isinstance(self.max_records, bool) or self.max_records < 1:
+                raise ValueError('bounded="max_records" needs max_records, a positive integer')
+        elif self.max_records is not None:
+            raise ValueError('max_records is only used with bounded="max_records"')
+        if self.bounded == "until_time":
+            if not isinstance(self.stop_at_millis, int) or isinstance(self.stop_at_millis, bool):
+                raise ValueError('bounded="until_time" needs stop_at_millis (epoch milliseconds)')
+        elif self.stop_at_millis is not None:
+            raise ValueError('stop_at_millis is only used with bounded="until_time"')
+        if not self.idle_timeout_seconds > 0:
+            raise ValueError("idle_timeout_seconds must be > 0")
+        if not self.broker_timeout_seconds > 0:
+            raise ValueError("broker_timeout_seconds must be > 0")
+        reserved = sorted(_RESERVED_KEYS.intersection(self.consumer_config))
+        if reserved:
+            raise ValueError(f"consumer_config may not set {', '.join(reserved)}: the source manages them")
+
+    @property
+    def schema_name(self) -> str:
+        return SCHEMA_OF_INPUT[self.input_name]
+
+    @property
+    def time_field(self) -> str:
+        return PAYLOAD_TIME_FIELD[self.input_name]
+
+
+class PartitionDescriptor(NamedTuple):
+    """One partition to read and its resolved offsets: the SDF's element."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    stop_offset: int  # exclusive; UNBOUNDED_STOP when no end is known
+
+
+def consumer_settings(config: KafkaReadConfig, watch: Optional[BrokerWatch] = None) -> Dict[str, Any]:
+    """The consumer's settings (secrets included: never log them); `watch` takes its logs and errors."""
+    watch = watch or BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds)
+    settings: Dict[str, Any] = dict(_DEFAULT_CONSUMER_SETTINGS)
+    settings.update(config.consumer_config)
+    settings.update({
+        "bootstrap.servers": config.bootstrap_servers,
+        "group.id": config.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        **watch.client_settings(),
+    })
+    return settings
+
+
+def _new_consumer(config: KafkaReadConfig, role: str, watch: Optional[BrokerWatch] = None, **callbacks):
+    from confluent_kafka import Consumer
+
+    _LOGGER.info("Kafka %s consumer for %s (group %s); consumer_config keys: %s", role,
+                 ",".join(config.topics), config.group_id, sorted(config.consumer_config) or "none")
+    return Consumer({**consumer_settings(config, watch), **callbacks})
+
+
+def _is_partition_eof(error) -> bool:
+    from confluent_kafka import KafkaError
+
+    return error.code() == KafkaError._PARTITION_EOF
+
+
+def _raise_if_fatal(error) -> None:
+    """Fails the bundle (Beam retries it) on errors the client cannot recover from; logs the rest.
+
+    librdkafka reports transient errors (a broker connection lost, a leader moving) through the
+    consumer too and recovers by itself, so those are only logged.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    permanent = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                 KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+                 KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._AUTHENTICATION,
+                 KafkaError._SSL, KafkaError.OFFSET_OUT_OF_RANGE}
+    if error.fatal() or error.code() in permanent:
+        raise KafkaException(error)
+    _LOGGER.debug("Kafka consumer error (the client retries): %s", error)  # error_cb logs it, rate-limited
+

@@ -1,0 +1,248 @@
+"""The partition reader: a Splittable DoFn over one partition's OffsetRange (see kafka_source.py)."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from pipelines.io.kafka_client import SYSTEM_CLOCK, BrokerWatch, Clock
+from pipelines.io.kafka_commit import OFFSETS, PartitionOffset, _CommitOnFinalize
+from pipelines.io.kafka_config import (
+    _MAX_READ_SECONDS_PER_CALL,
+    _MAX_RECORDS_PER_CALL,
+    _MAX_WAIT_SECONDS_PER_CALL,
+    _POLL_BATCH,
+    _POLL_TIMEOUT_SECONDS,
+    _RESUME_DELAY_SECONDS,
+    KafkaReadConfig,
+    PartitionDescriptor,
+    _is_partition_eof,
+    _new_consumer,
+    _raise_if_fatal,
+)
+from pipelines.io.kafka_restrictions import _RESTRICTIONS, _WATERMARKS
+from schemas.codecs import capped
+from schemas.kafka_values import payload_time_millis, raw_record_from_message, raw_text
+from schemas.records import RawRecord
+from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
+from transforms.event_time import millis_to_beam_timestamp
+
+_LOGGER = logging.getLogger("pipelines.io.kafka_source")
+
+
+class _ReadPartitionFn(beam.DoFn):
+    """Reads one partition's OffsetRange into timestamped RawRecords (the bounded flavour).
+
+    With `config.defer_commit` it also emits, on the OFFSETS output, a PartitionOffset (the next
+    offset to read) for every call that read something, instead of committing on finalization.
+    """
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+        self._config = config
+        self._clock = clock
+        self._consumer = None
+        self._watch: Optional[BrokerWatch] = None
+        self._lock = None
+        self._committed: Dict[Tuple[str, int], int] = {}
+
+    def setup(self):
+        self._lock = threading.Lock()
+        self._committed = {}
+        self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds, self._clock)
+        self._consumer = _new_consumer(self._config, "reader", self._watch)
+
+    def teardown(self):
+        if self._consumer is not None:
+            with self._lock:
+                self._consumer.close()
+                self._consumer = None
+
+    # `fin` must come before the RestrictionParam argument (docs/DESIGN.md 7).
+    def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
+                tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
+                watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
+        yield from self._read(descriptor, fin, tracker, watermark)
+
+    def _read(self, descriptor: PartitionDescriptor, fin, tracker, watermark) -> Iterator[TimestampedValue]:
+        config = self._config
+        start = tracker.current_restriction().start
+        if start >= tracker.current_restriction().stop:
+            return
+        self._watch.check(lambda timeout: self._consumer.list_topics(descriptor.topic, timeout=timeout))
+        progress = [start]  # the first offset not yet claimed, updated as the range is read
+        try:
+            yield from self._read_range(descriptor, tracker, watermark, progress)
+        finally:
+            if progress[0] > start and config.commit_offsets and not config.defer_commit:
+                fin.register(_CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
+        if progress[0] > start and config.commit_offsets and config.defer_commit:
+            yield TaggedOutput(OFFSETS, PartitionOffset(descriptor.topic, descriptor.partition, progress[0]))
+
+    def _read_range(self, descriptor: PartitionDescriptor, tracker, watermark,
+                    progress: List[int]) -> Iterator[TimestampedValue]:
+        from confluent_kafka import TopicPartition
+
+        config, clock = self._config, self._clock
+        key = (descriptor.topic, descriptor.partition)
+        restriction = tracker.current_restriction()
+        start, stop = restriction.start, restriction.stop
+        with self._lock:
+            self._consumer.assign([TopicPartition(descriptor.topic, descriptor.partition, start)])
+        skip_before = config.start_timestamp_millis if config.start == "timestamp" else None
+        next_offset = start  # the first offset not yet claimed
+        emitted = 0
+        began = clock.monotonic()
+        waited_since = began
+        while True:
+            with self._lock:
+                messages = self._consumer.consume(num_messages=_POLL_BATCH, timeout=_POLL_TIMEOUT_SECONDS)
+            batch_min: Optional[Timestamp] = None
+            caught_up_at: Optional[int] = None
+            finished = False
+            for message in messages:
+                if (message.topic(), message.partition()) != key:
+                    continue  # left over from an earlier assignment
+                error = message.error()
+                if error is not None:
+                    if _is_partition_eof(error):
+                        self._watch.healthy()
+                        caught_up_at = message.offset()
+                        continue
+                    self._watch.on_error(error)
+                    _raise_if_fatal(error)
+                    continue
+                self._watch.healthy()
+                offset = message.offset()
+                if offset < next_offset:
+                    continue  # already claimed (a re-fetch after a retriable error)
+                if not tracker.try_claim(offset):
+                    finished = True
+                    break
+                next_offset = progress[0] = offset + 1
+                if skip_before is not None and _is_before(message, skip_before):
+                    continue
+                record, millis, payload_millis = self._to_record(message)
+                if (config.bounded == "until_time" and payload_millis is not None
+                        and payload_millis >= config.stop_at_millis):
+                    next_offset = progress[0] = offset  # not read: a later run starting at the committed offset gets it
+                    if offset < stop - 1:
+                        tracker.try_claim(stop - 1)  # finish the restriction (as KafkaIO's stop-reading path)
+                    finished = True
+                    break
+                timestamp = millis_to_beam_timestamp(millis)
+                yield TimestampedValue(record, timestamp)
+                emitted += 1
+                batch_min = timestamp if batch_min is None or timestamp < batch_min else batch_min
+            if batch_min is not None:
+                watermark.advance_to(batch_min)
+                watermark.mark_active()
+                waited_since = clock.monotonic()
+            if finished or next_offset >= stop:
+                return  # the whole range is claimed
+            if caught_up_at is not None and caught_up_at >= stop:
+                tracker.try_claim(stop)  # nothing but non-record offsets left below stop: done
+                return
+            if caught_up_at is not None and caught_up_at >= next_offset:
+                # Nothing more to read now: let idleness release the watermark, then come back later.
+                if self._idle_release(watermark, emitted):
+                    if next_offset < stop - 1:
+                        tracker.try_claim(stop - 1)
+                    return
+                tracker.defer_remainder(Duration(seconds=_RESUME_DELAY_SECONDS))
+                return
+            now = clock.monotonic()
+            if (emitted >= _MAX_RECORDS_PER_CALL or now - began >= _MAX_READ_SECONDS_PER_CALL
+                    or (not messages and now - waited_since >= _MAX_WAIT_SECONDS_PER_CALL)):
+                tracker.defer_remainder()  # the next call starts by checking the broker's health
+                return
+
+    def _idle_release(self, watermark, emitted_now: int) -> bool:
+        """Applies the idle policy; True when an until_time partition can end now."""
+        now = self._clock.time()
+        idle_for = watermark.idle_seconds(now)
+        if emitted_now or idle_for < self._config.idle_timeout_seconds:
+            return False
+        released = Timestamp.of(now - self._config.idle_timeout_seconds)
+        watermark.advance_to(released)
+        return self._config.bounded == "until_time" and watermark.current_watermark().micros >= \
+            self._config.stop_at_millis * 1000
+
+    def _to_record(self, message) -> Tuple[RawRecord, int, Optional[int]]:
+        """The RawRecord, its output time (epoch millis) and the payload time (None if not valid)."""
+        return record_of_message(message, self._config.input_name, self._config.value_format, self._clock.time)
+
+    def commit(self, topic: str, partition: int, next_offset: int) -> None:
+        """Commits `next_offset` (the next offset to read) for the partition to the consumer group."""
+        from confluent_kafka import TopicPartition
+
+        key = (topic, partition)
+        with self._lock:
+            if self._committed.get(key, -1) >= next_offset:
+                return  # a later position was already committed by this reader
+            consumer, temporary = self._consumer, False
+            if consumer is None:  # finalized after teardown
+                consumer, temporary = _new_consumer(self._config, "commit"), True
+            try:
+                consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=False)
+                self._committed[key] = next_offset
+            finally:
+                if temporary:
+                    consumer.close()
+        _LOGGER.debug("committed %s/%s@%s for group %s", topic, partition, next_offset, self._config.group_id)
+
+
+class _ReadPartitionUnboundedFn(_ReadPartitionFn):
+    """The same reader, declared as doing unbounded work per element (an unbounded PCollection)."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
+                tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
+                watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
+        yield from self._read(descriptor, fin, tracker, watermark)
+
+
+def _is_before(message, millis: int) -> bool:
+    broker_millis = _broker_millis(message)
+    return broker_millis is not None and broker_millis < millis
+
+
+def _broker_millis(message) -> Optional[int]:
+    """The broker timestamp, or None when there is none or it lies outside the instants paybeam accepts.
+
+    A producer sets CreateTime freely; one beyond Beam's timestamp range would crash the reader on
+    every restart at that offset (a poison record), so it is ignored like a missing one.
+    """
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+
+    kind, millis = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or not EARLIEST_MILLIS <= millis < LATEST_MILLIS:
+        return None
+    return millis
+
+
+def record_of_message(message, input_name: str, value_format: str,
+                      clock: Callable[[], float] = SYSTEM_CLOCK.time) -> Tuple[RawRecord, int, Optional[int]]:
+    """A message as (RawRecord, output time in epoch millis, payload time or None); never raises on its bytes.
+
+    Output time: the payload event time (docs/DESIGN.md 4.1), else the broker timestamp, else the
+    time it was read. Whatever a value holds, the message becomes a record (a dead letter downstream
+    at worst), so one poison message can never stop its partition.
+    """
+    value = message.value()
+    source = f"{message.topic()}/{message.partition()}@{message.offset()}"
+    try:
+        record = raw_record_from_message(input_name, source, value, value_format)
+        payload_millis = payload_time_millis(record)
+    except Exception as error:  # pylint: disable=broad-except  (a decoder bug: keep the message, say why)
+        record = RawRecord(input_name, source, None, capped(raw_text(value, value_format)),
+                           f"cannot decode the value ({type(error).__name__})")
+        payload_millis = None
+    millis = payload_millis if payload_millis is not None else _broker_millis(message)
+    if millis is None:  # no usable broker timestamp either: the time it was read
+        millis = int(clock() * 1000)
+    return record, millis, payload_millis

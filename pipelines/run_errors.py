@@ -1,0 +1,58 @@
+"""A pipeline that fails because of its environment (a broker down, an output refused) ends in one line.
+
+Beam re-raises a DoFn's exception from `pipeline.run()` with the whole worker traceback in
+its text, and logs it (with the traceback) on the way. For a CLI user that is noise around
+one fact: `RunFailed` carries that fact as one line, and `quiet_beam_tracebacks` keeps
+Beam's copies of the traceback off stderr while the run lasts (the error is reported once,
+by the CLI, as `error: ...`).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterator, Optional
+
+
+class RunFailed(RuntimeError):
+    """The run failed for a reason outside the user's input (exit 1); the message is one line."""
+
+
+def _own_message(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    # Beam's re-raised text ends with the original "Type: message [while running 'Step']" line.
+    last = lines[-1]
+    return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].replace(".", "").isidentifier() else last
+
+
+def one_line_cause(error: BaseException) -> str:
+    """The innermost meaningful message of an exception chain, on one line."""
+    innermost: Optional[BaseException] = error
+    seen = set()
+    while innermost is not None and id(innermost) not in seen:
+        seen.add(id(innermost))
+        following = innermost.__cause__ or (None if innermost.__suppress_context__ else innermost.__context__)
+        if following is None:
+            break
+        innermost = following
+    return _own_message(innermost if innermost is not None else error)
+
+
+class _DropTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.name.startswith("apache_beam"))
+
+
+@contextlib.contextmanager
+def quiet_beam_tracebacks() -> Iterator[None]:
+    """While the block runs, Beam's log records that carry a traceback are not printed."""
+    handlers = list(logging.getLogger().handlers)
+    drop = _DropTracebacks()
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)

@@ -1,0 +1,172 @@
+"""`paybeam stream` arguments and the StreamJob they describe (checked, no IO)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from pipelines.arguments import (
+    COLUMNAR,
+    ELEMENTWISE,
+    ENGINES,
+    UsageError,
+    add_alert_arguments,
+    add_policy_arguments,
+    add_vendor_arguments,
+    alert_policy,
+    as_of_millis_argument,
+    match_policy,
+    settlement_day,
+    trigger_policy,
+    vendor_options,
+)
+from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS
+from pipelines.io.kafka_config import BOUNDED_MODES, START_POSITIONS
+from pipelines.kafka_arguments import parse_settings
+from schemas.kafka_values import VALUE_FORMATS
+from schemas.timestamps import TimestampError, parse_timestamp_millis
+from transforms.alerts import AlertPolicy
+from transforms.flow import ReconcileConfig
+from transforms.reconcile import AsOf
+
+
+@dataclass
+class StreamJob:
+    bootstrap_servers: str
+    topics: Dict[str, str]  # payments, settlements, results, daily_totals, alerts, dead_letters
+    group_id: str
+    config: ReconcileConfig
+    alert_policy: AlertPolicy
+    bounded: Optional[str] = None
+    start: str = "committed"
+    start_timestamp_millis: Optional[int] = None
+    max_records: Optional[int] = None
+    stop_at_millis: Optional[int] = None
+    idle_timeout_seconds: float = 10.0
+    value_format: str = "json"
+    output_value_format: str = "json"
+    kafka_io: str = "python"
+    consumer_config: Dict[str, str] = field(default_factory=dict)
+    producer_config: Dict[str, str] = field(default_factory=dict)
+    runner: str = "DirectRunner"
+    beam_args: List[str] = field(default_factory=list)
+    engine: str = ELEMENTWISE
+    shards: int = 1
+    broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
+    open_items_topic: Optional[str] = None  # None: <group_id>.open-items
+
+    @property
+    def streaming(self) -> bool:
+        return self.bounded is None
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
+    parser.add_argument("--payments-topic", required=True)
+    parser.add_argument("--settlements-topic", required=True)
+    parser.add_argument("--results-topic", default="paybeam.results")
+    parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
+    parser.add_argument("--alerts-topic", default="paybeam.alerts")
+    parser.add_argument("--dead-letters-topic", default="paybeam.dead_letters")
+    parser.add_argument("--group-id", default="paybeam", help="consumer group whose offsets are committed")
+    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
+                        help="where to start: committed group offsets (default; earliest where none), earliest, "
+                             "latest, or --start-time")
+    parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
+    parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
+                        help="a finite catch-up run: stop at the end offsets seen at start (default), after "
+                             "--max-records, or at --stop-at")
+    parser.add_argument("--max-records", type=int, metavar="N")
+    parser.add_argument("--stop-at", metavar="TIME", help="RFC 3339 event time at which --bounded=until_time stops")
+    parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="an idle partition stops holding the watermark back after this long (default 10)")
+    parser.add_argument("--value-format", choices=VALUE_FORMATS, default="json", help="input message values")
+    parser.add_argument("--output-value-format", choices=VALUE_FORMATS, default="json", help="output message values")
+    parser.add_argument("--early-firing", default="5m", metavar="DURATION",
+                        help="provisional daily-total panes this often in processing time (unbounded runs)")
+    parser.add_argument("--kafka-io", choices=("python", "java"), default="python",
+                        help="python: paybeam's Splittable DoFn (every runner); java: Beam's cross-language "
+                             "KafkaIO (needs Java and the expansion-service jar; Flink/Dataflow)")
+    parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
+    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra producer settings (repeatable)")
+    parser.add_argument("--engine", choices=ENGINES,
+                        help="--bounded runs: columnar (default: Arrow batches, the batch engine) or elementwise; "
+                             "unbounded runs always use the elementwise engine (watermarks, triggers, timers)")
+    parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
+                             f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
+    parser.add_argument("--open-items-topic", metavar="TOPIC",
+                        help="--bounded runs: compacted topic of the keys left open, carried to the next run "
+                             "(default: GROUP_ID.open-items)")
+    parser.add_argument("--shards", type=int, default=8, metavar="N",
+                        help="columnar engine: shards for deduplication and matching (default 8)")
+    add_policy_arguments(parser)
+    add_alert_arguments(parser)
+    # Accepted and checked like reconcile's and backfill's, so one set of options serves all three; the
+    # stream's messages are canonical, its vendor rows were converted by `paybeam kafka produce`, which
+    # takes the same options.
+    add_vendor_arguments(parser)
+
+
+def _instant(text: Optional[str], flag: str) -> Optional[int]:
+    try:
+        return parse_timestamp_millis(text, flag) if text else None
+    except TimestampError as error:
+        raise UsageError(str(error)) from None
+
+
+def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> StreamJob:
+    """Checks the arguments and turns them into a StreamJob; raises UsageError."""
+    vendor_options(args)  # a bad vendor option is a usage error here as in reconcile and backfill
+    bounded = args.bounded
+    as_of_millis = as_of_millis_argument(args)
+    if as_of_millis is not None and not bounded:
+        raise UsageError("--as-of applies to --bounded runs; an unbounded run judges deadlines at the watermark")
+    if bounded == "max_records" and not args.max_records:
+        raise UsageError("--bounded=max_records needs --max-records N")
+    if bounded == "until_time" and not args.stop_at:
+        raise UsageError("--bounded=until_time needs --stop-at TIME")
+    if args.start == "timestamp" and not args.start_time:
+        raise UsageError("--start=timestamp needs --start-time TIME")
+    if args.engine == COLUMNAR and not bounded:
+        raise UsageError("--engine columnar needs --bounded: an unbounded stream runs the elementwise engine")
+    if args.shards < 1:
+        raise UsageError("--shards must be at least 1")
+    if not args.broker_timeout > 0:
+        raise UsageError("--broker-timeout must be positive")
+    if bounded:
+        as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
+        # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
+        triggers = trigger_policy(args)
+    else:
+        as_of = AsOf.watermark()
+        triggers = trigger_policy(args, early_firing=args.early_firing)
+    return StreamJob(
+        bootstrap_servers=args.bootstrap_servers,
+        topics={"payments": args.payments_topic, "settlements": args.settlements_topic,
+                "results": args.results_topic, "daily_totals": args.daily_totals_topic,
+                "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic},
+        group_id=args.group_id,
+        config=ReconcileConfig(policy=match_policy(args), as_of=as_of, settlement_day=settlement_day(args),
+                               trigger_policy=triggers),
+        alert_policy=alert_policy(args, triggers),
+        bounded=bounded,
+        start=args.start,
+        start_timestamp_millis=_instant(args.start_time, "--start-time"),
+        max_records=args.max_records,
+        stop_at_millis=_instant(args.stop_at, "--stop-at"),
+        idle_timeout_seconds=args.idle_timeout,
+        value_format=args.value_format,
+        output_value_format=args.output_value_format,
+        kafka_io=args.kafka_io,
+        consumer_config=parse_settings(args.consumer_config, "--consumer-config"),
+        producer_config=parse_settings(args.producer_config, "--producer-config"),
+        runner=args.runner,
+        beam_args=list(beam_args),
+        engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
+        shards=args.shards,
+        broker_timeout_seconds=args.broker_timeout,
+        open_items_topic=args.open_items_topic,
+    )
