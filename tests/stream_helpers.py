@@ -94,6 +94,15 @@ def end_offsets(bootstrap_servers: str, topic: str) -> Dict[int, int]:
     return counts
 
 
+def committed_to_the_end(bootstrap_servers: str, group: str, topic: str, partitions: int = 2) -> bool:
+    """Whether the group committed every message of the topic: each partition's end offset, and for a partition
+    that never held a message no commit at all (there was nothing to commit; which partitions stay empty is up
+    to the producer's partitioner)."""
+    ends, offsets = end_offsets(bootstrap_servers, topic), committed(bootstrap_servers, group, topic, partitions)
+    return all(offsets[partition] == ends[partition] if partition in ends else offsets[partition] in (-1001, 0)
+               for partition in range(partitions))
+
+
 def decoded(bootstrap_servers: str, topic: str) -> List[dict]:
     return [json.loads(message.value) for message in read_topic(bootstrap_servers, topic)]
 

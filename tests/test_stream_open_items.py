@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from tests.beam_helpers import DAY, HOUR, payment, settlement
-from tests.stream_helpers import committed, decoded, end_offsets, group_name, new_topics, produce_records
+from tests.stream_helpers import committed_to_the_end, decoded, group_name, new_topics, produce_records
 from tests.stream_helpers import run_stream_in_process
 
 
@@ -72,7 +72,7 @@ def test_two_consecutive_bounded_runs_equal_one_run_over_all_records(kafka_broke
     assert r2[0][1] == "PENDING" and r2[-1] == (r2[0][0] + 1, "MATCHED")
     assert any(row["processor_reference"] == "r2" for row in after_first)
     for name in ("payments", "settlements"):
-        assert committed(servers, group, incremental[name]) == end_offsets(servers, incremental[name])
+        assert committed_to_the_end(servers, group, incremental[name])
 
 
 def test_the_store_keeps_the_latest_entry_per_key_and_a_tombstone_deletes():
