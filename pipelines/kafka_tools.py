@@ -156,7 +156,7 @@ def _invalid_value(fmt: str, raw: RawRecord) -> bytes:
 
 def _message_fields(record) -> dict:
     """A valid record's fields for its message: a settlement line's optional matched side only when it has one
-    (JSON carries it to the stream; the Avro schemas have no such fields, DESIGN 3.2)."""
+    (an Avro value without it takes the schema's null default, DESIGN 3.2)."""
     fields = record._asdict()
     for name in MATCHED_SIDE_FIELDS:
         if fields.get(name, 0) is None:
