@@ -31,7 +31,7 @@ from schemas.codecs import (
     byte_lines, csv_header, csv_records_from_lines, read_records, stream_error, unreadable_rest,
 )
 from schemas.raw_chunks import LINE, RECORD, RawChunk
-from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
+from schemas.records import MATCHED_SIDE_FIELDS, PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions, detect_vendor
 
 CSV_BLOCK_BYTES = 16 << 20
@@ -85,8 +85,17 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     """
     names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
     expected_keys = frozenset(names)
+    # Avro settlement lines always hold the optional matched side (null by default): a row whose matched side
+    # is empty is tabulated like one without it; one that has it is judged per record.
+    optional = frozenset(MATCHED_SIDE_FIELDS) if input_name == SETTLEMENTS else frozenset()
+
+    def plain(fields: dict) -> bool:
+        keys = fields.keys()
+        return keys == expected_keys or (bool(optional) and keys == expected_keys | optional
+                                         and all(fields[name] is None for name in optional))
+
     rows = [index for index, record in enumerate(records)
-            if record.decode_error is None and type(record.fields) is dict and record.fields.keys() == expected_keys]
+            if record.decode_error is None and type(record.fields) is dict and plain(record.fields)]
     column_types = []
     for name in names:
         values = [records[index].fields[name] for index in rows]
