@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Shared by deploy/fetch/*.sh: the engine cache, the pinned versions, and the tools that fetch.
+# Everything fetched lands in $ENGINES_CACHE (git-ignored, default <repo>/.cache/engines),
+# one directory per artifact and version; a finished fetch writes a `.complete` marker so a
+# re-run is a no-op and an interrupted one starts over.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ENGINES_CACHE="${ENGINES_CACHE:-$REPO/.cache/engines}"
+mkdir -p "$ENGINES_CACHE"
+set -a
+# shellcheck source=../versions.env
+. "$REPO/deploy/versions.env"
+set +a
+
+# Maven: the machine's `mvn` if any, else Debian's package.
+ensure_maven() {
+  if ! command -v mvn >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq maven >/dev/null
+  fi
+}
+
+# `maven_copy DEST GROUP:ARTIFACT:VERSION [more coordinates…]`: the artifacts and all their
+# runtime dependencies as jars in DEST (through a throwaway pom, so Maven resolves conflicts).
+maven_copy() {
+  local dest="$1"; shift
+  [ -f "$dest/.complete" ] && return 0
+  ensure_maven
+  rm -rf "$dest"; mkdir -p "$dest"
+  local pom="$dest/.pom.xml" deps=""
+  for coordinate in "$@"; do
+    IFS=: read -r group artifact version <<<"$coordinate"
+    deps="$deps<dependency><groupId>$group</groupId><artifactId>$artifact</artifactId><version>$version</version></dependency>"
+  done
+  cat >"$pom" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>paybeam.fetch</groupId><artifactId>fetch</artifactId><version>0</version>
+<dependencies>$deps</dependencies></project>
+POM
+  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
+  touch "$dest/.complete"
+}
