@@ -35,6 +35,10 @@ STATUSES = (
 BREAK_STATUSES = frozenset(STATUSES) - {"MATCHED", "PENDING"}
 
 PAYMENTS = "payments"
+# The merchant of a settlement line whose file names none (a Stripe row without the merchant
+# metadata or a connected account). Daily totals count such a line under the merchant of the
+# ledger event it is paired with, when it is (transforms/attribution.py, docs/DESIGN.md 4.3).
+UNATTRIBUTED = "UNATTRIBUTED"
 SETTLEMENTS = "settlements"
 
 

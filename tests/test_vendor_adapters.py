@@ -679,6 +679,8 @@ def _adyen_payment_line(journal_type: str, debit: str = "", credit: str = "") ->
 ADYEN_DOCUMENTED_TYPES = [
     (_adyen_payment_line("Settled", credit="10.00"), "CAPTURE", 1_000),
     (_adyen_payment_line("Refunded", debit="10.00"), "REFUND", 1_000),
+    (_adyen_payment_line("SettledBulk", credit="10.00"), "CAPTURE", 1_000),
+    (_adyen_payment_line("RefundedBulk", debit="10.00"), "REFUND", 1_000),
     (_adyen_payment_line("Chargeback", debit="10.00"), "CHARGEBACK", 1_000),
     (_adyen_payment_line("SecondChargeback", debit="10.00"), "ADJUSTMENT", -1_000),
     (_adyen_payment_line("ChargebackReversed", credit="10.00"), "ADJUSTMENT", 1_000),

@@ -165,6 +165,11 @@ def settlement_contribution(line: SettlementLine) -> Contribution:
     return Contribution(tuple(sums))
 
 
+def withdrawn_contribution(line: SettlementLine) -> Contribution:
+    """Takes back what `settlement_contribution` added (a streamed line moving to another merchant)."""
+    return Contribution(tuple(-value for value in settlement_contribution(line).sums))
+
+
 def result_contribution(row: ReconciliationResult) -> Contribution:
     return Contribution((0,) * _SUMS, result_key_text(row), row.revision, int(row.status in BREAK_STATUSES))
 
@@ -228,7 +233,7 @@ def _keyed(contribution_of):
 
 
 class DailyTotals(beam.PTransform):
-    """(ledger events, settlement lines[, results]) -> DailyTotal panes.
+    """(ledger events, settlement lines[, results[, withdrawn settlement lines]]) -> DailyTotal panes.
 
     Inputs carry their event timestamps (AssignEventTime). Results are
     re-stamped with their record's own time so breaks land on the day of the
@@ -253,6 +258,8 @@ class DailyTotals(beam.PTransform):
                 | "AtRecordTime" >> ResultsAtRecordTime()
                 | "BreakContributions" >> beam.Map(_keyed(result_contribution))
             )
+        if len(rest) > 1:
+            parts.append(rest[1] | "WithdrawnContributions" >> beam.Map(_keyed(withdrawn_contribution)))
         return (
             parts
             | "AllContributions" >> beam.Flatten()

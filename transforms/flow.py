@@ -3,7 +3,9 @@
     raw payments ──► ParseAndValidate ─► AssignEventTime ─► Deduplicate ─┐
     raw settlements ► ParseAndValidate ─► AssignEventTime ─► Deduplicate ─┤
                          │ dead letters                                  ├─► ReconcileSettlements ─► results
-                         ▼                                               └─► DailyTotals (+ results) ─► daily totals
+                         ▼                                               │       └─► attributions ─┐
+                                                                         └─► DailyTotals (+ results, lines counted
+                                                                               under their ledger's merchant) ─► daily totals
 
 Pipelines wire IO around it and choose where `as_of` comes from and which
 trigger daily totals use; nothing here knows whether it runs in batch.
@@ -21,10 +23,11 @@ from schemas.records import PAYMENTS, SETTLEMENTS
 from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
 from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
+from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant, needs_attribution
 from transforms.dedup import DEFAULT_HORIZON, UNIQUE, Deduplicate
 from transforms.event_time import AssignEventTime
 from transforms.redelivery import CONFLICTING
-from transforms.reconcile import AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
+from transforms.reconcile import DEFAULT_RETENTION, AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, ParseAndValidate, is_pan_rejection
 
 
@@ -73,12 +76,19 @@ class ReconcileRecords(beam.PTransform):
         if config.as_of.mode != "watermark":
             as_of = as_of_millis(sides | "AllRecords" >> beam.Flatten(), config.as_of)
             matcher_inputs = (*sides, as_of)
-        results = matcher_inputs | "ReconcileSettlements" >> ReconcileSettlements(config.policy, config.as_of)
+        matched = matcher_inputs | "ReconcileSettlements" >> ReconcileSettlements(
+            config.policy, config.as_of, with_attributions=True)
+        results = matched["results"]
+        lines = unique[SETTLEMENTS] | "NeedAttribution" >> beam.Partition(
+            lambda line, _: int(needs_attribution(line)), 2)
+        attributed = ((lines[1], matched[ATTRIBUTIONS]) | "CountLinesUnderTheirMerchant" >> CountLinesUnderTheirMerchant(
+            retention=None if bounded else DEFAULT_RETENTION))
+        counted_lines = (lines[0], attributed["counted"]) | "CountedLines" >> beam.Flatten()
         outputs = {
             "payments": unique[PAYMENTS],
             "settlements": unique[SETTLEMENTS],
             "results": results,
-            "daily_totals": (*sides, results) | "DailyTotals" >> DailyTotals(
+            "daily_totals": (unique[PAYMENTS], counted_lines, results, attributed["withdrawn"]) | "DailyTotals" >> DailyTotals(
                 config.settlement_day, config.trigger_policy),
             "dead_letters": ((rejected[PAYMENTS], rejected[SETTLEMENTS], conflicting[PAYMENTS], conflicting[SETTLEMENTS])
                              | "DeadLetters" >> beam.Flatten()),

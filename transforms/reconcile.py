@@ -29,8 +29,11 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
+from apache_beam import pvalue
+
 from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import ReconciliationResult
+from transforms.attribution import ATTRIBUTIONS, key_attributions
 from transforms.event_time import beam_timestamp_to_millis, event_time_millis, millis_to_beam_timestamp
 from transforms.matching import (
     Candidate,
@@ -81,9 +84,11 @@ class _MatchKeyFn(beam.DoFn):
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
     JUDGE_AT_END = TimerSpec("judge_at_end", TimeDomain.WATERMARK)
 
-    def __init__(self, policy: MatchPolicy, watermark_mode: bool, retention: timedelta):
+    def __init__(self, policy: MatchPolicy, watermark_mode: bool, retention: timedelta,
+                 with_attributions: bool = False):
         self._policy = policy
         self._watermark_mode = watermark_mode
+        self._with_attributions = with_attributions
         self._retention_millis = int(retention.total_seconds() * 1000) + max(
             policy.settlement_sla_millis, policy.ledger_grace_millis)
 
@@ -169,8 +174,9 @@ class _MatchKeyFn(beam.DoFn):
         candidates=beam.DoFn.StateParam(CANDIDATES),
         as_of_state=beam.DoFn.StateParam(AS_OF),
     ):
-        rows = reconcile_key(key, list(candidates.read()), as_of_state.read(), self._policy)
-        yield from with_revision(rows, revision=1, is_final=True)
+        known = list(candidates.read())
+        rows = reconcile_key(key, known, as_of_state.read(), self._policy)
+        yield from self._revision(rows, known, revision=1, is_final=True)
         candidates.clear()
         as_of_state.clear()
 
@@ -185,10 +191,16 @@ class _MatchKeyFn(beam.DoFn):
         if result_signature(rows) != signature or is_final:
             revision += 1
             emitted.write((revision, result_signature(rows)))
-            yield from with_revision(rows, revision, is_final)
+            yield from self._revision(rows, known, revision, is_final)
         due = next_deadline(known, now, self._policy)
         if deadline is not None and due is not None:
             deadline.set(millis_to_beam_timestamp(due))
+
+    def _revision(self, rows, known, revision: int, is_final: bool):
+        yield from with_revision(rows, revision, is_final)
+        if self._with_attributions:
+            for attribution in key_attributions(rows, known, revision):
+                yield pvalue.TaggedOutput(ATTRIBUTIONS, attribution)
 
 
 class ReconcileSettlements(beam.PTransform):
@@ -199,11 +211,13 @@ class ReconcileSettlements(beam.PTransform):
     """
 
     def __init__(self, policy: MatchPolicy = MatchPolicy(), as_of: AsOf = AsOf.latest_in_input(),
-                 retention: timedelta = DEFAULT_RETENTION):
+                 retention: timedelta = DEFAULT_RETENTION, with_attributions: bool = False):
         super().__init__()
         self._policy = policy
         self._as_of = as_of
         self._retention = retention
+        # With attributions the output is {"results", "attributions"} (transforms/attribution.py).
+        self._with_attributions = with_attributions
 
     def expand(self, sides):
         """`sides` is (ledger, settlements) or (ledger, settlements, as_of) with a singleton as_of."""
@@ -216,18 +230,25 @@ class ReconcileSettlements(beam.PTransform):
             | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
         )
         watermark_mode = self._as_of.mode == "watermark"
-        match_fn = _MatchKeyFn(self._policy, watermark_mode, self._retention)
+        match_fn = _MatchKeyFn(self._policy, watermark_mode, self._retention, self._with_attributions)
         if watermark_mode:
-            results = keyed | "MatchPerKey" >> beam.ParDo(match_fn, None)
+            results = keyed | "MatchPerKey" >> self._match(match_fn, None)
         else:
             as_of_collection = given_as_of[0] if given_as_of else as_of_millis(records, self._as_of)
             as_of = beam.pvalue.AsSingleton(
                 as_of_collection
                 | "KeyedLikeMainInput" >> beam.Map(lambda millis: (_AS_OF_KEY, millis)).with_output_types(
                     Tuple[Tuple[str, str, str], Optional[int]]))
-            results = keyed | "MatchPerKey" >> beam.ParDo(match_fn, as_of)
-        results.element_type = ReconciliationResult
-        return results
+            results = keyed | "MatchPerKey" >> self._match(match_fn, as_of)
+        if not self._with_attributions:
+            results.element_type = ReconciliationResult
+            return results
+        results.results.element_type = ReconciliationResult
+        return {"results": results.results, ATTRIBUTIONS: results[ATTRIBUTIONS]}
+
+    def _match(self, match_fn, as_of):
+        match = beam.ParDo(match_fn, as_of)
+        return match.with_outputs(ATTRIBUTIONS, main="results") if self._with_attributions else match
 
 # Beam 2.77's ParDo picks the key coder of a stateful DoFn from an arbitrary one of
 # its inputs, side inputs included (set order of the input tags), and rejects the

@@ -178,6 +178,10 @@ _TYPE_RECORD_TYPES: dict[str, tuple[str, str]] = {
     for name, record_type in (
         ("Settled", "CAPTURE"),
         ("Refunded", "REFUND"),
+        # Older reports' names for payments settled or refunded in a bulk batch: the same payment-level
+        # lines, with the payment's PSP reference, so they match like Settled and Refunded.
+        ("SettledBulk", "CAPTURE"),
+        ("RefundedBulk", "REFUND"),
         ("Chargeback", "CHARGEBACK"),
         # Costs booked on the account rather than on one payment; a credit
         # (an invoice credited back, MiscCosts returned) is a negative fee.

@@ -62,7 +62,7 @@ from datetime import timezone
 from typing import Any, Mapping, Optional
 
 from schemas.money import to_major_units
-from schemas.records import SettlementLine
+from schemas.records import UNATTRIBUTED, SettlementLine
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp
 from schemas.vendors import (
     VendorRowError,
@@ -81,7 +81,6 @@ REPORT_TYPE = "payout_reconciliation.itemized.5"
 # The report's metadata columns are templated (payment_metadata[<key>]); the
 # platform stores its merchant id under this key on every PaymentIntent.
 MERCHANT_METADATA_COLUMN = "payment_metadata[merchant_id]"
-UNATTRIBUTED = "UNATTRIBUTED"
 
 
 def _address_columns(prefix: str) -> tuple[str, ...]:

@@ -5,7 +5,9 @@
                       ▼                                    ┌───────────────────────────────┘
                                                            ├─► MatchCandidates ─► (shard by reconciliation key)
                                                            │      ─► GroupByKey ─► MatchShards(as_of) ─► results
-                                                           └─► DailyTotalPartials (+ results) ─► CombineDailyTotals
+                                                           │                             └─► attributions ─┐
+                                                           └─► DailyTotalPartials (+ results, lines under ◄┘
+                                                                 their ledger's merchant) ─► CombineDailyTotals
 
 Outputs: `results` as (shard, RESULT_TABLE) pairs, `daily_totals` as one
 DAILY_TOTAL table, `dead_letters` as DeadLetter records and `counts` as
@@ -42,6 +44,7 @@ from transforms.columnar.daily_totals import (
     settlement_partials,
     sum_partials,
 )
+from transforms.attribution import ATTRIBUTIONS, attributed_settlements, attribution_table
 from transforms.columnar.dedup import first_deliveries
 from transforms.columnar.matching import (
     CANDIDATE_TABLE,
@@ -116,9 +119,19 @@ def _candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
         yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES)
 
 
-def _match_shard(shard_tables, as_of_millis: Optional[int], policy) -> ShardTable:
+def _match_shard(shard_tables, as_of_millis: Optional[int], policy):
+    """A shard's candidates -> (shard, results); the attributions of its UNATTRIBUTED lines tagged."""
     shard, tables = shard_tables
-    return shard, reconcile_candidates(plain(tables, CANDIDATE_TABLE), as_of_millis, policy)
+    candidates = plain(tables, CANDIDATE_TABLE)
+    results = reconcile_candidates(candidates, as_of_millis, policy)
+    attributions = attribution_table(candidates, results)
+    if attributions.num_rows:
+        yield pvalue.TaggedOutput(ATTRIBUTIONS, attributions)
+    yield shard, results
+
+
+def _settlement_partials(shard_table: ShardTable, attributions, day) -> pa.Table:
+    return settlement_partials(attributed_settlements(shard_table[1], attributions), day)
 
 
 def _status_counts(shard_table: ShardTable):
@@ -202,15 +215,18 @@ class ReconcileValidated(beam.PTransform):
                  _candidates_by_key, settlement_candidates, shards)]
             | "AllCandidates" >> beam.Flatten()
         )
-        results = (
+        matched = (
             candidates
             | "ByReconciliationKey" >> beam.GroupByKey()
-            | "MatchShards" >> beam.Map(_match_shard, pvalue.AsSingleton(as_of), config.policy)
+            | "MatchShards" >> beam.FlatMap(_match_shard, pvalue.AsSingleton(as_of), config.policy).with_outputs(
+                ATTRIBUTIONS, main="results")
         )
+        results = matched.results
         day = config.settlement_day
         daily_totals = (
             [unique[PAYMENTS] | "LedgerPartials" >> beam.Map(lambda st: ledger_partials(st[1], day)),
-             unique[SETTLEMENTS] | "SettlementPartials" >> beam.Map(lambda st: settlement_partials(st[1], day)),
+             unique[SETTLEMENTS] | "SettlementPartials" >> beam.Map(
+                 _settlement_partials, pvalue.AsList(matched[ATTRIBUTIONS]), day),
              results | "BreakPartials" >> beam.Map(lambda st: break_partials(st[1], day))]
             | "AllPartials" >> beam.Flatten()
             | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day))
