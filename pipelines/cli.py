@@ -8,7 +8,6 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError, add_vendor_arguments, one_line, vendor_options
-from pipelines.run_errors import RunFailed
+from pipelines.run_errors import RunFailed, quiet_step_tracebacks
 from pipelines.version import paybeam_version
 from runners.presets import add_runners_command
 
@@ -236,7 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if not os.environ.get("PAYBEAM_DEBUG"):
-        _quiet_step_tracebacks()
+        quiet_step_tracebacks()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
     try:
         return args.handler(args, extra)
@@ -261,17 +260,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
-
-
-def _drop_tracebacks(record: logging.LogRecord) -> bool:
-    return record.exc_info is None
-
-
-def _quiet_step_tracebacks() -> None:
-    """Beam logs a failing step's traceback before it re-raises the error, which `main` reports in one line."""
-    step_logger = logging.getLogger("apache_beam.runners.common")
-    if _drop_tracebacks not in step_logger.filters:
-        step_logger.addFilter(_drop_tracebacks)
 
 
 # What an interrupted command leaves: reconcile publishes whole runs only (pipelines/io/run_output.py).

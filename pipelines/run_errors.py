@@ -44,15 +44,25 @@ class _DropTracebacks(logging.Filter):
         return not (record.exc_info and record.name.startswith("apache_beam"))
 
 
+_DROP_TRACEBACKS = _DropTracebacks()
+
+
+def quiet_step_tracebacks() -> None:
+    """For the whole process: Beam logs a failing step's traceback before it re-raises the error,
+    which the CLI then reports in one line (PAYBEAM_DEBUG=1 prints the traceback instead)."""
+    step_logger = logging.getLogger("apache_beam.runners.common")
+    if _DROP_TRACEBACKS not in step_logger.filters:
+        step_logger.addFilter(_DROP_TRACEBACKS)
+
+
 @contextlib.contextmanager
 def quiet_beam_tracebacks() -> Iterator[None]:
     """While the block runs, Beam's log records that carry a traceback are not printed."""
     handlers = list(logging.getLogger().handlers)
-    drop = _DropTracebacks()
     for handler in handlers:
-        handler.addFilter(drop)
+        handler.addFilter(_DROP_TRACEBACKS)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(drop)
+            handler.removeFilter(_DROP_TRACEBACKS)

@@ -32,7 +32,7 @@ from transforms.attribution import (
     needs_attribution,
 )
 from transforms.columnar.matching import ledger_candidates, reconcile_candidates, settlement_candidates
-from transforms.daily_totals import SettlementDay, TriggerPolicy
+from transforms.daily_totals import TriggerPolicy
 from transforms.event_time import millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.matching import MatchPolicy, candidate_of, reconcile_key, reconciliation_key, with_revision
