@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (
 
 from runners import presets
 
+WORKER_PLUGIN = "schemas.worker_plugin"
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "PortableRunner", "DataflowRunner")
 REMOTE_RUNNERS = ("FlinkRunner", "PortableRunner", "DataflowRunner")
 _RUNNER_ALIASES = {name.lower(): name for name in RUNNERS}
@@ -203,6 +204,10 @@ def build_pipeline_options(
         _check_dataflow(options)
     if runner in REMOTE_RUNNERS:
         _ship_package(options, runner, presets.default_setup_file() if setup_file is _DEFAULT else setup_file)
+        # Remote SDK workers import this at start-up, so they decode rows into paybeam's record
+        # classes rather than generated tuples (schemas/stable_schema.py).
+        setup = options.view_as(SetupOptions)
+        setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     return options
 
 

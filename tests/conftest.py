@@ -12,3 +12,21 @@ def kafka_broker(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("broker") / "broker.log"
     with LocalBroker(log_path=str(log_path)) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def flink_engine():
+    """The Flink job server and Flink jars of deploy/fetch/flink.sh (`make engine-flink`), fetched on
+    first use so a fresh machine needs no manual step (a no-op once the cache is complete)."""
+    import subprocess
+    from pathlib import Path
+
+    from runners.engine_cache import EngineNotFetched
+    from tests.flink_helpers import flink_engine_dir
+
+    try:
+        return flink_engine_dir()
+    except EngineNotFetched:
+        script = Path(__file__).resolve().parents[1] / "deploy" / "fetch" / "flink.sh"
+        subprocess.run(["bash", str(script)], check=True, stdout=subprocess.DEVNULL)
+        return flink_engine_dir()
