@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean engine-flink
+.PHONY: venv demo test bench broker notebooks clean engine-flink engine-kafka-java
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ bench: venv
 ## Beam's Flink job server and Flink jars from Maven Central into .cache/engines (deploy/fetch/flink.sh).
 engine-flink:
 	bash deploy/fetch/flink.sh
+
+## Beam's Java KafkaIO (expansion service, SDK harness, Flink job server with KafkaIO) from Maven Central
+## into .cache/engines (deploy/fetch/kafka_expansion.sh), for `paybeam stream --kafka-io=java`.
+engine-kafka-java:
+	bash deploy/fetch/kafka_expansion.sh
 
 clean:
 	rm -rf demo out .pytest_cache

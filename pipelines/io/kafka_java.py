@@ -11,6 +11,7 @@ the watermark follows KafkaIO's CreateTime timestamp policy (broker time).
 from __future__ import annotations
 
 import os
+from typing import Dict
 
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
@@ -25,6 +26,15 @@ EXPANSION_SERVICE_ENV = "BEAM_KAFKA_EXPANSION_SERVICE"
 
 def _expansion_service():
     return os.environ.get(EXPANSION_SERVICE_ENV) or None
+
+
+def java_producer_config(config: KafkaWriteConfig) -> Dict[str, str]:
+    """The Java producer's settings: KafkaIO's payload is a map<string, string>, and librdkafka-only
+    keys of the Python sink (`partitioner`, `message.timeout.ms`) mean nothing to the Java client,
+    whose default partitioner is already murmur2. Idempotence and acks=all are enforced as in the
+    Python sink; the user's --producer-config passes through (Java key names)."""
+    return {"linger.ms": "20", **{key: str(value) for key, value in config.producer_config.items()},
+            "enable.idempotence": "true", "acks": "all", "bootstrap.servers": config.bootstrap_servers}
 
 
 def _to_raw_record(message, input_name: str, value_format: str):
@@ -80,7 +90,7 @@ class WriteWithJavaKafkaIO(beam.PTransform):
             records
             | "ToMessages" >> beam.Map(to_message).with_output_types(beam.typehints.Tuple[bytes, bytes])
             | "WriteToKafka" >> JavaWriteToKafka(
-                producer_config=config.client_config(),
+                producer_config=java_producer_config(config),
                 topic=config.topic,
                 expansion_service=_expansion_service(),
             )

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Beam's Java KafkaIO for `paybeam stream --kafka-io=java`, assembled from Maven Central.
+#
+# Maven Central serves no Kafka expansion-service jar newer than 2.43.0
+# (beam-sdks-java-io-expansion-service), so it is built from its parts at ONE Beam Java
+# version, KAFKA_JAVA_BEAM_VERSION (= the Flink job server's, see versions.env):
+#   $ENGINES_CACHE/kafka-java-beam-<beam>/expansion/*.jar  expansion service + KafkaIO + kafka-clients
+#       + the Java SDK harness: the classpath of
+#       `java -cp '<dir>/*' org.apache.beam.sdk.expansion.service.ExpansionService <port> …`
+#       and of Java harnesses that a runner starts as PROCESS environments (deploy/java_harness_boot.sh)
+#   $ENGINES_CACHE/kafka-java-beam-<beam>/flink/lib/*.jar, flink/job-server.jar  the Flink job server
+#       of deploy/fetch/flink.sh plus KafkaIO and the SDK harness at the runner's version, so Java
+#       transforms run in the EMBEDDED environment inside the TaskManager (no Docker); the launcher
+#       works with `--flink_job_server_jar` exactly like flink.sh's.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+beam="$KAFKA_JAVA_BEAM_VERSION"; clients="$KAFKA_JAVA_CLIENTS_VERSION"
+minor="$FLINK_JOB_SERVER_FLINK_MINOR"; flink="$FLINK_JOB_SERVER_FLINK_VERSION"
+dest="$ENGINES_CACHE/kafka-java-beam-$beam"
+[ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
+rm -rf "$dest"; mkdir -p "$dest"
+
+# common.sh's maven_copy, but every dependency excludes io.confluent:*: beam-sdks-java-io-kafka
+# depends on Confluent's schema-registry serializers, served only by packages.confluent.io (which
+# this machine cannot resolve; Maven Central answers 404). paybeam's KafkaIO reads/writes bytes and
+# never uses a schema registry, so those classes are never loaded.
+maven_copy_without_confluent() {
+  local dest="$1"; shift
+  [ -f "$dest/.complete" ] && return 0
+  ensure_maven
+  rm -rf "$dest"; mkdir -p "$dest"
+  local pom="$dest/.pom.xml" deps="" exclude="<exclusions><exclusion><groupId>io.confluent</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+  for coordinate in "$@"; do
+    IFS=: read -r group artifact version <<<"$coordinate"
+    deps="$deps<dependency><groupId>$group</groupId><artifactId>$artifact</artifactId><version>$version</version>$exclude</dependency>"
+  done
+  cat >"$pom" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>paybeam.fetch</groupId><artifactId>fetch-kafka-java</artifactId><version>0</version>
+<dependencies>$deps</dependencies></project>
+POM
+  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
+  touch "$dest/.complete"
+}
+
+kafka_io=(
+  "org.apache.beam:beam-sdks-java-io-kafka:$beam"
+  "org.apache.beam:beam-sdks-java-harness:$beam"
+  "org.apache.kafka:kafka-clients:$clients"
+  "com.github.jbellis:jamm:$KAFKA_JAVA_JAMM_VERSION"
+  "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
+)
+maven_copy_without_confluent "$dest/expansion" "org.apache.beam:beam-sdks-java-expansion-service:$beam" "${kafka_io[@]}"
+
+# One resolution for runner + KafkaIO, so shared dependencies get one version; the explicit
+# harness/core coordinates win over the 2.65.0 ones that beam-runners-java-job-service pulls in.
+maven_copy_without_confluent "$dest/flink/lib" \
+  "${kafka_io[@]}" \
+  "org.apache.beam:beam-sdks-java-core:$beam" \
+  "org.apache.beam:beam-runners-flink-$minor:$FLINK_JOB_SERVER_BEAM_VERSION" \
+  "org.apache.beam:beam-runners-java-job-service:$FLINK_JOB_SERVER_JOB_SERVICE_VERSION" \
+  "org.apache.flink:flink-clients:$flink" \
+  "org.apache.flink:flink-streaming-java:$flink" \
+  "org.apache.flink:flink-runtime:$flink" \
+  "org.apache.flink:flink-core:$flink" \
+  "org.apache.flink:flink-java:$flink" \
+  "org.apache.flink:flink-metrics-core:$flink"
+
+# The launcher: an empty jar whose manifest names the driver and the classpath (relative paths,
+# as the jar spec wants), written with Python's zipfile (no JDK `jar` tool needed).
+python3 - "$dest/flink" <<'PY'
+import pathlib, sys, zipfile
+dest = pathlib.Path(sys.argv[1])
+jars = sorted(p.name for p in (dest / "lib").glob("*.jar"))
+def wrap(line):  # manifest lines are at most 72 bytes; continuations start with one space
+    raw = line.encode()
+    return b"\r\n".join([raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]) + b"\r\n"
+manifest = (wrap("Manifest-Version: 1.0")
+            + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
+            + wrap("Class-Path: " + " ".join("lib/" + j for j in jars)) + b"\r\n")
+with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
+    jar.writestr("META-INF/MANIFEST.MF", manifest)
+PY
+touch "$dest/.complete"
+echo "$dest"
