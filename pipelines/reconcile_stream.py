@@ -97,8 +97,18 @@ def _writer(job: StreamJob, output: str) -> beam.PTransform:
 
 
 def _commits_after_outputs(job: StreamJob) -> bool:
-    """Bounded runs of paybeam's own IO commit after every output is written (docs/DESIGN.md 5)."""
-    return job.bounded is not None and job.kafka_io == "python"
+    """Bounded runs commit after every output is written (docs/DESIGN.md 5), with either Kafka IO:
+    a Java read hands its offsets to the same Python commit and sinks (Java's WriteToKafka returns
+    no completion signal for the commit to wait on)."""
+    return job.bounded is not None
+
+
+def _reader_commit_later(job: StreamJob, input_name: str) -> beam.PTransform:
+    if job.kafka_io == "java":
+        from pipelines.io.kafka_java import ReadJavaKafkaCommitLater
+
+        return ReadJavaKafkaCommitLater(read_config(job, input_name))
+    return ReadKafkaCommitLater(read_config(job, input_name))
 
 
 def store_topic(job: StreamJob) -> str:
@@ -118,7 +128,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
     """
     carried_items = carried_items or {}
     if _commits_after_outputs(job):
-        reads = {name: pipeline | f"Read{name.title()}" >> ReadKafkaCommitLater(read_config(job, name))
+        reads = {name: pipeline | f"Read{name.title()}" >> _reader_commit_later(job, name)
                  for name in (PAYMENTS, SETTLEMENTS)}
         raw = with_carried_records(pipeline, {name: read["records"] for name, read in reads.items()},
                                    carried_records(carried_items))

@@ -128,6 +128,9 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--bounded=max_records needs --max-records N")
     if bounded == "until_time" and not args.stop_at:
         raise UsageError("--bounded=until_time needs --stop-at TIME")
+    if bounded == "until_time" and args.kafka_io == "java":
+        # Java KafkaIO stops only after max_num_records or a wall-clock max_read_time (docs/DESIGN.md 5).
+        raise UsageError("--bounded=until_time needs --kafka-io=python: Java KafkaIO cannot stop at an event time")
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
     if args.engine == COLUMNAR and not bounded:

@@ -11,11 +11,12 @@ the watermark follows KafkaIO's CreateTime timestamp policy (broker time).
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import apache_beam as beam
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 
+from pipelines.io.kafka_commit import PartitionOffset
 from pipelines.io.kafka_sink import KafkaWriteConfig, reconciliation_message_key
 from pipelines.io.kafka_source import KafkaReadConfig
 from schemas.kafka_values import encode_value, payload_time_millis, raw_record_from_message
@@ -37,6 +38,43 @@ def java_producer_config(config: KafkaWriteConfig) -> Dict[str, str]:
             "enable.idempotence": "true", "acks": "all", "bootstrap.servers": config.bootstrap_servers}
 
 
+def backlog_records(config: KafkaReadConfig) -> int:
+    """The number of offsets between the start positions and the end offsets at launch, over all
+    partitions: Java KafkaIO has no "stop at the end offsets seen at start", so `--bounded`
+    (end_offsets) becomes KafkaIO's max_num_records of exactly that backlog. Equal to the Python
+    source's set of records when nobody produces to the topics during the run (else KafkaIO may
+    take newer records of one partition in place of older ones of another) and for topics without
+    transactions or compaction (offsets = records)."""
+    from confluent_kafka import KafkaException
+
+    from pipelines.io.kafka_client import BrokerWatch, _is_outage
+    from pipelines.io.kafka_config import _new_consumer
+    from pipelines.io.kafka_discovery import discover_partitions
+
+    watch = BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds)
+    consumer = _new_consumer(config, "backlog", watch)
+    try:
+        return sum(p.stop_offset - p.start_offset for p in discover_partitions(consumer, config))
+    except KafkaException as error:
+        if error.args and _is_outage(error.args[0]):
+            raise watch.unavailable() from None
+        raise
+    finally:
+        consumer.close()
+
+
+def max_num_records(config: KafkaReadConfig) -> Optional[int]:
+    """KafkaIO's max_num_records for the bounded mode; None reads without end."""
+    if config.bounded == "max_records":
+        return config.max_records
+    if config.bounded == "end_offsets":
+        return backlog_records(config)
+    if config.bounded is not None:
+        raise ValueError(f"--kafka-io=java cannot stop by --bounded={config.bounded} (Java KafkaIO stops "
+                         "only after a number of records or a wall-clock time); use end_offsets or max_records")
+    return None
+
+
 def _to_raw_record(message, input_name: str, value_format: str):
     record = raw_record_from_message(
         input_name, f"{message.topic}/{message.partition}@{message.offset}", message.value, value_format)
@@ -44,32 +82,64 @@ def _to_raw_record(message, input_name: str, value_format: str):
     return TimestampedValue(record, millis_to_beam_timestamp(millis)) if millis is not None else record
 
 
+def _read_messages(pbegin, config: KafkaReadConfig, commit_in_finalize: bool):
+    """KafkaIO's ReadFromKafka with metadata: Rows with topic, partition, offset, key, value, …"""
+    from apache_beam.io.kafka import ReadFromKafka
+
+    consumer_config = {"bootstrap.servers": config.bootstrap_servers, "group.id": config.group_id,
+                       "auto.offset.reset": "latest" if config.start == "latest" else "earliest",
+                       **config.consumer_config}
+    return pbegin | "ReadFromKafka" >> ReadFromKafka(
+        consumer_config=consumer_config,
+        topics=list(config.topics),
+        with_metadata=True,
+        timestamp_policy=ReadFromKafka.create_time_policy,
+        commit_offset_in_finalize=commit_in_finalize,
+        start_read_time=config.start_timestamp_millis if config.start == "timestamp" else None,
+        max_num_records=max_num_records(config),
+        expansion_service=_expansion_service(),
+    )
+
+
+def _next_offsets(messages) -> beam.PCollection:
+    """The next offset to read per partition (its highest read offset + 1), as PartitionOffsets."""
+    return (messages
+            | "PartitionOffsets" >> beam.Map(lambda message: ((message.topic, message.partition), message.offset + 1))
+            | "GlobalOffsets" >> beam.WindowInto(GlobalWindows())
+            | "HighestOffsets" >> beam.CombinePerKey(max)
+            | "NextOffsets" >> beam.MapTuple(lambda partition, offset: PartitionOffset(partition[0], partition[1], offset)))
+
+
 class ReadRawRecordsWithJavaKafkaIO(beam.PTransform):
+    """PBegin -> RawRecords; offsets committed by KafkaIO when the runner finalizes a checkpoint
+    (unbounded runs, like paybeam's own source's commit in bundle finalization)."""
+
     def __init__(self, config: KafkaReadConfig):
         super().__init__()
         self._config = config
 
     def expand(self, pbegin):
-        from apache_beam.io.kafka import ReadFromKafka
-
         config = self._config
-        consumer_config = {"bootstrap.servers": config.bootstrap_servers, "group.id": config.group_id,
-                           "auto.offset.reset": "latest" if config.start == "latest" else "earliest",
-                           **config.consumer_config}
-        return (
-            pbegin
-            | "ReadFromKafka" >> ReadFromKafka(
-                consumer_config=consumer_config,
-                topics=list(config.topics),
-                with_metadata=True,
-                timestamp_policy=ReadFromKafka.create_time_policy,
-                commit_offset_in_finalize=config.commit_offsets,
-                start_read_time=config.start_timestamp_millis if config.start == "timestamp" else None,
-                max_num_records=config.max_records if config.bounded == "max_records" else None,
-                expansion_service=_expansion_service(),
-            )
-            | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format)
-        )
+        return (_read_messages(pbegin, config, commit_in_finalize=config.commit_offsets)
+                | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format))
+
+
+class ReadJavaKafkaCommitLater(beam.PTransform):
+    """PBegin -> {"records": RawRecords, "offsets": PartitionOffsets}, nothing committed by KafkaIO:
+    the bounded-run contract of kafka_source.ReadKafkaCommitLater, so a bounded Java-KafkaIO run
+    commits (from Python, CommitOffsetsWhenWritten) only after every output and the open-items
+    store are written, exactly like a run of paybeam's own source."""
+
+    def __init__(self, config: KafkaReadConfig):
+        super().__init__()
+        config.validate()
+        self._config = config
+
+    def expand(self, pbegin):
+        config = self._config
+        messages = _read_messages(pbegin, config, commit_in_finalize=False)
+        return {"records": messages | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format),
+                "offsets": _next_offsets(messages)}
 
 
 class WriteWithJavaKafkaIO(beam.PTransform):

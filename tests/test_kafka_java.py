@@ -1,0 +1,135 @@
+"""`paybeam stream --kafka-io=java` for real (issue 11 §6): Beam's cross-language KafkaIO, expanded by
+a Java expansion service that deploy/fetch/kafka_expansion.sh assembles from Maven Central (Beam Java
+2.70.0, the Flink job server's version), executed on Flink with the Java transforms in the EMBEDDED
+environment (inside the job server's TaskManager, no Docker) and the Python transforms in LOOPBACK.
+
+Against the session's Tansu broker, a bounded Java-KafkaIO run on Flink must produce the same
+results, daily totals, alerts and dead letters, the same counts, and the same committed offsets as a
+bounded run of paybeam's own Python source on the DirectRunner over the same topics.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+
+from datagen.generator import GeneratorConfig, generate
+from pipelines.cli import main
+from pipelines.io.kafka_java import EXPANSION_SERVICE_ENV
+from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
+from tests.flink_helpers import canonical, flink_args, free_port, wait_for_port
+from tests.stream_helpers import (
+    OUTPUTS,
+    committed_to_the_end,
+    decoded,
+    group_name,
+    new_topics,
+    run_stream_in_process,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _engine_dir() -> Path:
+    return fetched(f"kafka-java-beam-{pinned_versions()['KAFKA_JAVA_BEAM_VERSION']}", make_target="engine-kafka-java")
+
+
+@pytest.fixture(scope="session")
+def kafka_java_engine() -> Path:
+    """deploy/fetch/kafka_expansion.sh's jars (`make engine-kafka-java`), fetched on first use."""
+    try:
+        return _engine_dir()
+    except EngineNotFetched:
+        subprocess.run(["bash", str(REPO / "deploy" / "fetch" / "kafka_expansion.sh")], check=True,
+                       stdout=subprocess.DEVNULL)
+        return _engine_dir()
+
+
+@pytest.fixture(scope="session")
+def expansion_service(kafka_java_engine, tmp_path_factory) -> Iterator[str]:
+    """The Kafka expansion service JVM, once per session; Java transforms it expands run EMBEDDED."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("expansion") / "expansion_service.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            ["java", "-Xmx512m", "-cp", str(kafka_java_engine / "expansion" / "*"),
+             "org.apache.beam.sdk.expansion.service.ExpansionService", str(port),
+             "--defaultEnvironmentType=EMBEDDED"], stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process, log, 120)
+        yield f"localhost:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    # Seed 9 at 300 payments has every status, duplicates and rejected lines (dead letters).
+    return generate(GeneratorConfig(payments=300, seed=9), str(tmp_path_factory.mktemp("kafka_java_data")))
+
+
+def _topics_with_inputs(broker, sample) -> Dict[str, str]:
+    topics = new_topics(broker.bootstrap_servers)
+    assert main(["kafka", "produce", "--bootstrap-servers", broker.bootstrap_servers,
+                 "--payments", os.path.join(sample.out_dir, "payments", "*"),
+                 "--settlements", os.path.join(sample.out_dir, "settlements", "*"),
+                 "--payments-topic", topics["payments"], "--settlements-topic", topics["settlements"]]) == 0
+    return topics
+
+
+def _outputs(broker, topics) -> Dict[str, List[str]]:
+    return {name: canonical(decoded(broker.bootstrap_servers, topics[name])) for name in OUTPUTS}
+
+
+def _counts_table(stdout: str) -> List[str]:
+    """The summary's count lines, without its first line (run time, runner) and the closing note; sorted,
+    as rows with equal counts may come in either order."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("input "))
+    return sorted(re.sub(r"\s+", " ", line) for line in lines[start:] if not line.startswith("paybeam stream:"))
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["columnar", "elementwise"])
+def test_java_kafka_io_on_flink_equals_python_source_on_direct_runner(
+        kafka_broker, expansion_service, kafka_java_engine, sample, engine, monkeypatch, tmp_path):
+    topics = _topics_with_inputs(kafka_broker, sample)
+    python_topics = {**topics, **new_topics(kafka_broker.bootstrap_servers, create=OUTPUTS)}
+    python_topics.update(payments=topics["payments"], settlements=topics["settlements"])
+    python_group, java_group = group_name(), group_name()
+
+    started = time.monotonic()
+    python = run_stream_in_process(kafka_broker.bootstrap_servers, python_topics, python_group, "--engine", engine)
+    python_seconds = time.monotonic() - started
+    assert python.exit_code == 0, python.stderr
+
+    monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
+    started = time.monotonic()
+    java = run_stream_in_process(kafka_broker.bootstrap_servers, topics, java_group, "--engine", engine,
+                                 "--kafka-io=java",
+                                 *flink_args(kafka_java_engine / "flink", "[local]", "--environment_type=LOOPBACK"))
+    java_seconds = time.monotonic() - started
+    assert java.exit_code == 0, java.stderr[-5000:]
+    print(f"{engine}: python IO on DirectRunner {python_seconds:.1f}s, Java KafkaIO on Flink {java_seconds:.1f}s")
+
+    expected = _outputs(kafka_broker, python_topics)
+    assert len(expected["results"]) >= 300 and expected["dead_letters"], "the sample must exercise the outputs"
+    assert _outputs(kafka_broker, topics) == expected
+    assert _counts_table(java.stdout) == _counts_table(python.stdout)
+    for name in ("payments", "settlements"):
+        assert committed_to_the_end(kafka_broker.bootstrap_servers, java_group, topics[name])
+        assert committed_to_the_end(kafka_broker.bootstrap_servers, python_group, topics[name])
+
+
+def test_java_kafka_io_cannot_stop_at_an_event_time(kafka_broker):
+    topics = new_topics(kafka_broker.bootstrap_servers, create=())
+    run = run_stream_in_process(kafka_broker.bootstrap_servers, topics, group_name(), "--kafka-io=java",
+                                "--bounded=until_time", "--stop-at", "2026-01-05T00:00:00Z")
+    assert run.exit_code == 2
+    assert "--bounded=until_time needs --kafka-io=python" in run.stderr
