@@ -84,7 +84,8 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
         from pipelines.io.kafka_java import ReadRawRecordsWithJavaKafkaIO
 
-        return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name))
+        # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka_java.py).
+        return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name), commit_from_python=job.runner == "FlinkRunner")
     return ReadRawRecordsFromKafka(read_config(job, input_name))
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List
@@ -22,6 +24,7 @@ from datagen.generator import GeneratorConfig, generate
 from pipelines.cli import main
 from pipelines.io.kafka_java import EXPANSION_SERVICE_ENV
 from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
+from tests.beam_helpers import at, payment, settlement
 from tests.flink_helpers import canonical, flink_args, free_port, wait_for_port
 from tests.stream_helpers import (
     OUTPUTS,
@@ -29,7 +32,9 @@ from tests.stream_helpers import (
     decoded,
     group_name,
     new_topics,
+    produce_records,
     run_stream_in_process,
+    stream_arguments,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,3 +138,53 @@ def test_java_kafka_io_cannot_stop_at_an_event_time(kafka_broker):
                                 "--bounded=until_time", "--stop-at", "2026-01-05T00:00:00Z")
     assert run.exit_code == 2
     assert "--bounded=until_time needs --kafka-io=python" in run.stderr
+
+
+def _matched(rows: List[dict]) -> List[str]:
+    return sorted(row["processor_reference"] for row in rows if row["status"] == "MATCHED")
+
+
+@pytest.mark.engines
+def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansion_service, kafka_java_engine,
+                                                          monkeypatch, tmp_path):
+    """An unbounded run reads AND writes with Java KafkaIO (WriteToKafka only runs unbounded: bounded
+    runs write with paybeam's sink, whose completion the offset commit waits for): every pair MATCHED
+    in the results topic, the offsets committed to the end, then SIGTERM (exit 143)."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = new_topics(bootstrap)
+    # Payload times of just now: KafkaIO's watermark follows broker CreateTime (wall clock), so older
+    # payload times would be late beyond the allowed lateness and dropped (docs/DESIGN.md 5).
+    now = int(time.time() * 1000) - at() - 30_000
+    produce_records(bootstrap, topics["payments"],
+                    [payment(f"e{n}", f"java-r{n}", time=now + n * 1000) for n in range(6)], "payment_event")
+    produce_records(bootstrap, topics["settlements"],
+                    [settlement(f"s{n}", f"java-r{n}", time=now + n * 1000 + 500) for n in range(6)],
+                    "settlement_line")
+    monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
+    group = group_name()
+    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
+    started = time.monotonic()
+    # Output to a file, not a pipe: nobody reads a pipe while the run goes on, and once the job server's
+    # forwarded logs fill it, the paybeam process (and its LOOPBACK workers) would block on writing.
+    log = tmp_path / "paybeam_stream.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
+             *flink_args(kafka_java_engine / "flink", "[local]", "--environment_type=LOOPBACK",
+                         "--checkpointing_interval=2000")],
+            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while _matched(decoded(bootstrap, topics["results"])) != [f"java-r{n}" for n in range(6)]:
+            assert process.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, f"no 6 MATCHED results within 240 s:\n{log.read_text()[-5000:]}"
+        print(f"unbounded Java KafkaIO on Flink: 6 MATCHED after {time.monotonic() - started:.1f}s")
+        # Offsets: committed on bundle finalization after a completed checkpoint (kafka_java.py).
+        while not all(committed_to_the_end(bootstrap, group, topics[name]) for name in ("payments", "settlements")):
+            assert process.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, f"offsets not committed within 240 s:\n{log.read_text()[-5000:]}"
+            time.sleep(0.5)  # poll interval of the deadline loop
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    assert process.returncode == 143, log.read_text()[-3000:]

@@ -75,8 +75,17 @@ jars = sorted(p.name for p in (dest / "lib").glob("*.jar"))
 def wrap(line):  # manifest lines are at most 72 bytes; continuations start with one space
     raw = line.encode()
     return b"\r\n".join([raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]) + b"\r\n"
+# Java 17 lets Flink's Kryo snapshot JDK collections (an Arrays$ArrayList in KafkaIO's checkpoint
+# state) only with the packages opened, as Flink's own env.java.opts.all does; without them every
+# checkpoint is declined and a @RequiresStableInput write (Java WriteToKafka) never emits. An
+# executable jar's manifest may open them (`java -jar`, the way Beam's FlinkRunner starts it).
+opens = " ".join("java.base/" + package for package in (
+    "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text", "java.time",
+    "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "java.util.concurrent.locks"))
 manifest = (wrap("Manifest-Version: 1.0")
             + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
+            + wrap("Add-Opens: " + opens)
+            + wrap("Add-Exports: java.base/sun.net.util java.rmi/sun.rmi.registry")
             + wrap("Class-Path: " + " ".join("lib/" + j for j in jars)) + b"\r\n")
 with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
     jar.writestr("META-INF/MANIFEST.MF", manifest)

@@ -1,15 +1,21 @@
-"""Beam's cross-language (Java) KafkaIO, for Flink and Dataflow users who want it (`--kafka-io=java`).
+"""Beam's cross-language (Java) KafkaIO (`--kafka-io=java`), run on Flink (docs/DESIGN.md 5 and 6).
 
-Needs Java on the machine that builds the pipeline and Beam's Kafka
-expansion-service jar (downloaded from Maven Central on first use, or given
-with `--expansion_service`/`BEAM_KAFKA_EXPANSION_SERVICE`); neither is
-available offline, so only paybeam's Python source runs in this repository's
-tests. Messages are decoded by the same function as the Python source, so
-both produce identical RawRecords; event time is taken from the payload, but
+The expansion service is the one at `BEAM_KAFKA_EXPANSION_SERVICE=host:port`: `make
+engine-kafka-java` assembles it from Maven Central at Beam Java 2.70.0 (Beam's own
+default, the io-expansion-service jar at the SDK's version, is not served there), and
+with `--defaultEnvironmentType=EMBEDDED` its Java transforms run inside Flink's
+TaskManager. Messages are decoded by the same function as the Python source, so both
+produce identical RawRecords and dead letters; event time is taken from the payload, but
 the watermark follows KafkaIO's CreateTime timestamp policy (broker time).
+
+Bounded runs (`ReadJavaKafkaCommitLater`) read a fixed number of records and leave the
+commit to the Python commit-after-outputs path; unbounded runs read and write with
+KafkaIO and commit on checkpoint/bundle finalization.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from typing import Dict, Optional
 
@@ -23,6 +29,7 @@ from schemas.kafka_values import encode_value, payload_time_millis, raw_record_f
 from transforms.event_time import millis_to_beam_timestamp
 
 EXPANSION_SERVICE_ENV = "BEAM_KAFKA_EXPANSION_SERVICE"
+_LOGGER = logging.getLogger(__name__)
 
 
 def _expansion_service():
@@ -110,18 +117,72 @@ def _next_offsets(messages) -> beam.PCollection:
             | "NextOffsets" >> beam.MapTuple(lambda partition, offset: PartitionOffset(partition[0], partition[1], offset)))
 
 
-class ReadRawRecordsWithJavaKafkaIO(beam.PTransform):
-    """PBegin -> RawRecords; offsets committed by KafkaIO when the runner finalizes a checkpoint
-    (unbounded runs, like paybeam's own source's commit in bundle finalization)."""
+class _CommitOnBundleFinalization(beam.DoFn):
+    """KafkaIO Rows -> nothing; per bundle, commits each partition's highest read offset + 1 to the group
+    when the runner finalizes the bundle (on Flink: once the checkpoint holding its records completed),
+    which is when paybeam's own source commits. A failed commit is logged: at-least-once, the records
+    are read again after a restart without checkpoint state."""
 
     def __init__(self, config: KafkaReadConfig):
+        self._config = config
+        self._consumer = None
+        self._outcome: list = []
+        self._latest: Dict = {}
+
+    def setup(self):
+        from pipelines.io.kafka_client import BrokerWatch
+        from pipelines.io.kafka_config import _new_consumer
+
+        watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds)
+        self._consumer = _new_consumer(self._config, "commit", watch,
+                                       on_commit=lambda error, parts: self._outcome.append((error, parts)))
+
+    def start_bundle(self):
+        self._latest = {}
+
+    def process(self, message, finalizer=beam.DoFn.BundleFinalizerParam):
+        if not self._latest:
+            finalizer.register(functools.partial(self._commit, self._latest))
+        key = (message.topic, message.partition)
+        self._latest[key] = max(self._latest.get(key, -1), message.offset + 1)
+
+    def _commit(self, latest: Dict) -> None:
+        from pipelines.io.kafka_commit import commit_and_wait
+
+        self._outcome = []
+        try:
+            commit_and_wait(self._consumer, dict(latest), self._config.broker_timeout_seconds, self._outcome)
+        except Exception:  # pylint: disable=broad-except
+            _LOGGER.warning("could not commit %s to group %s; those records will be read again",
+                            sorted(latest.items()), self._config.group_id, exc_info=True)
+
+    def teardown(self):
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+class ReadRawRecordsWithJavaKafkaIO(beam.PTransform):
+    """PBegin -> RawRecords for unbounded runs; offsets committed when the runner finalizes a checkpoint.
+
+    `commit_from_python`: KafkaIO's own commit_offset_in_finalize is @RequiresStableInput, and on the
+    Flink runner (Beam Java 2.70.0) that made tasks fail and restart every checkpoint ("State backend
+    must be locked when retrieving the current key", ExecutableStageDoFnOperator.onTimer from
+    BufferingDoFnRunner.checkpointCompleted); with True, KafkaIO commits nothing and a Python DoFn
+    commits the same offsets on bundle finalization instead."""
+
+    def __init__(self, config: KafkaReadConfig, commit_from_python: bool = False):
         super().__init__()
         self._config = config
+        self._commit_from_python = commit_from_python
 
     def expand(self, pbegin):
         config = self._config
-        return (_read_messages(pbegin, config, commit_in_finalize=config.commit_offsets)
-                | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format))
+        messages = _read_messages(pbegin, config,
+                                  commit_in_finalize=config.commit_offsets and not self._commit_from_python)
+        if config.commit_offsets and self._commit_from_python:
+            _ = messages | "CommitOnFinalize" >> beam.ParDo(_CommitOnBundleFinalization(config))
+        return messages | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format)
 
 
 class ReadJavaKafkaCommitLater(beam.PTransform):
