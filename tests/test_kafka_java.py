@@ -9,6 +9,8 @@ bounded run of paybeam's own Python source on the DirectRunner over the same top
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -55,22 +57,38 @@ def kafka_java_engine() -> Path:
         return _engine_dir()
 
 
-@pytest.fixture(scope="session")
-def expansion_service(kafka_java_engine, tmp_path_factory) -> Iterator[str]:
-    """The Kafka expansion service JVM, once per session; Java transforms it expands run EMBEDDED."""
+@contextlib.contextmanager
+def _expansion_service(engine: Path, log: Path, *flags: str) -> Iterator[str]:
+    """The Kafka expansion service JVM on a free port; yields HOST:PORT."""
     port = free_port()
-    log = tmp_path_factory.mktemp("expansion") / "expansion_service.log"
     with open(log, "w") as handle:
         process = subprocess.Popen(
-            ["java", "-Xmx512m", "-cp", str(kafka_java_engine / "expansion" / "*"),
-             "org.apache.beam.sdk.expansion.service.ExpansionService", str(port),
-             "--defaultEnvironmentType=EMBEDDED"], stdout=handle, stderr=subprocess.STDOUT)
+            ["java", "-Xmx512m", "-cp", str(engine / "expansion" / "*"),
+             "org.apache.beam.sdk.expansion.service.ExpansionService", str(port), *flags],
+            stdout=handle, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process, log, 120)
         yield f"localhost:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def expansion_service(kafka_java_engine, tmp_path_factory) -> Iterator[str]:
+    """Once per session; the Java transforms it expands run EMBEDDED (inside Flink's TaskManager)."""
+    with _expansion_service(kafka_java_engine, tmp_path_factory.mktemp("expansion") / "expansion_service.log",
+                            "--defaultEnvironmentType=EMBEDDED") as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def process_expansion_service(kafka_java_engine, tmp_path_factory) -> Iterator[str]:
+    """Once per session; Java transforms run in a PROCESS environment: deploy/java_harness_boot.sh."""
+    config = json.dumps({"command": str(REPO / "deploy" / "java_harness_boot.sh")})
+    with _expansion_service(kafka_java_engine, tmp_path_factory.mktemp("expansion") / "process_expansion.log",
+                            "--defaultEnvironmentType=PROCESS", f"--defaultEnvironmentConfig={config}") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +206,28 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     assert process.returncode == 143, log.read_text()[-3000:]
+
+
+@pytest.mark.engines
+def test_java_harness_in_a_process_environment_on_flink(kafka_broker, process_expansion_service, kafka_java_engine,
+                                                        monkeypatch):
+    """The Java SDK harness started by deploy/java_harness_boot.sh (the PROCESS environment Prism needs,
+    as EMBEDDED is Flink-only), here started by Flink's ProcessEnvironmentFactory: a bounded run."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = new_topics(bootstrap)
+    produce_records(bootstrap, topics["payments"],
+                    [payment(f"e{n}", f"proc-r{n}", time=n * 60_000) for n in range(6)], "payment_event")
+    produce_records(bootstrap, topics["settlements"],
+                    [settlement(f"s{n}", f"proc-r{n}", time=n * 60_000 + 3_600_000) for n in range(6)],
+                    "settlement_line")
+    monkeypatch.setenv(EXPANSION_SERVICE_ENV, process_expansion_service)
+    monkeypatch.setenv("PAYBEAM_PYTHON", sys.executable)  # the boot script's interpreter (needs apache-beam)
+    group = group_name()
+    started = time.monotonic()
+    run = run_stream_in_process(bootstrap, topics, group, "--kafka-io=java",
+                                *flink_args(kafka_java_engine / "flink", "[local]", "--environment_type=LOOPBACK"))
+    assert run.exit_code == 0, run.stderr[-5000:]
+    print(f"Java harness as a PROCESS environment on Flink: {time.monotonic() - started:.1f}s")
+    assert _matched(decoded(bootstrap, topics["results"])) == [f"proc-r{n}" for n in range(6)]
+    for name in ("payments", "settlements"):
+        assert committed_to_the_end(bootstrap, group, topics[name])
