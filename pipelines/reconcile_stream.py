@@ -85,7 +85,8 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
         from pipelines.io.kafka_java import ReadRawRecordsWithJavaKafkaIO
 
         # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka_java.py).
-        return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name), commit_from_python=job.runner == "FlinkRunner")
+        return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name), commit_from_python=job.runner == "FlinkRunner",
+                                             runner=job.runner)
     return ReadRawRecordsFromKafka(read_config(job, input_name))
 
 
@@ -93,7 +94,7 @@ def _writer(job: StreamJob, output: str) -> beam.PTransform:
     if job.kafka_io == "java":
         from pipelines.io.kafka_java import WriteWithJavaKafkaIO
 
-        return WriteWithJavaKafkaIO(write_config(job, output))
+        return WriteWithJavaKafkaIO(write_config(job, output), runner=job.runner)
     return WriteToKafka(write_config(job, output))
 
 
@@ -108,7 +109,7 @@ def _reader_commit_later(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
         from pipelines.io.kafka_java import ReadJavaKafkaCommitLater
 
-        return ReadJavaKafkaCommitLater(read_config(job, input_name))
+        return ReadJavaKafkaCommitLater(read_config(job, input_name), runner=job.runner)
     return ReadKafkaCommitLater(read_config(job, input_name))
 
 

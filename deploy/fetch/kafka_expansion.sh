@@ -90,5 +90,20 @@ manifest = (wrap("Manifest-Version: 1.0")
 with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
     jar.writestr("META-INF/MANIFEST.MF", manifest)
 PY
+# The expansion service's launcher (`java -jar`, as Beam's JavaJarExpansionService starts one when
+# BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka_java.py): Main-Class + Class-Path.
+python3 - "$dest" <<'PY'
+import pathlib, sys, zipfile
+dest = pathlib.Path(sys.argv[1])
+jars = sorted(p.name for p in (dest / "expansion").glob("*.jar"))
+def wrap(line):
+    raw = line.encode()
+    return b"\r\n".join([raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]) + b"\r\n"
+manifest = (wrap("Manifest-Version: 1.0")
+            + wrap("Main-Class: org.apache.beam.sdk.expansion.service.ExpansionService")
+            + wrap("Class-Path: " + " ".join("expansion/" + j for j in jars)) + b"\r\n")
+with zipfile.ZipFile(dest / "expansion-service.jar", "w") as jar:
+    jar.writestr("META-INF/MANIFEST.MF", manifest)
+PY
 touch "$dest/.complete"
 echo "$dest"

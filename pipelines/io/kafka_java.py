@@ -15,6 +15,7 @@ KafkaIO and commit on checkpoint/bundle finalization.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from typing import Dict, Optional
@@ -32,8 +33,29 @@ EXPANSION_SERVICE_ENV = "BEAM_KAFKA_EXPANSION_SERVICE"
 _LOGGER = logging.getLogger(__name__)
 
 
-def _expansion_service():
-    return os.environ.get(EXPANSION_SERVICE_ENV) or None
+def expansion_service(runner: str):
+    """BEAM_KAFKA_EXPANSION_SERVICE if set; else the service `make engine-kafka-java` assembled, started
+    by Beam as `java -jar <cache>/expansion-service.jar PORT …` for this pipeline (one object per runner,
+    so the pipeline's Kafka transforms share it). Beam's own default would download
+    beam-sdks-java-io-expansion-service at the SDK's version, which Maven Central does not serve.
+    Java transforms run EMBEDDED on Flink (inside the TaskManager, from the job server's jars) and in
+    a PROCESS environment elsewhere (deploy/java_harness_boot.sh), as no Docker engine is assumed."""
+    return os.environ.get(EXPANSION_SERVICE_ENV) or _cached_expansion_service(runner)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_expansion_service(runner: str):
+    from apache_beam.transforms.external import JavaJarExpansionService
+
+    from runners.engine_cache import REPO, fetched, pinned_versions
+
+    engine = fetched(f"kafka-java-beam-{pinned_versions()['KAFKA_JAVA_BEAM_VERSION']}", make_target="engine-kafka-java")
+    if runner == "FlinkRunner":
+        environment = ["--defaultEnvironmentType=EMBEDDED"]
+    else:
+        command = json.dumps({"command": str(REPO / "deploy" / "java_harness_boot.sh")})
+        environment = ["--defaultEnvironmentType=PROCESS", f"--defaultEnvironmentConfig={command}"]
+    return JavaJarExpansionService(str(engine / "expansion-service.jar"), extra_args=["{{PORT}}", *environment])
 
 
 def java_producer_config(config: KafkaWriteConfig) -> Dict[str, str]:
@@ -89,7 +111,7 @@ def _to_raw_record(message, input_name: str, value_format: str):
     return TimestampedValue(record, millis_to_beam_timestamp(millis)) if millis is not None else record
 
 
-def _read_messages(pbegin, config: KafkaReadConfig, commit_in_finalize: bool):
+def _read_messages(pbegin, config: KafkaReadConfig, commit_in_finalize: bool, runner: str):
     """KafkaIO's ReadFromKafka with metadata: Rows with topic, partition, offset, key, value, …"""
     from apache_beam.io.kafka import ReadFromKafka
 
@@ -104,7 +126,7 @@ def _read_messages(pbegin, config: KafkaReadConfig, commit_in_finalize: bool):
         commit_offset_in_finalize=commit_in_finalize,
         start_read_time=config.start_timestamp_millis if config.start == "timestamp" else None,
         max_num_records=max_num_records(config),
-        expansion_service=_expansion_service(),
+        expansion_service=expansion_service(runner),
     )
 
 
@@ -171,15 +193,17 @@ class ReadRawRecordsWithJavaKafkaIO(beam.PTransform):
     BufferingDoFnRunner.checkpointCompleted); with True, KafkaIO commits nothing and a Python DoFn
     commits the same offsets on bundle finalization instead."""
 
-    def __init__(self, config: KafkaReadConfig, commit_from_python: bool = False):
+    def __init__(self, config: KafkaReadConfig, commit_from_python: bool = False, runner: str = "FlinkRunner"):
         super().__init__()
         self._config = config
+        self._runner = runner
         self._commit_from_python = commit_from_python
 
     def expand(self, pbegin):
         config = self._config
         messages = _read_messages(pbegin, config,
-                                  commit_in_finalize=config.commit_offsets and not self._commit_from_python)
+                                  commit_in_finalize=config.commit_offsets and not self._commit_from_python,
+                                  runner=self._runner)
         if config.commit_offsets and self._commit_from_python:
             _ = messages | "CommitOnFinalize" >> beam.ParDo(_CommitOnBundleFinalization(config))
         return messages | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format)
@@ -191,22 +215,24 @@ class ReadJavaKafkaCommitLater(beam.PTransform):
     commits (from Python, CommitOffsetsWhenWritten) only after every output and the open-items
     store are written, exactly like a run of paybeam's own source."""
 
-    def __init__(self, config: KafkaReadConfig):
+    def __init__(self, config: KafkaReadConfig, runner: str = "FlinkRunner"):
         super().__init__()
         config.validate()
         self._config = config
+        self._runner = runner
 
     def expand(self, pbegin):
         config = self._config
-        messages = _read_messages(pbegin, config, commit_in_finalize=False)
+        messages = _read_messages(pbegin, config, commit_in_finalize=False, runner=self._runner)
         return {"records": messages | "ToRawRecords" >> beam.Map(_to_raw_record, config.input_name, config.value_format),
                 "offsets": _next_offsets(messages)}
 
 
 class WriteWithJavaKafkaIO(beam.PTransform):
-    def __init__(self, config: KafkaWriteConfig):
+    def __init__(self, config: KafkaWriteConfig, runner: str = "FlinkRunner"):
         super().__init__()
         self._config = config
+        self._runner = runner
 
     def expand(self, records):
         from apache_beam.io.kafka import WriteToKafka as JavaWriteToKafka
@@ -223,6 +249,6 @@ class WriteWithJavaKafkaIO(beam.PTransform):
             | "WriteToKafka" >> JavaWriteToKafka(
                 producer_config=java_producer_config(config),
                 topic=config.topic,
-                expansion_service=_expansion_service(),
+                expansion_service=expansion_service(self._runner),
             )
         )
