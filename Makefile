@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean
+.PHONY: venv demo test bench broker notebooks clean engine-prism
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ notebooks: venv
 ## Batch benchmark at 1M payments (a script, not a test).
 bench: venv
 	$(BIN)/python benchmarks/batch_reconcile.py 1000000
+
+## Beam's Prism runner built with `go install` at BEAM_VERSION (fetches Go if missing or too old).
+engine-prism:
+	bash deploy/fetch/prism.sh
 
 clean:
 	rm -rf demo out .pytest_cache
