@@ -215,6 +215,8 @@ def _check_direct(options: PipelineOptions) -> None:
 def _check_prism(options: PipelineOptions) -> None:
     prism = options.view_as(PrismRunnerOptions)
     location = prism.prism_location
+    if not location and options.view_as(PortableOptions).job_endpoint:
+        return  # a Prism already running (`prism --job_port P`): Beam starts none, so needs no binary
     if not location:
         # Without --prism_location Beam downloads Prism from GitHub releases, which this project's
         # machines cannot reach: use the binary `make engine-prism` built, or say how to get one.

@@ -264,6 +264,13 @@ def test_prism_without_location_or_fetched_binary_says_how_to_get_one(tmp_path, 
         build_pipeline_options("prism", [])
 
 
+def test_prism_job_endpoint_needs_no_binary(tmp_path, monkeypatch):
+    # --job_endpoint: submit to a Prism already running (`prism --job_port P`); Beam starts none.
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "empty"))
+    options = build_pipeline_options("prism", ["--job_endpoint=localhost:8073"])
+    assert options.view_as(PrismRunnerOptions).prism_location is None
+
+
 def test_direct_runner_gets_no_prism_location(fetched_prism):
     # DirectRunner tries Prism itself when it has a location: it must keep doing what Beam does.
     assert build_pipeline_options("direct", []).view_as(PrismRunnerOptions).prism_location is None
