@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 from apache_beam.options.pipeline_options import (
+    DebugOptions,
     DirectOptions,
     FlinkRunnerOptions,
     GoogleCloudOptions,
@@ -215,6 +216,10 @@ def _check_direct(options: PipelineOptions) -> None:
 def _check_prism(options: PipelineOptions) -> None:
     prism = options.view_as(PrismRunnerOptions)
     location = prism.prism_location
+    # Beam shares one Prism per process, started with the options of whichever pipeline came first
+    # (the DirectRunner's own Prism attempt included, which has no --prism_location and so tries a
+    # download): each PrismRunner run starts its own, from its own --prism_location.
+    options.view_as(DebugOptions).add_experiment("disable_prism_server_singleton")
     if not location and options.view_as(PortableOptions).job_endpoint:
         return  # a Prism already running (`prism --job_port P`): Beam starts none, so needs no binary
     if not location:

@@ -145,6 +145,7 @@ from pathlib import Path  # noqa: E402
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import (  # noqa: E402
+    DebugOptions,
     GoogleCloudOptions,
     PrismRunnerOptions,
     SetupOptions,
@@ -242,6 +243,15 @@ def fetched_prism(tmp_path, monkeypatch) -> Path:
 def test_prism_without_location_uses_the_fetched_binary(fetched_prism):
     options = build_pipeline_options("prism", [], streaming=True)
     assert options.view_as(PrismRunnerOptions).prism_location == str(fetched_prism)
+
+
+def test_prism_runs_get_their_own_prism_process(fetched_prism):
+    # Not Beam's per-process singleton, which keeps the options of the first PrismRunner (or of the
+    # DirectRunner's Prism attempt) for every later run in the process.
+    options = build_pipeline_options("prism", [])
+    assert options.view_as(DebugOptions).lookup_experiment("disable_prism_server_singleton")
+    assert not build_pipeline_options("direct", []).view_as(DebugOptions).lookup_experiment(
+        "disable_prism_server_singleton")
 
 
 def test_prism_location_given_wins_over_the_fetched_binary(fetched_prism, tmp_path):
