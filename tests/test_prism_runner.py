@@ -11,11 +11,13 @@ import glob
 import os
 from collections import Counter
 
+import apache_beam
 import pyarrow.parquet as pq
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results, run_summary
+from runners.engine_cache import pinned_versions
 from tests.prism_helpers import prism_args, prism_binary
 
 ENGINES = ("columnar", "elementwise")
@@ -73,6 +75,13 @@ def test_batch_reconcile_on_prism_equals_direct(engine, dataset, tmp_path, reque
         for count in ("read", "accepted", "rejected", "deduplicated"):
             assert prism["inputs"][name][count] == direct["inputs"][name][count], (name, count)
     assert sum(direct["statuses"].values()) == direct["results_rows"]
+
+
+def test_prism_is_pinned_to_the_sdks_beam_version():
+    # Prism and the Python SDK speak one Fn API release: deploy/fetch/prism.sh refuses a mismatch too.
+    versions = pinned_versions()
+    assert versions["PRISM_VERSION"] == versions["BEAM_VERSION"] == apache_beam.__version__
+    assert prism_binary().parent.parent.name == f"prism-{apache_beam.__version__}"
 
 
 def test_prism_without_a_fetched_binary_is_a_one_line_usage_error(dataset, tmp_path, monkeypatch, capsys):
