@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean engine-flink
+.PHONY: venv demo test bench broker notebooks clean engine-flink engine-prism
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ bench: venv
 ## Beam's Flink job server and Flink jars from Maven Central into .cache/engines (deploy/fetch/flink.sh).
 engine-flink:
 	bash deploy/fetch/flink.sh
+
+## Beam's Prism runner built with `go install` at BEAM_VERSION (fetches Go if missing or too old).
+engine-prism:
+	bash deploy/fetch/prism.sh
 
 clean:
 	rm -rf demo out .pytest_cache
