@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean
+.PHONY: venv demo test bench broker notebooks clean engine-kafka
 
 venv: $(VENV)/.installed
 
@@ -40,3 +40,7 @@ bench: venv
 
 clean:
 	rm -rf demo out .pytest_cache
+
+## Apache Kafka broker jars (Maven Central) for `pytest --kafka-broker=apache` and tests/test_apache_kafka.py.
+engine-kafka:
+	bash deploy/fetch/kafka.sh
