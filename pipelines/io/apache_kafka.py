@@ -34,6 +34,8 @@ FETCH_TARGET = "engine-kafka"
 # the machine's other JVMs room. SerialGC: no GC threads competing for the two cores.
 JVM_OPTIONS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 FORMAT_TIMEOUT_SECONDS = 120.0
+_DIRECTORY_PREFIX = "paybeam-kafka-"
+_OWNER_FILE = "owner.pid"  # the Python process that started the broker (which dies with it)
 
 # Single-node settings (replication factors 1) and fewer threads and buffers than a production
 # broker's defaults; everything else is Apache Kafka's default, so the tests see Kafka as shipped.
@@ -97,6 +99,27 @@ def random_cluster_id() -> str:
             return text
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_orphaned_directories() -> None:
+    """Deletes broker directories whose owner died without `stop()` (SIGKILL): its broker died with it."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{_DIRECTORY_PREFIX}*"):
+        try:
+            owner = int((directory / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours
+        if not _alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 class ApacheKafkaBroker(LocalBroker):
     """`with ApacheKafkaBroker() as broker: broker.bootstrap_servers` — a single-node KRaft Kafka for the block."""
 
@@ -105,7 +128,8 @@ class ApacheKafkaBroker(LocalBroker):
                  settings: Optional[Dict[str, str]] = None):
         super().__init__(port=port, startup_timeout=startup_timeout, log_path=log_path,
                          advertised_port=advertised_port)
-        self.classpath = kafka_classpath(version)  # fails here, before any process, when not fetched
+        self.version = version or pinned_versions()["KAFKA_VERSION"]
+        self.classpath = kafka_classpath(self.version)  # fails here, before any process, when not fetched
         self.controller_port = free_port()
         self._settings = {**_SERVER_SETTINGS, **(settings or {})}
         self._directory: Optional[Path] = None
@@ -132,7 +156,9 @@ class ApacheKafkaBroker(LocalBroker):
         return {key: value for key, value in os.environ.items() if key != "JAVA_TOOL_OPTIONS"}
 
     def start(self) -> "ApacheKafkaBroker":
-        self._directory = Path(tempfile.mkdtemp(prefix="paybeam-kafka-"))
+        remove_orphaned_directories()
+        self._directory = Path(tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX))
+        (self._directory / _OWNER_FILE).write_text(str(os.getpid()))
         self._log_path = self._given_log_path or str(self._directory / "broker.log")
         try:
             self._write_configuration()
