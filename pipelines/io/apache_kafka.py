@@ -31,8 +31,10 @@ from runners.engine_cache import fetched, pinned_versions
 
 FETCH_TARGET = "engine-kafka"
 # A test broker holds little: 512 MiB is plenty, and two of them (one per xdist worker) leave
-# the machine's other JVMs room. SerialGC: no GC threads competing for the two cores.
-JVM_OPTIONS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
+# the machine's other JVMs room. SerialGC: no GC threads competing for the two cores. C1 only
+# (TieredStopAtLevel=1): measured 0.5-1 s faster to start (about 3.5 s instead of 4.5 s, format
+# included), and a test broker's load never pays for C2's compile time.
+JVM_OPTIONS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 FORMAT_TIMEOUT_SECONDS = 120.0
 _DIRECTORY_PREFIX = "paybeam-kafka-"
 _OWNER_FILE = "owner.pid"  # the Python process that started the broker (which dies with it)
