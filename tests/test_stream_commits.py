@@ -1,9 +1,9 @@
 """Offsets of a bounded stream run are committed only after every output is durable (issue 9, item 1).
 
 Real broker (the session's `kafka_broker`: Tansu or Apache Kafka), both engines. A record too
-large for any output is a dead letter and the run commits; a record the producer refuses is a "produce" dead letter; a run
-whose output fails (an unwritable topic) commits nothing, and the next run reads the same
-records again and produces their results.
+large for any output is a dead letter and the run commits; a record the producer refuses is a
+"produce" dead letter; a run whose output fails (an unwritable topic) commits nothing, and the
+next run reads the same records again and produces their results.
 """
 from __future__ import annotations
 
