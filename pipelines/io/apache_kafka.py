@@ -154,7 +154,7 @@ class ApacheKafkaBroker(LocalBroker):
         return self._java("kafka.Kafka", str(self._directory / "server.properties"))
 
     def environment(self) -> Dict[str, str]:
-        # A user's KAFKA_* or JAVA_TOOL_OPTIONS would change the broker the tests talk to.
+        # JAVA_TOOL_OPTIONS would reach the JVM (heap, agents) and make it print a line; the broker stays as set here.
         return {key: value for key, value in os.environ.items() if key != "JAVA_TOOL_OPTIONS"}
 
     def start(self) -> "ApacheKafkaBroker":

@@ -73,9 +73,10 @@ class LocalBroker:
                     return
             except Exception as error:  # KafkaException until the listener is up
                 last_error = error
+        tail = self.log_tail()  # before stop(), which may remove the log with the broker's directory
         self.stop()
         raise RuntimeError(f"broker on {self.bootstrap_servers} not ready after {self._startup_timeout}s: "
-                           f"{last_error}{self.log_tail()}")
+                           f"{last_error}{tail}")
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the broker's log (empty without one), for start-up errors."""
