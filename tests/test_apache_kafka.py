@@ -170,7 +170,11 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_an_unfetched_kafka_names_the_make_target(tmp_path, monkeypatch):
+def test_an_unfetched_kafka_names_the_make_target(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
     monkeypatch.setenv("ENGINES_CACHE", str(tmp_path))
     with pytest.raises(EngineNotFetched, match="make engine-kafka"):
         ApacheKafkaBroker()
+    assert main(["kafka", "broker", "--kind", "apache", "--port", "9"]) == 2  # a usage error, no traceback
+    assert "run `make engine-kafka` first" in capsys.readouterr().err
