@@ -128,7 +128,8 @@ def test_tansu_still_deviates_from_kafka_where_the_source_works_around_it(tmp_pa
 
     assert high_watermark == 9
     # One past the base offset of the last record batch: the high watermark only when that batch is one record.
-    assert latest == 9 - BATCHES[-1] + 1 == 7, "Tansu's ListOffsets(latest) is the high watermark now: drop the EOF fetch"
+    assert latest == 9 - BATCHES[-1] + 1 == 7, \
+        "Tansu's ListOffsets(latest) is the high watermark now: drop the EOF fetch"
     assert by_time == 0, "Tansu implements ListOffsets by timestamp now: drop the reader's timestamp skip"
 
 

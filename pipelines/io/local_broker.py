@@ -67,7 +67,8 @@ class LocalBroker:
         last_error: Optional[Exception] = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"broker exited with code {self._process.returncode} during start-up{self.log_tail()}")
+                raise RuntimeError(f"broker exited with code {self._process.returncode} during start-up"
+                                   f"{self.log_tail()}")
             try:
                 if admin.list_topics(timeout=1.0).brokers:
                     return
