@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean engine-flink engine-prism
+.PHONY: venv demo test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka
 
 venv: $(VENV)/.installed
 
@@ -48,3 +48,7 @@ engine-prism:
 
 clean:
 	rm -rf demo out .pytest_cache
+
+## Apache Kafka broker jars (Maven Central) for `pytest --kafka-broker=apache` and tests/test_apache_kafka.py.
+engine-kafka:
+	bash deploy/fetch/kafka.sh
