@@ -287,9 +287,9 @@ def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
     jar = flink.flink_job_server_jar
     if jar and _is_local_path(jar) and not os.path.exists(jar):
-        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; download "
-                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar from Maven "
-                           "Central elsewhere and point at it")
+        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "
+                           ".cache/engines/ (Maven Central serves no Beam 2.77 job-server jar), or point at a "
+                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar")
     if flink.flink_submit_uber_jar and master in presets.FLINK_MAGIC_MASTERS:
         raise OptionsError("--flink_submit_uber_jar uploads a jar to a running cluster: it needs "
                            "--flink_master=HOST:PORT of that cluster's REST endpoint")
