@@ -22,18 +22,18 @@ demo: venv
 		--output demo/out --csv
 
 ## Every engine the tests run, fetched into .cache/engines (git-ignored; versions in deploy/versions.env).
-engines: engine-kafka engine-prism
+engines: engine-kafka engine-prism engine-flink
 
-## The test suite (what CI runs first): everything but the slow `engines`-marked tests.
+## The test suite (what CI runs first): everything but the slow `engines`-marked tests (pytest.ini).
 test: venv engines
-	$(BIN)/pytest -q -n 2 --durations=10 -m "not engines" $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n 2 --durations=10 $(PYTEST_ARGS) tests
 
 ## The engine tests (CI runs them second): slow Prism/Flink runs, and the Kafka tests again on Apache Kafka.
 KAFKA_TESTS := tests/test_kafka_sink.py tests/test_kafka_source.py tests/test_kafka_tools.py \
 	tests/test_stream_commits.py tests/test_stream_kafka.py tests/test_stream_open_items.py \
 	tests/test_stream_poison.py tests/test_broker_outage.py tests/test_local_broker_cli.py
 test-engines: venv engines
-	$(BIN)/pytest -q -n 2 --durations=10 -m engines $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n 0 --durations=10 -m engines $(PYTEST_ARGS) tests
 	$(BIN)/pytest -q -n 2 --durations=10 --kafka-broker=apache $(PYTEST_ARGS) $(KAFKA_TESTS)
 
 ## A local in-memory Kafka-protocol broker on 127.0.0.1:9092 (Ctrl-C stops it).

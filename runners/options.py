@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import (
 
 from runners import engine_cache, presets
 
+WORKER_PLUGIN = "schemas.worker_plugin"
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "PortableRunner", "DataflowRunner")
 REMOTE_RUNNERS = ("FlinkRunner", "PortableRunner", "DataflowRunner")
 _RUNNER_ALIASES = {name.lower(): name for name in RUNNERS}
@@ -204,6 +205,10 @@ def build_pipeline_options(
         _check_dataflow(options)
     if runner in REMOTE_RUNNERS:
         _ship_package(options, runner, presets.default_setup_file() if setup_file is _DEFAULT else setup_file)
+        # Remote SDK workers import this at start-up, so they decode rows into paybeam's record
+        # classes rather than generated tuples (schemas/stable_schema.py).
+        setup = options.view_as(SetupOptions)
+        setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     return options
 
 
@@ -308,9 +313,9 @@ def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
     jar = flink.flink_job_server_jar
     if jar and _is_local_path(jar) and not os.path.exists(jar):
-        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; download "
-                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar from Maven "
-                           "Central elsewhere and point at it")
+        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "
+                           ".cache/engines/ (Maven Central serves no Beam 2.77 job-server jar), or point at a "
+                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar")
     if flink.flink_submit_uber_jar and master in presets.FLINK_MAGIC_MASTERS:
         raise OptionsError("--flink_submit_uber_jar uploads a jar to a running cluster: it needs "
                            "--flink_master=HOST:PORT of that cluster's REST endpoint")

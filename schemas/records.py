@@ -4,11 +4,11 @@ NamedTuples with Beam-compatible type hints, so Beam encodes them with its
 schema-aware RowCoder (compact and deterministic) instead of pickling.
 Timestamps are epoch milliseconds (UTC); money is integer minor units.
 """
-from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
+from schemas.stable_schema import stable_schema
 
 # Ledger event types (3.1). Only the settling ones are reconciled.
 EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FAILED")
@@ -42,6 +42,7 @@ UNATTRIBUTED = "UNATTRIBUTED"
 SETTLEMENTS = "settlements"
 
 
+@stable_schema
 class PaymentEvent(NamedTuple):
     event_id: str
     payment_id: str
@@ -54,6 +55,7 @@ class PaymentEvent(NamedTuple):
     event_time: int  # epoch millis, UTC
 
 
+@stable_schema
 class SettlementLine(NamedTuple):
     settlement_id: str
     processor: str
@@ -75,6 +77,7 @@ class SettlementLine(NamedTuple):
     matched_currency: Optional[str] = None
 
 
+@stable_schema
 class ReconciliationResult(NamedTuple):
     processor: str
     processor_reference: str
@@ -93,6 +96,7 @@ class ReconciliationResult(NamedTuple):
     is_final: bool
 
 
+@stable_schema
 class DailyTotal(NamedTuple):
     merchant_id: str
     currency: str
@@ -116,6 +120,7 @@ class DailyTotal(NamedTuple):
     is_final: bool
 
 
+@stable_schema
 class BreakRateAlert(NamedTuple):
     processor: str
     window_start: int  # epoch millis
@@ -129,6 +134,7 @@ class BreakRateAlert(NamedTuple):
     is_final: bool
 
 
+@stable_schema
 class DeadLetter(NamedTuple):
     input: str  # payments | settlements
     source: str  # where the record came from: file:line, topic/partition@offset
@@ -137,6 +143,7 @@ class DeadLetter(NamedTuple):
     raw_payload: str
 
 
+@stable_schema
 class RawRecord(NamedTuple):
     """A record as read, before validation: a field mapping or a decode error."""
 

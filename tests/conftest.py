@@ -52,12 +52,6 @@ def kafka_broker(request, kafka_broker_kind, tmp_path_factory):
         yield broker
 
 
-def pytest_configure(config):
-    # Slow tests of the fetched engines (Prism, …): `pytest -m engines`; `make test` runs them too
-    # unless deselected with -m "not engines".
-    config.addinivalue_line("markers", "engines: slow tests that run a fetched engine (make engines first)")
-
-
 @pytest.fixture(scope="session")
 def prism(tmp_path_factory):
     """Beam's Prism runner (the binary `make engine-prism` built), one process per test session
@@ -91,3 +85,21 @@ def apache_kafka(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("apache-kafka") / "broker.log"
     with ApacheKafkaBroker(log_path=str(log_path)) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def flink_engine():
+    """The Flink job server and Flink jars of deploy/fetch/flink.sh (`make engine-flink`), fetched on
+    first use so a fresh machine needs no manual step (a no-op once the cache is complete)."""
+    import subprocess
+    from pathlib import Path
+
+    from runners.engine_cache import EngineNotFetched
+    from tests.flink_helpers import flink_engine_dir
+
+    try:
+        return flink_engine_dir()
+    except EngineNotFetched:
+        script = Path(__file__).resolve().parents[1] / "deploy" / "fetch" / "flink.sh"
+        subprocess.run(["bash", str(script)], check=True, stdout=subprocess.DEVNULL)
+        return flink_engine_dir()

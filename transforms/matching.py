@@ -4,7 +4,6 @@
 the instant `now` at which deadlines are judged. The stateful matcher calls
 it whenever a key may have changed; tests call it directly.
 """
-from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from schemas.records import (
     ReconciliationResult,
     SettlementLine,
 )
+from schemas.stable_schema import stable_schema
 
 LEDGER = "LEDGER"
 SETTLEMENT = "SETTLEMENT"
@@ -24,6 +24,7 @@ SETTLEMENT = "SETTLEMENT"
 ReconciliationKey = Tuple[str, str, str]  # (processor, processor_reference, kind)
 
 
+@stable_schema
 class Candidate(NamedTuple):
     """What the matcher needs of one side's record (ledger event or settlement line)."""
 

@@ -10,7 +10,6 @@ an Adyen PSP reference where Adyen documents it) rejects its record, and
 every dead letter's reason and raw payload is masked here, the one place
 dead letters are made, before any writer sees it.
 """
-from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
@@ -37,6 +36,7 @@ from schemas.records import (
 from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from schemas.vendors.adyen import psp_references, psp_references_in
+from schemas.stable_schema import stable_schema
 
 DEAD_LETTERS = "dead_letters"
 PANS_MASKED = "pans_masked"
@@ -219,6 +219,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementL
 }
 
 
+@stable_schema
 class Judged(NamedTuple):
     outcome: Union[PaymentEvent, SettlementLine, DeadLetter]
     pans_masked: int  # card numbers masked in the dead letter's reason and raw payload

@@ -14,19 +14,20 @@ Two ways, one per kind of run:
   fails the run before it fires); that sum is the main input of the commit step, the offsets
   its side input. Runner-independent: no stage can see the sum before every write is done.
 """
-from __future__ import annotations
 
 import logging
 from typing import Dict, Iterable, Iterator, NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
+from schemas.stable_schema import stable_schema
 
 _LOGGER = logging.getLogger("pipelines.io.kafka_source")
 OFFSETS = "offsets"  # the reader's tagged output of PartitionOffsets (deferred commits)
 _COMMIT_POLL_SECONDS = 0.2
 
 
+@stable_schema
 class PartitionOffset(NamedTuple):
     """The next offset to read of a partition, after a read call."""
 

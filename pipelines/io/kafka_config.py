@@ -3,7 +3,6 @@
 Secrets: `consumer_config` may hold SASL passwords and keys; only its keys are
 ever logged.
 """
-from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
 from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.stable_schema import stable_schema
 
 _LOGGER = logging.getLogger("pipelines.io.kafka_source")
 
@@ -116,6 +116,7 @@ class KafkaReadConfig:
         return PAYLOAD_TIME_FIELD[self.input_name]
 
 
+@stable_schema
 class PartitionDescriptor(NamedTuple):
     """One partition to read and its resolved offsets: the SDF's element."""
 

@@ -24,7 +24,6 @@ keeps a key's state until it expires, bounded runs keep it in a store:
   more and gives the same rows again (nothing is written). No key is ever judged on part of
   its records within the horizon.
 """
-from __future__ import annotations
 
 import hashlib
 import json
@@ -37,6 +36,7 @@ from schemas.kafka_values import SCHEMA_OF_INPUT, encode_value, raw_record_from_
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord, ReconciliationResult
 from transforms.matching import reconciliation_key
 from transforms.validate import validate_raw_record
+from schemas.stable_schema import stable_schema
 
 _LOG = logging.getLogger(__name__)
 ONE_SIDED = frozenset({"PENDING", "MISSING_SETTLEMENT", "UNEXPECTED_SETTLEMENT"})
@@ -44,6 +44,7 @@ _ID_FIELD = {PAYMENTS: "event_id", SETTLEMENTS: "settlement_id"}
 ITEMS = "items"
 
 
+@stable_schema
 class OpenItem(NamedTuple):
     """One store entry (the message value's fields; `key` is also the message key)."""
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The Beam Flink job server and a standalone Flink (JobManager + TaskManager) from Maven Central.
+#
+# Beam publishes no beam-runners-flink-*-job-server jar for BEAM_VERSION on Maven Central, and
+# Flink's own distribution (flink-dist) is not served either, so both are assembled from the
+# runner library beam-runners-flink-<minor> and the Flink jars at FLINK_JOB_SERVER_* (versions.env):
+#   $ENGINES_CACHE/flink-<flink>-beam-<beam>/lib/*.jar       runtime classpath (runner + Flink)
+#   $ENGINES_CACHE/flink-<flink>-beam-<beam>/job-server.jar  launcher: Main-Class + Class-Path, so
+#       `--flink_job_server_jar=<it>` works unchanged with Beam's Python FlinkRunner (`java -jar`)
+# The same lib/ is the classpath of the standalone cluster (tests/flink_cluster.py).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+beam="$FLINK_JOB_SERVER_BEAM_VERSION"; minor="$FLINK_JOB_SERVER_FLINK_MINOR"; flink="$FLINK_JOB_SERVER_FLINK_VERSION"
+dest="$ENGINES_CACHE/flink-$flink-beam-$beam"
+# One fetch at a time (parallel test workers may all ask for it): the others wait, then find it done.
+exec 9>"$ENGINES_CACHE/.flink.lock"
+flock 9
+[ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
+rm -rf "$dest"; mkdir -p "$dest"
+
+maven_copy "$dest/lib" \
+  "org.apache.beam:beam-runners-flink-$minor:$beam" \
+  "org.apache.beam:beam-runners-java-job-service:$FLINK_JOB_SERVER_JOB_SERVICE_VERSION" \
+  "org.apache.flink:flink-clients:$flink" \
+  "org.apache.flink:flink-streaming-java:$flink" \
+  "org.apache.flink:flink-runtime:$flink" \
+  "org.apache.flink:flink-core:$flink" \
+  "org.apache.flink:flink-java:$flink" \
+  "org.apache.flink:flink-metrics-core:$flink" \
+  "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
+
+# The launcher: an empty jar whose manifest names the driver and the classpath (paths relative
+# to the launcher, as the jar spec wants), built with Python's zipfile (no JDK `jar` needed).
+python3 - "$dest" <<'PY'
+import pathlib, sys, zipfile
+dest = pathlib.Path(sys.argv[1])
+jars = sorted(p.name for p in (dest / "lib").glob("*.jar"))
+# Manifest lines are at most 72 bytes; continuation lines start with one space.
+def wrap(line):
+    raw = line.encode()
+    parts = [raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]
+    return b"\r\n".join(parts) + b"\r\n"
+manifest = (wrap("Manifest-Version: 1.0")
+            + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
+            + wrap("Class-Path: " + " ".join("lib/" + j for j in jars)) + b"\r\n")
+with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
+    jar.writestr("META-INF/MANIFEST.MF", manifest)
+PY
+touch "$dest/.complete"
+echo "$dest"
