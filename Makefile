@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean engine-flink engine-kafka-java
+.PHONY: venv demo test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka engine-kafka-java
 
 venv: $(VENV)/.installed
 
@@ -21,9 +21,20 @@ demo: venv
 	$(BIN)/paybeam reconcile --payments 'demo/data/payments/*' --settlements 'demo/data/settlements/*' \
 		--output demo/out --csv
 
-## The whole test suite (what CI runs).
-test: venv
+## Every engine the tests run, fetched into .cache/engines (git-ignored; versions in deploy/versions.env).
+engines: engine-kafka engine-prism engine-flink engine-kafka-java
+
+## The test suite (what CI runs first): everything but the slow `engines`-marked tests (pytest.ini).
+test: venv engines
 	$(BIN)/pytest -q -n 2 --durations=10 $(PYTEST_ARGS) tests
+
+## The engine tests (CI runs them second): slow Prism/Flink runs, and the Kafka tests again on Apache Kafka.
+KAFKA_TESTS := tests/test_kafka_sink.py tests/test_kafka_source.py tests/test_kafka_tools.py \
+	tests/test_stream_commits.py tests/test_stream_kafka.py tests/test_stream_open_items.py \
+	tests/test_stream_poison.py tests/test_broker_outage.py tests/test_local_broker_cli.py
+test-engines: venv engines
+	$(BIN)/pytest -q -n 0 --durations=10 -m engines $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n 2 --durations=10 --kafka-broker=apache $(PYTEST_ARGS) $(KAFKA_TESTS)
 
 ## A local in-memory Kafka-protocol broker on 127.0.0.1:9092 (Ctrl-C stops it).
 broker: venv
@@ -42,6 +53,10 @@ bench: venv
 engine-flink:
 	bash deploy/fetch/flink.sh
 
+## Beam's Prism runner built with `go install` at BEAM_VERSION (fetches Go if missing or too old).
+engine-prism:
+	bash deploy/fetch/prism.sh
+
 ## Beam's Java KafkaIO (expansion service, SDK harness, Flink job server with KafkaIO) from Maven Central
 ## into .cache/engines (deploy/fetch/kafka_expansion.sh), for `paybeam stream --kafka-io=java`.
 engine-kafka-java:
@@ -49,3 +64,7 @@ engine-kafka-java:
 
 clean:
 	rm -rf demo out .pytest_cache
+
+## Apache Kafka broker jars (Maven Central) for `pytest --kafka-broker=apache` and tests/test_apache_kafka.py.
+engine-kafka:
+	bash deploy/fetch/kafka.sh

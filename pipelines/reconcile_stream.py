@@ -14,7 +14,9 @@ deadlines are judged at `--as-of` (default: the latest event time read).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import threading
 import time
 from typing import Dict, Optional, Sequence
 
@@ -49,6 +51,8 @@ OUTPUT_SCHEMAS = {
     "alerts": "break_rate_alert",
     "dead_letters": "dead_letter",
 }
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
@@ -188,6 +192,39 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
     return outputs
 
 
+def _wait_cancelling_on_interrupt(result) -> None:
+    """wait_until_finish, but Ctrl-C / SIGTERM cancels the job first (then exits 130/143 as before).
+
+    Beam's portable wait_until_finish stops its job server in a `finally` as soon as the wait is
+    interrupted, which leaves a job on a remote Flink cluster running with nobody to cancel it;
+    so the wait runs in a thread and the interrupt, delivered to the main thread, cancels the job
+    through the still-running job server. Offsets are committed only when a checkpoint finalizes
+    the bundles that read them, so what was read after the last commit is read again by the next
+    run: nothing is lost."""
+    outcome: dict = {}
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as error:  # noqa: BLE001 — handed to the main thread
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait, name="paybeam-wait-until-finish", daemon=True)
+    waiter.start()
+    try:
+        while waiter.is_alive():
+            waiter.join(0.5)
+    except KeyboardInterrupt:
+        try:
+            result.cancel()
+        except Exception as error:  # noqa: BLE001 — the interrupt is what the caller must see
+            _LOGGER.warning("could not cancel the job: %s", one_line_cause(error))
+        waiter.join(60)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def run_job(job: StreamJob) -> Optional[dict]:
     """Runs the job; a bounded run returns its summary (as `paybeam reconcile` prints it)."""
     try:
@@ -204,7 +241,10 @@ def run_job(job: StreamJob) -> Optional[dict]:
     try:
         with quiet_beam_tracebacks():
             result = pipeline.run()
-            result.wait_until_finish()
+            if job.streaming:
+                _wait_cancelling_on_interrupt(result)
+            else:
+                result.wait_until_finish()
     except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
         committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
         raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error

@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 from apache_beam.options.pipeline_options import (
+    DebugOptions,
     DirectOptions,
     FlinkRunnerOptions,
     GoogleCloudOptions,
@@ -33,7 +34,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from runners import presets
+from runners import engine_cache, presets
 
 WORKER_PLUGIN = "schemas.worker_plugin"
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "PortableRunner", "DataflowRunner")
@@ -218,10 +219,35 @@ def _check_direct(options: PipelineOptions) -> None:
 
 
 def _check_prism(options: PipelineOptions) -> None:
-    location = options.view_as(PrismRunnerOptions).prism_location
-    if location and _is_local_path(location) and not os.path.exists(location):
-        raise OptionsError(f"--prism_location={location} does not exist; point it at a Prism binary (or its zip) "
-                           "downloaded from the Beam GitHub release matching this Beam")
+    prism = options.view_as(PrismRunnerOptions)
+    location = prism.prism_location
+    # Beam shares one Prism per process, started with the options of whichever pipeline came first
+    # (the DirectRunner's own Prism attempt included, which has no --prism_location and so tries a
+    # download): each PrismRunner run starts its own, from its own --prism_location.
+    options.view_as(DebugOptions).add_experiment("disable_prism_server_singleton")
+    if not location and options.view_as(PortableOptions).job_endpoint:
+        return  # a Prism already running (`prism --job_port P`): Beam starts none, so needs no binary
+    if not location:
+        # Without --prism_location Beam downloads Prism from GitHub releases, which this project's
+        # machines cannot reach: use the binary `make engine-prism` built, or say how to get one.
+        prism.prism_location = location = str(fetched_prism_binary())
+    if _is_local_path(location) and not os.path.exists(location):
+        raise OptionsError(f"--prism_location={location} does not exist; point it at a Prism binary (or its zip), "
+                           "or run `make engine-prism` and omit the flag")
+
+
+def fetched_prism_binary() -> Path:
+    """The Prism binary deploy/fetch/prism.sh built for this Beam; OptionsError if it is not there."""
+    version = engine_cache.pinned_versions().get("PRISM_VERSION", "")
+    try:
+        binary = engine_cache.fetched(f"prism-{version}", "engine-prism") / "bin" / "prism"
+    except engine_cache.EngineNotFetched:
+        raise OptionsError(f"PrismRunner: no Prism {version} binary in {engine_cache.cache_root()}; run "
+                           "`make engine-prism` (builds it with Go) or pass --prism_location=/path/to/prism") from None
+    if not binary.is_file():
+        raise OptionsError(f"PrismRunner: {binary} is missing; re-run `make engine-prism` after deleting "
+                           f"{binary.parent.parent}, or pass --prism_location=/path/to/prism")
+    return binary
 
 
 def _check_environment(options: PipelineOptions, runner: str) -> None:
@@ -287,9 +313,9 @@ def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
     jar = flink.flink_job_server_jar
     if jar and _is_local_path(jar) and not os.path.exists(jar):
-        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; download "
-                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar from Maven "
-                           "Central elsewhere and point at it")
+        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "
+                           ".cache/engines/ (Maven Central serves no Beam 2.77 job-server jar), or point at a "
+                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar")
     if flink.flink_submit_uber_jar and master in presets.FLINK_MAGIC_MASTERS:
         raise OptionsError("--flink_submit_uber_jar uploads a jar to a running cluster: it needs "
                            "--flink_master=HOST:PORT of that cluster's REST endpoint")

@@ -68,9 +68,9 @@ PRESETS = (
         summary="Beam's portable local runner (a Go binary) with real streaming: watermarks, "
                 "processing-time triggers, unbounded Kafka reads.",
         use_when="trying unbounded `paybeam stream` locally before Flink.",
-        needs=("the Prism binary: Beam downloads it from GitHub releases on first use;",
-               "air-gapped machines: --prism_location=/path/to/prism (or its zip) downloaded elsewhere.",
-               "(on this project's CI machines nothing can be downloaded: use DirectRunner there)"),
+        needs=("the Prism binary: `make engine-prism` builds it with Go (go install from the Go module",
+               "proxy, at this Beam's version) into .cache/engines and paybeam uses it by default;",
+               "or --prism_location=/path/to/prism (or its zip) built or downloaded elsewhere."),
         optional=("--prism_log_level=debug|info|warn|error",),
     ),
     RunnerPreset(

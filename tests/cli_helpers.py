@@ -6,7 +6,8 @@ import glob
 import json
 import os
 from collections import Counter
-from typing import List
+from pathlib import Path
+from typing import Dict, List
 
 import pyarrow.parquet as pq
 
@@ -15,6 +16,22 @@ from pipelines.cli import main
 
 def reconcile(payments: str, settlements: str, output: str, *extra: str) -> int:
     return main(["reconcile", "--payments", payments, "--settlements", settlements, "--output", output, *extra])
+
+
+def reconcile_with_each_engine(base, payments_text: str, settlements_text: str, *extra: str,
+                               settlements_name: str = "settlements.csv") -> Dict[str, str]:
+    """Writes the two inputs under `base` and reconciles them with each engine (`--csv`);
+    returns each engine's output directory."""
+    from pipelines.reconcile_batch import ENGINES
+
+    payments, settlements = Path(base) / "payments.csv", Path(base) / settlements_name
+    payments.write_text(payments_text, encoding="utf-8")
+    settlements.write_text(settlements_text, encoding="utf-8")
+    outputs = {}
+    for engine in ENGINES:
+        outputs[engine] = str(Path(base) / f"out-{engine}")
+        assert reconcile(str(payments), str(settlements), outputs[engine], "--csv", "--engine", engine, *extra) == 0
+    return outputs
 
 
 def results(output: str) -> List[dict]:

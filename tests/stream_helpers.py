@@ -22,9 +22,17 @@ OUTPUTS = ("results", "daily_totals", "alerts", "dead_letters")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def new_topics(bootstrap_servers: str, partitions: int = 2, create: Sequence[str] = INPUTS + OUTPUTS) -> Dict[str, str]:
+def new_topics(bootstrap_servers: str, partitions: int = 2, create: Sequence[str] = INPUTS + OUTPUTS,
+               config: Optional[Dict[str, Dict[str, str]]] = None) -> Dict[str, str]:
+    """Fresh topics for one test; `config` gives topic settings by name (e.g. {"payments": {...}})."""
     topics = {name: unique_topic(name) for name in INPUTS + OUTPUTS}
-    create_topics(bootstrap_servers, [topics[name] for name in create], partitions=partitions)
+    config = config or {}
+    plain = [topics[name] for name in create if name not in config]
+    if plain:
+        create_topics(bootstrap_servers, plain, partitions=partitions)
+    for name in create:
+        if name in config:
+            create_topics(bootstrap_servers, [topics[name]], partitions=partitions, config=config[name])
     return topics
 
 

@@ -11,7 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas.records import ReconciliationResult
-from tests.beam_helpers import DAY, HOUR, at, streaming_options
+from tests.beam_helpers import DAY, HOUR, at
+from tests.prism_helpers import on_prism
 from transforms.alerts import AlertPolicy, BreakRateAlerts, BreakRateFn, break_rate_bps, should_alert
 from transforms.daily_totals import TriggerPolicy
 from transforms.event_time import millis_to_beam_timestamp
@@ -72,7 +73,7 @@ def test_batch_alerts_only_for_the_processor_and_window_over_threshold():
         assert_that(alerts | beam.Map(_alert_summary), equal_to([("stripe", 4, 1, 2500, "ON_TIME")]))
 
 
-def test_stream_alert_follows_revisions_in_late_panes():
+def test_stream_alert_follows_revisions_in_late_panes(stream_options):
     policy = AlertPolicy(window=timedelta(hours=1), period=timedelta(hours=1), threshold_bps=2500, min_volume=4,
                          trigger_policy=TriggerPolicy.streaming(allowed_lateness=timedelta(days=7)))
 
@@ -88,6 +89,13 @@ def test_stream_alert_follows_revisions_in_late_panes():
               .advance_watermark_to(millis_to_beam_timestamp(at() + 3 * HOUR))
               .add_elements([stamped(result("r_x", "MATCHED", revision=3))])  # corrected: 0/4, no alert
               .advance_watermark_to(millis_to_beam_timestamp(at() + 4 * HOUR)))
-    with BeamTestPipeline(options=streaming_options()) as pipeline:
+    with BeamTestPipeline(options=stream_options) as pipeline:
         alerts = pipeline | events | BreakRateAlerts(policy)
-        assert_that(alerts | beam.Map(_alert_summary), equal_to([("stripe", 4, 1, 2500, "LATE")]))
+        if on_prism(stream_options):
+            # Prism 2.77 fires no LATE pane per late element: both late revisions wait for the window
+            # to expire and arrive in one final pane, where r_x is MATCHED again (0 breaks in 4): no
+            # alert. The DirectRunner shows the interim 1-in-4 pane, and the alert on it.
+            expected = []
+        else:
+            expected = [("stripe", 4, 1, 2500, "LATE")]
+        assert_that(alerts | beam.Map(_alert_summary), equal_to(expected))

@@ -38,7 +38,7 @@ from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.matching import MatchPolicy, candidate_of, reconcile_key, reconciliation_key, with_revision
 from transforms.reconcile import AsOf
 from tests.beam_helpers import streaming_options
-from tests.cli_helpers import daily_totals, reconcile, results
+from tests.cli_helpers import daily_totals, reconcile_with_each_engine, results
 from tests.engine_parity import assert_same_outputs
 
 DAY = 86_400_000
@@ -231,15 +231,8 @@ evt-a2,pay-a1,REFUNDED,stripe,ch_att_1,m-real-4,500,USD,2024-02-01T09:30:00Z
 
 @pytest.fixture(scope="module")
 def unattributed_runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("attribution")
-    (base / "stripe.csv").write_text(STRIPE_CSV, encoding="utf-8")
-    (base / "payments.csv").write_text(PAYMENTS_CSV, encoding="utf-8")
-    outputs = {}
-    for engine in ENGINES:
-        outputs[engine] = str(base / f"out-{engine}")
-        assert reconcile(str(base / "payments.csv"), str(base / "stripe.csv"), outputs[engine], "--csv",
-                         "--engine", engine) == 0
-    return outputs
+    return reconcile_with_each_engine(tmp_path_factory.mktemp("attribution"), PAYMENTS_CSV, STRIPE_CSV,
+                                      settlements_name="stripe.csv")
 
 
 def test_both_engines_attribute_alike(unattributed_runs):

@@ -1,8 +1,9 @@
 """Broker outages fail in bounded time (issue 9, item 3): one `error:` line, exit 1, quiet logs.
 
-Each test kills a private Tansu broker (never the session's), so other tests are not
-disturbed. `--broker-timeout` is short so the tests are quick; the `timeout=` of each wait
-is only a bound on a hang. Tansu keeps its data in memory, so what a killed broker had
+Each test kills a private broker of the chosen kind (`--kafka-broker`, tests/conftest.py; never
+the session's), so other tests are not disturbed. `--broker-timeout` is short so the tests are
+quick; the `timeout=` of each wait is only a bound on a hang. A killed broker's data is gone
+(Tansu keeps it in memory; Apache Kafka's temporary directory goes with it), so what it had
 committed cannot be read back afterwards; the committed-offsets test therefore puts a TCP
 forwarder process (tests/tcp_forwarder.py) in front of a private broker that advertises the
 forwarder's port and kills the forwarder: for the clients the broker is gone (connections
@@ -36,8 +37,8 @@ def _kill(broker: LocalBroker) -> None:
 
 
 @pytest.fixture
-def private_broker(tmp_path):
-    with LocalBroker(log_path=str(tmp_path / "broker.log")) as broker:
+def private_broker(kafka_broker_class, tmp_path):
+    with kafka_broker_class(log_path=str(tmp_path / "broker.log")) as broker:
         yield broker
 
 
@@ -124,17 +125,6 @@ def test_the_reader_gives_up_once_the_outage_outlasts_the_broker_timeout(private
         fn.teardown()
 
 
-class _ForwardedBroker(LocalBroker):
-    """A private broker that advertises a forwarder's port: clients reach it only through the forwarder."""
-
-    def __init__(self, forwarder_port: int, **kwargs):
-        super().__init__(**kwargs)
-        self.advertised_port = forwarder_port
-
-    def command(self):
-        return [*super().command()[:-1], f"tcp://127.0.0.1:{self.advertised_port}"]
-
-
 def _start_forwarder(listen_port: int, target_port: int):
     import subprocess
     import sys
@@ -145,7 +135,8 @@ def _start_forwarder(listen_port: int, target_port: int):
     return forwarder
 
 
-def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads_everything(tmp_path):
+def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads_everything(kafka_broker_class,
+                                                                                            tmp_path):
     from confluent_kafka import Consumer, TopicPartition
 
     from pipelines.io.local_broker import free_port
@@ -155,7 +146,8 @@ def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads
     forwarder = _start_forwarder(public_port, broker_port)
     servers = f"127.0.0.1:{public_port}"
     try:
-        with _ForwardedBroker(public_port, port=broker_port, log_path=str(tmp_path / "broker.log")):
+        # The broker advertises the forwarder's port: clients reach it only through the forwarder.
+        with kafka_broker_class(port=broker_port, advertised_port=public_port, log_path=str(tmp_path / "broker.log")):
             topics = new_topics(servers)
             produce_records(servers, topics["payments"], [payment(f"f-{n}", f"f-r{n}") for n in range(6)],
                             "payment_event")

@@ -143,7 +143,7 @@ def test_bounded_dedup_keeps_the_first_read_whatever_the_arrival_order():
                               for source in ("a.csv:10", "b.csv:2")]), label="Letters")
 
 
-def test_streaming_dedup_dead_letters_a_conflicting_copy_arriving_later():
+def test_streaming_dedup_dead_letters_a_conflicting_copy_arriving_later(stream_options):
     """Unbounded input: the first arrival passes at once; a later copy that differs is a dead letter, an
     identical one is dropped, and after the horizon the id is forgotten."""
     first = settlement("s_1", T0, gross=1000)
@@ -156,7 +156,7 @@ def test_streaming_dedup_dead_letters_a_conflicting_copy_arriving_later():
               .advance_watermark_to(T0 // 1000 + 8 * 86_400)
               .add_elements([TimestampedValue(("topic/1@3", conflicting), T0 // 1000 + 8 * 86_400 + 1)])
               .advance_watermark_to_infinity())
-    options = PipelineOptions(streaming=True)
+    options = stream_options
     with BeamTestPipeline(options=options) as pipeline:
         outputs = pipeline | stream | Deduplicate(SETTLEMENTS, timedelta(days=7), bounded=False)
         assert_that(outputs[UNIQUE], equal_to([first, conflicting]), label="Passed")

@@ -11,7 +11,10 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from tests.cli_helpers import reconcile, result_multiset, results
+from pipelines.kafka_tools import replay_files
 from tests.flink_helpers import canonical_outputs, flink_args, worker_pool
+from tests.kafka_helpers import unique_topic
+from tests.stream_helpers import committed_to_the_end, decoded, new_topics, run_stream_in_process
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +25,14 @@ def sample(tmp_path_factory):
 
 def _glob(sample, kind: str) -> str:
     return os.path.join(sample.out_dir, kind, "*")
+
+
+def _final_revisions(rows):
+    top = {}
+    for row in rows:
+        key = (row["processor"], row["processor_reference"], row["kind"])
+        top[key] = max(top.get(key, -1), row["revision"])
+    return [r for r in rows if r["revision"] == top[(r["processor"], r["processor_reference"], r["kind"])]]
 
 
 def _direct(sample, tmp_path, *extra):
@@ -51,3 +62,24 @@ def test_flink_elementwise_engine_with_external_worker_pool(flink_engine, sample
                                      f"--environment_config={pool}", "--parallelism=2")) == 0
     assert result_multiset(results(out))
     assert canonical_outputs(out) == _direct(sample, tmp_path, "--engine", "elementwise")
+
+
+@pytest.mark.engines
+def test_bounded_kafka_stream_on_flink_equals_batch_and_commits(kafka_broker, flink_engine, sample, tmp_path):
+    """`paybeam stream --bounded` on Flink (batch mode): paybeam's Kafka Splittable DoFn reads both
+    topics to their end offsets, the answer equals the batch answer on the same files, and the
+    group's offsets are committed to the end (only after the outputs were written)."""
+    servers = kafka_broker.bootstrap_servers
+    topics = new_topics(servers)
+    replay_files(servers, [_glob(sample, "payments")], [_glob(sample, "settlements")],
+                 topics["payments"], topics["settlements"])
+    group = unique_topic("flink-bounded")
+    run = run_stream_in_process(servers, topics, group, "--start", "earliest", "--engine", "elementwise",
+                                *flink_args(flink_engine, "[local]", "--environment_type=LOOPBACK"))
+    assert run.exit_code == 0, run.stderr[-3000:]
+    direct = str(tmp_path / "direct")
+    assert reconcile(_glob(sample, "payments"), _glob(sample, "settlements"), direct, "--engine", "elementwise") == 0
+    streamed = _final_revisions(decoded(servers, topics["results"]))
+    assert result_multiset(streamed) == result_multiset(results(direct))
+    for name in ("payments", "settlements"):
+        assert committed_to_the_end(servers, group, topics[name])

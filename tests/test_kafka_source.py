@@ -1,4 +1,5 @@
-"""The Kafka source against a real Kafka-protocol broker (Tansu, the `kafka_broker` fixture).
+"""The Kafka source against a real broker (the `kafka_broker` fixture: Tansu, or Apache Kafka with
+`--kafka-broker=apache`).
 
 Pipelines run on Beam's default DirectRunner in batch, so every read uses a bounded mode
 (docs/DESIGN.md 7). Outputs are collected by writing them to a file.

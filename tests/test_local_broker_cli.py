@@ -25,9 +25,10 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_the_broker_stops_with_the_command(stop):
+def test_the_broker_stops_with_the_command(stop, kafka_broker_kind):
     port = free_port()
-    command = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "kafka", "broker", "--port", str(port)],
+    command = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "kafka", "broker", "--port", str(port),
+                                "--kind", kafka_broker_kind],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert "broker" in command.stdout.readline()  # printed once the broker answers

@@ -145,6 +145,7 @@ from pathlib import Path  # noqa: E402
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import (  # noqa: E402
+    DebugOptions,
     GoogleCloudOptions,
     PrismRunnerOptions,
     SetupOptions,
@@ -152,6 +153,7 @@ from apache_beam.options.pipeline_options import (  # noqa: E402
 )
 
 from runners import presets  # noqa: E402
+from runners.engine_cache import pinned_versions  # noqa: E402
 
 REPO_SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 SDK_IMAGE = f"apache/beam_python{sys.version_info[0]}.{sys.version_info[1]}_sdk:{beam.__version__}"
@@ -219,6 +221,69 @@ def test_prism_with_a_local_binary(tmp_path):
 def test_prism_location_that_does_not_exist_is_an_error(tmp_path):
     with pytest.raises(OptionsError, match="prism_location"):
         build_pipeline_options("prism", [f"--prism_location={tmp_path / 'missing'}"])
+
+
+def _prism_cache(root: Path, with_binary: bool = True) -> Path:
+    """An engine cache laid out as deploy/fetch/prism.sh leaves it (the binary is an empty file:
+    options only check that it exists)."""
+    directory = root / f"prism-{pinned_versions()['PRISM_VERSION']}"
+    (directory / "bin").mkdir(parents=True)
+    if with_binary:
+        (directory / "bin" / "prism").write_text("")
+    (directory / ".complete").write_text("")
+    return directory / "bin" / "prism"
+
+
+@pytest.fixture
+def fetched_prism(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "engines"))
+    return _prism_cache(tmp_path / "engines")
+
+
+def test_prism_without_location_uses_the_fetched_binary(fetched_prism):
+    options = build_pipeline_options("prism", [], streaming=True)
+    assert options.view_as(PrismRunnerOptions).prism_location == str(fetched_prism)
+
+
+def test_prism_runs_get_their_own_prism_process(fetched_prism):
+    # Not Beam's per-process singleton, which keeps the options of the first PrismRunner (or of the
+    # DirectRunner's Prism attempt) for every later run in the process.
+    options = build_pipeline_options("prism", [])
+    assert options.view_as(DebugOptions).lookup_experiment("disable_prism_server_singleton")
+    assert not build_pipeline_options("direct", []).view_as(DebugOptions).lookup_experiment(
+        "disable_prism_server_singleton")
+
+
+def test_prism_location_given_wins_over_the_fetched_binary(fetched_prism, tmp_path):
+    mine = tmp_path / "my-prism"
+    mine.write_text("")
+    assert build_pipeline_options("prism", [f"--prism_location={mine}"]).view_as(
+        PrismRunnerOptions).prism_location == str(mine)
+
+
+def test_prism_without_location_or_fetched_binary_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(OptionsError) as info:
+        build_pipeline_options("prism", [])
+    message = str(info.value)
+    assert "make engine-prism" in message and "--prism_location" in message and "\n" not in message
+    # An interrupted fetch (no .complete) is not a binary either; nor a marker without the binary.
+    _prism_cache(tmp_path / "half", with_binary=False)
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "half"))
+    with pytest.raises(OptionsError, match="make engine-prism"):
+        build_pipeline_options("prism", [])
+
+
+def test_prism_job_endpoint_needs_no_binary(tmp_path, monkeypatch):
+    # --job_endpoint: submit to a Prism already running (`prism --job_port P`); Beam starts none.
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "empty"))
+    options = build_pipeline_options("prism", ["--job_endpoint=localhost:8073"])
+    assert options.view_as(PrismRunnerOptions).prism_location is None
+
+
+def test_direct_runner_gets_no_prism_location(fetched_prism):
+    # DirectRunner tries Prism itself when it has a location: it must keep doing what Beam does.
+    assert build_pipeline_options("direct", []).view_as(PrismRunnerOptions).prism_location is None
 
 
 def test_prism_location_may_be_a_url():
@@ -507,13 +572,13 @@ def test_setup_file_keyword_overrides_the_default(tmp_path):
 
 
 @pytest.mark.parametrize("runner", ["DirectRunner", "PrismRunner"])
-def test_local_runners_ship_nothing(runner):
+def test_local_runners_ship_nothing(runner, fetched_prism):
     assert _setup_file(build_pipeline_options(runner)) is None
 
 
 @pytest.mark.parametrize("runner, args", [("direct", []), ("prism", []), ("flink", FLINK_EXTERNAL),
                                           ("portable", REMOTE_PRESETS["PortableRunner"]), ("dataflow", DATAFLOW)])
-def test_streaming_flag_for_every_runner(runner, args):
+def test_streaming_flag_for_every_runner(runner, args, fetched_prism):
     assert build_pipeline_options(runner, args, streaming=True).view_as(StandardOptions).streaming is True
     assert build_pipeline_options(runner, args).view_as(StandardOptions).streaming is False
     assert build_pipeline_options(runner, args + ["--streaming"], streaming=True).get_all_options()["streaming"]

@@ -24,7 +24,8 @@ from apache_beam.transforms.window import TimestampedValue
 from datagen.generator import GeneratorConfig, generate
 from schemas.codecs import read_records
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
-from tests.beam_helpers import DAY, streaming_options
+from tests.beam_helpers import DAY
+from tests.prism_helpers import on_prism
 from transforms.daily_totals import TriggerPolicy
 from transforms.event_time import event_time_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig, ReconcileRecords
@@ -79,9 +80,8 @@ def _capture(name, values):
     _CAPTURED[name] = list(values)
 
 
-def _run(records, streaming, events=None):
+def _run(records, streaming, events=None, options=None):
     _CAPTURED.clear()
-    options = streaming_options() if streaming else None
     config = (ReconcileConfig(as_of=AsOf.watermark(), trigger_policy=TriggerPolicy(None))
               if streaming else ReconcileConfig(as_of=AsOf.fixed(FAR_FUTURE)))
     with BeamTestPipeline(options=options) as pipeline:
@@ -124,11 +124,28 @@ def _out_of_order_stream(records, seed=5):
     return stream
 
 
-def test_final_stream_answer_equals_batch(records):
+def test_final_stream_answer_equals_batch(records, stream_options):
     batch = _run(records, streaming=False)
-    stream = _run(records, streaming=True, events=_out_of_order_stream(records))
+    stream = _run(records, streaming=True, events=_out_of_order_stream(records), options=stream_options)
     assert len(stream["results"]) > len(batch["results"]), "the stream should have revised some keys"
     assert _final_answer(stream["results"]) == _final_answer(batch["results"])
-    assert _last_panes(stream["daily_totals"]) == _last_panes(batch["daily_totals"])
-    assert {t.pane_timing for t in stream["daily_totals"]} >= {"ON_TIME", "LATE"}
+    totals = stream["daily_totals"]
+    assert {t.pane_timing for t in totals} >= {"ON_TIME", "LATE"}
+    if on_prism(stream_options):
+        # Prism 2.77 closes a day with a final pane when the watermark passes its end plus the
+        # allowed lateness, yet still takes results re-stamped into that day while the stage's
+        # output watermark lags, in a fresh accumulation: more panes, also marked final, that hold
+        # only those results (no money, no records). The first final pane is the day's answer.
+        by_day = defaultdict(list)
+        for total in totals:
+            by_day[(total.merchant_id, total.currency, total.settlement_day)].append(total)
+        answers, after = [], []
+        for panes in by_day.values():
+            panes.sort(key=lambda t: t.pane_index)
+            first = next(index for index, pane in enumerate(panes) if pane.is_final)
+            answers.append(panes[first])
+            after += panes[first + 1:]
+        assert after and all(t.is_final and not any(t[5:15]) for t in after)
+        totals = answers
+    assert _last_panes(totals) == _last_panes(batch["daily_totals"])
 

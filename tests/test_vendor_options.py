@@ -11,7 +11,7 @@ from pipelines.arguments import UsageError, vendor_options
 from pipelines.cli import build_parser
 from pipelines.reconcile_batch import ENGINES, job_from_arguments
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions, settlement_fields_from_vendor_row
-from tests.cli_helpers import daily_totals, reconcile, results
+from tests.cli_helpers import daily_totals, reconcile_with_each_engine, results
 from tests.engine_parity import assert_same_outputs
 
 OPTIONS = ["--stripe-ledger-reference", "payment_intent", "--stripe-merchant-metadata-key", "seller"]
@@ -86,15 +86,8 @@ evt-o2,pay-o1,REFUNDED,stripe,pi_opt_1,m-seller-9,500,USD,2024-02-01T09:30:00Z
 
 @pytest.fixture(scope="module")
 def option_runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("vendor_options")
-    (base / "stripe.csv").write_text(STRIPE_CSV, encoding="utf-8")
-    (base / "payments.csv").write_text(PAYMENTS_CSV, encoding="utf-8")
-    outputs = {}
-    for engine in ENGINES:
-        outputs[engine] = str(base / f"out-{engine}")
-        assert reconcile(str(base / "payments.csv"), str(base / "stripe.csv"), outputs[engine], "--csv",
-                         "--engine", engine, *OPTIONS) == 0
-    return outputs
+    return reconcile_with_each_engine(tmp_path_factory.mktemp("vendor_options"), PAYMENTS_CSV, STRIPE_CSV, *OPTIONS,
+                                      settlements_name="stripe.csv")
 
 
 def test_vendor_options_both_engines_agree(option_runs):

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
-from apache_beam.transforms.window import SlidingWindows
+from apache_beam.transforms.window import SlidingWindows, WindowFn
 
 from schemas.records import BREAK_STATUSES, BreakRateAlert, ReconciliationResult
 from transforms.daily_totals import PANE_TIMINGS, TriggerPolicy
@@ -74,6 +74,22 @@ def _rate_input(row: ReconciliationResult):
     return row.processor, (result_key_text(row), row.revision, decided, int(row.status in BREAK_STATUSES))
 
 
+def _window_keyed(windows: SlidingWindows):
+    def window_keyed(element, timestamp=beam.DoFn.TimestampParam):
+        processor, row = element
+        for window in windows.assign(WindowFn.AssignContext(timestamp)):
+            yield (processor, beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end)), row
+    return window_keyed
+
+
+def _final_alert(element, policy: AlertPolicy):
+    """The one pane of a bounded run's window: what the windowed path labels ON_TIME, index 0, final."""
+    (processor, start, end), (decided, breaks) = element
+    if should_alert(decided, breaks, policy):
+        yield BreakRateAlert(processor, start, end, decided, breaks, break_rate_bps(decided, breaks),
+                             policy.threshold_bps, "ON_TIME", 0, True)
+
+
 class _ToAlert(beam.DoFn):
     def __init__(self, policy: AlertPolicy):
         self._policy = policy
@@ -99,10 +115,20 @@ class BreakRateAlerts(beam.PTransform):
 
     def expand(self, results):
         policy = self._policy
+        rates = results | "AtRecordTime" >> ResultsAtRecordTime() | "PerProcessor" >> beam.Map(_rate_input)
+        if policy.trigger_policy.bounded_input and policy.trigger_policy.early_firing_interval is None:
+            # Bounded input: the windows are part of the key, in the global window, because results are
+            # judged at the end of input and re-stamped back to their records' time: behind a watermark
+            # at infinity, event-time windows would get only late data, which Prism drops (DailyTotals).
+            windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
+            return (
+                rates
+                | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
+                | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
+                | "OverThreshold" >> beam.FlatMap(_final_alert, policy).with_output_types(BreakRateAlert)
+            )
         return (
-            results
-            | "AtRecordTime" >> ResultsAtRecordTime()
-            | "PerProcessor" >> beam.Map(_rate_input)
+            rates
             | "SlidingWindows" >> beam.WindowInto(
                 SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
                 trigger=policy.trigger_policy.trigger(),

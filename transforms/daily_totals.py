@@ -253,6 +253,21 @@ class _ToDailyTotal(beam.DoFn):
         )
 
 
+def _day_keyed(settlement_day: SettlementDay):
+    def day_keyed(element, timestamp=beam.DoFn.TimestampParam):
+        (merchant_id, currency), contribution = element
+        start, end, day = settlement_day.bounds(beam_timestamp_to_millis(timestamp))
+        return (merchant_id, currency, day, start, end), contribution
+    return day_keyed
+
+
+def _final_daily_total(element) -> DailyTotal:
+    """The one pane of a bounded run's day: what the windowed path labels ON_TIME, index 0, final."""
+    (merchant_id, currency, day, start, end), (sums, break_count) = element
+    return DailyTotal(merchant_id, currency, day, start, end, *published_sums(sums), break_count,
+                      pane_timing="ON_TIME", pane_index=0, is_final=True)
+
+
 def _keyed(contribution_of):
     def keyed(record):
         return (record.merchant_id, record.currency), contribution_of(record)
@@ -287,9 +302,21 @@ class DailyTotals(beam.PTransform):
             )
         if len(rest) > 1:
             parts.append(rest[1] | "WithdrawnContributions" >> beam.Map(_keyed(withdrawn_contribution)))
+        contributions = parts | "AllContributions" >> beam.Flatten()
+        if self._trigger_policy.bounded_input and self._trigger_policy.early_firing_interval is None:
+            # Bounded input: the day is part of the key, in the global window. Event-time windows
+            # would see every result (judged at the end of input, re-stamped back to its record's
+            # time) and every deduplicated record (grouped in the global window) arrive behind a
+            # watermark already at infinity: late data, which a runner that applies the model's
+            # lateness to batch (Prism) drops, leaving no daily totals at all.
+            return (
+                contributions
+                | "SettlementDays" >> beam.Map(_day_keyed(self._settlement_day))
+                | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
+                | "FinalPanes" >> beam.Map(_final_daily_total).with_output_types(DailyTotal)
+            )
         return (
-            parts
-            | "AllContributions" >> beam.Flatten()
+            contributions
             | "SettlementDays" >> beam.WindowInto(
                 settlement_day_window_fn(self._settlement_day),
                 trigger=self._trigger_policy.trigger(),

@@ -12,6 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 beam="$FLINK_JOB_SERVER_BEAM_VERSION"; minor="$FLINK_JOB_SERVER_FLINK_MINOR"; flink="$FLINK_JOB_SERVER_FLINK_VERSION"
 dest="$ENGINES_CACHE/flink-$flink-beam-$beam"
+# One fetch at a time (parallel test workers may all ask for it): the others wait, then find it done.
+exec 9>"$ENGINES_CACHE/.flink.lock"
+flock 9
 [ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 

@@ -40,10 +40,12 @@ and is used first. The discovery step then seeks to that offset with
 ListOffsets answer. On Apache Kafka the two agree (the fetch at the high
 watermark returns nothing and the EOF event arrives at once), so this costs one
 empty fetch per partition; on brokers whose ListOffsets answer lags the log
-(the Tansu test broker answers with the base offset of the last record batch)
-the fetch response is the authoritative value. The read loop also uses EOF
-events: EOF at or beyond a bounded stop ends the restriction even when the
-last offsets are not records (transaction markers, compacted records).
+(the Tansu test broker answers one past the base offset of the last record
+batch) the fetch response is the authoritative value (tests/test_apache_kafka.py
+checks both lookups on Apache Kafka, and that this and the timestamp skip below
+change nothing there). The read loop also uses EOF events: EOF at or beyond a
+bounded stop ends the restriction even when the last offsets are not records
+(transaction markers, compacted records).
 
 Start at a timestamp. `offsets_for_times` (ListOffsets by timestamp) gives
 the first offset whose broker timestamp is >= T on Apache Kafka. The reader

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from confluent_kafka.admin import AdminClient
 
@@ -36,21 +36,26 @@ def broker_binary() -> str:
 class LocalBroker:
     """`with LocalBroker() as broker: broker.bootstrap_servers` — a broker process for the block's duration."""
 
-    def __init__(self, port: Optional[int] = None, startup_timeout: float = 30.0, log_path: Optional[str] = None):
+    def __init__(self, port: Optional[int] = None, startup_timeout: float = 30.0, log_path: Optional[str] = None,
+                 advertised_port: Optional[int] = None):
         self.port = port or free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        # What clients are told to connect to; another port when a proxy sits in front (tests/test_broker_outage.py).
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap_servers = f"127.0.0.1:{self.advertised_port}"
         self._startup_timeout = startup_timeout
         self._log_path = log_path
         self._process: Optional[subprocess.Popen] = None
 
     def command(self) -> List[str]:
-        url = f"tcp://127.0.0.1:{self.port}"
-        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        return [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
+
+    def environment(self) -> Dict[str, str]:
+        return {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
 
     def start(self) -> "LocalBroker":
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
                                          preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self._wait_until_ready()
         return self
@@ -62,14 +67,25 @@ class LocalBroker:
         last_error: Optional[Exception] = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"broker exited with code {self._process.returncode} during start-up")
+                raise RuntimeError(f"broker exited with code {self._process.returncode} during start-up"
+                                   f"{self.log_tail()}")
             try:
-                admin.list_topics(timeout=1.0)
-                return
+                if admin.list_topics(timeout=1.0).brokers:
+                    return
             except Exception as error:  # KafkaException until the listener is up
                 last_error = error
+        tail = self.log_tail()  # before stop(), which may remove the log with the broker's directory
         self.stop()
-        raise RuntimeError(f"broker on {self.bootstrap_servers} not ready after {self._startup_timeout}s: {last_error}")
+        raise RuntimeError(f"broker on {self.bootstrap_servers} not ready after {self._startup_timeout}s: "
+                           f"{last_error}{tail}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the broker's log (empty without one), for start-up errors."""
+        if not self._log_path or not os.path.exists(self._log_path):
+            return ""
+        with open(self._log_path, "rb") as log:
+            tail = log.read().decode("utf-8", "replace").splitlines()[-lines:]
+        return "\n" + "\n".join(tail) if tail else ""
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

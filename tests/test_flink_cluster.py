@@ -1,0 +1,66 @@
+"""A standalone Flink cluster (issue 11 §3): JobManager and TaskManager as separate JVMs from
+Flink's own entry points (tests/flink_cluster.py), jobs submitted through Beam's Flink job server
+with `--flink_master=localhost:PORT`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from datagen.generator import GeneratorConfig, generate
+from tests.cli_helpers import reconcile
+from tests.flink_cluster import FlinkCluster
+from tests.flink_helpers import canonical_outputs, flink_args
+from tests.stream_helpers import REPO
+
+
+@pytest.mark.engines
+def test_batch_on_a_standalone_cluster_equals_direct_runner(flink_engine, tmp_path):
+    dataset = generate(GeneratorConfig(payments=300, seed=9), str(tmp_path / "data"))
+    payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
+    assert reconcile(payments, settlements, str(tmp_path / "direct")) == 0
+    with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
+        assert reconcile(payments, settlements, str(tmp_path / "flink"),
+                         *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK")) == 0
+        jobs = cluster.jobs()
+    assert [job["state"] for job in jobs] == ["FINISHED"], "the job ran on the standalone cluster"
+    assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
+
+
+@pytest.mark.engines
+def test_taskmanager_killed_mid_job_recovers_with_the_same_answer(flink_engine, tmp_path):
+    """SIGKILL the only TaskManager while the batch job runs, start a new one: Flink's restart
+    strategy reruns the job on it and the outputs still equal the DirectRunner's."""
+    dataset = generate(GeneratorConfig(payments=1500, seed=5), str(tmp_path / "data"))
+    payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
+    assert reconcile(payments, settlements, str(tmp_path / "direct")) == 0
+    log = tmp_path / "reconcile.log"
+    with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster, open(log, "w") as output:
+        # A child process: the CLI's signal handling needs a main thread of its own.
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "reconcile", "--payments", payments, "--settlements",
+             settlements, "--output", str(tmp_path / "flink"),
+             *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK")],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while not [job for job in cluster.jobs() if job["state"] == "RUNNING" and job["tasks"]["running"]]:
+                assert run.poll() is None, f"the job ended before the kill:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the job never ran on the cluster"
+                time.sleep(0.2)  # poll interval of the deadline loop
+            cluster.kill_taskmanager()
+            cluster.start_taskmanager()
+            assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        (job,) = cluster.jobs()
+        assert job["state"] == "FINISHED"
+        failures = cluster.failures(job["jid"])
+        assert failures, "the kill must have failed tasks that Flink then ran again"
+        assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[0][:500]
+    assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
