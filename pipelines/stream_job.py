@@ -86,7 +86,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="provisional daily-total panes this often in processing time (unbounded runs)")
     parser.add_argument("--kafka-io", choices=("python", "java"), default="python",
                         help="python: paybeam's Splittable DoFn (every runner); java: Beam's cross-language "
-                             "KafkaIO (needs Java and the expansion-service jar; Flink/Dataflow)")
+                             "KafkaIO (needs Java and `make engine-kafka-java`, or BEAM_KAFKA_EXPANSION_SERVICE; "
+                             "Flink, Prism)")
     parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
                         help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
     parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",

@@ -28,6 +28,7 @@ from pipelines.io.kafka_java import EXPANSION_SERVICE_ENV
 from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
 from tests.beam_helpers import at, payment, settlement
 from tests.flink_helpers import canonical, flink_args, free_port, wait_for_port
+from tests.prism_helpers import prism_args
 from tests.stream_helpers import (
     OUTPUTS,
     committed_to_the_end,
@@ -234,3 +235,29 @@ def test_java_harness_in_a_process_environment_on_flink(kafka_broker, process_ex
     assert _matched(decoded(bootstrap, topics["results"])) == [f"proc-r{n}" for n in range(6)]
     for name in ("payments", "settlements"):
         assert committed_to_the_end(bootstrap, group, topics[name])
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["columnar", "elementwise"])
+def test_java_kafka_io_on_prism_equals_python_source_on_direct_runner(kafka_broker, kafka_java_engine, prism, sample,
+                                                                       engine, monkeypatch):
+    """Prism has no EMBEDDED environment: paybeam starts the cached expansion service with the PROCESS
+    environment of deploy/java_harness_boot.sh, and Prism starts the Java SDK harness through it."""
+    topics = _topics_with_inputs(kafka_broker, sample)
+    python_topics = {**new_topics(kafka_broker.bootstrap_servers, create=OUTPUTS),
+                     "payments": topics["payments"], "settlements": topics["settlements"]}
+    python_group, java_group = group_name(), group_name()
+    monkeypatch.delenv(EXPANSION_SERVICE_ENV, raising=False)
+    started = time.monotonic()
+    java = run_stream_in_process(kafka_broker.bootstrap_servers, topics, java_group, "--engine", engine,
+                                 "--kafka-io=java", *prism_args(prism.endpoint))
+    java_seconds = time.monotonic() - started
+    assert java.exit_code == 0, java.stderr[-5000:]
+    python = run_stream_in_process(kafka_broker.bootstrap_servers, python_topics, python_group, "--engine", engine)
+    assert python.exit_code == 0, python.stderr
+    print(f"{engine}: Java KafkaIO on Prism {java_seconds:.1f}s")
+
+    assert _outputs(kafka_broker, topics) == _outputs(kafka_broker, python_topics)
+    assert _counts_table(java.stdout) == _counts_table(python.stdout)
+    for name in ("payments", "settlements"):
+        assert committed_to_the_end(kafka_broker.bootstrap_servers, java_group, topics[name])
