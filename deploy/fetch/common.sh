@@ -21,15 +21,20 @@ ensure_maven() {
 
 # `maven_copy DEST GROUP:ARTIFACT:VERSION [more coordinates…]`: the artifacts and all their
 # runtime dependencies as jars in DEST (through a throwaway pom, so Maven resolves conflicts).
+# MAVEN_EXCLUDE_GROUPS (space-separated groupIds) leaves those groups out of every dependency.
 maven_copy() {
   local dest="$1"; shift
   [ -f "$dest/.complete" ] && return 0
   ensure_maven
   rm -rf "$dest"; mkdir -p "$dest"
-  local pom="$dest/.pom.xml" deps=""
+  local pom="$dest/.pom.xml" deps="" exclude=""
+  for group in ${MAVEN_EXCLUDE_GROUPS:-}; do
+    exclude="$exclude<exclusion><groupId>$group</groupId><artifactId>*</artifactId></exclusion>"
+  done
+  [ -n "$exclude" ] && exclude="<exclusions>$exclude</exclusions>"
   for coordinate in "$@"; do
     IFS=: read -r group artifact version <<<"$coordinate"
-    deps="$deps<dependency><groupId>$group</groupId><artifactId>$artifact</artifactId><version>$version</version></dependency>"
+    deps="$deps<dependency><groupId>$group</groupId><artifactId>$artifact</artifactId><version>$version</version>$exclude</dependency>"
   done
   cat >"$pom" <<POM
 <project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>

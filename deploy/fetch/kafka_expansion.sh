@@ -20,28 +20,11 @@ dest="$ENGINES_CACHE/kafka-java-beam-$beam"
 [ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 
-# common.sh's maven_copy, but every dependency excludes io.confluent:*: beam-sdks-java-io-kafka
-# depends on Confluent's schema-registry serializers, served only by packages.confluent.io (which
-# this machine cannot resolve; Maven Central answers 404). paybeam's KafkaIO reads/writes bytes and
-# never uses a schema registry, so those classes are never loaded.
-maven_copy_without_confluent() {
-  local dest="$1"; shift
-  [ -f "$dest/.complete" ] && return 0
-  ensure_maven
-  rm -rf "$dest"; mkdir -p "$dest"
-  local pom="$dest/.pom.xml" deps="" exclude="<exclusions><exclusion><groupId>io.confluent</groupId><artifactId>*</artifactId></exclusion></exclusions>"
-  for coordinate in "$@"; do
-    IFS=: read -r group artifact version <<<"$coordinate"
-    deps="$deps<dependency><groupId>$group</groupId><artifactId>$artifact</artifactId><version>$version</version>$exclude</dependency>"
-  done
-  cat >"$pom" <<POM
-<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
-<groupId>paybeam.fetch</groupId><artifactId>fetch-kafka-java</artifactId><version>0</version>
-<dependencies>$deps</dependencies></project>
-POM
-  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
-  touch "$dest/.complete"
-}
+# Every dependency excludes io.confluent:*: beam-sdks-java-io-kafka depends on Confluent's
+# schema-registry serializers, served only by packages.confluent.io (which this machine cannot
+# resolve; Maven Central answers 404). paybeam's KafkaIO reads/writes bytes and never uses a
+# schema registry, so those classes are never loaded.
+export MAVEN_EXCLUDE_GROUPS="io.confluent"
 
 kafka_io=(
   "org.apache.beam:beam-sdks-java-io-kafka:$beam"
@@ -50,11 +33,11 @@ kafka_io=(
   "com.github.jbellis:jamm:$KAFKA_JAVA_JAMM_VERSION"
   "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
 )
-maven_copy_without_confluent "$dest/expansion" "org.apache.beam:beam-sdks-java-expansion-service:$beam" "${kafka_io[@]}"
+maven_copy "$dest/expansion" "org.apache.beam:beam-sdks-java-expansion-service:$beam" "${kafka_io[@]}"
 
 # One resolution for runner + KafkaIO, so shared dependencies get one version; the explicit
 # harness/core coordinates win over the 2.65.0 ones that beam-runners-java-job-service pulls in.
-maven_copy_without_confluent "$dest/flink/lib" \
+maven_copy "$dest/flink/lib" \
   "${kafka_io[@]}" \
   "org.apache.beam:beam-sdks-java-core:$beam" \
   "org.apache.beam:beam-runners-flink-$minor:$FLINK_JOB_SERVER_BEAM_VERSION" \
