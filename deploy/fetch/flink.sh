@@ -31,20 +31,6 @@ maven_copy "$dest/lib" \
 
 # The launcher: an empty jar whose manifest names the driver and the classpath (paths relative
 # to the launcher, as the jar spec wants), built with Python's zipfile (no JDK `jar` needed).
-python3 - "$dest" <<'PY'
-import pathlib, sys, zipfile
-dest = pathlib.Path(sys.argv[1])
-jars = sorted(p.name for p in (dest / "lib").glob("*.jar"))
-# Manifest lines are at most 72 bytes; continuation lines start with one space.
-def wrap(line):
-    raw = line.encode()
-    parts = [raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]
-    return b"\r\n".join(parts) + b"\r\n"
-manifest = (wrap("Manifest-Version: 1.0")
-            + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
-            + wrap("Class-Path: " + " ".join("lib/" + j for j in jars)) + b"\r\n")
-with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
-    jar.writestr("META-INF/MANIFEST.MF", manifest)
-PY
+python3 "$(dirname "$0")/launcher_jar.py" "$dest/job-server.jar" org.apache.beam.runners.flink.FlinkJobServerDriver lib
 touch "$dest/.complete"
 echo "$dest"

@@ -51,42 +51,21 @@ maven_copy "$dest/flink/lib" \
 
 # The launcher: an empty jar whose manifest names the driver and the classpath (relative paths,
 # as the jar spec wants), written with Python's zipfile (no JDK `jar` tool needed).
-python3 - "$dest/flink" <<'PY'
-import pathlib, sys, zipfile
-dest = pathlib.Path(sys.argv[1])
-jars = sorted(p.name for p in (dest / "lib").glob("*.jar"))
-def wrap(line):  # manifest lines are at most 72 bytes; continuations start with one space
-    raw = line.encode()
-    return b"\r\n".join([raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]) + b"\r\n"
 # Java 17 lets Flink's Kryo snapshot JDK collections (an Arrays$ArrayList in KafkaIO's checkpoint
 # state) only with the packages opened, as Flink's own env.java.opts.all does; without them every
 # checkpoint is declined and a @RequiresStableInput write (Java WriteToKafka) never emits. An
 # executable jar's manifest may open them (`java -jar`, the way Beam's FlinkRunner starts it).
-opens = " ".join("java.base/" + package for package in (
-    "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text", "java.time",
-    "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "java.util.concurrent.locks"))
-manifest = (wrap("Manifest-Version: 1.0")
-            + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
-            + wrap("Add-Opens: " + opens)
-            + wrap("Add-Exports: java.base/sun.net.util java.rmi/sun.rmi.registry")
-            + wrap("Class-Path: " + " ".join("lib/" + j for j in jars)) + b"\r\n")
-with zipfile.ZipFile(dest / "job-server.jar", "w") as jar:
-    jar.writestr("META-INF/MANIFEST.MF", manifest)
-PY
+opens=""
+for package in java.lang java.net java.io java.nio sun.nio.ch java.lang.reflect java.text java.time \
+    java.util java.util.concurrent java.util.concurrent.atomic java.util.concurrent.locks; do
+  opens="$opens${opens:+ }java.base/$package"
+done
+python3 "$(dirname "$0")/launcher_jar.py" "$dest/flink/job-server.jar" \
+  org.apache.beam.runners.flink.FlinkJobServerDriver lib \
+  "Add-Opens: $opens" "Add-Exports: java.base/sun.net.util java.rmi/sun.rmi.registry"
 # The expansion service's launcher (`java -jar`, as Beam's JavaJarExpansionService starts one when
 # BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka_java.py): Main-Class + Class-Path.
-python3 - "$dest" <<'PY'
-import pathlib, sys, zipfile
-dest = pathlib.Path(sys.argv[1])
-jars = sorted(p.name for p in (dest / "expansion").glob("*.jar"))
-def wrap(line):
-    raw = line.encode()
-    return b"\r\n".join([raw[:72]] + [b" " + raw[i:i + 71] for i in range(72, len(raw), 71)]) + b"\r\n"
-manifest = (wrap("Manifest-Version: 1.0")
-            + wrap("Main-Class: org.apache.beam.sdk.expansion.service.ExpansionService")
-            + wrap("Class-Path: " + " ".join("expansion/" + j for j in jars)) + b"\r\n")
-with zipfile.ZipFile(dest / "expansion-service.jar", "w") as jar:
-    jar.writestr("META-INF/MANIFEST.MF", manifest)
-PY
+python3 "$(dirname "$0")/launcher_jar.py" "$dest/expansion-service.jar" \
+  org.apache.beam.sdk.expansion.service.ExpansionService expansion
 touch "$dest/.complete"
 echo "$dest"
