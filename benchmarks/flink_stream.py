@@ -1,26 +1,38 @@
-"""Kafka on Flink benchmark: `paybeam stream --bounded` on Beam's Flink runner (embedded
-mini-cluster, parallelism 1 and 2) next to a bare confluent-kafka consumer, in the same run.
+"""Kafka on Flink benchmark: `paybeam stream` on Beam's Flink runner (embedded mini-cluster,
+parallelism 1 and 2) next to a bare confluent-kafka consumer, in the same run.
 
-    python benchmarks/flink_stream.py [N_PAYMENTS]
+    python benchmarks/flink_stream.py [N_PAYMENTS] [--parallelism 1 2] [--no-unbounded]
 
-Needs `make engine-flink`. Starts a local Tansu broker, replays a generated sample (N payments)
-into two 3-partition topics, then times
+Needs `make engine-flink engine-kafka-java`. Starts a local Tansu broker, replays a generated
+sample (N payments, payment times in the last weeks) into two 3-partition topics, then times
 1. a bare confluent-kafka consumer reading both input topics to their ends,
-2. `paybeam stream --bounded --runner FlinkRunner` reconciling both topics end to end, per
-   parallelism (wall time includes the job server's and the mini-cluster's start-up).
-Bounded, not unbounded: the served Flink job server (Beam 2.70) predates Beam's support for
-Python Splittable DoFns in Flink's portable *streaming* mode (docs/DESIGN.md 7), so unbounded
-runs are not reliable enough to time. A script, not a test: timings never gate CI.
+2. `paybeam stream --bounded` (paybeam's Python source, Flink batch mode) reconciling both
+   topics end to end, per parallelism (wall time includes the job server's and the
+   mini-cluster's start-up),
+3. unbounded `paybeam stream --kafka-io=java` (Java KafkaIO in the TaskManager, Flink streaming
+   mode), per parallelism: from launch, and from its first result, until the results topic
+   holds every result key of the batch answer (`paybeam reconcile` on the same files). The
+   unbounded Python source is not timed: on the served runner (Beam 2.70) its readers stall in
+   about half the runs (docs/DESIGN.md 7).
+A script, not a test: timings never gate CI.
 """
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import List, Set, Tuple
+
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,9 +51,61 @@ def flink_job_server_jar() -> Path:
                    make_target="engine-flink") / "job-server.jar"
 
 
-def run(bootstrap: str, payments: int, parallelisms) -> None:
+def kafka_java_job_server_jar() -> Path:
+    version = pinned_versions()["KAFKA_JAVA_BEAM_VERSION"]
+    return fetched(f"kafka-java-beam-{version}", make_target="engine-kafka-java") / "flink" / "job-server.jar"
+
+
+def _result_key(row: dict) -> Tuple[str, str, str]:
+    return row["processor"], row["processor_reference"], row["kind"]
+
+
+def batch_result_keys(work: Path) -> Set[Tuple[str, str, str]]:
+    """Every result key of the batch answer over the replayed files (DirectRunner, columnar)."""
+    out = work / "batch"
+    assert paybeam(["reconcile", "--payments", str(work / "data" / "payments" / "*"),
+                    "--settlements", str(work / "data" / "settlements" / "*"), "--output", str(out)]) == 0
+    return {_result_key(row) for path in glob.glob(str(out / "results" / "*.parquet"))
+            for row in pq.read_table(path).to_pylist()}
+
+
+def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, expected: Set, log: Path,
+                      deadline_seconds: float = 900) -> Tuple[float, float]:
+    """Launches an unbounded `paybeam stream`; returns (seconds from launch, seconds from its first
+    result) until the results topic holds every expected key; then stops it (SIGTERM)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4().hex}",
+                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    reader.subscribe([results_topic])
+    started = time.monotonic()
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *arguments], cwd=str(ROOT),
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=handle,
+                                   stderr=subprocess.STDOUT)
+    seen: Set[Tuple[str, str, str]] = set()
+    first = None
+    try:
+        while not expected <= seen:
+            assert process.poll() is None, f"paybeam stream exited {process.returncode}; see {log}"
+            assert time.monotonic() - started < deadline_seconds, \
+                f"{len(expected - seen)} of {len(expected)} result keys missing after {deadline_seconds} s; see {log}"
+            for message in reader.consume(1000, timeout=1.0):
+                if message.error() is None:
+                    first = first or time.monotonic()
+                    seen.add(_result_key(json.loads(message.value())))
+        done = time.monotonic()
+    finally:
+        reader.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    return done - started, done - first
+
+
+def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True) -> None:
     work = Path(tempfile.mkdtemp(prefix="paybeam-flink-bench-"))
-    dataset = generate(GeneratorConfig(payments=payments, seed=7), str(work / "data"))
+    # Payment times in the last weeks: Java KafkaIO's watermark follows broker time (now), and older
+    # days would be dropped as later than --allowed-lateness (set to 30 days below).
+    start = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(time.time() - 20 * 86400))
+    dataset = generate(GeneratorConfig(payments=payments, seed=7, start=start), str(work / "data"))
     suffix = uuid.uuid4().hex[:8]
     inputs = {name: f"bench.{name}.{suffix}" for name in ("payments", "settlements")}
     create_topics(bootstrap, list(inputs.values()), partitions=3)
@@ -69,11 +133,29 @@ def run(bootstrap: str, payments: int, parallelisms) -> None:
             f"--flink_version={minor}", "--environment_type=LOOPBACK", f"--parallelism={parallelism}"])
         assert exit_code == 0
         rows.append((f"paybeam stream --bounded on Flink, parallelism {parallelism}", seconds))
+    expected = batch_result_keys(work) if unbounded else set()
+    for parallelism in parallelisms if unbounded else ():
+        outputs = {name: f"bench.{name}.{suffix}.u{parallelism}" for name in
+                   ("results", "daily_totals", "alerts", "dead_letters")}
+        create_topics(bootstrap, list(outputs.values()), partitions=3)
+        topics = {**inputs, **outputs}
+        total_seconds, from_first = unbounded_seconds([
+            "stream", "--bootstrap-servers", bootstrap, "--start", "earliest", "--kafka-io=java",
+            "--allowed-lateness", "30d", "--group-id", f"bench-u{parallelism}-{suffix}",
+            *[arg for name in topics for arg in (f"--{name.replace('_', '-')}-topic", topics[name])],
+            "--runner", "FlinkRunner", f"--flink_job_server_jar={kafka_java_job_server_jar()}",
+            "--flink_master=[local]", f"--flink_version={minor}", "--environment_type=LOOPBACK",
+            f"--parallelism={parallelism}", "--checkpointing_interval=10000"],
+            bootstrap, outputs["results"], expected, work / f"unbounded-p{parallelism}.log")
+        rows.append((f"unbounded, --kafka-io=java, parallelism {parallelism}", total_seconds))
+        rows.append((f"  the same, from its first result", from_first))
 
     print()
     print(f"N = {payments:,} payments: {total:,} input messages "
           f"({report.payment_messages:,} payment, {report.settlement_messages:,} settlement)")
     print(f"{'reader':<52}{'seconds':>10}{'records/s':>14}")
+    print(f"(unbounded: until the results topic holds all {len(expected):,} result keys of the batch answer)"
+          if unbounded else "")
     for name, seconds in rows:
         print(f"{name:<52}{seconds:>10.2f}{total / seconds:>14,.0f}")
 
@@ -82,9 +164,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("payments", type=int, nargs="?", default=5_000)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-unbounded", dest="unbounded", action="store_false",
+                        help="time only the bare consumer and the bounded runs")
     args = parser.parse_args()
     with LocalBroker() as broker:
-        run(broker.bootstrap_servers, args.payments, args.parallelism)
+        run(broker.bootstrap_servers, args.payments, args.parallelism, args.unbounded)
     return 0
 
 

@@ -32,7 +32,7 @@ from pipelines.kafka_arguments import check_client_settings
 from pipelines.stream_bounded import with_carried_records, write_then_commit
 from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
-from runners.options import OptionsError, build_pipeline_options
+from runners.options import OptionsError, build_pipeline_options, check_settlement_day_windows
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import tabulate_records
 from schemas.raw_chunks import RawChunk
@@ -229,6 +229,7 @@ def run_job(job: StreamJob) -> Optional[dict]:
     """Runs the job; a bounded run returns its summary (as `paybeam reconcile` prints it)."""
     try:
         options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
+        check_settlement_day_windows(job.runner, job.config.settlement_day, job.config.trigger_policy)
     except OptionsError as error:
         raise UsageError(str(error)) from None
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")

@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from runners import engine_cache, presets
+from transforms.daily_totals import SettlementDay, TriggerPolicy
 
 WORKER_PLUGIN = "schemas.worker_plugin"
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "PortableRunner", "DataflowRunner")
@@ -87,6 +88,11 @@ JOB_SERVER_OPTIONS = {
     ),
 }
 JOB_SERVER_OPTIONS["PortableRunner"] = JOB_SERVER_OPTIONS["FlinkRunner"]
+# An unbounded Flink run's shortest checkpoint interval. On the served Flink runner (Beam Java 2.70) a
+# checkpoint taken before the Kafka reader's first bundle stopped that reader for good: no output, no
+# error (7 runs at 2 s: 3 stalled, each with checkpoint 1 before the first bundle; 6 of 6 passed at
+# 10 s; docs/DESIGN.md 7).
+MIN_FLINK_STREAMING_CHECKPOINT_MILLIS = 10_000
 # Job-server options whose value must be a positive integer (milliseconds or counts).
 _POSITIVE_INT_JOB_SERVER_OPTIONS = ("checkpointing_interval", "checkpoint_timeout_millis",
                                     "min_pause_between_checkpoints", "max_bundle_size", "max_bundle_time_millis")
@@ -198,7 +204,7 @@ def build_pipeline_options(
     elif runner == "PrismRunner":
         _check_prism(options)
     elif runner == "FlinkRunner":
-        _check_flink(options, beam_args)
+        _check_flink(options, beam_args, streaming)
     elif runner == "PortableRunner":
         _check_portable(options, beam_args)
     elif runner == "DataflowRunner":
@@ -210,6 +216,24 @@ def build_pipeline_options(
         setup = options.view_as(SetupOptions)
         setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     return options
+
+
+# Runners whose Java side groups by window: it knows Beam's standard WindowFns only.
+JAVA_WINDOWING_RUNNERS = ("FlinkRunner", "PortableRunner")
+
+
+def check_settlement_day_windows(runner: str, settlement_day: SettlementDay, trigger_policy: TriggerPolicy) -> None:
+    """A DST --time-zone needs paybeam's own settlement-day WindowFn wherever days are event-time
+    windows (streams), and a Java-side runner rejects any Python-defined WindowFn at submission
+    ("Unknown or unsupported WindowFn: beam:window_fn:pickled_python:v1", docs/DESIGN.md 7). Said
+    up front instead. Bounded runs without early panes key days in the global window: any zone works."""
+    if (canonical_runner(runner) not in JAVA_WINDOWING_RUNNERS or trigger_policy.keys_windows_in_global_window
+            or settlement_day.fixed_utc_offset_seconds() is not None):
+        return
+    raise OptionsError(
+        f"--time-zone={settlement_day.time_zone} changes its UTC offset (DST), so its settlement days need "
+        f"paybeam's own WindowFn, which {canonical_runner(runner)}'s Java side rejects; on this runner use a "
+        "fixed-offset zone (UTC, Etc/GMT-1, …) with --cutoff-hour, or run the stream on PrismRunner or DirectRunner")
 
 
 def _check_direct(options: PipelineOptions) -> None:
@@ -294,7 +318,7 @@ def _check_environment(options: PipelineOptions, runner: str) -> None:
         raise OptionsError("--environment_type=LOOPBACK takes no --environment_config")
 
 
-def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
+def _check_flink(options: PipelineOptions, beam_args: Sequence[str], streaming: bool) -> None:
     flink = options.view_as(FlinkRunnerOptions)
     master = (flink.flink_master or "[auto]").strip()
     _check_environment(options, "FlinkRunner")
@@ -311,6 +335,11 @@ def _check_flink(options: PipelineOptions, beam_args: Sequence[str]) -> None:
         for value in _raw_values(beam_args, name):
             if not value.isdigit() or int(value) < 1:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
+    for value in _raw_values(beam_args, "checkpointing_interval") if streaming else ():
+        if int(value) < MIN_FLINK_STREAMING_CHECKPOINT_MILLIS:
+            raise OptionsError(f"--checkpointing_interval={value} is too short for an unbounded run on Flink: a "
+                               "checkpoint before the Kafka readers' first bundle can stop them for good on this "
+                               f"runner; use at least {MIN_FLINK_STREAMING_CHECKPOINT_MILLIS} (docs/DESIGN.md 7)")
     jar = flink.flink_job_server_jar
     if jar and _is_local_path(jar) and not os.path.exists(jar):
         raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -82,13 +83,25 @@ class FlinkCluster:
     def _classpath(self) -> str:
         return os.pathsep.join(sorted(str(jar) for jar in (self.engine / "lib").glob("*.jar")))
 
+    def _module_flags(self) -> List[str]:
+        """The Java 17 --add-opens/--add-exports flags of the job server's launcher manifest
+        (deploy/fetch/common.sh), so the cluster's JVMs can snapshot what the job server's can."""
+        with zipfile.ZipFile(self.engine / "job-server.jar") as launcher:
+            manifest = launcher.read("META-INF/MANIFEST.MF").decode().replace("\r\n ", "").splitlines()
+        flags = []
+        for line in manifest:
+            header, _, value = line.partition(": ")
+            option = {"Add-Opens": "--add-opens", "Add-Exports": "--add-exports"}.get(header)
+            flags += [f"{option}={package}=ALL-UNNAMED" for package in value.split()] if option else []
+        return flags
+
     def _start(self, name: str, main: str, heap: str, direct: str = "256m") -> subprocess.Popen:
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
         with open(log, "a") as handle:
             process = subprocess.Popen(
-                ["java", f"-Xmx{heap}", f"-XX:MaxDirectMemorySize={direct}", "-XX:+UseSerialGC", "-cp", self._classpath(), main,
-                 "--configDir", str(self.conf_dir)],
+                ["java", f"-Xmx{heap}", f"-XX:MaxDirectMemorySize={direct}", "-XX:+UseSerialGC", *self._module_flags(),
+                 "-cp", self._classpath(), main, "--configDir", str(self.conf_dir)],
                 stdout=handle, stderr=subprocess.STDOUT, cwd=str(self.workdir))
         self.processes[name] = process
         return process

@@ -409,8 +409,10 @@ def test_batch_trigger_has_no_early_firing():
     policy = TriggerPolicy.batch()
     assert policy.bounded_input is True
     assert policy.early_firing_interval is None
-    # Bounded input: the plain watermark trigger (nothing can be late, no processing-time part).
-    assert isinstance(policy.trigger(), triggers.DefaultTrigger)
+    # Bounded input: days are keys in the global window, no event-time windows, no trigger.
+    assert policy.keys_windows_in_global_window is True
+    assert TriggerPolicy.streaming().keys_windows_in_global_window is False
+    assert TriggerPolicy(None).keys_windows_in_global_window is False  # unbounded: windows, even without early
     # Unbounded without early firings: on time, then a late pane per late element.
     unbounded = TriggerPolicy(None).trigger()
     assert unbounded.early is None

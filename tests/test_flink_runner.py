@@ -52,6 +52,20 @@ def test_flink_batch_equals_direct_runner(flink_engine, sample, tmp_path):
 
 
 @pytest.mark.engines
+def test_a_dst_time_zone_in_a_batch_run_on_flink_equals_direct_runner(flink_engine, sample, tmp_path):
+    """Batch runs key settlement days in the global window (no Python WindowFn for Java to reject),
+    so a zone with DST works on Flink; only event-time windows (streams) are refused up front."""
+    zone = ("--time-zone", "Europe/Amsterdam", "--cutoff-hour", "6", "--engine", "elementwise")
+    out = str(tmp_path / "flink")
+    assert reconcile(_glob(sample, "payments"), _glob(sample, "settlements"), out, *zone,
+                     *flink_args(flink_engine, "[local]", "--environment_type=LOOPBACK")) == 0
+    on_flink = canonical_outputs(out)
+    assert on_flink["daily_totals"]
+    assert on_flink == _direct(sample, tmp_path, *zone)
+    assert on_flink["daily_totals"] != _direct(sample, tmp_path / "utc", "--engine", "elementwise")["daily_totals"]
+
+
+@pytest.mark.engines
 def test_flink_elementwise_engine_with_external_worker_pool(flink_engine, sample, tmp_path):
     """The per-element engine (state, timers, dedup) on Flink, Python workers in a separate pool
     process (the production sidecar topology) at parallelism 2."""

@@ -1,6 +1,9 @@
 """runners.options: runner names, pass-through Beam flags, PipelineOptions (docs/DESIGN.md 6)."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -9,13 +12,16 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from pipelines.cli import main
 from runners.options import (
     RUNNERS,
     OptionsError,
     build_pipeline_options,
     canonical_runner,
+    check_settlement_day_windows,
     unknown_beam_args,
 )
+from transforms.daily_totals import SettlementDay, TriggerPolicy
 
 
 @pytest.mark.parametrize(
@@ -609,3 +615,46 @@ def test_add_runners_command_prints_the_listing(capsys):
     args, extra = parser.parse_known_args(["runners"])
     assert args.handler(args, extra) == 0
     assert capsys.readouterr().out.strip() == presets.describe_runners()
+
+
+# Settlement-day windows on Java-side runners (a DST zone needs a Python-defined WindowFn)
+
+def test_a_dst_zone_in_event_time_windows_is_refused_on_java_side_runners():
+    amsterdam = SettlementDay("Europe/Amsterdam", 6)
+    for runner in ("flink", "FlinkRunner", "portable"):
+        with pytest.raises(OptionsError, match="Europe/Amsterdam changes its UTC offset"):
+            check_settlement_day_windows(runner, amsterdam, TriggerPolicy.streaming())
+        with pytest.raises(OptionsError, match="PrismRunner or DirectRunner"):
+            check_settlement_day_windows(runner, amsterdam, TriggerPolicy(None))  # unbounded, no early panes
+
+
+def test_fixed_offset_zones_bounded_runs_and_python_side_runners_are_accepted():
+    amsterdam = SettlementDay("Europe/Amsterdam", 6)
+    # Fixed-offset zones get Beam's FixedWindows, which Java knows.
+    for zone in ("UTC", "Etc/GMT-1", "GMT"):
+        assert check_settlement_day_windows("flink", SettlementDay(zone, 6), TriggerPolicy.streaming()) is None
+    # Bounded without early panes: days are keys in the global window, no WindowFn at all.
+    assert check_settlement_day_windows("flink", amsterdam, TriggerPolicy.batch()) is None
+    # The Python-side runners run paybeam's own WindowFn.
+    for runner in ("direct", "prism"):
+        assert check_settlement_day_windows(runner, amsterdam, TriggerPolicy.streaming()) is None
+
+
+def test_paybeam_stream_on_flink_with_a_dst_zone_is_a_usage_error_before_any_connection():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["stream", "--bootstrap-servers", "127.0.0.1:9", "--payments-topic", "p",
+                     "--settlements-topic", "s", "--time-zone", "Europe/Amsterdam", "--runner", "FlinkRunner",
+                     "--flink_master=[local]", "--checkpointing_interval=10000"])
+    assert code == 2
+    assert err.getvalue().count("error:") == 1 and "Europe/Amsterdam changes its UTC offset" in err.getvalue()
+
+
+def test_an_unbounded_flink_run_refuses_checkpoints_shorter_than_ten_seconds():
+    with pytest.raises(OptionsError, match="checkpointing_interval=2000 is too short"):
+        build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=2000"], streaming=True)
+    options = build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval", "10000"],
+                                     streaming=True)
+    assert options.get_all_options(retain_unknown_options=True)["checkpointing_interval"] == "10000"
+    # Bounded runs (no Kafka reader to stall) take any positive interval.
+    build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=2000"])

@@ -116,10 +116,7 @@ class BreakRateAlerts(beam.PTransform):
     def expand(self, results):
         policy = self._policy
         rates = results | "AtRecordTime" >> ResultsAtRecordTime() | "PerProcessor" >> beam.Map(_rate_input)
-        if policy.trigger_policy.bounded_input and policy.trigger_policy.early_firing_interval is None:
-            # Bounded input: the windows are part of the key, in the global window, because results are
-            # judged at the end of input and re-stamped back to their records' time: behind a watermark
-            # at infinity, event-time windows would get only late data, which Prism drops (DailyTotals).
+        if policy.trigger_policy.keys_windows_in_global_window:
             windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
             return (
                 rates

@@ -128,11 +128,18 @@ class TriggerPolicy:
                   allowed_lateness: timedelta = timedelta(days=7)) -> "TriggerPolicy":
         return cls(early_firing_interval, allowed_lateness)
 
+    @property
+    def keys_windows_in_global_window(self) -> bool:
+        """Bounded input without early panes: the settlement day (or alert window) is part of the key,
+        in the global window, so no event-time WindowFn runs (DailyTotals, BreakRateAlerts). Event-time
+        windows would see every result (judged at the end of input, re-stamped back to its record's
+        time) and every deduplicated record (grouped in the global window) arrive behind a watermark
+        already at infinity: late data, which a runner that applies the model's lateness to batch
+        (Prism) drops."""
+        return self.bounded_input and self.early_firing_interval is None
+
     def trigger(self) -> triggers.TriggerFn:
-        if self.bounded_input and self.early_firing_interval is None:
-            # Nothing can be late in bounded input, so the plain watermark trigger fires the same
-            # single ON_TIME pane, and Beam runs it on its fast default trigger driver.
-            return triggers.DefaultTrigger()
+        """The trigger of event-time windows (used only when not `keys_windows_in_global_window`)."""
         early = None
         if self.early_firing_interval is not None:
             early = triggers.AfterProcessingTime(int(self.early_firing_interval.total_seconds()))
@@ -303,12 +310,7 @@ class DailyTotals(beam.PTransform):
         if len(rest) > 1:
             parts.append(rest[1] | "WithdrawnContributions" >> beam.Map(_keyed(withdrawn_contribution)))
         contributions = parts | "AllContributions" >> beam.Flatten()
-        if self._trigger_policy.bounded_input and self._trigger_policy.early_firing_interval is None:
-            # Bounded input: the day is part of the key, in the global window. Event-time windows
-            # would see every result (judged at the end of input, re-stamped back to its record's
-            # time) and every deduplicated record (grouped in the global window) arrive behind a
-            # watermark already at infinity: late data, which a runner that applies the model's
-            # lateness to batch (Prism) drops, leaving no daily totals at all.
+        if self._trigger_policy.keys_windows_in_global_window:
             return (
                 contributions
                 | "SettlementDays" >> beam.Map(_day_keyed(self._settlement_day))

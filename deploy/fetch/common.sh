@@ -44,3 +44,19 @@ POM
   mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
   touch "$dest/.complete"
 }
+
+# `flink_job_server_launcher JAR`: the Flink job server's launcher jar (Main-Class + Class-Path of
+# lib/ beside JAR), with the Java 17 module flags Flink's own env.java.opts.all carries. Without the
+# opened packages Flink's Kryo cannot snapshot JDK collections (an Arrays$ArrayList in KafkaIO's
+# checkpoint state), every checkpoint is declined, and neither offsets nor a @RequiresStableInput
+# write (Java WriteToKafka) ever complete. An executable jar's manifest may open them (`java -jar`,
+# the way Beam's FlinkRunner starts a job server).
+flink_job_server_launcher() {
+  local opens="" package
+  for package in java.lang java.net java.io java.nio sun.nio.ch java.lang.reflect java.text java.time \
+      java.util java.util.concurrent java.util.concurrent.atomic java.util.concurrent.locks; do
+    opens="$opens${opens:+ }java.base/$package"
+  done
+  python3 "$REPO/deploy/fetch/launcher_jar.py" "$1" org.apache.beam.runners.flink.FlinkJobServerDriver lib \
+    "Add-Opens: $opens" "Add-Exports: java.base/sun.net.util java.rmi/sun.rmi.registry"
+}

@@ -15,7 +15,9 @@ dest="$ENGINES_CACHE/flink-$flink-beam-$beam"
 # One fetch at a time (parallel test workers may all ask for it): the others wait, then find it done.
 exec 9>"$ENGINES_CACHE/.flink.lock"
 flock 9
-[ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
+# The launcher is rewritten even in a finished fetch (it is a few bytes), so a cache fetched before
+# a launcher change gets the new one.
+[ -f "$dest/.complete" ] && { flink_job_server_launcher "$dest/job-server.jar"; echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 
 maven_copy "$dest/lib" \
@@ -29,8 +31,8 @@ maven_copy "$dest/lib" \
   "org.apache.flink:flink-metrics-core:$flink" \
   "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
 
-# The launcher: an empty jar whose manifest names the driver and the classpath (paths relative
-# to the launcher, as the jar spec wants), built with Python's zipfile (no JDK `jar` needed).
-python3 "$(dirname "$0")/launcher_jar.py" "$dest/job-server.jar" org.apache.beam.runners.flink.FlinkJobServerDriver lib
+# The launcher: an empty jar whose manifest names the driver, the classpath (paths relative to the
+# launcher, as the jar spec wants) and the Java 17 module flags (common.sh).
+flink_job_server_launcher "$dest/job-server.jar"
 touch "$dest/.complete"
 echo "$dest"

@@ -49,20 +49,8 @@ maven_copy "$dest/flink/lib" \
   "org.apache.flink:flink-java:$flink" \
   "org.apache.flink:flink-metrics-core:$flink"
 
-# The launcher: an empty jar whose manifest names the driver and the classpath (relative paths,
-# as the jar spec wants), written with Python's zipfile (no JDK `jar` tool needed).
-# Java 17 lets Flink's Kryo snapshot JDK collections (an Arrays$ArrayList in KafkaIO's checkpoint
-# state) only with the packages opened, as Flink's own env.java.opts.all does; without them every
-# checkpoint is declined and a @RequiresStableInput write (Java WriteToKafka) never emits. An
-# executable jar's manifest may open them (`java -jar`, the way Beam's FlinkRunner starts it).
-opens=""
-for package in java.lang java.net java.io java.nio sun.nio.ch java.lang.reflect java.text java.time \
-    java.util java.util.concurrent java.util.concurrent.atomic java.util.concurrent.locks; do
-  opens="$opens${opens:+ }java.base/$package"
-done
-python3 "$(dirname "$0")/launcher_jar.py" "$dest/flink/job-server.jar" \
-  org.apache.beam.runners.flink.FlinkJobServerDriver lib \
-  "Add-Opens: $opens" "Add-Exports: java.base/sun.net.util java.rmi/sun.rmi.registry"
+# The job server's launcher (common.sh): Main-Class, Class-Path and Java 17 module flags.
+flink_job_server_launcher "$dest/flink/job-server.jar"
 # The expansion service's launcher (`java -jar`, as Beam's JavaJarExpansionService starts one when
 # BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka_java.py): Main-Class + Class-Path.
 python3 "$(dirname "$0")/launcher_jar.py" "$dest/expansion-service.jar" \
