@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -86,3 +87,16 @@ def worker_pool(log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def job_server_listening(log_text: str) -> bool:
+    """Whether the Flink job server a paybeam run started (its log's "Really starting service at
+    localhost:PORT with cmd: ('java', '-jar', '…job-server.jar'") still accepts connections."""
+    match = re.search(r"Really starting service at localhost:(\d+) with cmd: \('java', '-jar', '[^']*job-server\.jar'",
+                      log_text)
+    assert match, "the run's log names no job server"
+    try:
+        with socket.create_connection(("localhost", int(match.group(1))), timeout=0.5):
+            return True
+    except OSError:
+        return False

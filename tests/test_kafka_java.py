@@ -27,7 +27,8 @@ from pipelines.cli import main
 from pipelines.io.kafka_java import EXPANSION_SERVICE_ENV
 from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
 from tests.beam_helpers import at, payment, settlement
-from tests.flink_helpers import canonical, flink_args, free_port, wait_for_port
+from tests.flink_cluster import FlinkCluster
+from tests.flink_helpers import canonical, flink_args, free_port, job_server_listening, wait_for_port
 from tests.prism_helpers import prism_args
 from tests.stream_helpers import (
     OUTPUTS,
@@ -213,6 +214,7 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     assert process.returncode == 143, log.read_text()[-3000:]
+    assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
 
 
 @pytest.mark.engines
@@ -264,3 +266,72 @@ def test_java_kafka_io_on_prism_equals_python_source_on_direct_runner(kafka_brok
     assert _counts_table(java.stdout) == _counts_table(python.stdout)
     for name in ("payments", "settlements"):
         assert committed_to_the_end(kafka_broker.bootstrap_servers, java_group, topics[name])
+
+
+def _final_statuses(rows: List[dict]) -> Dict[str, str]:
+    """Each result's status at its highest revision (a restored job may write a revision twice)."""
+    latest: Dict[str, tuple] = {}
+    for row in rows:
+        key = row["processor_reference"]
+        if key not in latest or row["revision"] >= latest[key][0]:
+            latest[key] = (row["revision"], row["status"])
+    return {key: status for key, (_, status) in latest.items()}
+
+
+@pytest.mark.engines
+def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker, expansion_service,
+                                                                    kafka_java_engine, monkeypatch, tmp_path):
+    """An unbounded Java-KafkaIO run on a standalone cluster (JobManager and TaskManager JVMs on the
+    kafka-java engine's Flink jars, so KafkaIO runs EMBEDDED in the TaskManager). Three pairs MATCHED
+    and a checkpoint completed after them; then the TaskManager is SIGKILLed and a new one started:
+    Flink restores the job from that checkpoint (the matcher's state and KafkaIO's positions), and
+    the three payments produced after the restore meet settlements produced before the kill, so
+    every pair ends MATCHED only if the state came back. SIGTERM then cancels the job (143)."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = new_topics(bootstrap)
+    now = int(time.time() * 1000) - at() - 30_000
+    references = [f"tm-r{n}" for n in range(6)]
+    produce_records(bootstrap, topics["payments"],
+                    [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3)], "payment_event")
+    produce_records(bootstrap, topics["settlements"],
+                    [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in range(6)],
+                    "settlement_line")
+    monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
+    group = group_name()
+    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
+    log = tmp_path / "paybeam_stream.log"
+    with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster, open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
+             *flink_args(kafka_java_engine / "flink", cluster.master, "--environment_type=LOOPBACK",
+                         "--checkpointing_interval=10000")],
+            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
+
+        def wait_for(condition, what: str, seconds: float = 240) -> None:
+            deadline = time.monotonic() + seconds
+            while not condition():
+                assert process.poll() is None, log.read_text()[-5000:]
+                assert time.monotonic() < deadline, f"{what} not within {seconds} s:\n{log.read_text()[-5000:]}"
+                time.sleep(0.5)  # poll interval of the deadline loop
+
+        try:
+            wait_for(lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3], "3 MATCHED")
+            (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
+            checkpoints = cluster.completed_checkpoints(job["jid"])
+            wait_for(lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints, "a checkpoint after them")
+            cluster.kill_taskmanager()
+            cluster.start_taskmanager()
+            wait_for(lambda: cluster.restored_checkpoint(job["jid"]) is not None, "a restore from a checkpoint")
+            produce_records(bootstrap, topics["payments"],
+                            [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3, 6)],
+                            "payment_event")
+            wait_for(lambda: _matched(decoded(bootstrap, topics["results"])) == references, "6 MATCHED")
+            failures = cluster.failures(job["jid"])
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+    assert process.returncode == 143, log.read_text()[-3000:]
+    assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
+    assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[:1]
+    assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
+

@@ -658,3 +658,11 @@ def test_an_unbounded_flink_run_refuses_checkpoints_shorter_than_ten_seconds():
     assert options.get_all_options(retain_unknown_options=True)["checkpointing_interval"] == "10000"
     # Bounded runs (no Kafka reader to stall) take any positive interval.
     build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=2000"])
+
+
+def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
+    from runners.flink_job_server import FlinkRunner, pipeline_runner
+
+    assert isinstance(pipeline_runner(build_pipeline_options("flink", ["--flink_master=[local]"])), FlinkRunner)
+    for runner in ("direct", "prism"):
+        assert pipeline_runner(build_pipeline_options(runner)) is None  # Beam builds it from --runner
