@@ -335,3 +335,74 @@ def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker
     assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[:1]
     assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
 
+
+
+@pytest.mark.engines
+def test_a_cancelled_stream_restarted_from_its_checkpoint_gives_the_answer_of_one_run(
+        kafka_broker, expansion_service, kafka_java_engine, monkeypatch, tmp_path):
+    """Stop and restart: an unbounded Java-KafkaIO run on a standalone cluster retains its checkpoints
+    on cancellation; after three pairs MATCHED and a checkpoint, SIGTERM cancels it (143). A second
+    `paybeam stream` started with `--savepoint_path=<that checkpoint>` restores the matcher's state and
+    KafkaIO's positions: the payments produced while nothing ran pair with settlements the first run
+    read, so every pair ends MATCHED, the answer of one uninterrupted run."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = new_topics(bootstrap)
+    now = int(time.time() * 1000) - at() - 30_000
+    references = [f"sp-r{n}" for n in range(6)]
+    produce_records(bootstrap, topics["payments"],
+                    [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3)], "payment_event")
+    produce_records(bootstrap, topics["settlements"],
+                    [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in range(6)],
+                    "settlement_line")
+    monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
+    group = group_name()
+    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
+    with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
+
+        def start(log: Path, *extra: str) -> subprocess.Popen:
+            with open(log, "w") as handle:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
+                     *flink_args(kafka_java_engine / "flink", cluster.master, "--environment_type=LOOPBACK",
+                                 "--checkpointing_interval=10000", "--externalized_checkpoints_enabled",
+                                 "--retain_externalized_checkpoints_on_cancellation", *extra)],
+                    cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle,
+                    stderr=subprocess.STDOUT)
+
+        def wait_for(process, log: Path, condition, what: str, seconds: float = 240) -> None:
+            deadline = time.monotonic() + seconds
+            while not condition():
+                assert process.poll() is None, log.read_text()[-5000:]
+                assert time.monotonic() < deadline, f"{what} not within {seconds} s:\n{log.read_text()[-5000:]}"
+                time.sleep(0.5)  # poll interval of the deadline loop
+
+        def stop(process) -> int:
+            process.send_signal(signal.SIGTERM)
+            return process.wait(timeout=120)
+
+        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+        first = start(first_log)
+        try:
+            wait_for(first, first_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
+                     "3 MATCHED")
+            (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
+            checkpoints = cluster.completed_checkpoints(job["jid"])
+            wait_for(first, first_log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
+                     "a checkpoint after them")
+        finally:
+            first_code = stop(first)
+        assert first_code == 143, first_log.read_text()[-3000:]
+        retained = cluster.rest(f"/jobs/{job['jid']}/checkpoints")["latest"]["completed"]["external_path"]
+        produce_records(bootstrap, topics["payments"],
+                        [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3, 6)], "payment_event")
+        second = start(second_log, f"--savepoint_path={retained}")
+        try:
+            wait_for(second, second_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
+                     "6 MATCHED after the restart")
+            (restarted,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
+            restored = cluster.rest(f"/jobs/{restarted['jid']}/checkpoints")["latest"]["restored"]
+        finally:
+            second_code = stop(second)
+    assert second_code == 143, second_log.read_text()[-3000:]
+    assert restored and restored["external_path"] == retained
+    assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
