@@ -19,14 +19,13 @@ import base64
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from pipelines.io.local_broker import LocalBroker, free_port
-from pipelines.io.process_ties import die_with_parent
+from pipelines.io.process_ties import dying_with_parent
 from runners.engine_cache import fetched, pinned_versions
 
 FETCH_TARGET = "engine-kafka"
@@ -180,10 +179,10 @@ class ApacheKafkaBroker(LocalBroker):
         """`kafka-storage.sh format --standalone`: a new cluster whose only controller is this node."""
         with open(self._log_path, "ab") as log:
             formatted = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "--config", str(self._directory / "server.properties"),
-                           "--cluster-id", random_cluster_id(), "--standalone"),
-                stdout=log, stderr=subprocess.STDOUT, env=self.environment(), timeout=FORMAT_TIMEOUT_SECONDS,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+                dying_with_parent(self._java("kafka.tools.StorageTool", "format", "--config",
+                                             str(self._directory / "server.properties"),
+                                             "--cluster-id", random_cluster_id(), "--standalone")),
+                stdout=log, stderr=subprocess.STDOUT, env=self.environment(), timeout=FORMAT_TIMEOUT_SECONDS)
         if formatted.returncode != 0:
             raise RuntimeError(f"formatting the Kafka storage failed (exit {formatted.returncode}){self.log_tail()}")
 

@@ -12,13 +12,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Dict, List, Optional
 
 from confluent_kafka.admin import AdminClient
 
-from pipelines.io.process_ties import die_with_parent
+from pipelines.io.process_ties import dying_with_parent
 
 
 def free_port() -> int:
@@ -55,8 +54,8 @@ class LocalBroker:
 
     def start(self) -> "LocalBroker":
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
-                                         preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+        self._process = subprocess.Popen(dying_with_parent(self.command()), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.environment())
         self._wait_until_ready()
         return self
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
+from typing import List, Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -21,3 +23,14 @@ def tie_worker_to(parent_pid: int) -> None:
     die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def dying_with_parent(command: Sequence[str], signum: int = signal.SIGTERM) -> List[str]:
+    """`command` wrapped so the kernel sends `signum` to it when its parent dies: util-linux's
+    `setpriv --pdeathsig` sets the flag and execs the command (the flag survives exec; same pid).
+    Not a Popen preexec_fn: Python code between fork and exec runs the fork handlers of libraries
+    already loaded, and gRPC's (Beam's) now and then abort the child before it execs ("epoll_wait
+    error: Bad file descriptor", exit -6: a Tansu broker on a clean-clone CI run, 2026-11-26)."""
+    if sys.platform.startswith("linux") and shutil.which("setpriv"):
+        return ["setpriv", f"--pdeathsig={signal.Signals(signum).name[3:]}", "--", *command]
+    return list(command)
