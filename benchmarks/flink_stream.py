@@ -19,7 +19,6 @@ A script, not a test: timings never gate CI.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import signal
@@ -31,12 +30,12 @@ import uuid
 from pathlib import Path
 from typing import List, Set, Tuple
 
-import pyarrow.parquet as pq
 from confluent_kafka import Consumer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.results import load_outputs  # noqa: E402
 from benchmarks.stream_source import bare_consumer, timed  # noqa: E402
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.cli import main as paybeam  # noqa: E402
@@ -65,8 +64,8 @@ def batch_result_keys(work: Path) -> Set[Tuple[str, str, str]]:
     out = work / "batch"
     assert paybeam(["reconcile", "--payments", str(work / "data" / "payments" / "*"),
                     "--settlements", str(work / "data" / "settlements" / "*"), "--output", str(out)]) == 0
-    return {_result_key(row) for path in glob.glob(str(out / "results" / "*.parquet"))
-            for row in pq.read_table(path).to_pylist()}
+    results = load_outputs(str(out)).results
+    return set(zip(results["processor"], results["processor_reference"], results["kind"]))
 
 
 def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, expected: Set, log: Path,
@@ -105,7 +104,7 @@ def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True) -> 
     # Payment times in the last weeks: Java KafkaIO's watermark follows broker time (now), and older
     # days would be dropped as later than --allowed-lateness (set to 30 days below).
     start = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(time.time() - 20 * 86400))
-    dataset = generate(GeneratorConfig(payments=payments, seed=7, start=start), str(work / "data"))
+    generate(GeneratorConfig(payments=payments, seed=7, start=start), str(work / "data"))
     suffix = uuid.uuid4().hex[:8]
     inputs = {name: f"bench.{name}.{suffix}" for name in ("payments", "settlements")}
     create_topics(bootstrap, list(inputs.values()), partitions=3)

@@ -30,7 +30,7 @@ from pipelines.io.arrow_files import ReadRawChunks
 from pipelines.io.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.summary import counts_from_metrics
-from runners.flink_job_server import pipeline_runner
+from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
@@ -124,7 +124,7 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
     shards = {task.day: reconcile_batch.auto_shards(inputs[task.day]) for task in tasks}
     begun = time.monotonic()
     options = build_pipeline_options(tasks[0].runner, tasks[0].beam_args)
-    pipeline = beam.Pipeline(runner=pipeline_runner(options), options=options)
+    pipeline = new_pipeline(options)
     build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks],
                          [_metrics_prefix(task.day) for task in tasks])
     result = pipeline.run()

@@ -48,7 +48,7 @@ from pipelines.summary import (
     as_of_text, counts_from_metrics, format_summary, input_counts, status_counts, truncated_files,
 )
 from pipelines.version import paybeam_version
-from runners.flink_job_server import pipeline_runner
+from runners.flink_job_server import new_pipeline
 from runners.options import OptionsError, build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
@@ -253,7 +253,7 @@ def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> d
     """Runs the pipeline, writing straight into job.output; returns the run summary (run.json's content)."""
     started = time.monotonic()
     job = replace(job, shards=job.shards or auto_shards(inputs))
-    pipeline = beam.Pipeline(runner=pipeline_runner(options), options=options)
+    pipeline = new_pipeline(options)
     build_pipeline(pipeline, job, metrics_prefix)
     result = pipeline.run()
     result.wait_until_finish()

@@ -32,7 +32,7 @@ from pipelines.kafka_arguments import check_client_settings
 from pipelines.stream_bounded import with_carried_records, write_then_commit
 from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
-from runners.flink_job_server import pipeline_runner
+from runners.flink_job_server import new_pipeline
 from runners.options import OptionsError, build_pipeline_options, check_settlement_day_windows
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import tabulate_records
@@ -238,7 +238,7 @@ def run_job(job: StreamJob) -> Optional[dict]:
     started = time.monotonic()
     read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
     carried = _carried_items(job)
-    pipeline = beam.Pipeline(runner=pipeline_runner(options), options=options)
+    pipeline = new_pipeline(options)
     build_pipeline(pipeline, job, carried)
     try:
         with quiet_beam_tracebacks():

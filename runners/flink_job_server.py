@@ -5,13 +5,14 @@ server's JVM second. After a cancel (Ctrl-C/SIGTERM of `paybeam stream`), the jo
 the job's staged artifacts in that same directory at the same moment; `rmtree` then raises
 FileNotFoundError, the JVM is never stopped, and it outlives paybeam (an orphan job server, seen
 in `tests/test_kafka_java.py`'s cluster test). Here the directory removal tolerates that race and
-the JVM is stopped in any case.
+the JVM is stopped in any case. Every paybeam pipeline is made by `new_pipeline`.
 """
 from __future__ import annotations
 
 import shutil
 from typing import Optional
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.portability import flink_runner, job_server
 
@@ -32,7 +33,9 @@ class FlinkRunner(flink_runner.FlinkRunner):
         return server  # --flink_submit_uber_jar: no local job server process
 
 
-def pipeline_runner(options: PipelineOptions) -> Optional[FlinkRunner]:
-    """The runner instance for `beam.Pipeline(runner=…)`: paybeam's FlinkRunner for FlinkRunner, else
-    None (Beam builds the one `--runner` names)."""
-    return FlinkRunner() if options.view_as(StandardOptions).runner == "FlinkRunner" else None
+def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """A Pipeline for `options`: on FlinkRunner with paybeam's FlinkRunner above; any other runner is
+    the one Beam builds from `--runner`."""
+    runner: Optional[FlinkRunner] = (
+        FlinkRunner() if options.view_as(StandardOptions).runner == "FlinkRunner" else None)
+    return beam.Pipeline(runner=runner, options=options)

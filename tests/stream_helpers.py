@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -121,3 +121,17 @@ def group_name() -> str:
 
 def fields_of(rows: List[dict], name: str) -> List[Optional[str]]:
     return sorted(row[name] for row in rows)
+
+
+def result_key(row: dict) -> Tuple[str, str, str]:
+    """What a result row revises: (processor, processor_reference, kind)."""
+    return row["processor"], row["processor_reference"], row["kind"]
+
+
+def final_revisions(rows: List[dict]) -> List[dict]:
+    """The result rows at their key's highest revision: the answer a stream converged to (a restored
+    or re-read run may have written a revision twice; both copies are kept)."""
+    top: Dict[Tuple[str, str, str], int] = {}
+    for row in rows:
+        top[result_key(row)] = max(top.get(result_key(row), -1), row["revision"])
+    return [row for row in rows if row["revision"] == top[result_key(row)]]

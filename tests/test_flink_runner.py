@@ -14,7 +14,7 @@ from tests.cli_helpers import reconcile, result_multiset, results
 from pipelines.kafka_tools import replay_files
 from tests.flink_helpers import canonical_outputs, flink_args, worker_pool
 from tests.kafka_helpers import unique_topic
-from tests.stream_helpers import committed_to_the_end, decoded, new_topics, run_stream_in_process
+from tests.stream_helpers import committed_to_the_end, decoded, final_revisions, new_topics, run_stream_in_process
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,6 @@ def sample(tmp_path_factory):
 
 def _glob(sample, kind: str) -> str:
     return os.path.join(sample.out_dir, kind, "*")
-
-
-def _final_revisions(rows):
-    top = {}
-    for row in rows:
-        key = (row["processor"], row["processor_reference"], row["kind"])
-        top[key] = max(top.get(key, -1), row["revision"])
-    return [r for r in rows if r["revision"] == top[(r["processor"], r["processor_reference"], r["kind"])]]
 
 
 def _direct(sample, tmp_path, *extra):
@@ -93,7 +85,7 @@ def test_bounded_kafka_stream_on_flink_equals_batch_and_commits(kafka_broker, fl
     assert run.exit_code == 0, run.stderr[-3000:]
     direct = str(tmp_path / "direct")
     assert reconcile(_glob(sample, "payments"), _glob(sample, "settlements"), direct, "--engine", "elementwise") == 0
-    streamed = _final_revisions(decoded(servers, topics["results"]))
+    streamed = final_revisions(decoded(servers, topics["results"]))
     assert result_multiset(streamed) == result_multiset(results(direct))
     for name in ("payments", "settlements"):
         assert committed_to_the_end(servers, group, topics[name])

@@ -28,7 +28,7 @@ from pipelines.kafka_tools import replay_files
 from tests.cli_helpers import reconcile, result_multiset, results
 from tests.flink_helpers import flink_args
 from tests.kafka_helpers import unique_topic
-from tests.stream_helpers import REPO, committed_to_the_end, decoded, new_topics
+from tests.stream_helpers import REPO, committed_to_the_end, decoded, final_revisions, new_topics, result_key
 
 DEADLINE_SECONDS = 240
 DEADLINES = ("--settlement-sla", "30d", "--ledger-grace", "30d")
@@ -49,18 +49,6 @@ def _poll(condition, what: str, process: subprocess.Popen, log, deadline_seconds
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} after {deadline_seconds}s:\n{log.read_text()[-4000:]}")
         time.sleep(1)  # poll interval of the deadline loop
-
-
-def _final(rows):
-    top = {}
-    for row in rows:
-        key = (row["processor"], row["processor_reference"], row["kind"])
-        top[key] = max(top.get(key, -1), row["revision"])
-    return [r for r in rows if r["revision"] == top[(r["processor"], r["processor_reference"], r["kind"])]]
-
-
-def _key(row):
-    return row["processor"], row["processor_reference"], row["kind"]
 
 
 def _references(settlement_csv: str):
@@ -114,14 +102,14 @@ def test_unbounded_stream_on_flink_revises_commits_and_stops(kafka_broker, flink
     try:
         # Payments whose settlement is held back: PENDING while the job runs, MATCHED once it arrives.
         held_back = _references(late)
-        waiting = _poll(lambda: {_key(r) for r in decoded(servers, topics["results"])
-                                 if r["status"] == "PENDING" and _key(r)[:2] in held_back},
+        waiting = _poll(lambda: {result_key(r) for r in decoded(servers, topics["results"])
+                                 if r["status"] == "PENDING" and result_key(r)[:2] in held_back},
                         "PENDING results for payments whose settlements are held back", process, log)
         replay_files(servers, [], [late], topics["payments"], topics["settlements"])
         last = {}
 
         def equal_to_batch():
-            streamed = result_multiset(_final(decoded(servers, topics["results"])))
+            streamed = result_multiset(final_revisions(decoded(servers, topics["results"])))
             last["missing"], last["extra"] = batch - streamed, streamed - batch
             return streamed == batch
 
@@ -134,7 +122,7 @@ def test_unbounded_stream_on_flink_revises_commits_and_stops(kafka_broker, flink
 
         history = defaultdict(list)
         for row in decoded(servers, topics["results"]):
-            history[_key(row)].append((row["revision"], row["status"]))
+            history[result_key(row)].append((row["revision"], row["status"]))
         revised = [key for key in waiting if max(history[key])[1] == "MATCHED"]
         assert revised, f"no held-back payment went PENDING -> MATCHED: {[history[k] for k in waiting]}"
         assert "EARLY" in {row["pane_timing"] for row in decoded(servers, topics["daily_totals"])}

@@ -34,6 +34,7 @@ from tests.stream_helpers import (
     OUTPUTS,
     committed_to_the_end,
     decoded,
+    final_revisions,
     group_name,
     new_topics,
     produce_records,
@@ -167,6 +168,53 @@ def _matched(rows: List[dict]) -> List[str]:
     return sorted(row["processor_reference"] for row in rows if row["status"] == "MATCHED")
 
 
+def _recent_millis() -> int:
+    """A payload time of just now: KafkaIO's watermark follows broker CreateTime (wall clock), so older
+    payload times would be late beyond the allowed lateness and dropped (docs/DESIGN.md 5)."""
+    return int(time.time() * 1000) - at() - 30_000
+
+
+def _produce_pairs(bootstrap: str, topics: Dict[str, str], references: List[str], now: int,
+                   payments: range, settlements: range) -> None:
+    """Payment n and settlement line n share references[n], half a second apart."""
+    if payments:
+        produce_records(bootstrap, topics["payments"],
+                        [payment(f"e{n}", references[n], time=now + n * 1000) for n in payments], "payment_event")
+    if settlements:
+        produce_records(bootstrap, topics["settlements"],
+                        [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in settlements],
+                        "settlement_line")
+
+
+def _start_unbounded(engine: Path, bootstrap: str, topics: Dict[str, str], group: str, master: str, log: Path,
+                     *flink_flags: str) -> subprocess.Popen:
+    """An unbounded `paybeam stream --kafka-io=java` on the Flink at `master`, from the earliest offsets.
+    Output to a file, not a pipe: nobody reads a pipe while the run goes on, and once the job server's
+    forwarded logs fill it, the paybeam process (and its LOOPBACK workers) would block on writing."""
+    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
+    with open(log, "w") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
+             *flink_args(engine / "flink", master, "--environment_type=LOOPBACK", "--checkpointing_interval=10000",
+                         *flink_flags)],
+            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _wait_for(process: subprocess.Popen, log: Path, condition, what: str, seconds: float = 240) -> None:
+    """Polls `condition` while the run is alive, failing with the run's log after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, log.read_text()[-5000:]
+        assert time.monotonic() < deadline, f"{what} not within {seconds:.0f} s:\n{log.read_text()[-5000:]}"
+        time.sleep(0.5)  # poll interval of the deadline loop
+
+
+def _stop(process: subprocess.Popen) -> int:
+    """SIGTERM: paybeam cancels the job, then exits 143."""
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=120)
+
+
 # At --checkpointing_interval=2000 this stalled in 3 of 7 runs, each time with Flink's first checkpoint
 # taken before KafkaIO's first read bundle; at 10 s, the floor paybeam now enforces, 6 of 6 passed
 # (runners/options.MIN_FLINK_STREAMING_CHECKPOINT_MILLIS, docs/DESIGN.md 7).
@@ -178,42 +226,24 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
     in the results topic, the offsets committed to the end, then SIGTERM (exit 143)."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    # Payload times of just now: KafkaIO's watermark follows broker CreateTime (wall clock), so older
-    # payload times would be late beyond the allowed lateness and dropped (docs/DESIGN.md 5).
-    now = int(time.time() * 1000) - at() - 30_000
-    produce_records(bootstrap, topics["payments"],
-                    [payment(f"e{n}", f"java-r{n}", time=now + n * 1000) for n in range(6)], "payment_event")
-    produce_records(bootstrap, topics["settlements"],
-                    [settlement(f"s{n}", f"java-r{n}", time=now + n * 1000 + 500) for n in range(6)],
-                    "settlement_line")
+    references = [f"java-r{n}" for n in range(6)]
+    _produce_pairs(bootstrap, topics, references, _recent_millis(), range(6), range(6))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
     group = group_name()
-    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
     started = time.monotonic()
-    # Output to a file, not a pipe: nobody reads a pipe while the run goes on, and once the job server's
-    # forwarded logs fill it, the paybeam process (and its LOOPBACK workers) would block on writing.
     log = tmp_path / "paybeam_stream.log"
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
-             *flink_args(kafka_java_engine / "flink", "[local]", "--environment_type=LOOPBACK",
-                         "--checkpointing_interval=10000")],
-            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
+    process = _start_unbounded(kafka_java_engine, bootstrap, topics, group, "[local]", log)
     try:
         deadline = time.monotonic() + 240
-        while _matched(decoded(bootstrap, topics["results"])) != [f"java-r{n}" for n in range(6)]:
-            assert process.poll() is None, log.read_text()[-5000:]
-            assert time.monotonic() < deadline, f"no 6 MATCHED results within 240 s:\n{log.read_text()[-5000:]}"
+        _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references, "6 MATCHED")
         print(f"unbounded Java KafkaIO on Flink: 6 MATCHED after {time.monotonic() - started:.1f}s")
         # Offsets: committed on bundle finalization after a completed checkpoint (kafka_java.py).
-        while not all(committed_to_the_end(bootstrap, group, topics[name]) for name in ("payments", "settlements")):
-            assert process.poll() is None, log.read_text()[-5000:]
-            assert time.monotonic() < deadline, f"offsets not committed within 240 s:\n{log.read_text()[-5000:]}"
-            time.sleep(0.5)  # poll interval of the deadline loop
+        _wait_for(process, log,
+                  lambda: all(committed_to_the_end(bootstrap, group, topics[name]) for name in ("payments", "settlements")),
+                  "offsets committed", deadline - time.monotonic())
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
-    assert process.returncode == 143, log.read_text()[-3000:]
+        code = _stop(process)
+    assert code == 143, log.read_text()[-3000:]
     assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
 
 
@@ -269,13 +299,8 @@ def test_java_kafka_io_on_prism_equals_python_source_on_direct_runner(kafka_brok
 
 
 def _final_statuses(rows: List[dict]) -> Dict[str, str]:
-    """Each result's status at its highest revision (a restored job may write a revision twice)."""
-    latest: Dict[str, tuple] = {}
-    for row in rows:
-        key = row["processor_reference"]
-        if key not in latest or row["revision"] >= latest[key][0]:
-            latest[key] = (row["revision"], row["status"])
-    return {key: status for key, (_, status) in latest.items()}
+    """Each result's status at its highest revision, by processor reference (one kind per reference here)."""
+    return {row["processor_reference"]: row["status"] for row in final_revisions(rows)}
 
 
 # Opt-in: it passed 3 of 3 runs on the development machine, then on a clean-clone CI run (2026-11-26)
@@ -291,52 +316,34 @@ def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker
     every pair ends MATCHED only if the state came back. SIGTERM then cancels the job (143)."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    now = int(time.time() * 1000) - at() - 30_000
+    now = _recent_millis()
     references = [f"tm-r{n}" for n in range(6)]
-    produce_records(bootstrap, topics["payments"],
-                    [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3)], "payment_event")
-    produce_records(bootstrap, topics["settlements"],
-                    [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in range(6)],
-                    "settlement_line")
+    _produce_pairs(bootstrap, topics, references, now, range(3), range(6))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
-    group = group_name()
-    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
     log = tmp_path / "paybeam_stream.log"
-    with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster, open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
-             *flink_args(kafka_java_engine / "flink", cluster.master, "--environment_type=LOOPBACK",
-                         "--checkpointing_interval=10000")],
-            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
-
-        def wait_for(condition, what: str, seconds: float = 240) -> None:
-            deadline = time.monotonic() + seconds
-            while not condition():
-                assert process.poll() is None, log.read_text()[-5000:]
-                assert time.monotonic() < deadline, f"{what} not within {seconds} s:\n{log.read_text()[-5000:]}"
-                time.sleep(0.5)  # poll interval of the deadline loop
-
+    with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
+        process = _start_unbounded(kafka_java_engine, bootstrap, topics, group_name(), cluster.master, log)
         try:
-            wait_for(lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3], "3 MATCHED")
+            _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
+                      "3 MATCHED")
             (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
             checkpoints = cluster.completed_checkpoints(job["jid"])
-            wait_for(lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints, "a checkpoint after them")
+            _wait_for(process, log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
+                      "a checkpoint after them")
             cluster.kill_taskmanager()
             cluster.start_taskmanager()
-            wait_for(lambda: cluster.restored_checkpoint(job["jid"]) is not None, "a restore from a checkpoint")
-            produce_records(bootstrap, topics["payments"],
-                            [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3, 6)],
-                            "payment_event")
-            wait_for(lambda: _matched(decoded(bootstrap, topics["results"])) == references, "6 MATCHED")
+            _wait_for(process, log, lambda: cluster.restored_checkpoint(job["jid"]) is not None,
+                      "a restore from a checkpoint")
+            _produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
+            _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
+                      "6 MATCHED")
             failures = cluster.failures(job["jid"])
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=120)
-    assert process.returncode == 143, log.read_text()[-3000:]
+            code = _stop(process)
+    assert code == 143, log.read_text()[-3000:]
     assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
     assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[:1]
     assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
-
 
 
 @pytest.mark.engines
@@ -349,62 +356,37 @@ def test_a_cancelled_stream_restarted_from_its_checkpoint_gives_the_answer_of_on
     read, so every pair ends MATCHED, the answer of one uninterrupted run."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    now = int(time.time() * 1000) - at() - 30_000
+    now = _recent_millis()
     references = [f"sp-r{n}" for n in range(6)]
-    produce_records(bootstrap, topics["payments"],
-                    [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3)], "payment_event")
-    produce_records(bootstrap, topics["settlements"],
-                    [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in range(6)],
-                    "settlement_line")
+    _produce_pairs(bootstrap, topics, references, now, range(3), range(6))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
     group = group_name()
-    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
+    # Java-side boolean options: flags without a value.
+    retaining = ("--externalized_checkpoints_enabled", "--retain_externalized_checkpoints_on_cancellation")
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
-
-        def start(log: Path, *extra: str) -> subprocess.Popen:
-            with open(log, "w") as handle:
-                return subprocess.Popen(
-                    [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
-                     *flink_args(kafka_java_engine / "flink", cluster.master, "--environment_type=LOOPBACK",
-                                 "--checkpointing_interval=10000", "--externalized_checkpoints_enabled",
-                                 "--retain_externalized_checkpoints_on_cancellation", *extra)],
-                    cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle,
-                    stderr=subprocess.STDOUT)
-
-        def wait_for(process, log: Path, condition, what: str, seconds: float = 240) -> None:
-            deadline = time.monotonic() + seconds
-            while not condition():
-                assert process.poll() is None, log.read_text()[-5000:]
-                assert time.monotonic() < deadline, f"{what} not within {seconds} s:\n{log.read_text()[-5000:]}"
-                time.sleep(0.5)  # poll interval of the deadline loop
-
-        def stop(process) -> int:
-            process.send_signal(signal.SIGTERM)
-            return process.wait(timeout=120)
-
-        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-        first = start(first_log)
+        first = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, first_log, *retaining)
         try:
-            wait_for(first, first_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
-                     "3 MATCHED")
+            _wait_for(first, first_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
+                      "3 MATCHED")
             (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
             checkpoints = cluster.completed_checkpoints(job["jid"])
-            wait_for(first, first_log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
-                     "a checkpoint after them")
+            _wait_for(first, first_log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
+                      "a checkpoint after them")
         finally:
-            first_code = stop(first)
+            first_code = _stop(first)
         assert first_code == 143, first_log.read_text()[-3000:]
         retained = cluster.rest(f"/jobs/{job['jid']}/checkpoints")["latest"]["completed"]["external_path"]
-        produce_records(bootstrap, topics["payments"],
-                        [payment(f"e{n}", references[n], time=now + n * 1000) for n in range(3, 6)], "payment_event")
-        second = start(second_log, f"--savepoint_path={retained}")
+        _produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
+        second = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, second_log,
+                                  *retaining, f"--savepoint_path={retained}")
         try:
-            wait_for(second, second_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
-                     "6 MATCHED after the restart")
+            _wait_for(second, second_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
+                      "6 MATCHED after the restart")
             (restarted,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
             restored = cluster.rest(f"/jobs/{restarted['jid']}/checkpoints")["latest"]["restored"]
         finally:
-            second_code = stop(second)
+            second_code = _stop(second)
     assert second_code == 143, second_log.read_text()[-3000:]
     assert restored and restored["external_path"] == retained
     assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}

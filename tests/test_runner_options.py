@@ -661,8 +661,12 @@ def test_an_unbounded_flink_run_refuses_checkpoints_shorter_than_ten_seconds():
 
 
 def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
-    from runners.flink_job_server import FlinkRunner, pipeline_runner
+    from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
+    from apache_beam.runners.portability.prism_runner import PrismRunner
 
-    assert isinstance(pipeline_runner(build_pipeline_options("flink", ["--flink_master=[local]"])), FlinkRunner)
-    for runner in ("direct", "prism"):
-        assert pipeline_runner(build_pipeline_options(runner)) is None  # Beam builds it from --runner
+    from runners.flink_job_server import FlinkRunner, new_pipeline
+
+    assert isinstance(new_pipeline(build_pipeline_options("flink", ["--flink_master=[local]"])).runner, FlinkRunner)
+    # Any other runner: the one Beam builds from --runner.
+    assert isinstance(new_pipeline(build_pipeline_options("direct")).runner, SwitchingDirectRunner)
+    assert isinstance(new_pipeline(build_pipeline_options("prism")).runner, PrismRunner)

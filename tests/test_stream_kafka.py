@@ -20,6 +20,7 @@ from pipelines.cli import main
 from pipelines.kafka_tools import create_topics, replay_files
 from tests.cli_helpers import daily_totals, ground_truth_multiset, reconcile, result_multiset, results, run_summary
 from tests.kafka_helpers import read_topic, unique_topic
+from tests.stream_helpers import final_revisions
 
 MONEY_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "ledger_event_count",
                  "settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
@@ -28,14 +29,6 @@ MONEY_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "ledger
 
 def _decoded(broker, topic):
     return [json.loads(message.value) for message in read_topic(broker.bootstrap_servers, topic)]
-
-
-def _final_rows(rows):
-    top = {}
-    for row in rows:
-        key = (row["processor"], row["processor_reference"], row["kind"])
-        top[key] = max(top.get(key, 0), row["revision"])
-    return [row for row in rows if row["revision"] == top[(row["processor"], row["processor_reference"], row["kind"])]]
 
 
 def _totals_by_day(rows):
@@ -81,7 +74,7 @@ def runs(request, kafka_broker, replayed):
 
 def test_stream_results_equal_batch_results_and_ground_truth(kafka_broker, runs):
     dataset, batch_out, topics, _ = runs
-    streamed = _final_rows(_decoded(kafka_broker, topics["results"]))
+    streamed = final_revisions(_decoded(kafka_broker, topics["results"]))
     assert result_multiset(streamed) == result_multiset(results(batch_out))
     assert result_multiset(streamed) == ground_truth_multiset(dataset.ground_truth_path)
 

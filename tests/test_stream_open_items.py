@@ -15,7 +15,7 @@ import pytest
 
 from tests.beam_helpers import DAY, HOUR, payment, settlement
 from tests.stream_helpers import committed_to_the_end, decoded, group_name, new_topics, produce_records
-from tests.stream_helpers import run_stream_in_process
+from tests.stream_helpers import final_revisions, run_stream_in_process
 
 
 def _records():
@@ -30,12 +30,8 @@ def _records():
 
 
 def _final(rows):
-    top = {}
-    for row in rows:
-        key = (row["processor"], row["processor_reference"], row["kind"])
-        top[key] = max(top.get(key, 0), row["revision"])
     return Counter((r["processor_reference"], r["kind"], r["status"], r["ledger_event_id"], r["settlement_id"])
-                   for r in rows if r["revision"] == top[(r["processor"], r["processor_reference"], r["kind"])])
+                   for r in final_revisions(rows))
 
 
 def _produce(broker, topics, payments, settlements):
