@@ -303,6 +303,18 @@ def _final_statuses(rows: List[dict]) -> Dict[str, str]:
     return {row["processor_reference"]: row["status"] for row in final_revisions(rows)}
 
 
+def _matched_and_checkpointed(process: subprocess.Popen, log: Path, cluster: FlinkCluster, bootstrap: str,
+                              topics: Dict[str, str], references: List[str]) -> dict:
+    """Waits until `references` are MATCHED and then a checkpoint completes (one that holds them);
+    returns the cluster's running job."""
+    _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
+              f"{len(references)} MATCHED")
+    (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
+    checkpoints = cluster.completed_checkpoints(job["jid"])
+    _wait_for(process, log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints, "a checkpoint after them")
+    return job
+
+
 # Opt-in: it passed 3 of 3 runs on the development machine, then on a clean-clone CI run (2026-11-26)
 # the restored job gave no MATCHED for the payments produced after the restore within 240 s.
 @pytest.mark.flink_streaming
@@ -324,12 +336,7 @@ def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker
     with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
         process = _start_unbounded(kafka_java_engine, bootstrap, topics, group_name(), cluster.master, log)
         try:
-            _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
-                      "3 MATCHED")
-            (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
-            checkpoints = cluster.completed_checkpoints(job["jid"])
-            _wait_for(process, log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
-                      "a checkpoint after them")
+            job = _matched_and_checkpointed(process, log, cluster, bootstrap, topics, references[:3])
             cluster.kill_taskmanager()
             cluster.start_taskmanager()
             _wait_for(process, log, lambda: cluster.restored_checkpoint(job["jid"]) is not None,
@@ -367,12 +374,7 @@ def test_a_cancelled_stream_restarted_from_its_checkpoint_gives_the_answer_of_on
     with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
         first = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, first_log, *retaining)
         try:
-            _wait_for(first, first_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references[:3],
-                      "3 MATCHED")
-            (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
-            checkpoints = cluster.completed_checkpoints(job["jid"])
-            _wait_for(first, first_log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints,
-                      "a checkpoint after them")
+            job = _matched_and_checkpointed(first, first_log, cluster, bootstrap, topics, references[:3])
         finally:
             first_code = _stop(first)
         assert first_code == 143, first_log.read_text()[-3000:]
