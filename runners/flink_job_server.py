@@ -6,15 +6,31 @@ the job's staged artifacts in that same directory at the same moment; `rmtree` t
 FileNotFoundError, the JVM is never stopped, and it outlives paybeam (an orphan job server, seen
 in `tests/test_kafka_java.py`'s cluster test). Here the directory removal tolerates that race and
 the JVM is stopped in any case. Every paybeam pipeline is made by `new_pipeline`.
+
+On a Flink cluster (`--flink_master=HOST:PORT`), Beam's cancel does not reach the job: the job server
+cancels only its own attached submission, so the cluster job went on and, its LOOPBACK workers gone,
+restarted from its checkpoint for ever (seen on a clean-clone CI run, where such a job competed with
+the restarted one). So a cluster run gets a job name of its own (`paybeam-<random>` unless
+`--job_name` is given), and cancelling the result also cancels, through Flink's REST API, the running
+jobs of that name that were not running before the submission, and waits until Flink reports them
+cancelled.
 """
 from __future__ import annotations
 
 import shutil
-from typing import Optional
+import uuid
+from typing import Optional, Set
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 from apache_beam.runners.portability import flink_runner, job_server
+
+from runners.flink_rest import FlinkRestClient
 
 
 class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):
@@ -25,7 +41,47 @@ class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):
         return self._server.stop() if self._server is not None else None
 
 
+class _ClusterJobResult:
+    """Beam's result of a job submitted to a Flink cluster, whose cancel also cancels the cluster job."""
+
+    def __init__(self, result, cluster: FlinkRestClient, job_name: str, running_before: Set[str]):
+        self._result = result
+        self._cluster = cluster
+        self._job_name = job_name
+        self._running_before = running_before
+
+    def cancel(self):
+        try:
+            return self._result.cancel()
+        finally:
+            for job_id in self._cluster.running_jobs_named(self._job_name) - self._running_before:
+                self._cluster.cancel(job_id)
+
+    def __getattr__(self, name):
+        return getattr(self._result, name)
+
+
+def _cluster_rest_url(options: PipelineOptions) -> Optional[str]:
+    """The REST URL of the Flink cluster the job server submits to, or None (an embedded Flink, or
+    --flink_submit_uber_jar, whose own job service cancels through REST)."""
+    flink = options.view_as(FlinkRunnerOptions)
+    master = (flink.flink_master or "[auto]").strip()
+    if master in flink_runner.MAGIC_HOST_NAMES or flink.flink_submit_uber_jar:
+        return None
+    return flink_runner.FlinkRunner.add_http_scheme(master)
+
+
 class FlinkRunner(flink_runner.FlinkRunner):
+    def run_pipeline(self, pipeline, options):
+        url = _cluster_rest_url(options)
+        if url is None:
+            return super().run_pipeline(pipeline, options)
+        google = options.view_as(GoogleCloudOptions)
+        google.job_name = google.job_name or f"paybeam-{uuid.uuid4().hex[:12]}"
+        cluster = FlinkRestClient(url)
+        running_before = cluster.running_jobs_named(google.job_name)
+        return _ClusterJobResult(super().run_pipeline(pipeline, options), cluster, google.job_name, running_before)
+
     def default_job_server(self, options):
         server = super().default_job_server(options)  # also normalises --flink_master
         if isinstance(server, job_server.StopOnExitJobServer):

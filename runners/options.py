@@ -88,10 +88,13 @@ JOB_SERVER_OPTIONS = {
     ),
 }
 JOB_SERVER_OPTIONS["PortableRunner"] = JOB_SERVER_OPTIONS["FlinkRunner"]
-# An unbounded Flink run's shortest checkpoint interval. On the served Flink runner (Beam Java 2.70) a
-# checkpoint taken before the Kafka reader's first bundle stopped that reader for good: no output, no
-# error (7 runs at 2 s: 3 stalled, each with checkpoint 1 before the first bundle; 6 of 6 passed at
-# 10 s; docs/DESIGN.md 7).
+# An unbounded Flink run's earliest first checkpoint. On the served Flink runner (Beam Java 2.70) a
+# checkpoint whose barrier reached a Kafka reader before its first bundle stopped that reader for good:
+# no output, no error. Flink schedules the first checkpoint after a job (re)starts at a random delay
+# between the minimum pause and the interval (CheckpointCoordinator.getRandomInitDelay), and the
+# readers' first bundle comes about 2 s after the job starts here. So the interval and the minimum
+# pause must both be at least this, and an unbounded run's minimum pause defaults to its interval:
+# the first checkpoint then comes exactly one interval after each start (docs/DESIGN.md 7).
 MIN_FLINK_STREAMING_CHECKPOINT_MILLIS = 10_000
 # Job-server options whose value must be a positive integer (milliseconds or counts).
 _POSITIVE_INT_JOB_SERVER_OPTIONS = ("checkpointing_interval", "checkpoint_timeout_millis",
@@ -162,6 +165,15 @@ def _is_local_path(location: str) -> bool:
 _DEFAULT = object()
 
 
+def _flink_first_checkpoint_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+    """`--min_pause_between_checkpoints=<interval>` for an unbounded Flink run that sets an interval and
+    no pause, so that its first checkpoint is not drawn from [0, interval] (see above)."""
+    if runner != "FlinkRunner" or not streaming or _raw_values(beam_args, "min_pause_between_checkpoints"):
+        return []
+    intervals = [value for value in _raw_values(beam_args, "checkpointing_interval") if value.isdigit()]
+    return [f"--min_pause_between_checkpoints={intervals[-1]}"] if intervals else []
+
+
 def build_pipeline_options(
     runner: str,
     beam_args: Sequence[str] = (),
@@ -191,7 +203,7 @@ def build_pipeline_options(
     except argparse.ArgumentError as error:
         raise OptionsError(str(error)) from None
 
-    args = [f"--runner={runner}", *beam_args]
+    args = [f"--runner={runner}", *beam_args, *_flink_first_checkpoint_defaults(runner, beam_args, streaming)]
     if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
     options = PipelineOptions(args)
@@ -335,11 +347,12 @@ def _check_flink(options: PipelineOptions, beam_args: Sequence[str], streaming: 
         for value in _raw_values(beam_args, name):
             if not value.isdigit() or int(value) < 1:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
-    for value in _raw_values(beam_args, "checkpointing_interval") if streaming else ():
-        if int(value) < MIN_FLINK_STREAMING_CHECKPOINT_MILLIS:
-            raise OptionsError(f"--checkpointing_interval={value} is too short for an unbounded run on Flink: a "
-                               "checkpoint before the Kafka readers' first bundle can stop them for good on this "
-                               f"runner; use at least {MIN_FLINK_STREAMING_CHECKPOINT_MILLIS} (docs/DESIGN.md 7)")
+    for name in ("checkpointing_interval", "min_pause_between_checkpoints") if streaming else ():
+        for value in _raw_values(beam_args, name):
+            if int(value) < MIN_FLINK_STREAMING_CHECKPOINT_MILLIS:
+                raise OptionsError(f"--{name}={value} is too short for an unbounded run on Flink: a checkpoint "
+                                   "before the Kafka readers' first bundle can stop them for good on this runner; "
+                                   f"use at least {MIN_FLINK_STREAMING_CHECKPOINT_MILLIS} (docs/DESIGN.md 7)")
     jar = flink.flink_job_server_jar
     if jar and _is_local_path(jar) and not os.path.exists(jar):
         raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "

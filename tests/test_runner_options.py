@@ -660,6 +660,21 @@ def test_an_unbounded_flink_run_refuses_checkpoints_shorter_than_ten_seconds():
     build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=2000"])
 
 
+def test_an_unbounded_flink_run_takes_its_first_checkpoint_one_interval_after_it_starts():
+    # Flink draws the first checkpoint's delay from [min pause, interval]: the pause defaults to the interval.
+    options = build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval", "15000"],
+                                     streaming=True).get_all_options(retain_unknown_options=True)
+    assert options["min_pause_between_checkpoints"] == "15000"
+    given = build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=15000",
+                                             "--min_pause_between_checkpoints=12000"], streaming=True)
+    assert given.get_all_options(retain_unknown_options=True)["min_pause_between_checkpoints"] == "12000"
+    with pytest.raises(OptionsError, match="min_pause_between_checkpoints=2000 is too short"):
+        build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=15000",
+                                         "--min_pause_between_checkpoints=2000"], streaming=True)
+    bounded = build_pipeline_options("flink", ["--flink_master=[local]", "--checkpointing_interval=15000"])
+    assert "min_pause_between_checkpoints" not in bounded.get_all_options(retain_unknown_options=True)
+
+
 def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
     from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
     from apache_beam.runners.portability.prism_runner import PrismRunner
