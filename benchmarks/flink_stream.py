@@ -2,6 +2,7 @@
 parallelism 1 and 2) next to a bare confluent-kafka consumer, in the same run.
 
     python benchmarks/flink_stream.py [N_PAYMENTS] [--parallelism 1 2] [--no-unbounded]
+                                      [--unbounded-readers python java]
 
 Needs `make engine-flink engine-kafka-java`. Starts a local Tansu broker, replays a generated
 sample (N payments, payment times in the last weeks) into two 3-partition topics, then times
@@ -9,11 +10,10 @@ sample (N payments, payment times in the last weeks) into two 3-partition topics
 2. `paybeam stream --bounded` (paybeam's Python source, Flink batch mode) reconciling both
    topics end to end, per parallelism (wall time includes the job server's and the
    mini-cluster's start-up),
-3. unbounded `paybeam stream --kafka-io=java` (Java KafkaIO in the TaskManager, Flink streaming
-   mode), per parallelism: from launch until the results topic holds every result key of the
-   batch answer (`paybeam reconcile` on the same files). The
-   unbounded Python source is not timed: on the served runner (Beam 2.70) its readers stall in
-   about half the runs (docs/DESIGN.md 7).
+3. unbounded `paybeam stream`, with paybeam's Python source and with `--kafka-io=java` (Java
+   KafkaIO in the TaskManager), Flink streaming mode, per parallelism: from launch until the
+   results topic holds every result key of the batch answer (`paybeam reconcile` on the same
+   files).
 A script, not a test: timings never gate CI.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import List, Set, Tuple
+from typing import List, Sequence, Set, Tuple
 
 from confluent_kafka import Consumer
 
@@ -99,7 +99,8 @@ def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, 
     return done - started
 
 
-def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True) -> None:
+def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True,
+        readers: Sequence[str] = ("python", "java"), deadline_seconds: float = 900) -> None:
     work = Path(tempfile.mkdtemp(prefix="paybeam-flink-bench-"))
     # Payment times in the last weeks: Java KafkaIO's watermark follows broker time (now), and older
     # days would be dropped as later than --allowed-lateness (set to 30 days below).
@@ -133,20 +134,26 @@ def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True) -> 
         assert exit_code == 0
         rows.append((f"paybeam stream --bounded on Flink, parallelism {parallelism}", seconds))
     expected = batch_result_keys(work) if unbounded else set()
-    for parallelism in parallelisms if unbounded else ():
-        outputs = {name: f"bench.{name}.{suffix}.u{parallelism}" for name in
+    job_server_jars = {"python": jar, "java": kafka_java_job_server_jar()} if unbounded else {}
+    for reader, parallelism in [(reader, p) for reader in readers for p in parallelisms] if unbounded else ():
+        outputs = {name: f"bench.{name}.{suffix}.{reader}{parallelism}" for name in
                    ("results", "daily_totals", "alerts", "dead_letters")}
         create_topics(bootstrap, list(outputs.values()), partitions=3)
         topics = {**inputs, **outputs}
-        seconds = unbounded_seconds([
-            "stream", "--bootstrap-servers", bootstrap, "--start", "earliest", "--kafka-io=java",
-            "--allowed-lateness", "30d", "--group-id", f"bench-u{parallelism}-{suffix}",
+        arguments = [
+            "stream", "--bootstrap-servers", bootstrap, "--start", "earliest", f"--kafka-io={reader}",
+            "--allowed-lateness", "30d", "--group-id", f"bench-{reader}{parallelism}-{suffix}",
             *[arg for name in topics for arg in (f"--{name.replace('_', '-')}-topic", topics[name])],
-            "--runner", "FlinkRunner", f"--flink_job_server_jar={kafka_java_job_server_jar()}",
+            "--runner", "FlinkRunner", f"--flink_job_server_jar={job_server_jars[reader]}",
             "--flink_master=[local]", f"--flink_version={minor}", "--environment_type=LOOPBACK",
-            f"--parallelism={parallelism}", "--checkpointing_interval=10000"],
-            bootstrap, outputs["results"], expected, work / f"unbounded-p{parallelism}.log")
-        rows.append((f"unbounded, --kafka-io=java, parallelism {parallelism}", seconds))
+            f"--parallelism={parallelism}", "--checkpointing_interval=10000"]
+        try:
+            seconds = unbounded_seconds(arguments, bootstrap, outputs["results"], expected,
+                                        work / f"unbounded-{reader}-p{parallelism}.log", deadline_seconds)
+        except AssertionError as failure:  # a run without the whole answer is a figure too: report it, go on
+            print(f"unbounded, --kafka-io={reader}, parallelism {parallelism}: {failure}", file=sys.stderr)
+            seconds = None
+        rows.append((f"unbounded, --kafka-io={reader}, parallelism {parallelism}", seconds))
 
     print()
     print(f"N = {payments:,} payments: {total:,} input messages "
@@ -155,7 +162,8 @@ def run(bootstrap: str, payments: int, parallelisms, unbounded: bool = True) -> 
     print(f"(unbounded: until the results topic holds all {len(expected):,} result keys of the batch answer)"
           if unbounded else "")
     for name, seconds in rows:
-        print(f"{name:<52}{seconds:>10.2f}{total / seconds:>14,.0f}")
+        print(f"{name:<52}{seconds:>10.2f}{total / seconds:>14,.0f}" if seconds is not None
+              else f"{name:<52}{'no whole answer (see above)':>24}")
 
 
 def main() -> int:
@@ -164,9 +172,14 @@ def main() -> int:
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-unbounded", dest="unbounded", action="store_false",
                         help="time only the bare consumer and the bounded runs")
+    parser.add_argument("--unbounded-readers", nargs="+", choices=("python", "java"), default=["python", "java"],
+                        help="the Kafka readers of the unbounded runs (--kafka-io)")
+    parser.add_argument("--deadline", type=float, default=900, metavar="SECONDS",
+                        help="give up an unbounded run that has not given the whole answer after this long")
     args = parser.parse_args()
     with LocalBroker() as broker:
-        run(broker.bootstrap_servers, args.payments, args.parallelism, args.unbounded)
+        run(broker.bootstrap_servers, args.payments, args.parallelism, args.unbounded, args.unbounded_readers,
+            args.deadline)
     return 0
 
 

@@ -29,6 +29,7 @@ from pipelines.io.atomic_publish import _tmp_dir
 from pipelines.io.arrow_files import ReadRawChunks
 from pipelines.io.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
+from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
@@ -128,7 +129,7 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
     build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks],
                          [_metrics_prefix(task.day) for task in tasks])
     result = pipeline.run()
-    result.wait_until_finish()
+    wait_cancelling_on_interrupt(result)
     seconds = time.monotonic() - begun
     return {task.day: reconcile_batch.run_summary(job, inputs[task.day],
                                                   counts_from_metrics(result, _metrics_prefix(task.day)), seconds)

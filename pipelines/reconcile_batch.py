@@ -44,6 +44,7 @@ from pipelines.arguments import (
     vendor_options,
 )
 from pipelines.io.run_output import RunOutput
+from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import (
     as_of_text, counts_from_metrics, format_summary, input_counts, status_counts, truncated_files,
 )
@@ -256,7 +257,7 @@ def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> d
     pipeline = new_pipeline(options)
     build_pipeline(pipeline, job, metrics_prefix)
     result = pipeline.run()
-    result.wait_until_finish()
+    wait_cancelling_on_interrupt(result)
     return run_summary(job, inputs, counts_from_metrics(result, metrics_prefix), time.monotonic() - started)
 
 

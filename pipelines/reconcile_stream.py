@@ -14,9 +14,7 @@ deadlines are judged at `--as-of` (default: the latest event time read).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import threading
 import time
 from typing import Dict, Optional, Sequence
 
@@ -30,7 +28,7 @@ from pipelines.io.open_items import OpenItem, carried_records
 from pipelines.io.open_items_store import default_store_topic, read_store
 from pipelines.kafka_arguments import check_client_settings
 from pipelines.stream_bounded import with_carried_records, write_then_commit
-from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks
+from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
 from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
 from runners.flink_job_server import new_pipeline
 from runners.options import OptionsError, build_pipeline_options, check_settlement_day_windows
@@ -53,7 +51,6 @@ OUTPUT_SCHEMAS = {
     "dead_letters": "dead_letter",
 }
 
-_LOGGER = logging.getLogger(__name__)
 
 
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
@@ -193,39 +190,6 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
     return outputs
 
 
-def _wait_cancelling_on_interrupt(result) -> None:
-    """wait_until_finish, but Ctrl-C / SIGTERM cancels the job first (then exits 130/143 as before).
-
-    Beam's portable wait_until_finish stops its job server in a `finally` as soon as the wait is
-    interrupted, which leaves a job on a remote Flink cluster running with nobody to cancel it;
-    so the wait runs in a thread and the interrupt, delivered to the main thread, cancels the job
-    through the still-running job server. Offsets are committed only when a checkpoint finalizes
-    the bundles that read them, so what was read after the last commit is read again by the next
-    run: nothing is lost."""
-    outcome: dict = {}
-
-    def wait() -> None:
-        try:
-            result.wait_until_finish()
-        except BaseException as error:  # noqa: BLE001 — handed to the main thread
-            outcome["error"] = error
-
-    waiter = threading.Thread(target=wait, name="paybeam-wait-until-finish", daemon=True)
-    waiter.start()
-    try:
-        while waiter.is_alive():
-            waiter.join(0.5)
-    except KeyboardInterrupt:
-        try:
-            result.cancel()
-        except Exception as error:  # noqa: BLE001 — the interrupt is what the caller must see
-            _LOGGER.warning("could not cancel the job: %s", one_line_cause(error))
-        waiter.join(60)
-        raise
-    if "error" in outcome:
-        raise outcome["error"]
-
-
 def run_job(job: StreamJob) -> Optional[dict]:
     """Runs the job; a bounded run returns its summary (as `paybeam reconcile` prints it)."""
     try:
@@ -243,10 +207,7 @@ def run_job(job: StreamJob) -> Optional[dict]:
     try:
         with quiet_beam_tracebacks():
             result = pipeline.run()
-            if job.streaming:
-                _wait_cancelling_on_interrupt(result)
-            else:
-                result.wait_until_finish()
+            wait_cancelling_on_interrupt(result)
     except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
         committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
         raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Iterator, Optional
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class RunFailed(RuntimeError):
@@ -66,3 +69,38 @@ def quiet_beam_tracebacks() -> Iterator[None]:
     finally:
         for handler in handlers:
             handler.removeFilter(_DROP_TRACEBACKS)
+
+
+def wait_cancelling_on_interrupt(result) -> None:
+    """wait_until_finish, but Ctrl-C / SIGTERM cancels the job first (then exits 130/143 as before).
+
+    Beam's portable wait_until_finish stops its job server in a `finally` as soon as the wait is
+    interrupted, which leaves the job running with nobody to cancel it; so the wait runs in a
+    thread and the interrupt, delivered to the main thread, cancels the job through the
+    still-running job server (and, on a Flink cluster, through its REST API:
+    runners/flink_job_server.py) before the caller's cleanup runs: a batch run's staged outputs are
+    removed only once no job can still write them. A stream's offsets are committed only when a
+    checkpoint finalizes the bundles that read them, so what was read after the last commit is
+    read again by the next run: nothing is lost. (In-process runners finish inside `run()`.)"""
+    outcome: dict = {}
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as error:  # noqa: BLE001 — handed to the main thread
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait, name="paybeam-wait-until-finish", daemon=True)
+    waiter.start()
+    try:
+        while waiter.is_alive():
+            waiter.join(0.5)
+    except KeyboardInterrupt:
+        try:
+            result.cancel()
+        except Exception as error:  # noqa: BLE001 — the interrupt is what the caller must see
+            _LOGGER.warning("could not cancel the job: %s", one_line_cause(error))
+        waiter.join(60)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]

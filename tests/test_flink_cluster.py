@@ -4,6 +4,7 @@ with `--flink_master=localhost:PORT`."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,25 @@ def test_batch_on_a_standalone_cluster_equals_direct_runner(flink_engine, tmp_pa
     assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
 
 
+def _start_reconcile(flink_engine, cluster: FlinkCluster, payments: str, settlements: str, output, log):
+    """`paybeam reconcile` on the cluster as a child process: the CLI's signal handling needs a main
+    thread of its own."""
+    with open(log, "w") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "reconcile", "--payments", payments, "--settlements",
+             settlements, "--output", str(output),
+             *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK")],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _wait_until_its_tasks_run(cluster: FlinkCluster, run: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + 180
+    while not [job for job in cluster.jobs() if job["state"] == "RUNNING" and job["tasks"]["running"]]:
+        assert run.poll() is None, f"the job ended too early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "the job never ran on the cluster"
+        time.sleep(0.2)  # poll interval of the deadline loop
+
+
 @pytest.mark.engines
 def test_taskmanager_killed_mid_job_recovers_with_the_same_answer(flink_engine, tmp_path):
     """SIGKILL the only TaskManager while the batch job runs, start a new one: Flink's restart
@@ -38,19 +58,10 @@ def test_taskmanager_killed_mid_job_recovers_with_the_same_answer(flink_engine, 
     payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
     assert reconcile(payments, settlements, str(tmp_path / "direct")) == 0
     log = tmp_path / "reconcile.log"
-    with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster, open(log, "w") as output:
-        # A child process: the CLI's signal handling needs a main thread of its own.
-        run = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "reconcile", "--payments", payments, "--settlements",
-             settlements, "--output", str(tmp_path / "flink"),
-             *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK")],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=output, stderr=subprocess.STDOUT)
+    with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
+        run = _start_reconcile(flink_engine, cluster, payments, settlements, tmp_path / "flink", log)
         try:
-            deadline = time.monotonic() + 180
-            while not [job for job in cluster.jobs() if job["state"] == "RUNNING" and job["tasks"]["running"]]:
-                assert run.poll() is None, f"the job ended before the kill:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "the job never ran on the cluster"
-                time.sleep(0.2)  # poll interval of the deadline loop
+            _wait_until_its_tasks_run(cluster, run, log)
             cluster.kill_taskmanager()
             cluster.start_taskmanager()
             assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
@@ -64,3 +75,27 @@ def test_taskmanager_killed_mid_job_recovers_with_the_same_answer(flink_engine, 
         assert failures, "the kill must have failed tasks that Flink then ran again"
         assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[0][:500]
     assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
+
+
+@pytest.mark.engines
+def test_ctrl_c_cancels_a_batch_job_on_the_cluster_and_publishes_nothing(flink_engine, tmp_path):
+    """Ctrl-C while the batch job runs on the cluster: the cluster job is CANCELED (Beam's own cancel
+    never reaches it) before paybeam removes its staged outputs, so nothing is published and no job
+    is left writing; exit 130."""
+    dataset = generate(GeneratorConfig(payments=1500, seed=5), str(tmp_path / "data"))
+    payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
+    log = tmp_path / "reconcile.log"
+    with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
+        run = _start_reconcile(flink_engine, cluster, payments, settlements, tmp_path / "flink", log)
+        try:
+            _wait_until_its_tasks_run(cluster, run, log)
+            run.send_signal(signal.SIGINT)
+            assert run.wait(timeout=120) == 130, log.read_text()[-3000:]
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        (job,) = cluster.jobs()
+        assert job["state"] == "CANCELED", job
+    assert "nothing was published" in log.read_text()
+    assert not (tmp_path / "flink").exists()

@@ -26,26 +26,6 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_the_broker_stops_with_the_command(stop, kafka_broker_kind):
-    port = free_port()
-    command = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "kafka", "broker", "--port", str(port),
-                                "--kind", kafka_broker_kind],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert "broker" in command.stdout.readline()  # printed once the broker answers
-        (broker,) = _children(command.pid)
-        assert _listening(port)
-        command.send_signal(stop)
-        assert command.wait(timeout=60) == 0
-        assert not os.path.exists(f"/proc/{broker}")  # the command waited for its broker to exit
-        assert not _listening(port)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait()
-
-
 _TGKILL = {"x86_64": 234, "aarch64": 131}  # syscall numbers: Python has no tgkill
 
 
@@ -67,21 +47,26 @@ def _threads_accepting(pid: int, signum: int) -> list:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_taken_by_another_thread_still_stops_the_broker(stop, kafka_broker_kind):
-    # The kernel gives a process's signal to any thread not blocking it; the broker's client libraries run
-    # such a thread. Once it took the signal before the main thread waited, and the command exited 130.
+@pytest.mark.parametrize("target", ["process", "another thread"])
+def test_the_broker_stops_with_the_command(stop, target, kafka_broker_kind):
     port = free_port()
     command = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "kafka", "broker", "--port", str(port),
                                 "--kind", kafka_broker_kind],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert "broker" in command.stdout.readline()
+        assert "broker" in command.stdout.readline()  # printed once the broker answers
         (broker,) = _children(command.pid)
-        other_threads = _threads_accepting(command.pid, stop)
-        assert other_threads, "no thread but the main one accepts the signal: this test no longer tests the race"
-        _signal_one_thread(command.pid, other_threads[0], stop)
+        assert _listening(port)
+        if target == "process":
+            command.send_signal(stop)
+        else:
+            # The kernel gives a process's signal to any thread not blocking it, and the broker's client
+            # libraries run such a thread: once it took the signal before the main thread waited (exit 130).
+            other_threads = _threads_accepting(command.pid, stop)
+            assert other_threads, "no thread but the main one accepts the signal: this no longer tests the race"
+            _signal_one_thread(command.pid, other_threads[0], stop)
         assert command.wait(timeout=60) == 0
-        assert not os.path.exists(f"/proc/{broker}")
+        assert not os.path.exists(f"/proc/{broker}")  # the command waited for its broker to exit
         assert not _listening(port)
     finally:
         if command.poll() is None:
