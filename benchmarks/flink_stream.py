@@ -68,6 +68,11 @@ def batch_result_keys(work: Path) -> Set[Tuple[str, str, str]]:
     return set(zip(results["processor"], results["processor_reference"], results["kind"]))
 
 
+# The CLI at INFO level with times, so that the run's log holds the job server's (and Flink's) log too.
+_CLI_WITH_JOB_SERVER_LOG = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s'); "
+                            "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, expected: Set, log: Path,
                       deadline_seconds: float = 900) -> float:
     """Launches an unbounded `paybeam stream`; returns the seconds from launch until the results topic
@@ -79,7 +84,7 @@ def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, 
     reader.subscribe([results_topic])
     started = time.monotonic()
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *arguments], cwd=str(ROOT),
+        process = subprocess.Popen([sys.executable, "-c", _CLI_WITH_JOB_SERVER_LOG, *arguments], cwd=str(ROOT),
                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=handle,
                                    stderr=subprocess.STDOUT)
     seen: Set[Tuple[str, str, str]] = set()

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 from urllib.parse import urlparse
@@ -165,13 +166,28 @@ def _is_local_path(location: str) -> bool:
 _DEFAULT = object()
 
 
-def _flink_first_checkpoint_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
-    """`--min_pause_between_checkpoints=<interval>` for an unbounded Flink run that sets an interval and
-    no pause, so that its first checkpoint is not drawn from [0, interval] (see above)."""
-    if runner != "FlinkRunner" or not streaming or _raw_values(beam_args, "min_pause_between_checkpoints"):
+# Where an unbounded run on the embedded Flink ([local]/[auto]) keeps its checkpoints. Flink's default
+# there is the JobManager's memory, capped at 5 MB of state per task: beyond it every checkpoint fails
+# and the job restarts for ever, silently (5,000 payments at parallelism 1). Flink makes a directory per
+# job under it and removes a job's checkpoints when the job ends, unless they are retained.
+LOCAL_FLINK_CHECKPOINTS = Path(tempfile.gettempdir()) / "paybeam-flink-checkpoints"
+
+
+def _flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+    """Flags an unbounded Flink run gets unless it sets them: `--min_pause_between_checkpoints=<interval>`
+    when it sets an interval, so that its first checkpoint is not drawn from [0, interval] (see above);
+    and, on the embedded Flink, checkpoints in files under LOCAL_FLINK_CHECKPOINTS (a cluster has its
+    own `state.checkpoints.dir`)."""
+    if runner != "FlinkRunner" or not streaming:
         return []
+    defaults = []
     intervals = [value for value in _raw_values(beam_args, "checkpointing_interval") if value.isdigit()]
-    return [f"--min_pause_between_checkpoints={intervals[-1]}"] if intervals else []
+    if intervals and not _raw_values(beam_args, "min_pause_between_checkpoints"):
+        defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")
+    master = (_raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+    if master in presets.FLINK_MAGIC_MASTERS and not _raw_values(beam_args, "state_backend"):
+        defaults += ["--state_backend=filesystem", f"--state_backend_storage_path={LOCAL_FLINK_CHECKPOINTS.as_uri()}"]
+    return defaults
 
 
 def build_pipeline_options(
@@ -203,7 +219,7 @@ def build_pipeline_options(
     except argparse.ArgumentError as error:
         raise OptionsError(str(error)) from None
 
-    args = [f"--runner={runner}", *beam_args, *_flink_first_checkpoint_defaults(runner, beam_args, streaming)]
+    args = [f"--runner={runner}", *beam_args, *_flink_streaming_defaults(runner, beam_args, streaming)]
     if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
     options = PipelineOptions(args)

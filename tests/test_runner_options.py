@@ -675,6 +675,26 @@ def test_an_unbounded_flink_run_takes_its_first_checkpoint_one_interval_after_it
     assert "min_pause_between_checkpoints" not in bounded.get_all_options(retain_unknown_options=True)
 
 
+def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
+    # Flink's default there, the JobManager's memory, fails every checkpoint beyond 5 MB of state per task.
+    from runners.options import LOCAL_FLINK_CHECKPOINTS
+
+    def options(*flags, streaming=True):
+        return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(
+            retain_unknown_options=True)
+
+    for local in ([], ["--flink_master=[local]"], ["--flink_master", "[auto]"]):
+        embedded = options(*local, "--checkpointing_interval=10000")
+        assert embedded["state_backend"] == "filesystem"
+        assert embedded["state_backend_storage_path"] == LOCAL_FLINK_CHECKPOINTS.as_uri()
+    assert options("--flink_master=[local]", "--state_backend=rocksdb",
+                   "--state_backend_storage_path=file:///data/checkpoints")["state_backend"] == "rocksdb"
+    # A cluster checkpoints where its own configuration says; a bounded run needs no checkpoints.
+    assert "state_backend" not in options("--flink_master=localhost:8081", "--environment_type=EXTERNAL",
+                                          "--environment_config=localhost:50000")
+    assert "state_backend" not in options("--flink_master=[local]", streaming=False)
+
+
 def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
     from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
     from apache_beam.runners.portability.prism_runner import PrismRunner
