@@ -169,7 +169,7 @@ _DEFAULT = object()
 # Where an unbounded run on the embedded Flink ([local]/[auto]) keeps its checkpoints. Flink's default
 # there is the JobManager's memory, capped at 5 MB of state per task: beyond it every checkpoint fails
 # and the job restarts for ever, silently (5,000 payments at parallelism 1). Flink makes a directory per
-# job under it and removes a job's checkpoints when the job ends, unless they are retained.
+# job under it; the embedded Flink dies with the job server, so those directories stay (README).
 LOCAL_FLINK_CHECKPOINTS = Path(tempfile.gettempdir()) / "paybeam-flink-checkpoints"
 
 
