@@ -52,7 +52,6 @@ OUTPUT_SCHEMAS = {
 }
 
 
-
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
     config = KafkaReadConfig(
         bootstrap_servers=job.bootstrap_servers,

@@ -3,11 +3,13 @@ Flink's own entry points (tests/flink_cluster.py), jobs submitted through Beam's
 with `--flink_master=localhost:PORT`."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import pytest
 
@@ -31,15 +33,23 @@ def test_batch_on_a_standalone_cluster_equals_direct_runner(flink_engine, tmp_pa
     assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
 
 
-def _start_reconcile(flink_engine, cluster: FlinkCluster, payments: str, settlements: str, output, log):
-    """`paybeam reconcile` on the cluster as a child process: the CLI's signal handling needs a main
-    thread of its own."""
+@contextlib.contextmanager
+def _reconcile_on(cluster: FlinkCluster, flink_engine, payments: str, settlements: str, output,
+                  log) -> Iterator[subprocess.Popen]:
+    """`paybeam reconcile` on the cluster as a child process (the CLI's signal handling needs a main
+    thread of its own), killed on the way out if it still runs."""
     with open(log, "w") as handle:
-        return subprocess.Popen(
+        run = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "reconcile", "--payments", payments, "--settlements",
              settlements, "--output", str(output),
              *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK")],
             cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
 
 
 def _wait_until_its_tasks_run(cluster: FlinkCluster, run: subprocess.Popen, log) -> None:
@@ -59,16 +69,11 @@ def test_taskmanager_killed_mid_job_recovers_with_the_same_answer(flink_engine, 
     assert reconcile(payments, settlements, str(tmp_path / "direct")) == 0
     log = tmp_path / "reconcile.log"
     with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
-        run = _start_reconcile(flink_engine, cluster, payments, settlements, tmp_path / "flink", log)
-        try:
+        with _reconcile_on(cluster, flink_engine, payments, settlements, tmp_path / "flink", log) as run:
             _wait_until_its_tasks_run(cluster, run, log)
             cluster.kill_taskmanager()
             cluster.start_taskmanager()
             assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
         (job,) = cluster.jobs()
         assert job["state"] == "FINISHED"
         failures = cluster.failures(job["jid"])
@@ -86,15 +91,10 @@ def test_ctrl_c_cancels_a_batch_job_on_the_cluster_and_publishes_nothing(flink_e
     payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
     log = tmp_path / "reconcile.log"
     with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
-        run = _start_reconcile(flink_engine, cluster, payments, settlements, tmp_path / "flink", log)
-        try:
+        with _reconcile_on(cluster, flink_engine, payments, settlements, tmp_path / "flink", log) as run:
             _wait_until_its_tasks_run(cluster, run, log)
             run.send_signal(signal.SIGINT)
             assert run.wait(timeout=120) == 130, log.read_text()[-3000:]
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
         (job,) = cluster.jobs()
         assert job["state"] == "CANCELED", job
     assert "nothing was published" in log.read_text()

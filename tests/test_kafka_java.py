@@ -249,8 +249,9 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
         deadline = time.monotonic() + 300
 
         def first_verdicts() -> bool:
-            seen = _statuses_seen(decoded(bootstrap, topics["results"]))
-            return (_matched(decoded(bootstrap, topics["results"])) == references[:3]
+            rows = decoded(bootstrap, topics["results"])
+            seen = _statuses_seen(rows)
+            return (_matched(rows) == references[:3]
                     and all("PENDING" in seen.get(reference, ()) for reference in references[3:]))
 
         _wait_for(process, log, first_verdicts, "3 MATCHED and 3 PENDING", deadline - time.monotonic())
