@@ -10,7 +10,7 @@ runners/options.py) before they decode anything. Stable ids also keep a Flink sa
 coders equal to those of the job that restores it.
 """
 import uuid
-from typing import TypeVar
+from typing import Callable, Optional, TypeVar, Union
 
 from apache_beam.typehints.row_type import _BEAM_SCHEMA_ID
 from apache_beam.typehints.schemas import named_tuple_to_schema
@@ -19,9 +19,18 @@ T = TypeVar("T", bound=type)
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "paybeam.schemas")
 
 
-def stable_schema(cls: T) -> T:
-    """Class decorator: a name-derived schema id, registered with Beam's schema registry now."""
-    # A UUID, because Java runners parse schema ids as UUIDs; version 5 is derived from the name.
-    setattr(cls, _BEAM_SCHEMA_ID, str(uuid.uuid5(_NAMESPACE, f"{cls.__module__}.{cls.__qualname__}:v1")))
-    named_tuple_to_schema(cls)
-    return cls
+def stable_schema(cls: Optional[T] = None, *, name: Optional[str] = None) -> Union[T, Callable[[T], T]]:
+    """Class decorator: a name-derived schema id, registered with Beam's schema registry now.
+
+    `name` is the dotted name the id derives from, by default the class's own. A class that moves
+    to another module keeps the name it had (`@stable_schema(name="old.module.Class")`), so its id,
+    and with it every Flink savepoint holding its state, stays valid.
+    """
+    def register(record_class: T) -> T:
+        dotted = name or f"{record_class.__module__}.{record_class.__qualname__}"
+        # A UUID, because Java runners parse schema ids as UUIDs; version 5 is derived from the name.
+        setattr(record_class, _BEAM_SCHEMA_ID, str(uuid.uuid5(_NAMESPACE, f"{dotted}:v1")))
+        named_tuple_to_schema(record_class)
+        return record_class
+
+    return register if cls is None else register(cls)

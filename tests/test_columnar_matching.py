@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.columnar.matching import CANDIDATE_TABLE, LEDGER_SIDE, reconcile_candidates
-from transforms.matching import LEDGER, SETTLEMENT, Candidate, MatchPolicy, reconcile_key, with_revision
+from schemas.internal_records import Candidate
+from transforms.matching import LEDGER, SETTLEMENT, MatchPolicy, reconcile_key, with_revision
 
 DAY = 86_400_000
 T0 = 1_767_571_200_000

@@ -35,7 +35,8 @@ from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 
 from schemas.records import UNATTRIBUTED, ReconciliationResult, SettlementLine
 from transforms.event_time import millis_to_beam_timestamp
-from transforms.matching import SETTLEMENT, Candidate, reconciliation_key
+from schemas.internal_records import Candidate
+from transforms.matching import SETTLEMENT, reconciliation_key
 
 ATTRIBUTIONS = "attributions"
 WITHDRAWN = "withdrawn"

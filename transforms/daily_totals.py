@@ -25,7 +25,7 @@ from schemas.money import within_int64
 from schemas.timestamps import EPOCH
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.revisions import merge_all, merge_revision, result_key_text, total
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import Contribution
 
 PANE_TIMINGS = {
     PaneInfoTiming.EARLY: "EARLY",
@@ -156,16 +156,6 @@ _LEDGER_COLUMN = {"CAPTURED": 0, "REFUNDED": 1, "CHARGEBACK": 2}
 # Settlement money is a signed flow: captures in, refunds and chargebacks out.
 _SETTLEMENT_SIGN = {"CAPTURE": 1, "REFUND": -1, "CHARGEBACK": -1}
 _SUMS = 10  # captured, refunded, chargeback, ledger count, gross, fee, net, adjustment, payout, line count
-
-
-@stable_schema
-class Contribution(NamedTuple):
-    """What one record adds to its day's totals."""
-
-    sums: Tuple[int, ...]
-    result_key: Optional[str] = None  # for results: whose break count this is
-    revision: int = 0
-    breaks: int = 0
 
 
 def ledger_contribution(event: PaymentEvent) -> Contribution:

@@ -33,7 +33,8 @@ from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import PAYMENTS, DeadLetter, PaymentEvent, SettlementLine
 from transforms.event_time import AssignEventTime
 from transforms.redelivery import PAYLOAD_FIELDS, Delivery, conflict_letter, settle_deliveries
-from transforms.validate import DEAD_LETTERS, PANS_MASKED, Judged
+from schemas.internal_records import Judged
+from transforms.validate import DEAD_LETTERS, PANS_MASKED
 
 DEFAULT_HORIZON = timedelta(days=7)
 UNIQUE = "unique"

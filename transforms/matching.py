@@ -16,24 +16,12 @@ from schemas.records import (
     ReconciliationResult,
     SettlementLine,
 )
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import Candidate
 
 LEDGER = "LEDGER"
 SETTLEMENT = "SETTLEMENT"
 
 ReconciliationKey = Tuple[str, str, str]  # (processor, processor_reference, kind)
-
-
-@stable_schema
-class Candidate(NamedTuple):
-    """What the matcher needs of one side's record (ledger event or settlement line)."""
-
-    side: str  # LEDGER | SETTLEMENT
-    record_id: str  # event_id | settlement_id
-    merchant_id: str
-    amount_minor: int  # ledger amount | settlement gross
-    currency: str
-    time: int  # event_time | booked_time, epoch millis
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from schemas.raw_chunks import kafka_position, ordinal_of, source_path
 from schemas.record_tables import ID_COLUMN_OF_INPUT, RECONCILED_COLUMNS
 from schemas.records import RawRecord
 from schemas.timestamps import format_timestamp
-from transforms.validate import Judged, dead_letter
+from schemas.internal_records import Judged
+from transforms.validate import dead_letter
 
 STAGE_DEDUP = "dedup"
 CONFLICTING = "conflicting"

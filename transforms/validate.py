@@ -36,7 +36,7 @@ from schemas.records import (
 from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from schemas.vendors.adyen import psp_references, psp_references_in
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import Judged
 
 DEAD_LETTERS = "dead_letters"
 PANS_MASKED = "pans_masked"
@@ -217,12 +217,6 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementL
     PAYMENTS: parse_payment_event,
     SETTLEMENTS: parse_settlement_line,
 }
-
-
-@stable_schema
-class Judged(NamedTuple):
-    outcome: Union[PaymentEvent, SettlementLine, DeadLetter]
-    pans_masked: int  # card numbers masked in the dead letter's reason and raw payload
 
 
 def judge_raw_record(raw: RawRecord) -> Judged:

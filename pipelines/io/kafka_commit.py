@@ -20,20 +20,11 @@ from typing import Dict, Iterable, Iterator, NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import PartitionOffset
 
 _LOGGER = logging.getLogger("pipelines.io.kafka_source")
 OFFSETS = "offsets"  # the reader's tagged output of PartitionOffsets (deferred commits)
 _COMMIT_POLL_SECONDS = 0.2
-
-
-@stable_schema
-class PartitionOffset(NamedTuple):
-    """The next offset to read of a partition, after a read call."""
-
-    topic: str
-    partition: int
-    next_offset: int
 
 
 def latest_offsets(offsets: Iterable[PartitionOffset]) -> Dict[Tuple[str, int], int]:

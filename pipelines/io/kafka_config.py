@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
 from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import PartitionDescriptor
 
 _LOGGER = logging.getLogger("pipelines.io.kafka_source")
 
@@ -114,16 +114,6 @@ class KafkaReadConfig:
     @property
     def time_field(self) -> str:
         return PAYLOAD_TIME_FIELD[self.input_name]
-
-
-@stable_schema
-class PartitionDescriptor(NamedTuple):
-    """One partition to read and its resolved offsets: the SDF's element."""
-
-    topic: str
-    partition: int
-    start_offset: int
-    stop_offset: int  # exclusive; UNBOUNDED_STOP when no end is known
 
 
 def consumer_settings(config: KafkaReadConfig, watch: Optional[BrokerWatch] = None) -> Dict[str, Any]:

@@ -36,23 +36,12 @@ from schemas.kafka_values import SCHEMA_OF_INPUT, encode_value, raw_record_from_
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord, ReconciliationResult
 from transforms.matching import reconciliation_key
 from transforms.validate import validate_raw_record
-from schemas.stable_schema import stable_schema
+from schemas.internal_records import OpenItem
 
 _LOG = logging.getLogger(__name__)
 ONE_SIDED = frozenset({"PENDING", "MISSING_SETTLEMENT", "UNEXPECTED_SETTLEMENT"})
 _ID_FIELD = {PAYMENTS: "event_id", SETTLEMENTS: "settlement_id"}
 ITEMS = "items"
-
-
-@stable_schema
-class OpenItem(NamedTuple):
-    """One store entry (the message value's fields; `key` is also the message key)."""
-
-    key: str
-    revision: int  # of the key's latest rows
-    closed: bool  # expired: deleted once the run's offsets are committed
-    records: Tuple[Tuple[str, str, str], ...]  # (input, source, JSON value) per unique valid record
-    signature: str  # rows_signature of the latest rows
 
 
 def store_key(key: Tuple[str, str, str]) -> str:

@@ -85,14 +85,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from schemas.money import to_major_units
 from schemas.records import SettlementLine
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp, millis_to_datetime
-from schemas.vendors import (
+from schemas.vendors.common import (
     VendorRowError,
-    _currency,
-    _format_wall_clock,
-    _minor_units,
-    _parse_wall_clock,
-    _required,
-    _text,
+    currency_cell,
+    format_wall_clock,
+    minor_units_cell,
+    parse_wall_clock,
+    required_cell,
+    cell_text,
 )
 
 PROCESSOR = "adyen"
@@ -248,7 +248,7 @@ _EXPLICIT_OFFSET = re.compile(r"(?:UTC|GMT)([+-])([0-9]{1,2})(?::?([0-9]{2}))?")
 
 def _journal_type(row: Mapping[str, str]) -> tuple[str, str]:
     """(documented Type spelling, canonical record type)."""
-    found = _TYPE_RECORD_TYPES.get(_required(row, "Type").replace(" ", "").lower())
+    found = _TYPE_RECORD_TYPES.get(required_cell(row, "Type").replace(" ", "").lower())
     if found is None:
         raise VendorRowError("unknown Adyen Type (journal type); add a mapping before loading this report")
     return found
@@ -279,8 +279,8 @@ def _zone(name: str, column: str) -> tzinfo:
 
 
 def _local_millis(row: Mapping[str, str], column: str, zone_column: str, fallback_zone_column: str) -> int:
-    wall = _parse_wall_clock(_required(row, column), column)
-    zone = _zone(_text(row, zone_column) or _text(row, fallback_zone_column), zone_column)
+    wall = parse_wall_clock(required_cell(row, column), column)
+    zone = _zone(cell_text(row, zone_column) or cell_text(row, fallback_zone_column), zone_column)
     aware = wall.replace(tzinfo=zone)  # fold=0: the first of two repeated wall times
     if aware.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != wall:
         raise VendorRowError(f"{column} falls in a daylight-saving gap of its time zone")
@@ -291,10 +291,10 @@ def _local_millis(row: Mapping[str, str], column: str, zone_column: str, fallbac
 
 
 def _unsigned(row: Mapping[str, str], column: str, currency: str) -> Optional[int]:
-    text = _text(row, column)
+    text = cell_text(row, column)
     if not text:
         return None
-    amount = _minor_units(text, currency, column)
+    amount = minor_units_cell(text, currency, column)
     if amount < 0:
         raise VendorRowError(f"{column} is negative; debits and credits are unsigned")
     return amount
@@ -319,13 +319,13 @@ def _amounts(row: Mapping[str, str]) -> tuple[str, int, int, int, Optional[tuple
     paid out in USD), it is returned as (gross currency, signed gross): the
     ledger's side, which the payment is matched on. A row with only a net side
     (Fee, MerchantPayout, ...) has none."""
-    net_currency = _currency(_text(row, "Net Currency"), "Net Currency")
+    net_currency = currency_cell(cell_text(row, "Net Currency"), "Net Currency")
     net = _signed(row, "Net Debit (NC)", "Net Credit (NC)", net_currency)
     if net is None:
         raise VendorRowError("Net Debit (NC) and Net Credit (NC) are both missing")
-    fee = sum(_minor_units(_text(row, c), net_currency, c) for c in _FEE_COLUMNS if _text(row, c))
-    gross_text = _text(row, "Gross Currency")
-    gross_currency = _currency(gross_text, "Gross Currency") if gross_text else net_currency
+    fee = sum(minor_units_cell(cell_text(row, c), net_currency, c) for c in _FEE_COLUMNS if cell_text(row, c))
+    gross_text = cell_text(row, "Gross Currency")
+    gross_currency = currency_cell(gross_text, "Gross Currency") if gross_text else net_currency
     gross = _signed(row, "Gross Debit (GC)", "Gross Credit (GC)", gross_currency)
     if gross is None:
         return net_currency, net + fee, fee, net, None
@@ -359,7 +359,7 @@ def _row_digest(row: Mapping[str, str], position: Optional[int]) -> str:
     # identical lines of one batch; re-reading the same file gives the same ids.
     # Written with the letters a-p instead of hex digits: an id never holds a
     # digit run that could pass for a card number (schemas/pan.py).
-    values = [_text(row, column) for column in _IDENTITY_COLUMNS]
+    values = [cell_text(row, column) for column in _IDENTITY_COLUMNS]
     if position is not None:
         values.append(str(position))
     digest = hashlib.sha1("\x1f".join(values).encode("utf-8")).hexdigest()[:20]
@@ -374,10 +374,10 @@ def _settlement_id(row: Mapping[str, str], journal_type: str, position: Optional
     MerchantPayout, DepositCorrection, Balancetransfer, ...) reuse texts like
     "Deposit Correction" in every batch, so their identity is the batch, the
     Type and the row (its values and position)."""
-    modification_reference = _text(row, "Modification Reference")
-    if modification_reference and _text(row, "Psp Reference"):
+    modification_reference = cell_text(row, "Modification Reference")
+    if modification_reference and cell_text(row, "Psp Reference"):
         return f"adyen:{modification_reference}:{journal_type}:{_row_digest(row, None)}"
-    batch = _text(row, "Batch Number") or "-"
+    batch = cell_text(row, "Batch Number") or "-"
     return f"adyen:{journal_type}:{batch}:{_row_digest(row, position)}"
 
 
@@ -392,19 +392,19 @@ def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[
 
     booked = _local_millis(row, "Creation Date", "TimeZone", "TimeZone")
     booking = booked
-    if _text(row, "Booking Date"):
+    if cell_text(row, "Booking Date"):
         booking = _local_millis(row, "Booking Date", "Booking Date TimeZone", "TimeZone")
 
-    modification_reference = _text(row, "Modification Reference")
-    batch = _text(row, "Batch Number")
-    reference = _text(row, "Psp Reference") or modification_reference or batch
+    modification_reference = cell_text(row, "Modification Reference")
+    batch = cell_text(row, "Batch Number")
+    reference = cell_text(row, "Psp Reference") or modification_reference or batch
     if not reference:
         raise VendorRowError("Psp Reference, Modification Reference and Batch Number are all missing")
     return {
         "settlement_id": _settlement_id(row, journal_type, position),
         "processor": PROCESSOR,
         "processor_reference": reference,
-        "merchant_id": _required(row, "Merchant Account"),
+        "merchant_id": required_cell(row, "Merchant Account"),
         "record_type": record_type,
         "gross_minor": sign * gross,
         "fee_minor": sign * fee,
@@ -453,7 +453,7 @@ def adyen_row_from_settlement(line: SettlementLine) -> dict[str, str]:
         raise VendorRowError("record_type has no Adyen journal type")
     if not line.settlement_id:
         raise VendorRowError("settlement_id is required to write an Adyen row")
-    currency = _currency(line.currency, "currency")
+    currency = currency_cell(line.currency, "currency")
     sign = _written_direction(line)
     account_level = line.record_type in _ACCOUNT_LEVEL
     fee = sign * line.fee_minor
@@ -469,7 +469,7 @@ def adyen_row_from_settlement(line: SettlementLine) -> dict[str, str]:
             "Psp Reference": ""
             if account_level and line.processor_reference == line.settlement_id
             else line.processor_reference,
-            "Creation Date": _format_wall_clock(line.booked_time),
+            "Creation Date": format_wall_clock(line.booked_time),
             "TimeZone": "UTC",
             "Type": journal_type,
             "Modification Reference": line.settlement_id,

@@ -64,16 +64,16 @@ from typing import Any, Mapping, Optional
 from schemas.money import to_major_units
 from schemas.records import UNATTRIBUTED, SettlementLine
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp
-from schemas.vendors import (
+from schemas.vendors.common import (
     VendorRowError,
-    _currency,
-    _first_filled,
-    _format_wall_clock,
-    _minor_units,
-    _parse_day,
-    _parse_wall_clock,
-    _required,
-    _text,
+    currency_cell,
+    first_filled_cell,
+    format_wall_clock,
+    minor_units_cell,
+    parse_day,
+    parse_wall_clock,
+    required_cell,
+    cell_text,
 )
 
 PROCESSOR = "stripe"
@@ -246,12 +246,12 @@ _SETTLEMENT_DATE_COLUMNS = (
 
 def is_unknown_category(row: Mapping[str, str]) -> bool:
     """A reporting_category this module does not know (read as an adjustment, counted as a warning)."""
-    category = _text(row, "reporting_category").lower()
+    category = cell_text(row, "reporting_category").lower()
     return bool(category) and category not in _CATEGORY_RECORD_TYPES
 
 
 def _record_type(row: Mapping[str, str]) -> str:
-    category = _text(row, "reporting_category").lower()
+    category = cell_text(row, "reporting_category").lower()
     if not category:
         raise VendorRowError("reporting_category is missing")
     return _CATEGORY_RECORD_TYPES.get(category, UNKNOWN_CATEGORY_RECORD_TYPE)
@@ -260,7 +260,7 @@ def _record_type(row: Mapping[str, str]) -> str:
 def _first_column(row: Mapping[str, str], columns: tuple[str, ...]) -> tuple[str, str]:
     """(column, text) of the first filled column, or a reason naming them all."""
     for column in columns:
-        text = _text(row, column)
+        text = cell_text(row, column)
         if text:
             return column, text
     raise VendorRowError(f"{', '.join(columns[:-1])} and {columns[-1]} are all missing")
@@ -268,7 +268,7 @@ def _first_column(row: Mapping[str, str], columns: tuple[str, ...]) -> tuple[str
 
 def _booked_millis(row: Mapping[str, str]) -> int:
     column, text = _first_column(row, _BOOKED_COLUMNS)
-    wall = _parse_wall_clock(text, column)
+    wall = parse_wall_clock(text, column)
     try:
         return datetime_to_millis(wall.replace(tzinfo=timezone.utc), column)
     except TimestampError:
@@ -277,7 +277,7 @@ def _booked_millis(row: Mapping[str, str]) -> int:
 
 def _settlement_date(row: Mapping[str, str]) -> str:
     column, text = _first_column(row, _SETTLEMENT_DATE_COLUMNS)
-    return _parse_day(text, column).isoformat()
+    return parse_day(text, column).isoformat()
 
 
 def _direction(record_type: str, gross: int) -> int:
@@ -313,17 +313,17 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
     unused: balance_transaction_id is unique; `options`:
     schemas.vendors.VendorOptions, the defaults when None)."""
     record_type = _record_type(row)
-    currency = _currency(_text(row, "currency"), "currency")
-    gross = _minor_units(_required(row, "gross"), currency, "gross")
-    fee = _minor_units(_required(row, "fee"), currency, "fee")
-    net = _minor_units(_required(row, "net"), currency, "net")
+    currency = currency_cell(cell_text(row, "currency"), "currency")
+    gross = minor_units_cell(required_cell(row, "gross"), currency, "gross")
+    fee = minor_units_cell(required_cell(row, "fee"), currency, "fee")
+    net = minor_units_cell(required_cell(row, "net"), currency, "net")
     sign = _direction(record_type, gross)
-    balance_transaction_id = _required(row, "balance_transaction_id")
+    balance_transaction_id = required_cell(row, "balance_transaction_id")
     return {
         "settlement_id": balance_transaction_id,
         "processor": PROCESSOR,
-        "processor_reference": _first_filled(row, _reference_columns(options)) or balance_transaction_id,
-        "merchant_id": _first_filled(row, (merchant_column(options), "connected_account_id")) or UNATTRIBUTED,
+        "processor_reference": first_filled_cell(row, _reference_columns(options)) or balance_transaction_id,
+        "merchant_id": first_filled_cell(row, (merchant_column(options), "connected_account_id")) or UNATTRIBUTED,
         "record_type": record_type,
         "gross_minor": sign * gross,
         "fee_minor": sign * fee,
@@ -331,7 +331,7 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
         "currency": currency,
         "settlement_date": _settlement_date(row),
         "booked_time": format_timestamp(_booked_millis(row)),
-        "payout_id": _text(row, "automatic_payout_id") or None,
+        "payout_id": cell_text(row, "automatic_payout_id") or None,
         **_customer_facing_side(row, record_type, currency),
     }
 
@@ -339,13 +339,13 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
 def _customer_facing_side(row: Mapping[str, str], record_type: str, currency: str) -> dict:
     """The matched_* fields of a matched row charged in another currency than it settled in: a EUR charge
     settled in USD is compared with the ledger in EUR (customer_facing_amount), summed in USD."""
-    text = _text(row, "customer_facing_currency")
-    if record_type not in _MATCHED or not text or not _text(row, "customer_facing_amount"):
+    text = cell_text(row, "customer_facing_currency")
+    if record_type not in _MATCHED or not text or not cell_text(row, "customer_facing_amount"):
         return {}
-    facing_currency = _currency(text, "customer_facing_currency")
+    facing_currency = currency_cell(text, "customer_facing_currency")
     if facing_currency == currency:
         return {}
-    amount = abs(_minor_units(_text(row, "customer_facing_amount"), facing_currency, "customer_facing_amount"))
+    amount = abs(minor_units_cell(cell_text(row, "customer_facing_amount"), facing_currency, "customer_facing_amount"))
     return {"matched_minor": amount, "matched_currency": facing_currency} if amount else {}
 
 
@@ -363,9 +363,9 @@ def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
         raise VendorRowError("record_type has no Stripe reporting_category")
     if not line.settlement_id:
         raise VendorRowError("settlement_id is required to write a Stripe row")
-    currency = _currency(line.currency, "currency")
+    currency = currency_cell(line.currency, "currency")
     sign = _written_direction(line)
-    created = _format_wall_clock(line.booked_time)
+    created = format_wall_clock(line.booked_time)
     settles = f"{line.settlement_date} 00:00:00"
     payout_effective = settles if line.payout_id else ""
 
