@@ -1,35 +1,26 @@
 """Command-line arguments that batch and streaming pipelines share, and their conversion.
 
-Every conversion error becomes a UsageError: the CLI prints it as one line.
+Every conversion error becomes a UsageError: the command runner (pipelines/command.py) prints it as one line.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Optional
 
+from schemas.errors import UserError
 from schemas.timestamps import TimestampError, parse_duration, parse_timestamp_millis
 from schemas.vendors import STRIPE_LEDGER_REFERENCES, VendorOptions
 from transforms.alerts import AlertPolicy
 from transforms.daily_totals import SettlementDay, TriggerPolicy
 from transforms.matching import MatchPolicy
 
-
 # The two engines (docs/DESIGN.md 9): Arrow batches for bounded input, one element per record for streams.
 COLUMNAR, ELEMENTWISE = "columnar", "elementwise"
 ENGINES = (COLUMNAR, ELEMENTWISE)
 
 
-class UsageError(ValueError):
-    """A user mistake on the command line; reported in one line, no traceback."""
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one short line: Beam wraps a DoFn's exception in a long message whose last line names
-    the error and the step."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    line = lines[-1] if lines else ""
-    line = f"{type(error).__name__}: {line}" if line else type(error).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
+class UsageError(UserError):
+    """A mistake in the command line's arguments; reported in one line, exit 2, no traceback."""
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:

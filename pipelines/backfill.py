@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from pipelines.arguments import UsageError, one_line
+from schemas.errors import one_line
 from pipelines.backfill_plan import (  # noqa: F401  (the command's public names live here too)
     FAILED,
     RAN,
@@ -56,6 +56,7 @@ from pipelines.backfill_publish import (  # noqa: F401
     results_of_day,
 )
 from pipelines.backfill_run import _execute
+from pipelines.command import run_command
 from pipelines.io.atomic_publish import (  # noqa: F401
     LOCK_FILE,  # (re-exported: where the lock lives is part of this command's contract)
     MANIFEST,
@@ -159,16 +160,13 @@ def format_table(outcomes: Sequence[DateOutcome], output: str, seconds: float) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.backfill", description=__doc__.splitlines()[0])
+    """`python -m pipelines.backfill ...`: `paybeam backfill` the Beam way, with the same exits."""
+    prog = "python -m pipelines.backfill"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_backfill_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
-    try:
-        return run_backfill(args, beam_args, out=lambda line: print(line, flush=True))
-    except UsageError as error:
-        print(f"paybeam backfill: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(prog, "backfill", lambda args, extra: run_backfill(
+        args, extra, out=lambda line: print(line, flush=True)), args, beam_args)
 
 
 if __name__ == "__main__":

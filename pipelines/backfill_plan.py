@@ -227,7 +227,7 @@ def is_unchanged(manifest: Optional[dict], task: DateTask) -> bool:
 
 
 def _plan(args: argparse.Namespace, beam_args: Sequence[str]):
-    from runners.options import OptionsError, build_pipeline_options
+    from runners.options import build_pipeline_options
 
     first = parse_date_argument(args.date_from, "--from")
     last = parse_date_argument(args.date_to, "--to")
@@ -242,10 +242,7 @@ def _plan(args: argparse.Namespace, beam_args: Sequence[str]):
     if "://" in args.output:
         raise UsageError(f"--output {args.output!r} must be a local directory (publishing renames directories)")
     policy = _policy_options(args)
-    try:
-        build_pipeline_options(args.runner, beam_args)
-    except OptionsError as error:
-        raise UsageError(str(error)) from None
+    build_pipeline_options(args.runner, beam_args)  # raises OptionsError, a usage error (exit 2)
     days_after = args.days_after
     if days_after is None:
         days_after = -(-policy["settlement_sla_seconds"] // 86_400)  # whole days, rounded up

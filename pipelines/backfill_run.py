@@ -22,20 +22,31 @@ from typing import Dict, List, Sequence
 import apache_beam as beam
 
 from pipelines import reconcile_batch
-from pipelines.arguments import match_policy, one_line, settlement_day, trigger_policy, vendor_options
+from pipelines.arguments import (
+    match_policy,
+    settlement_day,
+    trigger_policy,
+    vendor_options,
+)
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import SCRATCH, publish_date
-from pipelines.io.atomic_publish import _tmp_dir
 from pipelines.io.arrow_files import ReadRawChunks
+from pipelines.io.atomic_publish import _tmp_dir
 from pipelines.io.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
+from schemas.errors import one_line
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
-from transforms.columnar.flow import COUNTS, ReconcileValidated, SumCounts, ValidateChunks
+from transforms.columnar.flow import (
+    COUNTS,
+    ReconcileValidated,
+    SumCounts,
+    ValidateChunks,
+)
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import AsOf
 from transforms.validate import DEAD_LETTERS

@@ -3,7 +3,7 @@
 Every user mistake (bad option, missing input, unreadable file) ends in a
 one-line `error: ...` and exit code 2; a run that fails (disk full, ...)
 exits 1, Ctrl-C 130 and SIGTERM 143, each with one `error:` line and never a
-traceback.
+traceback (pipelines/command.py, the one place that turns failures into exits).
 """
 from __future__ import annotations
 
@@ -11,22 +11,14 @@ import argparse
 import os
 import signal
 import sys
-import threading
-import traceback
 from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
-from pipelines.arguments import UsageError, add_vendor_arguments, one_line, vendor_options
-from pipelines.run_errors import RunFailed, quiet_step_tracebacks
+from pipelines.arguments import UsageError, add_vendor_arguments, vendor_options
+from pipelines.command import run_command
 from pipelines.version import paybeam_version
-from runners.presets import add_runners_command
-
-
-def _reconcile(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    summary = reconcile_batch.run_job(reconcile_batch.job_from_arguments(args, extra))
-    print(reconcile_batch.format_summary(summary))
-    print(f"\noutputs in {args.output} (run.json, results/, daily_totals/, dead_letters/)")
-    return reconcile_batch.truncation_exit_code(summary, args.allow_truncated)
+from runners.presets import describe_runners
+from schemas.errors import RunFailed
 
 
 def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -49,13 +41,9 @@ def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
-def _stream(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    job = reconcile_stream.job_from_arguments(args, extra)
-    print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
-          f"results to {job.topics['results']}", file=sys.stderr)
-    summary = reconcile_stream.run_job(job)
-    if summary is not None:
-        print(reconcile_stream.format_summary(summary, "paybeam stream --bounded"))
+def _runners(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    print(describe_runners())
     return 0
 
 
@@ -79,16 +67,13 @@ def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.io.files import InputError, expand_patterns
+    from pipelines.io.files import expand_patterns
     from pipelines.kafka_tools import KafkaToolError, replay_files
 
     if not args.broker_timeout > 0:
         raise UsageError("--broker-timeout must be positive")
-    try:
-        expand_patterns(args.payments)
-        expand_patterns(args.settlements)
-    except InputError as error:
-        raise UsageError(str(error)) from None
+    expand_patterns(args.payments)  # an InputError (exit 2) before any message is sent
+    expand_patterns(args.settlements)
     try:
         report = replay_files(
             args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
@@ -227,16 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconcile payment files against settlement files. Unrecognised --flags are passed "
                     "to Beam (e.g. --direct_num_workers=2) and rejected if Beam does not know them.")
     reconcile_batch.add_reconcile_arguments(reconcile)
-    reconcile.set_defaults(handler=_reconcile)
+    reconcile.set_defaults(handler=reconcile_batch.reconcile_command)
 
     stream = commands.add_parser(
         "stream", help="reconcile live Kafka topics (unbounded, or a --bounded catch-up run)",
         description="Reconcile Kafka topics with the same transforms as `reconcile`. Unrecognised --flags are "
                     "passed to Beam.")
     reconcile_stream.add_stream_arguments(stream)
-    stream.set_defaults(handler=_stream)
+    stream.set_defaults(handler=reconcile_stream.stream_command)
     _add_kafka_commands(commands)
-    add_runners_command(commands)
+    runners = commands.add_parser("runners", help="list the Beam runners, when to use each and what it needs")
+    runners.set_defaults(handler=_runners)
 
     nightly = commands.add_parser(
         "backfill", help="reconcile a range of daily partitions, one job per date (skips unchanged dates)",
@@ -261,50 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs one command; every failure is one `error:` line and an exit status, never a traceback
     (PAYBEAM_DEBUG=1 adds the traceback)."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if not os.environ.get("PAYBEAM_DEBUG"):
-        quiet_step_tracebacks()
-    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
-    try:
-        return args.handler(args, extra)
-    except UsageError as error:
-        print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except RunFailed as error:  # the environment failed the run (a broker down, an output refused)
-        print(f"paybeam {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except Interrupted as interrupted:
-        print(f"paybeam {args.command}: error: stopped by {interrupted}{_UNPUBLISHED.get(args.command, '')}",
-              file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"paybeam {args.command}: error: interrupted{_UNPUBLISHED.get(args.command, '')}", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 — environment failures (disk full, ...) inside a run
-        if os.environ.get("PAYBEAM_DEBUG"):
-            traceback.print_exc()
-        print(f"paybeam {args.command}: error: the run failed: {one_line(error)}", file=sys.stderr)
-        return 1
-    finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
-
-
-# What an interrupted command leaves: reconcile publishes whole runs only (pipelines/io/run_output.py).
-_UNPUBLISHED = {"reconcile": "; nothing was published"}
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be so the same cleanup runs (staged outputs removed)."""
-
-
-def _interrupt(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    args, extra = build_parser().parse_known_args(argv)
+    return run_command(f"paybeam {args.command}", args.command, args.handler, args, extra)
 
 
 if __name__ == "__main__":

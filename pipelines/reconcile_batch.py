@@ -20,15 +20,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
-from pipelines.io.files import (
-    InputError,
-    ReadRawRecords,
-    WriteCsv,
-    WriteJsonLines,
-    WriteParquet,
-    expand_patterns,
-)
 from pipelines.arguments import (
     COLUMNAR,
     ENGINES,
@@ -43,22 +34,42 @@ from pipelines.arguments import (
     trigger_policy,
     vendor_options,
 )
+from pipelines.command import run_command
+from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
+from pipelines.io.files import (
+    ReadRawRecords,
+    WriteCsv,
+    WriteJsonLines,
+    WriteParquet,
+    expand_patterns,
+)
 from pipelines.io.run_output import RunOutput
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import (
-    as_of_text, counts_from_metrics, format_summary, input_counts, status_counts, truncated_files,
+    as_of_text,
+    counts_from_metrics,
+    format_summary,
+    input_counts,
+    status_counts,
+    truncated_files,
 )
 from pipelines.version import paybeam_version
 from runners.flink_job_server import new_pipeline
-from runners.options import OptionsError, build_pipeline_options
+from runners.options import build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
-from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
+from schemas.records import (
+    DAILY_TOTAL_FIELDS,
+    PAYMENTS,
+    RESULT_FIELDS,
+    SETTLEMENTS,
+    ReconciliationResult,
+)
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from transforms.alerts import AlertPolicy, BreakRateAlerts
-from transforms.counting import ReportCounts
 from transforms.columnar.flow import ColumnarReconcile
+from transforms.counting import ReportCounts
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.reconcile import AsOf
 
@@ -230,12 +241,9 @@ def _input_files(patterns: Sequence[str], fmt: Optional[str]) -> List[dict]:
 def run_job(job: BatchJob) -> dict:
     """Runs the job to completion and publishes its outputs with `run.json` (pipelines/io/run_output.py);
     returns run.json's content. Nothing of a failed or interrupted run becomes visible."""
-    try:
-        inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
-                  SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
-        options = build_pipeline_options(job.runner, job.beam_args)
-    except (InputError, OptionsError) as error:
-        raise UsageError(str(error)) from None
+    inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
+              SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
+    options = build_pipeline_options(job.runner, job.beam_args)
     check_output_location(job.output, [*job.payments, *job.settlements],
                           [entry["path"] for files in inputs.values() for entry in files])
     FileSystems.set_options(options)  # the launcher's own file operations see --s3_endpoint_url & co.
@@ -288,17 +296,21 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
     }
 
 
+def reconcile_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """`paybeam reconcile`: runs the job, prints its summary; 1 when an input was truncated (not allowed)."""
+    summary = run_job(job_from_arguments(args, extra))
+    print(format_summary(summary))
+    print(f"\noutputs in {args.output} (run.json, results/, daily_totals/, dead_letters/)")
+    return truncation_exit_code(summary, args.allow_truncated)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.reconcile_batch", description=__doc__.splitlines()[0])
+    """`python -m pipelines.reconcile_batch ...`: `paybeam reconcile` the Beam way, with the same exits."""
+    prog = "python -m pipelines.reconcile_batch"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_reconcile_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
-    try:
-        summary = run_job(job_from_arguments(args, beam_args))
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return truncation_exit_code(summary, args.allow_truncated)
+    return run_command(prog, "reconcile", reconcile_command, args, beam_args)
 
 
 def truncation_exit_code(summary: dict, allow_truncated: bool) -> int:

@@ -20,23 +20,39 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
+import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from pipelines.arguments import COLUMNAR, UsageError
+from pipelines.command import run_command
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
-from pipelines.io.kafka_source import KafkaReadConfig, ReadKafkaCommitLater, ReadRawRecordsFromKafka
-from pipelines.io.progress import CountRecords
+from pipelines.io.kafka_source import (
+    KafkaReadConfig,
+    ReadKafkaCommitLater,
+    ReadRawRecordsFromKafka,
+)
 from pipelines.io.open_items import OpenItem, carried_records
 from pipelines.io.open_items_store import default_store_topic, read_store
+from pipelines.io.progress import CountRecords
 from pipelines.kafka_arguments import check_client_settings
+from pipelines.run_errors import (
+    one_line_cause,
+    quiet_beam_tracebacks,
+    wait_cancelling_on_interrupt,
+)
 from pipelines.stream_bounded import with_carried_records, write_then_commit
-from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
-from pipelines.summary import as_of_text, counts_from_metrics, format_summary, input_counts, status_counts
+from pipelines.stream_job import StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401  (the CLI's names)
+from pipelines.summary import (
+    as_of_text,
+    counts_from_metrics,
+    format_summary,
+    input_counts,
+    status_counts,
+)
 from runners.flink_job_server import new_pipeline
-from runners.options import OptionsError, build_pipeline_options, check_settlement_day_windows
-import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
+from runners.options import build_pipeline_options, check_settlement_day_windows
 from schemas.arrow_readers import tabulate_records
+from schemas.errors import RunFailed
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import daily_total_records, result_records
-from pipelines.stream_job import StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401  (the CLI's names)
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
 from transforms.alerts import BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
@@ -191,11 +207,8 @@ def _reconcile_columnar(raw: Dict[str, beam.PCollection], job: StreamJob) -> Dic
 
 def run_job(job: StreamJob) -> Optional[dict]:
     """Runs the job; a bounded run returns its summary (as `paybeam reconcile` prints it)."""
-    try:
-        options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
-        check_settlement_day_windows(job.runner, job.config.settlement_day, job.config.trigger_policy)
-    except OptionsError as error:
-        raise UsageError(str(error)) from None
+    options = build_pipeline_options(job.runner, job.beam_args, streaming=job.streaming)
+    check_settlement_day_windows(job.runner, job.config.settlement_day, job.config.trigger_policy)
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")
     check_client_settings(job.producer_config, "--producer-config", "producer")
     started = time.monotonic()
@@ -228,22 +241,24 @@ def _without_carried(inputs: dict, carried: Dict[str, int]) -> dict:
                        accepted=counts["accepted"] - carried.get(name, 0)) for name, counts in inputs.items()}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.reconcile_stream",
-                                     description=__doc__.splitlines()[0])
-    add_stream_arguments(parser)
-    args, beam_args = parser.parse_known_args(argv)
-    try:
-        summary = run_job(job_from_arguments(args, beam_args))
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RunFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """`paybeam stream`: says what kind of run starts, runs it, prints a bounded run's summary."""
+    job = job_from_arguments(args, extra)
+    print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
+          f"results to {job.topics['results']}", file=sys.stderr)
+    summary = run_job(job)
     if summary is not None:
         print(format_summary(summary, "paybeam stream --bounded"))
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m pipelines.reconcile_stream ...`: `paybeam stream` the Beam way, with the same exits."""
+    prog = "python -m pipelines.reconcile_stream"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_stream_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return run_command(prog, "stream", stream_command, args, beam_args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Beam re-raises a DoFn's exception from `pipeline.run()` with the whole worker traceback in
 its text, and logs it (with the traceback) on the way. For a CLI user that is noise around
-one fact: `RunFailed` carries that fact as one line, and `quiet_beam_tracebacks` keeps
+one fact: `schemas.errors.RunFailed` carries that fact as one line, and `quiet_beam_tracebacks` keeps
 Beam's copies of the traceback off stderr while the run lasts (the error is reported once,
 by the CLI, as `error: ...`).
 """
@@ -14,10 +14,6 @@ import threading
 from typing import Iterator, Optional
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class RunFailed(RuntimeError):
-    """The run failed for a reason outside the user's input (exit 1); the message is one line."""
 
 
 def _own_message(error: BaseException) -> str:

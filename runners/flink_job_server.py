@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability import flink_runner, job_server
 
-from runners import presets
+from runners.flink_options import FLINK_MAGIC_MASTERS
 from runners.flink_rest import FlinkRestClient
 
 
@@ -67,7 +67,7 @@ def _cluster_rest_url(options: PipelineOptions) -> Optional[str]:
     --flink_submit_uber_jar, whose own job service cancels through REST)."""
     flink = options.view_as(FlinkRunnerOptions)
     master = (flink.flink_master or "[auto]").strip()
-    if master in presets.FLINK_MAGIC_MASTERS or flink.flink_submit_uber_jar:
+    if master in FLINK_MAGIC_MASTERS or flink.flink_submit_uber_jar:
         return None
     return flink_runner.FlinkRunner.add_http_scheme(master)
 

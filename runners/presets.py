@@ -1,36 +1,18 @@
 """What each runner needs, its defaults, and the text of `paybeam runners` (docs/DESIGN.md 6).
 
 `runners.options.build_pipeline_options` enforces the requirements listed
-here; this module only describes them and answers the environment
-questions both need (where setup.py is, which SDK image matches this Beam).
+here (each runner's rules in its own module: flink_options.py, prism_options.py,
+environments.py); this module only describes them and says where setup.py is.
 """
 from __future__ import annotations
 
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-import apache_beam as beam
-
-# Beam 2.77 publishes Flink job servers for these (FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS).
-FLINK_VERSIONS = ("1.19", "1.20", "2.0", "2.1", "2.2")
-DEFAULT_FLINK_VERSION = "2.2"
-# Portable environment types a Python SDK harness can run in (Beam's --environment_type).
-ENVIRONMENT_TYPES = ("DOCKER", "PROCESS", "EXTERNAL", "LOOPBACK")
-# flink_master values that mean "no remote cluster": Beam starts or infers one locally.
-FLINK_MAGIC_MASTERS = ("[auto]", "[local]")
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
-
-
-def default_sdk_image() -> str:
-    """Beam's Python SDK container image matching the installed Beam and Python, e.g.
-    apache/beam_python3.11_sdk:2.77.0."""
-    major, minor = sys.version_info[:2]
-    version = beam.__version__.replace(".dev", "")  # dev builds have no published image; best effort
-    return f"apache/beam_python{major}.{minor}_sdk:{version}"
-
+from runners.environments import default_sdk_image
+from runners.flink_options import DEFAULT_FLINK_VERSION, FLINK_VERSIONS
 
 def default_setup_file() -> Optional[Path]:
     """The paybeam setup.py next to the installed packages (the repo root in a checkout or an
@@ -150,22 +132,3 @@ def describe_runners() -> str:
     ]
     return "\n".join(lines)
 
-
-def runners_text() -> str:
-    """Alias of describe_runners() for the CLI."""
-    return describe_runners()
-
-
-def add_runners_command(subparsers) -> None:
-    """Adds `paybeam runners` to the CLI's subparsers; its handler prints describe_runners()."""
-
-    def _runners(args, extra) -> int:
-        if extra:
-            from pipelines.arguments import UsageError
-
-            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-        print(describe_runners())
-        return 0
-
-    parser = subparsers.add_parser("runners", help="list the Beam runners, when to use each and what it needs")
-    parser.set_defaults(handler=_runners)

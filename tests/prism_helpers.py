@@ -11,7 +11,8 @@ from typing import List, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from runners.options import OptionsError, build_pipeline_options, fetched_prism_binary
+from runners.options import OptionsError, build_pipeline_options
+from runners.prism_options import fetched_prism_binary
 
 STARTUP_DEADLINE_SECONDS = 60
 

@@ -24,13 +24,8 @@ from pipelines.reconcile_batch import ENGINES
 from schemas.record_tables import PAYMENT_TABLE, SETTLEMENT_TABLE, records_to_table
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, UNATTRIBUTED, PaymentEvent, RawRecord, ReconciliationResult, SettlementLine
 from schemas.timestamps import format_timestamp
-from transforms.attribution import (
-    CountLinesUnderTheirMerchant,
-    attributed_settlements,
-    attribution_table,
-    key_attributions,
-    needs_attribution,
-)
+from transforms.attribution import CountLinesUnderTheirMerchant, key_attributions, needs_attribution
+from transforms.columnar.attribution import attributed_settlements, attribution_table
 from transforms.columnar.matching import ledger_candidates, reconcile_candidates, settlement_candidates
 from transforms.daily_totals import TriggerPolicy
 from transforms.event_time import millis_to_beam_timestamp

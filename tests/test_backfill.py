@@ -28,6 +28,8 @@ from datagen.partitions import split_by_date
 from pipelines import backfill
 from pipelines.io.atomic_publish import PUBLISH_BARRIER_ENV
 from pipelines.arguments import UsageError
+from pipelines.io.atomic_publish import OutputLocked
+from runners.options import OptionsError
 from schemas import arrow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -336,9 +338,10 @@ def test_second_backfill_on_same_output_is_refused(tmp_path):
     output = str(tmp_path / "out")
     os.makedirs(output)
     with backfill.OutputLock(output):
-        with pytest.raises(UsageError, match="another backfill"):
+        with pytest.raises(OutputLocked, match="another backfill") as refused:
             with backfill.OutputLock(output):
                 pass
+    assert refused.value.exit_code == 2  # what the user gave (an output in use), not a failed run
 
 
 # --------------------------------------------------------------------------- 5. a bad date
@@ -451,8 +454,9 @@ def test_as_of_is_not_an_option_and_unknown_beam_flags_are_refused(tmp_path):
     assert "--as-of" not in parser._option_string_actions
     argv = ["--from", "2026-01-05", "--to", "2026-01-05", "--payments", "a/{date}", "--settlements", "b/{date}",
             "--output", str(tmp_path / "out"), "--flink_mster=x"]
-    with pytest.raises(UsageError, match="flink_mster"):
+    with pytest.raises(OptionsError, match="flink_mster") as refused:
         _run(argv)
+    assert refused.value.exit_code == 2
 
 
 def test_as_of_follows_time_zone_and_cutoff():
@@ -469,7 +473,7 @@ def test_main_reports_usage_errors_in_one_line(capsys):
     assert backfill.main(["--from", "2026-01-02", "--to", "2026-01-01", "--payments", "a/{date}",
                           "--settlements", "b/{date}", "--output", "/nonexistent/out"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("paybeam backfill: error:") and "\n" not in err
+    assert err.startswith("python -m pipelines.backfill: error:") and "\n" not in err
 
 
 # --------------------------------------------------------------------------- scheduling files

@@ -225,7 +225,7 @@ def _statuses_seen(rows: List[dict]) -> Dict[str, set]:
 
 # At --checkpointing_interval=2000 this stalled in 3 of 7 runs, each time with Flink's first checkpoint
 # taken before KafkaIO's first read bundle; paybeam now refuses intervals under 10 s and makes the first
-# checkpoint come one interval after the start (runners/options.MIN_FLINK_STREAMING_CHECKPOINT_MILLIS).
+# checkpoint come one interval after the start (runners/flink_options.MIN_FLINK_STREAMING_CHECKPOINT_MILLIS).
 @pytest.mark.engines
 def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansion_service, kafka_java_engine,
                                                           monkeypatch, tmp_path):
@@ -341,7 +341,7 @@ def _matched_and_checkpointed(process: subprocess.Popen, log: Path, cluster: Fli
 
 
 # Once opt-in: a restored job could stall like a starting one (a first checkpoint before the readers'
-# first bundle); the first checkpoint after a restore now comes one interval later (runners/options.py).
+# first bundle); the first checkpoint after a restore now comes one interval later (runners/flink_options.py).
 @pytest.mark.engines
 def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker, expansion_service,
                                                                     kafka_java_engine, monkeypatch, tmp_path):

@@ -62,10 +62,14 @@ def test_a_rerun_replaces_the_previous_run_completely(sample, tmp_path, engine):
     assert _siblings(output) == []  # no staging directory left behind
 
 
-def _start_held_run(sample, output: str, fifo: str, *extra: str) -> subprocess.Popen:
+# `paybeam reconcile` and its Beam-style entry point end the same way (pipelines/command.py).
+ENTRY_POINTS = {"paybeam": ["pipelines.cli", "reconcile"], "python -m": ["pipelines.reconcile_batch"]}
+
+
+def _start_held_run(sample, output: str, fifo: str, *extra: str, entry: str = "paybeam") -> subprocess.Popen:
     payments, settlements = sample
     env = {**os.environ, PUBLISH_BARRIER_ENV: fifo}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "reconcile", "--payments", payments,
+    return subprocess.Popen([sys.executable, "-m", *ENTRY_POINTS[entry], "--payments", payments,
                              "--settlements", settlements, "--output", output, *extra],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -75,15 +79,17 @@ def _wait_until_staged(fifo: str) -> None:
         assert handle.read() == "staged\n"
 
 
-@pytest.mark.parametrize("how, code", [("SIGKILL", -signal.SIGKILL), ("SIGINT", 130), ("SIGTERM", 143)])
-def test_a_run_stopped_before_publishing_leaves_the_previous_run(sample, tmp_path, how, code):
+@pytest.mark.parametrize("how, code, entry", [("SIGKILL", -signal.SIGKILL, "paybeam"), ("SIGINT", 130, "paybeam"),
+                                              ("SIGTERM", 143, "paybeam"), ("SIGINT", 130, "python -m"),
+                                              ("SIGTERM", 143, "python -m")])
+def test_a_run_stopped_before_publishing_leaves_the_previous_run(sample, tmp_path, how, code, entry):
     payments, settlements = sample
     output = str(tmp_path / "out")
     assert reconcile(payments, settlements, output, "--csv") == 0
     before = _snapshot(output)
     fifo = str(tmp_path / "barrier")
     os.mkfifo(fifo)
-    run = _start_held_run(sample, output, fifo, "--shards", "4")
+    run = _start_held_run(sample, output, fifo, "--shards", "4", entry=entry)
     _wait_until_staged(fifo)
     run.send_signal(getattr(signal, how))
     _, stderr = run.communicate(timeout=120)

@@ -159,6 +159,8 @@ from apache_beam.options.pipeline_options import (  # noqa: E402
 )
 
 from runners import presets  # noqa: E402
+from runners.environments import default_sdk_image  # noqa: E402
+from runners.flink_options import FLINK_VERSIONS  # noqa: E402
 from runners.engine_cache import pinned_versions  # noqa: E402
 
 REPO_SETUP = Path(__file__).resolve().parents[1] / "setup.py"
@@ -365,7 +367,7 @@ def test_flink_process_environment_needs_a_json_command(args, fragment):
 def test_flink_docker_defaults_to_the_sdk_image_of_this_beam_and_python():
     options = build_pipeline_options("flink", ["--flink_master=flink:8081", "--environment_type=DOCKER"])
     assert _environment(options) == ("DOCKER", SDK_IMAGE)
-    assert presets.default_sdk_image() == SDK_IMAGE
+    assert default_sdk_image() == SDK_IMAGE
     if sys.version_info[:2] == (3, 11) and beam.__version__ == "2.77.0":
         assert SDK_IMAGE == "apache/beam_python3.11_sdk:2.77.0"
     # The stock image lacks paybeam: it is shipped.
@@ -386,15 +388,15 @@ def test_flink_docker_takes_sdk_container_image():
     assert _setup_file(options) is None
 
 
-@pytest.mark.parametrize("version", presets.FLINK_VERSIONS)
+@pytest.mark.parametrize("version", FLINK_VERSIONS)
 def test_every_published_flink_version_is_accepted(version):
     options = build_pipeline_options("flink", FLINK_EXTERNAL + [f"--flink_version={version}"])
     assert options.view_as(FlinkRunnerOptions).flink_version == version
 
 
 def test_flink_versions_match_beam_and_the_design():
-    assert presets.FLINK_VERSIONS == ("1.19", "1.20", "2.0", "2.1", "2.2")
-    assert list(presets.FLINK_VERSIONS) == FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    assert FLINK_VERSIONS == ("1.19", "1.20", "2.0", "2.1", "2.2")
+    assert list(FLINK_VERSIONS) == FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
     assert build_pipeline_options("flink", FLINK_EXTERNAL).view_as(FlinkRunnerOptions).flink_version == "2.2"
 
 
@@ -604,17 +606,15 @@ def test_describe_runners_lists_each_runner_and_its_needs():
                    "Java", "--job_endpoint", "--project", "--region", "--temp_location=gs://",
                    "--direct_num_workers", "--setup_file", SDK_IMAGE, "2.2"):
         assert needed in text, needed
-    assert presets.runners_text() == text
 
 
-def test_add_runners_command_prints_the_listing(capsys):
-    import argparse
+def test_paybeam_runners_prints_the_listing(capsys):
+    from pipelines.cli import main
 
-    parser = argparse.ArgumentParser(prog="paybeam")
-    presets.add_runners_command(parser.add_subparsers(dest="command"))
-    args, extra = parser.parse_known_args(["runners"])
-    assert args.handler(args, extra) == 0
+    assert main(["runners"]) == 0
     assert capsys.readouterr().out.strip() == presets.describe_runners()
+    assert main(["runners", "--nonsense"]) == 2
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
 
 
 # Settlement-day windows on Java-side runners (a DST zone needs a Python-defined WindowFn)
@@ -677,7 +677,7 @@ def test_an_unbounded_flink_run_takes_its_first_checkpoint_one_interval_after_it
 
 def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
     # Flink's default there, the JobManager's memory, fails every checkpoint beyond 5 MB of state per task.
-    from runners.options import LOCAL_FLINK_CHECKPOINTS
+    from runners.flink_options import LOCAL_FLINK_CHECKPOINTS
 
     def options(*flags, streaming=True):
         return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(

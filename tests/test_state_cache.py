@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.runners.worker import statecache
 
-from runners import state_cache
+from transforms import state_cache
 
 
 def test_it_patches_the_pinned_beam():

@@ -26,14 +26,23 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import FastPrimitivesCoder, StrUtf8Coder, TupleCoder
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.userstate import (
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
 from apache_beam.utils.timestamp import Duration
 
-from runners.state_cache import use_fast_state_cache_sizing
+from schemas.internal_records import Judged
 from schemas.records import PAYMENTS, DeadLetter, PaymentEvent, SettlementLine
 from transforms.event_time import AssignEventTime
-from transforms.redelivery import PAYLOAD_FIELDS, Delivery, conflict_letter, settle_deliveries
-from schemas.internal_records import Judged
+from transforms.redelivery import (
+    PAYLOAD_FIELDS,
+    Delivery,
+    conflict_letter,
+    settle_deliveries,
+)
+from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS, PANS_MASKED
 
 DEFAULT_HORIZON = timedelta(days=7)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Optional, Tuple
 
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.coders import PickleCoder, RowCoder, VarIntCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
@@ -29,12 +30,13 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
-from apache_beam import pvalue
-
-from runners.state_cache import use_fast_state_cache_sizing
 from schemas.records import ReconciliationResult
 from transforms.attribution import ATTRIBUTIONS, key_attributions
-from transforms.event_time import beam_timestamp_to_millis, event_time_millis, millis_to_beam_timestamp
+from transforms.event_time import (
+    beam_timestamp_to_millis,
+    event_time_millis,
+    millis_to_beam_timestamp,
+)
 from transforms.matching import (
     Candidate,
     MatchPolicy,
@@ -46,6 +48,7 @@ from transforms.matching import (
     result_signature,
     with_revision,
 )
+from transforms.state_cache import use_fast_state_cache_sizing
 
 beam.coders.registry.register_coder(Candidate, RowCoder)
 

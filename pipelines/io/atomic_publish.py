@@ -18,7 +18,12 @@ import shutil
 import sys
 from typing import List
 
-from pipelines.arguments import UsageError
+from schemas.errors import UserError
+
+
+class OutputLocked(UserError):
+    """Another backfill holds the output directory's lock."""
+
 
 LOCK_FILE = ".backfill.lock"
 PUBLISH_BARRIER_ENV = "PAYBEAM_PUBLISH_BARRIER"
@@ -144,7 +149,7 @@ class OutputLock:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._handle.close()
-            raise UsageError(f"another backfill is writing to {os.path.dirname(self._path)}") from None
+            raise OutputLocked(f"another backfill is writing to {os.path.dirname(self._path)}") from None
         return self
 
     def __exit__(self, *exc) -> None:

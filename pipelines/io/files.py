@@ -23,11 +23,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.codecs import detect_format, payload_json, read_records
+from schemas.errors import UserError
 from schemas.records import RawRecord
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """An input the user named that cannot be read (no match, unknown format)."""
 
 

@@ -26,8 +26,13 @@ from typing import List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.arguments import UsageError, one_line
 from pipelines.io.atomic_publish import publish, publish_barrier
+from schemas.errors import UserError, one_line
+
+
+class OutputRefused(UserError):
+    """--output cannot take a run: a file, a directory with foreign entries, unwritable or unreachable."""
+
 
 RUN_JSON = "run.json"
 SUCCESS = "_SUCCESS"
@@ -79,7 +84,7 @@ class RunOutput:
     # -- before the run ------------------------------------------------------------------------------
     def prepare(self) -> List[str]:
         """Checks the output can be written and replaced, removes debris of dead runs, creates the staging
-        directory; returns what it cleaned. Raises UsageError with one line on any problem."""
+        directory; returns what it cleaned. Raises OutputRefused with one line on any problem."""
         if self.remote:
             return self._prepare_remote()
         return self._prepare_local()
@@ -88,11 +93,11 @@ class RunOutput:
         final = os.path.abspath(self.output)
         if os.path.exists(final):
             if not os.path.isdir(final):
-                raise UsageError(f"--output {self.output!r} is a file, not a directory")
+                raise OutputRefused(f"--output {self.output!r} is a file, not a directory")
             foreign = sorted(set(os.listdir(final)) - RUN_ENTRIES)
             if foreign:
-                raise UsageError(f"--output {self.output!r} holds {foreign[0]!r}, which is not part of a paybeam "
-                                 f"run; a run replaces its whole output directory, so name a new or empty one")
+                raise OutputRefused(f"--output {self.output!r} holds {foreign[0]!r}, which is not part of a paybeam "
+                                    f"run; a run replaces its whole output directory, so name a new or empty one")
         cleaned = self._clean_dead_runs(final)
         try:
             os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -100,8 +105,8 @@ class RunOutput:
                 shutil.rmtree(self.staging)
             os.makedirs(self.staging)
         except OSError as error:
-            raise UsageError(f"--output {self.output!r}: cannot write next to it "
-                             f"({error.strerror or error})") from None
+            raise OutputRefused(f"--output {self.output!r}: cannot write next to it "
+                                f"({error.strerror or error})") from None
         return cleaned
 
     def _clean_dead_runs(self, final: str) -> List[str]:
@@ -139,12 +144,12 @@ class RunOutput:
             try:
                 error = outcome.get(timeout=self._probe_timeout)
             except queue.Empty:
-                raise UsageError(f"--output {self.output!r} cannot be reached: no answer within "
-                                 f"{self._probe_timeout:g} s") from None
+                raise OutputRefused(f"--output {self.output!r} cannot be reached: no answer within "
+                                    f"{self._probe_timeout:g} s") from None
         finally:
             logging.disable(logging.NOTSET)
         if error is not None:
-            raise UsageError(f"--output {self.output!r} cannot be written: {one_line(error)}")
+            raise OutputRefused(f"--output {self.output!r} cannot be written: {one_line(error)}")
         return []
 
     # -- after the run -------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from schemas.record_tables import (
 )
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
 from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
+from transforms.attribution import ATTRIBUTIONS
+from transforms.columnar.attribution import attributed_settlements, attribution_table
 from transforms.columnar.daily_totals import (
     PARTIAL_TABLE,
     break_partials,
@@ -44,7 +46,6 @@ from transforms.columnar.daily_totals import (
     settlement_partials,
     sum_partials,
 )
-from transforms.attribution import ATTRIBUTIONS, attributed_settlements, attribution_table
 from transforms.columnar.dedup import first_deliveries
 from transforms.columnar.matching import (
     CANDIDATE_TABLE,
@@ -53,7 +54,11 @@ from transforms.columnar.matching import (
     settlement_candidates,
 )
 from transforms.columnar.shards import compact, plain, split_by_shard
-from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN, judge_chunk
+from transforms.columnar.validate import (
+    ORIGIN_COLUMN,
+    SOURCE_PREFIX_COLUMN,
+    judge_chunk,
+)
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import latest_of
 from transforms.redelivery import CONFLICTING

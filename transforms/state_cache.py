@@ -44,7 +44,7 @@ def use_fast_state_cache_sizing(beam_version: str = apache_beam.__version__) -> 
     missing = [name for name in _PRIVATE_NAMES if not hasattr(statecache, name)]
     if beam_version != PATCHED_BEAM_VERSION or missing:
         raise UnpatchedBeamVersion(
-            f"runners/state_cache.py patches the state cache of Beam {PATCHED_BEAM_VERSION}, this is Beam "
+            f"transforms/state_cache.py patches the state cache of Beam {PATCHED_BEAM_VERSION}, this is Beam "
             f"{beam_version}{' without ' + ', '.join(missing) if missing else ''}: re-measure the state-cache "
             f"cost (docs/DESIGN.md 7) and update or remove the patch")
     statecache.get_deep_size = _get_deep_size_without_module_scan

@@ -1,0 +1,63 @@
+"""The one place a paybeam command's failures become an `error:` line and an exit status.
+
+`paybeam` (pipelines/cli.py) and the Beam-style entry points (`python -m pipelines.reconcile_batch`,
+`pipelines.reconcile_stream`, `pipelines.backfill`) all run their command through `run_command`, so
+each ends the same way: a `PaybeamError` prints its one line and exits with its code (2 for what the
+user gave, 1 for a failed run), Ctrl-C exits 130 and SIGTERM 143 after the same cleanup, any other
+exception is a failed run (1); never a traceback unless PAYBEAM_DEBUG=1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import Callable, Sequence
+
+from pipelines.run_errors import quiet_step_tracebacks
+from schemas.errors import PaybeamError, one_line
+
+Handler = Callable[[argparse.Namespace, Sequence[str]], int]
+
+# What an interrupted command leaves: reconcile publishes whole runs only (pipelines/io/run_output.py).
+_UNPUBLISHED = {"reconcile": "; nothing was published"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so the same cleanup runs (staged outputs removed)."""
+
+
+def run_command(prog: str, command: str, handler: Handler, args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Runs `handler(args, extra)` and returns its exit status; every failure is one `<prog>: error:` line."""
+    if not os.environ.get("PAYBEAM_DEBUG"):
+        quiet_step_tracebacks()
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
+    try:
+        return handler(args, extra)
+    except PaybeamError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Interrupted as interrupted:
+        print(f"{prog}: error: stopped by {interrupted}{_UNPUBLISHED.get(command, '')}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print(f"{prog}: error: interrupted{_UNPUBLISHED.get(command, '')}", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 — environment failures (disk full, ...) inside a run
+        if os.environ.get("PAYBEAM_DEBUG"):
+            traceback.print_exc()
+        print(f"{prog}: error: the run failed: {one_line(error)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

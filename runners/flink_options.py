@@ -1,0 +1,128 @@
+"""Every rule paybeam applies to a FlinkRunner run, in one place (docs/DESIGN.md 6 and 7): the Flink
+versions Beam serves job servers for, the Java-side options the job server accepts, the checkpoint
+rules of unbounded runs and the flags they get by default, and the checks of a Flink run's options.
+(runners/flink_job_server.py runs the pipeline; runners/presets.py describes the runner.)"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence
+from urllib.parse import urlparse
+
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions
+
+from runners.beam_flags import OptionsError, is_local_path, raw_values
+from runners.environments import check_environment
+
+# Beam 2.77 publishes Flink job servers for these (FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS).
+FLINK_VERSIONS = ("1.19", "1.20", "2.0", "2.1", "2.2")
+DEFAULT_FLINK_VERSION = "2.2"
+# flink_master values that mean "no remote cluster": Beam starts or infers one locally.
+FLINK_MAGIC_MASTERS = ("[auto]", "[local]")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+# Flink runner options defined on the Java side (FlinkPipelineOptions): Beam's
+# portable runner learns them from the job server at submission, so no Python
+# options class declares them.
+JOB_SERVER_OPTIONS = (
+    "parallelism", "max_parallelism", "checkpointing_interval", "checkpointing_mode",
+    "checkpoint_timeout_millis", "min_pause_between_checkpoints", "tolerable_checkpoint_failure_number",
+    "number_of_execution_retries", "execution_retry_delay", "object_reuse", "state_backend",
+    "state_backend_storage_path", "externalized_checkpoints_enabled",
+    "retain_externalized_checkpoints_on_cancellation", "shutdown_sources_after_idle_ms",
+    "auto_watermark_interval", "latency_tracking_interval", "max_bundle_size", "max_bundle_time_millis",
+    "savepoint_path", "allow_non_restored_state", "finish_bundle_before_checkpointing",
+    "unaligned_checkpoint_enabled", "fail_on_checkpointing_errors",
+)
+# An unbounded Flink run's earliest first checkpoint. On the served Flink runner (Beam Java 2.70) a
+# checkpoint whose barrier reached a Kafka reader before its first bundle stopped that reader for good:
+# no output, no error. Flink schedules the first checkpoint after a job (re)starts at a random delay
+# between the minimum pause and the interval (CheckpointCoordinator.getRandomInitDelay), and the
+# readers' first bundle comes about 2 s after the job starts here. So the interval and the minimum
+# pause must both be at least this, and an unbounded run's minimum pause defaults to its interval:
+# the first checkpoint then comes exactly one interval after each start (docs/DESIGN.md 7).
+MIN_FLINK_STREAMING_CHECKPOINT_MILLIS = 10_000
+# Job-server options whose value must be a positive integer (milliseconds or counts).
+_POSITIVE_INT_JOB_SERVER_OPTIONS = ("checkpointing_interval", "checkpoint_timeout_millis",
+                                    "min_pause_between_checkpoints", "max_bundle_size", "max_bundle_time_millis")
+
+
+def _host_of(address: str) -> str:
+    address = address.strip()
+    if "://" not in address:
+        address = "//" + address
+    try:
+        return (urlparse(address).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _is_local_address(address: Optional[str]) -> bool:
+    if address is None or address.strip() in FLINK_MAGIC_MASTERS:
+        return True
+    return _host_of(address) in LOCAL_HOSTS
+
+
+# Where an unbounded run on the embedded Flink ([local]/[auto]) keeps its checkpoints. Flink's default
+# there is the JobManager's memory, capped at 5 MB of state per task: beyond it every checkpoint fails
+# and the job restarts for ever, silently (5,000 payments at parallelism 1). Flink makes a directory per
+# job under it; the embedded Flink dies with the job server, so those directories stay (README).
+LOCAL_FLINK_CHECKPOINTS = Path(tempfile.gettempdir()) / "paybeam-flink-checkpoints"
+
+
+def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+    """Flags an unbounded Flink run gets unless it sets them: `--min_pause_between_checkpoints=<interval>`
+    when it sets an interval, so that its first checkpoint is not drawn from [0, interval] (see above);
+    and, on the embedded Flink, checkpoints in files under LOCAL_FLINK_CHECKPOINTS (a cluster has its
+    own `state.checkpoints.dir`)."""
+    if runner != "FlinkRunner" or not streaming:
+        return []
+    defaults = []
+    intervals = [value for value in raw_values(beam_args, "checkpointing_interval") if value.isdigit()]
+    if intervals and not raw_values(beam_args, "min_pause_between_checkpoints"):
+        defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")
+    master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+    if master in FLINK_MAGIC_MASTERS and not raw_values(beam_args, "state_backend"):
+        defaults += ["--state_backend=filesystem", f"--state_backend_storage_path={LOCAL_FLINK_CHECKPOINTS.as_uri()}"]
+    return defaults
+
+
+def check_flink_versions(beam_args: Sequence[str]) -> None:
+    for version in raw_values(beam_args, "flink_version"):
+        if version not in FLINK_VERSIONS:
+            raise OptionsError(f"unsupported --flink_version={version}: Beam 2.77 publishes Flink job servers "
+                               f"for {', '.join(FLINK_VERSIONS)} (default {DEFAULT_FLINK_VERSION})")
+
+
+def check_flink(options: PipelineOptions, beam_args: Sequence[str], streaming: bool) -> None:
+    flink = options.view_as(FlinkRunnerOptions)
+    master = (flink.flink_master or "[auto]").strip()
+    check_environment(options, "FlinkRunner")
+    portable = options.view_as(PortableOptions)
+    if portable.environment_type == "LOOPBACK" and not _is_local_address(master):
+        raise OptionsError(f"--environment_type=LOOPBACK runs the Python workers inside this process, which "
+                           f"the remote Flink cluster at {master} cannot reach; use EXTERNAL (worker-pool "
+                           "sidecar), PROCESS or DOCKER, or a local --flink_master ([auto], [local], localhost)")
+    if flink.parallelism is not None and flink.parallelism != -1 and flink.parallelism < 1:
+        raise OptionsError(f"--parallelism must be at least 1, got {flink.parallelism}")
+    if flink.max_parallelism is not None and flink.max_parallelism != -1 and flink.max_parallelism < 1:
+        raise OptionsError(f"--max_parallelism must be at least 1, got {flink.max_parallelism}")
+    for name in _POSITIVE_INT_JOB_SERVER_OPTIONS:
+        for value in raw_values(beam_args, name):
+            if not value.isdigit() or int(value) < 1:
+                raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
+    for name in ("checkpointing_interval", "min_pause_between_checkpoints") if streaming else ():
+        for value in raw_values(beam_args, name):
+            if int(value) < MIN_FLINK_STREAMING_CHECKPOINT_MILLIS:
+                raise OptionsError(f"--{name}={value} is too short for an unbounded run on Flink: a checkpoint "
+                                   "before the Kafka readers' first bundle can stop them for good on this runner; "
+                                   f"use at least {MIN_FLINK_STREAMING_CHECKPOINT_MILLIS} (docs/DESIGN.md 7)")
+    jar = flink.flink_job_server_jar
+    if jar and is_local_path(jar) and not os.path.exists(jar):
+        raise OptionsError(f"--flink_job_server_jar={jar} does not exist; `make engine-flink` assembles one in "
+                           ".cache/engines/ (Maven Central serves no Beam 2.77 job-server jar), or point at a "
+                           f"beam-runners-flink-{flink.flink_version}-job-server-<beam version>.jar")
+    if flink.flink_submit_uber_jar and master in FLINK_MAGIC_MASTERS:
+        raise OptionsError("--flink_submit_uber_jar uploads a jar to a running cluster: it needs "
+                           "--flink_master=HOST:PORT of that cluster's REST endpoint")
