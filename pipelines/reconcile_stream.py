@@ -21,11 +21,11 @@ from typing import Dict, Optional, Sequence
 import apache_beam as beam
 
 from pipelines.arguments import COLUMNAR, UsageError
-from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
-from pipelines.io.kafka_source import KafkaReadConfig, ReadKafkaCommitLater, ReadRawRecordsFromKafka
+from pipelines.io.kafka import (KafkaReadConfig, KafkaWriteConfig, ReadKafkaCommitLater, ReadRawRecordsFromKafka,
+                                WriteToKafka)
 from pipelines.io.progress import CountRecords
 from pipelines.io.open_items import OpenItem, carried_records
-from pipelines.io.open_items_store import default_store_topic, read_store
+from pipelines.io.kafka import default_store_topic, read_store
 from pipelines.kafka_arguments import check_client_settings
 from pipelines.stream_bounded import with_carried_records, write_then_commit
 from pipelines.run_errors import RunFailed, one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
@@ -83,9 +83,9 @@ def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import ReadRawRecordsWithJavaKafkaIO
+        from pipelines.io.kafka import ReadRawRecordsWithJavaKafkaIO
 
-        # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka_java.py).
+        # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka/_java.py).
         return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name), commit_from_python=job.runner == "FlinkRunner",
                                              runner=job.runner)
     return ReadRawRecordsFromKafka(read_config(job, input_name))
@@ -93,7 +93,7 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
 
 def _writer(job: StreamJob, output: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import WriteWithJavaKafkaIO
+        from pipelines.io.kafka import WriteWithJavaKafkaIO
 
         return WriteWithJavaKafkaIO(write_config(job, output), runner=job.runner)
     return WriteToKafka(write_config(job, output))
@@ -108,7 +108,7 @@ def _commits_after_outputs(job: StreamJob) -> bool:
 
 def _reader_commit_later(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import ReadJavaKafkaCommitLater
+        from pipelines.io.kafka import ReadJavaKafkaCommitLater
 
         return ReadJavaKafkaCommitLater(read_config(job, input_name), runner=job.runner)
     return ReadKafkaCommitLater(read_config(job, input_name))
