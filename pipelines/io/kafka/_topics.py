@@ -101,7 +101,7 @@ def read_to_end(consumer: "Consumer", topic: str, timeout_seconds: float, *,
 
     listed = consumer.list_topics(topic, timeout=timeout_seconds if metadata_timeout is None else metadata_timeout)
     metadata = listed.topics.get(topic)
-    if metadata is None or not partitionless_is_empty and (metadata.error is not None or not metadata.partitions):
+    if metadata is None or (not partitionless_is_empty and (metadata.error is not None or not metadata.partitions)):
         raise TopicNotFound(topic)
     partitions = sorted(metadata.partitions)
     consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
