@@ -5,7 +5,7 @@ end-to-end bounded stream pipeline, on a local broker.
 
 Starts a local Tansu broker unless --bootstrap-servers is given, replays a
 generated sample (N payments) into two 3-partition topics, then times
-1. a bare confluent-kafka consumer reading the payments topic to its end,
+1. a plain confluent-kafka consumer (`read_to_end`, no Beam) reading the payments topic to its end,
 2. `ReadRawRecordsFromKafka` (bounded at the end offsets) reading the same topic on the DirectRunner,
 3. `paybeam stream --bounded` reconciling both topics end to end.
 A script, not a test: timings never gate CI.
@@ -20,34 +20,27 @@ import uuid
 from pathlib import Path
 
 import apache_beam as beam
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.cli import main as paybeam  # noqa: E402
-from pipelines.io.kafka_source import KafkaReadConfig, ReadRawRecordsFromKafka  # noqa: E402
-from pipelines.io.local_broker import LocalBroker  # noqa: E402
+from pipelines.brokers.local_broker import LocalBroker  # noqa: E402
+from pipelines.io.kafka import KafkaReadConfig, ReadRawRecordsFromKafka, new_consumer, read_to_end  # noqa: E402
 from pipelines.kafka_tools import create_topics, replay_files  # noqa: E402
 from schemas.records import PAYMENTS  # noqa: E402
 
+_BARE_READ_TIMEOUT_SECONDS = 3600.0  # a bound on a hang only: a benchmark's read may take long
+
 
 def bare_consumer(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "enable.auto.commit": False})
-    partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    count, done = 0, set()
-    while len(done) < len(partitions):
-        for message in consumer.consume(1000, timeout=1.0):
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    done.add(message.partition())
-                continue
-            count += 1
-    consumer.close()
-    return count
+    consumer = new_consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                             "enable.partition.eof": True, "enable.auto.commit": False})
+    try:
+        return sum(1 for _ in read_to_end(consumer, topic, _BARE_READ_TIMEOUT_SECONDS, metadata_timeout=10))
+    finally:
+        consumer.close()
 
 
 def paybeam_source(bootstrap: str, topic: str) -> None:

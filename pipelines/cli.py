@@ -109,10 +109,10 @@ def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.io.local_broker import LocalBroker
+    from pipelines.brokers.local_broker import LocalBroker
 
     if args.kind == "apache":
-        from pipelines.io.apache_kafka import ApacheKafkaBroker
+        from pipelines.brokers.apache_kafka import ApacheKafkaBroker
         from runners.engine_cache import EngineNotFetched
 
         try:

@@ -35,11 +35,13 @@ def parse_settings(pairs: Sequence[str], flag: str) -> Dict[str, str]:
 
 def _refusal(kind: str, settings: Dict[str, str]) -> Optional[str]:
     """None if the client accepts the settings, else librdkafka's message (may quote a value: never show it)."""
-    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka import KafkaException
 
-    client_type = Consumer if kind == "consumer" else Producer
+    from pipelines.io.kafka import new_consumer, new_producer
+
+    new_client = new_consumer if kind == "consumer" else new_producer
     try:
-        client = client_type({**settings, **_CHECK_SETTINGS})
+        client = new_client({**settings, **_CHECK_SETTINGS})
     except (KafkaException, ValueError, TypeError) as error:
         # Only a refused key or value counts here; anything else (a certificate file that exists
         # on the workers but not where the job is launched) is left to the run itself.

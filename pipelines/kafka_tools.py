@@ -1,6 +1,6 @@
-"""Topic creation and file replay for the streaming pipeline (plain Python, used by the CLI).
+"""Topic creation, file replay and topic reading for the streaming pipeline (plain Python, used by the CLI).
 
-`create_topics` creates topics idempotently. `replay_files` turns historical
+`create_topics` (from `pipelines.io.kafka`) creates topics idempotently. `replay_files` turns historical
 files (any format `schemas.codecs` reads, Stripe/Adyen settlement reports
 included) into a Kafka stream: payments and settlement lines, each to its
 topic, in event-time order, keyed by "processor|processor_reference" so all
@@ -19,7 +19,18 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.files import expand_patterns
-from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
+from pipelines.io.kafka import (  # noqa: F401  (create_topics and KafkaToolError: the CLI's tools take them from here)
+    DEFAULT_BROKER_TIMEOUT_SECONDS,
+    BrokerWatch,
+    EndNotReached,
+    KafkaToolError,
+    ReadError,
+    TopicNotFound,
+    create_topics,
+    new_consumer,
+    new_producer,
+    read_to_end,
+)
 from schemas.codecs import detect_format, payload_json, read_records
 from schemas.records import MATCHED_SIDE_FIELDS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
@@ -35,51 +46,6 @@ VALUE_SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_lin
 _TIME_FIELD_OF_INPUT = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time"}
 _ENFORCED = {"enable.idempotence": True, "acks": "all"}
 _DEFAULTS = {"partitioner": "murmur2_random", "linger.ms": "20"}
-
-
-class KafkaToolError(RuntimeError):
-    """A topic that could not be created, or messages the broker did not acknowledge."""
-
-
-# ------------------------------------------------------------------ topics
-
-
-def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 3,
-                  config: Mapping[str, str] = {}, replication_factor: int = -1,
-                  admin_config: Mapping[str, str] = {}, timeout: float = 30.0) -> List[str]:
-    """Creates the topics that do not exist yet; returns the names created (existing topics are fine).
-
-    `config` is the topic configuration (e.g. retention.ms); `replication_factor=-1` takes the
-    broker's default; `admin_config` passes client settings (security) through.
-    """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    names = list(dict.fromkeys(topics))
-    if not names:
-        return []
-    admin = AdminClient({**dict(admin_config), "bootstrap.servers": bootstrap_servers,
-                         **BrokerWatch(bootstrap_servers, timeout).client_settings()})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
-                  config=dict(config)) for name in names],
-        request_timeout=timeout)
-    created: List[str] = []
-    failures: List[str] = []
-    for name in names:
-        try:
-            futures[name].result(timeout=timeout)
-            created.append(name)
-        except KafkaException as error:
-            kafka_error = error.args[0] if error.args else None
-            if isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            failures.append(f"{name}: {error}")
-        except Exception as error:  # e.g. a timeout waiting for the controller
-            failures.append(f"{name}: {error}" if str(error) else f"{name}: no answer within {timeout:g} s")
-    if failures:
-        raise KafkaToolError("cannot create topic(s): " + "; ".join(failures))
-    return created
 
 
 # ------------------------------------------------------------------ replay
@@ -234,15 +200,15 @@ def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
     A message not acknowledged within `broker_timeout` seconds fails (message.timeout.ms), so a
     dead broker ends the replay in bounded time with one KafkaToolError.
     """
-    from confluent_kafka import KafkaError, Producer
+    from confluent_kafka import KafkaError
 
     if not messages:
         return 0
     _LOG.info("replay producer: bootstrap=%s producer_config keys: %s", bootstrap_servers,
               ", ".join(sorted(producer_config)) or "none")
     watch = BrokerWatch(bootstrap_servers, broker_timeout)
-    producer = Producer({"message.timeout.ms": str(int(broker_timeout * 1000)),
-                         **_producer_config(bootstrap_servers, producer_config), **watch.client_settings()})
+    producer = new_producer({"message.timeout.ms": str(int(broker_timeout * 1000)),
+                             **_producer_config(bootstrap_servers, producer_config), **watch.client_settings()})
     errors: List[str] = []
     failed = delivered = timed_out = 0
 
@@ -316,36 +282,28 @@ def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json"
 
     Reads with `assign` (no group, nothing committed): a look at what a topic holds now.
     """
-    import time
-
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
     from schemas.kafka_values import decode_value
 
-    consumer = Consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
-                         "group.id": "paybeam-consume", "enable.auto.commit": False,
-                         "enable.partition.eof": True, **BrokerWatch(bootstrap_servers, timeout_seconds).client_settings()})
+    consumer = new_consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
+                             "group.id": "paybeam-consume", "enable.auto.commit": False,
+                             "enable.partition.eof": True,
+                             **BrokerWatch(bootstrap_servers, timeout_seconds).client_settings()})
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise KafkaToolError(f"topic {topic!r} does not exist")
-        partitions = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions])
-        exhausted, seen = set(), 0
-        deadline = time.monotonic() + timeout_seconds
-        while len(exhausted) < len(partitions) and (limit is None or seen < limit):
-            if time.monotonic() > deadline:
-                raise KafkaToolError(f"topic {topic!r}: partitions not exhausted within {timeout_seconds}s")
-            message = consumer.poll(0.5)
+        try:
+            messages = read_to_end(consumer, topic, timeout_seconds, metadata_timeout=10)
+        except TopicNotFound:
+            raise KafkaToolError(f"topic {topic!r} does not exist") from None
+        seen = 0
+        while limit is None or seen < limit:
+            try:
+                message = next(messages, None)
+            except EndNotReached:
+                raise KafkaToolError(f"topic {topic!r}: partitions not exhausted within {timeout_seconds}s") from None
+            except ReadError as failure:
+                raise KafkaToolError(f"consumer error: {failure.error}") from None
             if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    exhausted.add(message.partition())
-                    continue
-                raise KafkaToolError(f"consumer error: {message.error()}")
-            exhausted.discard(message.partition())
+                return
             seen += 1
-            yield decode_value(message.value(), value_format, schema_name)
+            yield decode_value(message.value, value_format, schema_name)
     finally:
         consumer.close()

@@ -23,14 +23,16 @@ import apache_beam as beam
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from pipelines.arguments import COLUMNAR, UsageError
 from pipelines.command import run_command
-from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka
-from pipelines.io.kafka_source import (
+from pipelines.io.kafka import (
     KafkaReadConfig,
+    KafkaWriteConfig,
     ReadKafkaCommitLater,
     ReadRawRecordsFromKafka,
+    WriteToKafka,
+    default_store_topic,
+    read_store,
 )
 from pipelines.io.open_items import OpenItem, carried_records
-from pipelines.io.open_items_store import default_store_topic, read_store
 from pipelines.io.progress import CountRecords
 from pipelines.kafka_arguments import check_client_settings
 from pipelines.run_errors import (
@@ -99,9 +101,9 @@ def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import ReadRawRecordsWithJavaKafkaIO
+        from pipelines.io.kafka import ReadRawRecordsWithJavaKafkaIO
 
-        # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka_java.py).
+        # KafkaIO's own offset commit fails tasks on the Flink runner (pipelines/io/kafka/_java.py).
         return ReadRawRecordsWithJavaKafkaIO(read_config(job, input_name), commit_from_python=job.runner == "FlinkRunner",
                                              runner=job.runner)
     return ReadRawRecordsFromKafka(read_config(job, input_name))
@@ -109,7 +111,7 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
 
 def _writer(job: StreamJob, output: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import WriteWithJavaKafkaIO
+        from pipelines.io.kafka import WriteWithJavaKafkaIO
 
         return WriteWithJavaKafkaIO(write_config(job, output), runner=job.runner)
     return WriteToKafka(write_config(job, output))
@@ -124,7 +126,7 @@ def _commits_after_outputs(job: StreamJob) -> bool:
 
 def _reader_commit_later(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.kafka_io == "java":
-        from pipelines.io.kafka_java import ReadJavaKafkaCommitLater
+        from pipelines.io.kafka import ReadJavaKafkaCommitLater
 
         return ReadJavaKafkaCommitLater(read_config(job, input_name), runner=job.runner)
     return ReadKafkaCommitLater(read_config(job, input_name))

@@ -16,12 +16,9 @@ from typing import Callable, Dict, List
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.io.kafka_config import KafkaReadConfig
-from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters
-from pipelines.io.kafka_commit import AllWritten
-from pipelines.io.kafka_source import CommitOffsetsWhenWritten
+from pipelines.io.kafka import (AllWritten, CommitOffsetsWhenWritten, DeleteDecidedAfterCommit, KafkaReadConfig,
+                                KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters)
 from pipelines.io.open_items import OpenItem, TrackOpenItems
-from pipelines.io.open_items_store import DeleteDecidedAfterCommit
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 
 WriteConfigFor = Callable[[str], KafkaWriteConfig]

@@ -20,8 +20,7 @@ from pipelines.arguments import (
     trigger_policy,
     vendor_options,
 )
-from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS
-from pipelines.io.kafka_config import BOUNDED_MODES, START_POSITIONS
+from pipelines.io.kafka import BOUNDED_MODES, DEFAULT_BROKER_TIMEOUT_SECONDS, START_POSITIONS
 from pipelines.kafka_arguments import parse_settings
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.timestamps import TimestampError, parse_timestamp_millis

@@ -11,7 +11,7 @@ from typing import Type
 
 import pytest
 
-from pipelines.io.local_broker import LocalBroker
+from pipelines.brokers.local_broker import LocalBroker
 
 KAFKA_BROKERS = ("tansu", "apache")
 
@@ -24,7 +24,7 @@ def pytest_addoption(parser):
 
 def _broker_class(kind: str) -> Type[LocalBroker]:
     if kind == "apache":
-        from pipelines.io.apache_kafka import ApacheKafkaBroker
+        from pipelines.brokers.apache_kafka import ApacheKafkaBroker
 
         return ApacheKafkaBroker
     return LocalBroker
@@ -80,7 +80,7 @@ def stream_options(request):
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory):
     """Apache Kafka (KRaft, one JVM) on free loopback ports, one per test session (and per xdist worker)."""
-    from pipelines.io.apache_kafka import ApacheKafkaBroker
+    from pipelines.brokers.apache_kafka import ApacheKafkaBroker
 
     log_path = tmp_path_factory.mktemp("apache-kafka") / "broker.log"
     with ApacheKafkaBroker(log_path=str(log_path)) as broker:

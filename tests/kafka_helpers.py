@@ -1,20 +1,12 @@
 """Reading topics back in tests: every message, by partition and offset."""
 from __future__ import annotations
 
-import time
 import uuid
-from typing import List, NamedTuple, Optional
+from typing import List
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from pipelines.io.kafka import Clock, EndNotReached, ReadError, TopicMessage, new_consumer, read_to_end
 
-from pipelines.io.kafka_client import Clock
-
-
-class Message(NamedTuple):
-    partition: int
-    offset: int
-    key: Optional[bytes]
-    value: Optional[bytes]
+Message = TopicMessage  # (partition, offset, key, value)
 
 
 def unique_topic(prefix: str) -> str:
@@ -23,29 +15,17 @@ def unique_topic(prefix: str) -> str:
 
 def read_topic(bootstrap_servers: str, topic: str, timeout: float = 20.0) -> List[Message]:
     """Every message of the topic, by partition and offset (assign + partition EOF, no consumer group)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
+    consumer = new_consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex}",
+                             "enable.partition.eof": True, "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
     try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        assert partitions, f"topic {topic} has no partitions"
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set = set()
-        messages: List[Message] = []
-        deadline = time.monotonic() + timeout
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, f"{topic}: partitions {set(partitions) - at_end} not exhausted"
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
-                    continue
-                raise AssertionError(f"consumer error: {message.error()}")
-            at_end.discard(message.partition())
-            messages.append(Message(message.partition(), message.offset(), message.key(), message.value()))
-        return sorted(messages, key=lambda m: (m.partition, m.offset))
+        messages = read_to_end(consumer, topic, timeout, metadata_timeout=10)
+        try:
+            return sorted(messages, key=lambda m: (m.partition, m.offset))
+        except EndNotReached as failure:
+            raise AssertionError(str(failure)) from None
+        except ReadError as failure:
+            raise AssertionError(f"consumer error: {failure.error}") from None
     finally:
         consumer.close()
 

@@ -26,10 +26,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.io.apache_kafka import ApacheKafkaBroker, remove_orphaned_directories
-from pipelines.io.kafka_config import KafkaReadConfig, consumer_settings
-from pipelines.io.kafka_discovery import _end_offsets, discover_partitions
-from pipelines.io.local_broker import LocalBroker
+from pipelines.brokers.apache_kafka import ApacheKafkaBroker, remove_orphaned_directories
+from pipelines.brokers.local_broker import LocalBroker
+from pipelines.io.kafka import KafkaReadConfig, discover_partitions, end_offsets, source_consumer
 from runners.engine_cache import EngineNotFetched
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,10 +106,10 @@ def test_discovery_resolves_the_same_offsets_with_or_without_the_workarounds(apa
     config = KafkaReadConfig(bootstrap_servers=servers, topics=(topic,), group_id=f"g-{uuid.uuid4().hex[:8]}",
                              input_name="payments", start="timestamp", start_timestamp_millis=T,
                              bounded="end_offsets")
-    consumer = Consumer(consumer_settings(config, None))
+    consumer = source_consumer(config, "discovery")
     try:
         listed = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)[1]
-        _, ends = _end_offsets(consumer, [(topic, 0)], timeout=30)
+        _, ends = end_offsets(consumer, [(topic, 0)], timeout=30)
         (descriptor,) = discover_partitions(consumer, config)
     finally:
         consumer.close()
@@ -138,7 +137,7 @@ def test_the_broker_dies_with_its_parent_and_its_directory_is_cleared_later(apac
     by the next broker's start (remove_orphaned_directories). The session broker is not touched."""
     parent = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; from pipelines.io.apache_kafka import ApacheKafkaBroker\n"
+         "import sys; from pipelines.brokers.apache_kafka import ApacheKafkaBroker\n"
          "broker = ApacheKafkaBroker().start()\n"
          "print(broker._process.pid, broker._directory, flush=True)\n"
          "sys.stdin.read()"],

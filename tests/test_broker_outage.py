@@ -18,11 +18,10 @@ import uuid
 import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 
-from pipelines.io.kafka_client import BrokerUnavailable, Clock, RateLimitedLog
-from pipelines.io.kafka_config import KafkaReadConfig, PartitionDescriptor
-from pipelines.io.kafka_reader import _ReadPartitionFn
-from pipelines.io.local_broker import LocalBroker
+from pipelines.brokers.local_broker import LocalBroker
+from pipelines.io.kafka import BrokerUnavailable, Clock, KafkaReadConfig, RateLimitedLog, ReadPartitionFn
 from pipelines.kafka_tools import create_topics
+from schemas.internal_records import PartitionDescriptor
 from tests.beam_helpers import payment
 from tests.kafka_helpers import TickingClock
 from tests.stream_helpers import error_lines, new_topics, paybeam_process, produce_records, stream_arguments
@@ -111,7 +110,7 @@ def test_the_reader_gives_up_once_the_outage_outlasts_the_broker_timeout(private
                     partitions=1)
     config = KafkaReadConfig(bootstrap_servers=servers, topics=(topics["payments"],), group_id="g-outage",
                              input_name="payments", start="earliest", broker_timeout_seconds=30.0)
-    fn = _ReadPartitionFn(config, clock=TickingClock(step=0.5))
+    fn = ReadPartitionFn(config, clock=TickingClock(step=0.5))
     fn.setup()
     try:
         descriptor = PartitionDescriptor(topics["payments"], 0, 0, 100)
@@ -139,7 +138,7 @@ def test_offsets_do_not_move_when_the_broker_dies_mid_run_and_the_next_run_reads
                                                                                             tmp_path):
     from confluent_kafka import Consumer, TopicPartition
 
-    from pipelines.io.local_broker import free_port
+    from pipelines.brokers.local_broker import free_port
     from tests.stream_helpers import committed, decoded
 
     public_port, broker_port = free_port(), free_port()

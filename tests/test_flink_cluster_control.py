@@ -11,7 +11,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from datagen.generator import GeneratorConfig, generate
-from pipelines.io.local_broker import free_port
+from pipelines.brokers.local_broker import free_port
 from runners.flink_job_server import _cluster_rest_url
 from tests.stream_helpers import REPO
 

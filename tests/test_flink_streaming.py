@@ -73,7 +73,7 @@ def _split_settlements(path: str, tmp_path):
 def test_unbounded_stream_on_flink_revises_commits_and_stops(kafka_broker, flink_engine, tmp_path):
     servers = kafka_broker.bootstrap_servers
     # Recent data (5 to 4 days ago) with 30-day deadlines: once the inputs go idle the watermark
-    # moves to now (kafka_source's idle release), every record is evaluated and no deadline has
+    # moves to now (the Kafka source's idle release), every record is evaluated and no deadline has
     # passed, so unsettled payments are PENDING; the held-back settlements are then within the
     # allowed lateness and turn them MATCHED.
     start = datetime.now(timezone.utc) - timedelta(days=5)

@@ -24,7 +24,7 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.cli import main
-from pipelines.io.kafka_java import EXPANSION_SERVICE_ENV
+from pipelines.io.kafka import EXPANSION_SERVICE_ENV
 from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
 from tests.beam_helpers import at, payment, settlement
 from tests.flink_cluster import FlinkCluster

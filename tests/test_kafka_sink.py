@@ -8,8 +8,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka, reconciliation_message_key
-from pipelines.io.local_broker import free_port
+from pipelines.brokers.local_broker import free_port
+from pipelines.io.kafka import KafkaWriteConfig, WriteToKafka, reconciliation_message_key
 from pipelines.kafka_tools import create_topics
 from schemas.kafka_values import decode_value
 from schemas.records import DailyTotal, DeadLetter, ReconciliationResult

@@ -19,19 +19,21 @@ from apache_beam.testing.util import assert_that, equal_to
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.io.kafka_restrictions import UNBOUNDED_STOP, PartitionWatermarkEstimator
-from pipelines.io.kafka_source import (
+from pipelines.io.kafka import (
     BOUNDED_MODES,
     START_POSITIONS,
+    SYSTEM_CLOCK,
+    UNBOUNDED_STOP,
+    Clock,
+    DiscoverPartitionsFn,
     KafkaReadConfig,
+    PartitionWatermarkEstimator,
+    ReadPartitionFn,
     ReadRawRecordsFromKafka,
-    _DiscoverPartitionsFn,
-    _ReadPartitionFn,
     allocate_max_records,
 )
 from schemas.kafka_values import encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS
-from pipelines.io.kafka_client import SYSTEM_CLOCK, Clock
 from tests.beam_helpers import DAY as DAY_MILLIS, at, payment, settlement
 from tests.kafka_helpers import ManualClock, TickingClock
 from apache_beam.utils.timestamp import Timestamp
@@ -132,7 +134,7 @@ def test_reads_every_record_once_across_three_partitions(kafka_broker, tmp_path,
     produce_payments(kafka_broker, topic, produced)
     config = config_for(kafka_broker, topic, consumer_config={"client.id": "do-not-log-this-value"})
 
-    caplog.set_level(logging.INFO, logger="pipelines.io.kafka_source")
+    caplog.set_level(logging.INFO, logger="pipelines.io.kafka")
     rows = run_read(config, tmp_path)
 
     assert len(rows) == 30
@@ -249,9 +251,9 @@ def test_end_offsets_ignores_records_produced_after_the_start(kafka_broker, tmp_
     with beam.Pipeline() as pipeline:
         read = (pipeline
                 | beam.Impulse()
-                | "Discover" >> beam.ParDo(_DiscoverPartitionsFn(config))
+                | "Discover" >> beam.ParDo(DiscoverPartitionsFn(config))
                 | "ProduceMore" >> beam.Map(produce_one_more)
-                | "Read" >> beam.ParDo(_ReadPartitionFn(config)))
+                | "Read" >> beam.ParDo(ReadPartitionFn(config)))
         prefix = collect(read, tmp_path)
     assert ids(read_collected(prefix)) == sorted(fields["event_id"] for fields in first)
     # The late records are there: a new run sees them.
@@ -407,9 +409,9 @@ def drive(fn, descriptor, restriction, estimator_state=None):
     """One process() call as the SDK harness makes it: outputs, primary, residual, estimator, callbacks."""
     from apache_beam.runners.sdf_utils import (RestrictionTrackerView, ThreadsafeRestrictionTracker,
                                                ThreadsafeWatermarkEstimator)
-    from pipelines.io.kafka_restrictions import _CheckpointOnlyOffsetTracker
+    from pipelines.io.kafka import CheckpointOnlyOffsetTracker
 
-    tracker = ThreadsafeRestrictionTracker(_CheckpointOnlyOffsetTracker(restriction))
+    tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
     estimator = PartitionWatermarkEstimator(estimator_state)
     finalizer = _Finalizer()
     outputs = list(fn.process(descriptor, finalizer, RestrictionTrackerView(tracker),
@@ -421,7 +423,7 @@ def drive(fn, descriptor, restriction, estimator_state=None):
 
 def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases_idle_watermark(kafka_broker):
     from apache_beam.io.restriction_trackers import OffsetRange
-    from pipelines.io.kafka_source import PartitionDescriptor
+    from schemas.internal_records import PartitionDescriptor
 
     topic = new_topic(kafka_broker)
     group = f"g-unbounded-{uuid.uuid4().hex[:8]}"
@@ -429,7 +431,7 @@ def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases
     produce_payments(kafka_broker, topic, produced, partitions=(0,))
     config = config_for(kafka_broker, topic, group_id=group, bounded=None, idle_timeout_seconds=5.0)
     clock = ManualClock(now=1_800_000_000.0)  # wall-clock time as the test sets it, to the microsecond
-    fn = _ReadPartitionFn(config, clock)
+    fn = ReadPartitionFn(config, clock)
     fn.setup()
     try:
         busy = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
@@ -480,12 +482,13 @@ def test_unbounded_mode_gives_an_unbounded_pcollection():
 def test_a_deferring_reader_emits_its_next_offsets_and_commits_nothing_itself(kafka_broker):
     from apache_beam.io.restriction_trackers import OffsetRange
     from apache_beam.pvalue import TaggedOutput
-    from pipelines.io.kafka_source import OFFSETS, PartitionDescriptor, PartitionOffset
+    from pipelines.io.kafka import OFFSETS
+    from schemas.internal_records import PartitionDescriptor, PartitionOffset
 
     topic = new_topic(kafka_broker)
     group = f"g-defer-{uuid.uuid4().hex[:8]}"
     produce_payments(kafka_broker, topic, payments("later", 4), partitions=(0,))
-    fn = _ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, defer_commit=True))
+    fn = ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, defer_commit=True))
     fn.setup()
     try:
         outputs, _, _, _, callbacks = drive(fn, PartitionDescriptor(topic, 0, 0, 4), OffsetRange(0, 4))

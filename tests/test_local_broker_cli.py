@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pipelines.io.local_broker import free_port
+from pipelines.brokers.local_broker import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

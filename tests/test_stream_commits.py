@@ -84,7 +84,7 @@ def test_an_output_record_the_producer_refuses_is_a_dead_letter(kafka_broker):
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafkaWithDeadLetters
+    from pipelines.io.kafka import KafkaWriteConfig, WriteToKafkaWithDeadLetters
     from schemas.records import DailyTotal
 
     topic = new_topics(kafka_broker.bootstrap_servers)["results"]

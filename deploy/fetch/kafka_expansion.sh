@@ -52,7 +52,7 @@ maven_copy "$dest/flink/lib" \
 # The job server's launcher (common.sh): Main-Class, Class-Path and Java 17 module flags.
 flink_job_server_launcher "$dest/flink/job-server.jar"
 # The expansion service's launcher (`java -jar`, as Beam's JavaJarExpansionService starts one when
-# BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka_java.py): Main-Class + Class-Path.
+# BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka/_java.py): Main-Class + Class-Path.
 python3 "$(dirname "$0")/launcher_jar.py" "$dest/expansion-service.jar" \
   org.apache.beam.sdk.expansion.service.ExpansionService expansion
 touch "$dest/.complete"

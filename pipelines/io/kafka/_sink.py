@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.io.kafka_client import BrokerWatch
+from pipelines.io.kafka._clients import new_producer
+from pipelines.io.kafka._health import BrokerWatch
 from schemas.avro import avro_schema
 from schemas.codecs import capped
 from schemas.kafka_values import VALUE_FORMATS, encode_value, raw_text
@@ -185,11 +186,9 @@ class _KafkaWriteFn(beam.DoFn):
         self._produced_per_window: Dict[Any, int] = {}
 
     def _new_producer(self):
-        from confluent_kafka import Producer
-
         _LOG.info("Kafka sink producer: %s", self._config.describe())
         watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds or 300.0)
-        return Producer({**self._config.client_config(), **watch.client_settings()})
+        return new_producer({**self._config.client_config(), **watch.client_settings()})
 
     def setup(self) -> None:
         self._producer = self._new_producer()

@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from pipelines.io.local_broker import LocalBroker, free_port
-from pipelines.io.process_ties import dying_with_parent
+from pipelines.brokers.local_broker import LocalBroker, free_port
+from pipelines.brokers.process_ties import dying_with_parent
 from runners.engine_cache import fetched, pinned_versions
 
 FETCH_TARGET = "engine-kafka"

@@ -13,8 +13,7 @@ from apache_beam.utils.timestamp import Timestamp
 UNBOUNDED_STOP = 2**63 - 1  # the end of an unbounded partition's offset range (KafkaIO: Long.MAX_VALUE)
 
 
-
-class _CheckpointOnlyOffsetTracker(OffsetRestrictionTracker):
+class CheckpointOnlyOffsetTracker(OffsetRestrictionTracker):
     """OffsetRestrictionTracker that only splits to checkpoint (fraction 0).
 
     Like KafkaIO's UnsplittableRestrictionTracker: a partition is read by one worker at a time,
@@ -35,8 +34,8 @@ class _PartitionRestrictionProvider(RestrictionProvider):
     def initial_restriction(self, descriptor) -> OffsetRange:
         return OffsetRange(descriptor.start_offset, max(descriptor.start_offset, descriptor.stop_offset))
 
-    def create_tracker(self, restriction: OffsetRange) -> _CheckpointOnlyOffsetTracker:
-        return _CheckpointOnlyOffsetTracker(restriction)
+    def create_tracker(self, restriction: OffsetRange) -> CheckpointOnlyOffsetTracker:
+        return CheckpointOnlyOffsetTracker(restriction)
 
     def split(self, descriptor, restriction):
         yield restriction  # no initial splitting: one reader per partition
@@ -91,5 +90,5 @@ class _PartitionWatermarkEstimatorProvider(WatermarkEstimatorProvider):
         return PartitionWatermarkEstimator(estimator_state)
 
 
-_RESTRICTIONS = _PartitionRestrictionProvider()
-_WATERMARKS = _PartitionWatermarkEstimatorProvider()
+RESTRICTIONS = _PartitionRestrictionProvider()
+WATERMARKS = _PartitionWatermarkEstimatorProvider()

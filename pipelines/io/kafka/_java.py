@@ -23,9 +23,13 @@ from typing import Dict, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 
-from pipelines.io.kafka_commit import PartitionOffset
-from pipelines.io.kafka_sink import KafkaWriteConfig, reconciliation_message_key
-from pipelines.io.kafka_source import KafkaReadConfig
+from pipelines.io.kafka._clients import source_consumer
+from pipelines.io.kafka._commit import commit_and_wait
+from pipelines.io.kafka._config import KafkaReadConfig
+from pipelines.io.kafka._discovery import discover_partitions
+from pipelines.io.kafka._health import BrokerWatch, is_outage
+from pipelines.io.kafka._sink import KafkaWriteConfig, reconciliation_message_key
+from schemas.internal_records import PartitionOffset
 from schemas.kafka_values import encode_value, payload_time_millis, raw_record_from_message
 from transforms.event_time import millis_to_beam_timestamp
 
@@ -76,16 +80,12 @@ def backlog_records(config: KafkaReadConfig) -> int:
     transactions or compaction (offsets = records)."""
     from confluent_kafka import KafkaException
 
-    from pipelines.io.kafka_client import BrokerWatch, _is_outage
-    from pipelines.io.kafka_config import _new_consumer
-    from pipelines.io.kafka_discovery import discover_partitions
-
     watch = BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds)
-    consumer = _new_consumer(config, "backlog", watch)
+    consumer = source_consumer(config, "backlog", watch)
     try:
         return sum(p.stop_offset - p.start_offset for p in discover_partitions(consumer, config))
     except KafkaException as error:
-        if error.args and _is_outage(error.args[0]):
+        if error.args and is_outage(error.args[0]):
             raise watch.unavailable() from None
         raise
     finally:
@@ -152,12 +152,9 @@ class _CommitOnBundleFinalization(beam.DoFn):
         self._latest: Dict = {}
 
     def setup(self):
-        from pipelines.io.kafka_client import BrokerWatch
-        from pipelines.io.kafka_config import _new_consumer
-
         watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds)
-        self._consumer = _new_consumer(self._config, "commit", watch,
-                                       on_commit=lambda error, parts: self._outcome.append((error, parts)))
+        self._consumer = source_consumer(self._config, "commit", watch,
+                                         on_commit=lambda error, parts: self._outcome.append((error, parts)))
 
     def start_bundle(self):
         self._latest = {}
@@ -169,8 +166,6 @@ class _CommitOnBundleFinalization(beam.DoFn):
         self._latest[key] = max(self._latest.get(key, -1), message.offset + 1)
 
     def _commit(self, latest: Dict) -> None:
-        from pipelines.io.kafka_commit import commit_and_wait
-
         self._outcome = []
         try:
             commit_and_wait(self._consumer, dict(latest), self._config.broker_timeout_seconds, self._outcome)
@@ -211,7 +206,7 @@ class ReadRawRecordsWithJavaKafkaIO(beam.PTransform):
 
 class ReadJavaKafkaCommitLater(beam.PTransform):
     """PBegin -> {"records": RawRecords, "offsets": PartitionOffsets}, nothing committed by KafkaIO:
-    the bounded-run contract of kafka_source.ReadKafkaCommitLater, so a bounded Java-KafkaIO run
+    the bounded-run contract of ReadKafkaCommitLater (_source.py), so a bounded Java-KafkaIO run
     commits (from Python, CommitOffsetsWhenWritten) only after every output and the open-items
     store are written, exactly like a run of paybeam's own source."""
 

@@ -9,11 +9,13 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 
-from pipelines.io.kafka_client import BrokerWatch
-from pipelines.io.open_items import OpenItem, latest_items
+from pipelines.io.kafka._clients import new_admin, new_consumer, new_producer
+from pipelines.io.kafka._health import BrokerWatch
+from pipelines.io.kafka._topics import EndNotReached, ReadError, create_topics, read_to_end
+from pipelines.io.open_items import latest_items
+from schemas.internal_records import OpenItem
 
 _LOG = logging.getLogger(__name__)
-_POLL_SECONDS = 0.5
 
 
 def default_store_topic(group_id: str) -> str:
@@ -22,8 +24,6 @@ def default_store_topic(group_id: str) -> str:
 
 def ensure_store_topic(bootstrap_servers: str, topic: str, client_config: Mapping[str, str], timeout: float) -> None:
     """Creates the compacted store topic if it does not exist (keys are what matters, not history)."""
-    from pipelines.kafka_tools import create_topics
-
     create_topics(bootstrap_servers, [topic], partitions=1, config={"cleanup.policy": "compact"},
                   admin_config=client_config, timeout=timeout)
 
@@ -42,43 +42,26 @@ def read_store(bootstrap_servers: str, topic: str, consumer_config: Mapping[str,
 
 
 def _probe(bootstrap_servers: str, client_config: Mapping[str, str], timeout: float) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    AdminClient({**dict(client_config), "bootstrap.servers": bootstrap_servers, "log_level": 0}).list_topics(
+    new_admin({**dict(client_config), "bootstrap.servers": bootstrap_servers, "log_level": 0}).list_topics(
         timeout=timeout)
 
 
 def _read_entries(bootstrap_servers: str, topic: str, consumer_config: Mapping[str, str], timeout: float,
                   watch: BrokerWatch) -> Dict[str, OpenItem]:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
-                         "group.id": f"{topic}.reader", "enable.auto.commit": False,
-                         "enable.partition.eof": True, **watch.client_settings()})
+    """The store's latest entry per key; `timeout` bounds each wait for the broker (BrokerUnavailable)."""
+    consumer = new_consumer({**dict(consumer_config), "bootstrap.servers": bootstrap_servers,
+                             "group.id": f"{topic}.reader", "enable.auto.commit": False,
+                             "enable.partition.eof": True, **watch.client_settings()})
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        partitions = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
         messages: List[Tuple[Optional[bytes], Optional[bytes]]] = []
-        at_end = set()
-        waited = 0.0
-        while len(at_end) < len(partitions):
-            message = consumer.poll(_POLL_SECONDS)
-            if message is None:
-                waited += _POLL_SECONDS
-                if waited >= timeout:
-                    raise watch.unavailable()
-                continue
-            waited = 0.0
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(f"cannot read the open-items topic {topic}: {error.str()}")
-                at_end.add(message.partition())
-                continue
-            at_end.discard(message.partition())
-            messages.append((message.key(), message.value()))
+        # Just ensured: metadata still without partitions reads as an empty store rather than failing the run.
+        for message in read_to_end(consumer, topic, timeout, idle_timeout=True, partitionless_is_empty=True):
+            messages.append((message.key, message.value))
         return latest_items(messages)
+    except EndNotReached:
+        raise watch.unavailable() from None
+    except ReadError as failure:
+        raise RuntimeError(f"cannot read the open-items topic {topic}: {failure.error.str()}") from None
     finally:
         consumer.close()
 
@@ -90,13 +73,11 @@ class _DeleteDecidedFn(beam.DoFn):
         self._config = write_config
 
     def process(self, unused_committed, decided: List[str]):
-        from confluent_kafka import Producer
-
         if not decided:
             return
         config = self._config
         watch = BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds or 60.0)
-        producer = Producer({**config.client_config(), **watch.client_settings()})
+        producer = new_producer({**config.client_config(), **watch.client_settings()})
         failures: List[str] = []
         for key in decided:
             producer.produce(config.topic, key=key.encode(), value=None,

@@ -1,6 +1,6 @@
 """Partition discovery: the partitions of the topics and their resolved start and stop offsets.
 
-Runs once, at run time (see `pipelines/io/kafka_source.py` for end offsets and start positions).
+Runs once, at run time (see `_source.py` for end offsets and start positions).
 """
 from __future__ import annotations
 
@@ -10,20 +10,14 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 
-from pipelines.io.kafka_client import BrokerWatch, _is_outage
-from pipelines.io.kafka_config import (
-    _DISCOVERY_EOF_TIMEOUT_SECONDS,
-    _POLL_BATCH,
-    _POLL_TIMEOUT_SECONDS,
-    KafkaReadConfig,
-    PartitionDescriptor,
-    _is_partition_eof,
-    _new_consumer,
-    _raise_if_fatal,
-)
-from pipelines.io.kafka_restrictions import UNBOUNDED_STOP
+from pipelines.io.kafka._clients import source_consumer
+from pipelines.io.kafka._config import POLL_BATCH, POLL_TIMEOUT_SECONDS, KafkaReadConfig
+from pipelines.io.kafka._health import BrokerWatch, is_outage, is_partition_eof, raise_if_fatal
+from pipelines.io.kafka._restrictions import UNBOUNDED_STOP
+from schemas.internal_records import PartitionDescriptor
 
-_LOGGER = logging.getLogger("pipelines.io.kafka_source")
+_LOGGER = logging.getLogger(__name__)
+_DISCOVERY_EOF_TIMEOUT_SECONDS = 15.0
 
 
 def allocate_max_records(total: int, backlogs: Sequence[int]) -> List[int]:
@@ -67,7 +61,7 @@ def _list_partitions(consumer, topics: Sequence[str], timeout: float) -> List[Tu
     return partitions
 
 
-def _end_offsets(consumer, partitions: Sequence[Tuple[str, int]], timeout: float) -> Tuple[Dict, Dict]:
+def end_offsets(consumer, partitions: Sequence[Tuple[str, int]], timeout: float) -> Tuple[Dict, Dict]:
     """(low, end) offsets per partition: ListOffsets first, then the fetch-response high watermark."""
     from confluent_kafka import TopicPartition
 
@@ -84,17 +78,17 @@ def _end_offsets(consumer, partitions: Sequence[Tuple[str, int]], timeout: float
     deadline = time.monotonic() + _DISCOVERY_EOF_TIMEOUT_SECONDS
     try:
         while pending and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=_POLL_BATCH, timeout=_POLL_TIMEOUT_SECONDS):
+            for message in consumer.consume(num_messages=POLL_BATCH, timeout=POLL_TIMEOUT_SECONDS):
                 error = message.error()
                 key = (message.topic(), message.partition())
                 if error is None:
                     continue  # records before the end: not read here
-                if _is_partition_eof(error):
+                if is_partition_eof(error):
                     if key in pending:
                         end[key] = max(end[key], message.offset())
                         pending.discard(key)
                 else:
-                    _raise_if_fatal(error)
+                    raise_if_fatal(error)
         for key in pending:  # no EOF in time: the cached fetch watermark is the next best answer
             cached_high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)[1]
             _LOGGER.warning("no end-of-partition event for %s/%s within %ss; using end offset %s", key[0], key[1],
@@ -136,7 +130,7 @@ def _start_offsets(consumer, config: KafkaReadConfig, partitions, low, end) -> D
 def discover_partitions(consumer, config: KafkaReadConfig) -> List[PartitionDescriptor]:
     """The partitions of the configured topics with their start and stop offsets."""
     partitions = _list_partitions(consumer, config.topics, config.broker_timeout_seconds)
-    low, end = _end_offsets(consumer, partitions, config.broker_timeout_seconds)
+    low, end = end_offsets(consumer, partitions, config.broker_timeout_seconds)
     starts = _start_offsets(consumer, config, partitions, low, end)
     if config.bounded == "end_offsets":
         stops = {key: max(starts[key], end[key]) for key in partitions}
@@ -156,7 +150,7 @@ def discover_partitions(consumer, config: KafkaReadConfig) -> List[PartitionDesc
     return descriptors
 
 
-class _DiscoverPartitionsFn(beam.DoFn):
+class DiscoverPartitionsFn(beam.DoFn):
     """Impulse -> one PartitionDescriptor per partition of the configured topics."""
 
     def __init__(self, config: KafkaReadConfig):
@@ -166,7 +160,7 @@ class _DiscoverPartitionsFn(beam.DoFn):
 
     def setup(self):
         self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds)
-        self._consumer = _new_consumer(self._config, "discovery", self._watch)
+        self._consumer = source_consumer(self._config, "discovery", self._watch)
 
     def process(self, unused_impulse) -> Iterator[PartitionDescriptor]:
         from confluent_kafka import KafkaException
@@ -174,7 +168,7 @@ class _DiscoverPartitionsFn(beam.DoFn):
         try:
             descriptors = discover_partitions(self._consumer, self._config)
         except KafkaException as error:  # each broker call waited up to the broker timeout
-            if error.args and _is_outage(error.args[0]):
+            if error.args and is_outage(error.args[0]):
                 raise self._watch.unavailable() from None
             raise
         yield from descriptors

@@ -15,9 +15,8 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from confluent_kafka.admin import AdminClient
-
-from pipelines.io.process_ties import dying_with_parent
+from pipelines.brokers.process_ties import dying_with_parent
+from pipelines.io.kafka import new_admin
 
 
 def free_port() -> int:
@@ -62,7 +61,7 @@ class LocalBroker:
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
         # log_level 0: connection refusals are expected until the listener is up; don't print them.
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = new_admin({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         last_error: Optional[Exception] = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -1,4 +1,4 @@
-"""The partition reader: a Splittable DoFn over one partition's OffsetRange (see kafka_source.py)."""
+"""The partition reader: a Splittable DoFn over one partition's OffsetRange (see _source.py)."""
 from __future__ import annotations
 
 import logging
@@ -10,32 +10,30 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from pipelines.io.kafka_client import SYSTEM_CLOCK, BrokerWatch, Clock
-from pipelines.io.kafka_commit import OFFSETS, PartitionOffset, _CommitOnFinalize
-from pipelines.io.kafka_config import (
-    _MAX_READ_SECONDS_PER_CALL,
-    _MAX_RECORDS_PER_CALL,
-    _MAX_WAIT_SECONDS_PER_CALL,
-    _POLL_BATCH,
-    _POLL_TIMEOUT_SECONDS,
-    _RESUME_DELAY_SECONDS,
-    KafkaReadConfig,
-    PartitionDescriptor,
-    _is_partition_eof,
-    _new_consumer,
-    _raise_if_fatal,
-)
-from pipelines.io.kafka_restrictions import _RESTRICTIONS, _WATERMARKS
+from pipelines.io.kafka._clients import source_consumer
+from pipelines.io.kafka._commit import OFFSETS, CommitOnFinalize
+from pipelines.io.kafka._config import POLL_BATCH, POLL_TIMEOUT_SECONDS, KafkaReadConfig
+from pipelines.io.kafka._health import SYSTEM_CLOCK, BrokerWatch, Clock, is_partition_eof, raise_if_fatal
+from pipelines.io.kafka._restrictions import RESTRICTIONS, WATERMARKS
 from schemas.codecs import capped
+from schemas.internal_records import PartitionDescriptor, PartitionOffset
 from schemas.kafka_values import payload_time_millis, raw_record_from_message, raw_text
 from schemas.records import RawRecord
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from transforms.event_time import millis_to_beam_timestamp
 
-_LOGGER = logging.getLogger("pipelines.io.kafka_source")
+_LOGGER = logging.getLogger(__name__)
+# A busy partition checkpoints after this long or this many records, so its bundle commits
+# (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
+_MAX_READ_SECONDS_PER_CALL = 5.0
+_MAX_RECORDS_PER_CALL = 10_000
+# How long a caught-up partition waits before it is polled again.
+_RESUME_DELAY_SECONDS = 0.5
+# The longest a call waits for data (or EOF) before it checkpoints.
+_MAX_WAIT_SECONDS_PER_CALL = 2.0
 
 
-class _ReadPartitionFn(beam.DoFn):
+class ReadPartitionFn(beam.DoFn):
     """Reads one partition's OffsetRange into timestamped RawRecords (the bounded flavour).
 
     With `config.defer_commit` it also emits, on the OFFSETS output, a PartitionOffset (the next
@@ -54,7 +52,7 @@ class _ReadPartitionFn(beam.DoFn):
         self._lock = threading.Lock()
         self._committed = {}
         self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds, self._clock)
-        self._consumer = _new_consumer(self._config, "reader", self._watch)
+        self._consumer = source_consumer(self._config, "reader", self._watch)
 
     def teardown(self):
         if self._consumer is not None:
@@ -64,8 +62,8 @@ class _ReadPartitionFn(beam.DoFn):
 
     # `fin` must come before the RestrictionParam argument (docs/DESIGN.md 7).
     def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
-                tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
-                watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
+                tracker=beam.DoFn.RestrictionParam(RESTRICTIONS),
+                watermark=beam.DoFn.WatermarkEstimatorParam(WATERMARKS)):
         yield from self._read(descriptor, fin, tracker, watermark)
 
     def _read(self, descriptor: PartitionDescriptor, fin, tracker, watermark) -> Iterator[TimestampedValue]:
@@ -79,7 +77,7 @@ class _ReadPartitionFn(beam.DoFn):
             yield from self._read_range(descriptor, tracker, watermark, progress)
         finally:
             if progress[0] > start and config.commit_offsets and not config.defer_commit:
-                fin.register(_CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
+                fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
         if progress[0] > start and config.commit_offsets and config.defer_commit:
             yield TaggedOutput(OFFSETS, PartitionOffset(descriptor.topic, descriptor.partition, progress[0]))
 
@@ -100,7 +98,7 @@ class _ReadPartitionFn(beam.DoFn):
         waited_since = began
         while True:
             with self._lock:
-                messages = self._consumer.consume(num_messages=_POLL_BATCH, timeout=_POLL_TIMEOUT_SECONDS)
+                messages = self._consumer.consume(num_messages=POLL_BATCH, timeout=POLL_TIMEOUT_SECONDS)
             batch_min: Optional[Timestamp] = None
             caught_up_at: Optional[int] = None
             finished = False
@@ -109,12 +107,12 @@ class _ReadPartitionFn(beam.DoFn):
                     continue  # left over from an earlier assignment
                 error = message.error()
                 if error is not None:
-                    if _is_partition_eof(error):
+                    if is_partition_eof(error):
                         self._watch.healthy()
                         caught_up_at = message.offset()
                         continue
                     self._watch.on_error(error)
-                    _raise_if_fatal(error)
+                    raise_if_fatal(error)
                     continue
                 self._watch.healthy()
                 offset = message.offset()
@@ -186,7 +184,7 @@ class _ReadPartitionFn(beam.DoFn):
                 return  # a later position was already committed by this reader
             consumer, temporary = self._consumer, False
             if consumer is None:  # finalized after teardown
-                consumer, temporary = _new_consumer(self._config, "commit"), True
+                consumer, temporary = source_consumer(self._config, "commit"), True
             try:
                 consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=False)
                 self._committed[key] = next_offset
@@ -196,13 +194,13 @@ class _ReadPartitionFn(beam.DoFn):
         _LOGGER.debug("committed %s/%s@%s for group %s", topic, partition, next_offset, self._config.group_id)
 
 
-class _ReadPartitionUnboundedFn(_ReadPartitionFn):
+class ReadPartitionUnboundedFn(ReadPartitionFn):
     """The same reader, declared as doing unbounded work per element (an unbounded PCollection)."""
 
     @beam.DoFn.unbounded_per_element()
     def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
-                tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
-                watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
+                tracker=beam.DoFn.RestrictionParam(RESTRICTIONS),
+                watermark=beam.DoFn.WatermarkEstimatorParam(WATERMARKS)):
         yield from self._read(descriptor, fin, tracker, watermark)
 
 

@@ -2,7 +2,7 @@
 
 Two ways, one per kind of run:
 
-* Unbounded: `_CommitOnFinalize`, a bundle-finalization callback. On Flink finalization
+* Unbounded: `CommitOnFinalize`, a bundle-finalization callback. On Flink finalization
   follows the checkpoint that made the bundle's output durable, so that is the right moment.
 * Bounded: `CommitOffsetsWhenWritten`. On the DirectRunner/FnApiRunner a bounded read stage's
   bundles are finalized when the read stage ends, before the stages that produce the outputs
@@ -16,13 +16,16 @@ Two ways, one per kind of run:
 """
 
 import logging
-from typing import Dict, Iterable, Iterator, NamedTuple, Tuple
+from typing import Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
+
+from pipelines.io.kafka._clients import source_consumer
+from pipelines.io.kafka._health import BrokerWatch
 from schemas.internal_records import PartitionOffset
 
-_LOGGER = logging.getLogger("pipelines.io.kafka_source")
+_LOGGER = logging.getLogger(__name__)
 OFFSETS = "offsets"  # the reader's tagged output of PartitionOffsets (deferred commits)
 _COMMIT_POLL_SECONDS = 0.2
 
@@ -67,16 +70,14 @@ class _CommitWhenWrittenFn(beam.DoFn):
         self._config = config
 
     def process(self, unused_written, offsets) -> Iterator[PartitionOffset]:
-        from pipelines.io.kafka_client import BrokerWatch
-        from pipelines.io.kafka_config import _new_consumer
-
         latest = latest_offsets(offsets)
         if not latest:
             return
         config = self._config
         outcome: list = []
         watch = BrokerWatch(config.bootstrap_servers, config.broker_timeout_seconds)
-        consumer = _new_consumer(config, "commit", watch, on_commit=lambda error, parts: outcome.append((error, parts)))
+        consumer = source_consumer(config, "commit", watch,
+                                   on_commit=lambda error, parts: outcome.append((error, parts)))
         try:
             try:
                 commit_and_wait(consumer, latest, config.broker_timeout_seconds, outcome)
@@ -124,7 +125,7 @@ class CommitOffsetsWhenWritten(beam.PTransform):
             _CommitWhenWrittenFn(self._config), beam.pvalue.AsList(offsets))
 
 
-class _CommitOnFinalize:
+class CommitOnFinalize:
     """A bundle-finalization callback; a failed commit is logged (the records are re-read: at-least-once)."""
 
     def __init__(self, reader, topic: str, partition: int, next_offset: int):

@@ -1,19 +1,15 @@
-"""The Kafka source's configuration and consumer client helpers (docs/DESIGN.md 5).
+"""The Kafka source's configuration and its consumer's settings (docs/DESIGN.md 5).
 
 Secrets: `consumer_config` may hold SASL passwords and keys; only its keys are
 ever logged.
 """
 
-import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from pipelines.io.kafka_client import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
+from pipelines.io.kafka._health import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
 from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
-from schemas.internal_records import PartitionDescriptor
-
-_LOGGER = logging.getLogger("pipelines.io.kafka_source")
 
 START_POSITIONS = ("committed", "earliest", "latest", "timestamp")
 BOUNDED_MODES = (None, "end_offsets", "max_records", "until_time")
@@ -28,17 +24,9 @@ _DEFAULT_CONSUMER_SETTINGS = {
     "fetch.wait.max.ms": 100,  # a caught-up partition reports EOF quickly
 }
 
-_DISCOVERY_EOF_TIMEOUT_SECONDS = 15.0
-_POLL_TIMEOUT_SECONDS = 0.2
-_POLL_BATCH = 500
-# A busy partition checkpoints after this long or this many records, so its bundle commits
-# (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
-_MAX_READ_SECONDS_PER_CALL = 5.0
-_MAX_RECORDS_PER_CALL = 10_000
-# How long a caught-up partition waits before it is polled again.
-_RESUME_DELAY_SECONDS = 0.5
-# The longest a call waits for data (or EOF) before it checkpoints.
-_MAX_WAIT_SECONDS_PER_CALL = 2.0
+# One consume() call of the discovery and the reader: at most this many messages, this long.
+POLL_TIMEOUT_SECONDS = 0.2
+POLL_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -130,35 +118,3 @@ def consumer_settings(config: KafkaReadConfig, watch: Optional[BrokerWatch] = No
         **watch.client_settings(),
     })
     return settings
-
-
-def _new_consumer(config: KafkaReadConfig, role: str, watch: Optional[BrokerWatch] = None, **callbacks):
-    from confluent_kafka import Consumer
-
-    _LOGGER.info("Kafka %s consumer for %s (group %s); consumer_config keys: %s", role,
-                 ",".join(config.topics), config.group_id, sorted(config.consumer_config) or "none")
-    return Consumer({**consumer_settings(config, watch), **callbacks})
-
-
-def _is_partition_eof(error) -> bool:
-    from confluent_kafka import KafkaError
-
-    return error.code() == KafkaError._PARTITION_EOF
-
-
-def _raise_if_fatal(error) -> None:
-    """Fails the bundle (Beam retries it) on errors the client cannot recover from; logs the rest.
-
-    librdkafka reports transient errors (a broker connection lost, a leader moving) through the
-    consumer too and recovers by itself, so those are only logged.
-    """
-    from confluent_kafka import KafkaError, KafkaException
-
-    permanent = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                 KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
-                 KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._AUTHENTICATION,
-                 KafkaError._SSL, KafkaError.OFFSET_OUT_OF_RANGE}
-    if error.fatal() or error.code() in permanent:
-        raise KafkaException(error)
-    _LOGGER.debug("Kafka consumer error (the client retries): %s", error)  # error_cb logs it, rate-limited
-

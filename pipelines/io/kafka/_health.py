@@ -1,4 +1,4 @@
-"""What every paybeam Kafka client shares: a clock, quiet logs, and a bound on broker outages.
+"""What every paybeam Kafka client shares: a clock, quiet logs, error classes, and a bound on broker outages.
 
 librdkafka retries a lost broker forever and logs every failed connect (observed:
 8.6 MB of "Connection refused" in nine minutes). So each client gets
@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
-_LOGGER = logging.getLogger("pipelines.io.kafka_client")
+_LOGGER = logging.getLogger(__name__)
 LOG_INTERVAL_SECONDS = 30.0
 DEFAULT_BROKER_TIMEOUT_SECONDS = 60.0
 
@@ -77,7 +77,7 @@ class _ClientLogger:
             _LOGGER.log(level, "%s", text)
 
 
-def _is_outage(error) -> bool:
+def is_outage(error) -> bool:
     from confluent_kafka import KafkaError
 
     return error.code() in {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE,
@@ -100,7 +100,7 @@ class BrokerWatch:
         return {"logger": _ClientLogger(self._limit), "error_cb": self.on_error}
 
     def on_error(self, error) -> None:
-        if _is_outage(error) and self._down_since is None:
+        if is_outage(error) and self._down_since is None:
             self._down_since = self._clock.monotonic()
         text = f"Kafka client reports: {error.str() if hasattr(error, 'str') else error}"
         if self._limit.allows(text):
@@ -127,3 +127,26 @@ class BrokerWatch:
     def unavailable(self) -> BrokerUnavailable:
         return BrokerUnavailable(f"Kafka brokers {self._servers} did not answer for {self.timeout_seconds:g} s "
                                  "(--broker-timeout)")
+
+
+def is_partition_eof(error) -> bool:
+    from confluent_kafka import KafkaError
+
+    return error.code() == KafkaError._PARTITION_EOF
+
+
+def raise_if_fatal(error) -> None:
+    """Fails the bundle (Beam retries it) on errors the client cannot recover from; logs the rest.
+
+    librdkafka reports transient errors (a broker connection lost, a leader moving) through the
+    consumer too and recovers by itself, so those are only logged.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    permanent = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                 KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+                 KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._AUTHENTICATION,
+                 KafkaError._SSL, KafkaError.OFFSET_OUT_OF_RANGE}
+    if error.fatal() or error.code() in permanent:
+        raise KafkaException(error)
+    _LOGGER.debug("Kafka consumer error (the client retries): %s", error)  # error_cb logs it, rate-limited

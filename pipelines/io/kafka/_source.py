@@ -30,7 +30,7 @@ Shape of the read (after Beam Java KafkaIO's ReadFromKafkaDoFn):
   only after the runner has durably committed the bundle's output:
   at-least-once, made exactly-once by the pipeline's Deduplicate. Bounded runs
   whose outputs are written later use `ReadKafkaCommitLater` +
-  `CommitOffsetsWhenWritten` instead (kafka_commit.py says why).
+  `CommitOffsetsWhenWritten` instead (_commit.py says why).
 
 End offsets. The end of a partition is its high watermark. `ListOffsets
 (latest)` (`get_watermark_offsets(tp, timeout=...)`) is the standard query,
@@ -101,27 +101,19 @@ from dataclasses import replace
 
 import apache_beam as beam
 
-from pipelines.io.kafka_client import SYSTEM_CLOCK, Clock
-from pipelines.io.kafka_commit import OFFSETS, CommitOffsetsWhenWritten, PartitionOffset  # noqa: F401
-
-from pipelines.io.kafka_config import (  # noqa: F401  (the source's public names live here too)
-    BOUNDED_MODES,
-    START_POSITIONS,
-    KafkaReadConfig,
-    PartitionDescriptor,
-    consumer_settings,
-)
-from pipelines.io.kafka_discovery import _DiscoverPartitionsFn, allocate_max_records, discover_partitions  # noqa: F401
-from pipelines.io.kafka_reader import _ReadPartitionFn, _ReadPartitionUnboundedFn  # noqa: F401
-from pipelines.io.kafka_restrictions import UNBOUNDED_STOP  # noqa: F401
+from pipelines.io.kafka._commit import OFFSETS
+from pipelines.io.kafka._config import KafkaReadConfig
+from pipelines.io.kafka._discovery import DiscoverPartitionsFn
+from pipelines.io.kafka._health import SYSTEM_CLOCK, Clock
+from pipelines.io.kafka._reader import ReadPartitionFn, ReadPartitionUnboundedFn
 
 
 def _read_outputs(pbegin, config: KafkaReadConfig, clock: Clock):
-    read_fn = _ReadPartitionUnboundedFn if config.bounded is None else _ReadPartitionFn
+    read_fn = ReadPartitionUnboundedFn if config.bounded is None else ReadPartitionFn
     return (
         pbegin
         | "Impulse" >> beam.Impulse()
-        | "DiscoverPartitions" >> beam.ParDo(_DiscoverPartitionsFn(config))
+        | "DiscoverPartitions" >> beam.ParDo(DiscoverPartitionsFn(config))
         # Spread the partitions over workers before the long-running reads.
         | "SpreadPartitions" >> beam.Reshuffle()
         | "ReadPartitions" >> beam.ParDo(read_fn(config, clock)).with_outputs(OFFSETS, main="records")
