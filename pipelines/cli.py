@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     runners.set_defaults(handler=_runners)
 
     nightly = commands.add_parser(
-        "backfill", help="reconcile a range of daily partitions, one job per date (skips unchanged dates)",
+        "backfill", help="reconcile a range of daily partitions, up to 7 dates per job (--dates-per-job; "
+                         "skips unchanged dates)",
         description="Reconcile each date of a range into DIR/date=YYYY-MM-DD/, atomically; unchanged dates are "
                     "skipped. Unrecognised --flags are passed to Beam.")
     backfill.add_backfill_arguments(nightly)

@@ -1,4 +1,5 @@
-"""The README's runner commands are ones the CLI and the runner checks accept (they are what users copy)."""
+"""The runner commands of the README and docs/*.md are ones the CLI and the runner checks accept (they are what
+users copy)."""
 from __future__ import annotations
 
 import re
@@ -10,11 +11,12 @@ import pytest
 from pipelines.cli import build_parser
 from runners.options import build_pipeline_options
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _commands():
-    text = README.read_text(encoding="utf-8")
+    text = "\n".join(document.read_text(encoding="utf-8") for document in DOCUMENTS)
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = re.sub(r"\\\n\s*", " ", block)
