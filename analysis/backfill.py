@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from analysis.results import _parquet_rows, records_frame
+from analysis.results import parquet_rows, records_frame
 from schemas.records import (
     BREAK_STATUSES,
     PAYMENTS,
@@ -142,9 +142,9 @@ def load_backfill(output_dir: str) -> BackfillReport:
     results, totals, letters = [], [], []
     for day in manifests:
         folder = os.path.join(output_dir, f"date={day}")
-        results.append(_with_date(records_frame(_parquet_rows(os.path.join(glob.escape(folder), RESULTS_FILE)),
+        results.append(_with_date(records_frame(parquet_rows(os.path.join(glob.escape(folder), RESULTS_FILE)),
                                                 ReconciliationResult), day))
-        totals.append(_with_date(records_frame(_parquet_rows(os.path.join(glob.escape(folder), DAILY_TOTALS_FILE)),
+        totals.append(_with_date(records_frame(parquet_rows(os.path.join(glob.escape(folder), DAILY_TOTALS_FILE)),
                                                DailyTotal), day))
         letters.append(_with_date(_dead_letters(os.path.join(folder, DEAD_LETTERS_FILE)), day))
     return BackfillReport(

@@ -83,7 +83,7 @@ class Outputs:
     settlements: Optional[pd.DataFrame] = None  # accepted settlement lines, when known
 
 
-def _parquet_rows(pattern: str) -> list:
+def parquet_rows(pattern: str) -> list:
     """Rows of the Parquet files matching `pattern`; timestamp columns as epoch millis (like the records)."""
     rows: list = []
     for path in sorted(glob.glob(pattern)):
@@ -103,8 +103,8 @@ def load_outputs(output_dir: str) -> Outputs:
         with open(path, encoding="utf-8") as handle:
             letters.extend(json.loads(line) for line in handle if line.strip())
     return Outputs(
-        results=records_frame(_parquet_rows(os.path.join(output_dir, "results", "*.parquet")), ReconciliationResult),
-        daily_totals=records_frame(_parquet_rows(os.path.join(output_dir, "daily_totals", "*.parquet")), DailyTotal),
+        results=records_frame(parquet_rows(os.path.join(output_dir, "results", "*.parquet")), ReconciliationResult),
+        daily_totals=records_frame(parquet_rows(os.path.join(output_dir, "daily_totals", "*.parquet")), DailyTotal),
         dead_letters=records_frame(letters, DeadLetter),
     )
 

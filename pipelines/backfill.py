@@ -37,7 +37,7 @@ from pipelines.backfill_plan import (  # noqa: F401  (the command's public names
     SKIPPED,
     DateOutcome,
     DateTask,
-    _plan,
+    plan_backfill,
     add_backfill_arguments,
     as_of_millis_for,
     context_fingerprints,
@@ -55,7 +55,7 @@ from pipelines.backfill_publish import (  # noqa: F401
     RUN_LOG,
     results_of_day,
 )
-from pipelines.backfill_run import _execute
+from pipelines.backfill_run import execute_date_groups
 from pipelines.command import run_command
 from pipelines.io.atomic_publish import (  # noqa: F401
     LOCK_FILE,  # (re-exported: where the lock lives is part of this command's contract)
@@ -77,7 +77,7 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
     """
     from pipelines.io.files import InputError
 
-    first, last, payments, settlements, options, policy_args, sla = _plan(args, beam_args)
+    first, last, payments, settlements, options, policy_args, sla = plan_backfill(args, beam_args)
     window = (options["window"]["days_before"], options["window"]["days_after"])
     output = os.path.abspath(os.path.expanduser(args.output))
     os.makedirs(output, exist_ok=True)
@@ -123,7 +123,7 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
                 out(f"{text}: skipped (unchanged)")
                 continue
             tasks.append(task)
-        for outcome in _execute(tasks, args.parallel, args.dates_per_job):
+        for outcome in execute_date_groups(tasks, args.parallel, args.dates_per_job):
             outcomes[outcome.day] = outcome
             if outcome.status == RAN:
                 out(f"{outcome.day}: ran ({outcome.rows} result rows, {outcome.seconds:.1f}s)")

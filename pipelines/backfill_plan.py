@@ -158,7 +158,7 @@ class DateOutcome:
     details: str = field(default="", repr=False)
 
 
-def _file_fingerprint(path: str) -> dict:
+def file_fingerprint(path: str) -> dict:
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
@@ -178,7 +178,7 @@ def input_fingerprints(pattern: str, fmt: Optional[str]) -> List[dict]:
     """[{path, size, sha256}] of the files `pattern` matches; raises InputError when it matches none."""
     from pipelines.io.files import expand_patterns
 
-    return [_file_fingerprint(path) for path in expand_patterns([pattern], fmt)]
+    return [file_fingerprint(path) for path in expand_patterns([pattern], fmt)]
 
 
 def context_fingerprints(template: str, day: date, window: tuple, fmt: Optional[str]) -> List[dict]:
@@ -217,16 +217,16 @@ def read_manifest(output: str, day: str) -> Optional[dict]:
         return None
 
 
-def _manifest_inputs(task: DateTask) -> dict:
+def manifest_inputs(task: DateTask) -> dict:
     return {PAYMENTS: task.payments, SETTLEMENTS: task.settlements}
 
 
 def is_unchanged(manifest: Optional[dict], task: DateTask) -> bool:
-    return (manifest is not None and manifest.get("inputs") == _manifest_inputs(task)
+    return (manifest is not None and manifest.get("inputs") == manifest_inputs(task)
             and manifest.get("options") == task.options)
 
 
-def _plan(args: argparse.Namespace, beam_args: Sequence[str]):
+def plan_backfill(args: argparse.Namespace, beam_args: Sequence[str]):
     from runners.options import build_pipeline_options
 
     first = parse_date_argument(args.date_from, "--from")

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Dict, List, Optional, Sequence
 
 from pipelines.arguments import settlement_day
-from pipelines.backfill_plan import RAN, DateOutcome, DateTask, _file_fingerprint, _manifest_inputs
-from pipelines.io.atomic_publish import MANIFEST, _fsync_dir, _old_dir, date_dir, publish, publish_barrier
-from pipelines.io.canonical_files import _canonical_lines, _canonical_parquet, _sha256_of, write_json
+from pipelines.backfill_plan import RAN, DateOutcome, DateTask, file_fingerprint, manifest_inputs
+from pipelines.io.atomic_publish import MANIFEST, fsync_dir, old_dir, date_dir, publish, publish_barrier
+from pipelines.io.canonical_files import canonical_lines, canonical_parquet, sha256_of, write_json
 from pipelines.summary import truncated_files
 from pipelines.version import paybeam_version
 from schemas.raw_chunks import source_path
@@ -88,20 +88,20 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         return kept
 
-    rows = _canonical_parquet(glob.glob(os.path.join(scratch, "results", "*.parquet")),
+    rows = canonical_parquet(glob.glob(os.path.join(scratch, "results", "*.parquet")),
                               arrow.RECONCILIATION_RESULT, os.path.join(tmp, RESULTS_FILE), keep=keep_results)
-    totals = _canonical_parquet(glob.glob(os.path.join(scratch, "daily_totals", "*.parquet")),
+    totals = canonical_parquet(glob.glob(os.path.join(scratch, "daily_totals", "*.parquet")),
                                 arrow.DAILY_TOTAL, os.path.join(tmp, DAILY_TOTALS_FILE),
                                 keep=lambda table_rows: totals_of_day(table_rows, task.day))
     own_files = set(task.own_files)
-    letters = _canonical_lines(glob.glob(os.path.join(scratch, "dead_letters", "*.jsonl")),
+    letters = canonical_lines(glob.glob(os.path.join(scratch, "dead_letters", "*.jsonl")),
                                os.path.join(tmp, DEAD_LETTERS_FILE),
                                keep=lambda line: dead_letter_of_files(line, own_files))
     shutil.rmtree(scratch)
 
     # The inputs must not have changed under the job: the manifest would lie.
-    for name, recorded in _manifest_inputs(task).items():
-        now = [_file_fingerprint(item["path"]) for item in recorded]
+    for name, recorded in manifest_inputs(task).items():
+        now = [file_fingerprint(item["path"]) for item in recorded]
         if now != recorded:
             raise RuntimeError(f"{name} inputs changed while the date was running; run it again")
 
@@ -111,7 +111,7 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
         "manifest_format": MANIFEST_FORMAT,
         "date": task.day,
         "as_of": format_timestamp(task.as_of_millis),
-        "inputs": _manifest_inputs(task),
+        "inputs": manifest_inputs(task),
         "counts": {
             "window_inputs": counts,  # everything the run read: the date's partition and its context
             "statuses": dict(sorted(statuses.items())),
@@ -120,9 +120,9 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
             "dead_letters_rows": letters,
         },
         "outputs": {
-            RESULTS_FILE: {"rows": rows, "sha256": _sha256_of(os.path.join(tmp, RESULTS_FILE))},
-            DAILY_TOTALS_FILE: {"rows": totals, "sha256": _sha256_of(os.path.join(tmp, DAILY_TOTALS_FILE))},
-            DEAD_LETTERS_FILE: {"rows": letters, "sha256": _sha256_of(os.path.join(tmp, DEAD_LETTERS_FILE))},
+            RESULTS_FILE: {"rows": rows, "sha256": sha256_of(os.path.join(tmp, RESULTS_FILE))},
+            DAILY_TOTALS_FILE: {"rows": totals, "sha256": sha256_of(os.path.join(tmp, DAILY_TOTALS_FILE))},
+            DEAD_LETTERS_FILE: {"rows": letters, "sha256": sha256_of(os.path.join(tmp, DEAD_LETTERS_FILE))},
         },
         "paybeam_version": paybeam_version(),
         "beam_version": beam.__version__,
@@ -141,12 +141,12 @@ def publish_date(task: DateTask, tmp: str, summary: dict, started: float, starte
     for name in (RESULTS_FILE, DAILY_TOTALS_FILE, DEAD_LETTERS_FILE):
         _fsync_file(os.path.join(tmp, name))
     write_json(os.path.join(tmp, MANIFEST), manifest)  # last: a directory with a manifest is complete
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
     if task.parent_pid and os.getppid() != task.parent_pid:
         raise RuntimeError("the backfill process that started this date has gone; not publishing")
     publish_barrier()
-    publish(tmp, date_dir(task.output, task.day), _old_dir(task.output, task.day, os.getpid()))
+    publish(tmp, date_dir(task.output, task.day), old_dir(task.output, task.day, os.getpid()))
     return DateOutcome(task.day, RAN, rows=rows, seconds=time.monotonic() - started)
 
 

@@ -31,7 +31,7 @@ from pipelines.arguments import (
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import SCRATCH, publish_date
 from pipelines.io.arrow_files import ReadRawChunks
-from pipelines.io.atomic_publish import _tmp_dir
+from pipelines.io.atomic_publish import tmp_dir
 from pipelines.brokers.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
@@ -70,7 +70,7 @@ def _build_job(task: DateTask, scratch: str) -> BatchJob:
 
 
 def _fresh_tmp(task: DateTask) -> str:
-    tmp = _tmp_dir(task.output, task.day, os.getpid())
+    tmp = tmp_dir(task.output, task.day, os.getpid())
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(os.path.join(tmp, SCRATCH))
@@ -86,7 +86,7 @@ def run_date(task: DateTask) -> DateOutcome:
     """Runs one date as its own job into a temporary sibling directory and publishes it; never raises."""
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
-    tmp = _tmp_dir(task.output, task.day, os.getpid())
+    tmp = tmp_dir(task.output, task.day, os.getpid())
     try:
         tmp = _fresh_tmp(task)
         job = _build_job(task, os.path.join(tmp, SCRATCH))
@@ -214,7 +214,7 @@ def _run_group_in_worker(tasks: List[DateTask]) -> List[DateOutcome]:
     return run_group(tasks)
 
 
-def _execute(tasks: List[DateTask], parallel: int, dates_per_job: int):
+def execute_date_groups(tasks: List[DateTask], parallel: int, dates_per_job: int):
     groups = date_groups(tasks, parallel, dates_per_job)
     if parallel <= 1 or len(groups) <= 1:
         for group in groups:

@@ -130,7 +130,7 @@ def _message_fields(record) -> dict:
     return fields
 
 
-def _collect(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
+def collect_input_messages(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
              messages: List[_Message], vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Tuple[int, int]:
     """Reads one input's files into `messages`; returns (valid, rejected) counts."""
     schema = VALUE_SCHEMA_OF_INPUT[input_name]
@@ -263,10 +263,10 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
         raise ValueError("late_fraction must be between 0 and 1")
     messages: List[_Message] = []
     payments, rejected_payments = (
-        _collect(PAYMENTS, payment_patterns, payments_topic, value_format, include_invalid, messages)
+        collect_input_messages(PAYMENTS, payment_patterns, payments_topic, value_format, include_invalid, messages)
         if payment_patterns else (0, 0))
     settlements, rejected_settlements = (
-        _collect(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages,
+        collect_input_messages(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages,
                  vendor_options)
         if settlement_patterns else (0, 0))
     ordered, late = send_order(messages, shuffle_window_seconds, late_fraction, late_by_seconds, seed)

@@ -62,7 +62,7 @@ class _ClusterJobResult:
         return getattr(self._result, name)
 
 
-def _cluster_rest_url(options: PipelineOptions) -> Optional[str]:
+def cluster_rest_url(options: PipelineOptions) -> Optional[str]:
     """The REST URL of the Flink cluster the job server submits to, or None (an embedded Flink, or
     --flink_submit_uber_jar, whose own job service cancels through REST)."""
     flink = options.view_as(FlinkRunnerOptions)
@@ -74,7 +74,7 @@ def _cluster_rest_url(options: PipelineOptions) -> Optional[str]:
 
 class FlinkRunner(flink_runner.FlinkRunner):
     def run_pipeline(self, pipeline, options):
-        url = _cluster_rest_url(options)
+        url = cluster_rest_url(options)
         if url is None:
             return super().run_pipeline(pipeline, options)
         google = options.view_as(GoogleCloudOptions)

@@ -589,14 +589,14 @@ def test_a_range_is_one_job_that_reads_each_file_once_and_equals_one_job_per_dat
     from pipelines.io import arrow_files
 
     log = tmp_path / "opened.txt"
-    real_reader = arrow_files._chunks_of_file
+    real_reader = arrow_files.chunks_of_file
 
     def counting_reader(readable, *args):
         with open(log, "a", encoding="utf-8") as handle:  # a file: the DoFn runs from a pickled copy
             handle.write(readable.metadata.path + "\n")
         yield from real_reader(readable, *args)
 
-    monkeypatch.setattr(arrow_files, "_chunks_of_file", counting_reader)
+    monkeypatch.setattr(arrow_files, "chunks_of_file", counting_reader)
     one_job, per_date = str(tmp_path / "one_job"), str(tmp_path / "per_date")
     window = ("--days-before", "4", "--days-after", "3")  # given last, they override _args' zeros
     assert _run(_args(inputs, one_job, *window)) == 0

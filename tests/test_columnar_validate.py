@@ -72,13 +72,13 @@ def _value(rng: random.Random, field: str, valid_row: dict, plain: bool):
     return rng.choice([value for value in choices if _plain(value)] if plain else choices)
 
 
-def _valid_payment(index: int) -> dict:
+def valid_payment(index: int) -> dict:
     return {"event_id": f"evt_{index}", "payment_id": f"pay_{index}", "event_type": "CAPTURED",
             "processor": "stripe", "processor_reference": f"ref_{index}", "merchant_id": "m_1",
             "amount_minor": "1000", "currency": "USD", "event_time": "2026-01-05T10:11:12.345Z"}
 
 
-def _valid_settlement(index: int) -> dict:
+def valid_settlement(index: int) -> dict:
     return {"settlement_id": f"s_{index}", "processor": "adyen", "processor_reference": f"ref_{index}",
             "merchant_id": "m_1", "record_type": "CAPTURE", "gross_minor": "1000", "fee_minor": "30",
             "net_minor": "970", "currency": "EUR", "settlement_date": "2026-01-06",
@@ -93,7 +93,7 @@ def _csv_text(rng: random.Random, input_name: str, rows: int, plain: bool) -> st
     writer = csv.writer(buffer, lineterminator=rng.choice(["\n", "\r\n"]))
     writer.writerow(fields)
     for index in range(rows):
-        valid = (_valid_payment if input_name == PAYMENTS else _valid_settlement)(index)
+        valid = (valid_payment if input_name == PAYMENTS else valid_settlement)(index)
         row = ["" if (v := _value(rng, name, valid, plain)) is None else v for name in fields]
         roll = rng.random()
         if roll < 0.03:
@@ -209,7 +209,7 @@ def test_the_vectorised_path_takes_the_common_rows(tmp_path):
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=PAYMENT_FIELDS)
         writer.writeheader()
-        writer.writerows(_valid_payment(index) for index in range(100))
+        writer.writerows(valid_payment(index) for index in range(100))
     with open(path, "rb") as handle:
         (chunk,) = read_chunks(handle, path, "csv", PAYMENTS)
     fast, _ = validate._vectorised(PAYMENTS, chunk.table)
@@ -250,7 +250,7 @@ def test_jsonl_columnar_equals_per_record(tmp_path, seed, input_name):
     rng = random.Random(seed)
     lines = []
     for index in range(80):
-        valid = (_valid_payment if input_name == PAYMENTS else _valid_settlement)(index)
+        valid = (valid_payment if input_name == PAYMENTS else valid_settlement)(index)
         record = {name: _value(rng, name, valid, plain=False) for name in valid}
         for money in ("amount_minor", "gross_minor", "fee_minor", "net_minor"):
             if money in record and isinstance(record[money], str) and record[money].isdigit() and rng.random() < 0.8:
@@ -282,7 +282,7 @@ def _card_like_rows(input_name: str) -> list:
     """Every card-like value in every identifier field, for Adyen and for another processor."""
     from transforms.validate import IDENTIFIER_FIELDS
 
-    valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+    valid = valid_payment if input_name == PAYMENTS else valid_settlement
     rows = []
     for field in IDENTIFIER_FIELDS[input_name]:
         for value in CARD_LIKE:
@@ -317,7 +317,7 @@ def test_adyen_psp_references_stay_on_the_vectorised_path(tmp_path):
     import transforms.columnar.validate as validate
 
     for input_name in (PAYMENTS, SETTLEMENTS):
-        rows = [dict((_valid_payment if input_name == PAYMENTS else _valid_settlement)(index), processor="adyen",
+        rows = [dict((valid_payment if input_name == PAYMENTS else valid_settlement)(index), processor="adyen",
                      processor_reference=PSP_REFERENCE) for index in range(20)]
         if input_name == SETTLEMENTS:
             for row in rows:

@@ -14,7 +14,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from schemas.records import PaymentEvent, SettlementLine
 from tests.beam_helpers import DAY, HOUR, payment, settlement
 from tests.prism_helpers import on_prism, prism_streaming_options
-from tests.test_reconcile_pipeline import _timestamped, _watermark
+from tests.test_reconcile_pipeline import timestamped, _watermark
 from transforms.daily_totals import PANE_TIMINGS, DailyTotals, SettlementDay, TriggerPolicy
 from transforms.event_time import AssignEventTime
 
@@ -49,16 +49,16 @@ def test_batch_one_final_on_time_pane_per_day_and_merchant_currency():
 
 def _early_on_time_late_stream(late_gap: bool = False) -> TestStream:
     return (TestStream()
-            .add_elements([_timestamped(payment("e1", "r1", 1000, time=HOUR))])
+            .add_elements([timestamped(payment("e1", "r1", 1000, time=HOUR))])
             .advance_processing_time(6 * 60)  # early firing: provisional total
-            .add_elements([_timestamped(payment("e2", "r2", 500, time=2 * HOUR))])
+            .add_elements([timestamped(payment("e2", "r2", 500, time=2 * HOUR))])
             .advance_watermark_to(_watermark(DAY))  # end of 2026-01-05: the on-time pane
-            .add_elements([_timestamped(payment("e3", "r3", 200, time=3 * HOUR))])  # late, within lateness
+            .add_elements([timestamped(payment("e3", "r3", 200, time=3 * HOUR))])  # late, within lateness
             .advance_watermark_to(_watermark(DAY + HOUR))
-            .add_elements([_timestamped(payment("e5", "r5", 100, time=5 * HOUR))])  # late again
+            .add_elements([timestamped(payment("e5", "r5", 100, time=5 * HOUR))])  # late again
             .advance_watermark_to(_watermark(DAY + 2 * HOUR))
             .advance_watermark_to(_watermark(4 * DAY))  # lateness (2 days) has passed: the day is closed
-            .add_elements([_timestamped(payment("e4", "r4", 50, time=4 * HOUR))])  # too late: dropped
+            .add_elements([timestamped(payment("e4", "r4", 50, time=4 * HOUR))])  # too late: dropped
             .advance_watermark_to(_watermark(5 * DAY)))
 
 

@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.brokers.local_broker import free_port
-from runners.flink_job_server import _cluster_rest_url
+from runners.flink_job_server import cluster_rest_url
 from tests.stream_helpers import REPO
 
 
@@ -25,7 +25,7 @@ from tests.stream_helpers import REPO
     (["--flink_master=localhost:8081", "--flink_submit_uber_jar"], None),  # Beam's uber-jar service cancels itself
 ])
 def test_only_a_cluster_submitted_through_the_job_server_is_cancelled_through_rest(flags, url):
-    assert _cluster_rest_url(PipelineOptions(flags)) == url
+    assert cluster_rest_url(PipelineOptions(flags)) == url
 
 
 def test_a_cluster_that_does_not_answer_fails_the_run_at_once_in_one_line(tmp_path):

@@ -34,7 +34,7 @@ from schemas.money import MAX_MINOR_UNITS
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from tests.cli_helpers import dead_letters, reconcile, run_summary
 from tests.engine_parity import assert_same_outputs
-from tests.test_columnar_validate import _valid_payment, _valid_settlement, _value
+from tests.test_columnar_validate import valid_payment, valid_settlement, _value
 from transforms.columnar.validate import validate_chunk
 from transforms.validate import validate_raw_record
 
@@ -146,8 +146,8 @@ def test_random_bytes_through_every_reader(tmp_path, data, suffix, as_text):
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.io.arrow_files import _chunks_of_file
-    from pipelines.io.files import _records_of_file
+    from pipelines.io.arrow_files import chunks_of_file
+    from pipelines.io.files import records_of_file
 
     if as_text:  # random rows under a real header
         data = PAYMENT_HEADER + b"\n" + data
@@ -158,9 +158,9 @@ def test_random_bytes_through_every_reader(tmp_path, data, suffix, as_text):
         handle.write(data)
     (metadata,) = FileSystems.match([path])[0].metadata_list
     fmt = None
-    reference = [validate_raw_record(raw) for raw in _records_of_file(fileio.ReadableFile(metadata), "payments", fmt)]
+    reference = [validate_raw_record(raw) for raw in records_of_file(fileio.ReadableFile(metadata), "payments", fmt)]
     accepted, letters, read = [], [], 0
-    for chunk in _chunks_of_file(fileio.ReadableFile(metadata), "payments", fmt, {path: 0}):
+    for chunk in chunks_of_file(fileio.ReadableFile(metadata), "payments", fmt, {path: 0}):
         table, rejected = validate_chunk(chunk)
         read += chunk.read_count
         accepted += table.to_pylist()
@@ -193,7 +193,7 @@ def test_invalid_utf8_is_rejected_never_replaced(tmp_path, name, engine):
 def _random_rows(rng: random.Random, input_name: str, count: int) -> list:
     """Rows mixing valid values with the validation fuzz's broken ones (tests/test_columnar_validate.py),
     identical and conflicting re-deliveries, text past its length bound and maximal amounts."""
-    valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+    valid = valid_payment if input_name == PAYMENTS else valid_settlement
     names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
     rows: list = []
     for index in range(count):
@@ -247,7 +247,7 @@ def _write_rows(path, fmt: str, input_name: str, rows: list) -> None:
         pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([(name, pa.string()) for name in names])),
                        str(path))
     else:
-        valid = _valid_payment if input_name == PAYMENTS else _valid_settlement
+        valid = valid_payment if input_name == PAYMENTS else valid_settlement
         schema = avro_schema("payment_event" if input_name == PAYMENTS else "settlement_line")
         with open(path, "wb") as handle:
             fastavro.writer(handle, schema, [_typed(row, names, valid(index)) for index, row in enumerate(rows)])

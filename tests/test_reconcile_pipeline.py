@@ -76,7 +76,7 @@ def test_batch_as_of_decides_the_sla_boundary(as_of_offset, expected):
 CLOSED = 30 * DAY
 
 
-def _timestamped(record):
+def timestamped(record):
     return TimestampedValue(record, millis_to_beam_timestamp(event_time_millis(record)))
 
 
@@ -95,9 +95,9 @@ def test_stream_out_of_order_sides_settlement_first(stream_options):
     s1 = settlement("s1", "ref_1", time=2 * HOUR)
     e1 = payment("e1", "ref_1", time=HOUR)
     events = (TestStream()
-              .add_elements([_timestamped(s1)])
+              .add_elements([timestamped(s1)])
               .advance_watermark_to(_watermark(3 * HOUR))
-              .add_elements([_timestamped(e1)])  # behind the watermark: arrives late
+              .add_elements([timestamped(e1)])  # behind the watermark: arrives late
               .advance_watermark_to(_watermark(4 * HOUR))
               .advance_watermark_to(_watermark(CLOSED)))
     with TestPipeline(options=stream_options) as pipeline:
@@ -113,10 +113,10 @@ def test_stream_late_settlement_after_missing_verdict_gives_new_revision(stream_
     e1 = payment("e1", "ref_1")
     s1 = settlement("s1", "ref_1", time=2 * DAY)
     events = (TestStream()
-              .add_elements([_timestamped(e1)])
+              .add_elements([timestamped(e1)])
               .advance_watermark_to(_watermark(HOUR))
               .advance_watermark_to(_watermark(3 * DAY + HOUR))  # the SLA deadline passes
-              .add_elements([_timestamped(s1)])
+              .add_elements([timestamped(s1)])
               .advance_watermark_to(_watermark(3 * DAY + 2 * HOUR))
               .advance_watermark_to(_watermark(CLOSED)))
     with TestPipeline(options=stream_options) as pipeline:
@@ -131,7 +131,7 @@ def test_stream_late_settlement_after_missing_verdict_gives_new_revision(stream_
 
 def test_stream_watermark_alone_drives_missing_and_unexpected(stream_options):
     events = (TestStream()
-              .add_elements([_timestamped(payment("e1", "ref_l")), _timestamped(settlement("s1", "ref_s"))])
+              .add_elements([timestamped(payment("e1", "ref_l")), timestamped(settlement("s1", "ref_s"))])
               .advance_watermark_to(_watermark(2 * DAY))  # grace (1d) passed, SLA (3d) not
               .advance_watermark_to(_watermark(5 * DAY)))
     with TestPipeline(options=stream_options) as pipeline:

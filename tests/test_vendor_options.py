@@ -51,7 +51,7 @@ def test_every_command_takes_the_vendor_options(command) -> None:
 
 
 def test_reconcile_and_backfill_jobs_carry_the_options() -> None:
-    from pipelines.backfill_plan import _plan
+    from pipelines.backfill_plan import plan_backfill
 
     parser = build_parser()
     job = job_from_arguments(parser.parse_args(
@@ -59,13 +59,13 @@ def test_reconcile_and_backfill_jobs_carry_the_options() -> None:
     assert job.vendor_options == CHOSEN
     backfill = parser.parse_args(["backfill", "--from", "2024-02-01", "--to", "2024-02-01", "--payments",
                                   "p/{date}.csv", "--settlements", "s/{date}.csv", "--output", "out", *OPTIONS])
-    *_, options, policy_args, _ = _plan(backfill, [])
+    *_, options, policy_args, _ = plan_backfill(backfill, [])
     # The date job is rebuilt from policy_args (backfill_run._build_job); the manifest re-runs on a change.
     assert vendor_options(argparse.Namespace(**policy_args)) == CHOSEN
     assert options["vendor"] == {"stripe_ledger_reference": "payment_intent", "stripe_merchant_metadata_key": "seller"}
     default = parser.parse_args(["backfill", "--from", "2024-02-01", "--to", "2024-02-01", "--payments",
                                  "p/{date}.csv", "--settlements", "s/{date}.csv", "--output", "out"])
-    assert "vendor" not in _plan(default, [])[4]
+    assert "vendor" not in plan_backfill(default, [])[4]
 
 
 @pytest.mark.parametrize("key", ["", "a]b", "x[y"])
@@ -109,12 +109,12 @@ def test_kafka_produce_converts_vendor_rows_with_the_options(tmp_path):
     # `paybeam kafka produce` is where vendor files become the stream's canonical messages.
     import json
 
-    from pipelines.kafka_tools import _collect
+    from pipelines.kafka_tools import collect_input_messages
     from schemas.records import SETTLEMENTS
 
     (tmp_path / "stripe.csv").write_text(STRIPE_CSV, encoding="utf-8")
     messages = []
-    assert _collect(SETTLEMENTS, [str(tmp_path / "stripe.csv")], "settlements", "json", True, messages,
+    assert collect_input_messages(SETTLEMENTS, [str(tmp_path / "stripe.csv")], "settlements", "json", True, messages,
                     CHOSEN) == (2, 0)
     values = [json.loads(message.value) for message in messages]
     assert [(v["processor_reference"], v["merchant_id"], v["record_type"]) for v in values] == [
@@ -125,7 +125,7 @@ def test_kafka_produce_converts_vendor_rows_with_the_options(tmp_path):
                                 "customer_facing_currency\n").replace("m-seller-9\n", "m-seller-9,18.00,eur\n")
     (tmp_path / "facing.csv").write_text(facing, encoding="utf-8")
     messages = []
-    _collect(SETTLEMENTS, [str(tmp_path / "facing.csv")], "settlements", "json", True, messages, CHOSEN)
+    collect_input_messages(SETTLEMENTS, [str(tmp_path / "facing.csv")], "settlements", "json", True, messages, CHOSEN)
     assert [(json.loads(m.value)["matched_minor"], json.loads(m.value)["matched_currency"]) for m in messages] == [
         (1800, "EUR"), (1800, "EUR")]
 

@@ -28,7 +28,7 @@ from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 PARQUET_COMPRESSION = "snappy"
 
 
-def _chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
+def chunks_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
                     file_ranks: Dict[str, int], on_position: Callable[[int], None] = lambda _: None,
                     vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawChunk]:
     path = readable.metadata.path
@@ -54,7 +54,7 @@ def _position(handle) -> int:
 
 
 class _DecodeFiles(beam.DoFn):
-    """_chunks_of_file, with a progress bar of the bytes read (pipelines/io/progress.py)."""
+    """chunks_of_file, with a progress bar of the bytes read (pipelines/io/progress.py)."""
 
     def __init__(self, input_name: str, fmt: Optional[str], file_ranks: Dict[str, int], total_bytes: int,
                  vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS):
@@ -75,7 +75,7 @@ class _DecodeFiles(beam.DoFn):
                 self._progress.update(position - shown[0])
                 shown[0] = position
 
-        yield from _chunks_of_file(readable, self._input_name, self._fmt, self._file_ranks, advance,
+        yield from chunks_of_file(readable, self._input_name, self._fmt, self._file_ranks, advance,
                                    self._vendor_options)
         advance(size)
 

@@ -34,11 +34,11 @@ def date_dir(output: str, day: str) -> str:
     return os.path.join(output, f"date={day}")
 
 
-def _tmp_dir(output: str, day: str, pid: int) -> str:
+def tmp_dir(output: str, day: str, pid: int) -> str:
     return os.path.join(output, f".date={day}.tmp-{pid}")
 
 
-def _old_dir(output: str, day: str, pid: int) -> str:
+def old_dir(output: str, day: str, pid: int) -> str:
     return os.path.join(output, f".date={day}.old-{pid}")
 
 
@@ -64,7 +64,7 @@ def _exchange(first: str, second: str) -> bool:
     raise OSError(code, f"cannot swap {first} and {second}: {os.strerror(code)}")
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     try:
         handle = os.open(path, os.O_RDONLY)
     except OSError:
@@ -90,14 +90,14 @@ def publish(tmp: str, final: str, old: str, use_exchange: bool = True) -> None:
     if not os.path.isdir(final):
         os.rename(tmp, final)
     elif use_exchange and _exchange(tmp, final):
-        _fsync_dir(parent)
+        fsync_dir(parent)
         shutil.rmtree(tmp)
     else:
         os.rename(final, old)
         os.rename(tmp, final)
-        _fsync_dir(parent)
+        fsync_dir(parent)
         shutil.rmtree(old)
-    _fsync_dir(parent)
+    fsync_dir(parent)
 
 
 def publish_barrier() -> None:

@@ -15,7 +15,7 @@ PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 3
 
 
-def _canonical_parquet(paths: Sequence[str], schema, target: str,
+def canonical_parquet(paths: Sequence[str], schema, target: str,
                        keep: Optional[Callable[[List[dict]], List[dict]]] = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -35,7 +35,7 @@ def _canonical_parquet(paths: Sequence[str], schema, target: str,
     return table.num_rows
 
 
-def _canonical_lines(paths: Sequence[str], target: str, keep: Optional[Callable[[str], bool]] = None) -> int:
+def canonical_lines(paths: Sequence[str], target: str, keep: Optional[Callable[[str], bool]] = None) -> int:
     lines: List[str] = []
     for path in sorted(paths):
         with open(path, encoding="utf-8") as handle:
@@ -46,7 +46,7 @@ def _canonical_lines(paths: Sequence[str], target: str, keep: Optional[Callable[
     return len(lines)
 
 
-def _sha256_of(path: str) -> str:
+def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

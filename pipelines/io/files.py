@@ -74,7 +74,7 @@ def _bz2_file(fileobj, mode: str) -> bz2.BZ2File:
     return bz2.BZ2File(fileobj, mode=mode)
 
 
-def _records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
+def records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
                      vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
     path = readable.metadata.path
     file_format = detect_format(path, fmt)
@@ -113,7 +113,7 @@ class ReadRawRecords(FileInput):
             | "Patterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> fileio.MatchAll()
             | "ReadMatches" >> fileio.ReadMatches()
-            | "DecodeFiles" >> beam.FlatMap(_records_of_file, self._input_name, self._fmt, self._vendor_options)
+            | "DecodeFiles" >> beam.FlatMap(records_of_file, self._input_name, self._fmt, self._vendor_options)
             # One file decodes in one worker; spread its records before the heavy work.
             | "Rebalance" >> beam.Reshuffle()
         )
