@@ -20,9 +20,10 @@ from pipelines.io.kafka_config import KafkaReadConfig
 from pipelines.io.kafka_sink import KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters
 from pipelines.io.kafka_commit import AllWritten
 from pipelines.io.kafka_source import CommitOffsetsWhenWritten
-from pipelines.io.open_items import OpenItem, TrackOpenItems
+from pipelines.io.open_items import OpenItem
 from pipelines.io.open_items_store import DeleteDecidedAfterCommit
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from transforms.open_items import TrackOpenItems
 
 WriteConfigFor = Callable[[str], KafkaWriteConfig]
 
