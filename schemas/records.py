@@ -2,7 +2,8 @@
 
 NamedTuples with Beam-compatible type hints, so Beam encodes them with its
 schema-aware RowCoder (compact and deterministic) instead of pickling.
-Timestamps are epoch milliseconds (UTC); money is integer minor units.
+Timestamps are epoch milliseconds (UTC); money is integer minor units. The values a field
+may hold and what they mean (record types, kinds, statuses, signs) are in schemas/rules.py.
 """
 
 from typing import Any, Mapping, NamedTuple, Optional

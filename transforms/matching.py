@@ -1,7 +1,8 @@
 """The reconciliation rules of docs/DESIGN.md 3.3 as pure functions.
 
 `reconcile_key` decides a key's result rows from what is known about it and
-the instant `now` at which deadlines are judged. The stateful matcher calls
+the instant `now` at which deadlines are judged: it computes the key's facts,
+the rules table (schemas/rules.py) gives the status. The stateful matcher calls
 it whenever a key may have changed; tests call it directly.
 """
 
