@@ -22,15 +22,8 @@ from typing import Dict, List, Optional, Tuple
 import pandas as pd
 
 from analysis.results import parquet_rows, records_frame
-from schemas.records import (
-    BREAK_STATUSES,
-    PAYMENTS,
-    SETTLEMENTS,
-    STATUSES,
-    DailyTotal,
-    DeadLetter,
-    ReconciliationResult,
-)
+from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, DeadLetter, ReconciliationResult
+from schemas.rules import BREAK_STATUSES, STATUSES
 
 RESULTS_FILE = "results.parquet"
 DAILY_TOTALS_FILE = "daily_totals.parquet"

@@ -21,17 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.money import to_major_units
-from schemas.records import (
-    BREAK_STATUSES,
-    KIND_OF_EVENT_TYPE,
-    KIND_OF_RECORD_TYPE,
-    STATUSES,
-    DailyTotal,
-    DeadLetter,
-    PaymentEvent,
-    ReconciliationResult,
-    SettlementLine,
-)
+from schemas.records import DailyTotal, DeadLetter, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.rules import BREAK_STATUSES, KIND_OF_EVENT_TYPE, KIND_OF_RECORD_TYPE, STATUSES
 from transforms.daily_totals import SettlementDay
 
 KEY = ["processor", "processor_reference", "kind"]

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from schemas.money import CURRENCY_EXPONENTS  # noqa: E402
-from schemas.records import EVENT_TYPES, RECORD_TYPES  # noqa: E402
+from schemas.rules import EVENT_TYPES, RECORD_TYPES  # noqa: E402
 
 RESULTS_SQL = """
 WITH payments AS (

@@ -41,7 +41,8 @@ from datagen.scenarios import (
     sorted_rows,
     timestamp_text,
 )
-from schemas.records import PAYMENT_FIELDS, SETTLEMENT_FIELDS, STATUSES, SettlementLine
+from schemas.records import PAYMENT_FIELDS, SETTLEMENT_FIELDS, SettlementLine
+from schemas.rules import STATUSES
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
 
 FORMATS = ("csv", "jsonl", "avro", "parquet")

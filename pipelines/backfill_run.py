@@ -167,7 +167,7 @@ def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequen
                                                              jobs[0].vendor_options)
                  | f"Validate[{name}]" >> ValidateChunks())
         for part in ("accepted", DEAD_LETTERS, COUNTS):
-            validated[f"{name}.{part}"] = parts[part]
+            validated[(name, part)] = parts[part]
     for index, (job, job_shards, prefix) in enumerate(zip(jobs, shards, metrics_prefixes)):
         validated | f"Window[{index}]" >> ReconcileWindow(job, job_shards, prefix)
 
@@ -188,11 +188,11 @@ class ReconcileWindow(beam.PTransform):
         accepted, letters, counts = {}, [], []
         for name in (PAYMENTS, SETTLEMENTS):
             files = frozenset(_files_of(job, name))
-            accepted[name] = validated[f"{name}.accepted"] | f"Window[{name}]" >> beam.Filter(
+            accepted[name] = validated[(name, "accepted")] | f"Window[{name}]" >> beam.Filter(
                 lambda file_table, files: file_table[0] in files, files)
-            letters.append(validated[f"{name}.{DEAD_LETTERS}"] | f"WindowLetters[{name}]" >> beam.Filter(
+            letters.append(validated[(name, DEAD_LETTERS)] | f"WindowLetters[{name}]" >> beam.Filter(
                 lambda letter, files: source_path(letter.source) in files, files))
-            counts.append(validated[f"{name}.{COUNTS}"] | f"WindowCounts[{name}]" >> beam.Filter(
+            counts.append(validated[(name, COUNTS)] | f"WindowCounts[{name}]" >> beam.Filter(
                 lambda file_count, files: file_count[0] in files, files) | f"Counts[{name}]" >> beam.Values())
         outputs = accepted | "ReconcileValidated" >> ReconcileValidated(job.config, self._shards)
         outputs["dead_letters"] = [*letters, outputs["dead_letters"]] | "DeadLetters" >> beam.Flatten()

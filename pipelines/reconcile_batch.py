@@ -59,13 +59,8 @@ from runners.options import build_pipeline_options
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
-from schemas.records import (
-    DAILY_TOTAL_FIELDS,
-    PAYMENTS,
-    RESULT_FIELDS,
-    SETTLEMENTS,
-    ReconciliationResult,
-)
+from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
+from schemas.rules import DAILY_TOTAL_ROWS, RESULT_ROWS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
@@ -279,8 +274,8 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         "engine": job.engine,
         "inputs": per_input,
         "statuses": status_counts(counts),
-        "results_rows": counts.get("results.rows", 0),
-        "daily_totals_rows": counts.get("daily_totals.rows", 0),
+        "results_rows": counts.get(RESULT_ROWS, 0),
+        "daily_totals_rows": counts.get(DAILY_TOTAL_ROWS, 0),
         "as_of": as_of_text(counts),
         "options": {
             "amount_tolerance_minor": policy.amount_tolerance_minor,

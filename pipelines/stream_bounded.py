@@ -18,8 +18,9 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.io.kafka import (AllWritten, CommitOffsetsWhenWritten, DeleteDecidedAfterCommit, KafkaReadConfig,
                                 KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters)
-from pipelines.io.open_items import OpenItem, TrackOpenItems
+from pipelines.io.open_items import OpenItem
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from transforms.open_items import TrackOpenItems
 
 WriteConfigFor = Callable[[str], KafkaWriteConfig]
 

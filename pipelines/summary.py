@@ -11,7 +11,25 @@ from typing import Dict, Optional
 
 from schemas.records import PAYMENTS, SETTLEMENTS
 from schemas.timestamps import format_timestamp
-from transforms.counting import AS_OF_MILLIS, METRICS_NAMESPACE
+from schemas.rules import (
+    ACCEPTED,
+    AS_OF_MILLIS,
+    CONFLICTING,
+    PAN_REJECTIONS,
+    PANS_MASKED,
+    READ,
+    REJECTED,
+    TRUNCATED_FILES,
+    UNIQUE_RECORDS,
+    UNKNOWN_VENDOR_CATEGORIES,
+    count_name,
+    status_of_count_name,
+)
+from transforms.counting import METRICS_NAMESPACE
+
+
+def _count(counts: Dict[str, int], input_name: str, what: str) -> int:
+    return counts.get(count_name(input_name, what), 0)
 
 
 def input_counts(counts: Dict[str, int]) -> dict:
@@ -19,25 +37,26 @@ def input_counts(counts: Dict[str, int]) -> dict:
     for name in (PAYMENTS, SETTLEMENTS):
         # A conflicting re-delivery passed validation but is a dead letter (docs/DESIGN.md 3.3): it counts as
         # rejected, not accepted, so read = accepted + rejected and accepted = unique + deduplicated.
-        conflicting = counts.get(f"{name}.conflicting", 0)
-        accepted = counts.get(f"{name}.accepted", 0) - conflicting
+        conflicting = _count(counts, name, CONFLICTING)
+        accepted = _count(counts, name, ACCEPTED) - conflicting
         per_input[name] = {
-            "read": counts.get(f"{name}.read", 0),
+            "read": _count(counts, name, READ),
             "accepted": accepted,
-            "rejected": counts.get(f"{name}.rejected", 0) + conflicting,
-            "deduplicated": accepted - counts.get(f"{name}.unique", 0),
+            "rejected": _count(counts, name, REJECTED) + conflicting,
+            "deduplicated": accepted - _count(counts, name, UNIQUE_RECORDS),
             "conflicting": conflicting,
-            "truncated_files": counts.get(f"{name}.truncated_files", 0),
-            "pans_masked": counts.get(f"{name}.pans_masked", 0),
-            "pan_rejections": counts.get(f"{name}.pan_rejections", 0),
+            "truncated_files": _count(counts, name, TRUNCATED_FILES),
+            "pans_masked": _count(counts, name, PANS_MASKED),
+            "pan_rejections": _count(counts, name, PAN_REJECTIONS),
         }
     # Vendor rows read as adjustments because their category is newer than this code (a warning).
-    per_input[SETTLEMENTS]["unknown_vendor_categories"] = counts.get(f"{SETTLEMENTS}.unknown_vendor_categories", 0)
+    per_input[SETTLEMENTS]["unknown_vendor_categories"] = _count(counts, SETTLEMENTS, UNKNOWN_VENDOR_CATEGORIES)
     return per_input
 
 
 def status_counts(counts: Dict[str, int]) -> Dict[str, int]:
-    return {key.split(".", 1)[1]: value for key, value in counts.items() if key.startswith("status.")}
+    statuses = {name: status_of_count_name(name) for name in counts}
+    return {status: counts[name] for name, status in statuses.items() if status is not None}
 
 
 def as_of_text(counts: Dict[str, Optional[int]]) -> Optional[str]:

@@ -2,37 +2,14 @@
 
 NamedTuples with Beam-compatible type hints, so Beam encodes them with its
 schema-aware RowCoder (compact and deterministic) instead of pickling.
-Timestamps are epoch milliseconds (UTC); money is integer minor units.
+Timestamps are epoch milliseconds (UTC); money is integer minor units. The values a field
+may hold and what they mean (record types, kinds, statuses, signs) are in schemas/rules.py.
 """
 
 from typing import Any, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
 from schemas.stable_schema import stable_schema
-
-# Ledger event types (3.1). Only the settling ones are reconciled.
-EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FAILED")
-# Settlement record types (3.2). Only the matched ones are reconciled.
-RECORD_TYPES = ("CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT")
-# Reconciliation kinds and how each side maps onto them (3.3).
-KINDS = ("CAPTURE", "REFUND", "CHARGEBACK")
-# Account-level record types: not matched, and their gross is signed (a fee
-# refund, a returned payout, a debit adjustment is negative; docs/DESIGN.md 3.2).
-SIGNED_RECORD_TYPES = ("FEE", "ADJUSTMENT", "PAYOUT")
-KIND_OF_EVENT_TYPE = {"CAPTURED": "CAPTURE", "REFUNDED": "REFUND", "CHARGEBACK": "CHARGEBACK"}
-KIND_OF_RECORD_TYPE = {"CAPTURE": "CAPTURE", "REFUND": "REFUND", "CHARGEBACK": "CHARGEBACK"}
-
-STATUSES = (
-    "MATCHED",
-    "AMOUNT_MISMATCH",
-    "CURRENCY_MISMATCH",
-    "MISSING_SETTLEMENT",
-    "UNEXPECTED_SETTLEMENT",
-    "DUPLICATE_SETTLEMENT",
-    "DUPLICATE_LEDGER_EVENT",
-    "PENDING",
-)
-BREAK_STATUSES = frozenset(STATUSES) - {"MATCHED", "PENDING"}
 
 PAYMENTS = "payments"
 # The merchant of a settlement line whose file names none (a Stripe row without the merchant

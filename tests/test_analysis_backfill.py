@@ -22,7 +22,8 @@ from analysis import backfill_charts
 from datagen.generator import GeneratorConfig, generate
 from datagen.partitions import split_by_date
 from pipelines import backfill
-from schemas.records import BREAK_STATUSES, PAYMENT_FIELDS, SETTLEMENT_FIELDS
+from schemas.records import PAYMENT_FIELDS, SETTLEMENT_FIELDS
+from schemas.rules import BREAK_STATUSES
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
 
 DATES = ["2026-01-05", "2026-01-06", "2026-01-07"]

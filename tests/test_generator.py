@@ -24,15 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datagen import BreakRates, GeneratorConfig, generate  # noqa: E402
 from schemas.codecs import read_records, write_records  # noqa: E402
 from schemas.money import MoneyError, normalize_currency, parse_minor_units  # noqa: E402
-from schemas.records import (  # noqa: E402
-    EVENT_TYPES,
-    KIND_OF_EVENT_TYPE,
-    KIND_OF_RECORD_TYPE,
-    PAYMENT_FIELDS,
-    RECORD_TYPES,
-    SETTLEMENT_FIELDS,
-    STATUSES,
-)
+from schemas.records import PAYMENT_FIELDS, SETTLEMENT_FIELDS  # noqa: E402
+from schemas.rules import EVENT_TYPES, KIND_OF_EVENT_TYPE, KIND_OF_RECORD_TYPE, RECORD_TYPES, STATUSES  # noqa: E402
 from schemas.timestamps import TimestampError, format_timestamp, parse_date, parse_timestamp_millis  # noqa: E402
 from schemas.vendors import detect_vendor  # noqa: E402
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.records import EVENT_TYPES, RECORD_TYPES, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.rules import EVENT_TYPES, RECORD_TYPES
 from transforms.matching import (
     LEDGER,
     SETTLEMENT,

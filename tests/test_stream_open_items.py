@@ -84,7 +84,7 @@ def test_the_store_keeps_the_latest_entry_per_key_and_a_tombstone_deletes():
 
 
 def test_a_keys_signature_ignores_revision_and_finality_and_records_are_kept_once_per_id():
-    from pipelines.io.open_items import rows_signature, unique_records
+    from transforms.open_items import rows_signature, unique_records
     from schemas.records import ReconciliationResult
 
     row = ReconciliationResult("stripe", "r1", "CAPTURE", "PENDING", "m_1", "USD", 1000, None, None, "e1", None,
@@ -95,3 +95,21 @@ def test_a_keys_signature_ignores_revision_and_finality_and_records_are_kept_onc
               ("settlements", "s/0@1", '{"settlement_id":"e1"}')]
     assert unique_records(copies) == (("payments", "t/0@3", '{"event_id":"e1","n":1}'),
                                       ("settlements", "s/0@1", '{"settlement_id":"e1"}'))
+
+
+def test_a_keys_signature_is_the_text_stored_entries_hold():
+    # Entries written by earlier runs keep their signature: one computed differently now would differ from
+    # every stored one and re-emit each carried key. The expected texts were computed by the signature
+    # function as it was before it moved to transforms/open_items.py and derived from result_signature.
+    from schemas.records import ReconciliationResult as Row
+    from transforms.open_items import rows_signature
+
+    rows = [Row("stripe", "ch_1", "CAPTURE", "MATCHED", "m_1", "EUR", 1000, 1000, 0, "e_1", "s_1",
+                1700000000000, 1700000100000, 3, True),
+            Row("stripe", "ch_1", "CAPTURE", "DUPLICATE_SETTLEMENT", "m_1", "EUR", None, 990, None, None, "s_2",
+                None, 1700000200000, 3, True),
+            Row("adyen", "p\u00e9|x", "REFUND", "PENDING", "m_2", "JPY", 5, None, None, "e_2", None, 1, None, 1, False)]
+    assert rows_signature(rows) == "82774204b6f00e74cf9bba0aa2fb44c6c4c7f6ad012f054ca412f6eb14c0b40f"
+    assert rows_signature(rows[::-1]) == rows_signature(rows)
+    assert rows_signature(rows[2:]) == "80410e9ebbf4d295df9472c88b2f08ff4ca87ca448d49dcd02b9deed05556f56"
+    assert rows_signature([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

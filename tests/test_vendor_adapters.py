@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from schemas.records import RECORD_TYPES, SETTLEMENT_FIELDS, SettlementLine
+from schemas.records import SETTLEMENT_FIELDS, SettlementLine
+from schemas.rules import RECORD_TYPES
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
 from schemas.vendors import (
     VENDORS,

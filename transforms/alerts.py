@@ -17,7 +17,8 @@ import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
 from apache_beam.transforms.window import SlidingWindows, WindowFn
 
-from schemas.records import BREAK_STATUSES, BreakRateAlert, ReconciliationResult
+from schemas.records import BreakRateAlert, ReconciliationResult
+from schemas.rules import BREAK_STATUSES, UNDECIDED_STATUS
 from transforms.daily_totals import PANE_TIMINGS, TriggerPolicy
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis
 from transforms.revisions import merge_all, merge_revision, result_key_text, total
@@ -70,7 +71,7 @@ class BreakRateFn(beam.CombineFn):
 
 
 def _rate_input(row: ReconciliationResult):
-    decided = int(row.status != "PENDING")
+    decided = int(row.status != UNDECIDED_STATUS)
     return row.processor, (result_key_text(row), row.revision, decided, int(row.status in BREAK_STATUSES))
 
 

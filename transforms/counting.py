@@ -6,6 +6,8 @@ from typing import Mapping
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from schemas.rules import AS_OF_MILLIS, status_count_name
+
 
 class CountEach(beam.PTransform):
     """{name: PCollection} -> one (name, count) per name, zero for an empty collection.
@@ -45,13 +47,12 @@ class CountStatuses(beam.PTransform):
         return (
             results
             | "FinalRows" >> beam.Filter(lambda row: row.is_final)
-            | "StatusName" >> beam.Map(lambda row: f"status.{row.status}")
+            | "StatusName" >> beam.Map(lambda row: status_count_name(row.status))
             | "CountPerStatus" >> beam.combiners.Count.PerElement()
         )
 
 
 METRICS_NAMESPACE = "paybeam"
-AS_OF_MILLIS = "as_of_millis"
 
 
 class _ReportCount(beam.DoFn):

@@ -20,7 +20,9 @@ from apache_beam.transforms.window import FixedWindows, IntervalWindow, NonMergi
 from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from schemas.records import BREAK_STATUSES, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.records import DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas import rules
+from schemas.rules import BREAK_STATUSES, LEDGER_EVENT_COUNT, RECORD_SUM_COLUMNS, SETTLEMENT_LINE_COUNT, SUM_INDEX
 from schemas.money import within_int64
 from schemas.timestamps import EPOCH
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
@@ -152,40 +154,24 @@ class TriggerPolicy:
 
 # ---------------------------------------------------------------- per-record contributions
 
-_LEDGER_COLUMN = {"CAPTURED": 0, "REFUNDED": 1, "CHARGEBACK": 2}
-# Settlement money is a signed flow: captures in, refunds and chargebacks out.
-_SETTLEMENT_SIGN = {"CAPTURE": 1, "REFUND": -1, "CHARGEBACK": -1}
-_SUMS = 10  # captured, refunded, chargeback, ledger count, gross, fee, net, adjustment, payout, line count
+_SUMS = len(RECORD_SUM_COLUMNS)
 
 
 def ledger_contribution(event: PaymentEvent) -> Contribution:
     sums = [0] * _SUMS
-    if event.event_type in _LEDGER_COLUMN:
-        sums[_LEDGER_COLUMN[event.event_type]] = event.amount_minor
-    sums[3] = 1
+    column = rules.LEDGER_SUM_OF_EVENT_TYPE.get(event.event_type)
+    if column is not None:
+        sums[SUM_INDEX[column]] = event.amount_minor
+    sums[SUM_INDEX[LEDGER_EVENT_COUNT]] = 1
     return Contribution(tuple(sums))
 
 
 def settlement_contribution(line: SettlementLine) -> Contribution:
-    """Signed so that for every day settled_net = settled_gross - fee, and the
-    balance change of the day's lines is settled_net + adjustment - payout."""
+    """What the rules table (schemas/rules.py: SETTLEMENT_SUMS) adds for the line's record type."""
     sums = [0] * _SUMS
-    sign = _SETTLEMENT_SIGN.get(line.record_type)
-    if sign is not None:
-        sums[4], sums[5], sums[6] = sign * line.gross_minor, sign * line.fee_minor, sign * line.net_minor
-    elif line.record_type == "FEE":
-        # The whole line is a cost: its net (gross - any fee on it; negative
-        # for a fee refund) goes to fees and comes off the net.
-        sums[5], sums[6] = line.net_minor, -line.net_minor
-    elif line.record_type == "ADJUSTMENT":
-        # Signed gross into the balance; a fee on it (a dispute fee returned
-        # with a dispute reversal: negative) counts with the fees.
-        sums[5], sums[6], sums[7] = line.fee_minor, -line.fee_minor, line.gross_minor
-    elif line.record_type == "PAYOUT":
-        # Signed gross out of the balance (a returned payout is negative); a
-        # fee on it leaves the balance too, so it counts against the fees.
-        sums[5], sums[6], sums[8] = -line.fee_minor, line.fee_minor, line.gross_minor
-    sums[9] = 1
+    for column, field, factor in rules.SETTLEMENT_SUMS.get(line.record_type, ()):
+        sums[SUM_INDEX[column]] += factor * getattr(line, field)
+    sums[SUM_INDEX[SETTLEMENT_LINE_COUNT]] = 1
     return Contribution(tuple(sums))
 
 

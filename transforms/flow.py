@@ -20,13 +20,26 @@ import apache_beam as beam
 
 from schemas.codecs import is_truncation
 from schemas.records import PAYMENTS, SETTLEMENTS
-from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
+from schemas.rules import (
+    ACCEPTED,
+    AS_OF_MILLIS,
+    CONFLICTING,
+    DAILY_TOTAL_ROWS,
+    PAN_REJECTIONS,
+    READ,
+    REJECTED,
+    RESULT_ROWS,
+    TRUNCATED_FILES,
+    UNIQUE_RECORDS,
+    UNKNOWN_VENDOR_CATEGORIES,
+    count_name,
+)
+from schemas.vendors import has_unknown_category
 from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
 from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant, needs_attribution
 from transforms.dedup import DEFAULT_HORIZON, UNIQUE, Deduplicate
 from transforms.event_time import AssignEventTime
-from transforms.redelivery import CONFLICTING
 from transforms.reconcile import DEFAULT_RETENTION, AsOf, MatchPolicy, ReconcileSettlements, as_of_millis
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, ParseAndValidate, is_pan_rejection
 
@@ -68,7 +81,7 @@ class ReconcileRecords(beam.PTransform):
                 | f"Deduplicate[{name}]" >> Deduplicate(name, config.dedup_horizon, bounded)
             )
             unique[name], conflicting[name] = deduplicated[UNIQUE], deduplicated[DEAD_LETTERS]
-            masked[f"{name}.{PANS_MASKED}"] = ((parsed[PANS_MASKED], deduplicated[PANS_MASKED])
+            masked[count_name(name, PANS_MASKED)] = ((parsed[PANS_MASKED], deduplicated[PANS_MASKED])
                                                | f"AllMasked[{name}]" >> beam.Flatten())
         sides = (unique[PAYMENTS], unique[SETTLEMENTS])
         matcher_inputs = sides
@@ -96,21 +109,21 @@ class ReconcileRecords(beam.PTransform):
         if self._with_counts:
             named = {}
             for name in (PAYMENTS, SETTLEMENTS):
-                named.update({f"{name}.read": raw[name], f"{name}.accepted": valid[name],
-                              f"{name}.rejected": rejected[name], f"{name}.unique": unique[name],
-                              f"{name}.{CONFLICTING}": conflicting[name],
-                              f"{name}.truncated_files": rejected[name] | f"Truncations[{name}]" >> beam.Filter(
+                named.update({count_name(name, READ): raw[name], count_name(name, ACCEPTED): valid[name],
+                              count_name(name, REJECTED): rejected[name], count_name(name, UNIQUE_RECORDS): unique[name],
+                              count_name(name, CONFLICTING): conflicting[name],
+                              count_name(name, TRUNCATED_FILES): rejected[name] | f"Truncations[{name}]" >> beam.Filter(
                                   lambda letter: is_truncation(letter.reason)),
-                              f"{name}.pan_rejections": rejected[name] | f"PanRejections[{name}]" >> beam.Filter(
+                              count_name(name, PAN_REJECTIONS): rejected[name] | f"PanRejections[{name}]" >> beam.Filter(
                                   lambda letter: is_pan_rejection(letter.reason))})
-            named[f"{SETTLEMENTS}.{UNKNOWN_CATEGORY_COUNT}"] = raw[SETTLEMENTS] | "UnknownCategories" >> beam.Filter(
+            named[count_name(SETTLEMENTS, UNKNOWN_VENDOR_CATEGORIES)] = raw[SETTLEMENTS] | "UnknownCategories" >> beam.Filter(
                 lambda record: has_unknown_category(record.fields))
-            named["results.rows"] = results
-            named["daily_totals.rows"] = outputs["daily_totals"]
+            named[RESULT_ROWS] = results
+            named[DAILY_TOTAL_ROWS] = outputs["daily_totals"]
             counted = [named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(),
                        results | "CountStatuses" >> CountStatuses()]
             if as_of is not None:
-                counted.append(as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis)))
+                counted.append(as_of | "NameAsOf" >> beam.Map(lambda millis: (AS_OF_MILLIS, millis)))
             outputs["counts"] = (
                 counted
                 | "AllCounts" >> beam.Flatten()

@@ -1,7 +1,8 @@
 """The reconciliation rules of docs/DESIGN.md 3.3 as pure functions.
 
 `reconcile_key` decides a key's result rows from what is known about it and
-the instant `now` at which deadlines are judged. The stateful matcher calls
+the instant `now` at which deadlines are judged: it computes the key's facts,
+the rules table (schemas/rules.py) gives the status. The stateful matcher calls
 it whenever a key may have changed; tests call it directly.
 """
 
@@ -9,12 +10,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from schemas.records import (
+from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
+from schemas import rules
+from schemas.rules import (
+    DIFFERENT_CURRENCY,
+    DUE,
+    DUPLICATE_LEDGER_EVENT,
+    DUPLICATE_SETTLEMENT,
+    HAS_LEDGER,
     KIND_OF_EVENT_TYPE,
     KIND_OF_RECORD_TYPE,
-    PaymentEvent,
-    ReconciliationResult,
-    SettlementLine,
+    PAIRED,
+    WITHIN_TOLERANCE,
 )
 from schemas.internal_records import Candidate
 
@@ -68,20 +75,32 @@ def candidate_of(record: Union[PaymentEvent, SettlementLine]) -> Candidate:
                      record.currency, record.booked_time)
 
 
+def key_status(ledger: Optional[Candidate], settlement: Optional[Candidate], now_millis: int,
+               policy: MatchPolicy) -> str:
+    """Status of a key's primary row (its primary ledger event and/or line), judged at `now_millis`.
+
+    The facts are computed here, the decision is the rules table's (schemas/rules.py: STATUS_RULES),
+    which the columnar engine applies to the same facts."""
+    paired = ledger is not None and settlement is not None
+    return rules.primary_status({
+        PAIRED: paired,
+        DIFFERENT_CURRENCY: paired and ledger.currency != settlement.currency,
+        WITHIN_TOLERANCE: paired and abs(settlement.amount_minor - ledger.amount_minor) <= policy.amount_tolerance_minor,
+        DUE: now_millis >= one_sided_deadline(ledger or settlement, policy),
+        HAS_LEDGER: ledger is not None,
+    })
+
+
 def pair_status(ledger: Candidate, settlement: Candidate, tolerance_minor: int) -> str:
-    """Status of a key that has both sides."""
-    if ledger.currency != settlement.currency:
-        return "CURRENCY_MISMATCH"
-    if abs(settlement.amount_minor - ledger.amount_minor) <= tolerance_minor:
-        return "MATCHED"
-    return "AMOUNT_MISMATCH"
+    """Status of a key that has both sides (judged at its ledger event's time)."""
+    return key_status(ledger, settlement, ledger.time, MatchPolicy(amount_tolerance_minor=tolerance_minor))
 
 
 def one_sided_status(candidate: Candidate, now_millis: int, policy: MatchPolicy) -> str:
     """Status of a key that has only one side, judged at `now_millis`."""
-    if now_millis >= one_sided_deadline(candidate, policy):
-        return "MISSING_SETTLEMENT" if candidate.side == LEDGER else "UNEXPECTED_SETTLEMENT"
-    return "PENDING"
+    if candidate.side == LEDGER:
+        return key_status(candidate, None, now_millis, policy)
+    return key_status(None, candidate, now_millis, policy)
 
 
 def one_sided_deadline(candidate: Candidate, policy: MatchPolicy) -> int:
@@ -133,13 +152,10 @@ def reconcile_key(key: ReconciliationKey, candidates: Sequence[Candidate], now_m
         return []
     primary_ledger = ledger[0] if ledger else None
     primary_settlement = settlements[0] if settlements else None
-    if primary_ledger and primary_settlement:
-        status = pair_status(primary_ledger, primary_settlement, policy.amount_tolerance_minor)
-    else:
-        status = one_sided_status(primary_ledger or primary_settlement, now_millis, policy)
+    status = key_status(primary_ledger, primary_settlement, now_millis, policy)
     rows = [_row(key, status, primary_ledger, primary_settlement)]
-    rows += [_row(key, "DUPLICATE_LEDGER_EVENT", extra, None) for extra in ledger[1:]]
-    rows += [_row(key, "DUPLICATE_SETTLEMENT", None, extra) for extra in settlements[1:]]
+    rows += [_row(key, DUPLICATE_LEDGER_EVENT, extra, None) for extra in ledger[1:]]
+    rows += [_row(key, DUPLICATE_SETTLEMENT, None, extra) for extra in settlements[1:]]
     return rows
 
 

@@ -23,7 +23,6 @@ from schemas.internal_records import Judged
 from transforms.validate import dead_letter
 
 STAGE_DEDUP = "dedup"
-CONFLICTING = "conflicting"
 # The payload of a delivery: every field a result or a daily total is computed from. The others
 # (payment_id, settlement_date, payout_id) change no output, and the columnar engine does not carry
 # them past validation (docs/DESIGN.md 9.4), so copies differing only there are plain duplicates.

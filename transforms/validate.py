@@ -21,11 +21,8 @@ from schemas.kafka_values import mask_payload
 from schemas.codecs import capped
 from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import (
-    EVENT_TYPES,
     PAYMENT_FIELDS,
     PAYMENTS,
-    RECORD_TYPES,
-    SIGNED_RECORD_TYPES,
     SETTLEMENT_FIELDS,
     SETTLEMENTS,
     DeadLetter,
@@ -33,13 +30,13 @@ from schemas.records import (
     RawRecord,
     SettlementLine,
 )
+from schemas.rules import EVENT_TYPES, PANS_MASKED, RECORD_TYPES, SIGNED_RECORD_TYPES  # PANS_MASKED: also a tag
 from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from schemas.vendors.adyen import psp_references, psp_references_in
 from schemas.internal_records import Judged
 
 DEAD_LETTERS = "dead_letters"
-PANS_MASKED = "pans_masked"
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
 

@@ -30,7 +30,6 @@ from schemas.vendors.common import (
     DEFAULT_VENDOR_OPTIONS,
     STRIPE_LEDGER_REFERENCES,
     UNKNOWN_CATEGORY,
-    UNKNOWN_CATEGORY_COUNT,
     VENDORS,
     WARNING_FIELD,
     VendorOptions,
@@ -109,7 +108,6 @@ def vendor_row_from_settlement(vendor: str, line: SettlementLine) -> dict[str, s
 __all__ = [
     "DEFAULT_VENDOR_OPTIONS",
     "STRIPE_LEDGER_REFERENCES",
-    "UNKNOWN_CATEGORY_COUNT",
     "VENDORS",
     "VendorOptions",
     "VendorRowError",

@@ -43,7 +43,8 @@ PAYOUT lines count a debit as positive (``s = -1``; a credited invoice or a
 returned payout is negative), ADJUSTMENT lines a credit (``s = 1``; a
 withheld deposit or a SecondChargeback is negative). ``net_minor =
 gross_minor - fee_minor`` holds for every consistent row. Every documented
-Type, its kind and its sign are in ``_TYPE_RECORD_TYPES`` and tested.
+Type and its kind are in ``_TYPE_RECORD_TYPES``, the sign of each kind in
+``schemas/rules.py`` (``canonical_direction``, shared with Stripe), all tested.
 
 Time: ``Creation Date`` is local wall-clock time in the zone ``TimeZone``
 names. Adyen writes abbreviations (the structure page lists e.g. BST, CET,
@@ -84,6 +85,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.money import to_major_units
 from schemas.records import SettlementLine
+from schemas.rules import MATCHED_RECORD_TYPES, SIGNED_RECORD_TYPES, canonical_direction, vendor_direction
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp, millis_to_datetime
 from schemas.vendors.common import (
     VendorRowError,
@@ -221,13 +223,6 @@ _RECORD_TYPE_TYPES: dict[str, str] = {
     "ADJUSTMENT": "DepositCorrection",
     "PAYOUT": "MerchantPayout",
 }
-_MATCHED = frozenset({"CAPTURE", "REFUND", "CHARGEBACK"})
-# Matched record types Adyen books as debits on the merchant account.
-_OUTGOING = frozenset({"REFUND", "CHARGEBACK"})
-# Account-level record types whose positive canonical gross is a debit
-# (a cost, a payout); ADJUSTMENT's positive gross is a credit.
-_DEBIT_POSITIVE = frozenset({"FEE", "PAYOUT"})
-_ACCOUNT_LEVEL = frozenset({"FEE", "ADJUSTMENT", "PAYOUT"})
 
 # TimeZone holds abbreviations (the structure page lists e.g. BST, CET, CEST;
 # US accounts carry PST/PDT). An abbreviation names an offset, not a zone:
@@ -334,18 +329,6 @@ def _amounts(row: Mapping[str, str]) -> tuple[str, int, int, int, Optional[tuple
     return net_currency, net + fee, fee, net, (gross_currency, gross)
 
 
-def _direction(record_type: str, gross: int) -> int:
-    """s in (gross, fee, net)_canonical = s * (gross, fee, net)_Adyen.
-
-    Matched lines are positive with the record type giving the direction;
-    account-level lines keep the sign the debit/credit columns give: FEE and
-    PAYOUT count debits as positive (a credit is a fee refund or a returned
-    payout), ADJUSTMENT counts credits as positive."""
-    if record_type in _MATCHED:
-        return -1 if gross < 0 else 1
-    return -1 if record_type in _DEBIT_POSITIVE else 1
-
-
 _HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 # What makes a line this line: the documented standard columns, not the
 # Reserved ones nor the optional Booking Date pair, so the same batch report
@@ -388,7 +371,7 @@ def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[
     `options`: schemas.vendors.VendorOptions, none of which concern Adyen)."""
     journal_type, record_type = _journal_type(row)
     currency, gross, fee, net, gross_side = _amounts(row)
-    sign = _direction(record_type, gross)
+    sign = canonical_direction(record_type, gross)
 
     booked = _local_millis(row, "Creation Date", "TimeZone", "TimeZone")
     booking = booked
@@ -419,7 +402,7 @@ def settlement_fields_from_adyen_row(row: Mapping[str, str], position: Optional[
 
 def _matched_side(record_type: str, gross_side: Optional[tuple[str, int]]) -> dict:
     """The matched_* fields of a matched line whose gross side is in another currency (else none)."""
-    if gross_side is None or record_type not in _MATCHED or gross_side[1] == 0:
+    if gross_side is None or record_type not in MATCHED_RECORD_TYPES or gross_side[1] == 0:
         return {}
     return {"matched_minor": abs(gross_side[1]), "matched_currency": gross_side[0]}
 
@@ -428,13 +411,6 @@ def _debit_credit(amount: int, currency: str) -> tuple[str, str]:
     """(debit text, credit text) for a signed minor amount."""
     text = to_major_units(abs(amount), currency)
     return (text, "") if amount < 0 else ("", text)
-
-
-def _written_direction(line: SettlementLine) -> int:
-    """The reader's `_direction` for the row the writer emits (its own inverse)."""
-    if line.record_type in _MATCHED:
-        return -1 if line.record_type in _OUTGOING and line.gross_minor != 0 else 1
-    return -1 if line.record_type in _DEBIT_POSITIVE else 1
 
 
 def _batch_number(payout_id: Optional[str]) -> str:
@@ -454,8 +430,8 @@ def adyen_row_from_settlement(line: SettlementLine) -> dict[str, str]:
     if not line.settlement_id:
         raise VendorRowError("settlement_id is required to write an Adyen row")
     currency = currency_cell(line.currency, "currency")
-    sign = _written_direction(line)
-    account_level = line.record_type in _ACCOUNT_LEVEL
+    sign = vendor_direction(line.record_type, line.gross_minor)
+    account_level = line.record_type in SIGNED_RECORD_TYPES
     fee = sign * line.fee_minor
     net_debit, net_credit = _debit_credit(sign * line.net_minor, currency)
 

@@ -22,10 +22,9 @@ VENDORS = ("stripe", "adyen")
 # A vendor row that converts but deserves a look (a Stripe reporting_category
 # newer than this code) carries this extra key in its fields: the validator
 # ignores unknown keys, and both engines count such records
-# (`settlements.unknown_vendor_categories`, DESIGN 3.2).
+# (`settlements.unknown_vendor_categories`, schemas/rules.py; DESIGN 3.2).
 WARNING_FIELD = "_vendor_warning"
 UNKNOWN_CATEGORY = "unknown_vendor_category"
-UNKNOWN_CATEGORY_COUNT = "unknown_vendor_categories"
 
 # Which Stripe id a ledger keys its payments by (README, Formats): the
 # adapter emits that one as processor_reference, so the matcher needs no

@@ -32,7 +32,8 @@ Stripe's identity by ``s`` keeps ``net_minor = gross_minor - fee_minor``.
 The dispute above becomes ``gross_minor=10000 fee_minor=-1500
 net_minor=11500``: the fee adds to what leaves the balance. The writer
 applies the same ``s``, so ``reading(writing(line)) == line`` also for lines
-that are deliberately inconsistent.
+that are deliberately inconsistent. ``s`` is the rules table's
+(``schemas/rules.py``: ``canonical_direction``, ``vendor_direction``).
 
 Matching and attribution: ``processor_reference`` is the id the ledger keys
 payments by: ``charge_id`` (``ch_...``) by default, ``payment_intent_id``
@@ -63,6 +64,7 @@ from typing import Any, Mapping, Optional
 
 from schemas.money import to_major_units
 from schemas.records import UNATTRIBUTED, SettlementLine
+from schemas.rules import MATCHED_RECORD_TYPES, canonical_direction, vendor_direction
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp
 from schemas.vendors.common import (
     VendorRowError,
@@ -220,13 +222,6 @@ _RECORD_TYPE_CATEGORIES: dict[str, str] = {
     "ADJUSTMENT": "other_adjustment",
     "PAYOUT": "payout",
 }
-_MATCHED = frozenset({"CAPTURE", "REFUND", "CHARGEBACK"})
-# Matched record types whose money leaves the Stripe balance (negative gross).
-_OUTGOING = frozenset({"REFUND", "CHARGEBACK"})
-# Account-level record types whose positive canonical gross leaves the balance
-# (a cost, a payout); ADJUSTMENT's positive gross comes in.
-_DEBIT_POSITIVE = frozenset({"FEE", "PAYOUT"})
-_PAYMENT_LEVEL = _MATCHED
 # Where the ledger's processor_reference for the original payment can be.
 _REFERENCE_COLUMNS = ("charge_id", "payment_intent_id", "source_id")
 # Time columns, in the order they are used. A report's columns are chosen by
@@ -280,19 +275,6 @@ def _settlement_date(row: Mapping[str, str]) -> str:
     return parse_day(text, column).isoformat()
 
 
-def _direction(record_type: str, gross: int) -> int:
-    """s in (gross, fee, net)_canonical = s * (gross, fee, net)_Stripe.
-
-    Matched lines are positive with the record type giving the direction.
-    Account-level lines keep Stripe's sign: FEE and PAYOUT count money
-    leaving the balance as positive (a fee refund or a payout reversal is
-    negative), ADJUSTMENT counts money coming in as positive (-16.00 stays
-    negative)."""
-    if record_type in _MATCHED:
-        return -1 if gross < 0 else 1
-    return -1 if record_type in _DEBIT_POSITIVE else 1
-
-
 def _reference_columns(options: Any) -> tuple[str, ...]:
     """Where processor_reference comes from: the id the ledger keys payments by
     first (charge_id by default, payment_intent_id with
@@ -317,7 +299,7 @@ def settlement_fields_from_stripe_row(row: Mapping[str, str], position: Optional
     gross = minor_units_cell(required_cell(row, "gross"), currency, "gross")
     fee = minor_units_cell(required_cell(row, "fee"), currency, "fee")
     net = minor_units_cell(required_cell(row, "net"), currency, "net")
-    sign = _direction(record_type, gross)
+    sign = canonical_direction(record_type, gross)
     balance_transaction_id = required_cell(row, "balance_transaction_id")
     return {
         "settlement_id": balance_transaction_id,
@@ -340,20 +322,13 @@ def _customer_facing_side(row: Mapping[str, str], record_type: str, currency: st
     """The matched_* fields of a matched row charged in another currency than it settled in: a EUR charge
     settled in USD is compared with the ledger in EUR (customer_facing_amount), summed in USD."""
     text = cell_text(row, "customer_facing_currency")
-    if record_type not in _MATCHED or not text or not cell_text(row, "customer_facing_amount"):
+    if record_type not in MATCHED_RECORD_TYPES or not text or not cell_text(row, "customer_facing_amount"):
         return {}
     facing_currency = currency_cell(text, "customer_facing_currency")
     if facing_currency == currency:
         return {}
     amount = abs(minor_units_cell(cell_text(row, "customer_facing_amount"), facing_currency, "customer_facing_amount"))
     return {"matched_minor": amount, "matched_currency": facing_currency} if amount else {}
-
-
-def _written_direction(line: SettlementLine) -> int:
-    """The reader's `_direction` for the row the writer emits (its own inverse)."""
-    if line.record_type in _MATCHED:
-        return -1 if line.record_type in _OUTGOING and line.gross_minor != 0 else 1
-    return -1 if line.record_type in _DEBIT_POSITIVE else 1
 
 
 def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
@@ -364,7 +339,7 @@ def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
     if not line.settlement_id:
         raise VendorRowError("settlement_id is required to write a Stripe row")
     currency = currency_cell(line.currency, "currency")
-    sign = _written_direction(line)
+    sign = vendor_direction(line.record_type, line.gross_minor)
     created = format_wall_clock(line.booked_time)
     settles = f"{line.settlement_date} 00:00:00"
     payout_effective = settles if line.payout_id else ""
@@ -389,7 +364,7 @@ def stripe_row_from_settlement(line: SettlementLine) -> dict[str, str]:
             MERCHANT_METADATA_COLUMN: "" if line.merchant_id == UNATTRIBUTED else line.merchant_id,
         }
     )
-    if line.record_type in _PAYMENT_LEVEL:
+    if line.record_type in MATCHED_RECORD_TYPES:
         row["charge_id"] = line.processor_reference
     elif line.processor_reference != line.settlement_id:
         # An account-level line tied to some other object (a payout, a

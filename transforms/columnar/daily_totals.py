@@ -20,12 +20,11 @@ import pyarrow.compute as pc
 from schemas import arrow
 from schemas.money import INT64_MAX, INT64_MIN, MAX_MINOR_UNITS
 from schemas.record_tables import concat, to_numpy
-from schemas.records import BREAK_STATUSES, DAILY_TOTAL_FIELDS
+from schemas.records import DAILY_TOTAL_FIELDS
+from schemas import rules
+from schemas.rules import BREAK_COUNT, BREAK_STATUSES, LEDGER_EVENT_COUNT, SETTLEMENT_LINE_COUNT, SUM_COLUMNS
 from transforms.daily_totals import SettlementDay
 
-SUM_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "ledger_event_count",
-               "settled_gross_minor", "fee_minor", "settled_net_minor", "adjustment_minor", "payout_minor",
-               "settlement_line_count", "break_count")
 GROUP_COLUMNS = ("merchant_id", "currency", "window_start")
 # Partial sums are exact: int64 sums wrap silently (numpy and Arrow alike), 38-digit decimals cannot
 # overflow here. A total outside int64 is published as null (schemas/money.py: within_int64).
@@ -75,37 +74,34 @@ def _contributions(merchant, currency, times: np.ndarray, sums: dict,
     return pa.Table.from_arrays(columns, schema=CONTRIBUTION_TABLE)
 
 
-def _amount_where(types, amounts: np.ndarray, value: str, sign: int = 1) -> np.ndarray:
-    return np.where(to_numpy(pc.equal(types, value)), sign * amounts, 0)
+def _amount_where(types, amounts: np.ndarray, value: str) -> np.ndarray:
+    return np.where(to_numpy(pc.equal(types, value)), amounts, 0)
+
+
+def _add_to(sums: dict, column: str, amounts: np.ndarray) -> None:
+    sums[column] = sums[column] + amounts if column in sums else amounts
 
 
 def ledger_partials(payments: pa.Table, settlement_day: SettlementDay) -> pa.Table:
     types, amount = payments.column("event_type"), to_numpy(payments.column("amount_minor"))
-    sums = {"captured_minor": _amount_where(types, amount, "CAPTURED"),
-            "refunded_minor": _amount_where(types, amount, "REFUNDED"),
-            "chargeback_minor": _amount_where(types, amount, "CHARGEBACK"),
-            "ledger_event_count": np.ones(payments.num_rows, dtype=np.int64)}
+    sums: dict = {}
+    for event_type, column in rules.LEDGER_SUM_OF_EVENT_TYPE.items():
+        _add_to(sums, column, _amount_where(types, amount, event_type))
+    sums[LEDGER_EVENT_COUNT] = np.ones(payments.num_rows, dtype=np.int64)
     return _sum_contributions(_contributions(payments.column("merchant_id"), payments.column("currency"),
                                to_numpy(payments.column("event_time")), sums, settlement_day))
 
 
 def settlement_partials(settlements: pa.Table, settlement_day: SettlementDay) -> pa.Table:
+    """What the rules table (schemas/rules.py: SETTLEMENT_SUMS) adds per record type, as settlement_contribution."""
     types = settlements.column("record_type")
-    gross, fee, net = (to_numpy(settlements.column(name)) for name in ("gross_minor", "fee_minor", "net_minor"))
-    # Signed flows, as settlement_contribution: captures in, refunds and chargebacks out.
-    sign = np.select([to_numpy(pc.equal(types, "CAPTURE")), to_numpy(pc.is_in(types, pa.array(["REFUND", "CHARGEBACK"])))],
-                     [1, -1], default=0)
-    # Account-level lines, as settlement_contribution: a FEE line's net is a
-    # cost; the fee on an ADJUSTMENT counts with the fees, on a PAYOUT against them.
-    is_fee = to_numpy(pc.equal(types, "FEE"))
-    account_fee = (np.where(is_fee, net, 0) + _amount_where(types, fee, "ADJUSTMENT")
-                   - _amount_where(types, fee, "PAYOUT"))
-    sums = {"settled_gross_minor": sign * gross,
-            "fee_minor": sign * fee + account_fee,
-            "settled_net_minor": sign * net - account_fee,
-            "adjustment_minor": _amount_where(types, gross, "ADJUSTMENT"),
-            "payout_minor": _amount_where(types, gross, "PAYOUT"),
-            "settlement_line_count": np.ones(settlements.num_rows, dtype=np.int64)}
+    fields = {name: to_numpy(settlements.column(name)) for name in ("gross_minor", "fee_minor", "net_minor")}
+    sums: dict = {}
+    for record_type, terms in rules.SETTLEMENT_SUMS.items():
+        of_type = to_numpy(pc.equal(types, record_type))
+        for column, field, factor in terms:
+            _add_to(sums, column, np.where(of_type, factor * fields[field], 0))
+    sums[SETTLEMENT_LINE_COUNT] = np.ones(settlements.num_rows, dtype=np.int64)
     return _sum_contributions(_contributions(settlements.column("merchant_id"), settlements.column("currency"),
                                to_numpy(settlements.column("booked_time")), sums, settlement_day))
 
@@ -115,7 +111,7 @@ def break_partials(results: pa.Table, settlement_day: SettlementDay) -> pa.Table
     times = to_numpy(pc.coalesce(results.column("event_time"), results.column("booked_time")))
     breaks = to_numpy(pc.is_in(results.column("status"), pa.array(sorted(BREAK_STATUSES)))).astype(np.int64)
     return _sum_contributions(_contributions(results.column("merchant_id"), results.column("currency"), times,
-                               {"break_count": breaks}, settlement_day))
+                               {BREAK_COUNT: breaks}, settlement_day))
 
 
 def _sum_contributions(contributions: pa.Table) -> pa.Table:

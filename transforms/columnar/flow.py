@@ -35,7 +35,22 @@ from schemas.record_tables import (
     concat,
 )
 from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter
-from schemas.vendors import UNKNOWN_CATEGORY_COUNT, has_unknown_category
+from schemas.rules import (
+    ACCEPTED,
+    AS_OF_MILLIS,
+    CONFLICTING,
+    DAILY_TOTAL_ROWS,
+    PAN_REJECTIONS,
+    READ,
+    REJECTED,
+    RESULT_ROWS,
+    TRUNCATED_FILES,
+    UNIQUE_RECORDS,
+    UNKNOWN_VENDOR_CATEGORIES,
+    count_name,
+    status_count_name,
+)
+from schemas.vendors import has_unknown_category
 from transforms.attribution import ATTRIBUTIONS
 from transforms.columnar.attribution import attributed_settlements, attribution_table
 from transforms.columnar.daily_totals import (
@@ -61,7 +76,6 @@ from transforms.columnar.validate import (
 )
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import latest_of
-from transforms.redelivery import CONFLICTING
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, is_pan_rejection
 
 COUNTS = "counts"
@@ -74,14 +88,13 @@ def _validated(chunk):
     name = chunk.input
     truncated = sum(1 for letter in letters if is_truncation(letter.reason))
     pan_rejections = sum(1 for letter in letters if is_pan_rejection(letter.reason))
-    for counted, count in ((f"{name}.read", chunk.read_count), (f"{name}.accepted", accepted.num_rows),
-                           (f"{name}.rejected", len(letters)), (f"{name}.truncated_files", truncated),
-                           (f"{name}.{PANS_MASKED}", pans_masked), (f"{name}.pan_rejections", pan_rejections)):
-        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (counted, count)))
+    for what, count in ((READ, chunk.read_count), (ACCEPTED, accepted.num_rows), (REJECTED, len(letters)),
+                        (TRUNCATED_FILES, truncated), (PANS_MASKED, pans_masked), (PAN_REJECTIONS, pan_rejections)):
+        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (count_name(name, what), count)))
     if name == SETTLEMENTS:
         # Such records are never tabulated (their fields have an extra key), so they are all here.
         unknown = sum(1 for record in chunk.records if has_unknown_category(record.fields))
-        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (f"{name}.{UNKNOWN_CATEGORY_COUNT}", unknown)))
+        yield pvalue.TaggedOutput(COUNTS, (chunk.path, (count_name(name, UNKNOWN_VENDOR_CATEGORIES), unknown)))
     for letter in letters:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
     if accepted.num_rows:
@@ -108,8 +121,8 @@ def _first_deliveries(shard_tables, input_name: str):
     unique, judged = first_deliveries(plain(tables, with_origin), input_name)
     for letter, _ in judged:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-    yield pvalue.TaggedOutput(COUNTS, (f"{input_name}.{CONFLICTING}", len(judged)))
-    yield pvalue.TaggedOutput(COUNTS, (f"{input_name}.{PANS_MASKED}", sum(masked for _, masked in judged)))
+    yield pvalue.TaggedOutput(COUNTS, (count_name(input_name, CONFLICTING), len(judged)))
+    yield pvalue.TaggedOutput(COUNTS, (count_name(input_name, PANS_MASKED), sum(masked for _, masked in judged)))
     yield shard, unique
 
 
@@ -141,9 +154,9 @@ def _settlement_partials(shard_table: ShardTable, attributions, day) -> pa.Table
 
 def _status_counts(shard_table: ShardTable):
     results = shard_table[1]
-    yield "results.rows", results.num_rows
+    yield RESULT_ROWS, results.num_rows
     for entry in pc.value_counts(results.column("status")).to_pylist():
-        yield f"status.{entry['values']}", entry["counts"]
+        yield status_count_name(entry["values"]), entry["counts"]
 
 
 class _CombineTables(beam.CombineFn):
@@ -212,7 +225,7 @@ class ReconcileValidated(beam.PTransform):
             letters.append(deduplicated[DEAD_LETTERS])
             counts.append(deduplicated[COUNTS])
             counts.append(unique[name] | f"CountUnique[{name}]" >> beam.Map(
-                lambda shard_table, name=name: (f"{name}.unique", shard_table[1].num_rows)))
+                lambda shard_table, name=name: (count_name(name, UNIQUE_RECORDS), shard_table[1].num_rows)))
         as_of = self._as_of(unique)
         candidates = (
             [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(_candidates_by_key, ledger_candidates, shards),
@@ -237,8 +250,8 @@ class ReconcileValidated(beam.PTransform):
             | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day))
         )
         counts += [results | "CountStatuses" >> beam.FlatMap(_status_counts),
-                   daily_totals | "CountDailyTotals" >> beam.Map(lambda table: ("daily_totals.rows", table.num_rows)),
-                   as_of | "NameAsOf" >> beam.Map(lambda millis: ("as_of_millis", millis))]
+                   daily_totals | "CountDailyTotals" >> beam.Map(lambda table: (DAILY_TOTAL_ROWS, table.num_rows)),
+                   as_of | "NameAsOf" >> beam.Map(lambda millis: (AS_OF_MILLIS, millis))]
         return {"results": results, "daily_totals": daily_totals,
                 "dead_letters": letters | "ConflictingCopies" >> beam.Flatten(),
                 "counts": counts | "AllCounts" >> beam.Flatten()}

@@ -14,7 +14,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.record_tables import RESULT_TABLE, to_numpy
-from schemas.records import KIND_OF_EVENT_TYPE, KIND_OF_RECORD_TYPE
+from schemas import rules
+from schemas.rules import (
+    DIFFERENT_CURRENCY,
+    DUE,
+    DUPLICATE_LEDGER_EVENT,
+    DUPLICATE_SETTLEMENT,
+    HAS_LEDGER,
+    KIND_OF_EVENT_TYPE,
+    KIND_OF_RECORD_TYPE,
+    PAIRED,
+    WITHIN_TOLERANCE,
+)
 from transforms.matching import MatchPolicy
 
 LEDGER_SIDE, SETTLEMENT_SIDE = 0, 1
@@ -125,12 +136,13 @@ def reconcile_candidates(candidates: pa.Table, as_of_millis: Optional[int], poli
     anchor_time = time[anchor]
     now = np.full(len(anchor), as_of_millis, dtype=np.int64) if as_of_millis is not None else anchor_time
     wait = np.where(has_ledger, policy.settlement_sla_millis, policy.ledger_grace_millis)
-    due = now >= anchor_time + wait
-    status = np.select(
-        [both & ~same_currency, both & (np.abs(difference) <= policy.amount_tolerance_minor), both,
-         due & has_ledger, due],
-        ["CURRENCY_MISMATCH", "MATCHED", "AMOUNT_MISMATCH", "MISSING_SETTLEMENT", "UNEXPECTED_SETTLEMENT"],
-        default="PENDING")
+    status = _primary_status({
+        PAIRED: both,
+        DIFFERENT_CURRENCY: both & ~same_currency,
+        WITHIN_TOLERANCE: both & (np.abs(difference) <= policy.amount_tolerance_minor),
+        DUE: now >= anchor_time + wait,
+        HAS_LEDGER: has_ledger,
+    })
 
     primaries = _result_rows(rows, anchor, ledger_idx, settlement_idx, status,
                              np.where(both & same_currency, difference, 0), both & same_currency)
@@ -140,9 +152,15 @@ def reconcile_candidates(candidates: pa.Table, as_of_millis: Optional[int], poli
     duplicates = _result_rows(
         rows, duplicate_idx, np.where(duplicate_is_ledger, duplicate_idx, -1),
         np.where(duplicate_is_ledger, -1, duplicate_idx),
-        np.where(duplicate_is_ledger, "DUPLICATE_LEDGER_EVENT", "DUPLICATE_SETTLEMENT"),
+        np.where(duplicate_is_ledger, DUPLICATE_LEDGER_EVENT, DUPLICATE_SETTLEMENT),
         np.zeros(len(duplicate_idx), dtype=np.int64), np.zeros(len(duplicate_idx), dtype=bool))
     return pa.concat_tables([primaries, duplicates])
+
+
+def _primary_status(facts: dict) -> np.ndarray:
+    """`rules.primary_status` of every key at once: the rules table's first rule whose facts all hold."""
+    conditions = [np.logical_and.reduce([facts[fact] for fact in required]) for required, _ in rules.STATUS_RULES]
+    return np.select(conditions, [status for _, status in rules.STATUS_RULES], default=rules.UNDECIDED_STATUS)
 
 
 def _take_or_null(column: pa.ChunkedArray, index: np.ndarray) -> pa.Array:
