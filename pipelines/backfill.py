@@ -30,14 +30,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from schemas.errors import one_line
 from pipelines.backfill_plan import (  # noqa: F401  (the command's public names live here too)
     FAILED,
     RAN,
     SKIPPED,
     DateOutcome,
     DateTask,
-    plan_backfill,
     add_backfill_arguments,
     as_of_millis_for,
     context_fingerprints,
@@ -45,6 +43,7 @@ from pipelines.backfill_plan import (  # noqa: F401  (the command's public names
     expand_template,
     input_fingerprints,
     is_unchanged,
+    plan_backfill,
     read_manifest,
 )
 from pipelines.backfill_publish import (  # noqa: F401
@@ -64,6 +63,7 @@ from pipelines.io.atomic_publish import (  # noqa: F401
     publish,
     recover,
 )
+from schemas.errors import one_line
 from schemas.records import PAYMENTS, SETTLEMENTS
 
 __all__ = ["LOCK_FILE", "MANIFEST", "add_backfill_arguments", "run_backfill", "main"]

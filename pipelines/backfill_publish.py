@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from pipelines.arguments import settlement_day
 from pipelines.backfill_plan import RAN, DateOutcome, DateTask, file_fingerprint, manifest_inputs
-from pipelines.io.atomic_publish import MANIFEST, fsync_dir, old_dir, date_dir, publish, publish_barrier
+from pipelines.io.atomic_publish import MANIFEST, date_dir, fsync_dir, old_dir, publish, publish_barrier
 from pipelines.io.canonical_files import canonical_lines, canonical_parquet, sha256_of, write_json
 from pipelines.summary import truncated_files
 from pipelines.version import paybeam_version

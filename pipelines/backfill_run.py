@@ -30,9 +30,9 @@ from pipelines.arguments import (
 )
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import SCRATCH, publish_date
+from pipelines.brokers.process_ties import tie_worker_to
 from pipelines.io.arrow_files import ReadRawChunks
 from pipelines.io.atomic_publish import tmp_dir
-from pipelines.brokers.process_ties import tie_worker_to
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics

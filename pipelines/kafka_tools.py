@@ -32,11 +32,10 @@ from pipelines.io.kafka import (  # noqa: F401  (create_topics and KafkaToolErro
     read_to_end,
 )
 from schemas.codecs import detect_format, payload_json, read_records
-from schemas.records import MATCHED_SIDE_FIELDS
-from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from schemas.kafka_values import VALUE_FORMATS, encode_value
-from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
+from schemas.records import MATCHED_SIDE_FIELDS, PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
 from schemas.timestamps import TimestampError, parse_timestamp_millis
+from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from transforms.event_time import event_time_millis
 from transforms.validate import validate_raw_record
 

@@ -16,8 +16,15 @@ from typing import Callable, Dict, List
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.io.kafka import (AllWritten, CommitOffsetsWhenWritten, DeleteDecidedAfterCommit, KafkaReadConfig,
-                                KafkaWriteConfig, WriteToKafka, WriteToKafkaWithDeadLetters)
+from pipelines.io.kafka import (
+    AllWritten,
+    CommitOffsetsWhenWritten,
+    DeleteDecidedAfterCommit,
+    KafkaReadConfig,
+    KafkaWriteConfig,
+    WriteToKafka,
+    WriteToKafkaWithDeadLetters,
+)
 from pipelines.io.open_items import OpenItem
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from transforms.open_items import TrackOpenItems

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from schemas.records import PAYMENTS, SETTLEMENTS
-from schemas.timestamps import format_timestamp
 from schemas.rules import (
     ACCEPTED,
     AS_OF_MILLIS,
@@ -25,6 +24,7 @@ from schemas.rules import (
     count_name,
     status_of_count_name,
 )
+from schemas.timestamps import format_timestamp
 from transforms.counting import METRICS_NAMESPACE
 
 

@@ -39,9 +39,8 @@ def _descriptor(url: str) -> str:
 def harness_environment(worker_id: str, provision_endpoint: str, fallback: Dict[str, str]) -> Dict[str, str]:
     """FnHarness's environment variables, from the runner's provision service."""
     import grpc
-    from google.protobuf import json_format
-
     from apache_beam.portability.api import beam_provision_api_pb2, beam_provision_api_pb2_grpc
+    from google.protobuf import json_format
 
     with grpc.insecure_channel(provision_endpoint) as channel:
         info = beam_provision_api_pb2_grpc.ProvisionServiceStub(channel).GetProvisionInfo(

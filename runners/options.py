@@ -33,6 +33,8 @@ from runners.beam_flags import OptionsError, flag_name, is_local_path
 from runners.environments import check_environment, default_sdk_image
 from runners.flink_options import (
     JOB_SERVER_OPTIONS as FLINK_JOB_SERVER_OPTIONS,
+)
+from runners.flink_options import (
     check_flink,
     check_flink_versions,
     flink_streaming_defaults,

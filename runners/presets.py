@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 from runners.environments import default_sdk_image
 from runners.flink_options import DEFAULT_FLINK_VERSION, FLINK_VERSIONS
 
+
 def default_setup_file() -> Optional[Path]:
     """The paybeam setup.py next to the installed packages (the repo root in a checkout or an
     editable install); None when paybeam was installed from a wheel and no setup.py exists."""

@@ -28,7 +28,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.codecs import (
-    byte_lines, csv_header, csv_records_from_lines, read_records, stream_error, unreadable_rest,
+    byte_lines,
+    csv_header,
+    csv_records_from_lines,
+    read_records,
+    stream_error,
+    unreadable_rest,
 )
 from schemas.raw_chunks import LINE, RECORD, RawChunk
 from schemas.records import MATCHED_SIDE_FIELDS, PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord

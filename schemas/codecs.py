@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import json
+import re
 from datetime import date, datetime
 from typing import IO, Any, Iterable, Iterator, List, Mapping, Optional, Sequence
 

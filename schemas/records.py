@@ -9,6 +9,7 @@ may hold and what they mean (record types, kinds, statuses, signs) are in schema
 from typing import Any, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
+
 from schemas.stable_schema import stable_schema
 
 PAYMENTS = "payments"

@@ -22,8 +22,21 @@ from hypothesis import strategies as st
 
 from pipelines.reconcile_batch import ENGINES
 from schemas.record_tables import PAYMENT_TABLE, SETTLEMENT_TABLE, records_to_table
-from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, UNATTRIBUTED, PaymentEvent, RawRecord, ReconciliationResult, SettlementLine
+from schemas.records import (
+    PAYMENT_FIELDS,
+    PAYMENTS,
+    SETTLEMENT_FIELDS,
+    SETTLEMENTS,
+    UNATTRIBUTED,
+    PaymentEvent,
+    RawRecord,
+    ReconciliationResult,
+    SettlementLine,
+)
 from schemas.timestamps import format_timestamp
+from tests.beam_helpers import streaming_options
+from tests.cli_helpers import daily_totals, reconcile_with_each_engine, results
+from tests.engine_parity import assert_same_outputs
 from transforms.attribution import CountLinesUnderTheirMerchant, key_attributions, needs_attribution
 from transforms.columnar.attribution import attributed_settlements, attribution_table
 from transforms.columnar.matching import ledger_candidates, reconcile_candidates, settlement_candidates
@@ -32,9 +45,6 @@ from transforms.event_time import millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig, ReconcileRecords
 from transforms.matching import MatchPolicy, candidate_of, reconcile_key, reconciliation_key, with_revision
 from transforms.reconcile import AsOf
-from tests.beam_helpers import streaming_options
-from tests.cli_helpers import daily_totals, reconcile_with_each_engine, results
-from tests.engine_parity import assert_same_outputs
 
 DAY = 86_400_000
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z

@@ -26,9 +26,8 @@ import pytest
 from datagen.generator import GeneratorConfig, generate
 from datagen.partitions import split_by_date
 from pipelines import backfill
-from pipelines.io.atomic_publish import PUBLISH_BARRIER_ENV
 from pipelines.arguments import UsageError
-from pipelines.io.atomic_publish import OutputLocked
+from pipelines.io.atomic_publish import PUBLISH_BARRIER_ENV, OutputLocked
 from runners.options import OptionsError
 from schemas import arrow
 

@@ -14,7 +14,6 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.reconcile_batch import ENGINES
-from tests.engine_parity import assert_same_outputs
 from tests.cli_helpers import (
     daily_totals,
     dead_letters,
@@ -24,6 +23,7 @@ from tests.cli_helpers import (
     results,
     run_summary,
 )
+from tests.engine_parity import assert_same_outputs
 
 PAYMENTS = 1500
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.columnar.matching import CANDIDATE_TABLE, LEDGER_SIDE, reconcile_candidates
 from schemas.internal_records import Candidate
+from transforms.columnar.matching import CANDIDATE_TABLE, LEDGER_SIDE, reconcile_candidates
 from transforms.matching import LEDGER, SETTLEMENT, MatchPolicy, reconcile_key, with_revision
 
 DAY = 86_400_000

@@ -24,9 +24,9 @@ from schemas import arrow
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import read_records
 from schemas.money import MAX_MINOR_UNITS
-from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
-from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from schemas.record_tables import RECORD_TYPE_OF_INPUT, table_to_records
+from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
+from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from tests.card_numbers import card_number, grouped, without_check_digit
 from transforms.columnar.validate import judge_chunk
 from transforms.validate import judge_raw_record

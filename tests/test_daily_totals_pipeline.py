@@ -14,7 +14,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from schemas.records import PaymentEvent, SettlementLine
 from tests.beam_helpers import DAY, HOUR, payment, settlement
 from tests.prism_helpers import on_prism, prism_streaming_options
-from tests.test_reconcile_pipeline import timestamped, _watermark
+from tests.test_reconcile_pipeline import _watermark, timestamped
 from transforms.daily_totals import PANE_TIMINGS, DailyTotals, SettlementDay, TriggerPolicy
 from transforms.event_time import AssignEventTime
 

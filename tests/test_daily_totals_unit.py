@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
-from apache_beam.transforms import trigger as triggers
 
 from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 from transforms.daily_totals import (

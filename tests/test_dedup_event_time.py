@@ -8,21 +8,20 @@ from datetime import timedelta
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
-from apache_beam.transforms.window import TimestampedValue
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 
 from schemas.records import PAYMENTS, SETTLEMENTS, PaymentEvent, SettlementLine
 from transforms.dedup import UNIQUE, Deduplicate, record_id
-from transforms.validate import DEAD_LETTERS
 from transforms.event_time import (
     AssignEventTime,
     beam_timestamp_to_millis,
     event_time_millis,
     millis_to_beam_timestamp,
 )
+from transforms.validate import DEAD_LETTERS
 
 T0 = 1_709_288_130_000  # 2024-03-01T10:15:30Z
 

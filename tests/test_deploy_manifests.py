@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
-import shutil
 import inspect
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path

@@ -10,8 +10,8 @@ import os
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
-from tests.cli_helpers import reconcile, result_multiset, results
 from pipelines.kafka_tools import replay_files
+from tests.cli_helpers import reconcile, result_multiset, results
 from tests.flink_helpers import canonical_outputs, flink_args, worker_pool
 from tests.kafka_helpers import unique_topic
 from tests.stream_helpers import committed_to_the_end, decoded, final_revisions, new_topics, run_stream_in_process

@@ -19,8 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
 
 import pytest
 

@@ -6,9 +6,9 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from schemas.timestamps import format_timestamp
 from tests.beam_helpers import at
 from tests.card_numbers import card_number
-from schemas.timestamps import format_timestamp
 from transforms.flow import ReconcileConfig, ReconcileRecords
 
 

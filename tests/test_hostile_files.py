@@ -27,14 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.reconcile_batch import ENGINES
-from schemas.arrow_readers import read_chunks
 from schemas.avro import avro_schema
-from schemas.codecs import read_records
 from schemas.money import MAX_MINOR_UNITS
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from tests.cli_helpers import dead_letters, reconcile, run_summary
 from tests.engine_parity import assert_same_outputs
-from tests.test_columnar_validate import valid_payment, valid_settlement, _value
+from tests.test_columnar_validate import _value, valid_payment, valid_settlement
 from transforms.columnar.validate import validate_chunk
 from transforms.validate import validate_raw_record
 

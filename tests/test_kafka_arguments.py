@@ -30,7 +30,7 @@ def _stream_with(flag: str, *pairs: str):
 
 @pytest.mark.parametrize("flag", ["--consumer-config", "--producer-config"])
 @pytest.mark.parametrize("pairs, expected", [
-    ((f"client.id=ok", SECRET), "#2 is not KEY=VALUE"),  # no '=': the whole text may be the secret
+    (("client.id=ok", SECRET), "#2 is not KEY=VALUE"),  # no '=': the whole text may be the secret
     ((f"={SECRET}",), "#1 has an empty KEY"),
     ((f"security.protocol={SECRET}",), "#1 (security.protocol) has a value the Kafka client refuses"),
     (("client.id=ok", f"linger.ms={SECRET}"), "(linger.ms)"),  # librdkafka reports an alias; still found

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.utils.timestamp import Timestamp
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -34,9 +35,9 @@ from pipelines.io.kafka import (
 )
 from schemas.kafka_values import encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS
-from tests.beam_helpers import DAY as DAY_MILLIS, at, payment, settlement
+from tests.beam_helpers import DAY as DAY_MILLIS
+from tests.beam_helpers import at, payment, settlement
 from tests.kafka_helpers import ManualClock, TickingClock
-from apache_beam.utils.timestamp import Timestamp
 
 MINUTE = 60_000
 
@@ -407,8 +408,12 @@ class _Finalizer:
 
 def drive(fn, descriptor, restriction, estimator_state=None):
     """One process() call as the SDK harness makes it: outputs, primary, residual, estimator, callbacks."""
-    from apache_beam.runners.sdf_utils import (RestrictionTrackerView, ThreadsafeRestrictionTracker,
-                                               ThreadsafeWatermarkEstimator)
+    from apache_beam.runners.sdf_utils import (
+        RestrictionTrackerView,
+        ThreadsafeRestrictionTracker,
+        ThreadsafeWatermarkEstimator,
+    )
+
     from pipelines.io.kafka import CheckpointOnlyOffsetTracker
 
     tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
@@ -423,6 +428,7 @@ def drive(fn, descriptor, restriction, estimator_state=None):
 
 def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases_idle_watermark(kafka_broker):
     from apache_beam.io.restriction_trackers import OffsetRange
+
     from schemas.internal_records import PartitionDescriptor
 
     topic = new_topic(kafka_broker)
@@ -482,6 +488,7 @@ def test_unbounded_mode_gives_an_unbounded_pcollection():
 def test_a_deferring_reader_emits_its_next_offsets_and_commits_nothing_itself(kafka_broker):
     from apache_beam.io.restriction_trackers import OffsetRange
     from apache_beam.pvalue import TaggedOutput
+
     from pipelines.io.kafka import OFFSETS
     from schemas.internal_records import PartitionDescriptor, PartitionOffset
 

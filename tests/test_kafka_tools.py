@@ -9,8 +9,8 @@ from typing import Dict, List, Tuple
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
-from pipelines.kafka_tools import ReplayReport, create_topics, replay_files
 from pipelines.io.files import expand_patterns
+from pipelines.kafka_tools import ReplayReport, create_topics, replay_files
 from schemas.codecs import detect_format, read_records
 from schemas.kafka_values import ValueDecodeError, decode_value
 from schemas.records import DeadLetter, RawRecord

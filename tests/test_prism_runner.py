@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
-from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results, run_summary
 from runners.engine_cache import pinned_versions
+from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results, run_summary
 from tests.prism_helpers import prism_args, prism_binary
 
 ENGINES = ("columnar", "elementwise")

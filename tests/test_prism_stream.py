@@ -12,20 +12,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Callable, Dict, List, Optional
 
 import pytest
 
-from schemas.records import PaymentEvent, SettlementLine
 from tests.beam_helpers import DAY, T0, at, payment, settlement
 from tests.kafka_helpers import read_topic
 from tests.prism_helpers import prism_binary
-from tests.stream_helpers import (INPUTS, OUTPUTS, REPO, committed, end_offsets, group_name, new_topics,
-                                  produce_records)
+from tests.stream_helpers import INPUTS, OUTPUTS, REPO, committed, end_offsets, group_name, new_topics, produce_records
 
 pytestmark = pytest.mark.engines
 

@@ -8,7 +8,6 @@ engines. Every id below is made up.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 
 import pyarrow as pa

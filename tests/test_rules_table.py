@@ -17,7 +17,7 @@ import pytest
 
 from schemas import rules
 from schemas.internal_records import Candidate
-from schemas.record_tables import SETTLEMENT_TABLE, PAYMENT_TABLE, records_to_table
+from schemas.record_tables import PAYMENT_TABLE, SETTLEMENT_TABLE, records_to_table
 from schemas.records import DAILY_TOTAL_FIELDS, PaymentEvent, SettlementLine
 from transforms.columnar.daily_totals import PARTIAL_TABLE, ledger_partials, settlement_partials
 from transforms.columnar.matching import CANDIDATE_TABLE, LEDGER_SIDE, SETTLEMENT_SIDE, reconcile_candidates

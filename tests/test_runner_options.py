@@ -159,9 +159,9 @@ from apache_beam.options.pipeline_options import (  # noqa: E402
 )
 
 from runners import presets  # noqa: E402
+from runners.engine_cache import pinned_versions  # noqa: E402
 from runners.environments import default_sdk_image  # noqa: E402
 from runners.flink_options import FLINK_VERSIONS  # noqa: E402
-from runners.engine_cache import pinned_versions  # noqa: E402
 
 REPO_SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 SDK_IMAGE = f"apache/beam_python{sys.version_info[0]}.{sys.version_info[1]}_sdk:{beam.__version__}"

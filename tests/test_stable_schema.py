@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 
 from apache_beam.coders import RowCoder
+from apache_beam.typehints.schema_registry import SCHEMA_REGISTRY
 from apache_beam.typehints.schemas import PYTHON_ANY_URN, named_tuple_to_schema
 
 import schemas.worker_plugin  # noqa: F401  (registers every record class)
-from apache_beam.typehints.schema_registry import SCHEMA_REGISTRY
 from schemas.records import DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
 from tests.stream_helpers import REPO
 

@@ -14,8 +14,15 @@ from collections import Counter
 import pytest
 
 from tests.beam_helpers import DAY, HOUR, payment, settlement
-from tests.stream_helpers import committed_to_the_end, decoded, group_name, new_topics, produce_records
-from tests.stream_helpers import final_revisions, run_stream_in_process
+from tests.stream_helpers import (
+    committed_to_the_end,
+    decoded,
+    final_revisions,
+    group_name,
+    new_topics,
+    produce_records,
+    run_stream_in_process,
+)
 
 
 def _records():
@@ -84,8 +91,8 @@ def test_the_store_keeps_the_latest_entry_per_key_and_a_tombstone_deletes():
 
 
 def test_a_keys_signature_ignores_revision_and_finality_and_records_are_kept_once_per_id():
-    from transforms.open_items import rows_signature, unique_records
     from schemas.records import ReconciliationResult
+    from transforms.open_items import rows_signature, unique_records
 
     row = ReconciliationResult("stripe", "r1", "CAPTURE", "PENDING", "m_1", "USD", 1000, None, None, "e1", None,
                                0, None, 1, True)

@@ -6,7 +6,6 @@ each engine, then `paybeam reconcile` with both engines. Every id is made up.
 """
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
 from pipelines.reconcile_batch import ENGINES

@@ -22,11 +22,10 @@ from schemas.vendors import (
 from schemas.vendors.adyen import ADYEN_COLUMNS, settlement_fields_from_adyen_row
 from schemas.vendors.stripe import (
     PERSONAL_DATA_COLUMNS,
-    is_unknown_category,
     STRIPE_COLUMNS,
+    is_unknown_category,
     settlement_fields_from_stripe_row,
 )
-
 
 # ---------------------------------------------------------------- fixtures --
 
@@ -723,9 +722,9 @@ def test_adyen_every_documented_type_has_a_kind_and_a_sign(row, record_type, gro
 
 
 def test_adyen_documented_types_are_all_tested() -> None:
-    from schemas.vendors.adyen import _TYPE_RECORD_TYPES
+    from schemas.vendors.adyen import TYPE_RECORD_TYPES
 
-    assert {row["Type"].lower() for row, _, _ in ADYEN_DOCUMENTED_TYPES} == set(_TYPE_RECORD_TYPES)
+    assert {row["Type"].lower() for row, _, _ in ADYEN_DOCUMENTED_TYPES} == set(TYPE_RECORD_TYPES)
 
 
 def test_adyen_type_spelling_with_spaces_is_the_same_type() -> None:
@@ -899,10 +898,10 @@ def test_stripe_every_documented_category_has_a_kind_and_a_sign(category, gross,
 
 
 def test_stripe_documented_categories_are_all_tested() -> None:
-    from schemas.vendors.stripe import _CATEGORY_RECORD_TYPES
+    from schemas.vendors.stripe import CATEGORY_RECORD_TYPES
 
     documented = {category for category, _, _, _ in STRIPE_DOCUMENTED_CATEGORIES}
-    assert documented == set(_CATEGORY_RECORD_TYPES) - {"adjustment"}
+    assert documented == set(CATEGORY_RECORD_TYPES) - {"adjustment"}
 
 
 def test_stripe_dispute_reversal_returns_the_dispute_fee_as_a_negative_fee() -> None:

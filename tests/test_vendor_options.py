@@ -135,9 +135,9 @@ def test_avro_values_carry_the_matched_side(value_format) -> None:
     """A settlement line's matched side (DESIGN 3.2) survives an Avro Kafka value, and a line without one reads
     back with nulls (the schema's defaults), so Avro and JSON streams validate alike."""
     from schemas.kafka_values import decode_value, encode_value
+    from schemas.records import RawRecord
     from tests.beam_helpers import settlement
     from transforms.validate import validate_raw_record
-    from schemas.records import RawRecord
 
     cross = settlement("s_x", "ch_x", gross=920, currency="USD")._replace(matched_minor=1000, matched_currency="EUR")
     plain = {name: value for name, value in settlement("s_p", "ch_p")._asdict().items()

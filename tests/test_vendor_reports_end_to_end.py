@@ -12,8 +12,6 @@ code under test. Every id is made up.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pipelines.reconcile_batch import ENGINES

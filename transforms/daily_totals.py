@@ -10,7 +10,7 @@ streaming passes early firings, batch the event-time trigger only.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
@@ -20,14 +20,14 @@ from apache_beam.transforms.window import FixedWindows, IntervalWindow, NonMergi
 from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from schemas.records import DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
 from schemas import rules
-from schemas.rules import BREAK_STATUSES, LEDGER_EVENT_COUNT, RECORD_SUM_COLUMNS, SETTLEMENT_LINE_COUNT, SUM_INDEX
+from schemas.internal_records import Contribution
 from schemas.money import within_int64
+from schemas.records import DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
+from schemas.rules import BREAK_STATUSES, LEDGER_EVENT_COUNT, RECORD_SUM_COLUMNS, SETTLEMENT_LINE_COUNT, SUM_INDEX
 from schemas.timestamps import EPOCH
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.revisions import merge_all, merge_revision, result_key_text, total
-from schemas.internal_records import Contribution
 
 PANE_TIMINGS = {
     PaneInfoTiming.EARLY: "EARLY",

@@ -35,9 +35,9 @@ from schemas.rules import (
     count_name,
 )
 from schemas.vendors import has_unknown_category
+from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant, needs_attribution
 from transforms.counting import CountEach, CountStatuses, SumEach
 from transforms.daily_totals import DailyTotals, SettlementDay, TriggerPolicy
-from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant, needs_attribution
 from transforms.dedup import DEFAULT_HORIZON, UNIQUE, Deduplicate
 from transforms.event_time import AssignEventTime
 from transforms.reconcile import DEFAULT_RETENTION, AsOf, MatchPolicy, ReconcileSettlements, as_of_millis

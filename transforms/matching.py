@@ -8,10 +8,11 @@ it whenever a key may have changed; tests call it directly.
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 from schemas import rules
+from schemas.internal_records import Candidate
+from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 from schemas.rules import (
     DIFFERENT_CURRENCY,
     DUE,
@@ -23,7 +24,6 @@ from schemas.rules import (
     PAIRED,
     WITHIN_TOLERANCE,
 )
-from schemas.internal_records import Candidate
 
 LEDGER = "LEDGER"
 SETTLEMENT = "SETTLEMENT"

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from schemas.codecs import payload_json
+from schemas.internal_records import Judged
 from schemas.raw_chunks import kafka_position, ordinal_of, source_path
 from schemas.record_tables import ID_COLUMN_OF_INPUT, RECONCILED_COLUMNS
 from schemas.records import RawRecord
 from schemas.timestamps import format_timestamp
-from schemas.internal_records import Judged
 from transforms.validate import dead_letter
 
 STAGE_DEDUP = "dedup"

@@ -11,14 +11,15 @@ every dead letter's reason and raw payload is masked here, the one place
 dead letters are made, before any writer sees it.
 """
 
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
 
 import apache_beam as beam
 from apache_beam import pvalue
 
-from schemas.money import MoneyError, normalize_currency, parse_minor_units
-from schemas.kafka_values import mask_payload
 from schemas.codecs import capped
+from schemas.internal_records import Judged
+from schemas.kafka_values import mask_payload
+from schemas.money import MoneyError, normalize_currency, parse_minor_units
 from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import (
     PAYMENT_FIELDS,
@@ -34,7 +35,6 @@ from schemas.rules import EVENT_TYPES, PANS_MASKED, RECORD_TYPES, SIGNED_RECORD_
 from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from schemas.vendors.adyen import psp_references, psp_references_in
-from schemas.internal_records import Judged
 
 DEAD_LETTERS = "dead_letters"
 STAGE_DECODE = "decode"

@@ -9,7 +9,6 @@ known deviations of this broker.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from pipelines.io.files import FileInput, csv_line, expand_patterns, open_input, unreadable_file
 from pipelines.io.progress import byte_progress
-import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import detect_format
 from schemas.raw_chunks import RawChunk

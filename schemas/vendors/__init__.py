@@ -36,7 +36,6 @@ from schemas.vendors.common import (
     VendorRowError,
 )
 
-
 _READERS = {
     "stripe": _stripe.settlement_fields_from_stripe_row,
     "adyen": _adyen.settlement_fields_from_adyen_row,

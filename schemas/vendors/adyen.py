@@ -43,7 +43,7 @@ PAYOUT lines count a debit as positive (``s = -1``; a credited invoice or a
 returned payout is negative), ADJUSTMENT lines a credit (``s = 1``; a
 withheld deposit or a SecondChargeback is negative). ``net_minor =
 gross_minor - fee_minor`` holds for every consistent row. Every documented
-Type and its kind are in ``_TYPE_RECORD_TYPES``, the sign of each kind in
+Type and its kind are in ``TYPE_RECORD_TYPES``, the sign of each kind in
 ``schemas/rules.py`` (``canonical_direction``, shared with Stripe), all tested.
 
 Time: ``Creation Date`` is local wall-clock time in the zone ``TimeZone``
@@ -89,12 +89,12 @@ from schemas.rules import MATCHED_RECORD_TYPES, SIGNED_RECORD_TYPES, canonical_d
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp, millis_to_datetime
 from schemas.vendors.common import (
     VendorRowError,
+    cell_text,
     currency_cell,
     format_wall_clock,
     minor_units_cell,
     parse_wall_clock,
     required_cell,
-    cell_text,
 )
 
 PROCESSOR = "adyen"
@@ -175,7 +175,7 @@ _FEE_COLUMNS = ("Commission (NC)", "Markup (NC)", "Scheme Fees (NC)", "Interchan
 # vary ("Balancetransfer", "Chargeback Reversed"). The direction of a line is
 # never taken from its Type: debit and credit columns give it (see the module
 # docstring), so a Type documented as "Debit/Credit" works both ways.
-_TYPE_RECORD_TYPES: dict[str, tuple[str, str]] = {
+TYPE_RECORD_TYPES: dict[str, tuple[str, str]] = {
     name.lower(): (name, record_type)
     for name, record_type in (
         ("Settled", "CAPTURE"),
@@ -243,7 +243,7 @@ _EXPLICIT_OFFSET = re.compile(r"(?:UTC|GMT)([+-])([0-9]{1,2})(?::?([0-9]{2}))?")
 
 def _journal_type(row: Mapping[str, str]) -> tuple[str, str]:
     """(documented Type spelling, canonical record type)."""
-    found = _TYPE_RECORD_TYPES.get(required_cell(row, "Type").replace(" ", "").lower())
+    found = TYPE_RECORD_TYPES.get(required_cell(row, "Type").replace(" ", "").lower())
     if found is None:
         raise VendorRowError("unknown Adyen Type (journal type); add a mapping before loading this report")
     return found

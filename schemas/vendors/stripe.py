@@ -68,6 +68,7 @@ from schemas.rules import MATCHED_RECORD_TYPES, canonical_direction, vendor_dire
 from schemas.timestamps import TimestampError, datetime_to_millis, format_timestamp
 from schemas.vendors.common import (
     VendorRowError,
+    cell_text,
     currency_cell,
     first_filled_cell,
     format_wall_clock,
@@ -75,7 +76,6 @@ from schemas.vendors.common import (
     parse_day,
     parse_wall_clock,
     required_cell,
-    cell_text,
 )
 
 PROCESSOR = "stripe"
@@ -160,7 +160,7 @@ PERSONAL_DATA_COLUMNS: frozenset[str] = frozenset(
 # matched against the ledger; the rest count in totals. A category Stripe adds
 # later is read as an ADJUSTMENT (its signed amount still reaches the totals)
 # and counted as a warning, never rejected: see `is_unknown_category`.
-_CATEGORY_RECORD_TYPES: dict[str, str] = {
+CATEGORY_RECORD_TYPES: dict[str, str] = {
     "charge": "CAPTURE",
     "refund": "REFUND",
     "dispute": "CHARGEBACK",
@@ -242,14 +242,14 @@ _SETTLEMENT_DATE_COLUMNS = (
 def is_unknown_category(row: Mapping[str, str]) -> bool:
     """A reporting_category this module does not know (read as an adjustment, counted as a warning)."""
     category = cell_text(row, "reporting_category").lower()
-    return bool(category) and category not in _CATEGORY_RECORD_TYPES
+    return bool(category) and category not in CATEGORY_RECORD_TYPES
 
 
 def _record_type(row: Mapping[str, str]) -> str:
     category = cell_text(row, "reporting_category").lower()
     if not category:
         raise VendorRowError("reporting_category is missing")
-    return _CATEGORY_RECORD_TYPES.get(category, UNKNOWN_CATEGORY_RECORD_TYPE)
+    return CATEGORY_RECORD_TYPES.get(category, UNKNOWN_CATEGORY_RECORD_TYPE)
 
 
 def _first_column(row: Mapping[str, str], columns: tuple[str, ...]) -> tuple[str, str]:

@@ -17,11 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import arrow
+from schemas import arrow, rules
 from schemas.money import INT64_MAX, INT64_MIN, MAX_MINOR_UNITS
 from schemas.record_tables import concat, to_numpy
 from schemas.records import DAILY_TOTAL_FIELDS
-from schemas import rules
 from schemas.rules import BREAK_COUNT, BREAK_STATUSES, LEDGER_EVENT_COUNT, SETTLEMENT_LINE_COUNT, SUM_COLUMNS
 from transforms.daily_totals import SettlementDay
 

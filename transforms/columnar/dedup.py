@@ -13,11 +13,11 @@ from typing import List, Tuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.internal_records import Judged
 from schemas.raw_chunks import origin_source
 from schemas.record_tables import ID_COLUMN_OF_INPUT
 from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN
 from transforms.redelivery import PAYLOAD_FIELDS, conflict_letter
-from schemas.internal_records import Judged
 
 _KEPT = "_kept"
 _WHERE = (ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN)

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.record_tables import RESULT_TABLE, to_numpy
 from schemas import rules
+from schemas.record_tables import RESULT_TABLE, to_numpy
 from schemas.rules import (
     DIFFERENT_CURRENCY,
     DUE,

@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.pan import CANDIDATE_PATTERN
-from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.raw_chunks import RawChunk, source_prefix
 from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, records_to_table, to_numpy
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, DeadLetter, RawRecord
 from schemas.rules import EVENT_TYPES, RECORD_TYPES
+from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from transforms.validate import IDENTIFIER_FIELDS, TEXT_LIMITS, judge_raw_record
 
