@@ -100,7 +100,7 @@ def _dead_letters(path: str) -> pd.DataFrame:
 
 def per_date_table(manifests: Dict[str, dict]) -> pd.DataFrame:
     """One row per date from its manifest: as_of, rows of each data file, rows per status (every status any
-    date has, in the README's order), break rows, and per input what the run read / accepted / rejected /
+    date has, in the order of docs/formats.md (Statuses)), break rows, and per input what the run read / accepted / rejected /
     deduplicated over its whole window (the date's partition and its neighbours)."""
     present = {status for manifest in manifests.values() for status in manifest["counts"]["statuses"]}
     statuses = [s for s in STATUSES if s in present] + sorted(present - set(STATUSES))
@@ -125,7 +125,7 @@ def per_date_table(manifests: Dict[str, dict]) -> pd.DataFrame:
 
 
 def break_status_columns(table: pd.DataFrame) -> List[str]:
-    """The break statuses that are columns of a `per_date_table`, in the README's order."""
+    """The break statuses that are columns of a `per_date_table`, in the order of docs/formats.md (Statuses)."""
     return [column for column in table.columns if column in BREAK_STATUSES]
 
 

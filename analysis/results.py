@@ -137,7 +137,7 @@ def _status_order(statuses: Iterable[str]) -> list:
 
 
 def status_counts(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows per status of each key's answer (every status, breaks flagged), in the README's order."""
+    """Rows per status of each key's answer (every status, breaks flagged), in the order of docs/formats.md (Statuses)."""
     answer = latest_revision(results)
     counts = answer["status"].value_counts()
     order = _status_order(counts.index)

@@ -37,7 +37,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_vendor_arguments(parser: argparse.ArgumentParser) -> None:
-    """How an account's Stripe reports relate to its ledger (README, Formats: vendor reports)."""
+    """How an account's Stripe reports relate to its ledger (docs/formats.md, vendor reports)."""
     parser.add_argument("--stripe-ledger-reference", choices=STRIPE_LEDGER_REFERENCES, default="charge",
                         help="the Stripe id the ledger keys payments by: charge (ch_..., default) or "
                              "payment_intent (pi_...); Stripe rows are matched on that column")

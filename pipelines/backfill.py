@@ -19,7 +19,7 @@ published atomically to `DIR/date=D/`:
     run.log.json     (wall-clock facts of the run: the only non-deterministic file)
 
 A date is skipped when its manifest records the same inputs (path, size,
-sha256) and options, unless --force. See the README (Nightly backfills) for the crash
+sha256) and options, unless --force. See docs/operations.md (Nightly backfills) for the crash
 windows of the publish step.
 """
 from __future__ import annotations

@@ -18,7 +18,6 @@ from pipelines.arguments import UsageError, add_vendor_arguments, vendor_options
 from pipelines.command import run_command
 from pipelines.version import paybeam_version
 from runners.presets import describe_runners
-from schemas.errors import RunFailed
 
 
 def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -54,12 +53,9 @@ def _no_extra(extra: Sequence[str]) -> None:
 
 def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.kafka_tools import KafkaToolError, create_topics
+    from pipelines.kafka_tools import create_topics
 
-    try:
-        created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
-    except KafkaToolError as error:  # e.g. no broker answering: the environment, one line
-        raise RunFailed(str(error)) from None
+    created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
     for topic in args.topics:
         print(f"{topic}: {'created' if topic in created else 'exists'}")
     return 0
@@ -68,21 +64,18 @@ def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
     from pipelines.io.files import expand_patterns
-    from pipelines.kafka_tools import KafkaToolError, replay_files
+    from pipelines.kafka_tools import replay_files
 
     if not args.broker_timeout > 0:
         raise UsageError("--broker-timeout must be positive")
     expand_patterns(args.payments)  # an InputError (exit 2) before any message is sent
     expand_patterns(args.settlements)
-    try:
-        report = replay_files(
-            args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
-            value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
-            late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
-            include_invalid=not args.valid_only, vendor_options=vendor_options(args),
-            broker_timeout=args.broker_timeout)
-    except KafkaToolError as error:  # a broker down or refusing: the environment, not the arguments
-        raise RunFailed(str(error)) from None
+    report = replay_files(  # a broker down or refusing: KafkaToolError, a failed run (exit 1)
+        args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
+        value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
+        late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
+        include_invalid=not args.valid_only, vendor_options=vendor_options(args),
+        broker_timeout=args.broker_timeout)
     print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
           f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
           f"{report.rejected_settlements} settlements)")
@@ -91,19 +84,12 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _kafka_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from confluent_kafka import KafkaException
-
-    from pipelines.kafka_tools import KafkaToolError, consume_topic
+    from pipelines.kafka_tools import consume_topic
     from schemas.codecs import payload_json
 
-    try:
-        for fields in consume_topic(args.bootstrap_servers, args.topic, args.value_format, args.schema,
-                                    limit=args.max_messages):
-            print(payload_json(fields))
-    except KafkaToolError as error:
-        raise UsageError(str(error)) from None
-    except KafkaException as error:  # e.g. no broker answering: the environment, one line
-        raise RunFailed(f"cannot read {args.topic!r}: {error.args[0].str() if error.args else error}") from None
+    for fields in consume_topic(args.bootstrap_servers, args.topic, args.value_format, args.schema,
+                                limit=args.max_messages):
+        print(payload_json(fields))
     return 0
 
 

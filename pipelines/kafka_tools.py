@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from confluent_kafka import KafkaException
 
 from pipelines.io.files import expand_patterns
 from pipelines.io.kafka import (  # noqa: F401  (create_topics and KafkaToolError: the CLI's tools take them from here)
@@ -32,6 +33,7 @@ from pipelines.io.kafka import (  # noqa: F401  (create_topics and KafkaToolErro
     read_to_end,
 )
 from schemas.codecs import detect_format, payload_json, read_records
+from schemas.errors import RunFailed, UserError
 from schemas.kafka_values import VALUE_FORMATS, encode_value
 from schemas.records import MATCHED_SIDE_FIELDS, PAYMENTS, SETTLEMENTS, DeadLetter, RawRecord
 from schemas.timestamps import TimestampError, parse_timestamp_millis
@@ -274,6 +276,10 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
                         invalid_sent=include_invalid and value_format == "json")
 
 
+class TopicUnreadable(UserError):
+    """`paybeam kafka consume` of a topic that does not exist or cannot be read to its end (exit 2)."""
+
+
 def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json",
                   schema_name: str = "reconciliation_result", limit: Optional[int] = None,
                   timeout_seconds: float = 30.0, consumer_config: Mapping[str, str] = {}) -> Iterator[dict]:
@@ -291,18 +297,20 @@ def consume_topic(bootstrap_servers: str, topic: str, value_format: str = "json"
         try:
             messages = read_to_end(consumer, topic, timeout_seconds, metadata_timeout=10)
         except TopicNotFound:
-            raise KafkaToolError(f"topic {topic!r} does not exist") from None
+            raise TopicUnreadable(f"topic {topic!r} does not exist") from None
         seen = 0
         while limit is None or seen < limit:
             try:
                 message = next(messages, None)
             except EndNotReached:
-                raise KafkaToolError(f"topic {topic!r}: partitions not exhausted within {timeout_seconds}s") from None
+                raise TopicUnreadable(f"topic {topic!r}: partitions not exhausted within {timeout_seconds}s") from None
             except ReadError as failure:
-                raise KafkaToolError(f"consumer error: {failure.error}") from None
+                raise TopicUnreadable(f"consumer error: {failure.error}") from None
             if message is None:
                 return
             seen += 1
             yield decode_value(message.value, value_format, schema_name)
+    except KafkaException as error:  # e.g. no broker answering: the environment, one line
+        raise RunFailed(f"cannot read {topic!r}: {error.args[0].str() if error.args else error}") from None
     finally:
         consumer.close()

@@ -295,7 +295,9 @@ def reconcile_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """`paybeam reconcile`: runs the job, prints its summary; 1 when an input was truncated (not allowed)."""
     summary = run_job(job_from_arguments(args, extra))
     print(format_summary(summary))
-    print(f"\noutputs in {args.output} (run.json, results/, daily_totals/, dead_letters/)")
+    written = ["run.json", "results/", "daily_totals/", "dead_letters/", *(["alerts/"] if args.break_alerts else []),
+               *(["csv/"] if args.csv else [])]
+    print(f"\noutputs in {args.output} ({', '.join(written)})")
     return truncation_exit_code(summary, args.allow_truncated)
 
 

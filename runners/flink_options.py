@@ -67,7 +67,7 @@ def _is_local_address(address: Optional[str]) -> bool:
 # Where an unbounded run on the embedded Flink ([local]/[auto]) keeps its checkpoints. Flink's default
 # there is the JobManager's memory, capped at 5 MB of state per task: beyond it every checkpoint fails
 # and the job restarts for ever, silently (5,000 payments at parallelism 1). Flink makes a directory per
-# job under it; the embedded Flink dies with the job server, so those directories stay (README).
+# job under it; the embedded Flink dies with the job server, so those directories stay (docs/runners.md).
 LOCAL_FLINK_CHECKPOINTS = Path(tempfile.gettempdir()) / "paybeam-flink-checkpoints"
 
 

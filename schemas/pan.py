@@ -1,4 +1,4 @@
-"""Card numbers (PANs) in text: find them, mask them (README "Card numbers and personal data").
+"""Card numbers (PANs) in text: find them, mask them (docs/formats.md, "Card numbers and personal data").
 
 A PAN here is what PCI DSS scanners look for: 13 to 19 digits that pass the
 Luhn check, written contiguously or in groups joined by single spaces or

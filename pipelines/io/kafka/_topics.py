@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterator, List, Mapping, NamedTuple, Optional,
 from pipelines.io.kafka._clients import new_admin
 from pipelines.io.kafka._config import POLL_BATCH
 from pipelines.io.kafka._health import BrokerWatch, is_partition_eof
+from schemas.errors import RunFailed
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, KafkaError
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
 _READ_POLL_SECONDS = 0.5
 
 
-class KafkaToolError(RuntimeError):
-    """A topic that could not be created, or messages the broker did not acknowledge."""
+class KafkaToolError(RunFailed):
+    """A topic that could not be created, or messages the broker did not acknowledge: the environment
+    failed the command (exit 1)."""
 
 
 class TopicNotFound(LookupError):
