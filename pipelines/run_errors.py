@@ -13,15 +13,19 @@ import logging
 import threading
 from typing import Iterator, Optional
 
+from schemas.errors import last_informative_line
+
 _LOGGER = logging.getLogger(__name__)
 
 
 def _own_message(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
+    # Beam's re-raised text ends with the original "Type: message [while running 'Step']" line; a gRPC
+    # error's (a Job API stream cut) with a lone ">": its status and details are taken instead.
+    last = last_informative_line(str(error))
+    if not last:
         return type(error).__name__
-    # Beam's re-raised text ends with the original "Type: message [while running 'Step']" line.
-    last = lines[-1]
+    if last.startswith("gRPC DEADLINE_EXCEEDED"):
+        return f"{last} (the job service's deadline, --job_server_timeout seconds)"
     return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].replace(".", "").isidentifier() else last
 
 

@@ -14,6 +14,12 @@ the restarted one). So a cluster run gets a job name of its own (`paybeam-<rando
 `--job_name` is given), and cancelling the result also cancels, through Flink's REST API, the running
 jobs of that name that were not running before the submission, and waits until Flink reports them
 cancelled.
+
+An unbounded run on the embedded Flink checkpoints into a directory of its own
+(runners/flink_options.py: LOCAL_FLINK_CHECKPOINTS); the job server removes it when it stops (at exit,
+on Ctrl-C and after a failure alike) unless the run asked to retain its checkpoints. Without a
+--flink_job_server_jar and the cached one, Beam's download of the job server fails in one line that
+names `make engine-flink`.
 """
 from __future__ import annotations
 
@@ -30,16 +36,34 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability import flink_runner, job_server
 
-from runners.flink_options import FLINK_MAGIC_MASTERS
+from runners.flink_options import FLINK_MAGIC_MASTERS, job_server_fetch_failed, run_checkpoint_directory
 from runners.flink_rest import FlinkRestClient
+from schemas.errors import RunFailed
 
 
 class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):
+    def __init__(self, options):
+        super().__init__(options)
+        self._checkpoints = run_checkpoint_directory(options)
+
+    def path_to_jar(self):
+        try:
+            return super().path_to_jar()
+        except RuntimeError as error:  # Beam's download: "Unable to fetch remote job server jar at …"
+            if self._jar:
+                raise
+            raise RunFailed(job_server_fetch_failed(self._flink_version, error)) from None
+
     def stop(self):
         if self._local_temp_root:
             shutil.rmtree(self._local_temp_root, ignore_errors=True)
             self._local_temp_root = None
-        return self._server.stop() if self._server is not None else None
+        try:
+            return self._server.stop() if self._server is not None else None
+        finally:
+            # The embedded Flink died with the JVM: nothing writes this run's checkpoints any more.
+            if self._checkpoints is not None:
+                shutil.rmtree(self._checkpoints, ignore_errors=True)
 
 
 class _ClusterJobResult:

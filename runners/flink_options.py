@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
-from typing import List, Optional, Sequence
-from urllib.parse import urlparse
+from typing import List, Optional, Sequence, Tuple
+from urllib.parse import unquote, urlparse
 
 from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions
 
+from runners import engine_cache
 from runners.beam_flags import OptionsError, is_local_path, raw_values
 from runners.environments import check_environment
 
@@ -66,16 +68,21 @@ def _is_local_address(address: Optional[str]) -> bool:
 
 # Where an unbounded run on the embedded Flink ([local]/[auto]) keeps its checkpoints. Flink's default
 # there is the JobManager's memory, capped at 5 MB of state per task: beyond it every checkpoint fails
-# and the job restarts for ever, silently (5,000 payments at parallelism 1). Flink makes a directory per
-# job under it; the embedded Flink dies with the job server, so those directories stay (docs/runners.md).
+# and the job restarts for ever, silently (5,000 payments at parallelism 1). Each run gets its own
+# directory under it, `run-<random>` (Flink makes `<job id>/chk-N` inside), which paybeam's Flink job
+# server removes when it stops (runners/flink_job_server.py) unless the run asked to keep checkpoints
+# (RETAINING_FLAGS); a run going on in parallel has its own directory (docs/runners.md).
 LOCAL_FLINK_CHECKPOINTS = Path(tempfile.gettempdir()) / "paybeam-flink-checkpoints"
+RUN_CHECKPOINTS_PREFIX = "run-"
+# Java-side flags that ask Flink to keep a run's checkpoints after it ends: such a run's directory stays.
+RETAINING_FLAGS = ("externalized_checkpoints_enabled", "retain_externalized_checkpoints_on_cancellation")
 
 
 def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
     """Flags an unbounded Flink run gets unless it sets them: `--min_pause_between_checkpoints=<interval>`
     when it sets an interval, so that its first checkpoint is not drawn from [0, interval] (see above);
-    and, on the embedded Flink, checkpoints in files under LOCAL_FLINK_CHECKPOINTS (a cluster has its
-    own `state.checkpoints.dir`)."""
+    and, on the embedded Flink, checkpoints in files in a directory of its own under
+    LOCAL_FLINK_CHECKPOINTS (a cluster has its own `state.checkpoints.dir`)."""
     if runner != "FlinkRunner" or not streaming:
         return []
     defaults = []
@@ -84,8 +91,72 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
         defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")
     master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
     if master in FLINK_MAGIC_MASTERS and not raw_values(beam_args, "state_backend"):
-        defaults += ["--state_backend=filesystem", f"--state_backend_storage_path={LOCAL_FLINK_CHECKPOINTS.as_uri()}"]
+        defaults.append("--state_backend=filesystem")
+        if not raw_values(beam_args, "state_backend_storage_path"):
+            run_directory = LOCAL_FLINK_CHECKPOINTS / f"{RUN_CHECKPOINTS_PREFIX}{uuid.uuid4().hex[:12]}"
+            defaults.append(f"--state_backend_storage_path={run_directory.as_uri()}")
     return defaults
+
+
+def run_checkpoint_directory(options: PipelineOptions) -> Optional[Path]:
+    """The checkpoint directory paybeam gave this run (flink_streaming_defaults) if it is to be removed
+    when the run ends: None when the user chose the storage path or asked to retain checkpoints."""
+    values = options.get_all_options(retain_unknown_options=True)
+    if any(values.get(flag) not in (None, False, "false") for flag in RETAINING_FLAGS):
+        return None
+    storage = urlparse(str(values.get("state_backend_storage_path") or ""))
+    if storage.scheme != "file":
+        return None
+    directory = Path(unquote(storage.path))
+    if directory.parent != LOCAL_FLINK_CHECKPOINTS or not directory.name.startswith(RUN_CHECKPOINTS_PREFIX):
+        return None
+    return directory
+
+
+def cached_flink_job_server() -> Optional[Path]:
+    """The launcher jar of the Flink job server `make engine-flink` assembled, if the cache holds it."""
+    versions = engine_cache.pinned_versions()
+    name = f"flink-{versions['FLINK_JOB_SERVER_FLINK_VERSION']}-beam-{versions['FLINK_JOB_SERVER_BEAM_VERSION']}"
+    try:
+        jar = engine_cache.fetched(name, "engine-flink") / "job-server.jar"
+    except engine_cache.EngineNotFetched:
+        return None
+    return jar if jar.is_file() else None
+
+
+def flink_job_server_defaults(runner: str, beam_args: Sequence[str]) -> Tuple[List[str], Optional[str]]:
+    """Flags a FlinkRunner run gets to use the cached Flink job server (Beam would download one for
+    --flink_version, default 2.2, which Maven Central does not serve for Beam 2.77), and the line that
+    says so; nothing when the cache does not hold it, when the user chose a jar or another
+    --flink_version, or when no job server jar is started (--job_endpoint: a job server already
+    running; --flink_submit_uber_jar: the jar is the base of an uber jar uploaded to the cluster, which
+    the cached launcher, only a manifest pointing at lib/, cannot be)."""
+    if runner != "FlinkRunner" or any(raw_values(beam_args, name) for name in (
+            "flink_job_server_jar", "job_endpoint", "flink_submit_uber_jar")):
+        return [], None
+    minor = engine_cache.pinned_versions()["FLINK_JOB_SERVER_FLINK_MINOR"]
+    versions = raw_values(beam_args, "flink_version")
+    if versions and versions[-1] != minor:
+        return [], None
+    jar = cached_flink_job_server()
+    if jar is None:
+        return [], None
+    flags = [f"--flink_job_server_jar={jar}"] + ([] if versions else [f"--flink_version={minor}"])
+    master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+    cluster = "" if master in FLINK_MAGIC_MASTERS else f", submitting to {master}, which must run Flink {minor}"
+    return flags, (f"FlinkRunner: using the cached Flink {minor} job server ({jar}){cluster}; "
+                   "--flink_job_server_jar overrides")
+
+
+def job_server_fetch_failed(flink_version: str, error: BaseException) -> str:
+    """One line for Beam's failed download of the Flink job server jar (which it tries when no
+    --flink_job_server_jar is given and the engine cache holds none)."""
+    text = " ".join(str(error).split())
+    reason = text.split(": ", 1)[1].split(". ", 1)[0] if text.startswith("Unable to fetch") and ": " in text else text
+    minor = engine_cache.pinned_versions()["FLINK_JOB_SERVER_FLINK_MINOR"]
+    return (f"no Flink job server: Beam could not fetch its Flink {flink_version} job server jar ({reason}); "
+            f"run `make engine-flink` (paybeam then uses that Flink {minor} job server by default) "
+            "or pass --flink_job_server_jar=PATH")
 
 
 def check_flink_versions(beam_args: Sequence[str]) -> None:

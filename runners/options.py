@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -29,7 +30,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from runners import presets
-from runners.beam_flags import OptionsError, flag_name, is_local_path
+from runners.beam_flags import OptionsError, flag_name, is_local_path, raw_values
 from runners.environments import check_environment, default_sdk_image
 from runners.flink_options import (
     JOB_SERVER_OPTIONS as FLINK_JOB_SERVER_OPTIONS,
@@ -37,6 +38,7 @@ from runners.flink_options import (
 from runners.flink_options import (
     check_flink,
     check_flink_versions,
+    flink_job_server_defaults,
     flink_streaming_defaults,
 )
 from runners.prism_options import check_prism
@@ -49,6 +51,33 @@ _RUNNER_ALIASES = {name.lower(): name for name in RUNNERS}
 _RUNNER_ALIASES.update({name[: -len("Runner")].lower(): name for name in RUNNERS})
 # Java-side options a runner's job server declares: Beam's portable runner learns them at submission.
 JOB_SERVER_OPTIONS = {"FlinkRunner": FLINK_JOB_SERVER_OPTIONS, "PortableRunner": FLINK_JOB_SERVER_OPTIONS}
+# Runners that talk to a job service through Beam's portable runner. Beam 2.77 uses
+# --job_server_timeout (default 300 s) as the gRPC deadline of every Job API call, the job's state and
+# message streams included (portable_runner.py, JobServiceHandle.run): an unbounded run ends after
+# 300 s with DEADLINE_EXCEEDED, even idle. So an unbounded run on them gets UNBOUNDED_JOB_SERVER_TIMEOUT
+# unless the user gives --job_server_timeout (docs/DESIGN.md 6).
+JOB_API_RUNNERS = ("PrismRunner", "FlinkRunner", "PortableRunner")
+# Ten years in seconds: "until stopped". Beam declares the flag an int and passes it to gRPC as a
+# timeout in seconds (no "infinite" value); this one stays far from any overflow (and fits an int32
+# where a job server reads it back as an option).
+UNBOUNDED_JOB_SERVER_TIMEOUT = 10 * 365 * 24 * 3600
+_SAID: set = set()
+
+
+def job_server_timeout_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+    """`--job_server_timeout=UNBOUNDED_JOB_SERVER_TIMEOUT` for an unbounded run on a Job API runner
+    that does not set it (bounded and batch runs keep Beam's 300 s)."""
+    if not streaming or runner not in JOB_API_RUNNERS or raw_values(beam_args, "job_server_timeout"):
+        return []
+    return [f"--job_server_timeout={UNBOUNDED_JOB_SERVER_TIMEOUT}"]
+
+
+def _say_once(line: Optional[str]) -> None:
+    """A default paybeam chose for the user, said once per process on stderr (a backfill builds the
+    options of every job)."""
+    if line and line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr)
 
 
 def canonical_runner(name: str) -> str:
@@ -125,7 +154,9 @@ def build_pipeline_options(
     except argparse.ArgumentError as error:
         raise OptionsError(str(error)) from None
 
-    args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming)]
+    job_server_defaults, job_server_note = flink_job_server_defaults(runner, beam_args)
+    args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming),
+            *job_server_defaults, *job_server_timeout_defaults(runner, beam_args, streaming)]
     if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
     options = PipelineOptions(args)
@@ -149,6 +180,7 @@ def build_pipeline_options(
         # classes rather than generated tuples (schemas/stable_schema.py).
         setup = options.view_as(SetupOptions)
         setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
+    _say_once(job_server_note)
     return options
 
 

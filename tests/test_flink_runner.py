@@ -11,7 +11,7 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.kafka_tools import replay_files
-from tests.cli_helpers import reconcile, result_multiset, results
+from tests.cli_helpers import reconcile, result_multiset, results, run_summary
 from tests.flink_helpers import canonical_outputs, flink_args, worker_pool
 from tests.kafka_helpers import unique_topic
 from tests.stream_helpers import committed_to_the_end, decoded, final_revisions, new_topics, run_stream_in_process
@@ -41,6 +41,28 @@ def test_flink_batch_equals_direct_runner(flink_engine, sample, tmp_path):
     assert len({row["status"] for row in results(out)}) >= 6, "the sample must exercise most statuses"
     assert on_flink["dead_letters"], "the sample must produce dead letters"
     assert on_flink == _direct(sample, tmp_path)
+
+
+@pytest.mark.engines
+def test_flink_runs_without_job_server_flags_on_the_cached_job_server(flink_engine, tmp_path, capsys, monkeypatch):
+    """As a new user runs it after `make test`: `--runner FlinkRunner --flink_master=[local]` and no
+    --flink_version/--flink_job_server_jar. Beam alone would download the Flink 2.2 job server for
+    2.77.0, which Maven Central does not serve (404); paybeam uses the cached one and says so."""
+    from runners import options as runner_options
+
+    monkeypatch.setattr(runner_options, "_SAID", set())  # said once per process: this test must see it
+    dataset = generate(GeneratorConfig(payments=30, seed=9), str(tmp_path / "data"))
+    out = str(tmp_path / "flink")
+    assert reconcile(_glob(dataset, "payments"), _glob(dataset, "settlements"), out,
+                     "--runner", "FlinkRunner", "--flink_master=[local]") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FlinkRunner:")]
+    assert said == [f"FlinkRunner: using the cached Flink 1.19 job server ({flink_engine / 'job-server.jar'}); "
+                    "--flink_job_server_jar overrides"]
+    summary = run_summary(out)
+    assert summary["statuses"] == {status: n for status, n in dataset.expected["statuses"].items() if n}
+    for name in ("payments", "settlements"):
+        assert (summary["inputs"][name]["read"], summary["inputs"][name]["rejected"]) == (
+            dataset.expected["counts"][name]["read"], dataset.expected["counts"][name]["rejected"])
 
 
 @pytest.mark.engines

@@ -97,9 +97,13 @@ def test_unbounded_stream_on_flink_revises_commits_and_stops(kafka_broker, flink
     # Parallelism 1: at 2 the Kafka readers often never started on the 2.70 runner (docs/DESIGN.md 7).
     arguments += flink_args(flink_engine, "[local]", "--environment_type=LOOPBACK", "--checkpointing_interval=10000",
                             "--parallelism=1")
+    # A TMPDIR of its own: the run's checkpoints (LOCAL_FLINK_CHECKPOINTS) are where this test can see them.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     with open(log, "w") as handle:
         process = subprocess.Popen([sys.executable, "-c", _LAUNCH, *arguments], cwd=REPO,
-                                   env={**os.environ, "PYTHONPATH": REPO}, stdout=handle, stderr=subprocess.STDOUT)
+                                   env={**os.environ, "PYTHONPATH": REPO, "TMPDIR": str(temp)},
+                                   stdout=handle, stderr=subprocess.STDOUT)
     try:
         # Payments whose settlement is held back: PENDING while the job runs, MATCHED once it arrives.
         held_back = _references(late)
@@ -140,3 +144,7 @@ def test_unbounded_stream_on_flink_revises_commits_and_stops(kafka_broker, flink
             process.wait()
             raise
     assert code == 130, log.read_text()[-3000:]
+    # The run checkpointed (its offsets were committed on checkpoints) into a directory of its own,
+    # removed when its job server stopped.
+    checkpoints = temp / "paybeam-flink-checkpoints"
+    assert checkpoints.is_dir() and list(checkpoints.iterdir()) == [], list(checkpoints.rglob("*"))[:5]

@@ -162,3 +162,24 @@ def test_unbounded_stream_on_prism_revises_fires_early_commits_stops_and_resumes
     # Nothing of the first run was read again (its state is gone, so a re-read ref_1 would be judged again).
     assert _results_of(second_run, "ref_1") == []
     assert {row["processor_reference"] for row in second_run} == {"ref_2"}
+
+
+def test_the_job_service_deadline_ends_an_unbounded_run_in_one_line_naming_it(kafka_broker, prism_built):
+    """Beam's --job_server_timeout is the gRPC deadline of the job's state and message streams: an idle
+    unbounded run given 20 s dies at about 20 s, and its error line names the deadline (gRPC's text ends
+    with a lone `>`, which used to be the whole message). paybeam's own default for unbounded runs is
+    ten years (tests/test_runner_options.py); Beam's 300 s ended every run after five minutes."""
+    servers = kafka_broker.bootstrap_servers
+    topics, group = new_topics(servers), group_name()
+    started = time.monotonic()
+    process = _start(_unbounded_arguments(servers, topics, group) + ["--job_server_timeout=20"])
+    try:
+        _, stderr = process.communicate(timeout=STARTUP_DEADLINE_SECONDS)
+    finally:
+        _kill(process)
+    lasted = time.monotonic() - started
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert process.returncode == 1, stderr[-3000:]
+    assert errors == ["paybeam stream: error: the run failed: gRPC DEADLINE_EXCEEDED: Stream removed (Deadline "
+                      "Exceeded) (the job service's deadline, --job_server_timeout seconds)"], stderr[-3000:]
+    assert 20 <= lasted < 20 + 60, lasted  # the deadline counts from the submission, after Prism started

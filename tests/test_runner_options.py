@@ -148,6 +148,7 @@ def test_build_pipeline_options_rejects_unknown_runner():
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.parse import urlparse  # noqa: E402
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import (  # noqa: E402
@@ -158,6 +159,7 @@ from apache_beam.options.pipeline_options import (  # noqa: E402
     WorkerOptions,
 )
 
+from runners import options as runner_options  # noqa: E402
 from runners import presets  # noqa: E402
 from runners.engine_cache import pinned_versions  # noqa: E402
 from runners.environments import default_sdk_image  # noqa: E402
@@ -302,7 +304,7 @@ def test_prism_location_may_be_a_url():
 
 # FlinkRunner
 
-def test_flink_external_worker_pool_production_preset():
+def test_flink_external_worker_pool_production_preset(no_engines):
     options = build_pipeline_options("flink", FLINK_EXTERNAL + ["--parallelism=4", "--checkpointing_interval=60000"],
                                      streaming=True)
     assert options.view_as(StandardOptions).runner == "FlinkRunner"
@@ -394,7 +396,7 @@ def test_every_published_flink_version_is_accepted(version):
     assert options.view_as(FlinkRunnerOptions).flink_version == version
 
 
-def test_flink_versions_match_beam_and_the_design():
+def test_flink_versions_match_beam_and_the_design(no_engines):
     assert FLINK_VERSIONS == ("1.19", "1.20", "2.0", "2.1", "2.2")
     assert list(FLINK_VERSIONS) == FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
     assert build_pipeline_options("flink", FLINK_EXTERNAL).view_as(FlinkRunnerOptions).flink_version == "2.2"
@@ -683,16 +685,157 @@ def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
         return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(
             retain_unknown_options=True)
 
+    directories = set()
     for local in ([], ["--flink_master=[local]"], ["--flink_master", "[auto]"]):
         embedded = options(*local, "--checkpointing_interval=10000")
         assert embedded["state_backend"] == "filesystem"
-        assert embedded["state_backend_storage_path"] == LOCAL_FLINK_CHECKPOINTS.as_uri()
+        directory = Path(urlparse(embedded["state_backend_storage_path"]).path)
+        # A directory per run under LOCAL_FLINK_CHECKPOINTS, not created before Flink writes there.
+        assert directory.parent == LOCAL_FLINK_CHECKPOINTS and directory.name.startswith("run-")
+        assert not directory.exists()
+        directories.add(directory)
+    assert len(directories) == 3
     assert options("--flink_master=[local]", "--state_backend=rocksdb",
                    "--state_backend_storage_path=file:///data/checkpoints")["state_backend"] == "rocksdb"
+    # The user's storage path wins (it used to be overridden by paybeam's when --state_backend was absent).
+    mine = options("--flink_master=[local]", "--state_backend_storage_path=file:///data/checkpoints")
+    assert (mine["state_backend"], mine["state_backend_storage_path"]) == ("filesystem", "file:///data/checkpoints")
     # A cluster checkpoints where its own configuration says; a bounded run needs no checkpoints.
     assert "state_backend" not in options("--flink_master=localhost:8081", "--environment_type=EXTERNAL",
                                           "--environment_config=localhost:50000")
     assert "state_backend" not in options("--flink_master=[local]", streaming=False)
+
+
+@pytest.mark.parametrize("flags, removed", [
+    ([], True),
+    (["--externalized_checkpoints_enabled"], False),
+    (["--retain_externalized_checkpoints_on_cancellation"], False),
+    (["--state_backend_storage_path=file:///data/checkpoints"], False),
+    (["--state_backend=rocksdb", "--state_backend_storage_path=file:///data/checkpoints"], False),
+])
+def test_the_checkpoint_directory_of_an_embedded_flink_run_is_removed_unless_kept(flags, removed):
+    from runners.flink_options import LOCAL_FLINK_CHECKPOINTS, run_checkpoint_directory
+
+    options = build_pipeline_options("flink", ["--flink_master=[local]", *flags], streaming=True)
+    directory = run_checkpoint_directory(options)
+    if not removed:
+        assert directory is None
+        return
+    assert directory.parent == LOCAL_FLINK_CHECKPOINTS
+    assert directory.as_uri() == options.get_all_options(retain_unknown_options=True)["state_backend_storage_path"]
+    # A bounded run has none; a cluster checkpoints where its configuration says.
+    assert run_checkpoint_directory(build_pipeline_options("flink", ["--flink_master=[local]"])) is None
+    assert run_checkpoint_directory(build_pipeline_options("flink", FLINK_EXTERNAL, streaming=True)) is None
+
+
+def test_the_flink_job_server_removes_its_run_checkpoints_when_it_stops_and_only_those(tmp_path, monkeypatch):
+    """What an unbounded embedded-Flink run leaves in LOCAL_FLINK_CHECKPOINTS: nothing of its own, and
+    another run's directory (a run going on in parallel) untouched. The job server is not started: its
+    stop() after the JVM is gone is what runs at exit, on Ctrl-C and after a failure."""
+    from runners import flink_options
+    from runners.flink_job_server import FlinkRunner
+
+    monkeypatch.setattr(flink_options, "LOCAL_FLINK_CHECKPOINTS", tmp_path / "checkpoints")
+    ours = build_pipeline_options("flink", ["--flink_master=[local]"], streaming=True)
+    theirs = build_pipeline_options("flink", ["--flink_master=[local]"], streaming=True)
+    kept = build_pipeline_options("flink", ["--flink_master=[local]", "--externalized_checkpoints_enabled",
+                                            "--retain_externalized_checkpoints_on_cancellation"], streaming=True)
+    written = []
+    for options in (ours, theirs, kept):
+        directory = Path(urlparse(options.get_all_options(retain_unknown_options=True)[
+            "state_backend_storage_path"]).path) / "0123abcd" / "chk-1"
+        directory.mkdir(parents=True)  # what Flink writes: <storage path>/<job id>/chk-N
+        written.append(directory.parent.parent)
+    for options in (ours, kept):
+        job_server = FlinkRunner().default_job_server(options)  # a StopOnExitJobServer, never started
+        job_server._job_server.stop()  # what its stop() at exit runs once the JVM was started
+    assert [directory.exists() for directory in written] == [False, True, True]
+
+
+@pytest.fixture
+def no_engines(tmp_path, monkeypatch):
+    """An empty engine cache: what a user has before `make engines`."""
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "no-engines"))
+
+
+def _flink_cache(root: Path) -> Path:
+    """A fetched Flink job server as deploy/fetch/flink.sh leaves it (options only check that it exists)."""
+    versions = pinned_versions()
+    directory = root / f"flink-{versions['FLINK_JOB_SERVER_FLINK_VERSION']}-beam-{versions['FLINK_JOB_SERVER_BEAM_VERSION']}"
+    directory.mkdir(parents=True)
+    (directory / "job-server.jar").write_text("")
+    (directory / ".complete").write_text("")
+    return directory / "job-server.jar"
+
+
+@pytest.fixture
+def fetched_flink(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ENGINES_CACHE", str(tmp_path / "engines"))
+    monkeypatch.setattr(runner_options, "_SAID", set())
+    return _flink_cache(tmp_path / "engines")
+
+
+def _flink_options(flags, streaming=False):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        options = build_pipeline_options("flink", flags, streaming=streaming).view_as(FlinkRunnerOptions)
+    return options, stderr.getvalue()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_flink_without_a_jar_uses_the_cached_job_server_and_says_so(fetched_flink, streaming):
+    minor = pinned_versions()["FLINK_JOB_SERVER_FLINK_MINOR"]
+    options, said = _flink_options(["--flink_master=[local]"], streaming)
+    assert (options.flink_job_server_jar, options.flink_version) == (str(fetched_flink), minor)
+    assert said == (f"FlinkRunner: using the cached Flink {minor} job server ({fetched_flink}); "
+                    "--flink_job_server_jar overrides\n")
+    # Said once per process (a backfill builds the options of every job).
+    assert _flink_options(["--flink_master=[local]"], streaming)[1] == ""
+    # The pinned --flink_version given: the same jar.
+    assert _flink_options([f"--flink_version={minor}"])[0].flink_job_server_jar == str(fetched_flink)
+
+
+def test_flink_on_a_cluster_uses_the_cached_job_server_and_names_the_flink_the_cluster_needs(fetched_flink):
+    options, said = _flink_options(FLINK_EXTERNAL)
+    assert options.flink_job_server_jar == str(fetched_flink)
+    assert "submitting to flink-jobmanager:8081, which must run Flink 1.19" in said and said.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, jar, version", [
+    (["--flink_job_server_jar=JAR"], "JAR", "2.2"),                   # the user's jar wins
+    (["--flink_job_server_jar=JAR", "--flink_version=1.20"], "JAR", "1.20"),
+    (["--flink_version=1.20"], None, "1.20"),                          # another Flink: Beam's jar for it
+    (["--flink_version", "2.2"], None, "2.2"),
+    (["--job_endpoint=localhost:8099"], None, "2.2"),                  # a job server already running
+    (["--flink_master=localhost:8081", "--flink_submit_uber_jar"], None, "2.2"),  # an uber jar's base
+])
+def test_flink_flags_of_the_user_win_over_the_cached_job_server(fetched_flink, tmp_path, flags, jar, version):
+    mine = tmp_path / "mine.jar"
+    mine.write_text("")
+    options, said = _flink_options(["--environment_type=EXTERNAL", "--environment_config=localhost:50000",
+                                    *[flag.replace("JAR", str(mine)) for flag in flags]])
+    assert (options.flink_job_server_jar, options.flink_version, said) == (jar and str(mine), version, "")
+
+
+def test_flink_without_the_cached_job_server_keeps_beams_default(no_engines):
+    options, said = _flink_options(["--flink_master=[local]"])
+    assert (options.flink_job_server_jar, options.flink_version, said) == (None, "2.2", "")
+
+
+def test_beams_failed_job_server_download_is_one_line_naming_make_engine_flink(no_engines):
+    """Beam's download of beam-runners-flink-2.2-job-server-2.77.0.jar fails (Maven Central serves none);
+    its text, as Beam 2.77 raises it (subprocess_server.JavaJarServer.local_jar)."""
+    from runners.flink_options import job_server_fetch_failed
+
+    url = ("https://repo.maven.apache.org/maven2/org/apache/beam/beam-runners-flink-2.2-job-server/2.77.0/"
+           "beam-runners-flink-2.2-job-server-2.77.0.jar")
+    beam = RuntimeError(f"Unable to fetch remote job server jar at {url}: HTTP Error 404: Not Found. Also failed "
+                        f"to fetch from Google Maven mirror at {url}: HTTP Error 404: Not Found. If no Internet "
+                        "access at runtime, stage the jar at /root/.apache_beam/cache/jars/x.jar")
+    line = job_server_fetch_failed("2.2", beam)
+    assert line == ("no Flink job server: Beam could not fetch its Flink 2.2 job server jar (HTTP Error 404: "
+                    "Not Found); run `make engine-flink` (paybeam then uses that Flink 1.19 job server by "
+                    "default) or pass --flink_job_server_jar=PATH")
 
 
 def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
@@ -705,3 +848,68 @@ def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
     # Any other runner: the one Beam builds from --runner.
     assert isinstance(new_pipeline(build_pipeline_options("direct")).runner, SwitchingDirectRunner)
     assert isinstance(new_pipeline(build_pipeline_options("prism")).runner, PrismRunner)
+
+
+# The Job API deadline (--job_server_timeout) of unbounded runs
+
+@pytest.mark.parametrize("runner, flags", [
+    ("prism", ["--prism_location=/bin/true"]),
+    ("flink", ["--flink_master=[local]"]),
+    ("portable", ["--job_endpoint=localhost:8099"]),
+])
+def test_an_unbounded_run_on_a_job_api_runner_has_no_practical_job_service_deadline(runner, flags):
+    """Beam 2.77 uses --job_server_timeout (default 300 s) as the gRPC deadline of the job's state and
+    message streams: an unbounded run died after 300 s, even idle. Unbounded runs get ten years."""
+    from runners.options import UNBOUNDED_JOB_SERVER_TIMEOUT
+
+    def timeout(*extra, streaming=True):
+        return build_pipeline_options(runner, [*flags, *extra], streaming=streaming).view_as(
+            PortableOptions).job_server_timeout
+
+    assert timeout() == UNBOUNDED_JOB_SERVER_TIMEOUT == 315_360_000 > 300 * 1000
+    assert UNBOUNDED_JOB_SERVER_TIMEOUT < 2 ** 31  # a job server may read it back as a Java int
+    # Bounded (`paybeam stream --bounded`) and batch runs keep Beam's 300 s; the user's value wins.
+    assert timeout(streaming=False) == 300
+    assert timeout("--job_server_timeout=20") == 20
+    assert timeout("--job-server-timeout", "45") == 45
+
+
+def test_runners_without_a_job_service_get_no_job_server_timeout():
+    assert build_pipeline_options("direct", [], streaming=True).view_as(PortableOptions).job_server_timeout == 300
+    assert build_pipeline_options("dataflow", DATAFLOW, streaming=True).view_as(
+        PortableOptions).job_server_timeout == 300
+
+
+# The text of a real gRPC error (grpc 1.x, a Job API state stream past its deadline), as str() gives it.
+GRPC_DEADLINE_EXCEEDED = ('<_MultiThreadedRendezvous of RPC that terminated with:\n'
+                          '\tstatus = StatusCode.DEADLINE_EXCEEDED\n'
+                          '\tdetails = "Stream removed (Deadline Exceeded)"\n'
+                          '\tdebug_error_string = "DEADLINE_EXCEEDED:Stream removed (Deadline Exceeded)"\n'
+                          '>')
+
+
+def test_a_job_service_deadline_is_named_in_the_one_line_error_not_its_closing_bracket():
+    from pipelines.run_errors import one_line_cause
+    from schemas.errors import one_line
+
+    class _MultiThreadedRendezvous(Exception):
+        pass
+
+    error = _MultiThreadedRendezvous(GRPC_DEADLINE_EXCEEDED)
+    assert one_line(error) == "gRPC DEADLINE_EXCEEDED: Stream removed (Deadline Exceeded)"
+    assert one_line_cause(error) == ("gRPC DEADLINE_EXCEEDED: Stream removed (Deadline Exceeded) "
+                                     "(the job service's deadline, --job_server_timeout seconds)")
+    try:
+        try:
+            raise error
+        except Exception as inner:
+            raise RuntimeError("Pipeline job-001 failed") from inner
+    except RuntimeError as outer:
+        assert one_line_cause(outer).startswith("gRPC DEADLINE_EXCEEDED: Stream removed")
+    other = _MultiThreadedRendezvous(GRPC_DEADLINE_EXCEEDED.replace("DEADLINE_EXCEEDED", "UNAVAILABLE")
+                                     .replace("Stream removed (Deadline Exceeded)", "Socket closed"))
+    assert one_line_cause(other) == "gRPC UNAVAILABLE: Socket closed"
+    # Lines of punctuation say nothing; Beam's re-raised "Type: message" line stays the cause.
+    assert one_line(ValueError("bad amount\n  ]\n>")) == "ValueError: bad amount"
+    assert one_line_cause(RuntimeError("Traceback ...\nValueError: bad amount [while running 'Parse']")) == (
+        "bad amount [while running 'Parse']")
