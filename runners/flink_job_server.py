@@ -46,11 +46,11 @@ class _FlinkJarJobServer(flink_runner.FlinkJarJobServer):
         super().__init__(options)
         self._checkpoints = run_checkpoint_directory(options)
 
-    def path_to_jar(self):
+    def subprocess_cmd_and_endpoint(self):
         try:
-            return super().path_to_jar()
+            return super().subprocess_cmd_and_endpoint()  # fetches the jar (JavaJarJobServer.local_jar)
         except RuntimeError as error:  # Beam's download: "Unable to fetch remote job server jar at …"
-            if self._jar:
+            if self._jar or not str(error).startswith("Unable to fetch"):
                 raise
             raise RunFailed(job_server_fetch_failed(self._flink_version, error)) from None
 

@@ -822,7 +822,7 @@ def test_flink_without_the_cached_job_server_keeps_beams_default(no_engines):
     assert (options.flink_job_server_jar, options.flink_version, said) == (None, "2.2", "")
 
 
-def test_beams_failed_job_server_download_is_one_line_naming_make_engine_flink(no_engines):
+def test_beams_failed_job_server_download_is_one_line_naming_make_engine_flink(no_engines, monkeypatch):
     """Beam's download of beam-runners-flink-2.2-job-server-2.77.0.jar fails (Maven Central serves none);
     its text, as Beam 2.77 raises it (subprocess_server.JavaJarServer.local_jar)."""
     from runners.flink_options import job_server_fetch_failed
@@ -836,6 +836,21 @@ def test_beams_failed_job_server_download_is_one_line_naming_make_engine_flink(n
     assert line == ("no Flink job server: Beam could not fetch its Flink 2.2 job server jar (HTTP Error 404: "
                     "Not Found); run `make engine-flink` (paybeam then uses that Flink 1.19 job server by "
                     "default) or pass --flink_job_server_jar=PATH")
+    # Where paybeam's Flink job server meets it: Beam's download (local_jar) raising that text.
+    from apache_beam.runners.portability import job_server
+
+    from runners.flink_job_server import FlinkRunner
+    from schemas.errors import RunFailed
+
+    def download(url, *args, **kwargs):
+        assert url.endswith("beam-runners-flink-2.2-job-server-2.77.0.jar")
+        raise beam
+
+    monkeypatch.setattr(job_server.JavaJarJobServer, "local_jar", staticmethod(download))
+    server = FlinkRunner().default_job_server(build_pipeline_options("flink", ["--flink_master=[local]"]))
+    with pytest.raises(RunFailed) as failed:
+        server._job_server.subprocess_cmd_and_endpoint()
+    assert str(failed.value) == line
 
 
 def test_flink_pipelines_get_the_runner_whose_job_server_is_always_stopped():
