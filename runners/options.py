@@ -10,6 +10,10 @@ Every remote runner (Flink, Portable, Dataflow) gets `--setup_file` pointing
 at paybeam's setup.py so its workers install paybeam, unless the user passed
 `--setup_file`, an `--sdk_container_image`, or a custom DOCKER
 `--environment_config` image (which must then contain paybeam).
+
+Unbounded runs on a Job API runner (Prism, Flink, Portable) get a job-service deadline of ten years
+(`--job_server_timeout`, see JOB_API_RUNNERS) unless the user gives one; FlinkRunner runs get the
+cached Flink job server (runners/flink_options.py: flink_job_server_defaults), said once on stderr.
 """
 from __future__ import annotations
 
