@@ -63,9 +63,11 @@ PRESETS = (
         use_when="production batch and unbounded streaming.",
         needs=("--flink_master=HOST:PORT of the JobManager REST endpoint ([auto]/[local]: a local "
                "mini-cluster in the job server)",
-               f"--flink_version={'|'.join(FLINK_VERSIONS)} (default {DEFAULT_FLINK_VERSION}; match the cluster)",
-               "Java 11+ on the submitting machine to start the job server jar (fetched from Maven "
-               "Central, or --flink_job_server_jar=PATH for air-gapped machines), or --job_endpoint of "
+               f"--flink_version={'|'.join(FLINK_VERSIONS)} (Beam's default {DEFAULT_FLINK_VERSION}, 1.19 with "
+               "the cached job server; match the cluster)",
+               "Java 11+ on the submitting machine to start the job server jar (the one `make engine-flink` "
+               "cached, used by default; else Beam fetches it from Maven Central, which serves none for "
+               "Beam 2.77; or --flink_job_server_jar=PATH for air-gapped machines), or --job_endpoint of "
                "a running Flink job server, or --flink_submit_uber_jar (needs a cluster flink_master)",
                "--environment_type: EXTERNAL --environment_config=HOST:PORT of a Python worker-pool "
                "sidecar (recommended on Kubernetes); PROCESS --environment_config='{\"command\":"
