@@ -40,7 +40,8 @@ from benchmarks.stream_source import bare_consumer, timed  # noqa: E402
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.brokers.local_broker import LocalBroker  # noqa: E402
 from pipelines.cli import main as paybeam  # noqa: E402
-from pipelines.kafka_tools import create_topics, replay_files  # noqa: E402
+from pipelines.io.kafka import create_topics  # noqa: E402
+from pipelines.kafka_tools import replay_files  # noqa: E402
 from runners.engine_cache import fetched, pinned_versions  # noqa: E402
 
 

@@ -27,8 +27,14 @@ sys.path.insert(0, str(ROOT))
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.brokers.local_broker import LocalBroker  # noqa: E402
 from pipelines.cli import main as paybeam  # noqa: E402
-from pipelines.io.kafka import KafkaReadConfig, ReadRawRecordsFromKafka, new_consumer, read_to_end  # noqa: E402
-from pipelines.kafka_tools import create_topics, replay_files  # noqa: E402
+from pipelines.io.kafka import (  # noqa: E402
+    KafkaReadConfig,
+    ReadRawRecordsFromKafka,
+    create_topics,  # noqa: E402
+    new_consumer,
+    read_to_end,
+)
+from pipelines.kafka_tools import replay_files  # noqa: E402
 from schemas.records import PAYMENTS  # noqa: E402
 
 _BARE_READ_TIMEOUT_SECONDS = 3600.0  # a bound on a hang only: a benchmark's read may take long

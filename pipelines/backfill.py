@@ -55,7 +55,7 @@ from pipelines.backfill_publish import (  # noqa: F401
     results_of_day,
 )
 from pipelines.backfill_run import execute_date_groups
-from pipelines.command import run_command
+from pipelines.command import run_module
 from pipelines.io.atomic_publish import (  # noqa: F401
     LOCK_FILE,  # (re-exported: where the lock lives is part of this command's contract)
     MANIFEST,
@@ -161,12 +161,8 @@ def format_table(outcomes: Sequence[DateOutcome], output: str, seconds: float) -
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m pipelines.backfill ...`: `paybeam backfill` the Beam way, with the same exits."""
-    prog = "python -m pipelines.backfill"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_backfill_arguments(parser)
-    args, beam_args = parser.parse_known_args(argv)
-    return run_command(prog, "backfill", lambda args, extra: run_backfill(
-        args, extra, out=lambda line: print(line, flush=True)), args, beam_args)
+    return run_module("python -m pipelines.backfill", __doc__.splitlines()[0], add_backfill_arguments, "backfill",
+                      lambda args, extra: run_backfill(args, extra, out=lambda line: print(line, flush=True)), argv)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def _no_extra(extra: Sequence[str]) -> None:
 
 def _kafka_create_topics(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
-    from pipelines.kafka_tools import create_topics
+    from pipelines.io.kafka import create_topics
 
     created = create_topics(args.bootstrap_servers, args.topics, partitions=args.partitions)
     for topic in args.topics:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from pipelines.run_errors import quiet_step_tracebacks
 from schemas.errors import PaybeamError, one_line
@@ -53,6 +53,16 @@ def run_command(prog: str, command: str, handler: Handler, args: argparse.Namesp
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def run_module(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+               command: str, handler: Handler, argv: Optional[Sequence[str]] = None) -> int:
+    """A Beam-style entry point (`python -m pipelines.<module>`): its own parser, then `paybeam COMMAND`'s
+    handler through run_command; unrecognised --flags go to Beam, as with `paybeam`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return run_command(prog, command, handler, args, beam_args)
 
 
 def _interrupt(signum, frame) -> None:

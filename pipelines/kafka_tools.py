@@ -20,14 +20,13 @@ from apache_beam.io.filesystems import FileSystems
 from confluent_kafka import KafkaException
 
 from pipelines.io.files import expand_patterns
-from pipelines.io.kafka import (  # noqa: F401  (create_topics and KafkaToolError: the CLI's tools take them from here)
+from pipelines.io.kafka import (
     DEFAULT_BROKER_TIMEOUT_SECONDS,
     BrokerWatch,
     EndNotReached,
     KafkaToolError,
     ReadError,
     TopicNotFound,
-    create_topics,
     new_consumer,
     new_producer,
     read_to_end,

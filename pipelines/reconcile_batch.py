@@ -34,7 +34,7 @@ from pipelines.arguments import (
     trigger_policy,
     vendor_options,
 )
-from pipelines.command import run_command
+from pipelines.command import run_module
 from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.files import (
     ReadRawRecords,
@@ -303,11 +303,8 @@ def reconcile_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m pipelines.reconcile_batch ...`: `paybeam reconcile` the Beam way, with the same exits."""
-    prog = "python -m pipelines.reconcile_batch"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_reconcile_arguments(parser)
-    args, beam_args = parser.parse_known_args(argv)
-    return run_command(prog, "reconcile", reconcile_command, args, beam_args)
+    return run_module("python -m pipelines.reconcile_batch", __doc__.splitlines()[0], add_reconcile_arguments,
+                      "reconcile", reconcile_command, argv)
 
 
 def truncation_exit_code(summary: dict, allow_truncated: bool) -> int:

@@ -22,7 +22,7 @@ import apache_beam as beam
 
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from pipelines.arguments import COLUMNAR, UsageError
-from pipelines.command import run_command
+from pipelines.command import run_module
 from pipelines.io.kafka import (
     KafkaReadConfig,
     KafkaWriteConfig,
@@ -32,7 +32,7 @@ from pipelines.io.kafka import (
     default_store_topic,
     read_store,
 )
-from pipelines.io.open_items import OpenItem, carried_records
+from pipelines.io.open_items import carried_records
 from pipelines.io.progress import CountRecords
 from pipelines.kafka_arguments import check_client_settings
 from pipelines.run_errors import (
@@ -53,6 +53,7 @@ from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, check_settlement_day_windows
 from schemas.arrow_readers import tabulate_records
 from schemas.errors import RunFailed
+from schemas.internal_records import OpenItem
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import daily_total_records, result_records
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
@@ -256,11 +257,8 @@ def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m pipelines.reconcile_stream ...`: `paybeam stream` the Beam way, with the same exits."""
-    prog = "python -m pipelines.reconcile_stream"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_stream_arguments(parser)
-    args, beam_args = parser.parse_known_args(argv)
-    return run_command(prog, "stream", stream_command, args, beam_args)
+    return run_module("python -m pipelines.reconcile_stream", __doc__.splitlines()[0], add_stream_arguments,
+                      "stream", stream_command, argv)
 
 
 if __name__ == "__main__":

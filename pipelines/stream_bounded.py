@@ -25,7 +25,7 @@ from pipelines.io.kafka import (
     WriteToKafka,
     WriteToKafkaWithDeadLetters,
 )
-from pipelines.io.open_items import OpenItem
+from schemas.internal_records import OpenItem
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from transforms.open_items import TrackOpenItems
 

@@ -50,9 +50,10 @@ def last_informative_line(text: str) -> str:
     """The line of an error's text that names it: a gRPC error's status and details, else the last line
     with a letter or digit in it (Beam's re-raised errors end with the original one; a line of
     punctuation such as gRPC's closing `>` says nothing)."""
-    cause = grpc_cause(text)
-    if cause is not None:
-        return cause
+    return grpc_cause(text) or _last_line_with_a_word(text)
+
+
+def _last_line_with_a_word(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if any(char.isalnum() for char in line)]
     return lines[-1] if lines else ""
 
@@ -61,7 +62,8 @@ def one_line(error: BaseException) -> str:
     """An exception as one short line: Beam wraps a DoFn's exception in a long message whose last line names
     the error and the step; a gRPC error is named by its status and details."""
     text = str(error)
-    line = last_informative_line(text)
-    if grpc_cause(text) is None:
-        line = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    line = grpc_cause(text)
+    if line is None:
+        last = _last_line_with_a_word(text)
+        line = f"{type(error).__name__}: {last}" if last else type(error).__name__
     return line if len(line) <= 300 else line[:297] + "..."

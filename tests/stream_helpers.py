@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipelines.cli import main
-from pipelines.kafka_tools import create_topics
+from pipelines.io.kafka import create_topics
 from schemas.kafka_values import encode_value
 from tests.kafka_helpers import read_topic, unique_topic
 

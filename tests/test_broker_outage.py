@@ -19,8 +19,7 @@ import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 
 from pipelines.brokers.local_broker import LocalBroker
-from pipelines.io.kafka import BrokerUnavailable, Clock, KafkaReadConfig, RateLimitedLog, ReadPartitionFn
-from pipelines.kafka_tools import create_topics
+from pipelines.io.kafka import BrokerUnavailable, Clock, KafkaReadConfig, RateLimitedLog, ReadPartitionFn, create_topics
 from schemas.internal_records import PartitionDescriptor
 from tests.beam_helpers import payment
 from tests.kafka_helpers import TickingClock

@@ -9,8 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.brokers.local_broker import free_port
-from pipelines.io.kafka import KafkaWriteConfig, WriteToKafka, reconciliation_message_key
-from pipelines.kafka_tools import create_topics
+from pipelines.io.kafka import KafkaWriteConfig, WriteToKafka, create_topics, reconciliation_message_key
 from schemas.kafka_values import decode_value
 from schemas.records import DailyTotal, DeadLetter, ReconciliationResult
 from schemas.timestamps import parse_timestamp_millis

@@ -10,7 +10,8 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.io.files import expand_patterns
-from pipelines.kafka_tools import ReplayReport, create_topics, replay_files
+from pipelines.io.kafka import create_topics
+from pipelines.kafka_tools import ReplayReport, replay_files
 from schemas.codecs import detect_format, read_records
 from schemas.kafka_values import ValueDecodeError, decode_value
 from schemas.records import DeadLetter, RawRecord

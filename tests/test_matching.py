@@ -16,9 +16,8 @@ from transforms.matching import (
     Candidate,
     MatchPolicy,
     candidate_of,
+    key_status,
     next_deadline,
-    one_sided_status,
-    pair_status,
     reconcile_key,
     reconciliation_key,
     result_signature,
@@ -32,6 +31,18 @@ KEY = ("stripe", "ref-0001", "CAPTURE")
 DEFAULT = MatchPolicy()
 SLA = 3 * DAY  # default settlement_sla
 GRACE = 1 * DAY  # default ledger_grace
+
+
+def pair_status(ledger: Candidate, settlement: Candidate, tolerance_minor: int) -> str:
+    """key_status of a key with both sides (judged at its ledger event's time)."""
+    return key_status(ledger, settlement, ledger.time, MatchPolicy(amount_tolerance_minor=tolerance_minor))
+
+
+def one_sided_status(candidate: Candidate, now_millis: int, policy: MatchPolicy) -> str:
+    """key_status of a key with only one side, judged at `now_millis`."""
+    if candidate.side == LEDGER:
+        return key_status(candidate, None, now_millis, policy)
+    return key_status(None, candidate, now_millis, policy)
 
 
 def ledger(record_id: str = "evt-1", amount: int = 1000, currency: str = "EUR", time: int = T0,

@@ -17,7 +17,8 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from pipelines.cli import main
-from pipelines.kafka_tools import create_topics, replay_files
+from pipelines.io.kafka import create_topics
+from pipelines.kafka_tools import replay_files
 from tests.cli_helpers import daily_totals, ground_truth_multiset, reconcile, result_multiset, results, run_summary
 from tests.kafka_helpers import read_topic, unique_topic
 from tests.stream_helpers import final_revisions

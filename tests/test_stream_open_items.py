@@ -79,7 +79,8 @@ def test_two_consecutive_bounded_runs_equal_one_run_over_all_records(kafka_broke
 
 
 def test_the_store_keeps_the_latest_entry_per_key_and_a_tombstone_deletes():
-    from pipelines.io.open_items import OpenItem, decode_item, encode_item, latest_items
+    from pipelines.io.open_items import decode_item, encode_item, latest_items
+    from schemas.internal_records import OpenItem
 
     first = OpenItem("stripe|r1|CAPTURE", 1, False, (("payments", "p/0@1", '{"event_id":"e1"}'),), "a")
     second = first._replace(revision=2, signature="b")

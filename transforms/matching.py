@@ -91,18 +91,6 @@ def key_status(ledger: Optional[Candidate], settlement: Optional[Candidate], now
     })
 
 
-def pair_status(ledger: Candidate, settlement: Candidate, tolerance_minor: int) -> str:
-    """Status of a key that has both sides (judged at its ledger event's time)."""
-    return key_status(ledger, settlement, ledger.time, MatchPolicy(amount_tolerance_minor=tolerance_minor))
-
-
-def one_sided_status(candidate: Candidate, now_millis: int, policy: MatchPolicy) -> str:
-    """Status of a key that has only one side, judged at `now_millis`."""
-    if candidate.side == LEDGER:
-        return key_status(candidate, None, now_millis, policy)
-    return key_status(None, candidate, now_millis, policy)
-
-
 def one_sided_deadline(candidate: Candidate, policy: MatchPolicy) -> int:
     wait = policy.settlement_sla_millis if candidate.side == LEDGER else policy.ledger_grace_millis
     return candidate.time + wait

@@ -22,7 +22,7 @@ from schemas.internal_records import OpenItem
 from schemas.kafka_values import raw_record_from_message
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 
-__all__ = ["OpenItem", "carried_records", "decode_item", "encode_item", "latest_items"]
+__all__ = ["carried_records", "decode_item", "encode_item", "latest_items"]
 
 
 def encode_item(item: OpenItem) -> bytes:
