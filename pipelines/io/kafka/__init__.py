@@ -7,9 +7,9 @@ Modules (all private):
 * `_clients`: the one place confluent-kafka consumers, producers and admin clients are built.
 * `_discovery`: partitions and their resolved start and stop offsets, at run time.
 * `_restrictions`: the reader's offset ranges (checkpoint-only splitting) and watermark estimator.
-* `_reader`: the partition-reading Splittable DoFn; messages to RawRecords.
+* `_reader`: the partition-reading Splittable DoFn; messages to RawRecords, or RawChunks in chunk mode.
 * `_commit`: committing read offsets, on finalization or once every output is written.
-* `_source`: the composite read transforms.
+* `_source`: the composite read transforms (records, or RawChunks in chunk mode).
 * `_sink`: the idempotent, never-silently-losing write transforms.
 * `_java`: Beam's cross-language (Java) KafkaIO, read and write.
 * `_open_items_store`: the bounded runs' open-items store on a compacted topic.
@@ -17,7 +17,13 @@ Modules (all private):
 """
 from pipelines.io.kafka._clients import new_admin, new_consumer, new_producer, source_consumer
 from pipelines.io.kafka._commit import OFFSETS, AllWritten, CommitOffsetsWhenWritten
-from pipelines.io.kafka._config import BOUNDED_MODES, START_POSITIONS, KafkaReadConfig
+from pipelines.io.kafka._config import (
+    BOUNDED_MODES,
+    DEFAULT_CHUNK_MAX_MILLIS,
+    DEFAULT_CHUNK_MAX_RECORDS,
+    START_POSITIONS,
+    KafkaReadConfig,
+)
 from pipelines.io.kafka._discovery import DiscoverPartitionsFn, allocate_max_records, discover_partitions, end_offsets
 from pipelines.io.kafka._health import (
     DEFAULT_BROKER_TIMEOUT_SECONDS,
@@ -43,7 +49,12 @@ from pipelines.io.kafka._sink import (
     WriteToKafkaWithDeadLetters,
     reconciliation_message_key,
 )
-from pipelines.io.kafka._source import ReadKafkaCommitLater, ReadRawRecordsFromKafka
+from pipelines.io.kafka._source import (
+    ReadKafkaChunksCommitLater,
+    ReadKafkaCommitLater,
+    ReadRawChunksFromKafka,
+    ReadRawRecordsFromKafka,
+)
 from pipelines.io.kafka._topics import (
     EndNotReached,
     KafkaToolError,
@@ -61,6 +72,11 @@ __all__ = [
     "KafkaReadConfig",
     "ReadRawRecordsFromKafka",
     "ReadKafkaCommitLater",
+    # Chunk mode: RawChunks (Arrow tables) for the columnar engine
+    "DEFAULT_CHUNK_MAX_MILLIS",
+    "DEFAULT_CHUNK_MAX_RECORDS",
+    "ReadRawChunksFromKafka",
+    "ReadKafkaChunksCommitLater",
     "OFFSETS",
     "UNBOUNDED_STOP",
     "allocate_max_records",

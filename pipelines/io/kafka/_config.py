@@ -28,6 +28,11 @@ _DEFAULT_CONSUMER_SETTINGS = {
 POLL_TIMEOUT_SECONDS = 0.2
 POLL_BATCH = 500
 
+# Chunk mode (ReadRawChunksFromKafka): a RawChunk is emitted once it holds this many records, or this
+# long after its first record was read, and always before a read call ends (docs/DESIGN.md 5).
+DEFAULT_CHUNK_MAX_RECORDS = 5_000
+DEFAULT_CHUNK_MAX_MILLIS = 200
+
 
 @dataclass(frozen=True)
 class KafkaReadConfig:
@@ -51,6 +56,10 @@ class KafkaReadConfig:
     defer_commit: bool = False
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     consumer_config: Mapping[str, str] = field(default_factory=dict)
+    # Chunk mode only (ReadRawChunksFromKafka, ReadKafkaChunksCommitLater): the most records of one chunk,
+    # and the longest its first record waits for the chunk to be emitted.
+    chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
+    chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting or combination."""
@@ -91,6 +100,10 @@ class KafkaReadConfig:
             raise ValueError("idle_timeout_seconds must be > 0")
         if not self.broker_timeout_seconds > 0:
             raise ValueError("broker_timeout_seconds must be > 0")
+        for name in ("chunk_max_records", "chunk_max_millis"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         reserved = sorted(_RESERVED_KEYS.intersection(self.consumer_config))
         if reserved:
             raise ValueError(f"consumer_config may not set {', '.join(reserved)}: the source manages them")

@@ -6,6 +6,7 @@ import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -15,11 +16,13 @@ from pipelines.io.kafka._commit import OFFSETS, CommitOnFinalize
 from pipelines.io.kafka._config import POLL_BATCH, POLL_TIMEOUT_SECONDS, KafkaReadConfig
 from pipelines.io.kafka._health import SYSTEM_CLOCK, BrokerWatch, Clock, is_partition_eof, raise_if_fatal
 from pipelines.io.kafka._restrictions import RESTRICTIONS, WATERMARKS
+from schemas.arrow_readers import tabulate_records
 from schemas.codecs import capped
 from schemas.internal_records import PartitionDescriptor, PartitionOffset
 from schemas.kafka_values import payload_time_millis, raw_record_from_message, raw_text
 from schemas.records import RawRecord
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
+from transforms.counting import METRICS_NAMESPACE
 from transforms.event_time import millis_to_beam_timestamp
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,18 +34,27 @@ _MAX_RECORDS_PER_CALL = 10_000
 _RESUME_DELAY_SECONDS = 0.5
 # The longest a call waits for data (or EOF) before it checkpoints.
 _MAX_WAIT_SECONDS_PER_CALL = 2.0
+# Chunk mode sets each partition's lag gauge at most this often.
+_LAG_REPORT_SECONDS = 1.0
 
 
 class ReadPartitionFn(beam.DoFn):
-    """Reads one partition's OffsetRange into timestamped RawRecords (the bounded flavour).
+    """Reads one partition's OffsetRange into timestamped RawRecords (the bounded flavour); with
+    `chunks=True`, into timestamped RawChunks of up to `config.chunk_max_records` records (chunk mode).
 
     With `config.defer_commit` it also emits, on the OFFSETS output, a PartitionOffset (the next
     offset to read) for every call that read something, instead of committing on finalization.
     """
 
-    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK, chunks: bool = False):
         self._config = config
         self._clock = clock
+        self._chunks = chunks
+        # Chunk mode's metrics (namespace "paybeam"; docs/DESIGN.md 5).
+        self._read_counter = Metrics.counter(METRICS_NAMESPACE, f"{config.input_name}.read")
+        self._watermark_gauge = Metrics.gauge(METRICS_NAMESPACE, f"{config.input_name}.watermark_millis")
+        self._lag_gauges: Dict[Tuple[str, int], object] = {}
+        self._lag_reported_at: Dict[Tuple[str, int], float] = {}
         self._consumer = None
         self._watch: Optional[BrokerWatch] = None
         self._lock = None
@@ -92,6 +104,11 @@ class ReadPartitionFn(beam.DoFn):
         with self._lock:
             self._consumer.assign([TopicPartition(descriptor.topic, descriptor.partition, start)])
         skip_before = config.start_timestamp_millis if config.start == "timestamp" else None
+        # Chunk mode: records wait here until they leave as one RawChunk; `progress` then counts only
+        # offsets whose records have left (a commit never covers a record still held).
+        chunk = _Chunk(descriptor.topic, config.input_name) if self._chunks else None
+        max_records_per_call = max(_MAX_RECORDS_PER_CALL, config.chunk_max_records) if self._chunks \
+            else _MAX_RECORDS_PER_CALL
         next_offset = start  # the first offset not yet claimed
         emitted = 0
         began = clock.monotonic()
@@ -102,6 +119,7 @@ class ReadPartitionFn(beam.DoFn):
             batch_min: Optional[Timestamp] = None
             caught_up_at: Optional[int] = None
             finished = False
+            read_now = emitted
             for message in messages:
                 if (message.topic(), message.partition()) != key:
                     continue  # left over from an earlier assignment
@@ -121,25 +139,50 @@ class ReadPartitionFn(beam.DoFn):
                 if not tracker.try_claim(offset):
                     finished = True
                     break
-                next_offset = progress[0] = offset + 1
+                next_offset = offset + 1
+                if chunk is None or not chunk.records:
+                    progress[0] = next_offset
                 if skip_before is not None and _is_before(message, skip_before):
                     continue
                 record, millis, payload_millis = self._to_record(message)
                 if (config.bounded == "until_time" and payload_millis is not None
                         and payload_millis >= config.stop_at_millis):
-                    next_offset = progress[0] = offset  # not read: a later run starting at the committed offset gets it
+                    next_offset = offset  # not read: a later run starting at the committed offset gets it
+                    if chunk is None or not chunk.records:
+                        progress[0] = offset
                     if offset < stop - 1:
                         tracker.try_claim(stop - 1)  # finish the restriction (as KafkaIO's stop-reading path)
                     finished = True
                     break
-                timestamp = millis_to_beam_timestamp(millis)
-                yield TimestampedValue(record, timestamp)
                 emitted += 1
-                batch_min = timestamp if batch_min is None or timestamp < batch_min else batch_min
+                if chunk is None:
+                    timestamp = millis_to_beam_timestamp(millis)
+                    yield TimestampedValue(record, timestamp)
+                    batch_min = timestamp if batch_min is None or timestamp < batch_min else batch_min
+                    continue
+                if not chunk.records:
+                    chunk.first_read_at = clock.monotonic()
+                chunk.add(record, millis)
+                if len(chunk.records) >= config.chunk_max_records:
+                    yield from self._emit_chunk(chunk, watermark)
+                    progress[0] = next_offset
             if batch_min is not None:
                 watermark.advance_to(batch_min)
+            if batch_min is not None or (chunk is not None and emitted > read_now):
                 watermark.mark_active()
                 waited_since = clock.monotonic()
+            now: Optional[float] = None
+            ending = finished or next_offset >= stop or (caught_up_at is not None and caught_up_at >= next_offset)
+            if not ending:
+                now = clock.monotonic()
+                ending = (emitted >= max_records_per_call or now - began >= _MAX_READ_SECONDS_PER_CALL
+                          or (not messages and now - waited_since >= _MAX_WAIT_SECONDS_PER_CALL))
+            if chunk is not None:
+                # Never hold records across the end of the call (a checkpoint or the end of the range).
+                if chunk.records and (ending or (now - chunk.first_read_at) * 1000 >= config.chunk_max_millis):
+                    yield from self._emit_chunk(chunk, watermark)
+                    progress[0] = next_offset
+                self._report_lag(descriptor, next_offset, caught_up_at)
             if finished or next_offset >= stop:
                 return  # the whole range is claimed
             if caught_up_at is not None and caught_up_at >= stop:
@@ -153,11 +196,51 @@ class ReadPartitionFn(beam.DoFn):
                     return
                 tracker.defer_remainder(Duration(seconds=_RESUME_DELAY_SECONDS))
                 return
-            now = clock.monotonic()
-            if (emitted >= _MAX_RECORDS_PER_CALL or now - began >= _MAX_READ_SECONDS_PER_CALL
-                    or (not messages and now - waited_since >= _MAX_WAIT_SECONDS_PER_CALL)):
+            if ending:
                 tracker.defer_remainder()  # the next call starts by checking the broker's health
                 return
+
+    def _emit_chunk(self, chunk: "_Chunk", watermark) -> Iterator[TimestampedValue]:
+        """Yields the held records as one RawChunk at their smallest time, then (only then) advances the
+        watermark to that time: no record of a chunk is ever behind the watermark its reader set."""
+        records, min_millis = chunk.take()
+        timestamp = millis_to_beam_timestamp(min_millis)
+        yield TimestampedValue(tabulate_records(records, path=chunk.topic, input_name=chunk.input_name), timestamp)
+        watermark.advance_to(timestamp)
+        self._read_counter.inc(len(records))
+        self._report_watermark(watermark)
+
+    def _report_watermark(self, watermark) -> None:
+        current = watermark.current_watermark()
+        if current is not None:
+            self._watermark_gauge.set(current.micros // 1000)
+
+    def _report_lag(self, descriptor: PartitionDescriptor, next_offset: int, caught_up_at: Optional[int]) -> None:
+        """Sets `<input>.lag.<topic>.<partition>` (high watermark - next offset) at most once a second per
+        partition, from the consumer's cached fetch information (no broker call)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        key = (descriptor.topic, descriptor.partition)
+        now = self._clock.monotonic()
+        if now - self._lag_reported_at.get(key, float("-inf")) < _LAG_REPORT_SECONDS:
+            return
+        high = caught_up_at
+        if high is None:
+            try:
+                with self._lock:
+                    offsets = self._consumer.get_watermark_offsets(
+                        TopicPartition(descriptor.topic, descriptor.partition), cached=True)
+            except KafkaException:
+                offsets = None  # not known to the client yet
+            high = offsets[1] if offsets else None
+        if high is None or high < 0:
+            return  # nothing fetched yet: unknown
+        self._lag_reported_at[key] = now
+        gauge = self._lag_gauges.get(key)
+        if gauge is None:
+            gauge = self._lag_gauges[key] = Metrics.gauge(
+                METRICS_NAMESPACE, f"{self._config.input_name}.lag.{descriptor.topic}.{descriptor.partition}")
+        gauge.set(max(0, high - next_offset))
 
     def _idle_release(self, watermark, emitted_now: int) -> bool:
         """Applies the idle policy; True when an until_time partition can end now."""
@@ -167,6 +250,8 @@ class ReadPartitionFn(beam.DoFn):
             return False
         released = Timestamp.of(now - self._config.idle_timeout_seconds)
         watermark.advance_to(released)
+        if self._chunks:
+            self._report_watermark(watermark)
         return self._config.bounded == "until_time" and watermark.current_watermark().micros >= \
             self._config.stop_at_millis * 1000
 
@@ -192,6 +277,27 @@ class ReadPartitionFn(beam.DoFn):
                 if temporary:
                     consumer.close()
         _LOGGER.debug("committed %s/%s@%s for group %s", topic, partition, next_offset, self._config.group_id)
+
+
+class _Chunk:
+    """The records a chunk-mode call holds until they leave as one RawChunk."""
+
+    def __init__(self, topic: str, input_name: str):
+        self.topic = topic
+        self.input_name = input_name
+        self.records: List[RawRecord] = []
+        self.min_millis: Optional[int] = None
+        self.first_read_at = 0.0
+
+    def add(self, record: RawRecord, millis: int) -> None:
+        self.records.append(record)
+        if self.min_millis is None or millis < self.min_millis:
+            self.min_millis = millis
+
+    def take(self) -> Tuple[List[RawRecord], int]:
+        records, min_millis = self.records, self.min_millis
+        self.records, self.min_millis = [], None
+        return records, min_millis
 
 
 class ReadPartitionUnboundedFn(ReadPartitionFn):

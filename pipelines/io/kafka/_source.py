@@ -101,22 +101,27 @@ from dataclasses import replace
 
 import apache_beam as beam
 
+import schemas.arrow_coder  # noqa: F401  (registers the RawChunk coder)
 from pipelines.io.kafka._commit import OFFSETS
 from pipelines.io.kafka._config import KafkaReadConfig
 from pipelines.io.kafka._discovery import DiscoverPartitionsFn
 from pipelines.io.kafka._health import SYSTEM_CLOCK, Clock
 from pipelines.io.kafka._reader import ReadPartitionFn, ReadPartitionUnboundedFn
+from schemas.raw_chunks import RawChunk
 
 
-def _read_outputs(pbegin, config: KafkaReadConfig, clock: Clock):
+def _read_outputs(pbegin, config: KafkaReadConfig, clock: Clock, chunks: bool = False):
     read_fn = ReadPartitionUnboundedFn if config.bounded is None else ReadPartitionFn
+    read = beam.ParDo(read_fn(config, clock, chunks=chunks))
+    if chunks:
+        read = read.with_output_types(RawChunk)
     return (
         pbegin
         | "Impulse" >> beam.Impulse()
         | "DiscoverPartitions" >> beam.ParDo(DiscoverPartitionsFn(config))
         # Spread the partitions over workers before the long-running reads.
         | "SpreadPartitions" >> beam.Reshuffle()
-        | "ReadPartitions" >> beam.ParDo(read_fn(config, clock)).with_outputs(OFFSETS, main="records")
+        | "ReadPartitions" >> read.with_outputs(OFFSETS, main="records")
     )
 
 
@@ -152,3 +157,35 @@ class ReadKafkaCommitLater(beam.PTransform):
     def expand(self, pbegin):
         outputs = _read_outputs(pbegin, self._config, self._clock)
         return {"records": outputs.records, "offsets": outputs[OFFSETS]}
+
+
+class ReadRawChunksFromKafka(beam.PTransform):
+    """PBegin -> PCollection[RawChunk] of one input (chunk mode), each timestamped with the smallest
+    output time of its records; the same records, offsets and commits as ReadRawRecordsFromKafka.
+
+    Offsets are committed in bundle finalization (or not at all with commit_offsets=False).
+    """
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+        super().__init__()
+        config.validate()
+        self._config = replace(config, defer_commit=False)
+        self._clock = clock
+
+    def expand(self, pbegin):
+        return _read_outputs(pbegin, self._config, self._clock, chunks=True).records
+
+
+class ReadKafkaChunksCommitLater(beam.PTransform):
+    """PBegin -> {"chunks": RawChunks, "offsets": PartitionOffsets}; nothing is committed by the read
+    (ReadKafkaCommitLater in chunk mode): pass "offsets" to CommitOffsetsWhenWritten."""
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+        super().__init__()
+        config.validate()
+        self._config = replace(config, defer_commit=True)
+        self._clock = clock
+
+    def expand(self, pbegin):
+        outputs = _read_outputs(pbegin, self._config, self._clock, chunks=True)
+        return {"chunks": outputs.records, "offsets": outputs[OFFSETS]}
