@@ -6,7 +6,7 @@
 
 Shape of the read (after Beam Java KafkaIO's ReadFromKafkaDoFn):
 
-    Impulse -> DiscoverPartitions -> Reshuffle -> ReadPartitions (SDF) -> RawRecord
+    Impulse -> DiscoverPartitions -> Reshuffle -> ReadPartitions (SDF) -> RawRecord (or RawChunk)
 
 * DiscoverPartitions runs once, at run time (not at pipeline construction, so
   a template or a resubmitted job sees the topic as it is when it starts). It
@@ -62,12 +62,36 @@ dropped. Each record is timestamped with its payload event time (`event_time`
 for payments, `booked_time` for settlements, docs/DESIGN.md 4.1), or with the
 broker timestamp when the payload has no valid time.
 
+Chunk mode (`ReadRawChunksFromKafka`, `ReadKafkaChunksCommitLater`: the columnar engine's input).
+The same read loop, the same records, offsets, commits and stop rules, but the
+records leave as `schemas.raw_chunks.RawChunk`s made by
+`schemas.arrow_readers.tabulate_records(records, path=<topic>, input_name=<input>)`
+(Arrow columns for the plain rows; decode errors and odd rows kept as records).
+A partition's records are gathered across polls and emitted as one chunk when it
+holds `chunk_max_records` records, when its first record was read
+`chunk_max_millis` ago (checked after each poll, on the reader's injectable
+clock), and always before the call returns (end of range, checkpoint, deferral):
+no record is ever held across a checkpoint, and an empty chunk is never
+emitted. A chunk is timestamped with the smallest output time (millis) of its
+records. Offsets (the commit on finalization, or the OFFSETS output) only ever
+cover records already emitted in a chunk. A call reads at most
+max(10,000, `chunk_max_records`) records (the record mode: 10,000) and at most
+5 s. Defaults: 5,000 records, 200 ms (docs/DESIGN.md 5 has the measurements).
+Metrics (namespace "paybeam", chunk mode only): the counter `<input>.read`
+(records emitted in chunks), the gauge `<input>.lag.<topic>.<partition>` (high
+watermark offset minus the next offset, from the EOF event or the consumer's
+cached fetch information, set at most once a second per partition), and the
+gauge `<input>.watermark_millis` (set whenever the reader advances a watermark).
+
 Watermark policy (per partition restriction; Beam takes the minimum over the
 restrictions, so the slowest active partition holds the output watermark):
 * After every poll batch the watermark advances to the smallest payload event
   time among the records that batch emitted (never backwards). A record that
   comes in a later batch with an earlier time is late for the downstream
-  windows (their allowed lateness covers it).
+  windows (their allowed lateness covers it). In chunk mode the same rule holds
+  per chunk: only after a chunk is yielded does the watermark advance to its
+  timestamp (the smallest time of its records), so the reader never sets a
+  watermark past a record it has not emitted yet.
 * A partition that is caught up (EOF) and has emitted nothing for
   `idle_timeout_seconds` advances its watermark to wall-clock now minus
   `idle_timeout_seconds`: it then no longer holds the other partitions back,
