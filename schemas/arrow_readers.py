@@ -102,8 +102,10 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     rows = [index for index, record in enumerate(records)
             if record.decode_error is None and type(record.fields) is dict and plain(record.fields)]
     column_types = []
+    column_values = []  # (the rows a column's values were taken from, the values)
     for name in names:
         values = [records[index].fields[name] for index in rows]
+        column_values.append((rows, values))
         kind, uniform = _column_type(values)
         if not uniform:
             rows = [index for index, value in zip(rows, values) if kind is not None and _fits(value, kind)]
@@ -111,8 +113,9 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     if not rows:
         return RawChunk(input_name, path, records=records)
     try:
-        columns = [pa.array([records[row].fields[name] for row in rows], type=_arrow_type(kind))
-                   for name, kind in zip(names, column_types)]
+        columns = [pa.array(values if taken_from is rows else [records[row].fields[name] for row in rows],
+                            type=_arrow_type(kind))
+                   for name, kind, (taken_from, values) in zip(names, column_types, column_values)]
     except (OverflowError, pa.ArrowException):  # a value Arrow would not hold as it is: judge all per record
         return RawChunk(input_name, path, records=records)
     taken = set(rows)

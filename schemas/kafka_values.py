@@ -115,8 +115,25 @@ SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}
 PAYLOAD_TIME_FIELD = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time"}
 
 
+_JSON_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
+
+
 def raw_record_from_message(input_name: str, source: str, value: Optional[bytes], value_format: str) -> RawRecord:
     """A Kafka message as a RawRecord: decoded fields, or the decode error with the raw value kept."""
+    if value_format == "json" and type(value) is bytes and value[:1] == b"{" and value[1:2] != b"\x00":
+        # The common case, decoded once: for a value opening with "{" and no NUL after it, json.loads
+        # detects UTF-8 and decodes the same text this strict decode gives (when it succeeds, "replace"
+        # gives it too), so fields, raw payload and errors are exactly those of the general path below.
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            try:
+                fields = _JSON_DECODER.decode(text)
+            except json.JSONDecodeError as error:
+                return RawRecord(input_name, source, None, capped(text), f"invalid JSON: {error}")
+            return RawRecord(input_name, source, fields, text)  # an object: it opens with "{"
     raw = raw_text(value, value_format)
     try:
         return RawRecord(input_name, source, decode_value(value, value_format, SCHEMA_OF_INPUT[input_name]), raw)

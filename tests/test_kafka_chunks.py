@@ -306,3 +306,33 @@ def test_an_idle_chunk_reader_releases_its_watermark_as_the_record_reader_does(k
         assert estimator.current_watermark() == Timestamp.of(clock.now - 5.0)
     finally:
         fn.teardown()
+
+
+# ------------------------------------------------------------------------------------------
+# The per-message fast path gives exactly the general path's records
+# ------------------------------------------------------------------------------------------
+
+def _general_path(input_name, source, value, value_format):
+    """raw_record_from_message as it was before its one-decode fast path (the reference)."""
+    from schemas.codecs import capped
+    from schemas.kafka_values import ValueDecodeError, decode_value, raw_text
+    from schemas.records import RawRecord
+
+    raw = raw_text(value, value_format)
+    try:
+        return RawRecord(input_name, source, decode_value(value, value_format, "payment_event"), raw)
+    except ValueDecodeError as error:
+        return RawRecord(input_name, source, None, capped(raw), str(error))
+
+
+@pytest.mark.parametrize("value", [
+    json.dumps(payments("fast", 1)[0]).encode(),
+    b'{"a": "\xc3\xa9\xe2\x82\xac"}', b"{}", b'{"a":1}\n', b'{"a":NaN, "b": [1, {"c": null}]}',
+    b'{"a":1', b"{", b'{"a":1} extra', b'{"a":"\xff"}', b'{"a":"\xed\xa0\x80"}', b'{"\\ud800": 1}',
+    b'\xef\xbb\xbf{"a":1}', '{"a":1}'.encode("utf-16-le"), '{"a":1}'.encode("utf-32-le"), b'{\x00"a":1}',
+    b" {\"a\": 1}", b"[1, 2]", b"", None, b"{" + b"x" * 70_000, b'{"a": "' + b"\xe2\x82" * 40_000 + b'"}',
+])
+def test_the_one_decode_json_path_gives_the_general_paths_record(value):
+    from schemas.kafka_values import raw_record_from_message
+
+    assert raw_record_from_message(PAYMENTS, "t/0@1", value, "json") == _general_path(PAYMENTS, "t/0@1", value, "json")
