@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -53,6 +54,16 @@ def _config(bootstrap: str, topic: str, **chunking) -> KafkaReadConfig:
 def record_mode(bootstrap: str, topic: str) -> None:
     with beam.Pipeline() as pipeline:
         _ = pipeline | ReadRawRecordsFromKafka(_config(bootstrap, topic)) | beam.combiners.Count.Globally()
+
+
+def record_mode_batched(bootstrap: str, topic: str) -> None:
+    """The record mode as the columnar engine takes it today (pipelines/reconcile_stream.py): BatchElements
+    then tabulate_records."""
+    with beam.Pipeline() as pipeline:
+        _ = (pipeline | ReadRawRecordsFromKafka(_config(bootstrap, topic))
+             | beam.BatchElements(min_batch_size=1_000, max_batch_size=100_000)
+             | beam.Map(lambda records: tabulate_records(list(records), topic, PAYMENTS).read_count)
+             | beam.CombineGlobally(sum))
 
 
 def chunk_mode(bootstrap: str, topic: str, max_records: int, max_millis: int) -> None:
@@ -100,20 +111,26 @@ def run(bootstrap: str, payments: int, profile_count: int, repeat: int) -> None:
     count = report.payment_messages
     print(f"N = {payments:,} payments: {count:,} payment messages in 3 partitions")
 
-    rows = []
-    for _ in range(repeat):
-        seconds, read = timed(bare_consumer, bootstrap, topic)
-        assert read == count, (read, count)
-        rows.append(("bare confluent-kafka consumer", "", "", seconds))
-        rows.append(("ReadRawRecordsFromKafka", "", "", timed(record_mode, bootstrap, topic)[0]))
-        for max_records in RECORDS:
-            for max_millis in MILLIS:
-                seconds = timed(chunk_mode, bootstrap, topic, max_records, max_millis)[0]
-                rows.append(("ReadRawChunksFromKafka", max_records, max_millis, seconds))
-                print(f"  chunk {max_records}/{max_millis}: {seconds:.2f} s", flush=True)
-    print(f"\n{'reader':<32}{'max_records':>12}{'max_millis':>12}{'seconds':>10}{'records/s':>12}")
-    for name, max_records, max_millis, seconds in rows:
-        print(f"{name:<32}{max_records!s:>12}{max_millis!s:>12}{seconds:>10.2f}{count / seconds:>12,.0f}")
+    create_topics(bootstrap, [f"{topic}.empty"], partitions=3)
+    runs = [("bare confluent-kafka consumer", "", "", lambda: bare_consumer(bootstrap, topic)),
+            ("chunks, empty topic (fixed cost)", 5_000, 200, lambda: chunk_mode(bootstrap, f"{topic}.empty", 5_000, 200)),
+            ("ReadRawRecordsFromKafka", "", "", lambda: record_mode(bootstrap, topic)),
+            ("records+BatchElements+tabulate", "", "", lambda: record_mode_batched(bootstrap, topic))]
+    runs += [("ReadRawChunksFromKafka", max_records, max_millis,
+              lambda max_records=max_records, max_millis=max_millis: chunk_mode(bootstrap, topic, max_records, max_millis))
+             for max_records in RECORDS for max_millis in MILLIS]
+    seconds = {index: [] for index in range(len(runs))}
+    for round_number in range(repeat):  # rounds interleave the readers: a busy moment hits them all alike
+        for index, (name, max_records, max_millis, function) in enumerate(runs):
+            elapsed = timed(function)[0]
+            seconds[index].append(elapsed)
+            print(f"  round {round_number + 1}: {name} {max_records} {max_millis}: {elapsed:.2f} s", flush=True)
+    print(f"\n{'reader':<34}{'max_records':>12}{'max_millis':>11}{'median s':>10}{'records/s':>11}  all runs (s)")
+    for index, (name, max_records, max_millis, _) in enumerate(runs):
+        median = statistics.median(seconds[index])
+        rate = f"{count / median:>11,.0f}" if "empty" not in name else f"{'-':>11}"
+        print(f"{name:<34}{max_records!s:>12}{max_millis!s:>11}{median:>10.2f}{rate}  "
+              f"{' '.join(f'{value:.2f}' for value in seconds[index])}")
     if profile_count:
         profile(bootstrap, topic, profile_count)
 
@@ -123,7 +140,7 @@ def main() -> int:
     parser.add_argument("payments", type=int, nargs="?", default=100_000)
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--profile", type=int, default=50_000, help="messages to profile (0: none)")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over every reader (the median is shown)")
     args = parser.parse_args()
     if args.bootstrap_servers:
         run(args.bootstrap_servers, args.payments, args.profile, args.repeat)

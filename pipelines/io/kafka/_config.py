@@ -30,7 +30,7 @@ POLL_BATCH = 500
 
 # Chunk mode (ReadRawChunksFromKafka): a RawChunk is emitted once it holds this many records, or this
 # long after its first record was read, and always before a read call ends (docs/DESIGN.md 5).
-DEFAULT_CHUNK_MAX_RECORDS = 5_000
+DEFAULT_CHUNK_MAX_RECORDS = 20_000
 DEFAULT_CHUNK_MAX_MILLIS = 200
 
 

@@ -76,7 +76,7 @@ emitted. A chunk is timestamped with the smallest output time (millis) of its
 records. Offsets (the commit on finalization, or the OFFSETS output) only ever
 cover records already emitted in a chunk. A call reads at most
 max(10,000, `chunk_max_records`) records (the record mode: 10,000) and at most
-5 s. Defaults: 5,000 records, 200 ms (docs/DESIGN.md 5 has the measurements).
+5 s. Defaults: 20,000 records, 200 ms (measured: docs/DESIGN.md 5).
 Metrics (namespace "paybeam", chunk mode only): the counter `<input>.read`
 (records emitted in chunks), the gauge `<input>.lag.<topic>.<partition>` (high
 watermark offset minus the next offset, from the EOF event or the consumer's
