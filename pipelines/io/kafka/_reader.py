@@ -202,7 +202,7 @@ class ReadPartitionFn(beam.DoFn):
 
     def _emit_chunk(self, chunk: "_Chunk", watermark) -> Iterator[TimestampedValue]:
         """Yields the held records as one RawChunk at their smallest time, then (only then) advances the
-        watermark to that time: no record of a chunk is ever behind the watermark its reader set."""
+        watermark to that time: the reader never moves its watermark past a record it still holds."""
         records, min_millis = chunk.take()
         timestamp = millis_to_beam_timestamp(min_millis)
         yield TimestampedValue(tabulate_records(records, path=chunk.topic, input_name=chunk.input_name), timestamp)
