@@ -27,6 +27,7 @@ from pipelines.io.kafka import (
     KafkaReadConfig,
     KafkaWriteConfig,
     ReadKafkaCommitLater,
+    ReadRawChunksFromKafka,
     ReadRawRecordsFromKafka,
     WriteToKafka,
     default_store_topic,
@@ -59,6 +60,7 @@ from schemas.record_tables import daily_total_records, result_records
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
 from transforms.alerts import BreakRateAlerts
 from transforms.columnar.flow import ColumnarReconcile
+from transforms.columnar.live_flow import AlertsOfResultTables, ColumnarStreamReconcile
 from transforms.counting import ReportCounts
 from transforms.flow import ReconcileRecords
 from transforms.reconcile import DEFAULT_RETENTION
@@ -86,6 +88,8 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
         idle_timeout_seconds=job.idle_timeout_seconds,
         broker_timeout_seconds=job.broker_timeout_seconds,
         consumer_config=job.consumer_config,
+        chunk_max_records=job.chunk_max_records,
+        chunk_max_millis=job.chunk_max_millis,
     )
     try:
         config.validate()
@@ -154,9 +158,14 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
                  for name in (PAYMENTS, SETTLEMENTS)}
         raw = with_carried_records(pipeline, {name: read["records"] for name, read in reads.items()},
                                    carried_records(carried_items))
+    elif job.engine == COLUMNAR:
+        chunks = {name: pipeline | f"Read{name.title()}" >> ReadRawChunksFromKafka(read_config(job, name))
+                  for name in (PAYMENTS, SETTLEMENTS)}
     else:
         raw = {name: pipeline | f"Read{name.title()}" >> _reader(job, name) for name in (PAYMENTS, SETTLEMENTS)}
-    if job.engine == COLUMNAR:
+    if job.engine == COLUMNAR and job.streaming:
+        outputs = chunks | "Reconcile" >> ColumnarStreamReconcile(job.config, job.shards, job.timer_tick_millis)
+    elif job.engine == COLUMNAR:
         outputs = _reconcile_columnar(raw, job)
     else:
         outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=not job.streaming)
@@ -167,7 +176,10 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
         return results | "BreakRateAlerts" >> BreakRateAlerts(job.alert_policy)
 
     if not _commits_after_outputs(job):
-        outputs["alerts"] = alerts(outputs["results"])
+        if "result_tables" in outputs:
+            outputs["alerts"] = outputs["result_tables"] | "BreakRateAlerts" >> AlertsOfResultTables(job.alert_policy)
+        else:
+            outputs["alerts"] = alerts(outputs["results"])
         for name in OUTPUT_SCHEMAS:
             outputs[name] | f"Write[{name}]" >> _writer(job, name)
         return

@@ -20,11 +20,18 @@ from pipelines.arguments import (
     trigger_policy,
     vendor_options,
 )
-from pipelines.io.kafka import BOUNDED_MODES, DEFAULT_BROKER_TIMEOUT_SECONDS, START_POSITIONS
+from pipelines.io.kafka import (
+    BOUNDED_MODES,
+    DEFAULT_BROKER_TIMEOUT_SECONDS,
+    DEFAULT_CHUNK_MAX_MILLIS,
+    DEFAULT_CHUNK_MAX_RECORDS,
+    START_POSITIONS,
+)
 from pipelines.kafka_arguments import parse_settings
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.alerts import AlertPolicy
+from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import AsOf
 
@@ -49,8 +56,11 @@ class StreamJob:
     producer_config: Dict[str, str] = field(default_factory=dict)
     runner: str = "DirectRunner"
     beam_args: List[str] = field(default_factory=list)
-    engine: str = ELEMENTWISE
+    engine: str = COLUMNAR
     shards: int = 1
+    timer_tick_millis: int = DEFAULT_TICK_MILLIS
+    chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
+    chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     open_items_topic: Optional[str] = None  # None: <group_id>.open-items
 
@@ -92,8 +102,18 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
                         help="extra producer settings (repeatable)")
     parser.add_argument("--engine", choices=ENGINES,
-                        help="--bounded runs: columnar (default: Arrow batches, the batch engine) or elementwise; "
-                             "unbounded runs always use the elementwise engine (watermarks, triggers, timers)")
+                        help="columnar (default: Arrow batches; unbounded runs keep open items as columns per "
+                             "key shard) or elementwise (one element per record: the reference; the default of "
+                             "unbounded runs with --kafka-io=java)")
+    parser.add_argument("--chunk-max-records", type=int, default=DEFAULT_CHUNK_MAX_RECORDS, metavar="N",
+                        help="unbounded columnar runs: the most messages of one Arrow chunk leaving the source "
+                             f"(default {DEFAULT_CHUNK_MAX_RECORDS})")
+    parser.add_argument("--chunk-max-ms", type=int, default=DEFAULT_CHUNK_MAX_MILLIS, metavar="MILLIS",
+                        help="unbounded columnar runs: the longest a message waits in the source for its chunk "
+                             f"(default {DEFAULT_CHUNK_MAX_MILLIS})")
+    parser.add_argument("--timer-tick-ms", type=int, default=DEFAULT_TICK_MILLIS, metavar="MILLIS",
+                        help="unbounded columnar runs: deadlines and expiries are judged when the watermark passes "
+                             f"them, rounded up to this (default {DEFAULT_TICK_MILLIS})")
     parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
                         help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
                              f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
@@ -133,8 +153,14 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--bounded=until_time needs --kafka-io=python: Java KafkaIO cannot stop at an event time")
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
-    if args.engine == COLUMNAR and not bounded:
-        raise UsageError("--engine columnar needs --bounded: an unbounded stream runs the elementwise engine")
+    for flag, value in (("--timer-tick-ms", args.timer_tick_ms), ("--chunk-max-records", args.chunk_max_records),
+                        ("--chunk-max-ms", args.chunk_max_ms)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1")
+    engine = args.engine or (ELEMENTWISE if not bounded and args.kafka_io == "java" else COLUMNAR)
+    if engine == COLUMNAR and not bounded and args.kafka_io == "java":
+        raise UsageError("an unbounded --kafka-io=java run uses --engine elementwise: the columnar engine reads "
+                         "Arrow chunks from paybeam's own Kafka source")
     if args.shards < 1:
         raise UsageError("--shards must be at least 1")
     if not args.broker_timeout > 0:
@@ -168,7 +194,10 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         producer_config=parse_settings(args.producer_config, "--producer-config"),
         runner=args.runner,
         beam_args=list(beam_args),
-        engine=args.engine or (COLUMNAR if bounded else ELEMENTWISE),
+        engine=engine,
+        timer_tick_millis=args.timer_tick_ms,
+        chunk_max_records=args.chunk_max_records,
+        chunk_max_millis=args.chunk_max_ms,
         shards=args.shards,
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,

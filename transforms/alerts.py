@@ -55,7 +55,12 @@ class BreakRateFn(beam.CombineFn):
     def create_accumulator(self):
         return {}
 
-    def add_input(self, latest, row: Tuple[str, int, int, int]):
+    def add_input(self, latest, row):
+        """One result row's (key, revision, decided, breaks), or the columnar stream's partial of many rows
+        ({key: (revision, (decided, breaks))})."""
+        if isinstance(row, dict):
+            merge_all(latest, row)
+            return latest
         key, revision, decided, breaks = row
         merge_revision(latest, key, revision, (decided, breaks))
         return latest
@@ -115,24 +120,40 @@ class BreakRateAlerts(beam.PTransform):
         self._policy = policy or AlertPolicy()
 
     def expand(self, results):
-        policy = self._policy
         rates = results | "AtRecordTime" >> ResultsAtRecordTime() | "PerProcessor" >> beam.Map(_rate_input)
-        if policy.trigger_policy.keys_windows_in_global_window:
-            windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
-            return (
-                rates
-                | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
-                | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
-                | "OverThreshold" >> beam.FlatMap(_final_alert, policy).with_output_types(BreakRateAlert)
-            )
+        return _alerts(rates, self._policy)
+
+
+class AlertsFromRates(beam.PTransform):
+    """(processor, rate row or partial rates) at the results' record time -> BreakRateAlert (the columnar
+    stream sums its result tables into partial rates per processor and alert period first)."""
+
+    def __init__(self, policy: Optional[AlertPolicy] = None):
+        super().__init__()
+        self._policy = policy or AlertPolicy()
+
+    def expand(self, rates):
+        return _alerts(rates, self._policy)
+
+
+def _alerts(rates, policy: AlertPolicy):
+    """Applied in the caller's scope, so BreakRateAlerts keeps its step names (Flink savepoints)."""
+    if policy.trigger_policy.keys_windows_in_global_window:
+        windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
         return (
             rates
-            | "SlidingWindows" >> beam.WindowInto(
-                SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
-                trigger=policy.trigger_policy.trigger(),
-                accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
-                allowed_lateness=policy.trigger_policy.allowed_lateness_duration,
-            )
+            | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
             | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
-            | "OverThreshold" >> beam.ParDo(_ToAlert(policy)).with_output_types(BreakRateAlert)
+            | "OverThreshold" >> beam.FlatMap(_final_alert, policy).with_output_types(BreakRateAlert)
         )
+    return (
+        rates
+        | "SlidingWindows" >> beam.WindowInto(
+            SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
+            trigger=policy.trigger_policy.trigger(),
+            accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
+            allowed_lateness=policy.trigger_policy.allowed_lateness_duration,
+        )
+        | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
+        | "OverThreshold" >> beam.ParDo(_ToAlert(policy)).with_output_types(BreakRateAlert)
+    )

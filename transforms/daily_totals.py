@@ -27,7 +27,7 @@ from schemas.records import DailyTotal, PaymentEvent, ReconciliationResult, Sett
 from schemas.rules import BREAK_STATUSES, LEDGER_EVENT_COUNT, RECORD_SUM_COLUMNS, SETTLEMENT_LINE_COUNT, SUM_INDEX
 from schemas.timestamps import EPOCH
 from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
-from transforms.revisions import merge_all, merge_revision, result_key_text, total
+from transforms.revisions import LatestCounts, merge_all, merge_revision, result_key_text, total
 
 PANE_TIMINGS = {
     PaneInfoTiming.EARLY: "EARLY",
@@ -189,17 +189,29 @@ def published_sums(sums: Tuple[int, ...]) -> Tuple[Optional[int], ...]:
     return tuple(within_int64(value) for value in sums)
 
 
+# The columnar stream's contribution of many records of one (merchant, currency, day): their summed
+# `SUM_COLUMNS` and the break counts of the result keys among them ({key: (revision, (breaks,))}).
+PartialSums = Tuple[Tuple[int, ...], LatestCounts]
+
+
 class DailyTotalsFn(beam.CombineFn):
     """Sums money and counts; counts breaks in the latest revision of each key only."""
 
     def create_accumulator(self):
         return [0] * _SUMS, {}
 
-    def add_input(self, accumulator, contribution: Contribution):
+    def add_input(self, accumulator, contribution):
+        """A record's `Contribution`, or a `PartialSums` (the columnar stream's sums of many records)."""
         sums, latest = accumulator
-        for index, value in enumerate(contribution.sums):
+        if isinstance(contribution, Contribution):
+            added, partial_latest = contribution.sums, None
+        else:
+            added, partial_latest = contribution
+        for index, value in enumerate(added):
             sums[index] += value
-        if contribution.result_key is not None:
+        if partial_latest:
+            merge_all(latest, partial_latest)
+        elif partial_latest is None and contribution.result_key is not None:
             merge_revision(latest, contribution.result_key, contribution.revision, (contribution.breaks,))
         return accumulator
 
@@ -286,22 +298,39 @@ class DailyTotals(beam.PTransform):
         if len(rest) > 1:
             parts.append(rest[1] | "WithdrawnContributions" >> beam.Map(_keyed(withdrawn_contribution)))
         contributions = parts | "AllContributions" >> beam.Flatten()
-        if self._trigger_policy.keys_windows_in_global_window:
-            return (
-                contributions
-                | "SettlementDays" >> beam.Map(_day_keyed(self._settlement_day))
-                | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
-                | "FinalPanes" >> beam.Map(_final_daily_total).with_output_types(DailyTotal)
-            )
+        return _summed(contributions, self._settlement_day, self._trigger_policy)
+
+
+class SumDailyTotals(beam.PTransform):
+    """((merchant_id, currency), Contribution or PartialSums) at event time -> DailyTotal panes."""
+
+    def __init__(self, settlement_day: SettlementDay, trigger_policy: TriggerPolicy):
+        super().__init__()
+        self._settlement_day = settlement_day
+        self._trigger_policy = trigger_policy
+
+    def expand(self, contributions):
+        return _summed(contributions, self._settlement_day, self._trigger_policy)
+
+
+def _summed(contributions, settlement_day: SettlementDay, trigger_policy: TriggerPolicy):
+    """The steps are applied in the caller's scope, so DailyTotals keeps its step names (Flink savepoints)."""
+    if trigger_policy.keys_windows_in_global_window:
         return (
             contributions
-            | "SettlementDays" >> beam.WindowInto(
-                settlement_day_window_fn(self._settlement_day),
-                trigger=self._trigger_policy.trigger(),
-                accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
-                allowed_lateness=self._trigger_policy.allowed_lateness_duration,
-            )
+            | "SettlementDays" >> beam.Map(_day_keyed(settlement_day))
             | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
-            | "WithPaneMetadata" >> beam.ParDo(
-                _ToDailyTotal(self._settlement_day, self._trigger_policy.bounded_input)).with_output_types(DailyTotal)
+            | "FinalPanes" >> beam.Map(_final_daily_total).with_output_types(DailyTotal)
         )
+    return (
+        contributions
+        | "SettlementDays" >> beam.WindowInto(
+            settlement_day_window_fn(settlement_day),
+            trigger=trigger_policy.trigger(),
+            accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
+            allowed_lateness=trigger_policy.allowed_lateness_duration,
+        )
+        | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
+        | "WithPaneMetadata" >> beam.ParDo(
+            _ToDailyTotal(settlement_day, trigger_policy.bounded_input)).with_output_types(DailyTotal)
+    )

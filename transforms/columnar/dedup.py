@@ -35,7 +35,7 @@ def first_deliveries(accepted: pa.Table, input_name: str) -> Tuple[pa.Table, Lis
         later = accepted.filter(pc.invert(survives))
         accepted = accepted.filter(survives)
         if later.num_rows:
-            letters = _conflicts(later, accepted, input_name)
+            letters = conflicting_copies(later, accepted, input_name)
     return accepted.drop_columns(list(_WHERE)), letters
 
 
@@ -46,7 +46,7 @@ def _distinct(left, right):
     return pc.if_else(both, pc.not_equal(left, right), pc.not_equal(pc.is_valid(left), pc.is_valid(right)))
 
 
-def _conflicts(later: pa.Table, kept: pa.Table, input_name: str) -> List[Judged]:
+def conflicting_copies(later: pa.Table, kept: pa.Table, input_name: str) -> List[Judged]:
     """Later copies beside their survivor; only rows differing in a payload field reach Python."""
     id_name, names = ID_COLUMN_OF_INPUT[input_name], PAYLOAD_FIELDS[input_name]
     compared = [name for name in names if name != id_name]  # the join key, equal by construction

@@ -106,7 +106,7 @@ _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "curren
 _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 
-def _by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
+def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
     reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
     for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
         yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN))
@@ -132,7 +132,7 @@ def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
         yield pc.max(times).as_py()
 
 
-def _candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
+def candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
     for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards):
         yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES)
 
@@ -216,7 +216,7 @@ class ReconcileValidated(beam.PTransform):
         for name in (PAYMENTS, SETTLEMENTS):
             deduplicated = (
                 accepted[name]
-                | f"ShardById[{name}]" >> beam.FlatMap(_by_record_id, name, shards)
+                | f"ShardById[{name}]" >> beam.FlatMap(by_record_id, name, shards)
                 | f"ById[{name}]" >> beam.GroupByKey()
                 | f"FirstDeliveries[{name}]" >> beam.FlatMap(_first_deliveries, name).with_outputs(
                     DEAD_LETTERS, COUNTS, main="unique")
@@ -228,9 +228,9 @@ class ReconcileValidated(beam.PTransform):
                 lambda shard_table, name=name: (count_name(name, UNIQUE_RECORDS), shard_table[1].num_rows)))
         as_of = self._as_of(unique)
         candidates = (
-            [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(_candidates_by_key, ledger_candidates, shards),
+            [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(candidates_by_key, ledger_candidates, shards),
              unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
-                 _candidates_by_key, settlement_candidates, shards)]
+                 candidates_by_key, settlement_candidates, shards)]
             | "AllCandidates" >> beam.Flatten()
         )
         matched = (

@@ -1,0 +1,162 @@
+"""The columnar stream engine (transforms/columnar/live_flow.py) against the per-element reference and batch.
+
+Under TestStream, the same generated records arrive as RawChunks (columnar)
+and as single records (per-element), out of order, some late, some
+re-delivered and some re-delivered with other content; the watermark
+finally passes every deadline. Both engines must end with the same rows per
+key (their last revision), the same last daily-total panes, the same dead
+letters, and the batch answer.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from collections import defaultdict
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that
+from apache_beam.transforms.window import TimestampedValue
+
+from datagen.generator import GeneratorConfig, generate
+from schemas.arrow_readers import tabulate_records
+from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from tests.beam_helpers import DAY
+from tests.test_stream_equivalence import FAR_FUTURE, _final_answer, _last_panes, _valid_records
+from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.columnar.live_flow import AlertsOfResultTables, ColumnarStreamReconcile
+from transforms.daily_totals import TriggerPolicy
+from transforms.event_time import millis_to_beam_timestamp
+from transforms.flow import ReconcileConfig, ReconcileRecords
+from transforms.reconcile import AsOf
+
+_CAPTURED = defaultdict(list)
+
+
+def _capture(name, values):
+    _CAPTURED[name] = list(values)
+
+
+STREAM_CONFIG = ReconcileConfig(as_of=AsOf.watermark(), trigger_policy=TriggerPolicy(None))
+ALERTS = AlertPolicy(min_volume=2, threshold_bps=100, trigger_policy=TriggerPolicy(None))
+
+
+def _stream(batches, columnar: bool):
+    """[(records with times, watermark after)] -> TestStream of RawChunks (per input) or of RawRecords."""
+    stream = TestStream()
+    for batch, watermark in batches:
+        if columnar:
+            elements = []
+            for name in (PAYMENTS, SETTLEMENTS):
+                of_input = [(raw, time) for raw, time in batch if raw.input == name]
+                if of_input:
+                    chunk = tabulate_records([raw for raw, _ in of_input], f"{name}-topic", name)
+                    elements.append(TimestampedValue(chunk, millis_to_beam_timestamp(min(t for _, t in of_input))))
+        else:
+            elements = [TimestampedValue(raw, millis_to_beam_timestamp(time)) for raw, time in batch]
+        if elements:
+            stream = stream.add_elements(elements)
+        if watermark is not None:
+            stream = stream.advance_watermark_to(millis_to_beam_timestamp(watermark))
+    return stream
+
+
+def _run(batches, engine: str, options=None):
+    _CAPTURED.clear()
+    with BeamTestPipeline(options=options) as pipeline:
+        arriving = pipeline | _stream(batches, engine == "columnar")
+        inputs = {name: arriving | f"Only[{name}]" >> beam.Filter(lambda element, n=name: element.input == n)
+                  for name in (PAYMENTS, SETTLEMENTS)}
+        if engine == "columnar":
+            outputs = inputs | ColumnarStreamReconcile(STREAM_CONFIG, shards=3)
+            outputs["alerts"] = outputs["result_tables"] | AlertsOfResultTables(ALERTS)
+        elif engine == "elementwise":
+            outputs = inputs | ReconcileRecords(STREAM_CONFIG)
+            outputs["alerts"] = outputs["results"] | BreakRateAlerts(ALERTS)
+        for name in ("results", "daily_totals", "dead_letters", "alerts"):
+            assert_that(outputs[name], functools.partial(_capture, name), label=name)
+    return dict(_CAPTURED)
+
+
+def _batch(records):
+    _CAPTURED.clear()
+    config = ReconcileConfig(as_of=AsOf.fixed(FAR_FUTURE))
+    with BeamTestPipeline() as pipeline:
+        raw = {name: pipeline | f"Create[{name}]" >> beam.Create([r for r, _ in records if r.input == name])
+               for name in (PAYMENTS, SETTLEMENTS)}
+        outputs = raw | ReconcileRecords(config)
+        for name in ("results", "daily_totals"):
+            assert_that(outputs[name], functools.partial(_capture, name), label=name)
+    return dict(_CAPTURED)
+
+
+def _redelivered(records, rng):
+    """Some records again, as copies at another source: identical, or with another amount (a conflict)."""
+    copies = []
+    for raw, time in rng.sample(records, len(records) // 10):
+        fields = dict(raw.fields)
+        if rng.random() < 0.5:
+            fields["amount_minor" if raw.input == PAYMENTS else "gross_minor"] = "1234567"
+        copies.append((RawRecord(raw.input, raw.source + "0", fields, raw.raw_payload + " "), time))
+    return copies
+
+
+def _arrivals(records, seed):
+    """Shuffled arrivals in batches of varying size; the watermark trails the latest time by half a day, then
+    moves on in steps until every deadline and expiry has passed."""
+    rng = random.Random(seed)
+    ordered = sorted(records, key=lambda item: item[1] + rng.randint(0, 2 * DAY))
+    # A copy arrives after its original (the batch answer keeps the original: the first read).
+    for copy in _redelivered(records, rng):
+        original = next(index for index, (raw, _) in enumerate(ordered) if raw.source == copy[0].source[:-1])
+        ordered.insert(rng.randint(original + 1, len(ordered)), copy)
+    batches, latest, watermark, start = [], 0, None, 0
+    while start < len(ordered):
+        size = rng.randint(1, 40)
+        batch = ordered[start:start + size]
+        start += size
+        latest = max([latest] + [t for _, t in batch])
+        if watermark is None or latest - DAY // 2 > watermark:
+            watermark = latest - DAY // 2
+            batches.append((batch, watermark))
+        else:
+            batches.append((batch, None))
+    batches += [([], latest + step * DAY // 2) for step in range(1, 41)]
+    return batches
+
+
+def _letters(letters):
+    return sorted((letter.stage, letter.reason, letter.source, letter.raw_payload) for letter in letters)
+
+
+def _last_alerts(alerts):
+    last = {}
+    for alert in alerts:
+        key = (alert.processor, alert.window_start)
+        if key not in last or alert.pane_index > last[key].pane_index:
+            last[key] = alert
+    return {key: (alert.decided_count, alert.break_count, alert.break_rate_bps) for key, alert in last.items()}
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    dataset = generate(GeneratorConfig(payments=120, seed=31, days=5), str(tmp_path_factory.mktemp("live")))
+    return _valid_records(dataset.out_dir)
+
+
+def test_columnar_stream_ends_with_the_per_element_answer_and_the_batch_answer(records):
+    batches = _arrivals(records, seed=7)
+    columnar = _run(batches, "columnar")
+    elementwise = _run(batches, "elementwise")
+    batch = _batch(records)
+    assert _final_answer(columnar["results"]) == _final_answer(elementwise["results"]) == _final_answer(
+        batch["results"])
+    assert all(row.is_final for row in columnar["results"] if row.revision == max(
+        r.revision for r in columnar["results"] if r[:3] == row[:3]))
+    assert _last_panes(columnar["daily_totals"]) == _last_panes(elementwise["daily_totals"]) == _last_panes(
+        batch["daily_totals"])
+    assert _letters(columnar["dead_letters"]) == _letters(elementwise["dead_letters"])
+    assert any(letter.stage == "dedup" for letter in columnar["dead_letters"])
+    assert _last_alerts(columnar["alerts"]) == _last_alerts(elementwise["alerts"])

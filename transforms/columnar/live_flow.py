@@ -1,0 +1,392 @@
+"""ColumnarStreamReconcile: `transforms.flow.ReconcileRecords` for unbounded input, with Arrow tables as elements.
+
+    raw chunks ─► ValidateChunks ─► (shard by record id) ─► FirstArrivals (state: kept ids) ─┐
+                      │ dead letters                            │ conflicting copies          │
+                      ▼                                         ▼                             │
+                                            ┌───────────────────────────────────────────────┘
+                                            ├─► candidates ─► (shard by key) ─► MatchLive (state: open items
+                                            │       as columns; watermark timer) ─► result tables ─► records
+                                            │                                           └─► attributions ─┐
+                                            └─► partial sums per (merchant, currency, day) (+ breaks, ◄───┘
+                                                  lines under their ledger's merchant) ─► SumDailyTotals
+
+The state of both stateful steps lives in Beam state (bags of Arrow tables,
+appended per bundle and rewritten when compaction is due), so checkpoints,
+restarts and rescaling keep it; each DoFn instance also keeps the shard it
+last worked on in memory, used only while the state's token says nothing
+else has written the shard since (docs/DESIGN.md 9.5). Panes and alerts use
+the same Beam windows and triggers as the per-element engine: they receive
+sums of many records, stamped inside the window the records belong to.
+"""
+from __future__ import annotations
+
+import random
+from typing import Dict, Iterable, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam import pvalue
+from apache_beam.coders import TupleCoder, VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+
+from schemas.arrow_coder import ArrowTableCoder
+from schemas.record_tables import table_to_records, to_numpy
+from schemas.records import PAYMENTS, SETTLEMENTS, UNATTRIBUTED, DeadLetter, ReconciliationResult, SettlementLine
+from schemas.rules import BREAK_STATUSES, SUM_COLUMNS, UNDECIDED_STATUS
+from transforms.alerts import AlertPolicy, AlertsFromRates
+from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant
+from transforms.columnar.daily_totals import ledger_partials, settlement_partials, window_starts
+from transforms.columnar.flow import ValidateChunks, by_record_id, candidates_by_key
+from transforms.columnar.live_dedup import LiveFirstArrivals
+from transforms.columnar.live_matching import KEY_STATE, LIVE_CANDIDATES, LiveMatchShard, key_texts
+from transforms.columnar.matching import KIND_OF_RECORD_TYPE, ledger_candidates, settlement_candidates
+from transforms.daily_totals import SumDailyTotals, settlement_contribution, withdrawn_contribution
+from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
+from transforms.flow import ReconcileConfig
+from transforms.reconcile import DEFAULT_RETENTION
+from transforms.state_cache import use_fast_state_cache_sizing
+from transforms.validate import DEAD_LETTERS
+
+DEFAULT_TICK_MILLIS = 1_000
+NEEDS_ATTRIBUTION = "needs_attribution"
+_META = TupleCoder([VarIntCoder(), VarIntCoder(), VarIntCoder()])  # (token, clock, sequence)
+_ZERO_SUMS = (0,) * (len(SUM_COLUMNS) - 1)
+
+
+def _new_token() -> int:
+    return random.getrandbits(62)
+
+
+class _ShardCache:
+    """The shards an instance worked on, each valid while the state's token is the one it wrote."""
+
+    def __init__(self):
+        self._shards: Dict[int, Tuple[int, object]] = {}
+
+    def get(self, shard: int, meta: Optional[tuple]):
+        cached = self._shards.get(shard)
+        if cached is not None and meta is not None and cached[0] == meta[0]:
+            return cached[1]
+        return None
+
+    def put(self, shard: int, token: int, value) -> None:
+        self._shards[shard] = (token, value)
+
+
+class _FirstArrivalsFn(beam.DoFn):
+    KEPT = BagStateSpec("kept", ArrowTableCoder())
+    META = ReadModifyWriteStateSpec("meta", _META)
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int):
+        self._input_name = input_name
+        self._horizon_millis = horizon_millis
+        self._tick_millis = tick_millis
+
+    def setup(self):
+        use_fast_state_cache_sizing()
+        self._cache = _ShardCache()
+
+    def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
+                forget=beam.DoFn.TimerParam(FORGET)):
+        shard_number, table = element
+        shard = self._shard(shard_number, kept, meta)
+        unique, letters = shard.arrive(_plain_accepted(table))
+        self._save(shard_number, shard, kept, meta, forget)
+        for letter, _ in letters:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        if unique.num_rows:
+            yield shard_number, unique
+
+    @on_timer(FORGET)
+    def on_forget(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                  kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
+                  forget=beam.DoFn.TimerParam(FORGET)):
+        shard = self._shard(key, kept, meta)
+        shard.fire(beam_timestamp_to_millis(fired_at))
+        self._save(key, shard, kept, meta, forget)
+        return []
+
+    def _shard(self, number: int, kept, meta) -> LiveFirstArrivals:
+        stored = meta.read()
+        shard = self._cache.get(number, stored)
+        if shard is None:
+            clock = stored[1] if stored is not None else None
+            shard = LiveFirstArrivals.restore(self._input_name, self._horizon_millis, self._tick_millis,
+                                              _clock(clock), kept.read() if stored is not None else [])
+        return shard
+
+    def _save(self, number: int, shard: LiveFirstArrivals, kept, meta, forget) -> None:
+        if shard.needs_compaction():
+            shard.compact()
+            kept.clear()
+            kept.add(shard.snapshot())
+        else:
+            for table in shard.take_changes():
+                kept.add(table)
+        token = _new_token()
+        meta.write((token, _stored_clock(shard.clock), 0))
+        self._cache.put(number, token, shard)
+        due = shard.next_timer()
+        if due is not None:
+            forget.set(millis_to_beam_timestamp(due))
+
+
+def _plain_accepted(table: pa.Table) -> pa.Table:
+    """A shuffled (compacted) table of accepted rows -> plain text columns, _origin and _source_prefix kept."""
+    columns = []
+    for field in table.schema:
+        column = table.column(field.name)
+        if pa.types.is_dictionary(field.type):
+            column = column.cast(field.type.value_type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+# Beam state holds unsigned varints; a clock before 1970 is stored shifted.
+_CLOCK_SHIFT = 1 << 50
+
+
+def _stored_clock(clock: int) -> int:
+    return clock + _CLOCK_SHIFT
+
+
+def _clock(stored: Optional[int]) -> int:
+    from schemas.timestamps import EARLIEST_MILLIS
+
+    return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
+
+
+class _MatchLiveFn(beam.DoFn):
+    CANDIDATES = BagStateSpec("candidates", ArrowTableCoder())
+    KEYS = BagStateSpec("keys", ArrowTableCoder())
+    META = ReadModifyWriteStateSpec("meta", _META)
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+
+    def __init__(self, config: ReconcileConfig, tick_millis: int):
+        policy = config.policy
+        self._policy = policy
+        self._retention_millis = int(DEFAULT_RETENTION.total_seconds() * 1000) + max(
+            policy.settlement_sla_millis, policy.ledger_grace_millis)
+        self._tick_millis = tick_millis
+
+    def setup(self):
+        use_fast_state_cache_sizing()
+        self._cache = _ShardCache()
+
+    def process(self, element, candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
+                meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
+        shard_number, table = element
+        shard = self._shard(shard_number, candidates, keys, meta)
+        results = shard.add(table)
+        yield from self._outputs(shard, results)
+        self._save(shard_number, shard, candidates, keys, meta, tick)
+
+    @on_timer(TICK)
+    def on_tick(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
+                meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
+        shard = self._shard(key, candidates, keys, meta)
+        results = shard.fire(beam_timestamp_to_millis(fired_at))
+        yield from self._outputs(shard, results)
+        self._save(key, shard, candidates, keys, meta, tick)
+
+    def _outputs(self, shard: LiveMatchShard, results: pa.Table):
+        if results.num_rows == 0:
+            return
+        for attribution in shard.attributions(results):
+            yield pvalue.TaggedOutput(ATTRIBUTIONS, attribution)
+        yield results
+
+    def _shard(self, number: int, candidates, keys, meta) -> LiveMatchShard:
+        stored = meta.read()
+        shard = self._cache.get(number, stored)
+        if shard is None:
+            if stored is None:
+                shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
+            else:
+                shard = LiveMatchShard.restore(self._policy, self._retention_millis, self._tick_millis,
+                                               _clock(stored[1]), stored[2], candidates.read(), keys.read())
+        return shard
+
+    def _save(self, number: int, shard: LiveMatchShard, candidates, keys, meta, tick) -> None:
+        if shard.needs_compaction():
+            shard.compact()
+            live_candidates, key_states = shard.snapshot()
+            candidates.clear()
+            keys.clear()
+            candidates.add(live_candidates)
+            keys.add(key_states)
+        else:
+            added, changed = shard.take_changes()
+            for table in added:
+                candidates.add(table)
+            if changed.num_rows:
+                keys.add(changed)
+        token = _new_token()
+        meta.write((token, _stored_clock(shard.clock), shard.sequence))
+        self._cache.put(number, token, shard)
+        due = shard.next_timer()
+        if due is not None:
+            tick.set(millis_to_beam_timestamp(due))
+
+
+# ---------------------------------------------------------------- sums for the windowed steps
+
+def _partial_elements(partials: pa.Table, latest_of_group=None) -> Iterable[TimestampedValue]:
+    """PARTIAL_TABLE rows -> ((merchant, currency), PartialSums) stamped at their settlement day's start."""
+    sums = [[int(value) for value in partials.column(name).to_pylist()] for name in SUM_COLUMNS[:-1]]
+    for index, (merchant, currency, start) in enumerate(zip(partials.column("merchant_id").to_pylist(),
+                                                            partials.column("currency").to_pylist(),
+                                                            partials.column("window_start").to_pylist())):
+        yield TimestampedValue(((merchant, currency), (tuple(column[index] for column in sums), {})),
+                               millis_to_beam_timestamp(start))
+
+
+def _ledger_partials(shard_table, settlement_day):
+    yield from _partial_elements(ledger_partials(shard_table[1], settlement_day))
+
+
+def _settlement_partials(table: pa.Table, settlement_day):
+    yield from _partial_elements(settlement_partials(table, settlement_day))
+
+
+def _split_attribution(shard_table):
+    """Unique settlement lines -> the table of lines counted under their own merchant, and (tagged) the rare
+    UNATTRIBUTED matchable lines whose merchant the matcher supplies, as SettlementLine records."""
+    table = shard_table[1]
+    needs = pc.and_(pc.equal(table.column("merchant_id"), UNATTRIBUTED),
+                    pc.is_in(table.column("record_type"), value_set=pa.array(sorted(KIND_OF_RECORD_TYPE))))
+    if not pc.any(needs).as_py():
+        yield table
+        return
+    own = table.filter(pc.invert(needs))
+    if own.num_rows:
+        yield own
+    for row in table.filter(needs).to_pylist():
+        line = SettlementLine(**{name: row.get(name) for name in SettlementLine._fields})
+        yield pvalue.TaggedOutput(NEEDS_ATTRIBUTION, TimestampedValue(line, millis_to_beam_timestamp(line.booked_time)))
+
+
+def _record_times(results: pa.Table) -> np.ndarray:
+    return to_numpy(pc.coalesce(results.column("event_time"), results.column("booked_time")))
+
+
+def _break_partials(results: pa.Table, settlement_day):
+    """Result rows -> per (merchant, currency, settlement day of their record): {key: (revision, (breaks,))}."""
+    starts = window_starts(_record_times(results), settlement_day).tolist()
+    breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
+    groups: Dict[tuple, dict] = {}
+    for key, revision, merchant, currency, start, is_break in zip(
+            key_texts(results), results.column("revision").to_pylist(), results.column("merchant_id").to_pylist(),
+            results.column("currency").to_pylist(), starts, breaks):
+        latest = groups.setdefault((merchant, currency, start), {})
+        _, (seen,) = latest.get(key, (revision, (0,)))
+        latest[key] = (revision, (seen + int(is_break),))
+    for (merchant, currency, start), latest in groups.items():
+        yield TimestampedValue(((merchant, currency), (_ZERO_SUMS, latest)), millis_to_beam_timestamp(start))
+
+
+def _line_contribution(contribution_of):
+    def keyed(line: SettlementLine):
+        return (line.merchant_id, line.currency), contribution_of(line)
+    return keyed
+
+
+class AlertsOfResultTables(beam.PTransform):
+    """Result tables -> BreakRateAlert: per processor and alert period, the rows' partial rates, then the
+    per-element engine's sliding windows and trigger (a period's rows share all their windows)."""
+
+    def __init__(self, policy: AlertPolicy):
+        super().__init__()
+        self._policy = policy
+
+    def expand(self, result_tables):
+        period = int(self._policy.period.total_seconds() * 1000)
+        return (result_tables
+                | "PartialRates" >> beam.FlatMap(_rate_partials, period)
+                | "Alerts" >> AlertsFromRates(self._policy))
+
+
+def _rate_partials(results: pa.Table, period_millis: int):
+    buckets = (_record_times(results) // period_millis * period_millis).tolist()
+    decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).tolist()
+    breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
+    groups: Dict[tuple, dict] = {}
+    for key, revision, processor, bucket, is_decided, is_break in zip(
+            key_texts(results), results.column("revision").to_pylist(), results.column("processor").to_pylist(),
+            buckets, decided, breaks):
+        latest = groups.setdefault((processor, bucket), {})
+        _, (seen_decided, seen_breaks) = latest.get(key, (revision, (0, 0)))
+        latest[key] = (revision, (seen_decided + int(is_decided), seen_breaks + int(is_break)))
+    for (processor, bucket), latest in groups.items():
+        yield TimestampedValue((processor, latest), millis_to_beam_timestamp(bucket))
+
+
+class ColumnarStreamReconcile(beam.PTransform):
+    """{payments, settlements}: RawChunks of an unbounded stream -> {results (ReconciliationResult revisions),
+    result_tables (the same as RESULT_TABLE tables), daily_totals (DailyTotal panes), dead_letters}."""
+
+    def __init__(self, config: ReconcileConfig, shards: int = 8, tick_millis: int = DEFAULT_TICK_MILLIS):
+        super().__init__()
+        if config.as_of.mode != "watermark":
+            raise ValueError("the live columnar engine judges at the watermark; bounded input uses ColumnarReconcile")
+        self._config = config
+        self._shards = max(1, int(shards))
+        self._tick_millis = max(1, int(tick_millis))
+
+    def expand(self, chunks: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        config, shards, tick = self._config, self._shards, self._tick_millis
+        horizon_millis = int(config.dedup_horizon.total_seconds() * 1000)
+        unique, letters = {}, []
+        for name in (PAYMENTS, SETTLEMENTS):
+            validated = chunks[name] | f"ValidateChunks[{name}]" >> ValidateChunks()
+            letters.append(validated[DEAD_LETTERS])
+            arrivals = (
+                validated["accepted"]
+                | f"ShardById[{name}]" >> beam.FlatMap(by_record_id, name, shards)
+                | f"GlobalWindow[{name}]" >> beam.WindowInto(GlobalWindows())
+                | f"FirstArrivals[{name}]" >> beam.ParDo(_FirstArrivalsFn(name, horizon_millis, tick)).with_outputs(
+                    DEAD_LETTERS, main="unique")
+            )
+            unique[name] = arrivals.unique
+            letters.append(arrivals[DEAD_LETTERS])
+        matched = (
+            [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(candidates_by_key, ledger_candidates, shards),
+             unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
+                 candidates_by_key, settlement_candidates, shards)]
+            | "AllCandidates" >> beam.Flatten()
+            | "MatchLive" >> beam.ParDo(_MatchLiveFn(config, tick)).with_outputs(ATTRIBUTIONS, main="results")
+        )
+        result_tables = matched.results
+        day = config.settlement_day
+        lines = unique[SETTLEMENTS] | "NeedAttribution" >> beam.FlatMap(_split_attribution).with_outputs(
+            NEEDS_ATTRIBUTION, main="own")
+        lines[NEEDS_ATTRIBUTION].element_type = SettlementLine
+        attributed = ((lines[NEEDS_ATTRIBUTION], matched[ATTRIBUTIONS])
+                      | "CountLinesUnderTheirMerchant" >> CountLinesUnderTheirMerchant(retention=DEFAULT_RETENTION))
+        daily_totals = (
+            [unique[PAYMENTS] | "LedgerSums" >> beam.FlatMap(_ledger_partials, day),
+             lines.own | "SettlementSums" >> beam.FlatMap(_settlement_partials, day),
+             result_tables | "BreakSums" >> beam.FlatMap(_break_partials, day),
+             attributed["counted"] | "AttributedSums" >> beam.Map(_line_contribution(settlement_contribution)),
+             attributed["withdrawn"] | "WithdrawnSums" >> beam.Map(_line_contribution(withdrawn_contribution))]
+            | "AllSums" >> beam.Flatten()
+            | "DailyTotals" >> SumDailyTotals(day, config.trigger_policy)
+        )
+        dead_letters = letters | "DeadLetters" >> beam.Flatten()
+        dead_letters.element_type = DeadLetter
+        return {
+            "results": result_tables | "ResultRecords" >> beam.FlatMap(
+                lambda table: table_to_records(table, ReconciliationResult)).with_output_types(ReconciliationResult),
+            "result_tables": result_tables,
+            "daily_totals": daily_totals,
+            "dead_letters": dead_letters,
+        }
+
+
+__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "KEY_STATE", "LIVE_CANDIDATES"]

@@ -1,0 +1,53 @@
+"""Rows kept by a live (unbounded) shard: an append-only list of Arrow tables, addressed by row number.
+
+The columnar stream engine keeps each shard's open items as columns in
+memory (docs/DESIGN.md 9.5). A bundle appends its new rows as one table and
+reads back only the rows of the keys it touches, by row number, so its cost
+follows its own records, not the size of the shard:
+
+* appends are merged geometrically (the last table is merged into the one
+  before while that one is at most twice its size), so a shard holds
+  O(log n) tables and each row is copied O(log n) times over its life;
+* `take(rows)` gathers any rows at once across those tables;
+* `compact(live_rows)` drops dead rows (expired keys, forgotten ids) and
+  returns the new number of each kept row; callers compact when dead rows
+  outnumber live ones, so compaction too is amortised per row.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import pyarrow as pa
+
+
+class LiveRows:
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self._tables: List[pa.Table] = []
+        self.rows = 0
+
+    def append(self, table: pa.Table) -> int:
+        """Adds `table`'s rows; returns the row number of its first row."""
+        first = self.rows
+        if table.num_rows:
+            self._tables.append(table.select(self.schema.names).combine_chunks())
+            self.rows += table.num_rows
+            while len(self._tables) > 1 and self._tables[-2].num_rows <= 2 * self._tables[-1].num_rows:
+                last = self._tables.pop()
+                self._tables[-1] = pa.concat_tables([self._tables[-1], last]).combine_chunks()
+        return first
+
+    def take(self, rows: np.ndarray) -> pa.Table:
+        if not self._tables or len(rows) == 0:
+            return self.schema.empty_table()
+        return pa.concat_tables(self._tables).take(pa.array(rows, pa.int64()))
+
+    def all(self) -> pa.Table:
+        return pa.concat_tables([self.schema.empty_table(), *self._tables])
+
+    def compact(self, live_rows: np.ndarray) -> None:
+        """Keeps only `live_rows` (sorted ascending), renumbered 0..len-1 in that order."""
+        kept = self.take(live_rows).combine_chunks()
+        self._tables = [kept] if kept.num_rows else []
+        self.rows = kept.num_rows
