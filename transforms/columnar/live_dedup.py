@@ -73,9 +73,15 @@ class LiveFirstArrivals:
             survivors = pa.concat_tables([self.kept.take(np.unique(np.array(earlier_kept, dtype=np.int64))), stored])
             later = accepted.take(pa.array(later_rows, pa.int64()))
             letters = conflicting_copies(later, survivors.drop_columns([FORGET]), self.input_name)
+        # A copy whose horizon the watermark has already passed is not remembered (its timer would fire at once).
+        remembered = forget_at > self.clock
+        if not remembered.all():
+            stored = stored.filter(pa.array(remembered))
         first = self.kept.append(stored)
-        self._new.append(stored)
-        for offset, (record_id, forget) in enumerate(zip(firsts.column(id_name).to_pylist(), forget_at.tolist())):
+        if stored.num_rows:
+            self._new.append(stored)
+        for offset, (record_id, forget) in enumerate(zip(stored.column(id_name).to_pylist(),
+                                                         stored.column(FORGET).to_pylist())):
             self.row_of_id[record_id] = first + offset
             heapq.heappush(self._forget, (forget, record_id))
         return firsts.select(reconciled), letters
