@@ -21,6 +21,8 @@ sums of many records, stamped inside the window the records belong to.
 from __future__ import annotations
 
 import random
+import threading
+import uuid
 from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
@@ -62,19 +64,28 @@ def _new_token() -> int:
 
 
 class _ShardCache:
-    """The shards an instance worked on, each valid while the state's token is the one it wrote."""
+    """The shards this worker process worked on, each valid while the state's token is the one written with it.
 
-    def __init__(self):
-        self._shards: Dict[int, Tuple[int, object]] = {}
+    Process-wide (a runner may run a stage's bundles on several DoFn instances in turn), keyed by the
+    transform's own id and the shard; a runner never processes one key in two bundles at once.
+    """
+
+    _SHARDS: Dict[Tuple[str, int], Tuple[int, object]] = {}
+    _LOCK = threading.Lock()
+
+    def __init__(self, owner: str):
+        self._owner = owner
 
     def get(self, shard: int, meta: Optional[tuple]):
-        cached = self._shards.get(shard)
+        with self._LOCK:
+            cached = self._SHARDS.get((self._owner, shard))
         if cached is not None and meta is not None and cached[0] == meta[0]:
             return cached[1]
         return None
 
     def put(self, shard: int, token: int, value) -> None:
-        self._shards[shard] = (token, value)
+        with self._LOCK:
+            self._SHARDS[(self._owner, shard)] = (token, value)
 
 
 class _FirstArrivalsFn(beam.DoFn):
@@ -86,10 +97,11 @@ class _FirstArrivalsFn(beam.DoFn):
         self._input_name = input_name
         self._horizon_millis = horizon_millis
         self._tick_millis = tick_millis
+        self._owner = uuid.uuid4().hex
 
     def setup(self):
         use_fast_state_cache_sizing()
-        self._cache = _ShardCache()
+        self._cache = _ShardCache(self._owner)
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
                 forget=beam.DoFn.TimerParam(FORGET)):
@@ -173,10 +185,11 @@ class _MatchLiveFn(beam.DoFn):
         self._retention_millis = int(DEFAULT_RETENTION.total_seconds() * 1000) + max(
             policy.settlement_sla_millis, policy.ledger_grace_millis)
         self._tick_millis = tick_millis
+        self._owner = uuid.uuid4().hex
 
     def setup(self):
         use_fast_state_cache_sizing()
-        self._cache = _ShardCache()
+        self._cache = _ShardCache(self._owner)
 
     def process(self, element, candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
