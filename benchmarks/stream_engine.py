@@ -231,8 +231,8 @@ class Bench:
 
     def check_alive(self, process: StreamProcess, started: float, what: str) -> None:
         if not process.alive():
-            raise RunFailed(f"paybeam stream exited {process.process.returncode} while waiting for {what} "
-                            f"(see {process.log}):\n{process.log_tail()}")
+            raise RunFailed(f"paybeam stream exited {process.process.returncode} while waiting for {what}: "
+                            f"{process.log_tail(1)} (see {process.log})")
         if time.monotonic() - started > self.args.deadline:
             raise RunFailed(f"no {what} after {self.args.deadline:g} s (see {process.log})")
 
@@ -406,8 +406,8 @@ class Bench:
         keys = list(produced)
         while time.monotonic() < drain_deadline and not all(key in watcher.first_matched for key in keys):
             if not process.alive():
-                raise RunFailed(f"paybeam stream exited {process.process.returncode} during the {rate} pairs/s run "
-                                f"(see {process.log}):\n{process.log_tail()}")
+                raise RunFailed(f"paybeam stream exited {process.process.returncode} during the {rate} pairs/s run: "
+                                f"{process.log_tail(1)} (see {process.log})")
             time.sleep(0.2)
         latencies = sorted(watcher.first_matched[key] - produced[key] for key in keys if key in watcher.first_matched)
         unmatched = len(keys) - len(latencies)
@@ -582,7 +582,8 @@ def print_report(report: dict) -> None:
                 continue
             print(f"| {row['runner']} | {row['open_items']:,} | {row['consume_seconds']:.1f} | "
                   f"{_gib(row['peak_rss_bytes'])} | {_gib(row['rss_when_consumed_bytes'])} | {parts} |")
-    print("\ncommands:")
+    print(f"\nlogs and data: {report['work']}")
+    print("commands:")
     for command in report["commands"]:
         print(f"  {command}")
 
@@ -621,8 +622,8 @@ def main() -> int:
     parser.add_argument("--checkpointing-interval", type=int, default=10_000, metavar="MILLIS",
                         help="FlinkRunner's --checkpointing_interval (default 10000, paybeam's minimum)")
     parser.add_argument("--parts", nargs="+", choices=("a", "b", "c", "d"), default=["a", "b", "c", "d"])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000], metavar="N",
-                        help="(b) payments per backlog, ascending (default 50000 200000)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 80_000], metavar="N",
+                        help="(b) payments per backlog, ascending (default 20000 80000)")
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000, 5000], metavar="PAIRS_PER_S",
                         help="(c) default 100 1000 5000")
     parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS", help="(c) per rate (default 30)")
@@ -643,6 +644,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)  # stop the streams as Ctrl-C does
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started with SIGINT ignored
     if args.bootstrap_servers:
         report = run(args, args.bootstrap_servers, f"given ({args.bootstrap_servers})")
     else:
