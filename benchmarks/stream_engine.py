@@ -188,7 +188,6 @@ class Bench:
         self.run_id = uuid.uuid4().hex[:8]
         self.processes: List[StreamProcess] = []
         self.commands: List[str] = []
-        self.report: Dict[str, object] = {}
 
     # -------------------------------------------------------------- helpers
 
@@ -375,20 +374,22 @@ class Bench:
         duration = self.args.duration
 
         def produce() -> None:
-            producer = _producer(self.bootstrap)
-            started = time.monotonic()
-            sent = 0
-            while True:
-                elapsed = time.monotonic() - started
-                if elapsed >= duration:
-                    break
-                while sent < min(int(elapsed * rate) + 1, int(duration * rate)):
-                    self.produce_pair(producer, topics, maker, produced)
-                    sent += 1
-                producer.poll(0)
-                time.sleep(max(0.0, min(0.01, started + sent / rate - time.monotonic())))
-            producer.flush(60)
-            done.set()
+            try:
+                producer = _producer(self.bootstrap)
+                started = time.monotonic()
+                sent = 0
+                while True:
+                    elapsed = time.monotonic() - started
+                    if elapsed >= duration:
+                        break
+                    while sent < min(int(elapsed * rate) + 1, int(duration * rate)):
+                        self.produce_pair(producer, topics, maker, produced)
+                        sent += 1
+                    producer.poll(0)
+                    time.sleep(max(0.0, min(0.01, started + sent / rate - time.monotonic())))
+                producer.flush(60)
+            finally:
+                done.set()
 
         started = time.monotonic()
         thread = threading.Thread(target=produce, daemon=True)
