@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.results import load_outputs  # noqa: E402
+from benchmarks.stream_runs import CLI_WITH_JOB_SERVER_LOG, result_key  # noqa: E402
 from benchmarks.stream_source import bare_consumer, timed  # noqa: E402
 from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.brokers.local_broker import LocalBroker  # noqa: E402
@@ -56,10 +57,6 @@ def kafka_java_job_server_jar() -> Path:
     return fetched(f"kafka-java-beam-{version}", make_target="engine-kafka-java") / "flink" / "job-server.jar"
 
 
-def _result_key(row: dict) -> Tuple[str, str, str]:
-    return row["processor"], row["processor_reference"], row["kind"]
-
-
 def batch_result_keys(work: Path) -> Set[Tuple[str, str, str]]:
     """Every result key of the batch answer over the replayed files (DirectRunner, columnar)."""
     out = work / "batch"
@@ -67,11 +64,6 @@ def batch_result_keys(work: Path) -> Set[Tuple[str, str, str]]:
                     "--settlements", str(work / "data" / "settlements" / "*"), "--output", str(out)]) == 0
     results = load_outputs(str(out)).results
     return set(zip(results["processor"], results["processor_reference"], results["kind"]))
-
-
-# The CLI at INFO level with times, so that the run's log holds the job server's (and Flink's) log too.
-_CLI_WITH_JOB_SERVER_LOG = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s'); "
-                            "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, expected: Set, log: Path,
@@ -85,7 +77,7 @@ def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, 
     reader.subscribe([results_topic])
     started = time.monotonic()
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-c", _CLI_WITH_JOB_SERVER_LOG, *arguments], cwd=str(ROOT),
+        process = subprocess.Popen([sys.executable, "-c", CLI_WITH_JOB_SERVER_LOG, *arguments], cwd=str(ROOT),
                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=handle,
                                    stderr=subprocess.STDOUT)
     seen: Set[Tuple[str, str, str]] = set()
@@ -96,7 +88,7 @@ def unbounded_seconds(arguments: List[str], bootstrap: str, results_topic: str, 
                 f"{len(expected - seen)} of {len(expected)} result keys missing after {deadline_seconds} s; see {log}"
             for message in reader.consume(1000, timeout=1.0):
                 if message.error() is None:
-                    seen.add(_result_key(json.loads(message.value())))
+                    seen.add(result_key(json.loads(message.value())))
         done = time.monotonic()
     finally:
         reader.close()
