@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.coders import TupleCoder, VarIntCoder
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
@@ -54,6 +55,10 @@ from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS
 
 DEFAULT_TICK_MILLIS = 1_000
+# Beam metrics of a running stream (namespace "paybeam"; DESIGN 9.5): live.<input>.unique,
+# live.<input>.dead_letters, live.results.rows, live.results.<STATUS>, live.open_keys.<shard>.
+METRICS_NAMESPACE = "paybeam"
+LIVE_PREFIX = "live."
 NEEDS_ATTRIBUTION = "needs_attribution"
 _META = TupleCoder([VarIntCoder(), VarIntCoder(), VarIntCoder()])  # (token, clock, sequence)
 _ZERO_SUMS = (0,) * (len(SUM_COLUMNS) - 1)
@@ -102,6 +107,7 @@ class _FirstArrivalsFn(beam.DoFn):
     def setup(self):
         use_fast_state_cache_sizing()
         self._cache = _ShardCache(self._owner)
+        self._unique = Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{self._input_name}.unique")
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
                 forget=beam.DoFn.TimerParam(FORGET)):
@@ -109,6 +115,7 @@ class _FirstArrivalsFn(beam.DoFn):
         shard = self._shard(shard_number, kept, meta)
         unique, letters = shard.arrive(_plain_accepted(table))
         self._save(shard_number, shard, kept, meta, forget)
+        self._unique.inc(unique.num_rows)
         for letter, _ in letters:
             yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
         if unique.num_rows:
@@ -211,6 +218,9 @@ class _MatchLiveFn(beam.DoFn):
     def _outputs(self, shard: LiveMatchShard, results: pa.Table):
         if results.num_rows == 0:
             return
+        Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}results.rows").inc(results.num_rows)
+        for entry in pc.value_counts(results.column("status")).to_pylist():
+            Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}results.{entry['values']}").inc(entry["counts"])
         for attribution in shard.attributions(results):
             yield pvalue.TaggedOutput(ATTRIBUTIONS, attribution)
         yield results
@@ -240,6 +250,7 @@ class _MatchLiveFn(beam.DoFn):
                 candidates.add(table)
             if changed.num_rows:
                 keys.add(changed)
+        Metrics.gauge(METRICS_NAMESPACE, f"{LIVE_PREFIX}open_keys.{number}").set(len(shard.keys))
         token = _new_token()
         meta.write((token, _stored_clock(shard.clock), shard.sequence))
         self._cache.put(number, token, shard)
@@ -302,6 +313,11 @@ def _break_partials(results: pa.Table, settlement_day):
         latest[key] = (revision, (seen + int(is_break),))
     for (merchant, currency, start), latest in groups.items():
         yield TimestampedValue(((merchant, currency), (_ZERO_SUMS, latest)), millis_to_beam_timestamp(start))
+
+
+def _counted_letter(letter: DeadLetter) -> DeadLetter:
+    Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{letter.input}.dead_letters").inc()
+    return letter
 
 
 def _line_contribution(contribution_of):
@@ -391,8 +407,8 @@ class ColumnarStreamReconcile(beam.PTransform):
             | "AllSums" >> beam.Flatten()
             | "DailyTotals" >> SumDailyTotals(day, config.trigger_policy)
         )
-        dead_letters = letters | "DeadLetters" >> beam.Flatten()
-        dead_letters.element_type = DeadLetter
+        dead_letters = (letters | "DeadLetters" >> beam.Flatten()
+                        | "CountDeadLetters" >> beam.Map(_counted_letter).with_output_types(DeadLetter))
         return {
             "results": result_tables | "ResultRecords" >> beam.FlatMap(
                 lambda table: table_to_records(table, ReconciliationResult)).with_output_types(ReconciliationResult),
