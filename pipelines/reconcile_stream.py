@@ -14,6 +14,7 @@ deadlines are judged at `--as-of` (default: the latest event time read).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from typing import Dict, Optional, Sequence
@@ -43,6 +44,7 @@ from pipelines.run_errors import (
 )
 from pipelines.stream_bounded import with_carried_records, write_then_commit
 from pipelines.stream_job import StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401  (the CLI's names)
+from pipelines.stream_status import StatusReporter, snapshot_of
 from pipelines.summary import (
     as_of_text,
     counts_from_metrics,
@@ -234,7 +236,8 @@ def run_job(job: StreamJob) -> Optional[dict]:
     try:
         with quiet_beam_tracebacks():
             result = pipeline.run()
-            wait_cancelling_on_interrupt(result)
+            with status_reporter(job, result):
+                wait_cancelling_on_interrupt(result)
     except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
         committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
         raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error
@@ -245,6 +248,14 @@ def run_job(job: StreamJob) -> Optional[dict]:
     return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
             "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
             "statuses": status_counts(counts), "carried": carried_counts}
+
+
+def status_reporter(job: StreamJob, result):
+    """An unbounded run says what it is doing on stderr (pipelines/stream_status.py); a bounded run has its
+    progress bars and summary."""
+    if not job.streaming or not job.status_interval_seconds:
+        return contextlib.nullcontext()
+    return StatusReporter(lambda: snapshot_of(result), sys.stderr, job.status_interval_seconds)
 
 
 def _without_carried(inputs: dict, carried: Dict[str, int]) -> dict:

@@ -63,6 +63,7 @@ class StreamJob:
     chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     open_items_topic: Optional[str] = None  # None: <group_id>.open-items
+    status_interval_seconds: float = 5.0  # unbounded runs: a status line this often on stderr; 0: none
 
     @property
     def streaming(self) -> bool:
@@ -120,6 +121,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--open-items-topic", metavar="TOPIC",
                         help="--bounded runs: compacted topic of the keys left open, carried to the next run "
                              "(default: GROUP_ID.open-items)")
+    parser.add_argument("--status-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="unbounded runs: a status line (records read, lag, watermark, result rows, dead "
+                             "letters, open keys) on stderr this often, redrawn on a terminal, at most every 30 s "
+                             "otherwise; 0 turns it off (default 5)")
     parser.add_argument("--shards", type=int, default=8, metavar="N",
                         help="columnar engine: shards for deduplication and matching (default 8)")
     add_policy_arguments(parser)
@@ -165,6 +170,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--shards must be at least 1")
     if not args.broker_timeout > 0:
         raise UsageError("--broker-timeout must be positive")
+    if not args.status_interval >= 0:
+        raise UsageError("--status-interval must be 0 (no status line) or positive")
     if bounded:
         as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
         # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
@@ -201,4 +208,5 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         shards=args.shards,
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,
+        status_interval_seconds=args.status_interval,
     )

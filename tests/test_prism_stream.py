@@ -5,15 +5,23 @@ and reads Kafka through paybeam's Splittable DoFn), as an operator would run it.
 test produces messages and watches the output topics: results are revised as messages arrive
 (PENDING, then MATCHED), daily totals fire provisional panes in processing time, and offsets are
 committed by bundle finalization. SIGTERM / SIGINT stop it (exit 143 / 130), and a second run of the
-same group starts from the committed offsets: it reads only what the first did not.
+same group starts from the committed offsets: it reads only what the first did not. With its
+stderr on a terminal, the run redraws its status line (pipelines/stream_status.py) from the job's
+metrics, and still stops with 143.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from datetime import timedelta
 from typing import Callable, Dict, List, Optional
@@ -183,3 +191,72 @@ def test_the_job_service_deadline_ends_an_unbounded_run_in_one_line_naming_it(ka
     assert errors == ["paybeam stream: error: the run failed: gRPC DEADLINE_EXCEEDED: Stream removed (Deadline "
                       "Exceeded) (the job service's deadline, --job_server_timeout seconds)"], stderr[-3000:]
     assert 20 <= lasted < 20 + 60, lasted  # the deadline counts from the submission, after Prism started
+
+
+STATUS_DEADLINE_SECONDS = 45  # Prism start (~5 s), the first polls, the bundles that count them
+
+
+def _start_on_a_terminal(arguments: List[str]) -> tuple:
+    """`paybeam ARGS` with its stderr on a pseudo-terminal 400 columns wide: the status line is redrawn."""
+    terminal, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *arguments], cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": REPO, "COLUMNS": "400"}, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=child_end, start_new_session=True)
+    os.close(child_end)
+    return process, terminal
+
+
+def _drain(terminal: int, timeout: float) -> str:
+    """What the child wrote to its terminal within `timeout` seconds ("" once it is closed)."""
+    ready, _, _ = select.select([terminal], [], [], timeout)
+    if not ready:
+        return ""
+    try:
+        return os.read(terminal, 65536).decode("utf-8", "replace")
+    except OSError:  # EIO: every writer is gone
+        return ""
+
+
+def _segments(text: str) -> List[str]:
+    """The terminal's text split where a line was ended or redrawn, without the clear-to-end codes."""
+    return [segment for segment in re.split(r"[\r\n]+", text.replace("\x1b[K", "")) if segment]
+
+
+def test_an_unbounded_stream_on_a_terminal_redraws_its_status_line_and_still_stops_with_143(kafka_broker,
+                                                                                          prism_built):
+    servers = kafka_broker.bootstrap_servers
+    topics, group = new_topics(servers), group_name()
+    now = _recent()
+    produce_records(servers, topics["payments"], [payment(f"e{n}", f"ref_{n}", 1000, time=now + n) for n in range(3)],
+                    "payment_event")
+    produce_records(servers, topics["settlements"],
+                    [settlement(f"s{n}", f"ref_{n}", 1000, time=now + 1000 + n) for n in range(2)], "settlement_line")
+    started = time.monotonic()
+    process, terminal = _start_on_a_terminal(_unbounded_arguments(servers, topics, group) + ["--status-interval", "1"])
+    text = ""
+    try:
+        wanted = "paybeam stream: 3 payments · 2 settlements read"
+        deadline = time.monotonic() + STATUS_DEADLINE_SECONDS
+        while not any(segment.startswith(wanted) and "result rows" in segment for segment in _segments(text)):
+            if process.poll() is not None or time.monotonic() > deadline:
+                text += _drain(terminal, 1)
+                pytest.fail(f"no status line with {wanted!r} and result rows (exit {process.returncode}):\n"
+                            f"{text[-4000:]}")
+            text += _drain(terminal, 0.5)  # bounded wait for the child's next write
+        process.send_signal(signal.SIGTERM)
+        stop_deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+        while process.poll() is None and time.monotonic() < stop_deadline:
+            text += _drain(terminal, 0.5)
+        text += _drain(terminal, 1)
+    finally:
+        _kill(process)
+        os.close(terminal)
+    assert process.returncode == 128 + signal.SIGTERM, text[-3000:]
+    counted = [segment for segment in _segments(text) if segment.startswith(wanted)]
+    assert re.search(r"· \d+ result rows \(", counted[-1]), counted[-1]
+    assert "\rpaybeam stream: 3 payments" in text  # drawn in place
+    # The line was ended before the error line: it starts a line of its own.
+    assert "\npaybeam stream: error: stopped by SIGTERM" in text.replace("\r\n", "\n").replace("\x1b[K", ""), \
+        text[-3000:]
+    assert time.monotonic() - started < 60
