@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import random
 from collections import defaultdict
+from datetime import timedelta
 
 import apache_beam as beam
 import pytest
@@ -41,6 +42,9 @@ def _capture(name, values):
 
 STREAM_CONFIG = ReconcileConfig(as_of=AsOf.watermark(), trigger_policy=TriggerPolicy(None))
 ALERTS = AlertPolicy(min_volume=2, threshold_bps=100, trigger_policy=TriggerPolicy(None))
+# A window that is not a whole number of periods: the columnar alerts sum per period, not per window family.
+ODD_ALERTS = AlertPolicy(window=timedelta(minutes=50), period=timedelta(minutes=20), min_volume=2, threshold_bps=100,
+                         trigger_policy=TriggerPolicy(None))
 
 
 def _stream(batches, columnar: bool):
@@ -72,10 +76,12 @@ def _run(batches, engine: str, options=None):
         if engine == "columnar":
             outputs = inputs | ColumnarStreamReconcile(STREAM_CONFIG, shards=3)
             outputs["alerts"] = outputs["result_tables"] | AlertsOfResultTables(ALERTS)
+            outputs["odd_alerts"] = outputs["result_tables"] | "OddAlerts" >> AlertsOfResultTables(ODD_ALERTS)
         elif engine == "elementwise":
             outputs = inputs | ReconcileRecords(STREAM_CONFIG)
             outputs["alerts"] = outputs["results"] | BreakRateAlerts(ALERTS)
-        for name in ("results", "daily_totals", "dead_letters", "alerts"):
+            outputs["odd_alerts"] = outputs["results"] | "OddAlerts" >> BreakRateAlerts(ODD_ALERTS)
+        for name in ("results", "daily_totals", "dead_letters", "alerts", "odd_alerts"):
             assert_that(outputs[name], functools.partial(_capture, name), label=name)
     return dict(_CAPTURED)
 
@@ -160,3 +166,5 @@ def test_columnar_stream_ends_with_the_per_element_answer_and_the_batch_answer(r
     assert _letters(columnar["dead_letters"]) == _letters(elementwise["dead_letters"])
     assert any(letter.stage == "dedup" for letter in columnar["dead_letters"])
     assert _last_alerts(columnar["alerts"]) == _last_alerts(elementwise["alerts"])
+    assert _last_alerts(columnar["odd_alerts"]) == _last_alerts(elementwise["odd_alerts"])
+    assert columnar["alerts"] and columnar["odd_alerts"]

@@ -192,3 +192,23 @@ def test_live_dedup_passes_first_arrivals_and_letters_conflicts_like_the_per_ele
             restored_shard.fire(fire_at[index])
             remembered = {key: value for key, value in remembered.items() if value[1] > clock}
         restored_shard = LiveFirstArrivals.restore(PAYMENTS, horizon, 1, restored_shard.clock, persisted)
+
+
+def test_catch_up_stride_doubles_while_timers_fire_back_to_back_and_resets_after_a_pause():
+    from transforms.columnar.live_flow import CatchUpStride
+
+    now = [100.0]
+    stride = CatchUpStride(1_000, clock=lambda: now[0])
+    assert stride.next_timer(0, 5_000, 4_000) == 5_000  # nothing fired yet: the due time itself
+    strides = []
+    for _ in range(30):  # a catch-up: each timer fires right after the one before
+        stride.fired(0)
+        strides.append(stride.next_timer(0, 0, 0))
+        now[0] += 0.01
+    assert strides[:4] == [0, 2_000, 4_000, 8_000] and strides[-1] == CatchUpStride.MAX_STRIDE_MILLIS
+    assert stride.next_timer(0, 10**9, 0) == 10**9  # a due time beyond the stride stays as it is
+    assert stride.next_timer(0, None, 0) is None
+    now[0] += 5  # the watermark now moves with the clock
+    stride.fired(0)
+    assert stride.next_timer(0, 7_000, 6_000) == 7_000
+    assert stride.next_timer(1, 7_000, 6_000) == 7_000  # strides are per shard

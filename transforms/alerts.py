@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
-from apache_beam.transforms.window import SlidingWindows, WindowFn
+from apache_beam.transforms.window import FixedWindows, SlidingWindows, WindowFn
 
 from schemas.records import BreakRateAlert, ReconciliationResult
 from schemas.rules import BREAK_STATUSES, UNDECIDED_STATUS
@@ -80,7 +80,7 @@ def _rate_input(row: ReconciliationResult):
     return row.processor, (result_key_text(row), row.revision, decided, int(row.status in BREAK_STATUSES))
 
 
-def _window_keyed(windows: SlidingWindows):
+def _window_keyed(windows: WindowFn):
     def window_keyed(element, timestamp=beam.DoFn.TimestampParam):
         processor, row = element
         for window in windows.assign(WindowFn.AssignContext(timestamp)):
@@ -126,20 +126,36 @@ class BreakRateAlerts(beam.PTransform):
 
 class AlertsFromRates(beam.PTransform):
     """(processor, rate row or partial rates) at the results' record time -> BreakRateAlert (the columnar
-    stream sums its result tables into partial rates per processor and alert period first)."""
+    stream sums its result tables into partial rates first).
 
-    def __init__(self, policy: Optional[AlertPolicy] = None):
+    `family`: the partial rates were summed per alert window of one family of the sliding windows,
+    the windows starting at `family` periods past a multiple of the window length (FixedWindows of
+    the window's length at that offset: exactly those sliding windows, one per element instead of
+    window/period of them).
+    """
+
+    def __init__(self, policy: Optional[AlertPolicy] = None, family: Optional[int] = None):
         super().__init__()
         self._policy = policy or AlertPolicy()
+        self._family = family
 
     def expand(self, rates):
-        return _alerts(rates, self._policy)
+        return _alerts(rates, self._policy, self._family)
 
 
-def _alerts(rates, policy: AlertPolicy):
+def alert_window_fn(policy: AlertPolicy, family: Optional[int] = None) -> WindowFn:
+    """The sliding windows of the policy, or (family k) its windows starting k periods past a multiple of
+    the window length, as FixedWindows (which every runner's Java side knows)."""
+    if family is None:
+        return SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
+    size = policy.window.total_seconds()
+    return FixedWindows(size, (family * policy.period.total_seconds()) % size)
+
+
+def _alerts(rates, policy: AlertPolicy, family: Optional[int] = None):
     """Applied in the caller's scope, so BreakRateAlerts keeps its step names (Flink savepoints)."""
     if policy.trigger_policy.keys_windows_in_global_window:
-        windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
+        windows = alert_window_fn(policy, family)
         return (
             rates
             | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
@@ -149,7 +165,7 @@ def _alerts(rates, policy: AlertPolicy):
     return (
         rates
         | "SlidingWindows" >> beam.WindowInto(
-            SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
+            alert_window_fn(policy, family),
             trigger=policy.trigger_policy.trigger(),
             accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
             allowed_lateness=policy.trigger_policy.allowed_lateness_duration,

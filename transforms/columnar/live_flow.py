@@ -20,8 +20,10 @@ sums of many records, stamped inside the window the records belong to.
 """
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 import uuid
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -93,6 +95,38 @@ class _ShardCache:
             self._SHARDS[(self._owner, shard)] = (token, value)
 
 
+class CatchUpStride:
+    """How far past its earliest due time a shard's next timer is set.
+
+    A timer judges everything due up to its time. While the watermark is far ahead (a catch-up over
+    days of backlog), timers fire one right after another; each quick firing doubles the stride
+    (up to `MAX_STRIDE_MILLIS` of event time), so a day of deadlines takes a few dozen firings
+    instead of one per tick. A firing that comes after a pause (the watermark moves with the clock)
+    resets it to the tick. Verdicts are the same, judged at a later instant; at most one stride
+    later than the watermark allows once a catch-up ends.
+    """
+
+    MAX_STRIDE_MILLIS = 3_600_000
+    QUICK_SECONDS = 0.5
+
+    def __init__(self, tick_millis: int, clock=time.monotonic):
+        self._tick = tick_millis
+        self._clock = clock
+        self._strides: Dict[int, Tuple[float, int]] = {}
+
+    def fired(self, shard: int) -> None:
+        now = self._clock()
+        last, stride = self._strides.get(shard, (None, self._tick))
+        quick = last is not None and now - last < self.QUICK_SECONDS
+        self._strides[shard] = (now, min(stride * 2, self.MAX_STRIDE_MILLIS) if quick else self._tick)
+
+    def next_timer(self, shard: int, due: Optional[int], clock_millis: int) -> Optional[int]:
+        if due is None:
+            return None
+        _, stride = self._strides.get(shard, (None, self._tick))
+        return max(due, clock_millis + stride) if stride > self._tick else due
+
+
 class _FirstArrivalsFn(beam.DoFn):
     KEPT = BagStateSpec("kept", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", _META)
@@ -107,6 +141,7 @@ class _FirstArrivalsFn(beam.DoFn):
     def setup(self):
         use_fast_state_cache_sizing()
         self._cache = _ShardCache(self._owner)
+        self._stride = CatchUpStride(self._tick_millis)
         self._unique = Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{self._input_name}.unique")
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
@@ -127,6 +162,7 @@ class _FirstArrivalsFn(beam.DoFn):
                   forget=beam.DoFn.TimerParam(FORGET)):
         shard = self._shard(key, kept, meta)
         shard.fire(beam_timestamp_to_millis(fired_at))
+        self._stride.fired(key)
         self._save(key, shard, kept, meta, forget)
         return []
 
@@ -150,7 +186,7 @@ class _FirstArrivalsFn(beam.DoFn):
         token = _new_token()
         meta.write((token, _stored_clock(shard.clock), 0))
         self._cache.put(number, token, shard)
-        due = shard.next_timer()
+        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
         if due is not None:
             forget.set(millis_to_beam_timestamp(due))
 
@@ -197,6 +233,7 @@ class _MatchLiveFn(beam.DoFn):
     def setup(self):
         use_fast_state_cache_sizing()
         self._cache = _ShardCache(self._owner)
+        self._stride = CatchUpStride(self._tick_millis)
 
     def process(self, element, candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
@@ -212,6 +249,7 @@ class _MatchLiveFn(beam.DoFn):
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
         shard = self._shard(key, candidates, keys, meta)
         results = shard.fire(beam_timestamp_to_millis(fired_at))
+        self._stride.fired(key)
         yield from self._outputs(shard, results)
         self._save(key, shard, candidates, keys, meta, tick)
 
@@ -254,7 +292,7 @@ class _MatchLiveFn(beam.DoFn):
         token = _new_token()
         meta.write((token, _stored_clock(shard.clock), shard.sequence))
         self._cache.put(number, token, shard)
-        due = shard.next_timer()
+        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
         if due is not None:
             tick.set(millis_to_beam_timestamp(due))
 
@@ -327,8 +365,14 @@ def _line_contribution(contribution_of):
 
 
 class AlertsOfResultTables(beam.PTransform):
-    """Result tables -> BreakRateAlert: per processor and alert period, the rows' partial rates, then the
-    per-element engine's sliding windows and trigger (a period's rows share all their windows)."""
+    """Result tables -> BreakRateAlert with the per-element engine's sliding windows and trigger.
+
+    Each table's rows are summed into partial rates per processor and alert window before they
+    become elements. When the window is a whole number of periods, the sliding windows are split
+    into that many families of non-overlapping windows (`alerts.alert_window_fn`), each element
+    belonging to one window; otherwise per processor and stretch of gcd(window, period), whose rows
+    share all their windows.
+    """
 
     def __init__(self, policy: AlertPolicy):
         super().__init__()
@@ -336,24 +380,37 @@ class AlertsOfResultTables(beam.PTransform):
 
     def expand(self, result_tables):
         period = int(self._policy.period.total_seconds() * 1000)
-        return (result_tables
-                | "PartialRates" >> beam.FlatMap(_rate_partials, period)
-                | "Alerts" >> AlertsFromRates(self._policy))
+        window = int(self._policy.window.total_seconds() * 1000)
+        if window % period:
+            # Window starts and ends all fall on multiples of gcd(window, period): rows of one such
+            # stretch share all their windows.
+            stretch = math.gcd(window, period)
+            return (result_tables
+                    | "PartialRates" >> beam.FlatMap(_rate_partials, stretch, stretch, 0)
+                    | "Alerts" >> AlertsFromRates(self._policy))
+        families = [result_tables
+                    | f"PartialRates[{family}]" >> beam.FlatMap(_rate_partials, window, window, family * period)
+                    | f"Alerts[{family}]" >> AlertsFromRates(self._policy, family)
+                    for family in range(window // period)]
+        return families | "AllAlerts" >> beam.Flatten()
 
 
-def _rate_partials(results: pa.Table, period_millis: int):
-    buckets = (_record_times(results) // period_millis * period_millis).tolist()
+def _rate_partials(results: pa.Table, size_millis: int, step_millis: int, offset_millis: int):
+    """Per processor and window of `size_millis` starting at `offset_millis` + k * `step_millis`:
+    {key: (revision, (decided, breaks))} of the rows at their record time, stamped at the window's start."""
+    times = _record_times(results)
+    starts = ((times - offset_millis) // step_millis * step_millis + offset_millis).tolist()
     decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).tolist()
     breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
     groups: Dict[tuple, dict] = {}
-    for key, revision, processor, bucket, is_decided, is_break in zip(
+    for key, revision, processor, start, is_decided, is_break in zip(
             key_texts(results), results.column("revision").to_pylist(), results.column("processor").to_pylist(),
-            buckets, decided, breaks):
-        latest = groups.setdefault((processor, bucket), {})
+            starts, decided, breaks):
+        latest = groups.setdefault((processor, start), {})
         _, (seen_decided, seen_breaks) = latest.get(key, (revision, (0, 0)))
         latest[key] = (revision, (seen_decided + int(is_decided), seen_breaks + int(is_break)))
-    for (processor, bucket), latest in groups.items():
-        yield TimestampedValue((processor, latest), millis_to_beam_timestamp(bucket))
+    for (processor, start), latest in groups.items():
+        yield TimestampedValue((processor, latest), millis_to_beam_timestamp(start))
 
 
 class ColumnarStreamReconcile(beam.PTransform):
