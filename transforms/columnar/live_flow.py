@@ -388,24 +388,42 @@ class AlertsOfResultTables(beam.PTransform):
             return (result_tables
                     | "PartialRates" >> beam.FlatMap(_rate_partials, stretch, stretch, 0)
                     | "Alerts" >> AlertsFromRates(self._policy))
-        families = [result_tables
-                    | f"PartialRates[{family}]" >> beam.FlatMap(_rate_partials, window, window, family * period)
-                    | f"Alerts[{family}]" >> AlertsFromRates(self._policy, family)
-                    for family in range(window // period)]
-        return families | "AllAlerts" >> beam.Flatten()
+        families = window // period
+        partials = result_tables | "PartialRates" >> beam.FlatMap(
+            _family_rate_partials, window, period, families).with_outputs(*map(str, range(families)))
+        return ([partials[str(family)] | f"Alerts[{family}]" >> AlertsFromRates(self._policy, family)
+                 for family in range(families)]
+                | "AllAlerts" >> beam.Flatten())
+
+
+def _family_rate_partials(results: pa.Table, window_millis: int, period_millis: int, families: int):
+    """`_rate_partials` for every family of windows in one pass over the rows, each family on its own output."""
+    rows = _rate_rows(results)
+    for family in range(families):
+        offset = family * period_millis
+        for element in _grouped_rates(rows, window_millis, window_millis, offset):
+            yield pvalue.TaggedOutput(str(family), element)
 
 
 def _rate_partials(results: pa.Table, size_millis: int, step_millis: int, offset_millis: int):
     """Per processor and window of `size_millis` starting at `offset_millis` + k * `step_millis`:
     {key: (revision, (decided, breaks))} of the rows at their record time, stamped at the window's start."""
-    times = _record_times(results)
-    starts = ((times - offset_millis) // step_millis * step_millis + offset_millis).tolist()
+    yield from _grouped_rates(_rate_rows(results), size_millis, step_millis, offset_millis)
+
+
+def _rate_rows(results: pa.Table):
+    """(record times, [(key, revision, processor, decided, breaks)]) of result rows."""
     decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).tolist()
     breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
+    return _record_times(results), list(zip(key_texts(results), results.column("revision").to_pylist(),
+                                            results.column("processor").to_pylist(), decided, breaks))
+
+
+def _grouped_rates(rows, size_millis: int, step_millis: int, offset_millis: int):
+    times, values = rows
+    starts = ((times - offset_millis) // step_millis * step_millis + offset_millis).tolist()
     groups: Dict[tuple, dict] = {}
-    for key, revision, processor, start, is_decided, is_break in zip(
-            key_texts(results), results.column("revision").to_pylist(), results.column("processor").to_pylist(),
-            starts, decided, breaks):
+    for (key, revision, processor, is_decided, is_break), start in zip(values, starts):
         latest = groups.setdefault((processor, start), {})
         _, (seen_decided, seen_breaks) = latest.get(key, (revision, (0, 0)))
         latest[key] = (revision, (seen_decided + int(is_decided), seen_breaks + int(is_break)))
