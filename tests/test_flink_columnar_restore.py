@@ -31,6 +31,7 @@ from tests.flink_cluster import FlinkCluster
 from tests.flink_helpers import job_server_listening
 from tests.flink_restore_helpers import (
     RETAIN_CHECKPOINTS,
+    matched,
     matched_and_checkpointed,
     produce_pairs,
     recent_millis,
@@ -116,6 +117,10 @@ def _assert_the_answer_of_one_run(bootstrap: str, topics: Dict[str, str], group:
         assert committed_to_the_end(bootstrap, group, topics[name]), f"{name} offsets not committed to the end"
 
 
+def _latest_checkpoint(cluster: FlinkCluster, job_id: str) -> int:
+    return cluster.rest(f"/jobs/{job_id}/checkpoints")["latest"]["completed"]["id"]
+
+
 def _wait_until_settled(process, log, bootstrap: str, topics: Dict[str, str], group: str, expected: dict) -> None:
     """Polls for the answer of one run and the commits (the assertions after the stop name what differs)."""
     deadline = time.monotonic() + SETTLE_SECONDS
@@ -127,8 +132,11 @@ def _wait_until_settled(process, log, bootstrap: str, topics: Dict[str, str], gr
 @pytest.mark.engines
 def test_columnar_stream_restores_its_shards_after_the_taskmanager_is_killed(kafka_broker, flink_engine, tmp_path):
     """The columnar twin of test_kafka_java.py::test_taskmanager_killed_mid_stream_restores_from_its_checkpoint:
-    the LOOPBACK workers (and their shard cache) survive the kill; Flink restores the bags and tokens of
-    the checkpoint, so every shard is rebuilt from them and the pairs split by the kill still meet."""
+    the LOOPBACK workers (and their process-wide shard cache) survive the kill, and the shards that took
+    payment 3 after the last checkpoint are cached ahead of it; Flink restores the bags and tokens of that
+    checkpoint and the source re-reads payment 3, so those shards must be rebuilt from the bags (a cached
+    one would drop payment 3 as a re-delivery: missing from the daily totals), and the pairs split by the
+    kill still meet."""
     started = time.monotonic()
     bootstrap = kafka_broker.bootstrap_servers
     now = recent_millis()
@@ -142,11 +150,19 @@ def test_columnar_stream_restores_its_shards_after_the_taskmanager_is_killed(kaf
         process = start_unbounded(flink_engine, bootstrap, topics, group, cluster.master, log, *COLUMNAR)
         try:
             job = matched_and_checkpointed(process, log, cluster, bootstrap, topics, references[:3])
+            checkpoint = _latest_checkpoint(cluster, job["jid"])
+            # Payment 3 is read after that checkpoint (within its 10 s pause): the shards that take it are written
+            # after it, so the workers' cache is ahead of the restored state and must be dropped for the bags.
+            produce_pairs(bootstrap, topics, references, now, range(3, 4), range(0))
+            wait_for(process, log, lambda: matched(decoded(bootstrap, topics["results"])) == references[:4],
+                     "payment 3 MATCHED after the checkpoint")
             cluster.kill_taskmanager()
+            assert _latest_checkpoint(cluster, job["jid"]) == checkpoint, "the kill came after the next checkpoint"
             cluster.start_taskmanager()
             wait_for(process, log, lambda: cluster.restored_checkpoint(job["jid"]) is not None,
                      "a restore from a checkpoint")
-            produce_pairs(bootstrap, topics, references, now, range(3, PAIRS), range(0))
+            restored = cluster.restored_checkpoint(job["jid"])
+            produce_pairs(bootstrap, topics, references, now, range(4, PAIRS), range(0))
             _wait_until_settled(process, log, bootstrap, topics, group, expected)
             failures = cluster.failures(job["jid"])
             assert process.poll() is None, "an unbounded run keeps running"
@@ -157,6 +173,7 @@ def test_columnar_stream_restores_its_shards_after_the_taskmanager_is_killed(kaf
     assert code == 143, log.read_text()[-3000:]
     assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
     assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[:1]
+    assert restored == checkpoint, "restored from the checkpoint before payment 3"
     _assert_the_answer_of_one_run(bootstrap, topics, group, expected)
 
 
