@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 from tests.beam_helpers import at, payment, settlement
 from tests.flink_cluster import FlinkCluster
@@ -66,13 +66,33 @@ def start_unbounded(flink_engine: Path, bootstrap: str, topics: Dict[str, str], 
             cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def wait_for(process: subprocess.Popen, log: Path, condition, what: str, seconds: float = 240) -> None:
-    """Polls `condition` while the run is alive, failing with the run's log after `seconds`."""
+def wait_for(process: subprocess.Popen, log: Path, condition, what: str, seconds: float = 240,
+             diagnose: Optional[Callable[[], str]] = None) -> None:
+    """Polls `condition` while the run is alive, failing with the run's log (and `diagnose()`) after `seconds`."""
     deadline = time.monotonic() + seconds
     while not condition():
         assert process.poll() is None, log.read_text()[-5000:]
-        assert time.monotonic() < deadline, f"{what} not within {seconds:.0f} s:\n{log.read_text()[-5000:]}"
+        if time.monotonic() >= deadline:
+            detail = diagnose() if diagnose is not None else ""
+            raise AssertionError(f"{what} not within {seconds:.0f} s{detail}:\n{log.read_text()[-5000:]}")
         time.sleep(0.5)  # poll interval of the deadline loop
+
+
+def stall_report(process: subprocess.Popen, log: Path, cluster: FlinkCluster) -> str:
+    """For a run that produced nothing: its Python threads dumped into its log (SIGUSR1), and the records
+    each task of its running job read and wrote (all zero, checkpoints completing: the stall of docs/DESIGN.md 7,
+    readers that never got a bundle)."""
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(2)  # the dump is written by the signal handler; give it a moment
+    lines = []
+    for job in cluster.jobs():
+        if job["state"] == "RUNNING":
+            for vertex in cluster.rest(f"/jobs/{job['jid']}")["vertices"]:
+                metrics = vertex["metrics"]
+                lines.append(f"  {vertex['name'][:70]}: read {metrics['read-records']}, "
+                             f"wrote {metrics['write-records']}")
+            lines.append(f"  checkpoints completed: {cluster.completed_checkpoints(job['jid'])}")
+    return f" (Python threads dumped into {log}; tasks:\n" + "\n".join(lines) + ")"
 
 
 def stop(process: subprocess.Popen) -> int:
@@ -99,7 +119,7 @@ def matched_and_checkpointed(process: subprocess.Popen, log: Path, cluster: Flin
     """Waits until `references` are MATCHED and then a checkpoint completes (one that holds them);
     returns the cluster's running job."""
     wait_for(process, log, lambda: matched(decoded(bootstrap, topics["results"])) == references,
-             f"{len(references)} MATCHED")
+             f"{len(references)} MATCHED", diagnose=lambda: stall_report(process, log, cluster))
     (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
     checkpoints = cluster.completed_checkpoints(job["jid"])
     wait_for(process, log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints, "a checkpoint after them")
