@@ -128,7 +128,17 @@ class FlinkCluster:
                     raise AssertionError(f"JobManager REST not ready:\n{self.logs['jobmanager'].read_text()[-3000:]}")
                 time.sleep(0.5)  # poll interval of the deadline loop
 
-    def rest(self, path: str) -> dict:
+    def rest(self, path: str, attempts: int = 3) -> dict:
+        """GET `path` of the REST API. A read that times out is tried again: on this 2-core machine a JobManager
+        busy submitting or restoring a job has left a request unanswered for over 10 s."""
+        for _ in range(attempts - 1):
+            try:
+                return self._get(path)
+            except TimeoutError:
+                continue  # asked again
+        return self._get(path)
+
+    def _get(self, path: str) -> dict:
         with urllib.request.urlopen(f"http://{self.master}{path}", timeout=10) as response:
             return json.load(response)
 

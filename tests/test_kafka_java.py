@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,20 +25,30 @@ from datagen.generator import GeneratorConfig, generate
 from pipelines.cli import main
 from pipelines.io.kafka import EXPANSION_SERVICE_ENV
 from runners.engine_cache import EngineNotFetched, fetched, pinned_versions
-from tests.beam_helpers import at, payment, settlement
+from tests.beam_helpers import payment, settlement
 from tests.flink_cluster import FlinkCluster
 from tests.flink_helpers import canonical, flink_args, free_port, job_server_listening, wait_for_port
+from tests.flink_restore_helpers import (
+    RETAIN_CHECKPOINTS,
+    final_statuses,
+    matched,
+    matched_and_checkpointed,
+    produce_pairs,
+    recent_millis,
+    start_unbounded,
+    statuses_seen,
+    stop,
+    wait_for,
+)
 from tests.prism_helpers import prism_args
 from tests.stream_helpers import (
     OUTPUTS,
     committed_to_the_end,
     decoded,
-    final_revisions,
     group_name,
     new_topics,
     produce_records,
     run_stream_in_process,
-    stream_arguments,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,63 +173,10 @@ def test_java_kafka_io_cannot_stop_at_an_event_time(kafka_broker):
     assert "--bounded=until_time needs --kafka-io=python" in run.stderr
 
 
-def _matched(rows: List[dict]) -> List[str]:
-    return sorted(row["processor_reference"] for row in rows if row["status"] == "MATCHED")
-
-
-def _recent_millis() -> int:
-    """A payload time of just now: KafkaIO's watermark follows broker CreateTime (wall clock), so older
-    payload times would be late beyond the allowed lateness and dropped (docs/DESIGN.md 5)."""
-    return int(time.time() * 1000) - at() - 30_000
-
-
-def _produce_pairs(bootstrap: str, topics: Dict[str, str], references: List[str], now: int,
-                   payments: range, settlements: range) -> None:
-    """Payment n and settlement line n share references[n], half a second apart."""
-    if payments:
-        produce_records(bootstrap, topics["payments"],
-                        [payment(f"e{n}", references[n], time=now + n * 1000) for n in payments], "payment_event")
-    if settlements:
-        produce_records(bootstrap, topics["settlements"],
-                        [settlement(f"s{n}", references[n], time=now + n * 1000 + 500) for n in settlements],
-                        "settlement_line")
-
-
 def _start_unbounded(engine: Path, bootstrap: str, topics: Dict[str, str], group: str, master: str, log: Path,
-                     *flink_flags: str) -> subprocess.Popen:
-    """An unbounded `paybeam stream --kafka-io=java` on the Flink at `master`, from the earliest offsets.
-    Output to a file, not a pipe: nobody reads a pipe while the run goes on, and once the job server's
-    forwarded logs fill it, the paybeam process (and its LOOPBACK workers) would block on writing."""
-    arguments = [argument for argument in stream_arguments(bootstrap, topics, group) if argument != "--bounded"]
-    with open(log, "w") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", *arguments, "--start", "earliest", "--kafka-io=java",
-             *flink_args(engine / "flink", master, "--environment_type=LOOPBACK", "--checkpointing_interval=10000",
-                         *flink_flags)],
-            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT)
-
-
-def _wait_for(process: subprocess.Popen, log: Path, condition, what: str, seconds: float = 240) -> None:
-    """Polls `condition` while the run is alive, failing with the run's log after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert process.poll() is None, log.read_text()[-5000:]
-        assert time.monotonic() < deadline, f"{what} not within {seconds:.0f} s:\n{log.read_text()[-5000:]}"
-        time.sleep(0.5)  # poll interval of the deadline loop
-
-
-def _stop(process: subprocess.Popen) -> int:
-    """SIGTERM: paybeam cancels the job, then exits 143."""
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=120)
-
-
-def _statuses_seen(rows: List[dict]) -> Dict[str, set]:
-    """Every status each processor reference had at any revision."""
-    seen: Dict[str, set] = {}
-    for row in rows:
-        seen.setdefault(row["processor_reference"], set()).add(row["status"])
-    return seen
+                     *flags: str) -> subprocess.Popen:
+    """An unbounded `paybeam stream --kafka-io=java` on the Flink at `master` (flink_restore_helpers)."""
+    return start_unbounded(engine / "flink", bootstrap, topics, group, master, log, "--kafka-io=java", *flags)
 
 
 # At --checkpointing_interval=2000 this stalled in 3 of 7 runs, each time with Flink's first checkpoint
@@ -237,9 +193,9 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
     cancels the job (exit 143) and stops its job server."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    now = _recent_millis()
+    now = recent_millis()
     references = [f"java-r{n}" for n in range(6)]
-    _produce_pairs(bootstrap, topics, references, now, range(6), range(3))
+    produce_pairs(bootstrap, topics, references, now, range(6), range(3))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
     group = group_name()
     started = time.monotonic()
@@ -250,25 +206,25 @@ def test_unbounded_java_kafka_io_reads_and_writes_on_flink(kafka_broker, expansi
 
         def first_verdicts() -> bool:
             rows = decoded(bootstrap, topics["results"])
-            seen = _statuses_seen(rows)
-            return (_matched(rows) == references[:3]
+            seen = statuses_seen(rows)
+            return (matched(rows) == references[:3]
                     and all("PENDING" in seen.get(reference, ()) for reference in references[3:]))
 
-        _wait_for(process, log, first_verdicts, "3 MATCHED and 3 PENDING", deadline - time.monotonic())
+        wait_for(process, log, first_verdicts, "3 MATCHED and 3 PENDING", deadline - time.monotonic())
         print(f"unbounded Java KafkaIO on Flink: first verdicts after {time.monotonic() - started:.1f}s")
-        _produce_pairs(bootstrap, topics, references, now, range(0), range(3, 6))
-        _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
-                  "6 MATCHED", deadline - time.monotonic())
+        produce_pairs(bootstrap, topics, references, now, range(0), range(3, 6))
+        wait_for(process, log, lambda: matched(decoded(bootstrap, topics["results"])) == references,
+                 "6 MATCHED", deadline - time.monotonic())
         # Offsets: committed on bundle finalization after a completed checkpoint (kafka_java.py).
-        _wait_for(process, log,
-                  lambda: all(committed_to_the_end(bootstrap, group, topics[name]) for name in ("payments", "settlements")),
-                  "offsets committed", deadline - time.monotonic())
+        wait_for(process, log,
+                 lambda: all(committed_to_the_end(bootstrap, group, topics[name]) for name in ("payments", "settlements")),
+                 "offsets committed", deadline - time.monotonic())
         assert process.poll() is None, "an unbounded run keeps running"
     finally:
-        code = _stop(process)
+        code = stop(process)
     assert code == 143, log.read_text()[-3000:]
     assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
-    assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
+    assert final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
     assert {row["pane_timing"] for row in decoded(bootstrap, topics["daily_totals"])} >= {"EARLY"}
 
 
@@ -292,7 +248,7 @@ def test_java_harness_in_a_process_environment_on_flink(kafka_broker, process_ex
                                 *flink_args(kafka_java_engine / "flink", "[local]", "--environment_type=LOOPBACK"))
     assert run.exit_code == 0, run.stderr[-5000:]
     print(f"Java harness as a PROCESS environment on Flink: {time.monotonic() - started:.1f}s")
-    assert _matched(decoded(bootstrap, topics["results"])) == [f"proc-r{n}" for n in range(6)]
+    assert matched(decoded(bootstrap, topics["results"])) == [f"proc-r{n}" for n in range(6)]
     for name in ("payments", "settlements"):
         assert committed_to_the_end(bootstrap, group, topics[name])
 
@@ -323,23 +279,6 @@ def test_java_kafka_io_on_prism_equals_python_source_on_direct_runner(kafka_brok
         assert committed_to_the_end(kafka_broker.bootstrap_servers, java_group, topics[name])
 
 
-def _final_statuses(rows: List[dict]) -> Dict[str, str]:
-    """Each result's status at its highest revision, by processor reference (one kind per reference here)."""
-    return {row["processor_reference"]: row["status"] for row in final_revisions(rows)}
-
-
-def _matched_and_checkpointed(process: subprocess.Popen, log: Path, cluster: FlinkCluster, bootstrap: str,
-                              topics: Dict[str, str], references: List[str]) -> dict:
-    """Waits until `references` are MATCHED and then a checkpoint completes (one that holds them);
-    returns the cluster's running job."""
-    _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
-              f"{len(references)} MATCHED")
-    (job,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
-    checkpoints = cluster.completed_checkpoints(job["jid"])
-    _wait_for(process, log, lambda: cluster.completed_checkpoints(job["jid"]) > checkpoints, "a checkpoint after them")
-    return job
-
-
 # Once opt-in: a restored job could stall like a starting one (a first checkpoint before the readers'
 # first bundle); the first checkpoint after a restore now comes one interval later (runners/flink_options.py).
 @pytest.mark.engines
@@ -353,30 +292,30 @@ def test_taskmanager_killed_mid_stream_restores_from_its_checkpoint(kafka_broker
     every pair ends MATCHED only if the state came back. SIGTERM then cancels the job (143)."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    now = _recent_millis()
+    now = recent_millis()
     references = [f"tm-r{n}" for n in range(6)]
-    _produce_pairs(bootstrap, topics, references, now, range(3), range(6))
+    produce_pairs(bootstrap, topics, references, now, range(3), range(6))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
     log = tmp_path / "paybeam_stream.log"
     with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
         process = _start_unbounded(kafka_java_engine, bootstrap, topics, group_name(), cluster.master, log)
         try:
-            job = _matched_and_checkpointed(process, log, cluster, bootstrap, topics, references[:3])
+            job = matched_and_checkpointed(process, log, cluster, bootstrap, topics, references[:3])
             cluster.kill_taskmanager()
             cluster.start_taskmanager()
-            _wait_for(process, log, lambda: cluster.restored_checkpoint(job["jid"]) is not None,
-                      "a restore from a checkpoint")
-            _produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
-            _wait_for(process, log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
-                      "6 MATCHED")
+            wait_for(process, log, lambda: cluster.restored_checkpoint(job["jid"]) is not None,
+                     "a restore from a checkpoint")
+            produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
+            wait_for(process, log, lambda: matched(decoded(bootstrap, topics["results"])) == references,
+                     "6 MATCHED")
             failures = cluster.failures(job["jid"])
         finally:
-            code = _stop(process)
+            code = stop(process)
         assert cluster.rest(f"/jobs/{job['jid']}")["state"] == "CANCELED"
     assert code == 143, log.read_text()[-3000:]
     assert not job_server_listening(log.read_text()), "the job server outlived paybeam"
     assert any("TaskManager" in failure or "heartbeat" in failure.lower() for failure in failures), failures[:1]
-    assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
+    assert final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
 
 
 @pytest.mark.engines
@@ -389,37 +328,35 @@ def test_a_cancelled_stream_restarted_from_its_checkpoint_gives_the_answer_of_on
     read, so every pair ends MATCHED, the answer of one uninterrupted run."""
     bootstrap = kafka_broker.bootstrap_servers
     topics = new_topics(bootstrap)
-    now = _recent_millis()
+    now = recent_millis()
     references = [f"sp-r{n}" for n in range(6)]
-    _produce_pairs(bootstrap, topics, references, now, range(3), range(6))
+    produce_pairs(bootstrap, topics, references, now, range(3), range(6))
     monkeypatch.setenv(EXPANSION_SERVICE_ENV, expansion_service)
     group = group_name()
-    # Java-side boolean options: flags without a value.
-    retaining = ("--externalized_checkpoints_enabled", "--retain_externalized_checkpoints_on_cancellation")
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with FlinkCluster(kafka_java_engine / "flink", tmp_path / "cluster") as cluster:
-        first = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, first_log, *retaining)
+        first = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, first_log, *RETAIN_CHECKPOINTS)
         try:
-            job = _matched_and_checkpointed(first, first_log, cluster, bootstrap, topics, references[:3])
+            job = matched_and_checkpointed(first, first_log, cluster, bootstrap, topics, references[:3])
         finally:
-            first_code = _stop(first)
+            first_code = stop(first)
         assert first_code == 143, first_log.read_text()[-3000:]
         # Cancelled on the cluster, not only its job server's submission: a job left running there
         # restarted for ever without its LOOPBACK workers (runners/flink_job_server.py).
         assert cluster.rest(f"/jobs/{job['jid']}")["state"] == "CANCELED"
         assert job["name"].startswith("paybeam-")
         retained = cluster.rest(f"/jobs/{job['jid']}/checkpoints")["latest"]["completed"]["external_path"]
-        _produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
+        produce_pairs(bootstrap, topics, references, now, range(3, 6), range(0))
         second = _start_unbounded(kafka_java_engine, bootstrap, topics, group, cluster.master, second_log,
-                                  *retaining, f"--savepoint_path={retained}")
+                                  *RETAIN_CHECKPOINTS, f"--savepoint_path={retained}")
         try:
-            _wait_for(second, second_log, lambda: _matched(decoded(bootstrap, topics["results"])) == references,
-                      "6 MATCHED after the restart")
+            wait_for(second, second_log, lambda: matched(decoded(bootstrap, topics["results"])) == references,
+                     "6 MATCHED after the restart")
             (restarted,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]
             restored = cluster.rest(f"/jobs/{restarted['jid']}/checkpoints")["latest"]["restored"]
         finally:
-            second_code = _stop(second)
+            second_code = stop(second)
         assert cluster.rest(f"/jobs/{restarted['jid']}")["state"] == "CANCELED"
     assert second_code == 143, second_log.read_text()[-3000:]
     assert restored and restored["external_path"] == retained
-    assert _final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
+    assert final_statuses(decoded(bootstrap, topics["results"])) == {reference: "MATCHED" for reference in references}
