@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import List
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -212,3 +213,79 @@ def test_catch_up_stride_doubles_while_timers_fire_back_to_back_and_resets_after
     stride.fired(0)
     assert stride.next_timer(0, 7_000, 6_000) == 7_000
     assert stride.next_timer(1, 7_000, 6_000) == 7_000  # strides are per shard
+
+
+class _Bag:
+    def __init__(self, items=()):
+        self.items = list(items)
+
+    def read(self):
+        return list(self.items)
+
+    def add(self, value):
+        self.items.append(value)
+
+    def clear(self):
+        self.items = []
+
+
+class _Value:
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+class _Timer:
+    def set(self, timestamp):
+        pass
+
+
+def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust():
+    """A bundle that fails after the matcher changed its shard (a downstream DoFn raising while results are
+    emitted) commits no state; its retry must judge the records again, not find them already seen."""
+    from transforms.columnar.live_flow import _MatchLiveFn
+    from transforms.flow import ReconcileConfig
+
+    t0 = 1_796_000_000_000
+    payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
+    settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
+    fn = _MatchLiveFn(ReconcileConfig(), 1000)
+    fn.setup()
+    state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
+    assert [row["status"] for out in fn.process((0, payment), **state) for row in out.to_pylist()] == ["PENDING"]
+    committed = dict(candidates=_Bag(state["candidates"].items), keys=_Bag(state["keys"].items),
+                     meta=_Value(state["meta"].value), tick=_Timer())
+    attempt = fn.process((0, settlement), **state)
+    next(attempt)
+    attempt.close()  # the bundle fails downstream: the runner discards its state writes
+    retried = [(row["status"], row["revision"]) for out in fn.process((0, settlement), **committed)
+               for row in out.to_pylist()]
+    assert retried == [("MATCHED", 2)]
+
+
+def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_would_trust():
+    from transforms.columnar.live_flow import _MatchLiveFn
+    from transforms.flow import ReconcileConfig
+
+    class _RefusingBag(_Bag):
+        def add(self, value):
+            raise RuntimeError("the state backend refused the write")
+
+    t0 = 1_796_000_000_000
+    payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
+    settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
+    fn = _MatchLiveFn(ReconcileConfig(), 1000)
+    fn.setup()
+    state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
+    list(fn.process((0, payment), **state))
+    failing = dict(state, candidates=_RefusingBag(state["candidates"].items))
+    with pytest.raises(RuntimeError):
+        list(fn.process((0, settlement), **failing))
+    retried = [(row["status"], row["revision"]) for out in fn.process((0, settlement), **state)
+               for row in out.to_pylist()]
+    assert retried == [("MATCHED", 2)]

@@ -83,9 +83,11 @@ class _ShardCache:
     def __init__(self, owner: str):
         self._owner = owner
 
-    def get(self, shard: int, meta: Optional[tuple]):
+    def take(self, shard: int, meta: Optional[tuple]):
+        """The cached shard, removed from the cache while it is worked on: if the bundle fails before
+        `put`, a retry (or a restore) finds no entry and rebuilds the shard from the state."""
         with self._LOCK:
-            cached = self._SHARDS.get((self._owner, shard))
+            cached = self._SHARDS.pop((self._owner, shard), None)
         if cached is not None and meta is not None and cached[0] == meta[0]:
             return cached[1]
         return None
@@ -168,7 +170,7 @@ class _FirstArrivalsFn(beam.DoFn):
 
     def _shard(self, number: int, kept, meta) -> LiveFirstArrivals:
         stored = meta.read()
-        shard = self._cache.get(number, stored)
+        shard = self._cache.take(number, stored)
         if shard is None:
             clock = stored[1] if stored is not None else None
             shard = LiveFirstArrivals.restore(self._input_name, self._horizon_millis, self._tick_millis,
@@ -239,19 +241,19 @@ class _MatchLiveFn(beam.DoFn):
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
         shard_number, table = element
         shard = self._shard(shard_number, candidates, keys, meta)
-        results = shard.add(table)
-        yield from self._outputs(shard, results)
+        outputs = list(self._outputs(shard, shard.add(table)))
         self._save(shard_number, shard, candidates, keys, meta, tick)
+        yield from outputs
 
     @on_timer(TICK)
     def on_tick(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
                 candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
         shard = self._shard(key, candidates, keys, meta)
-        results = shard.fire(beam_timestamp_to_millis(fired_at))
+        outputs = list(self._outputs(shard, shard.fire(beam_timestamp_to_millis(fired_at))))
         self._stride.fired(key)
-        yield from self._outputs(shard, results)
         self._save(key, shard, candidates, keys, meta, tick)
+        yield from outputs
 
     def _outputs(self, shard: LiveMatchShard, results: pa.Table):
         if results.num_rows == 0:
@@ -265,7 +267,7 @@ class _MatchLiveFn(beam.DoFn):
 
     def _shard(self, number: int, candidates, keys, meta) -> LiveMatchShard:
         stored = meta.read()
-        shard = self._cache.get(number, stored)
+        shard = self._cache.take(number, stored)
         if shard is None:
             if stored is None:
                 shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
