@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
-from apache_beam.transforms.window import FixedWindows, SlidingWindows, WindowFn
+from apache_beam.transforms.window import SlidingWindows, WindowFn
 
 from schemas.records import BreakRateAlert, ReconciliationResult
 from schemas.rules import BREAK_STATUSES, UNDECIDED_STATUS
@@ -126,36 +126,20 @@ class BreakRateAlerts(beam.PTransform):
 
 class AlertsFromRates(beam.PTransform):
     """(processor, rate row or partial rates) at the results' record time -> BreakRateAlert (the columnar
-    stream sums its result tables into partial rates first).
+    stream sums its result tables into partial rates first)."""
 
-    `family`: the partial rates were summed per alert window of one family of the sliding windows,
-    the windows starting at `family` periods past a multiple of the window length (FixedWindows of
-    the window's length at that offset: exactly those sliding windows, one per element instead of
-    window/period of them).
-    """
-
-    def __init__(self, policy: Optional[AlertPolicy] = None, family: Optional[int] = None):
+    def __init__(self, policy: Optional[AlertPolicy] = None):
         super().__init__()
         self._policy = policy or AlertPolicy()
-        self._family = family
 
     def expand(self, rates):
-        return _alerts(rates, self._policy, self._family)
+        return _alerts(rates, self._policy)
 
 
-def alert_window_fn(policy: AlertPolicy, family: Optional[int] = None) -> WindowFn:
-    """The sliding windows of the policy, or (family k) its windows starting k periods past a multiple of
-    the window length, as FixedWindows (which every runner's Java side knows)."""
-    if family is None:
-        return SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
-    size = policy.window.total_seconds()
-    return FixedWindows(size, (family * policy.period.total_seconds()) % size)
-
-
-def _alerts(rates, policy: AlertPolicy, family: Optional[int] = None):
+def _alerts(rates, policy: AlertPolicy):
     """Applied in the caller's scope, so BreakRateAlerts keeps its step names (Flink savepoints)."""
     if policy.trigger_policy.keys_windows_in_global_window:
-        windows = alert_window_fn(policy, family)
+        windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
         return (
             rates
             | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
@@ -165,7 +149,7 @@ def _alerts(rates, policy: AlertPolicy, family: Optional[int] = None):
     return (
         rates
         | "SlidingWindows" >> beam.WindowInto(
-            alert_window_fn(policy, family),
+            SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
             trigger=policy.trigger_policy.trigger(),
             accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
             allowed_lateness=policy.trigger_policy.allowed_lateness_duration,

@@ -369,11 +369,12 @@ def _line_contribution(contribution_of):
 class AlertsOfResultTables(beam.PTransform):
     """Result tables -> BreakRateAlert with the per-element engine's sliding windows and trigger.
 
-    Each table's rows are summed into partial rates per processor and alert window before they
-    become elements. When the window is a whole number of periods, the sliding windows are split
-    into that many families of non-overlapping windows (`alerts.alert_window_fn`), each element
-    belonging to one window; otherwise per processor and stretch of gcd(window, period), whose rows
-    share all their windows.
+    Each table's rows are summed into partial rates per processor and stretch of gcd(window, period)
+    of their record time before they become elements: window starts and ends all fall on multiples
+    of that stretch, so its rows share all their windows (a period's rows do not when the window is
+    not a whole number of periods). Splitting the sliding windows into window/period families of
+    FixedWindows (one window per element) was measured slower on Prism: twelve grouping stages cost
+    more than twelve window assignments per partial (DESIGN 9.5).
     """
 
     def __init__(self, policy: AlertPolicy):
@@ -383,34 +384,16 @@ class AlertsOfResultTables(beam.PTransform):
     def expand(self, result_tables):
         period = int(self._policy.period.total_seconds() * 1000)
         window = int(self._policy.window.total_seconds() * 1000)
-        if window % period:
-            # Window starts and ends all fall on multiples of gcd(window, period): rows of one such
-            # stretch share all their windows.
-            stretch = math.gcd(window, period)
-            return (result_tables
-                    | "PartialRates" >> beam.FlatMap(_rate_partials, stretch, stretch, 0)
-                    | "Alerts" >> AlertsFromRates(self._policy))
-        families = window // period
-        partials = result_tables | "PartialRates" >> beam.FlatMap(
-            _family_rate_partials, window, period, families).with_outputs(*map(str, range(families)))
-        return ([partials[str(family)] | f"Alerts[{family}]" >> AlertsFromRates(self._policy, family)
-                 for family in range(families)]
-                | "AllAlerts" >> beam.Flatten())
+        stretch = math.gcd(window, period)
+        return (result_tables
+                | "PartialRates" >> beam.FlatMap(_rate_partials, stretch)
+                | "Alerts" >> AlertsFromRates(self._policy))
 
 
-def _family_rate_partials(results: pa.Table, window_millis: int, period_millis: int, families: int):
-    """`_rate_partials` for every family of windows in one pass over the rows, each family on its own output."""
-    rows = _rate_rows(results)
-    for family in range(families):
-        offset = family * period_millis
-        for element in _grouped_rates(rows, window_millis, window_millis, offset):
-            yield pvalue.TaggedOutput(str(family), element)
-
-
-def _rate_partials(results: pa.Table, size_millis: int, step_millis: int, offset_millis: int):
-    """Per processor and window of `size_millis` starting at `offset_millis` + k * `step_millis`:
-    {key: (revision, (decided, breaks))} of the rows at their record time, stamped at the window's start."""
-    yield from _grouped_rates(_rate_rows(results), size_millis, step_millis, offset_millis)
+def _rate_partials(results: pa.Table, stretch_millis: int):
+    """Per processor and stretch of their record time: {key: (revision, (decided, breaks))} of the rows,
+    stamped at the stretch's start."""
+    yield from _grouped_rates(_rate_rows(results), stretch_millis)
 
 
 def _rate_rows(results: pa.Table):
@@ -421,9 +404,9 @@ def _rate_rows(results: pa.Table):
                                             results.column("processor").to_pylist(), decided, breaks))
 
 
-def _grouped_rates(rows, size_millis: int, step_millis: int, offset_millis: int):
+def _grouped_rates(rows, stretch_millis: int):
     times, values = rows
-    starts = ((times - offset_millis) // step_millis * step_millis + offset_millis).tolist()
+    starts = (times // stretch_millis * stretch_millis).tolist()
     groups: Dict[tuple, dict] = {}
     for (key, revision, processor, is_decided, is_break), start in zip(values, starts):
         latest = groups.setdefault((processor, start), {})
