@@ -248,13 +248,13 @@ class _Timer:
 def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust():
     """A bundle that fails after the matcher changed its shard (a downstream DoFn raising while results are
     emitted) commits no state; its retry must judge the records again, not find them already seen."""
-    from transforms.columnar.live_flow import _MatchLiveFn
+    from transforms.columnar.live_flow import MatchLiveFn
     from transforms.flow import ReconcileConfig
 
     t0 = 1_796_000_000_000
     payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
     settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
-    fn = _MatchLiveFn(ReconcileConfig(), 1000)
+    fn = MatchLiveFn(ReconcileConfig(), 1000)
     fn.setup()
     state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
     assert [row["status"] for out in fn.process((0, payment), **state) for row in out.to_pylist()] == ["PENDING"]
@@ -269,7 +269,7 @@ def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust
 
 
 def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_would_trust():
-    from transforms.columnar.live_flow import _MatchLiveFn
+    from transforms.columnar.live_flow import MatchLiveFn
     from transforms.flow import ReconcileConfig
 
     class _RefusingBag(_Bag):
@@ -279,7 +279,7 @@ def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_woul
     t0 = 1_796_000_000_000
     payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
     settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
-    fn = _MatchLiveFn(ReconcileConfig(), 1000)
+    fn = MatchLiveFn(ReconcileConfig(), 1000)
     fn.setup()
     state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
     list(fn.process((0, payment), **state))

@@ -218,7 +218,7 @@ def _clock(stored: Optional[int]) -> int:
     return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
-class _MatchLiveFn(beam.DoFn):
+class MatchLiveFn(beam.DoFn):
     CANDIDATES = BagStateSpec("candidates", ArrowTableCoder())
     KEYS = BagStateSpec("keys", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", _META)
@@ -449,7 +449,7 @@ class ColumnarStreamReconcile(beam.PTransform):
              unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
                  candidates_by_key, settlement_candidates, shards)]
             | "AllCandidates" >> beam.Flatten()
-            | "MatchLive" >> beam.ParDo(_MatchLiveFn(config, tick)).with_outputs(ATTRIBUTIONS, main="results")
+            | "MatchLive" >> beam.ParDo(MatchLiveFn(config, tick)).with_outputs(ATTRIBUTIONS, main="results")
         )
         result_tables = matched.results
         day = config.settlement_day
