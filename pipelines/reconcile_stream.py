@@ -65,7 +65,7 @@ from transforms.columnar.flow import ColumnarReconcile
 from transforms.columnar.live_flow import AlertsOfResultTables, ColumnarStreamReconcile
 from transforms.counting import ReportCounts
 from transforms.flow import ReconcileRecords
-from transforms.reconcile import DEFAULT_RETENTION
+from transforms.reconcile import key_lifetime_millis
 
 OUTPUT_SCHEMAS = {
     "results": "reconciliation_result",
@@ -186,9 +186,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
             outputs[name] | f"Write[{name}]" >> _writer(job, name)
         return
     offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
-    policy = job.config.policy
-    horizon = int(DEFAULT_RETENTION.total_seconds() * 1000) + max(policy.settlement_sla_millis,
-                                                                   policy.ledger_grace_millis)
+    horizon = key_lifetime_millis(job.config.policy)
     write_then_commit(outputs, raw, offsets, carried_items, lambda name: write_config(job, name),
                       read_config(job, PAYMENTS), _store_config(job), alerts, horizon)
 

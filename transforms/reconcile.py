@@ -55,6 +55,11 @@ beam.coders.registry.register_coder(Candidate, RowCoder)
 DEFAULT_RETENTION = timedelta(days=7)
 
 
+def key_lifetime_millis(policy: MatchPolicy, retention: timedelta = DEFAULT_RETENTION) -> int:
+    """How long a key stays open after its latest record: the retention plus the longer of SLA and grace."""
+    return int(retention.total_seconds() * 1000) + max(policy.settlement_sla_millis, policy.ledger_grace_millis)
+
+
 @dataclass(frozen=True)
 class AsOf:
     """Where the matcher's notion of "now" comes from."""
@@ -92,8 +97,7 @@ class _MatchKeyFn(beam.DoFn):
         self._policy = policy
         self._watermark_mode = watermark_mode
         self._with_attributions = with_attributions
-        self._retention_millis = int(retention.total_seconds() * 1000) + max(
-            policy.settlement_sla_millis, policy.ledger_grace_millis)
+        self._retention_millis = key_lifetime_millis(policy, retention)
 
     def setup(self):
         use_fast_state_cache_sizing()

@@ -52,7 +52,7 @@ from transforms.columnar.matching import KIND_OF_RECORD_TYPE, ledger_candidates,
 from transforms.daily_totals import SumDailyTotals, settlement_contribution, withdrawn_contribution
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig
-from transforms.reconcile import DEFAULT_RETENTION
+from transforms.reconcile import DEFAULT_RETENTION, key_lifetime_millis
 from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS
 
@@ -227,8 +227,7 @@ class MatchLiveFn(beam.DoFn):
     def __init__(self, config: ReconcileConfig, tick_millis: int):
         policy = config.policy
         self._policy = policy
-        self._retention_millis = int(DEFAULT_RETENTION.total_seconds() * 1000) + max(
-            policy.settlement_sla_millis, policy.ledger_grace_millis)
+        self._retention_millis = key_lifetime_millis(policy)
         self._tick_millis = tick_millis
         self._owner = uuid.uuid4().hex
 
