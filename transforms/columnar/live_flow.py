@@ -53,6 +53,7 @@ from transforms.daily_totals import SumDailyTotals, settlement_contribution, wit
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import DEFAULT_RETENTION, key_lifetime_millis
+from transforms.revisions import merge_revision
 from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS
 
@@ -342,16 +343,24 @@ def _record_times(results: pa.Table) -> np.ndarray:
 def _break_partials(results: pa.Table, settlement_day):
     """Result rows -> per (merchant, currency, settlement day of their record): {key: (revision, (breaks,))}."""
     starts = window_starts(_record_times(results), settlement_day).tolist()
-    breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
-    groups: Dict[tuple, dict] = {}
-    for key, revision, merchant, currency, start, is_break in zip(
-            key_texts(results), results.column("revision").to_pylist(), results.column("merchant_id").to_pylist(),
-            results.column("currency").to_pylist(), starts, breaks):
-        latest = groups.setdefault((merchant, currency, start), {})
-        _, (seen,) = latest.get(key, (revision, (0,)))
-        latest[key] = (revision, (seen + int(is_break),))
-    for (merchant, currency, start), latest in groups.items():
+    groups = zip(results.column("merchant_id").to_pylist(), results.column("currency").to_pylist(), starts)
+    counts = ((is_break,) for is_break in _is_break(results))
+    for (merchant, currency, start), latest in _latest_per_group(results, groups, counts).items():
         yield TimestampedValue(((merchant, currency), (_ZERO_SUMS, latest)), millis_to_beam_timestamp(start))
+
+
+def _is_break(results: pa.Table):
+    return to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).astype(int).tolist()
+
+
+def _latest_per_group(results: pa.Table, groups: Iterable[tuple], counts: Iterable[tuple]) -> Dict[tuple, dict]:
+    """Result rows -> {group: {key: (revision, counts)}}, each row merged as the per-element CombineFns merge
+    one (`transforms/revisions.py: merge_revision`)."""
+    per_group: Dict[tuple, dict] = {}
+    for group, key, revision, row_counts in zip(groups, key_texts(results), results.column("revision").to_pylist(),
+                                                counts):
+        merge_revision(per_group.setdefault(group, {}), key, revision, row_counts)
+    return per_group
 
 
 def _counted_letter(letter: DeadLetter) -> DeadLetter:
@@ -392,26 +401,10 @@ class AlertsOfResultTables(beam.PTransform):
 def _rate_partials(results: pa.Table, stretch_millis: int):
     """Per processor and stretch of their record time: {key: (revision, (decided, breaks))} of the rows,
     stamped at the stretch's start."""
-    yield from _grouped_rates(_rate_rows(results), stretch_millis)
-
-
-def _rate_rows(results: pa.Table):
-    """(record times, [(key, revision, processor, decided, breaks)]) of result rows."""
-    decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).tolist()
-    breaks = to_numpy(pc.is_in(results.column("status"), value_set=pa.array(sorted(BREAK_STATUSES)))).tolist()
-    return _record_times(results), list(zip(key_texts(results), results.column("revision").to_pylist(),
-                                            results.column("processor").to_pylist(), decided, breaks))
-
-
-def _grouped_rates(rows, stretch_millis: int):
-    times, values = rows
-    starts = (times // stretch_millis * stretch_millis).tolist()
-    groups: Dict[tuple, dict] = {}
-    for (key, revision, processor, is_decided, is_break), start in zip(values, starts):
-        latest = groups.setdefault((processor, start), {})
-        _, (seen_decided, seen_breaks) = latest.get(key, (revision, (0, 0)))
-        latest[key] = (revision, (seen_decided + int(is_decided), seen_breaks + int(is_break)))
-    for (processor, start), latest in groups.items():
+    starts = (_record_times(results) // stretch_millis * stretch_millis).tolist()
+    decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).astype(int).tolist()
+    groups = zip(results.column("processor").to_pylist(), starts)
+    for (processor, start), latest in _latest_per_group(results, groups, zip(decided, _is_break(results))).items():
         yield TimestampedValue((processor, latest), millis_to_beam_timestamp(start))
 
 
