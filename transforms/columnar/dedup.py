@@ -15,12 +15,18 @@ import pyarrow.compute as pc
 
 from schemas.internal_records import Judged
 from schemas.raw_chunks import origin_source
-from schemas.record_tables import ID_COLUMN_OF_INPUT
+from schemas.record_tables import ID_COLUMN_OF_INPUT, RECONCILED_SCHEMA_OF_INPUT
 from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN
 from transforms.redelivery import PAYLOAD_FIELDS, conflict_letter
 
 _KEPT = "_kept"
 _WHERE = (ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN)
+
+
+def delivered_schema(input_name: str) -> pa.Schema:
+    """The reconciled columns of an input with where each copy was read (_origin, _source_prefix)."""
+    return (RECONCILED_SCHEMA_OF_INPUT[input_name].append(pa.field(ORIGIN_COLUMN, pa.int64()))
+            .append(pa.field(SOURCE_PREFIX_COLUMN, pa.string())))
 
 
 def first_deliveries(accepted: pa.Table, input_name: str) -> Tuple[pa.Table, List[Judged]]:

@@ -30,7 +30,6 @@ from schemas.codecs import is_truncation
 from schemas.record_tables import (
     ID_COLUMN_OF_INPUT,
     RECONCILED_COLUMNS,
-    RECONCILED_SCHEMA_OF_INPUT,
     TIME_COLUMN_OF_INPUT,
     concat,
 )
@@ -61,7 +60,7 @@ from transforms.columnar.daily_totals import (
     settlement_partials,
     sum_partials,
 )
-from transforms.columnar.dedup import first_deliveries
+from transforms.columnar.dedup import delivered_schema, first_deliveries
 from transforms.columnar.matching import (
     CANDIDATE_TABLE,
     ledger_candidates,
@@ -115,10 +114,7 @@ def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int)
 def _first_deliveries(shard_tables, input_name: str):
     """A shard's copies -> (shard, unique rows); conflicting copies' dead letters and their counts tagged."""
     shard, tables = shard_tables
-    schema = RECONCILED_SCHEMA_OF_INPUT[input_name]
-    with_origin = schema.append(pa.field(ORIGIN_COLUMN, pa.int64())).append(
-        pa.field(SOURCE_PREFIX_COLUMN, pa.string()))
-    unique, judged = first_deliveries(plain(tables, with_origin), input_name)
+    unique, judged = first_deliveries(plain(tables, delivered_schema(input_name)), input_name)
     for letter, _ in judged:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
     yield pvalue.TaggedOutput(COUNTS, (count_name(input_name, CONFLICTING), len(judged)))

@@ -19,16 +19,15 @@ import pyarrow as pa
 from schemas.internal_records import Judged
 from schemas.record_tables import ID_COLUMN_OF_INPUT, RECONCILED_SCHEMA_OF_INPUT, TIME_COLUMN_OF_INPUT, to_numpy
 from schemas.timestamps import EARLIEST_MILLIS
-from transforms.columnar.dedup import conflicting_copies
+from transforms.columnar.dedup import conflicting_copies, delivered_schema
 from transforms.columnar.live_rows import LiveRows
-from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN
+from transforms.columnar.validate import ORIGIN_COLUMN
 
 FORGET = "_forget"
 
 
 def kept_schema(input_name: str) -> pa.Schema:
-    return (RECONCILED_SCHEMA_OF_INPUT[input_name].append(pa.field(ORIGIN_COLUMN, pa.int64()))
-            .append(pa.field(SOURCE_PREFIX_COLUMN, pa.string())).append(pa.field(FORGET, pa.int64())))
+    return delivered_schema(input_name).append(pa.field(FORGET, pa.int64()))
 
 
 class LiveFirstArrivals:

@@ -42,13 +42,16 @@ from schemas.arrow_coder import ArrowTableCoder
 from schemas.record_tables import table_to_records, to_numpy
 from schemas.records import PAYMENTS, SETTLEMENTS, UNATTRIBUTED, DeadLetter, ReconciliationResult, SettlementLine
 from schemas.rules import BREAK_STATUSES, SUM_COLUMNS, UNDECIDED_STATUS
+from schemas.timestamps import EARLIEST_MILLIS
 from transforms.alerts import AlertPolicy, AlertsFromRates
 from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant
 from transforms.columnar.daily_totals import ledger_partials, settlement_partials, window_starts
+from transforms.columnar.dedup import delivered_schema
 from transforms.columnar.flow import ValidateChunks, by_record_id, candidates_by_key
 from transforms.columnar.live_dedup import LiveFirstArrivals
 from transforms.columnar.live_matching import KEY_STATE, LIVE_CANDIDATES, LiveMatchShard, key_texts
 from transforms.columnar.matching import KIND_OF_RECORD_TYPE, ledger_candidates, settlement_candidates
+from transforms.columnar.shards import plain
 from transforms.daily_totals import SumDailyTotals, settlement_contribution, withdrawn_contribution
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig
@@ -151,7 +154,7 @@ class _FirstArrivalsFn(beam.DoFn):
                 forget=beam.DoFn.TimerParam(FORGET)):
         shard_number, table = element
         shard = self._shard(shard_number, kept, meta)
-        unique, letters = shard.arrive(_plain_accepted(table))
+        unique, letters = shard.arrive(plain([table], delivered_schema(self._input_name)))
         self._save(shard_number, shard, kept, meta, forget)
         self._unique.inc(unique.num_rows)
         for letter, _ in letters:
@@ -194,16 +197,6 @@ class _FirstArrivalsFn(beam.DoFn):
             forget.set(millis_to_beam_timestamp(due))
 
 
-def _plain_accepted(table: pa.Table) -> pa.Table:
-    """A shuffled (compacted) table of accepted rows -> plain text columns, _origin and _source_prefix kept."""
-    columns = []
-    for field in table.schema:
-        column = table.column(field.name)
-        if pa.types.is_dictionary(field.type):
-            column = column.cast(field.type.value_type)
-        columns.append(column)
-    return pa.Table.from_arrays(columns, names=table.column_names)
-
 
 # Beam state holds unsigned varints; a clock before 1970 is stored shifted.
 _CLOCK_SHIFT = 1 << 50
@@ -214,8 +207,6 @@ def _stored_clock(clock: int) -> int:
 
 
 def _clock(stored: Optional[int]) -> int:
-    from schemas.timestamps import EARLIEST_MILLIS
-
     return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
