@@ -133,14 +133,11 @@ class CatchUpStride:
         return max(due, clock_millis + stride) if stride > self._tick else due
 
 
-class _FirstArrivalsFn(beam.DoFn):
-    KEPT = BagStateSpec("kept", ArrowTableCoder())
-    META = ReadModifyWriteStateSpec("meta", _META)
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+class _LiveShardFn(beam.DoFn):
+    """What both live stateful DoFns share: the shard cache, the catch-up stride, and committing a shard
+    (a fresh token in state, the shard back in the cache, its timer)."""
 
-    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int):
-        self._input_name = input_name
-        self._horizon_millis = horizon_millis
+    def __init__(self, tick_millis: int):
         self._tick_millis = tick_millis
         self._owner = uuid.uuid4().hex
 
@@ -148,6 +145,28 @@ class _FirstArrivalsFn(beam.DoFn):
         use_fast_state_cache_sizing()
         self._cache = _ShardCache(self._owner)
         self._stride = CatchUpStride(self._tick_millis)
+
+    def _commit(self, number: int, shard, meta, timer, sequence: int) -> None:
+        token = _new_token()
+        meta.write((token, _stored_clock(shard.clock), sequence))
+        self._cache.put(number, token, shard)
+        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
+        if due is not None:
+            timer.set(millis_to_beam_timestamp(due))
+
+
+class _FirstArrivalsFn(_LiveShardFn):
+    KEPT = BagStateSpec("kept", ArrowTableCoder())
+    META = ReadModifyWriteStateSpec("meta", _META)
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int):
+        super().__init__(tick_millis)
+        self._input_name = input_name
+        self._horizon_millis = horizon_millis
+
+    def setup(self):
+        super().setup()
         self._unique = Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{self._input_name}.unique")
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
@@ -189,12 +208,7 @@ class _FirstArrivalsFn(beam.DoFn):
         else:
             for table in shard.take_changes():
                 kept.add(table)
-        token = _new_token()
-        meta.write((token, _stored_clock(shard.clock), 0))
-        self._cache.put(number, token, shard)
-        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
-        if due is not None:
-            forget.set(millis_to_beam_timestamp(due))
+        self._commit(number, shard, meta, forget, 0)
 
 
 
@@ -210,23 +224,16 @@ def _clock(stored: Optional[int]) -> int:
     return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
-class MatchLiveFn(beam.DoFn):
+class MatchLiveFn(_LiveShardFn):
     CANDIDATES = BagStateSpec("candidates", ArrowTableCoder())
     KEYS = BagStateSpec("keys", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", _META)
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, config: ReconcileConfig, tick_millis: int):
-        policy = config.policy
-        self._policy = policy
-        self._retention_millis = key_lifetime_millis(policy)
-        self._tick_millis = tick_millis
-        self._owner = uuid.uuid4().hex
-
-    def setup(self):
-        use_fast_state_cache_sizing()
-        self._cache = _ShardCache(self._owner)
-        self._stride = CatchUpStride(self._tick_millis)
+        super().__init__(tick_millis)
+        self._policy = config.policy
+        self._retention_millis = key_lifetime_millis(config.policy)
 
     def process(self, element, candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
@@ -282,12 +289,7 @@ class MatchLiveFn(beam.DoFn):
             if changed.num_rows:
                 keys.add(changed)
         Metrics.gauge(METRICS_NAMESPACE, f"{LIVE_PREFIX}open_keys.{number}").set(len(shard.keys))
-        token = _new_token()
-        meta.write((token, _stored_clock(shard.clock), shard.sequence))
-        self._cache.put(number, token, shard)
-        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
-        if due is not None:
-            tick.set(millis_to_beam_timestamp(due))
+        self._commit(number, shard, meta, tick, shard.sequence)
 
 
 # ---------------------------------------------------------------- sums for the windowed steps
