@@ -149,67 +149,67 @@ def _read_outputs(pbegin, config: KafkaReadConfig, clock: Clock, chunks: bool = 
     )
 
 
-class ReadRawRecordsFromKafka(beam.PTransform):
+class _ReadKafka(beam.PTransform):
+    """The four read transforms: records or chunks (`CHUNKS`), committed on finalization or emitted as
+    offsets for a later commit (`DEFER_COMMIT`)."""
+
+    CHUNKS = False
+    DEFER_COMMIT = False
+
+    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
+        super().__init__()
+        config.validate()
+        self._config = replace(config, defer_commit=self.DEFER_COMMIT)
+        self._clock = clock
+
+    def _outputs(self, pbegin):
+        return _read_outputs(pbegin, self._config, self._clock, chunks=self.CHUNKS)
+
+
+class ReadRawRecordsFromKafka(_ReadKafka):
     """PBegin -> PCollection[RawRecord] of one input, timestamped with the payload event time.
 
     Offsets are committed in bundle finalization (or not at all with commit_offsets=False);
     a bounded run that must commit only after its outputs are written uses ReadKafkaCommitLater.
     """
 
-    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
-        super().__init__()
-        config.validate()
-        self._config = replace(config, defer_commit=False)
-        self._clock = clock
-
     def expand(self, pbegin):
-        return _read_outputs(pbegin, self._config, self._clock).records
+        return self._outputs(pbegin).records
 
 
-class ReadKafkaCommitLater(beam.PTransform):
+class ReadKafkaCommitLater(_ReadKafka):
     """PBegin -> {"records": RawRecords, "offsets": PartitionOffsets}; nothing is committed by the read.
 
     Pass "offsets" to CommitOffsetsWhenWritten together with the outputs' completion signals.
     """
 
-    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
-        super().__init__()
-        config.validate()
-        self._config = replace(config, defer_commit=True)
-        self._clock = clock
+    DEFER_COMMIT = True
 
     def expand(self, pbegin):
-        outputs = _read_outputs(pbegin, self._config, self._clock)
+        outputs = self._outputs(pbegin)
         return {"records": outputs.records, "offsets": outputs[OFFSETS]}
 
 
-class ReadRawChunksFromKafka(beam.PTransform):
+class ReadRawChunksFromKafka(_ReadKafka):
     """PBegin -> PCollection[RawChunk] of one input (chunk mode), each timestamped with the smallest
     output time of its records; the same records, offsets and commits as ReadRawRecordsFromKafka.
 
     Offsets are committed in bundle finalization (or not at all with commit_offsets=False).
     """
 
-    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
-        super().__init__()
-        config.validate()
-        self._config = replace(config, defer_commit=False)
-        self._clock = clock
+    CHUNKS = True
 
     def expand(self, pbegin):
-        return _read_outputs(pbegin, self._config, self._clock, chunks=True).records
+        return self._outputs(pbegin).records
 
 
-class ReadKafkaChunksCommitLater(beam.PTransform):
+class ReadKafkaChunksCommitLater(_ReadKafka):
     """PBegin -> {"chunks": RawChunks, "offsets": PartitionOffsets}; nothing is committed by the read
     (ReadKafkaCommitLater in chunk mode): pass "offsets" to CommitOffsetsWhenWritten."""
 
-    def __init__(self, config: KafkaReadConfig, clock: Clock = SYSTEM_CLOCK):
-        super().__init__()
-        config.validate()
-        self._config = replace(config, defer_commit=True)
-        self._clock = clock
+    CHUNKS = True
+    DEFER_COMMIT = True
 
     def expand(self, pbegin):
-        outputs = _read_outputs(pbegin, self._config, self._clock, chunks=True)
+        outputs = self._outputs(pbegin)
         return {"chunks": outputs.records, "offsets": outputs[OFFSETS]}
