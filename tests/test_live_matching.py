@@ -245,9 +245,8 @@ class _Timer:
         pass
 
 
-def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust():
-    """A bundle that fails after the matcher changed its shard (a downstream DoFn raising while results are
-    emitted) commits no state; its retry must judge the records again, not find them already seen."""
+def _matcher_after_a_payment():
+    """A MatchLiveFn with fake state that has taken one payment (PENDING), and the settlement pairing it."""
     from transforms.columnar.live_flow import MatchLiveFn
     from transforms.flow import ReconcileConfig
 
@@ -258,34 +257,32 @@ def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust
     fn.setup()
     state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
     assert [row["status"] for out in fn.process((0, payment), **state) for row in out.to_pylist()] == ["PENDING"]
+    return fn, state, settlement
+
+
+def _revisions(outputs):
+    return [(row["status"], row["revision"]) for out in outputs for row in out.to_pylist()]
+
+
+def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust():
+    """A bundle that fails after the matcher changed its shard (a downstream DoFn raising while results are
+    emitted) commits no state; its retry must judge the records again, not find them already seen."""
+    fn, state, settlement = _matcher_after_a_payment()
     committed = dict(candidates=_Bag(state["candidates"].items), keys=_Bag(state["keys"].items),
                      meta=_Value(state["meta"].value), tick=_Timer())
     attempt = fn.process((0, settlement), **state)
     next(attempt)
     attempt.close()  # the bundle fails downstream: the runner discards its state writes
-    retried = [(row["status"], row["revision"]) for out in fn.process((0, settlement), **committed)
-               for row in out.to_pylist()]
-    assert retried == [("MATCHED", 2)]
+    assert _revisions(fn.process((0, settlement), **committed)) == [("MATCHED", 2)]
 
 
 def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_would_trust():
-    from transforms.columnar.live_flow import MatchLiveFn
-    from transforms.flow import ReconcileConfig
-
     class _RefusingBag(_Bag):
         def add(self, value):
             raise RuntimeError("the state backend refused the write")
 
-    t0 = 1_796_000_000_000
-    payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
-    settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
-    fn = MatchLiveFn(ReconcileConfig(), 1000)
-    fn.setup()
-    state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
-    list(fn.process((0, payment), **state))
+    fn, state, settlement = _matcher_after_a_payment()
     failing = dict(state, candidates=_RefusingBag(state["candidates"].items))
     with pytest.raises(RuntimeError):
         list(fn.process((0, settlement), **failing))
-    retried = [(row["status"], row["revision"]) for out in fn.process((0, settlement), **state)
-               for row in out.to_pylist()]
-    assert retried == [("MATCHED", 2)]
+    assert _revisions(fn.process((0, settlement), **state)) == [("MATCHED", 2)]
