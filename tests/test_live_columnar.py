@@ -25,7 +25,8 @@ from datagen.generator import GeneratorConfig, generate
 from schemas.arrow_readers import tabulate_records
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from tests.beam_helpers import DAY
-from tests.test_stream_equivalence import FAR_FUTURE, _final_answer, _last_panes, _valid_records
+from tests.test_stream_equivalence import _final_answer, _last_panes, _valid_records
+from tests.test_stream_equivalence import _run as _run_reference
 from transforms.alerts import AlertPolicy, BreakRateAlerts
 from transforms.columnar.live_flow import AlertsOfResultTables, ColumnarStreamReconcile
 from transforms.daily_totals import TriggerPolicy
@@ -87,15 +88,8 @@ def _run(batches, engine: str, options=None):
 
 
 def _batch(records):
-    _CAPTURED.clear()
-    config = ReconcileConfig(as_of=AsOf.fixed(FAR_FUTURE))
-    with BeamTestPipeline() as pipeline:
-        raw = {name: pipeline | f"Create[{name}]" >> beam.Create([r for r, _ in records if r.input == name])
-               for name in (PAYMENTS, SETTLEMENTS)}
-        outputs = raw | ReconcileRecords(config)
-        for name in ("results", "daily_totals"):
-            assert_that(outputs[name], functools.partial(_capture, name), label=name)
-    return dict(_CAPTURED)
+    """The batch answer at a far-future as_of: tests/test_stream_equivalence.py's bounded run."""
+    return _run_reference(records, streaming=False)
 
 
 def _redelivered(records, rng, conflicting: bool):
