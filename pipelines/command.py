@@ -37,18 +37,18 @@ def run_command(prog: str, command: str, handler: Handler, args: argparse.Namesp
     try:
         return handler(args, extra)
     except PaybeamError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        _error_line(f"{prog}: error: {error}")
         return error.exit_code
     except Interrupted as interrupted:
-        print(f"{prog}: error: stopped by {interrupted}{_UNPUBLISHED.get(command, '')}", file=sys.stderr)
+        _error_line(f"{prog}: error: stopped by {interrupted}{_UNPUBLISHED.get(command, '')}")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"{prog}: error: interrupted{_UNPUBLISHED.get(command, '')}", file=sys.stderr)
+        _error_line(f"{prog}: error: interrupted{_UNPUBLISHED.get(command, '')}")
         return 130
     except Exception as error:  # noqa: BLE001 — environment failures (disk full, ...) inside a run
         if os.environ.get("PAYBEAM_DEBUG"):
             traceback.print_exc()
-        print(f"{prog}: error: the run failed: {one_line(error)}", file=sys.stderr)
+        _error_line(f"{prog}: error: the run failed: {one_line(error)}")
         return 1
     finally:
         if previous_sigterm is not None:
@@ -63,6 +63,13 @@ def run_module(prog: str, description: str, add_arguments: Callable[[argparse.Ar
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     return run_command(prog, command, handler, args, beam_args)
+
+
+def _error_line(line: str) -> None:
+    # One write, newline included: print() writes the text and its end separately, and a worker
+    # thread's output could land between them (a CI run, 2026-12-03).
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _interrupt(signum, frame) -> None:

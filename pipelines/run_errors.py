@@ -52,10 +52,35 @@ _DROP_TRACEBACKS = _DropTracebacks()
 
 def quiet_step_tracebacks() -> None:
     """For the whole process: Beam logs a failing step's traceback before it re-raises the error,
-    which the CLI then reports in one line (PAYBEAM_DEBUG=1 prints the traceback instead)."""
-    step_logger = logging.getLogger("apache_beam.runners.common")
-    if _DROP_TRACEBACKS not in step_logger.filters:
-        step_logger.addFilter(_DROP_TRACEBACKS)
+    which the CLI then reports in one line (PAYBEAM_DEBUG=1 prints the traceback instead). The
+    in-process SDK worker (LOOPBACK, Prism, the DirectRunner's portable mode) also logs and prints
+    tracebacks when the job's gRPC channels close under it, after the run has already failed; those
+    interleaved with the error line on stderr (CI, 2026-12-03), so they are kept off too."""
+    for name in _BEAM_LOGGERS_WITH_TRACEBACKS:
+        logger = logging.getLogger(name)
+        if _DROP_TRACEBACKS not in logger.filters:
+            logger.addFilter(_DROP_TRACEBACKS)
+    if threading.excepthook is not _quiet_closed_channel:
+        global _previous_excepthook
+        _previous_excepthook = threading.excepthook
+        threading.excepthook = _quiet_closed_channel
+
+
+_BEAM_LOGGERS_WITH_TRACEBACKS = ("apache_beam.runners.common", "apache_beam.runners.worker.data_plane",
+                                 "apache_beam.runners.worker.sdk_worker")
+_previous_excepthook = threading.excepthook
+
+
+def _quiet_closed_channel(hook_args) -> None:
+    # grpc.RpcError is the worker's control or data stream ending with the job service; anything
+    # else a thread raises is still printed by the hook that was there before.
+    import grpc
+
+    if isinstance(hook_args.exc_value, grpc.RpcError):
+        _LOGGER.debug("thread %s ended: %s", getattr(hook_args.thread, "name", "?"),
+                      one_line_cause(hook_args.exc_value))
+        return
+    _previous_excepthook(hook_args)
 
 
 @contextlib.contextmanager

@@ -63,3 +63,38 @@ def test_a_failed_run_is_one_line_and_exit_1_through_every_entry_point(entry):
                 "--bounded", "end_offsets", "--broker-timeout", "2")
     assert done.returncode == 1, done.stderr
     assert "127.0.0.1:9" in _one_error_line(done.stderr)
+
+
+def test_a_worker_thread_ending_with_its_closed_channel_prints_nothing_but_other_thread_errors_still_print():
+    """The in-process SDK worker's threads raise grpc errors when the job service closes their streams,
+    after the run has failed; their tracebacks once cut the error line in two on stderr (CI, 2026-12-03).
+    Run in a child process so the hook is installed as the CLI installs it."""
+    script = """
+import threading, grpc
+from pipelines.run_errors import quiet_step_tracebacks
+quiet_step_tracebacks()
+class Closed(grpc.RpcError):
+    pass
+def closed(): raise Closed("Stream removed (Socket closed)")
+def broken(): raise ValueError("a real bug in a thread")
+for target in (closed, broken):
+    thread = threading.Thread(target=target, name=target.__name__)
+    thread.start(); thread.join()
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "Stream removed" not in done.stderr and "in thread closed" not in done.stderr, done.stderr
+    assert "Exception in thread broken" in done.stderr and "a real bug in a thread" in done.stderr, done.stderr
+
+
+def test_the_error_line_is_written_whole_in_one_write(monkeypatch):
+    from pipelines import command
+
+    writes = []
+    monkeypatch.setattr(sys, "stderr", type("Recorder", (), {"write": lambda self, text: writes.append(text),
+                                                            "flush": lambda self: None})())
+
+    def fails(args, extra):
+        raise RuntimeError("boom")
+
+    assert command.run_command("paybeam stream", "stream", fails, None, []) == 1
+    assert writes == ["paybeam stream: error: the run failed: RuntimeError: boom\n"]
