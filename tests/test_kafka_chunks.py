@@ -30,6 +30,7 @@ from pipelines.io.kafka import (
     ReadRawChunksFromKafka,
     ReadRawRecordsFromKafka,
 )
+from pipelines.io.kafka._reader import nothing_to_commit
 from schemas.internal_records import PartitionDescriptor, PartitionOffset
 from schemas.raw_chunks import RawChunk
 from schemas.records import PAYMENTS
@@ -192,11 +193,18 @@ def _drive_watching(fn, descriptor, restriction, estimator):
     from pipelines.io.kafka import CheckpointOnlyOffsetTracker
 
     class _Finalizer:
+        """Keeps the commit callbacks; every bundle must also register the no-op (Prism finalizes every bundle
+        of the reading stage, docs/DESIGN.md 7)."""
+
         def __init__(self):
             self.callbacks = []
+            self.finalizable = False
 
         def register(self, callback):
-            self.callbacks.append(callback)
+            if callback is nothing_to_commit:
+                self.finalizable = True
+            else:
+                self.callbacks.append(callback)
 
     tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
     finalizer = _Finalizer()
@@ -205,6 +213,7 @@ def _drive_watching(fn, descriptor, restriction, estimator):
                              ThreadsafeWatermarkEstimator(estimator)):
         seen.append((output, estimator.current_watermark()))
     tracker.check_done()
+    assert finalizer.finalizable
     deferred = tracker.deferred_status()
     return seen, tracker.current_restriction(), deferred and deferred[0], finalizer.callbacks
 

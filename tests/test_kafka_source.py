@@ -33,6 +33,7 @@ from pipelines.io.kafka import (
     ReadRawRecordsFromKafka,
     allocate_max_records,
 )
+from pipelines.io.kafka._reader import nothing_to_commit
 from schemas.kafka_values import encode_value
 from schemas.records import PAYMENTS, SETTLEMENTS
 from tests.beam_helpers import DAY as DAY_MILLIS
@@ -399,11 +400,18 @@ def test_watermark_estimator_is_monotonic_and_keeps_its_idle_clock():
 # ------------------------------------------------------------------------------------------
 
 class _Finalizer:
+    """Keeps the commit callbacks; every bundle must also register the no-op (Prism finalizes every bundle
+    of the reading stage, docs/DESIGN.md 7)."""
+
     def __init__(self):
         self.callbacks = []
+        self.finalizable = False
 
     def register(self, callback):
-        self.callbacks.append(callback)
+        if callback is nothing_to_commit:
+            self.finalizable = True
+        else:
+            self.callbacks.append(callback)
 
 
 def drive(fn, descriptor, restriction, estimator_state=None):
@@ -422,6 +430,7 @@ def drive(fn, descriptor, restriction, estimator_state=None):
     outputs = list(fn.process(descriptor, finalizer, RestrictionTrackerView(tracker),
                               ThreadsafeWatermarkEstimator(estimator)))
     tracker.check_done()
+    assert finalizer.finalizable
     deferred = tracker.deferred_status()
     return outputs, tracker.current_restriction(), deferred and deferred[0], estimator, finalizer.callbacks
 

@@ -83,7 +83,7 @@ class ReadPartitionFn(beam.DoFn):
         # Prism sends FinalizeBundle for every bundle of a stage whose DoFn takes a finalizer, not only for
         # bundles that registered a callback; the SDK answers one that did not with a logged "Bundle is
         # not in a finalizable state" traceback (758 of them in a 7-minute catch-up, 2026-12-03).
-        fin.register(_nothing_to_commit)
+        fin.register(nothing_to_commit)
         start = tracker.current_restriction().start
         if start >= tracker.current_restriction().stop:
             return
@@ -314,7 +314,7 @@ class ReadPartitionUnboundedFn(ReadPartitionFn):
         yield from self._read(descriptor, fin, tracker, watermark)
 
 
-def _nothing_to_commit() -> None:
+def nothing_to_commit() -> None:
     """The finalization callback of a bundle that read nothing new."""
 
 
