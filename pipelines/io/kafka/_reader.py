@@ -80,10 +80,13 @@ class ReadPartitionFn(beam.DoFn):
 
     def _read(self, descriptor: PartitionDescriptor, fin, tracker, watermark) -> Iterator[TimestampedValue]:
         config = self._config
-        # Prism sends FinalizeBundle for every bundle of a stage whose DoFn takes a finalizer, not only for
-        # bundles that registered a callback; the SDK answers one that did not with a logged "Bundle is
-        # not in a finalizable state" traceback (758 of them in a 7-minute catch-up, 2026-12-03).
-        fin.register(nothing_to_commit)
+        commits_on_finalize = config.commit_offsets and not config.defer_commit
+        if commits_on_finalize:
+            # Prism sends FinalizeBundle for every bundle of a stage whose DoFn takes a finalizer, not only
+            # for bundles that registered a callback; the SDK answers one that did not with a logged "Bundle
+            # is not in a finalizable state" traceback (758 in a 7-minute catch-up, 2026-12-03). Only the
+            # unbounded mode that commits on finalization registers: Flink's batch mode refuses finalizers.
+            fin.register(nothing_to_commit)
         start = tracker.current_restriction().start
         if start >= tracker.current_restriction().stop:
             return
@@ -92,7 +95,7 @@ class ReadPartitionFn(beam.DoFn):
         try:
             yield from self._read_range(descriptor, tracker, watermark, progress)
         finally:
-            if progress[0] > start and config.commit_offsets and not config.defer_commit:
+            if progress[0] > start and commits_on_finalize:
                 fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
         if progress[0] > start and config.commit_offsets and config.defer_commit:
             yield TaggedOutput(OFFSETS, PartitionOffset(descriptor.topic, descriptor.partition, progress[0]))
