@@ -30,7 +30,6 @@ from pipelines.io.kafka import (
     ReadRawChunksFromKafka,
     ReadRawRecordsFromKafka,
 )
-from pipelines.io.kafka._reader import nothing_to_commit
 from schemas.internal_records import PartitionDescriptor, PartitionOffset
 from schemas.raw_chunks import RawChunk
 from schemas.records import PAYMENTS
@@ -38,6 +37,7 @@ from tests.beam_helpers import at
 from tests.kafka_helpers import ManualClock
 from tests.test_kafka_source import (
     MINUTE,
+    _Finalizer,
     committed_offsets,
     config_for,
     drive,
@@ -191,20 +191,6 @@ def _drive_watching(fn, descriptor, restriction, estimator):
     )
 
     from pipelines.io.kafka import CheckpointOnlyOffsetTracker
-
-    class _Finalizer:
-        """Keeps the commit callbacks; a bundle that commits on finalization also registers the no-op (Prism finalizes every bundle
-        of the reading stage, docs/DESIGN.md 7)."""
-
-        def __init__(self):
-            self.callbacks = []
-            self.finalizable = False
-
-        def register(self, callback):
-            if callback is nothing_to_commit:
-                self.finalizable = True
-            else:
-                self.callbacks.append(callback)
 
     tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
     finalizer = _Finalizer()

@@ -400,17 +400,14 @@ def test_watermark_estimator_is_monotonic_and_keeps_its_idle_clock():
 # ------------------------------------------------------------------------------------------
 
 class _Finalizer:
-    """Keeps the commit callbacks; a bundle that commits on finalization also registers the no-op (Prism finalizes every bundle
-    of the reading stage, docs/DESIGN.md 7)."""
+    """Keeps the commit callbacks, not the no-op a bundle that commits on finalization also registers (Prism
+    finalizes every bundle of the reading stage, docs/DESIGN.md 7)."""
 
     def __init__(self):
         self.callbacks = []
-        self.finalizable = False
 
     def register(self, callback):
-        if callback is nothing_to_commit:
-            self.finalizable = True
-        else:
+        if callback is not nothing_to_commit:
             self.callbacks.append(callback)
 
 
