@@ -92,6 +92,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
         consumer_config=job.consumer_config,
         chunk_max_records=job.chunk_max_records,
         chunk_max_millis=job.chunk_max_millis,
+        read_call_millis=job.read_call_millis,
     )
     try:
         config.validate()

@@ -25,6 +25,7 @@ from pipelines.io.kafka import (
     DEFAULT_BROKER_TIMEOUT_SECONDS,
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
+    DEFAULT_READ_CALL_MILLIS,
     START_POSITIONS,
 )
 from pipelines.kafka_arguments import parse_settings
@@ -61,6 +62,7 @@ class StreamJob:
     timer_tick_millis: int = DEFAULT_TICK_MILLIS
     chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
     chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
+    read_call_millis: int = DEFAULT_READ_CALL_MILLIS
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     open_items_topic: Optional[str] = None  # None: <group_id>.open-items
     status_interval_seconds: float = 5.0  # unbounded runs: a status line this often on stderr; 0: none
@@ -112,6 +114,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-max-ms", type=int, default=DEFAULT_CHUNK_MAX_MILLIS, metavar="MILLIS",
                         help="unbounded columnar runs: the longest a message waits in the source for its chunk "
                              f"(default {DEFAULT_CHUNK_MAX_MILLIS})")
+    parser.add_argument("--read-call-ms", type=int, default=DEFAULT_READ_CALL_MILLIS, metavar="MILLIS",
+                        help="the longest one read of a partition runs before its records move on: runners finish "
+                             "a bundle (and Flink passes a checkpoint) only between reads (default "
+                             f"{DEFAULT_READ_CALL_MILLIS})")
     parser.add_argument("--timer-tick-ms", type=int, default=DEFAULT_TICK_MILLIS, metavar="MILLIS",
                         help="unbounded columnar runs: deadlines and expiries are judged when the watermark passes "
                              f"them, rounded up to this (default {DEFAULT_TICK_MILLIS})")
@@ -159,7 +165,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
     for flag, value in (("--timer-tick-ms", args.timer_tick_ms), ("--chunk-max-records", args.chunk_max_records),
-                        ("--chunk-max-ms", args.chunk_max_ms)):
+                        ("--chunk-max-ms", args.chunk_max_ms), ("--read-call-ms", args.read_call_ms)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1")
     engine = args.engine or (ELEMENTWISE if not bounded and args.kafka_io == "java" else COLUMNAR)
@@ -205,6 +211,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         timer_tick_millis=args.timer_tick_ms,
         chunk_max_records=args.chunk_max_records,
         chunk_max_millis=args.chunk_max_ms,
+        read_call_millis=args.read_call_ms,
         shards=args.shards,
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,

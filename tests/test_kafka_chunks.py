@@ -20,6 +20,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from pipelines.io.kafka import (
+    DEFAULT_READ_CALL_MILLIS,
     OFFSETS,
     UNBOUNDED_STOP,
     KafkaReadConfig,
@@ -256,6 +257,45 @@ def test_chunk_max_millis_on_the_injected_clock(kafka_broker):
     # 20 ms per reading: every poll's records are 40 ms old when the poll ends, past 30 ms.
     sizes = chunk_sizes(max_millis=30, clock_step=0.02)
     assert sum(sizes) == 1200 and len(sizes) >= 3 and max(sizes) <= 500  # POLL_BATCH
+
+
+@pytest.mark.parametrize("chunks", [True, False], ids=["chunk-mode", "record-mode"])
+def test_read_call_millis_ends_a_busy_call_on_the_injected_clock(kafka_broker, chunks):
+    """A call returns after `read_call_millis` even while records keep coming: runners finish a bundle (and
+    Flink passes a checkpoint barrier) only between calls, so long calls held every result (DESIGN 9.5)."""
+    topic = new_topic(kafka_broker, partitions=1)
+    produce_payments(kafka_broker, topic, payments("c", 1200), partitions=(0,))
+    descriptor = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
+
+    def one_call(read_call_millis: int):
+        clock = ManualClock(now=1_800_000_000.0)
+        clock.monotonic = _stepping(0.02)
+        config = config_for(kafka_broker, topic, bounded=None, chunk_max_records=100_000, chunk_max_millis=10,
+                            read_call_millis=read_call_millis)
+        fn = ReadPartitionFn(config, clock, chunks=chunks)
+        fn.setup()
+        try:
+            outputs, primary, residual, _, _ = drive(fn, descriptor, OffsetRange(0, UNBOUNDED_STOP))
+        finally:
+            fn.teardown()
+        main = [output for output in outputs if not isinstance(output, TaggedOutput)]
+        read = sum(output.value.read_count for output in main) if chunks else len(main)
+        return read, primary, residual
+
+    read, primary, residual = one_call(read_call_millis=30)  # past after the first poll's few readings
+    assert 0 < read < 1200
+    assert primary == OffsetRange(0, read) and residual == OffsetRange(read, UNBOUNDED_STOP)
+    read, primary, residual = one_call(read_call_millis=600_000)  # the whole backlog, then caught up
+    assert read == 1200
+    assert primary.stop >= 1200 and residual.start == primary.stop
+
+
+def test_read_call_millis_is_validated():
+    config = KafkaReadConfig(bootstrap_servers="127.0.0.1:9", topics=("t",), group_id="g", input_name=PAYMENTS)
+    assert config.read_call_millis == DEFAULT_READ_CALL_MILLIS == 500
+    for bad in (0, -1, 0.5, True):
+        with pytest.raises(ValueError, match="read_call_millis must be a positive integer"):
+            KafkaReadConfig(**{**config.__dict__, "read_call_millis": bad}).validate()
 
 
 def _stepping(step: float):

@@ -253,7 +253,7 @@ def _matcher_after_a_payment():
     t0 = 1_796_000_000_000
     payment = _table([("r1", 0, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0]))
     settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
-    fn = MatchLiveFn(ReconcileConfig(), 1000)
+    fn = MatchLiveFn(ReconcileConfig(), 1000, 8)
     fn.setup()
     state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
     assert [row["status"] for out in fn.process((0, payment), **state) for row in out.to_pylist()] == ["PENDING"]
@@ -274,6 +274,23 @@ def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust
     next(attempt)
     attempt.close()  # the bundle fails downstream: the runner discards its state writes
     assert _revisions(fn.process((0, settlement), **committed)) == [("MATCHED", 2)]
+
+
+def test_state_written_with_another_shard_count_fails_with_one_line_naming_both():
+    """Restoring a checkpoint with another --shards would send a key's records to a shard without its state
+    (its open items judged again as new, its old ones expiring alone): the run stops and says what to do."""
+    from transforms.columnar.live_flow import MatchLiveFn, ShardCountChanged
+    from transforms.flow import ReconcileConfig
+
+    _, state, settlement = _matcher_after_a_payment()  # written by a run with 8 shards
+    restored = MatchLiveFn(ReconcileConfig(), 1000, 1)
+    restored.setup()
+    with pytest.raises(ShardCountChanged, match=r"written with --shards 8 and this run has --shards 1: restart "
+                                                r"with --shards 8"):
+        list(restored.process((0, settlement), **state))
+    same = MatchLiveFn(ReconcileConfig(), 1000, 8)
+    same.setup()
+    assert _revisions(same.process((0, settlement), **state)) == [("MATCHED", 2)]
 
 
 def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_would_trust():

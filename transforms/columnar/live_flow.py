@@ -66,7 +66,7 @@ DEFAULT_TICK_MILLIS = 1_000
 METRICS_NAMESPACE = "paybeam"
 LIVE_PREFIX = "live."
 NEEDS_ATTRIBUTION = "needs_attribution"
-_META = TupleCoder([VarIntCoder(), VarIntCoder(), VarIntCoder()])  # (token, clock, sequence)
+_META = TupleCoder([VarIntCoder()] * 4)  # (token, clock, sequence, shard count)
 _ZERO_SUMS = (0,) * (len(SUM_COLUMNS) - 1)
 
 
@@ -133,12 +133,17 @@ class CatchUpStride:
         return max(due, clock_millis + stride) if stride > self._tick else due
 
 
+class ShardCountChanged(ValueError):
+    """State written with one shard count, read by a run with another: keys would meet the wrong state."""
+
+
 class _LiveShardFn(beam.DoFn):
     """What both live stateful DoFns share: the shard cache, the catch-up stride, and committing a shard
     (a fresh token in state, the shard back in the cache, its timer)."""
 
-    def __init__(self, tick_millis: int):
+    def __init__(self, tick_millis: int, shards: int):
         self._tick_millis = tick_millis
+        self._shards = shards
         self._owner = uuid.uuid4().hex
 
     def setup(self):
@@ -148,11 +153,21 @@ class _LiveShardFn(beam.DoFn):
 
     def _commit(self, number: int, shard, meta, timer, sequence: int) -> None:
         token = _new_token()
-        meta.write((token, _stored_clock(shard.clock), sequence))
+        meta.write((token, _stored_clock(shard.clock), sequence, self._shards))
         self._cache.put(number, token, shard)
         due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
         if due is not None:
             timer.set(millis_to_beam_timestamp(due))
+
+    def _read_meta(self, meta) -> Optional[tuple]:
+        """The shard's stored (token, clock, sequence, shards); a run restored from a checkpoint or savepoint
+        with another --shards fails here: records of a key would go to a shard that does not hold its state."""
+        stored = meta.read()
+        if stored is not None and stored[3] != self._shards:
+            raise ShardCountChanged(
+                f"the stream's state was written with --shards {stored[3]} and this run has --shards "
+                f"{self._shards}: restart with --shards {stored[3]} (or start without the checkpoint)")
+        return stored
 
 
 class _FirstArrivalsFn(_LiveShardFn):
@@ -160,8 +175,8 @@ class _FirstArrivalsFn(_LiveShardFn):
     META = ReadModifyWriteStateSpec("meta", _META)
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
-    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int):
-        super().__init__(tick_millis)
+    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int, shards: int):
+        super().__init__(tick_millis, shards)
         self._input_name = input_name
         self._horizon_millis = horizon_millis
 
@@ -192,7 +207,7 @@ class _FirstArrivalsFn(_LiveShardFn):
         return []
 
     def _shard(self, number: int, kept, meta) -> LiveFirstArrivals:
-        stored = meta.read()
+        stored = self._read_meta(meta)
         shard = self._cache.take(number, stored)
         if shard is None:
             clock = stored[1] if stored is not None else None
@@ -230,8 +245,8 @@ class MatchLiveFn(_LiveShardFn):
     META = ReadModifyWriteStateSpec("meta", _META)
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
-    def __init__(self, config: ReconcileConfig, tick_millis: int):
-        super().__init__(tick_millis)
+    def __init__(self, config: ReconcileConfig, tick_millis: int, shards: int):
+        super().__init__(tick_millis, shards)
         self._policy = config.policy
         self._retention_millis = key_lifetime_millis(config.policy)
 
@@ -264,7 +279,7 @@ class MatchLiveFn(_LiveShardFn):
         yield results
 
     def _shard(self, number: int, candidates, keys, meta) -> LiveMatchShard:
-        stored = meta.read()
+        stored = self._read_meta(meta)
         shard = self._cache.take(number, stored)
         if shard is None:
             if stored is None:
@@ -424,7 +439,7 @@ class ColumnarStreamReconcile(beam.PTransform):
                 validated["accepted"]
                 | f"ShardById[{name}]" >> beam.FlatMap(by_record_id, name, shards)
                 | f"GlobalWindow[{name}]" >> beam.WindowInto(GlobalWindows())
-                | f"FirstArrivals[{name}]" >> beam.ParDo(_FirstArrivalsFn(name, horizon_millis, tick)).with_outputs(
+                | f"FirstArrivals[{name}]" >> beam.ParDo(_FirstArrivalsFn(name, horizon_millis, tick, shards)).with_outputs(
                     DEAD_LETTERS, main="unique")
             )
             unique[name] = arrivals.unique
@@ -434,7 +449,7 @@ class ColumnarStreamReconcile(beam.PTransform):
              unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
                  candidates_by_key, settlement_candidates, shards)]
             | "AllCandidates" >> beam.Flatten()
-            | "MatchLive" >> beam.ParDo(MatchLiveFn(config, tick)).with_outputs(ATTRIBUTIONS, main="results")
+            | "MatchLive" >> beam.ParDo(MatchLiveFn(config, tick, shards)).with_outputs(ATTRIBUTIONS, main="results")
         )
         result_tables = matched.results
         day = config.settlement_day
@@ -463,4 +478,5 @@ class ColumnarStreamReconcile(beam.PTransform):
         }
 
 
-__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "KEY_STATE", "LIVE_CANDIDATES"]
+__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "KEY_STATE", "LIVE_CANDIDATES",
+           "ShardCountChanged"]

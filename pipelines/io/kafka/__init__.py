@@ -21,6 +21,7 @@ from pipelines.io.kafka._config import (
     BOUNDED_MODES,
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
+    DEFAULT_READ_CALL_MILLIS,
     START_POSITIONS,
     KafkaReadConfig,
 )
@@ -75,6 +76,7 @@ __all__ = [
     # Chunk mode: RawChunks (Arrow tables) for the columnar engine
     "DEFAULT_CHUNK_MAX_MILLIS",
     "DEFAULT_CHUNK_MAX_RECORDS",
+    "DEFAULT_READ_CALL_MILLIS",
     "ReadRawChunksFromKafka",
     "ReadKafkaChunksCommitLater",
     "OFFSETS",

@@ -26,13 +26,12 @@ from transforms.counting import METRICS_NAMESPACE
 from transforms.event_time import millis_to_beam_timestamp
 
 _LOGGER = logging.getLogger(__name__)
-# A busy partition checkpoints after this long or this many records, so its bundle commits
+# A busy partition checkpoints after this many records (or `read_call_millis`), so its bundle commits
 # (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
-_MAX_READ_SECONDS_PER_CALL = 5.0
 _MAX_RECORDS_PER_CALL = 10_000
 # How long a caught-up partition waits before it is polled again.
 _RESUME_DELAY_SECONDS = 0.5
-# The longest a call waits for data (or EOF) before it checkpoints.
+# The longest a call waits for data (or EOF) before it checkpoints, if `read_call_millis` is longer.
 _MAX_WAIT_SECONDS_PER_CALL = 2.0
 # Chunk mode sets each partition's lag gauge at most this often.
 _LAG_REPORT_SECONDS = 1.0
@@ -118,6 +117,8 @@ class ReadPartitionFn(beam.DoFn):
             else _MAX_RECORDS_PER_CALL
         next_offset = start  # the first offset not yet claimed
         emitted = 0
+        call_seconds = config.read_call_millis / 1000
+        wait_seconds = min(call_seconds, _MAX_WAIT_SECONDS_PER_CALL)
         began = clock.monotonic()
         waited_since = began
         while True:
@@ -182,8 +183,8 @@ class ReadPartitionFn(beam.DoFn):
             ending = finished or next_offset >= stop or (caught_up_at is not None and caught_up_at >= next_offset)
             if not ending:
                 now = clock.monotonic()
-                ending = (emitted >= max_records_per_call or now - began >= _MAX_READ_SECONDS_PER_CALL
-                          or (not messages and now - waited_since >= _MAX_WAIT_SECONDS_PER_CALL))
+                ending = (emitted >= max_records_per_call or now - began >= call_seconds
+                          or (not messages and now - waited_since >= wait_seconds))
             if chunk is not None:
                 # Never hold records across the end of the call (a checkpoint or the end of the range).
                 if chunk.records and (ending or (now - chunk.first_read_at) * 1000 >= config.chunk_max_millis):
