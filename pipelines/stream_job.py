@@ -29,6 +29,8 @@ from pipelines.io.kafka import (
     START_POSITIONS,
 )
 from pipelines.kafka_arguments import parse_settings
+from runners.beam_flags import OptionsError
+from runners.options import canonical_runner
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.alerts import AlertPolicy
@@ -131,8 +133,11 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unbounded runs: a status line (records read, lag, watermark, result rows, dead "
                              "letters, open keys) on stderr this often, redrawn on a terminal, at most every 30 s "
                              "otherwise; 0 turns it off (default 5)")
-    parser.add_argument("--shards", type=int, default=8, metavar="N",
-                        help="columnar engine: shards for deduplication and matching (default 8)")
+    parser.add_argument("--shards", type=int, metavar="N",
+                        help="columnar engine: shards for deduplication and matching (default: 1 for an unbounded "
+                             "run on the DirectRunner or Prism, which keep no checkpoint to restore; 8 otherwise, "
+                             "at least a Flink job's parallelism; a run restored from a checkpoint needs the "
+                             "count it was written with)")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
     # Accepted and checked like reconcile's and backfill's, so one set of options serves all three; the
@@ -146,6 +151,22 @@ def _instant(text: Optional[str], flag: str) -> Optional[int]:
         return parse_timestamp_millis(text, flag) if text else None
     except TimestampError as error:
         raise UsageError(str(error)) from None
+
+
+DEFAULT_SHARDS = 8
+# Runners whose unbounded runs restore no state: each run starts empty, so the shard count may follow
+# the measurement (one shard kept Prism at p99 ~3 s at 1,000 pairs/s, eight fell behind at 100:
+# docs/benchmarks.md, 2026-12-04). Flink keeps 8: checkpoints and savepoints hold the count (ShardCountChanged).
+_STATELESS_RESTART_RUNNERS = ("DirectRunner", "PrismRunner")
+
+
+def default_shards(runner: str, bounded) -> int:
+    """--shards when not given: 1 for an unbounded run on a runner that restores no state, else 8."""
+    try:
+        name = canonical_runner(runner)
+    except OptionsError:
+        return DEFAULT_SHARDS  # an unknown runner is refused later, by the options
+    return 1 if not bounded and name in _STATELESS_RESTART_RUNNERS else DEFAULT_SHARDS
 
 
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> StreamJob:
@@ -172,7 +193,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     if engine == COLUMNAR and not bounded and args.kafka_io == "java":
         raise UsageError("an unbounded --kafka-io=java run uses --engine elementwise: the columnar engine reads "
                          "Arrow chunks from paybeam's own Kafka source")
-    if args.shards < 1:
+    shards = default_shards(args.runner, bounded) if args.shards is None else args.shards
+    if shards < 1:
         raise UsageError("--shards must be at least 1")
     if not args.broker_timeout > 0:
         raise UsageError("--broker-timeout must be positive")
@@ -212,7 +234,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         chunk_max_records=args.chunk_max_records,
         chunk_max_millis=args.chunk_max_ms,
         read_call_millis=args.read_call_ms,
-        shards=args.shards,
+        shards=shards,
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,
         status_interval_seconds=args.status_interval,

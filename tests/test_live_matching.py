@@ -199,20 +199,40 @@ def test_catch_up_stride_doubles_while_timers_fire_back_to_back_and_resets_after
     from transforms.columnar.live_flow import CatchUpStride
 
     now = [100.0]
-    stride = CatchUpStride(1_000, clock=lambda: now[0])
+    stride = CatchUpStride(1_000, clock=lambda: now[0], wall_millis=lambda: 0)  # event times at the wall clock
     assert stride.next_timer(0, 5_000, 4_000) == 5_000  # nothing fired yet: the due time itself
     strides = []
     for _ in range(30):  # a catch-up: each timer fires right after the one before
-        stride.fired(0)
+        stride.fired(0, 0)
         strides.append(stride.next_timer(0, 0, 0))
         now[0] += 0.01
     assert strides[:4] == [0, 2_000, 4_000, 8_000] and strides[-1] == CatchUpStride.MAX_STRIDE_MILLIS
     assert stride.next_timer(0, 10**9, 0) == 10**9  # a due time beyond the stride stays as it is
     assert stride.next_timer(0, None, 0) is None
     now[0] += 5  # the watermark now moves with the clock
-    stride.fired(0)
+    stride.fired(0, 0)
     assert stride.next_timer(0, 7_000, 6_000) == 7_000
     assert stride.next_timer(1, 7_000, 6_000) == 7_000  # strides are per shard
+
+
+def test_catch_up_stride_follows_the_distance_to_the_wall_clock_when_firings_are_days_behind_and_slow():
+    """A loaded Prism takes seconds per timer round trip: days of backlog must not be crossed an hour
+    (or a tick) at a time because no two firings came within half a second."""
+    from transforms.columnar.live_flow import CatchUpStride
+
+    day = 86_400_000
+    now, wall = [0.0], 20 * day
+    stride = CatchUpStride(1_000, clock=lambda: now[0], wall_millis=lambda: wall)
+    fired_at = 0
+    for _ in range(50):  # one firing every 3 s of wall time, each at the next timer
+        stride.fired(0, fired_at)
+        now[0] += 3.0
+        next_at = stride.next_timer(0, fired_at + 1_000, fired_at)
+        assert next_at - fired_at <= max(CatchUpStride.MAX_STRIDE_MILLIS, (wall - fired_at) // 16)
+        fired_at = next_at
+    assert wall - fired_at <= day  # 20 days down to one in 50 firings, at 1/16 of the distance per firing
+    stride.fired(0, wall - 1_000)  # back at the wall clock after a pause: the tick again
+    assert stride.next_timer(0, wall, wall - 1_000) == wall
 
 
 class _Bag:

@@ -287,3 +287,23 @@ def test_the_launcher_reports_for_unbounded_runs_with_an_interval_only():
     assert isinstance(status_reporter(off, result=None), contextlib.nullcontext)
     bounded = job_from_arguments(parser.parse_args(STREAM + ["--bounded"]), [])
     assert isinstance(status_reporter(bounded, result=None), contextlib.nullcontext)
+
+
+def test_the_shard_default_follows_the_runner_and_whether_state_is_restored():
+    """One shard where no run restores state (measured faster on Prism); Flink keeps 8, the count its
+    checkpoints hold; a bounded run and an explicit --shards are left as they are."""
+    parser = build_parser()
+
+    def shards(*extra):
+        return job_from_arguments(parser.parse_args(STREAM + list(extra)), []).shards
+
+    assert shards() == 1  # DirectRunner
+    assert shards("--runner", "PrismRunner") == 1
+    assert shards("--runner", "prism") == 1
+    assert shards("--runner", "FlinkRunner") == 8
+    assert shards("--runner", "PortableRunner") == 8
+    assert shards("--runner", "PrismRunner", "--bounded") == 8
+    assert shards("--runner", "PrismRunner", "--shards", "3") == 3
+    assert shards("--runner", "FlinkRunner", "--shards", "1") == 1
+    with pytest.raises(UsageError, match="--shards"):
+        shards("--shards", "0")

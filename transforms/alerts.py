@@ -15,12 +15,12 @@ from typing import Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
-from apache_beam.transforms.window import SlidingWindows, WindowFn
+from apache_beam.transforms.window import FixedWindows, SlidingWindows, TimestampedValue, WindowFn
 
 from schemas.records import BreakRateAlert, ReconciliationResult
 from schemas.rules import BREAK_STATUSES, UNDECIDED_STATUS
 from transforms.daily_totals import PANE_TIMINGS, TriggerPolicy
-from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis
+from transforms.event_time import ResultsAtRecordTime, beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.revisions import merge_all, merge_revision, result_key_text, total
 
 
@@ -88,6 +88,23 @@ def _window_keyed(windows: WindowFn):
     return window_keyed
 
 
+def _at_window_end(windows: WindowFn):
+    """The streaming form of `_window_keyed`: each copy stamped at its window's last instant.
+
+    The alert panes are grouped per (processor, window) rather than per processor: Prism 2.77 builds each
+    triggered pane by popping every pending element of the key, all windows included, and ACCUMULATING
+    panes keep them pending until the window expires (end + allowed lateness), so keyed by processor a
+    catch-up's late panes (one per late partial and window) each rescanned days of elements (DESIGN 7,
+    "Seeing inside Prism"). A copy stamped at end - 1 ms falls, in `FixedWindows` of one period, in the
+    window [end - period, end): the same end as its sliding window, so the same on-time, late and expiry
+    points, and one pane per (key, window) as before. Stamping forward never makes a copy late, and
+    `FixedWindows` is a window the Flink runner's Java side understands (a Python WindowFn it rejects)."""
+    def at_window_end(element, timestamp=beam.DoFn.TimestampParam):
+        for keyed in _window_keyed(windows)(element, timestamp):
+            yield TimestampedValue(keyed, millis_to_beam_timestamp(keyed[0][2] - 1))
+    return at_window_end
+
+
 def _final_alert(element, policy: AlertPolicy):
     """The one pane of a bounded run's window: what the windowed path labels ON_TIME, index 0, final."""
     (processor, start, end), (decided, breaks) = element
@@ -101,12 +118,16 @@ class _ToAlert(beam.DoFn):
         self._policy = policy
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        processor, (decided, breaks) = element
+        key, (decided, breaks) = element
         if not should_alert(decided, breaks, self._policy):
             return
+        if isinstance(key, str):  # a pane restored from a savepoint taken before the key named its window
+            processor, start, end = key, beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end)
+        else:
+            processor, start, end = key
         timing = PANE_TIMINGS[pane.timing]
         yield BreakRateAlert(
-            processor, beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end),
+            processor, start, end,
             decided, breaks, break_rate_bps(decided, breaks), self._policy.threshold_bps, timing, pane.index,
             pane.is_last or (self._policy.trigger_policy.bounded_input and timing == "ON_TIME"),
         )
@@ -138,18 +159,20 @@ class AlertsFromRates(beam.PTransform):
 
 def _alerts(rates, policy: AlertPolicy):
     """Applied in the caller's scope, so BreakRateAlerts keeps its step names (Flink savepoints)."""
+    windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
     if policy.trigger_policy.keys_windows_in_global_window:
-        windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
         return (
             rates
             | "SlidingWindows" >> beam.FlatMap(_window_keyed(windows))
             | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
             | "OverThreshold" >> beam.FlatMap(_final_alert, policy).with_output_types(BreakRateAlert)
         )
+    period = policy.period.total_seconds()
     return (
         rates
-        | "SlidingWindows" >> beam.WindowInto(
-            SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds()),
+        | "SlidingWindows" >> beam.FlatMap(_at_window_end(windows))
+        | "WindowOfKey" >> beam.WindowInto(
+            FixedWindows(period, policy.window.total_seconds() % period),
             trigger=policy.trigger_policy.trigger(),
             accumulation_mode=triggers.AccumulationMode.ACCUMULATING,
             allowed_lateness=policy.trigger_policy.allowed_lateness_duration,

@@ -105,26 +105,40 @@ class CatchUpStride:
     """How far past its earliest due time a shard's next timer is set.
 
     A timer judges everything due up to its time. While the watermark is far ahead (a catch-up over
-    days of backlog), timers fire one right after another; each quick firing doubles the stride
-    (up to `MAX_STRIDE_MILLIS` of event time), so a day of deadlines takes a few dozen firings
-    instead of one per tick. A firing that comes after a pause (the watermark moves with the clock)
-    resets it to the tick. Verdicts are the same, judged at a later instant; at most one stride
-    later than the watermark allows once a catch-up ends.
+    days of backlog), a shard's timer chain is what moves its stage's watermark: Prism holds a key's
+    later records behind its pending timer, and each firing is a runner round trip. So the stride to
+    the next timer grows when a catch-up shows, by either of two signs:
+    * a firing that follows the last within `QUICK_SECONDS` (a runner with time to spare fires back to
+      back): the stride doubles, up to `MAX_STRIDE_MILLIS` of event time;
+    * a firing more than `BEHIND_MILLIS` behind the wall clock (a backlog of days; a loaded Prism takes
+      seconds per round trip, which the first sign misses): the stride becomes at least 1/`BEHIND_SHARE`
+      of that distance, so days of backlog take a few dozen firings whatever a round trip costs.
+    Any other firing resets it to the tick. Verdicts are the same, judged at a later instant: at most
+    one stride later than the watermark allows.
     """
 
     MAX_STRIDE_MILLIS = 3_600_000
     QUICK_SECONDS = 0.5
+    BEHIND_MILLIS = 86_400_000
+    BEHIND_SHARE = 16
 
-    def __init__(self, tick_millis: int, clock=time.monotonic):
+    def __init__(self, tick_millis: int, clock=time.monotonic, wall_millis=lambda: int(time.time() * 1000)):
         self._tick = tick_millis
         self._clock = clock
+        self._wall_millis = wall_millis
         self._strides: Dict[int, Tuple[float, int]] = {}
 
-    def fired(self, shard: int) -> None:
+    def fired(self, shard: int, fired_at_millis: int) -> None:
         now = self._clock()
         last, stride = self._strides.get(shard, (None, self._tick))
-        quick = last is not None and now - last < self.QUICK_SECONDS
-        self._strides[shard] = (now, min(stride * 2, self.MAX_STRIDE_MILLIS) if quick else self._tick)
+        behind = self._wall_millis() - fired_at_millis
+        if behind > self.BEHIND_MILLIS:
+            stride = max(min(stride * 2, self.MAX_STRIDE_MILLIS), behind // self.BEHIND_SHARE)
+        elif last is not None and now - last < self.QUICK_SECONDS:
+            stride = min(stride * 2, self.MAX_STRIDE_MILLIS)
+        else:
+            stride = self._tick
+        self._strides[shard] = (now, stride)
 
     def next_timer(self, shard: int, due: Optional[int], clock_millis: int) -> Optional[int]:
         if due is None:
@@ -201,8 +215,9 @@ class _FirstArrivalsFn(_LiveShardFn):
                   kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
                   forget=beam.DoFn.TimerParam(FORGET)):
         shard = self._shard(key, kept, meta)
-        shard.fire(beam_timestamp_to_millis(fired_at))
-        self._stride.fired(key)
+        fired_millis = beam_timestamp_to_millis(fired_at)
+        shard.fire(fired_millis)
+        self._stride.fired(key, fired_millis)
         self._save(key, shard, kept, meta, forget)
         return []
 
@@ -263,8 +278,9 @@ class MatchLiveFn(_LiveShardFn):
                 candidates=beam.DoFn.StateParam(CANDIDATES), keys=beam.DoFn.StateParam(KEYS),
                 meta=beam.DoFn.StateParam(META), tick=beam.DoFn.TimerParam(TICK)):
         shard = self._shard(key, candidates, keys, meta)
-        outputs = list(self._outputs(shard, shard.fire(beam_timestamp_to_millis(fired_at))))
-        self._stride.fired(key)
+        fired_millis = beam_timestamp_to_millis(fired_at)
+        outputs = list(self._outputs(shard, shard.fire(fired_millis)))
+        self._stride.fired(key, fired_millis)
         self._save(key, shard, candidates, keys, meta, tick)
         yield from outputs
 
