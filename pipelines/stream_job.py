@@ -160,7 +160,7 @@ DEFAULT_SHARDS = 8
 _STATELESS_RESTART_RUNNERS = ("DirectRunner", "PrismRunner")
 
 
-def default_shards(runner: str, bounded) -> int:
+def default_shards(runner: str, bounded: Optional[str]) -> int:
     """--shards when not given: 1 for an unbounded run on a runner that restores no state, else 8."""
     try:
         name = canonical_runner(runner)

@@ -99,8 +99,10 @@ def _at_window_end(windows: WindowFn):
     window [end - period, end): the same end as its sliding window, so the same on-time, late and expiry
     points, and one pane per (key, window) as before. Stamping forward never makes a copy late, and
     `FixedWindows` is a window the Flink runner's Java side understands (a Python WindowFn it rejects)."""
+    window_keyed = _window_keyed(windows)
+
     def at_window_end(element, timestamp=beam.DoFn.TimestampParam):
-        for keyed in _window_keyed(windows)(element, timestamp):
+        for keyed in window_keyed(element, timestamp):
             yield TimestampedValue(keyed, millis_to_beam_timestamp(keyed[0][2] - 1))
     return at_window_end
 
