@@ -928,3 +928,38 @@ def test_a_job_service_deadline_is_named_in_the_one_line_error_not_its_closing_b
     assert one_line(ValueError("bad amount\n  ]\n>")) == "ValueError: bad amount"
     assert one_line_cause(RuntimeError("Traceback ...\nValueError: bad amount [while running 'Parse']")) == (
         "bad amount [while running 'Parse']")
+
+
+def test_every_flink_option_paybeam_passes_to_the_job_server_is_one_the_flink_runner_defines():
+    # Beam's portable runner drops, without a word, an option the job server does not describe: paybeam
+    # once accepted --max_bundle_time_millis (Java: maxBundleTimeMills), which never reached Flink.
+    import struct
+    import zipfile
+
+    from runners.flink_options import JOB_SERVER_OPTIONS, cached_flink_job_server
+
+    launcher = cached_flink_job_server()
+    assert launcher is not None, "`make engine-flink` fetches the Flink job server the tests run"
+    (runner_jar,) = launcher.parent.glob("lib/beam-runners-flink-*.jar")
+    with zipfile.ZipFile(runner_jar) as jar:
+        options_class = jar.read("org/apache/beam/runners/flink/FlinkPipelineOptions.class")
+
+    def declares(method: str) -> bool:  # a method name is a length-prefixed UTF-8 constant of the class file
+        return struct.pack(">H", len(method)) + method.encode() in options_class
+
+    for name in JOB_SERVER_OPTIONS:
+        camel = "".join(word.capitalize() for word in name.split("_"))
+        assert declares(f"get{camel}") or declares(f"is{camel}"), name
+    assert not declares("getMaxBundleTimeMillis")
+
+
+def test_an_unbounded_flink_run_finishes_its_bundles_every_100_ms_unless_told_otherwise():
+    def options(*flags, streaming=True):
+        return build_pipeline_options("flink", ["--flink_master=[local]", *flags], streaming=streaming).get_all_options(
+            retain_unknown_options=True)
+
+    assert options()["max_bundle_time_mills"] == "100"
+    assert options("--max_bundle_time_mills=1000")["max_bundle_time_mills"] == "1000"
+    assert "max_bundle_time_mills" not in options(streaming=False)
+    assert "max_bundle_time_mills" not in build_pipeline_options("prism", [], streaming=True).get_all_options(
+        retain_unknown_options=True)

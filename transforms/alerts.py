@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
@@ -80,16 +80,18 @@ def _rate_input(row: ReconciliationResult):
     return row.processor, (result_key_text(row), row.revision, decided, int(row.status in BREAK_STATUSES))
 
 
-def _window_keyed(windows: WindowFn):
-    def window_keyed(element, timestamp=beam.DoFn.TimestampParam):
-        processor, row = element
-        for window in windows.assign(WindowFn.AssignContext(timestamp)):
-            yield (processor, beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end)), row
-    return window_keyed
+def sliding_windows(policy: AlertPolicy) -> SlidingWindows:
+    return SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
 
 
-def _at_window_end(windows: WindowFn):
-    """The streaming form of `_window_keyed`: each copy stamped at its window's last instant.
+def windows_at(windows: WindowFn, millis: int) -> List[Tuple[int, int]]:
+    """(start, end) millis of every window containing the instant."""
+    return [(beam_timestamp_to_millis(window.start), beam_timestamp_to_millis(window.end))
+            for window in windows.assign(WindowFn.AssignContext(millis_to_beam_timestamp(millis)))]
+
+
+def at_window_end(window_key: Tuple[str, int, int], rates) -> TimestampedValue:
+    """A window's rates as `AlertsFromWindowRates` takes them: stamped at the window's last instant.
 
     The alert panes are grouped per (processor, window) rather than per processor: Prism 2.77 builds each
     triggered pane by popping every pending element of the key, all windows included, and ACCUMULATING
@@ -99,12 +101,25 @@ def _at_window_end(windows: WindowFn):
     window [end - period, end): the same end as its sliding window, so the same on-time, late and expiry
     points, and one pane per (key, window) as before. Stamping forward never makes a copy late, and
     `FixedWindows` is a window the Flink runner's Java side understands (a Python WindowFn it rejects)."""
+    return TimestampedValue((window_key, rates), millis_to_beam_timestamp(window_key[2] - 1))
+
+
+def _window_keyed(windows: WindowFn):
+    def window_keyed(element, timestamp=beam.DoFn.TimestampParam):
+        processor, row = element
+        for start, end in windows_at(windows, beam_timestamp_to_millis(timestamp)):
+            yield (processor, start, end), row
+    return window_keyed
+
+
+def _each_window_at_its_end(windows: WindowFn):
+    """The streaming form of `_window_keyed`: one copy per window, stamped at its end (`at_window_end`)."""
     window_keyed = _window_keyed(windows)
 
-    def at_window_end(element, timestamp=beam.DoFn.TimestampParam):
-        for keyed in window_keyed(element, timestamp):
-            yield TimestampedValue(keyed, millis_to_beam_timestamp(keyed[0][2] - 1))
-    return at_window_end
+    def each_window_at_its_end(element, timestamp=beam.DoFn.TimestampParam):
+        for window_key, row in window_keyed(element, timestamp):
+            yield at_window_end(window_key, row)
+    return each_window_at_its_end
 
 
 def _final_alert(element, policy: AlertPolicy):
@@ -147,21 +162,22 @@ class BreakRateAlerts(beam.PTransform):
         return _alerts(rates, self._policy)
 
 
-class AlertsFromRates(beam.PTransform):
-    """(processor, rate row or partial rates) at the results' record time -> BreakRateAlert (the columnar
-    stream sums its result tables into partial rates first)."""
+class AlertsFromWindowRates(beam.PTransform):
+    """((processor, window start, window end), rate row or partial rates) stamped by `at_window_end` ->
+    BreakRateAlert (the columnar stream sums a bundle's result tables per window first: one element per
+    window and bundle instead of one per window and row)."""
 
     def __init__(self, policy: Optional[AlertPolicy] = None):
         super().__init__()
         self._policy = policy or AlertPolicy()
 
-    def expand(self, rates):
-        return _alerts(rates, self._policy)
+    def expand(self, window_rates):
+        return _alerts_of_window_rates(window_rates, self._policy)
 
 
 def _alerts(rates, policy: AlertPolicy):
     """Applied in the caller's scope, so BreakRateAlerts keeps its step names (Flink savepoints)."""
-    windows = SlidingWindows(policy.window.total_seconds(), policy.period.total_seconds())
+    windows = sliding_windows(policy)
     if policy.trigger_policy.keys_windows_in_global_window:
         return (
             rates
@@ -169,10 +185,14 @@ def _alerts(rates, policy: AlertPolicy):
             | "BreakRate" >> beam.CombinePerKey(BreakRateFn())
             | "OverThreshold" >> beam.FlatMap(_final_alert, policy).with_output_types(BreakRateAlert)
         )
+    return _alerts_of_window_rates(rates | "SlidingWindows" >> beam.FlatMap(_each_window_at_its_end(windows)),
+                                   policy)
+
+
+def _alerts_of_window_rates(window_rates, policy: AlertPolicy):
     period = policy.period.total_seconds()
     return (
-        rates
-        | "SlidingWindows" >> beam.FlatMap(_at_window_end(windows))
+        window_rates
         | "WindowOfKey" >> beam.WindowInto(
             FixedWindows(period, policy.window.total_seconds() % period),
             trigger=policy.trigger_policy.trigger(),

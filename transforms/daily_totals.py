@@ -235,7 +235,10 @@ class _ToDailyTotal(beam.DoFn):
         self._bounded_input = bounded_input
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        (merchant_id, currency), (sums, break_count) = element
+        key, (sums, break_count) = element
+        # (merchant, currency, day, start, end); a pane restored from a savepoint taken before the key
+        # named its day has (merchant, currency).
+        merchant_id, currency = key[:2]
         start = beam_timestamp_to_millis(window.start)
         _, _, day = self._settlement_day.bounds(start)
         timing = PANE_TIMINGS[pane.timing]
@@ -322,8 +325,14 @@ def _summed(contributions, settlement_day: SettlementDay, trigger_policy: Trigge
             | "SumPerMerchantCurrencyDay" >> beam.CombinePerKey(DailyTotalsFn())
             | "FinalPanes" >> beam.Map(_final_daily_total).with_output_types(DailyTotal)
         )
+    # Keyed per (merchant, currency, day), not per (merchant, currency): Prism 2.77 builds each triggered
+    # pane by popping every pending element of the key, and ACCUMULATING panes keep a day's elements
+    # pending for its allowed lateness, so a catch-up's late panes each rescanned up to eight days of
+    # partials (DESIGN 7, "Seeing inside Prism"; the alerts' keys name their window for the same reason).
+    # The window, and so every pane's timing and end, is the same.
     return (
         contributions
+        | "DayKeys" >> beam.Map(_day_keyed(settlement_day))
         | "SettlementDays" >> beam.WindowInto(
             settlement_day_window_fn(settlement_day),
             trigger=trigger_policy.trigger(),

@@ -36,14 +36,14 @@ from apache_beam.coders import TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue, WindowFn
 
 from schemas.arrow_coder import ArrowTableCoder
 from schemas.record_tables import table_to_records, to_numpy
 from schemas.records import PAYMENTS, SETTLEMENTS, UNATTRIBUTED, DeadLetter, ReconciliationResult, SettlementLine
 from schemas.rules import BREAK_STATUSES, SUM_COLUMNS, UNDECIDED_STATUS
 from schemas.timestamps import EARLIEST_MILLIS
-from transforms.alerts import AlertPolicy, AlertsFromRates
+from transforms.alerts import AlertPolicy, AlertsFromWindowRates, at_window_end, sliding_windows, windows_at
 from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant
 from transforms.columnar.daily_totals import ledger_partials, settlement_partials, window_starts
 from transforms.columnar.dedup import delivered_schema
@@ -56,7 +56,7 @@ from transforms.daily_totals import SumDailyTotals, settlement_contribution, wit
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import DEFAULT_RETENTION, key_lifetime_millis
-from transforms.revisions import merge_revision
+from transforms.revisions import merge_all, merge_revision
 from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS
 
@@ -401,12 +401,14 @@ def _line_contribution(contribution_of):
 class AlertsOfResultTables(beam.PTransform):
     """Result tables -> BreakRateAlert with the per-element engine's sliding windows and trigger.
 
-    Each table's rows are summed into partial rates per processor and stretch of gcd(window, period)
-    of their record time before they become elements: window starts and ends all fall on multiples
-    of that stretch, so its rows share all their windows (a period's rows do not when the window is
-    not a whole number of periods). Splitting the sliding windows into window/period families of
-    FixedWindows (one window per element) was measured slower on Prism: twelve grouping stages cost
-    more than twelve window assignments per partial (DESIGN 9.5).
+    The rows of a bundle's tables are summed into partial rates per processor and sliding window before
+    they become elements (one per window and bundle, not per window and row). They are first grouped per
+    stretch of gcd(window, period) of their record time: window starts and ends all fall on multiples of
+    that stretch, so a stretch's rows share all their windows (a period's rows do not when the window is
+    not a whole number of periods). Why per bundle: the alert panes are keyed per (processor, window)
+    (`transforms/alerts.py: at_window_end`), and one element per stretch and table copied into its 12
+    windows, or one per window and table with eight shards' tables per bundle, cost the Flink runner a
+    third of its catch-up rate (DESIGN 9.5).
     """
 
     def __init__(self, policy: AlertPolicy):
@@ -416,20 +418,44 @@ class AlertsOfResultTables(beam.PTransform):
     def expand(self, result_tables):
         period = int(self._policy.period.total_seconds() * 1000)
         window = int(self._policy.window.total_seconds() * 1000)
-        stretch = math.gcd(window, period)
         return (result_tables
-                | "PartialRates" >> beam.FlatMap(_rate_partials, stretch)
-                | "Alerts" >> AlertsFromRates(self._policy))
+                | "PartialRates" >> beam.ParDo(WindowRatesOfBundle(math.gcd(window, period),
+                                                                   sliding_windows(self._policy)))
+                | "Alerts" >> AlertsFromWindowRates(self._policy))
 
 
-def _rate_partials(results: pa.Table, stretch_millis: int):
-    """Per processor and stretch of their record time: {key: (revision, (decided, breaks))} of the rows,
-    stamped at the stretch's start."""
-    starts = (_record_times(results) // stretch_millis * stretch_millis).tolist()
-    decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).astype(int).tolist()
-    groups = zip(results.column("processor").to_pylist(), starts)
-    for (processor, start), latest in _latest_per_group(results, groups, zip(decided, _is_break(results))).items():
-        yield TimestampedValue((processor, latest), millis_to_beam_timestamp(start))
+class WindowRatesOfBundle(beam.DoFn):
+    """Result tables (global window) -> per processor and sliding window of their record time, the
+    {key: (revision, (decided, breaks))} of every row of the bundle, keyed (processor, window start,
+    window end) and stamped at the window's end (`at_window_end`), emitted when the bundle finishes."""
+
+    def __init__(self, stretch_millis: int, windows: WindowFn):
+        self._stretch_millis = stretch_millis
+        self._windows = windows
+        self._per_window: Dict[Tuple[str, int, int], dict] = {}
+
+    def start_bundle(self) -> None:
+        self._per_window = {}
+
+    def process(self, results: pa.Table):
+        starts = (_record_times(results) // self._stretch_millis * self._stretch_millis).tolist()
+        decided = to_numpy(pc.not_equal(results.column("status"), UNDECIDED_STATUS)).astype(int).tolist()
+        groups = zip(results.column("processor").to_pylist(), starts)
+        per_stretch = _latest_per_group(results, groups, zip(decided, _is_break(results)))
+        for (processor, start), latest in per_stretch.items():
+            for window_start, window_end in windows_at(self._windows, start):
+                window_key = (processor, window_start, window_end)
+                if window_key in self._per_window:
+                    merge_all(self._per_window[window_key], latest)
+                else:
+                    self._per_window[window_key] = dict(latest)
+        return []
+
+    def finish_bundle(self):
+        per_window, self._per_window = self._per_window, {}
+        for window_key, latest in per_window.items():
+            stamped = at_window_end(window_key, latest)
+            yield GlobalWindows.windowed_value(stamped.value, stamped.timestamp)
 
 
 class ColumnarStreamReconcile(beam.PTransform):
