@@ -90,8 +90,9 @@ FLINK_STREAMING_MAX_BUNDLE_MILLIS = 100
 def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
     """Flags an unbounded Flink run gets unless it sets them: `--min_pause_between_checkpoints=<interval>`
     when it sets an interval, so that its first checkpoint is not drawn from [0, interval] (see above);
-    bundles of at most FLINK_STREAMING_MAX_BUNDLE_MILLIS; and, on the embedded Flink, checkpoints in files
-    in a directory of its own under LOCAL_FLINK_CHECKPOINTS (a cluster has its own `state.checkpoints.dir`)."""
+    bundles of at most FLINK_STREAMING_MAX_BUNDLE_MILLIS; and, on the embedded Flink, the heap state backend
+    (`filesystem`; `--state_backend=rocksdb` keeps the state on disk instead) checkpointing into a directory
+    of its own under LOCAL_FLINK_CHECKPOINTS (a cluster has its own `state.checkpoints.dir`)."""
     if runner != "FlinkRunner" or not streaming:
         return []
     defaults = []
@@ -101,8 +102,10 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
     if intervals and not raw_values(beam_args, "min_pause_between_checkpoints"):
         defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")
     master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
-    if master in FLINK_MAGIC_MASTERS and not raw_values(beam_args, "state_backend"):
-        defaults.append("--state_backend=filesystem")
+    if master in FLINK_MAGIC_MASTERS:
+        if not raw_values(beam_args, "state_backend"):
+            defaults.append("--state_backend=filesystem")
+        # Either backend needs a storage path (Flink refuses `rocksdb` without one).
         if not raw_values(beam_args, "state_backend_storage_path"):
             run_directory = LOCAL_FLINK_CHECKPOINTS / f"{RUN_CHECKPOINTS_PREFIX}{uuid.uuid4().hex[:12]}"
             defaults.append(f"--state_backend_storage_path={run_directory.as_uri()}")

@@ -178,11 +178,13 @@ def test_columnar_stream_restores_its_shards_after_the_taskmanager_is_killed(kaf
 
 
 @pytest.mark.engines
+@pytest.mark.parametrize("backend", ["cluster", "rocksdb"])
 def test_columnar_stream_cancelled_and_restarted_from_its_checkpoint_gives_the_answer_of_one_run(
-        kafka_broker, flink_engine, tmp_path):
+        kafka_broker, flink_engine, tmp_path, backend):
     """The columnar twin of test_kafka_java.py::test_a_cancelled_stream_restarted_from_its_checkpoint_gives_
     the_answer_of_one_run: a second paybeam process (an empty shard cache) restores the retained checkpoint
-    with --savepoint_path; the source's positions and the shards' bags come back."""
+    with --savepoint_path; the source's positions and the shards' bags come back. With `--state_backend=rocksdb`
+    (the large-state route, docs/DESIGN.md 9.5) the bags live in RocksDB and come back from its checkpoint."""
     started = time.monotonic()
     bootstrap = kafka_broker.bootstrap_servers
     now = recent_millis()
@@ -193,18 +195,22 @@ def test_columnar_stream_cancelled_and_restarted_from_its_checkpoint_gives_the_a
     group = group_name()
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with FlinkCluster(flink_engine, tmp_path / "cluster") as cluster:
+        state = () if backend == "cluster" else (
+            "--state_backend=rocksdb", f"--state_backend_storage_path=file://{cluster.checkpoints}")
         first = start_unbounded(flink_engine, bootstrap, topics, group, cluster.master, first_log,
-                                *COLUMNAR, *RETAIN_CHECKPOINTS)
+                                *COLUMNAR, *RETAIN_CHECKPOINTS, *state)
         try:
             job = matched_and_checkpointed(first, first_log, cluster, bootstrap, topics, references[:3])
         finally:
             first_code = stop(first)
         assert first_code == 143, first_log.read_text()[-3000:]
         assert cluster.rest(f"/jobs/{job['jid']}")["state"] == "CANCELED"
+        used = cluster.rest(f"/jobs/{job['jid']}/checkpoints/config")["state_backend"]
+        assert ("RocksDB" in used) == (backend == "rocksdb"), used
         retained = cluster.rest(f"/jobs/{job['jid']}/checkpoints")["latest"]["completed"]["external_path"]
         produce_pairs(bootstrap, topics, references, now, range(3, PAIRS), range(0))
         second = start_unbounded(flink_engine, bootstrap, topics, group, cluster.master, second_log,
-                                 *COLUMNAR, *RETAIN_CHECKPOINTS, f"--savepoint_path={retained}")
+                                 *COLUMNAR, *RETAIN_CHECKPOINTS, *state, f"--savepoint_path={retained}")
         try:
             _wait_until_settled(second, second_log, bootstrap, topics, group, expected)
             (restarted,) = [job for job in cluster.jobs() if job["state"] == "RUNNING"]

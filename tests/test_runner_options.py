@@ -697,6 +697,10 @@ def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
     assert len(directories) == 3
     assert options("--flink_master=[local]", "--state_backend=rocksdb",
                    "--state_backend_storage_path=file:///data/checkpoints")["state_backend"] == "rocksdb"
+    # RocksDB alone gets the run's directory too: Flink refuses `rocksdb` without a storage path.
+    rocksdb = options("--flink_master=[local]", "--state_backend=rocksdb")
+    assert rocksdb["state_backend"] == "rocksdb"
+    assert Path(urlparse(rocksdb["state_backend_storage_path"]).path).parent == LOCAL_FLINK_CHECKPOINTS
     # The user's storage path wins (it used to be overridden by paybeam's when --state_backend was absent).
     mine = options("--flink_master=[local]", "--state_backend_storage_path=file:///data/checkpoints")
     assert (mine["state_backend"], mine["state_backend_storage_path"]) == ("filesystem", "file:///data/checkpoints")
@@ -712,6 +716,7 @@ def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
     (["--retain_externalized_checkpoints_on_cancellation"], False),
     (["--state_backend_storage_path=file:///data/checkpoints"], False),
     (["--state_backend=rocksdb", "--state_backend_storage_path=file:///data/checkpoints"], False),
+    (["--state_backend=rocksdb"], True),
 ])
 def test_the_checkpoint_directory_of_an_embedded_flink_run_is_removed_unless_kept(flags, removed):
     from runners.flink_options import LOCAL_FLINK_CHECKPOINTS, run_checkpoint_directory

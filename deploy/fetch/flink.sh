@@ -17,7 +17,9 @@ exec 9>"$ENGINES_CACHE/.flink.lock"
 flock 9
 # The launcher is rewritten even in a finished fetch (it is a few bytes), so a cache fetched before
 # a launcher change gets the new one.
-[ -f "$dest/.complete" ] && { flink_job_server_launcher "$dest/job-server.jar"; echo "$dest"; exit 0; }
+# A cache fetched before the RocksDB state backend joined the list is fetched again.
+[ -f "$dest/.complete" ] && compgen -G "$dest/lib/flink-statebackend-rocksdb-*.jar" >/dev/null && {
+  flink_job_server_launcher "$dest/job-server.jar"; echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 
 maven_copy "$dest/lib" \
@@ -29,6 +31,7 @@ maven_copy "$dest/lib" \
   "org.apache.flink:flink-core:$flink" \
   "org.apache.flink:flink-java:$flink" \
   "org.apache.flink:flink-metrics-core:$flink" \
+  "org.apache.flink:flink-statebackend-rocksdb:$flink" \
   "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
 
 # The launcher: an empty jar whose manifest names the driver, the classpath (paths relative to the
