@@ -483,6 +483,32 @@ def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases
         fn.teardown()
 
 
+def test_a_restored_position_with_nothing_new_to_read_is_committed_on_finalize(kafka_broker):
+    """A run restored from a checkpoint whose predecessor stopped before its finalization committed: the
+    partition has nothing new, so no read moves, yet the checkpoint's position must reach the group."""
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from schemas.internal_records import PartitionDescriptor
+
+    topic = new_topic(kafka_broker)
+    group = f"g-restored-{uuid.uuid4().hex[:8]}"
+    produce_payments(kafka_broker, topic, payments("restored", 5), partitions=(0,))
+    fn = ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, bounded=None))
+    fn.setup()
+    try:
+        restored = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
+        outputs, _, residual, _, callbacks = drive(fn, restored, OffsetRange(5, UNBOUNDED_STOP))
+        assert outputs == [] and residual == OffsetRange(5, UNBOUNDED_STOP)
+        assert committed_offsets(kafka_broker, group, topic)[0] < 0  # only after the checkpoint
+        assert len(callbacks) == 1
+        callbacks[0]()
+        assert committed_offsets(kafka_broker, group, topic)[0] == 5
+        # Asked once per partition: later idle calls register nothing.
+        assert drive(fn, restored, residual)[4] == []
+    finally:
+        fn.teardown()
+
+
 def test_unbounded_mode_gives_an_unbounded_pcollection():
     unbounded = beam.Pipeline() | "Live" >> ReadRawRecordsFromKafka(_config(bounded=None))
     bounded = beam.Pipeline() | "Finite" >> ReadRawRecordsFromKafka(_config(bounded="end_offsets"))

@@ -58,10 +58,12 @@ class ReadPartitionFn(beam.DoFn):
         self._watch: Optional[BrokerWatch] = None
         self._lock = None
         self._committed: Dict[Tuple[str, int], int] = {}
+        self._checked_commits: set = set()
 
     def setup(self):
         self._lock = threading.Lock()
         self._committed = {}
+        self._checked_commits = set()
         self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds, self._clock)
         self._consumer = source_consumer(self._config, "reader", self._watch)
 
@@ -96,8 +98,29 @@ class ReadPartitionFn(beam.DoFn):
         finally:
             if progress[0] > start and commits_on_finalize:
                 fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
+            elif commits_on_finalize and self._behind_the_group(descriptor, start):
+                # A run restored from a checkpoint starts where the checkpoint says. If the run before it
+                # stopped after that checkpoint but before its finalization committed, and nothing new
+                # arrives, no read would ever commit that position (seen on Flink, 2026-12-04).
+                fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, start))
         if progress[0] > start and config.commit_offsets and config.defer_commit:
             yield TaggedOutput(OFFSETS, PartitionOffset(descriptor.topic, descriptor.partition, progress[0]))
+
+    def _behind_the_group(self, descriptor: PartitionDescriptor, start: int) -> bool:
+        """True once per partition and process: the group's committed offset is below `start` (> 0)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        key = (descriptor.topic, descriptor.partition)
+        if start <= 0 or key in self._checked_commits:
+            return False
+        self._checked_commits.add(key)
+        try:
+            with self._lock:
+                (committed,) = self._consumer.committed([TopicPartition(*key)],
+                                                        timeout=self._config.broker_timeout_seconds)
+        except KafkaException:
+            return False  # unknown: the next read that moves commits anyway
+        return committed.offset < start
 
     def _read_range(self, descriptor: PartitionDescriptor, tracker, watermark,
                     progress: List[int]) -> Iterator[TimestampedValue]:
