@@ -10,6 +10,7 @@ import glob
 import json
 import logging
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -431,20 +432,32 @@ def drive(fn, descriptor, restriction, estimator_state=None):
     return outputs, tracker.current_restriction(), deferred and deferred[0], estimator, finalizer.callbacks
 
 
+@contextmanager
+def partition_reader(kafka_broker, label: str, count: int, clock=None, **overrides):
+    """A set-up ReadPartitionFn over a fresh topic whose partition 0 holds `count` payments of `label`, with
+    a consumer group of its own: yields (fn, topic, group, produced) and tears the fn down after."""
+    topic = new_topic(kafka_broker)
+    group = f"g-{label}-{uuid.uuid4().hex[:8]}"
+    produced = payments(label, count)
+    produce_payments(kafka_broker, topic, produced, partitions=(0,))
+    config = config_for(kafka_broker, topic, group_id=group, **overrides)
+    fn = ReadPartitionFn(config, clock) if clock is not None else ReadPartitionFn(config)
+    fn.setup()
+    try:
+        yield fn, topic, group, produced
+    finally:
+        fn.teardown()
+
+
 def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases_idle_watermark(kafka_broker):
     from apache_beam.io.restriction_trackers import OffsetRange
 
     from schemas.internal_records import PartitionDescriptor
 
-    topic = new_topic(kafka_broker)
-    group = f"g-unbounded-{uuid.uuid4().hex[:8]}"
-    produced = payments("live", 5)  # minutes 0..4, all on partition 0
-    produce_payments(kafka_broker, topic, produced, partitions=(0,))
-    config = config_for(kafka_broker, topic, group_id=group, bounded=None, idle_timeout_seconds=5.0)
     clock = ManualClock(now=1_800_000_000.0)  # wall-clock time as the test sets it, to the microsecond
-    fn = ReadPartitionFn(config, clock)
-    fn.setup()
-    try:
+    # Payments at minutes 0..4, all on partition 0.
+    with partition_reader(kafka_broker, "live", 5, clock, bounded=None, idle_timeout_seconds=5.0) as (
+            fn, topic, group, produced):
         busy = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
         outputs, primary, residual, estimator, callbacks = drive(fn, busy, OffsetRange(0, UNBOUNDED_STOP))
         assert [value.value.fields["event_id"] for value in outputs] == [f["event_id"] for f in produced]
@@ -479,8 +492,6 @@ def test_unbounded_reader_defers_when_caught_up_commits_on_finalize_and_releases
         outputs, primary, residual, estimator, callbacks = drive(fn, empty, OffsetRange(0, UNBOUNDED_STOP))
         assert outputs == [] and callbacks == [] and residual == OffsetRange(0, UNBOUNDED_STOP)
         assert estimator.current_watermark() is None
-    finally:
-        fn.teardown()
 
 
 def test_a_restored_position_with_nothing_new_to_read_is_committed_on_finalize(kafka_broker):
@@ -490,12 +501,7 @@ def test_a_restored_position_with_nothing_new_to_read_is_committed_on_finalize(k
 
     from schemas.internal_records import PartitionDescriptor
 
-    topic = new_topic(kafka_broker)
-    group = f"g-restored-{uuid.uuid4().hex[:8]}"
-    produce_payments(kafka_broker, topic, payments("restored", 5), partitions=(0,))
-    fn = ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, bounded=None))
-    fn.setup()
-    try:
+    with partition_reader(kafka_broker, "restored", 5, bounded=None) as (fn, topic, group, _):
         restored = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
         outputs, _, residual, _, callbacks = drive(fn, restored, OffsetRange(5, UNBOUNDED_STOP))
         assert outputs == [] and residual == OffsetRange(5, UNBOUNDED_STOP)
@@ -505,8 +511,6 @@ def test_a_restored_position_with_nothing_new_to_read_is_committed_on_finalize(k
         assert committed_offsets(kafka_broker, group, topic)[0] == 5
         # Asked once per partition: later idle calls register nothing.
         assert drive(fn, restored, residual)[4] == []
-    finally:
-        fn.teardown()
 
 
 def test_unbounded_mode_gives_an_unbounded_pcollection():
@@ -523,15 +527,8 @@ def test_a_deferring_reader_emits_its_next_offsets_and_commits_nothing_itself(ka
     from pipelines.io.kafka import OFFSETS
     from schemas.internal_records import PartitionDescriptor, PartitionOffset
 
-    topic = new_topic(kafka_broker)
-    group = f"g-defer-{uuid.uuid4().hex[:8]}"
-    produce_payments(kafka_broker, topic, payments("later", 4), partitions=(0,))
-    fn = ReadPartitionFn(config_for(kafka_broker, topic, group_id=group, defer_commit=True))
-    fn.setup()
-    try:
+    with partition_reader(kafka_broker, "later", 4, defer_commit=True) as (fn, topic, group, _):
         outputs, _, _, _, callbacks = drive(fn, PartitionDescriptor(topic, 0, 0, 4), OffsetRange(0, 4))
-    finally:
-        fn.teardown()
     offsets = [output.value for output in outputs if isinstance(output, TaggedOutput) and output.tag == OFFSETS]
     assert offsets == [PartitionOffset(topic, 0, 4)]
     assert len(outputs) == 5 and callbacks == []

@@ -98,11 +98,12 @@ class ReadPartitionFn(beam.DoFn):
         finally:
             if progress[0] > start and commits_on_finalize:
                 fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, progress[0]))
-            elif commits_on_finalize and self._behind_the_group(descriptor, start):
-                # A run restored from a checkpoint starts where the checkpoint says. If the run before it
-                # stopped after that checkpoint but before its finalization committed, and nothing new
-                # arrives, no read would ever commit that position (seen on Flink, 2026-12-04).
-                fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, start))
+        # Only after a call that ended normally: a failing one must not wait on the broker here.
+        if progress[0] == start and commits_on_finalize and self._behind_the_group(descriptor, start):
+            # A run restored from a checkpoint starts where the checkpoint says. If the run before it
+            # stopped after that checkpoint but before its finalization committed, and nothing new
+            # arrives, no read would ever commit that position (seen on Flink, 2026-12-04).
+            fin.register(CommitOnFinalize(self, descriptor.topic, descriptor.partition, start))
         if progress[0] > start and config.commit_offsets and config.defer_commit:
             yield TaggedOutput(OFFSETS, PartitionOffset(descriptor.topic, descriptor.partition, progress[0]))
 
