@@ -1,16 +1,20 @@
-"""ReconcileSettlements: the stateful per-key matcher of docs/DESIGN.md 4.2.
+"""ReconcileSettlements: the per-key matcher of docs/DESIGN.md 4.2, two ways of knowing "now":
 
-One DoFn, two ways of knowing "now":
-
-* watermark mode (unbounded streams): the watermark is `as_of`. A key is
+* watermark mode (unbounded streams): a stateful DoFn; the watermark is `as_of`. A key is
   re-judged when the watermark passes one of its records (`evaluate` timer)
   and when a PENDING verdict falls due (`deadline` timer); each change of
   its rows is a new revision. `expire` closes the key after the retention
   period with a final revision and clears its state.
-* as-of mode (batch files, bounded Kafka runs): the watermark jumps to the
-  end at once, so every key is judged exactly once, at the end of input,
-  against a fixed `as_of` (given, or the latest event time in the input).
-  One revision per key, final, and deterministic whatever the arrival order.
+* as-of mode (batch files, bounded Kafka runs): every key is judged exactly
+  once, when all its records are in (a GroupByKey, not a DoFn), against a
+  fixed `as_of` (given, or the latest event time in the input). One revision
+  per key, final, and deterministic whatever the arrival order.
+
+Why not an end-of-window timer for as-of mode: Prism 2.77 fired a timer set at
+the global window's end while records stamped at that same instant (a
+GroupByKey's output upstream) were still in flight; the key was judged
+without them, and the late record was then dropped behind the closed window
+(one key in 300, under load: docs/DESIGN.md 4.2).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.transforms.window import GlobalWindows
 
 from schemas.records import ReconciliationResult
 from transforms.attribution import ATTRIBUTIONS, key_attributions
@@ -81,21 +85,19 @@ class AsOf:
 
 
 class _MatchKeyFn(beam.DoFn):
+    """Watermark mode: the per-key state and timers that re-judge a key as the watermark moves."""
+
     CANDIDATES = BagStateSpec("candidates", RowCoder.from_type_hint(Candidate, None))
     EMITTED = ReadModifyWriteStateSpec("emitted", PickleCoder())  # (revision, signature)
     NOW = ReadModifyWriteStateSpec("now", VarIntCoder())  # latest instant judged: keeps "now" monotonic
     PENDING_EVALUATION = ReadModifyWriteStateSpec("pending_evaluation", VarIntCoder())
     LATEST_RECORD = ReadModifyWriteStateSpec("latest_record", VarIntCoder())
-    AS_OF = ReadModifyWriteStateSpec("as_of", VarIntCoder())
     EVALUATE = TimerSpec("evaluate", TimeDomain.WATERMARK)
     DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
-    JUDGE_AT_END = TimerSpec("judge_at_end", TimeDomain.WATERMARK)
 
-    def __init__(self, policy: MatchPolicy, watermark_mode: bool, retention: timedelta,
-                 with_attributions: bool = False):
+    def __init__(self, policy: MatchPolicy, retention: timedelta, with_attributions: bool = False):
         self._policy = policy
-        self._watermark_mode = watermark_mode
         self._with_attributions = with_attributions
         self._retention_millis = key_lifetime_millis(policy, retention)
 
@@ -105,23 +107,14 @@ class _MatchKeyFn(beam.DoFn):
     def process(
         self,
         element: Tuple[ReconciliationKey, Candidate],
-        as_of_millis: Optional[Tuple[ReconciliationKey, Optional[int]]],
         candidates=beam.DoFn.StateParam(CANDIDATES),
         pending_evaluation=beam.DoFn.StateParam(PENDING_EVALUATION),
         latest_record=beam.DoFn.StateParam(LATEST_RECORD),
-        as_of_state=beam.DoFn.StateParam(AS_OF),
         evaluate=beam.DoFn.TimerParam(EVALUATE),
         expire=beam.DoFn.TimerParam(EXPIRE),
-        judge_at_end=beam.DoFn.TimerParam(JUDGE_AT_END),
     ):
         _, candidate = element
         candidates.add(candidate)
-        if not self._watermark_mode:
-            # Timer callbacks cannot read side inputs, so as_of travels in state.
-            _, as_of = as_of_millis
-            as_of_state.write(as_of if as_of is not None else candidate.time)
-            judge_at_end.set(GlobalWindow().max_timestamp())
-            return
         # Judge the key once the watermark passes this record; an earlier pending
         # evaluation already covers it, a later one is pulled forward.
         pending = pending_evaluation.read()
@@ -174,19 +167,6 @@ class _MatchKeyFn(beam.DoFn):
         for state in (candidates, emitted, now_state, pending_evaluation, latest_record):
             state.clear()
 
-    @on_timer(JUDGE_AT_END)
-    def on_end_of_input(
-        self,
-        key=beam.DoFn.KeyParam,
-        candidates=beam.DoFn.StateParam(CANDIDATES),
-        as_of_state=beam.DoFn.StateParam(AS_OF),
-    ):
-        known = list(candidates.read())
-        rows = reconcile_key(key, known, as_of_state.read(), self._policy)
-        yield from self._revision(rows, known, revision=1, is_final=True)
-        candidates.clear()
-        as_of_state.clear()
-
     def _judge(self, key, fired_at, candidates, emitted, now_state, deadline, is_final: bool):
         known = list(candidates.read())
         if not known:
@@ -204,10 +184,23 @@ class _MatchKeyFn(beam.DoFn):
             deadline.set(millis_to_beam_timestamp(due))
 
     def _revision(self, rows, known, revision: int, is_final: bool):
-        yield from with_revision(rows, revision, is_final)
-        if self._with_attributions:
-            for attribution in key_attributions(rows, known, revision):
-                yield pvalue.TaggedOutput(ATTRIBUTIONS, attribution)
+        yield from _revision(rows, known, revision, is_final, self._with_attributions)
+
+
+def _revision(rows, known, revision: int, is_final: bool, with_attributions: bool):
+    yield from with_revision(rows, revision, is_final)
+    if with_attributions:
+        for attribution in key_attributions(rows, known, revision):
+            yield pvalue.TaggedOutput(ATTRIBUTIONS, attribution)
+
+
+def _judge_at_end(key_candidates, as_of: Optional[int], policy: MatchPolicy, with_attributions: bool):
+    """As-of mode: all the candidates of one key -> its one final revision."""
+    key, candidates = key_candidates
+    known = list(candidates)
+    # None only when the input holds no dated record at all; a key has one, so judge at its latest.
+    now = as_of if as_of is not None else max(candidate.time for candidate in known)
+    yield from _revision(reconcile_key(key, known, now, policy), known, 1, True, with_attributions)
 
 
 class ReconcileSettlements(beam.PTransform):
@@ -236,32 +229,23 @@ class ReconcileSettlements(beam.PTransform):
                 Tuple[Tuple[str, str, str], Candidate])
             | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
         )
-        watermark_mode = self._as_of.mode == "watermark"
-        match_fn = _MatchKeyFn(self._policy, watermark_mode, self._retention, self._with_attributions)
-        if watermark_mode:
-            results = keyed | "MatchPerKey" >> self._match(match_fn, None)
+        if self._as_of.mode == "watermark":
+            results = keyed | "MatchPerKey" >> self._outputs(beam.ParDo(
+                _MatchKeyFn(self._policy, self._retention, self._with_attributions)))
         else:
-            as_of_collection = given_as_of[0] if given_as_of else as_of_millis(records, self._as_of)
-            as_of = beam.pvalue.AsSingleton(
-                as_of_collection
-                | "KeyedLikeMainInput" >> beam.Map(lambda millis: (_AS_OF_KEY, millis)).with_output_types(
-                    Tuple[Tuple[str, str, str], Optional[int]]))
-            results = keyed | "MatchPerKey" >> self._match(match_fn, as_of)
+            as_of = beam.pvalue.AsSingleton(given_as_of[0] if given_as_of else as_of_millis(records, self._as_of))
+            results = (keyed
+                       | "AllCandidatesOfKey" >> beam.GroupByKey()
+                       | "JudgeAtEnd" >> self._outputs(beam.FlatMap(
+                           _judge_at_end, as_of, self._policy, self._with_attributions)))
         if not self._with_attributions:
             results.element_type = ReconciliationResult
             return results
         results.results.element_type = ReconciliationResult
         return {"results": results.results, ATTRIBUTIONS: results[ATTRIBUTIONS]}
 
-    def _match(self, match_fn, as_of):
-        match = beam.ParDo(match_fn, as_of)
+    def _outputs(self, match):
         return match.with_outputs(ATTRIBUTIONS, main="results") if self._with_attributions else match
-
-# Beam 2.77's ParDo picks the key coder of a stateful DoFn from an arbitrary one of
-# its inputs, side inputs included (set order of the input tags), and rejects the
-# pipeline when it picks a non-KV side input. Shaping the as_of side input like
-# the main input's KV makes either pick give the same key coder.
-_AS_OF_KEY = ("as_of", "", "")
 
 
 def as_of_millis(records, as_of: AsOf):
