@@ -30,7 +30,7 @@ setup(
                  # `make lint`: pinned, so a new release's rules cannot turn CI red on unchanged code.
                  "ruff==0.17.6", "import-linter==2.17"],
         "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
-        "bench": ["duckdb"],
+        "bench": ["duckdb", "psutil"],
     },
     entry_points={"console_scripts": ["paybeam=pipelines.cli:main"]},
 )

@@ -1,15 +1,20 @@
-"""Batch benchmark: paybeam's two engines on the DirectRunner versus DuckDB, on the same Parquet files.
+"""Batch benchmark: paybeam's two engines on each runner versus DuckDB, on the same Parquet files.
 
-    python benchmarks/batch_reconcile.py 1000000 [--engines columnar,elementwise] [--runner-args ...]
+    python benchmarks/batch_reconcile.py 1000000 [--engines columnar,elementwise] [--runners direct,flink]
+                                         [--runner-args ...]
 
 Generates (or reuses) N payments as Parquet, then runs, each as a child
-process (whole-process wall time, Python and Beam start-up included; peak
-RSS from the kernel's rusage of that child): `paybeam reconcile` with each
-engine, and the DuckDB reference (benchmarks/duckdb_reference.py: the same
-rules as one SQL query, result rows written to Parquet). Prints a table with
-seconds, records/s, peak RSS and the ratio to DuckDB, and whether every
-per-status count equals DuckDB's and the generator's ground truth. A script,
-not a test: timings never gate CI.
+process (whole-process wall time, Python and Beam start-up included): the
+DuckDB reference (benchmarks/duckdb_reference.py: the same rules as one SQL
+query, result rows written to Parquet) and `paybeam reconcile` with each
+engine on each runner (`direct`: the DirectRunner; `flink`: the embedded
+Flink `make engine-flink` fetched, `--runner FlinkRunner`). Peak memory is
+the largest sum of RSS over the child's process tree (sampled every 0.2 s:
+the launcher, a job server's JVM, SDK workers), never less than the
+kernel's peak RSS of the child itself. Prints a table with seconds,
+records/s, peak memory and the ratio to DuckDB, and whether every per-status
+count equals DuckDB's and the generator's ground truth. A script, not a
+test: timings never gate CI.
 """
 from __future__ import annotations
 
@@ -20,14 +25,16 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datagen.generator import GeneratorConfig, generate  # noqa: E402
 
 
 def ensure_dataset(payments: int, data_dir: Path, seed: int) -> Path:
@@ -36,31 +43,70 @@ def ensure_dataset(payments: int, data_dir: Path, seed: int) -> Path:
         print(f"reusing {out}")
         return out
     started = time.monotonic()
-    generate(GeneratorConfig(payments=payments, seed=seed, fmt="parquet"), str(out), progress=True)
+    # In a child: Linux gives an exec'd child the peak RSS of the process it was forked from
+    # (ru_maxrss), so a benchmark process that had generated 10M itself reported 15 GB for every run.
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--payments", str(payments),
+                    "--seed", str(seed), "--format", "parquet", "--out", str(out)], cwd=ROOT, check=True)
     print(f"generated {out} in {time.monotonic() - started:.1f}s")
     return out
 
 
+RUNNER_FLAGS = {"direct": [], "flink": ["--runner", "FlinkRunner"]}
+
+
+class TreeMemory(threading.Thread):
+    """The largest sum of RSS over a process and its descendants, sampled until `stop()`."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                root = psutil.Process(self.pid)
+                processes = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for process in processes:
+                try:
+                    total += process.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.peak
+
+
 def run_child(command: list) -> tuple:
-    """(wall seconds, peak RSS in MB, stdout) of one child process."""
+    """(wall seconds, peak memory of its process tree in MB, stdout) of one child process."""
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    memory = TreeMemory(child.pid)
+    memory.start()
     stdout = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - started
+    tree_peak = memory.stop()
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
-    return seconds, usage.ru_maxrss / 1024, stdout
+    return seconds, max(usage.ru_maxrss * 1024, tree_peak) / 2 ** 20, stdout
 
 
-def run_paybeam(data: Path, engine: str, runner_args: list) -> tuple:
-    output = data / f"out-{engine}"
+def run_paybeam(data: Path, engine: str, runner: str, runner_args: list) -> tuple:
+    output = data / f"out-{engine}-{runner}"
     shutil.rmtree(output, ignore_errors=True)
     seconds, rss, _ = run_child([sys.executable, "-m", "pipelines.cli", "reconcile",
                                  "--payments", str(data / "payments" / "*"),
                                  "--settlements", str(data / "settlements" / "*"),
-                                 "--output", str(output), "--engine", engine, *runner_args])
+                                 "--output", str(output), "--engine", engine, *RUNNER_FLAGS[runner],
+                                 *runner_args])
     summary = json.loads((output / "run.json").read_text())
     return seconds, rss, summary["statuses"]
 
@@ -79,6 +125,8 @@ def main() -> int:
     parser.add_argument("--engines", default="columnar",
                         help="comma-separated paybeam engines to run (columnar, elementwise); "
                              "elementwise takes ~25 min at 1M")
+    parser.add_argument("--runners", default="direct",
+                        help="comma-separated runners (direct, flink: the embedded Flink of `make engine-flink`)")
     parser.add_argument("--runner-args", nargs=argparse.REMAINDER, default=[],
                         help="extra flags for paybeam reconcile, e.g. --direct_num_workers=2")
     args = parser.parse_args()
@@ -89,9 +137,10 @@ def main() -> int:
 
     duck_seconds, duck_rss, duck_statuses = run_duckdb(data)
     rows = [("DuckDB (same rules, one query)", duck_seconds, duck_rss, duck_statuses)]
-    for engine in args.engines.split(","):
-        seconds, rss, statuses = run_paybeam(data, engine.strip(), args.runner_args)
-        rows.append((f"paybeam --engine {engine.strip()}", seconds, rss, statuses))
+    for runner in args.runners.split(","):
+        for engine in args.engines.split(","):
+            seconds, rss, statuses = run_paybeam(data, engine.strip(), runner.strip(), args.runner_args)
+            rows.append((f"paybeam {runner.strip()} --engine {engine.strip()}", seconds, rss, statuses))
 
     print()
     print(f"{date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.machine()}); "
@@ -99,7 +148,7 @@ def main() -> int:
     print(f"N = {args.payments:,} payments -> {records:,} input records "
           f"({expected['counts']['payments']['read']:,} payment events, "
           f"{expected['counts']['settlements']['read']:,} settlement lines)")
-    print(f"{'engine':<34}{'seconds':>9}{'x DuckDB':>10}{'records/s':>12}{'peak RSS MB':>13}  statuses agree")
+    print(f"{'engine':<34}{'seconds':>9}{'x DuckDB':>10}{'records/s':>12}{'peak MB':>13}  statuses agree")
     agree_all = True
     for name, seconds, rss, statuses in rows:
         agree = statuses == duck_statuses == expected["statuses"]

@@ -37,7 +37,7 @@ JOB_SERVER_OPTIONS = (
     "retain_externalized_checkpoints_on_cancellation", "shutdown_sources_after_idle_ms",
     "auto_watermark_interval", "latency_tracking_interval", "max_bundle_size", "max_bundle_time_mills",
     "savepoint_path", "allow_non_restored_state", "finish_bundle_before_checkpointing",
-    "unaligned_checkpoint_enabled", "fail_on_checkpointing_errors",
+    "unaligned_checkpoint_enabled", "fail_on_checkpointing_errors", "flink_conf_dir",
 )
 # An unbounded Flink run's earliest first checkpoint. On the served Flink runner (Beam Java 2.70) a
 # checkpoint whose barrier reached a Kafka reader before its first bundle stopped that reader for good:
@@ -110,6 +110,36 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
             run_directory = LOCAL_FLINK_CHECKPOINTS / f"{RUN_CHECKPOINTS_PREFIX}{uuid.uuid4().hex[:12]}"
             defaults.append(f"--state_backend_storage_path={run_directory.as_uri()}")
     return defaults
+
+
+# The embedded Flink's configuration for batch runs (a `--flink_conf_dir` of paybeam's own). Beam runs a
+# GroupByKey on Flink batch as a combine into one list per key and task, then a sort of those lists: a
+# shard's list is one record, and the embedded Flink's sort buffer refused records over 4.5 MB ("The
+# record exceeds the maximum size of a sort buffer (current maximum: 4718592 bytes)", 1M payments).
+# Flink's large-record handler spills such records instead (docs/DESIGN.md 7).
+EMBEDDED_BATCH_CONF = {"taskmanager.runtime.large-record-handler": "true"}
+LOCAL_FLINK_BATCH_CONF_DIR = Path(tempfile.gettempdir()) / "paybeam-flink-batch-conf"
+
+
+def flink_batch_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+    """`--flink_conf_dir` with EMBEDDED_BATCH_CONF for a batch run on the embedded Flink that names no
+    configuration of its own (a cluster's configuration is the cluster's: docs/operations.md)."""
+    if runner != "FlinkRunner" or streaming or raw_values(beam_args, "flink_conf_dir"):
+        return []
+    if (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip() not in FLINK_MAGIC_MASTERS:
+        return []
+    return [f"--flink_conf_dir={write_flink_conf(LOCAL_FLINK_BATCH_CONF_DIR, EMBEDDED_BATCH_CONF)}"]
+
+
+def write_flink_conf(directory: Path, settings: dict) -> Path:
+    """`directory`/flink-conf.yaml holding `settings`, replaced atomically (runs may start in parallel)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = "# Written by paybeam (runners/flink_options.py).\n" + "".join(
+        f"{key}: {value}\n" for key, value in sorted(settings.items()))
+    partial = directory / f".flink-conf.yaml.{uuid.uuid4().hex}"
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, directory / "flink-conf.yaml")
+    return directory
 
 
 def run_checkpoint_directory(options: PipelineOptions) -> Optional[Path]:

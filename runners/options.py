@@ -42,6 +42,7 @@ from runners.flink_options import (
 from runners.flink_options import (
     check_flink,
     check_flink_versions,
+    flink_batch_defaults,
     flink_job_server_defaults,
     flink_streaming_defaults,
 )
@@ -160,7 +161,8 @@ def build_pipeline_options(
 
     job_server_defaults, job_server_note = flink_job_server_defaults(runner, beam_args)
     args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming),
-            *job_server_defaults, *job_server_timeout_defaults(runner, beam_args, streaming)]
+            *flink_batch_defaults(runner, beam_args, streaming), *job_server_defaults,
+            *job_server_timeout_defaults(runner, beam_args, streaming)]
     if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
     options = PipelineOptions(args)

@@ -710,6 +710,25 @@ def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
     assert "state_backend" not in options("--flink_master=[local]", streaming=False)
 
 
+def test_a_batch_run_on_the_embedded_flink_handles_large_records():
+    # A shard's group is one record in Flink's batch sort; the embedded default refused records over 4.5 MB.
+    from runners.flink_options import LOCAL_FLINK_BATCH_CONF_DIR
+
+    def conf_dir(*flags, streaming=False):
+        return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(
+            retain_unknown_options=True).get("flink_conf_dir")
+
+    for local in ([], ["--flink_master=[local]"], ["--flink_master", "[auto]"]):
+        assert conf_dir(*local) == str(LOCAL_FLINK_BATCH_CONF_DIR)
+    text = (LOCAL_FLINK_BATCH_CONF_DIR / "flink-conf.yaml").read_text()
+    assert "taskmanager.runtime.large-record-handler: true" in text.splitlines()
+    assert conf_dir("--flink_conf_dir=/etc/flink") == "/etc/flink"  # the user's own configuration wins
+    # An unbounded run sorts nothing; a cluster's configuration is its own.
+    assert conf_dir("--flink_master=[local]", streaming=True) is None
+    assert conf_dir("--flink_master=localhost:8081", "--environment_type=EXTERNAL",
+                    "--environment_config=localhost:50000") is None
+
+
 @pytest.mark.parametrize("flags, removed", [
     ([], True),
     (["--externalized_checkpoints_enabled"], False),
