@@ -30,11 +30,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stream_runs import process_tree, rss_by_name  # noqa: E402
 
 
 def ensure_dataset(payments: int, data_dir: Path, seed: int) -> Path:
@@ -64,18 +63,10 @@ class TreeMemory(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(self.interval):
-            try:
-                root = psutil.Process(self.pid)
-                processes = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
+            processes = process_tree(self.pid)
+            if not processes:
                 return
-            total = 0
-            for process in processes:
-                try:
-                    total += process.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, sum(rss_by_name(processes).values()))
 
     def stop(self) -> int:
         self._done.set()

@@ -34,6 +34,27 @@ def paybeam_command(arguments: List[str]) -> List[str]:
     return [sys.executable, "-c", CLI_WITH_JOB_SERVER_LOG, *arguments]
 
 
+def process_tree(pid: int) -> List[psutil.Process]:
+    """The process `pid` and all its descendants now (Prism, a job server's JVM, SDK workers); [] once gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rss_by_name(processes: List[psutil.Process]) -> Dict[str, int]:
+    """Resident set size per process name (bytes; pages shared between processes count twice)."""
+    sizes: Dict[str, int] = {}
+    for process in processes:
+        try:
+            name = process.name()
+            sizes[name] = sizes.get(name, 0) + process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return sizes
+
+
 class StreamProcess:
     """`paybeam ARGUMENTS` as a child in a session (process group) of its own, its output in `log`.
 
@@ -54,25 +75,14 @@ class StreamProcess:
 
     def tree(self) -> List[psutil.Process]:
         """The paybeam process and all its descendants now (Prism, the job server's JVM, SDK workers)."""
-        try:
-            root = psutil.Process(self.process.pid)
-            processes = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        processes = process_tree(self.process.pid)
         for process in processes:
             self._seen.setdefault(process.pid, process)
         return processes
 
     def rss_by_name(self) -> Dict[str, int]:
         """Resident set size of the tree per process name (bytes; pages shared between processes count twice)."""
-        sizes: Dict[str, int] = {}
-        for process in self.tree():
-            try:
-                name = process.name()
-                sizes[name] = sizes.get(name, 0) + process.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return sizes
+        return rss_by_name(self.tree())
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -52,6 +52,11 @@ _POSITIVE_INT_JOB_SERVER_OPTIONS = ("checkpointing_interval", "checkpoint_timeou
                                     "min_pause_between_checkpoints", "max_bundle_size", "max_bundle_time_mills")
 
 
+def _flink_master(beam_args: Sequence[str]) -> str:
+    """The run's --flink_master (the last one given), `[auto]` when it gives none, as Beam defaults."""
+    return (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+
+
 def _host_of(address: str) -> str:
     address = address.strip()
     if "://" not in address:
@@ -101,7 +106,7 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
     intervals = [value for value in raw_values(beam_args, "checkpointing_interval") if value.isdigit()]
     if intervals and not raw_values(beam_args, "min_pause_between_checkpoints"):
         defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")
-    master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+    master = _flink_master(beam_args)
     if master in FLINK_MAGIC_MASTERS:
         if not raw_values(beam_args, "state_backend"):
             defaults.append("--state_backend=filesystem")
@@ -126,7 +131,7 @@ def flink_batch_defaults(runner: str, beam_args: Sequence[str], streaming: bool)
     configuration of its own (a cluster's configuration is the cluster's: docs/operations.md)."""
     if runner != "FlinkRunner" or streaming or raw_values(beam_args, "flink_conf_dir"):
         return []
-    if (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip() not in FLINK_MAGIC_MASTERS:
+    if _flink_master(beam_args) not in FLINK_MAGIC_MASTERS:
         return []
     return [f"--flink_conf_dir={write_flink_conf(LOCAL_FLINK_BATCH_CONF_DIR, EMBEDDED_BATCH_CONF)}"]
 
@@ -186,7 +191,7 @@ def flink_job_server_defaults(runner: str, beam_args: Sequence[str]) -> Tuple[Li
     if jar is None:
         return [], None
     flags = [f"--flink_job_server_jar={jar}"] + ([] if versions else [f"--flink_version={minor}"])
-    master = (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
+    master = _flink_master(beam_args)
     cluster = "" if master in FLINK_MAGIC_MASTERS else f", submitting to {master}, which must run Flink {minor}"
     return flags, (f"FlinkRunner: using the cached Flink {minor} job server ({jar}){cluster}; "
                    "--flink_job_server_jar overrides")

@@ -178,13 +178,10 @@ class _MatchKeyFn(beam.DoFn):
         if result_signature(rows) != signature or is_final:
             revision += 1
             emitted.write((revision, result_signature(rows)))
-            yield from self._revision(rows, known, revision, is_final)
+            yield from _revision(rows, known, revision, is_final, self._with_attributions)
         due = next_deadline(known, now, self._policy)
         if deadline is not None and due is not None:
             deadline.set(millis_to_beam_timestamp(due))
-
-    def _revision(self, rows, known, revision: int, is_final: bool):
-        yield from _revision(rows, known, revision, is_final, self._with_attributions)
 
 
 def _revision(rows, known, revision: int, is_final: bool, with_attributions: bool):
