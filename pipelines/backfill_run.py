@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import traceback
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Dict, List, Sequence
 
@@ -90,7 +91,9 @@ def run_date(task: DateTask) -> DateOutcome:
     try:
         tmp = _fresh_tmp(task)
         job = _build_job(task, os.path.join(tmp, SCRATCH))
-        summary = reconcile_batch.execute(job, _inputs_of(task), build_pipeline_options(job.runner, job.beam_args))
+        with reconcile_batch.spill_directory(job) as spill_path:
+            summary = reconcile_batch.execute(replace(job, spill_path=spill_path), _inputs_of(task),
+                                              build_pipeline_options(job.runner, job.beam_args))
         return publish_date(task, tmp, summary, started, started_at)
     except BaseException as error:  # noqa: BLE001 — a failed date must not stop the others
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,11 +139,13 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
     shards = {task.day: reconcile_batch.auto_shards(inputs[task.day]) for task in tasks}
     begun = time.monotonic()
     options = build_pipeline_options(tasks[0].runner, tasks[0].beam_args)
-    pipeline = new_pipeline(options)
-    build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks],
-                         [_metrics_prefix(task.day) for task in tasks])
-    result = pipeline.run()
-    wait_cancelling_on_interrupt(result)
+    with reconcile_batch.spill_directory(jobs[0]) as spill_path:
+        jobs = [replace(job, spill_path=spill_path) for job in jobs]
+        pipeline = new_pipeline(options)
+        build_range_pipeline(pipeline, jobs, [shards[task.day] for task in tasks],
+                             [_metrics_prefix(task.day) for task in tasks])
+        result = pipeline.run()
+        wait_cancelling_on_interrupt(result)
     seconds = time.monotonic() - begun
     return {task.day: reconcile_batch.run_summary(job, inputs[task.day],
                                                   counts_from_metrics(result, _metrics_prefix(task.day)), seconds)
@@ -194,7 +199,8 @@ class ReconcileWindow(beam.PTransform):
                 lambda letter, files: source_path(letter.source) in files, files))
             counts.append(validated[(name, COUNTS)] | f"WindowCounts[{name}]" >> beam.Filter(
                 lambda file_count, files: file_count[0] in files, files) | f"Counts[{name}]" >> beam.Values())
-        outputs = accepted | "ReconcileValidated" >> ReconcileValidated(job.config, self._shards)
+        outputs = accepted | "ReconcileValidated" >> ReconcileValidated(
+            job.config, self._shards, reconcile_batch.shuffle_of(job))
         outputs["dead_letters"] = [*letters, outputs["dead_letters"]] | "DeadLetters" >> beam.Flatten()
         outputs["counts"] = [*counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts()
         write_columnar_outputs(job, outputs, self._shards, self._metrics_prefix)

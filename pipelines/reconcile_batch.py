@@ -9,13 +9,14 @@ of the data unless `--as-of` says otherwise (docs/DESIGN.md 4.2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -44,6 +45,7 @@ from pipelines.io.files import (
     expand_patterns,
 )
 from pipelines.io.run_output import RunOutput
+from pipelines.io.spill import SpillDirectory, SpillToFiles
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import (
     as_of_text,
@@ -55,7 +57,7 @@ from pipelines.summary import (
 )
 from pipelines.version import paybeam_version
 from runners.flink_job_server import new_pipeline
-from runners.options import build_pipeline_options
+from runners.options import build_pipeline_options, canonical_runner
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
@@ -87,6 +89,9 @@ class BatchJob:
     engine: str = COLUMNAR
     shards: Optional[int] = None  # columnar engine: None picks from the input size
     vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS  # how Stripe/Adyen reports relate to the ledger
+    spill: Optional[bool] = None  # columnar engine: spill shuffles to files (None: on the DirectRunner)
+    spill_dir: Optional[str] = None  # where spill directories go (None: the system's temp directory)
+    spill_path: Optional[str] = None  # this run's spill directory, while it runs
 
 
 def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +114,13 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, metavar="N",
                         help=f"columnar engine: shards for deduplication and matching "
                              f"(default: one per {BYTES_PER_SHARD >> 20} MiB of input, at most {MAX_AUTO_SHARDS})")
+    spill = parser.add_mutually_exclusive_group()
+    spill.add_argument("--spill-dir", metavar="DIR",
+                       help="columnar engine: spill shuffled tables to files under DIR, which every worker must "
+                            "see (default on the DirectRunner: the system's temp directory)")
+    spill.add_argument("--no-spill", action="store_true",
+                       help="columnar engine: keep shuffled tables in the runner's memory (default off the "
+                            "DirectRunner)")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
     add_vendor_arguments(parser)
@@ -139,6 +151,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
         engine=args.engine,
         shards=args.shards,
         vendor_options=vendor_options(args),
+        spill=False if args.no_spill else True if args.spill_dir else None,
+        spill_dir=args.spill_dir,
     )
 
 
@@ -174,7 +188,7 @@ def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
             SETTLEMENTS, job.settlements, job.settlements_format, job.vendor_options),
     }
-    outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards)
+    outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards, shuffle_of(job))
     write_columnar_outputs(job, outputs, shards, metrics_prefix)
 
 
@@ -245,12 +259,36 @@ def run_job(job: BatchJob) -> dict:
     output = RunOutput(job.output)
     output.prepare()
     try:
-        summary = execute(replace(job, output=output.staging), inputs, options)
+        with spill_directory(job) as spill_path:
+            summary = execute(replace(job, output=output.staging, spill_path=spill_path), inputs, options)
         output.publish(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     except BaseException:
         output.discard()
         raise
     return summary
+
+
+def spills(job: BatchJob) -> bool:
+    """Whether the job's columnar shuffles go through files: asked for, or by default on the DirectRunner,
+    whose workers share the launcher's disk and which otherwise holds every shuffled table in memory."""
+    if job.engine != COLUMNAR:
+        return False
+    return job.spill if job.spill is not None else canonical_runner(job.runner) == "DirectRunner"
+
+
+def shuffle_of(job: BatchJob) -> Optional[SpillToFiles]:
+    """The columnar engine's shuffle transport for the job: spilled under its spill directory, else the runner's."""
+    return SpillToFiles(job.spill_path) if job.spill_path else None
+
+
+@contextlib.contextmanager
+def spill_directory(job: BatchJob) -> Iterator[Optional[str]]:
+    """This run's spill directory (removed when it ends), or None when the job does not spill."""
+    if not spills(job):
+        yield None
+        return
+    with SpillDirectory(job.spill_dir) as path:
+        yield path
 
 
 def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> dict:
@@ -272,6 +310,7 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         "beam_version": beam.__version__,
         "runner": job.runner,
         "engine": job.engine,
+        "shuffles": "spilled" if job.spill_path else "in memory",
         "inputs": per_input,
         "statuses": status_counts(counts),
         "results_rows": counts.get(RESULT_ROWS, 0),

@@ -25,8 +25,8 @@ STARTUP_DEADLINE_SECONDS = 90
 
 
 class FlinkCluster:
-    def __init__(self, engine: Path, workdir: Path, slots: int = 2):
-        self.engine, self.workdir, self.slots = engine, workdir, slots
+    def __init__(self, engine: Path, workdir: Path, slots: int = 2, taskmanagers: int = 1):
+        self.engine, self.workdir, self.slots, self.taskmanagers = engine, workdir, slots, taskmanagers
         self.conf_dir = workdir / "conf"
         self.checkpoints = workdir / "checkpoints"
         self.rest_port, self.rpc_port, self.blob_port = free_port(), free_port(), free_port()
@@ -113,7 +113,8 @@ class FlinkCluster:
         jobmanager = self._start("jobmanager", JOB_MANAGER_MAIN, "512m")
         wait_for_port(self.rest_port, jobmanager, self.logs["jobmanager"], STARTUP_DEADLINE_SECONDS)
         self._wait_for_rest(jobmanager)
-        self.start_taskmanager()
+        for index in range(self.taskmanagers):
+            self.start_taskmanager("taskmanager" if index == 0 else f"taskmanager-{index + 1}")
         return self
 
     def _wait_for_rest(self, jobmanager: subprocess.Popen) -> None:
@@ -145,15 +146,15 @@ class FlinkCluster:
     def registered_taskmanagers(self) -> List[str]:
         return [tm["id"] for tm in self.rest("/taskmanagers")["taskmanagers"]]
 
-    def start_taskmanager(self) -> None:
+    def start_taskmanager(self, name: str = "taskmanager") -> None:
         before = set(self.registered_taskmanagers())
         self.taskmanager_starts += 1
-        process = self._start("taskmanager", TASK_MANAGER_MAIN, "512m", "448m")
+        process = self._start(name, TASK_MANAGER_MAIN, "512m", "448m")
         deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
         while not set(self.registered_taskmanagers()) - before:
             if process.poll() is not None:
                 raise AssertionError(f"TaskManager exited with {process.returncode}:\n"
-                                     f"{self.logs['taskmanager'].read_text()[-3000:]}")
+                                     f"{self.logs[name].read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise AssertionError("TaskManager did not register with the JobManager")
             time.sleep(0.5)  # poll interval of the deadline loop
@@ -165,6 +166,14 @@ class FlinkCluster:
 
     def jobs(self) -> List[dict]:
         return self.rest("/jobs/overview")["jobs"]
+
+    def taskmanagers_that_ran(self, job_id: str) -> set:
+        """The ids of the TaskManagers that ran a subtask of any of the job's vertices."""
+        ran = set()
+        for vertex in self.rest(f"/jobs/{job_id}")["vertices"]:
+            for entry in self.rest(f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")["taskmanagers"]:
+                ran.add(entry["taskmanager-id"])
+        return ran
 
     def failures(self, job_id: str) -> List[str]:
         """The job's failure history (each a root exception's text); region failovers count too."""
@@ -179,7 +188,7 @@ class FlinkCluster:
         return restored["id"] if restored else None
 
     def stop(self) -> None:
-        for name in ("taskmanager", "jobmanager"):
+        for name in [*sorted(name for name in self.processes if name.startswith("taskmanager")), "jobmanager"]:
             process = self.processes.pop(name, None)
             if process is not None and process.poll() is None:
                 process.terminate()

@@ -33,6 +33,27 @@ def test_batch_on_a_standalone_cluster_equals_direct_runner(flink_engine, tmp_pa
     assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
 
 
+@pytest.mark.engines
+def test_batch_on_two_taskmanagers_spilling_to_a_shared_directory_equals_direct_runner(flink_engine, tmp_path):
+    """The route when one TaskManager is not enough: the job spread over two (four slots), its shuffles
+    spilled to a directory every worker sees, the DirectRunner's answer."""
+    dataset = generate(GeneratorConfig(payments=3000, seed=12, fmt="parquet"), str(tmp_path / "data"))
+    payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
+    assert reconcile(payments, settlements, str(tmp_path / "direct")) == 0
+    shared = tmp_path / "shared-spill"
+    shared.mkdir()
+    with FlinkCluster(flink_engine, tmp_path / "cluster", taskmanagers=2) as cluster:
+        assert len(cluster.registered_taskmanagers()) == 2
+        assert reconcile(payments, settlements, str(tmp_path / "flink"), "--shards", "8", "--spill-dir", str(shared),
+                         *flink_args(flink_engine, cluster.master, "--environment_type=LOOPBACK",
+                                     "--parallelism=4")) == 0
+        (job,) = cluster.jobs()
+        assert job["state"] == "FINISHED"
+        assert len(cluster.taskmanagers_that_ran(job["jid"])) == 2, "both TaskManagers ran subtasks"
+    assert canonical_outputs(str(tmp_path / "flink")) == canonical_outputs(str(tmp_path / "direct"))
+    assert os.listdir(shared) == []
+
+
 @contextlib.contextmanager
 def _reconcile_on(cluster: FlinkCluster, flink_engine, payments: str, settlements: str, output,
                   log) -> Iterator[subprocess.Popen]:

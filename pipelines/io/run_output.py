@@ -50,7 +50,7 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -114,7 +114,7 @@ class RunOutput:
         cleaned = []
         for path in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.paybeam-*-*"))):
             mark, _, pid = os.path.basename(path)[len(name) + 1:].rpartition("-")
-            if not pid.isdigit() or _pid_alive(int(pid)) and int(pid) != self._pid:
+            if not pid.isdigit() or pid_alive(int(pid)) and int(pid) != self._pid:
                 continue
             if mark + "-" == _OLD_MARK and not os.path.isdir(final) and os.path.isfile(os.path.join(path, SUCCESS)):
                 os.rename(path, final)  # a crash between "final -> old" and "tmp -> final"

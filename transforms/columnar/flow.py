@@ -30,6 +30,7 @@ from schemas.codecs import is_truncation
 from schemas.record_tables import (
     ID_COLUMN_OF_INPUT,
     RECONCILED_COLUMNS,
+    RECONCILED_SCHEMA_OF_INPUT,
     TIME_COLUMN_OF_INPUT,
     concat,
 )
@@ -68,6 +69,7 @@ from transforms.columnar.matching import (
     settlement_candidates,
 )
 from transforms.columnar.shards import compact, plain, split_by_shard
+from transforms.columnar.shuffle import InShuffle
 from transforms.columnar.validate import (
     ORIGIN_COLUMN,
     SOURCE_PREFIX_COLUMN,
@@ -105,16 +107,16 @@ _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "curren
 _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 
-def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int):
+def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int, compacted: bool = True):
     reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
     for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
-        yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN))
+        yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN)) if compacted else table
 
 
-def _first_deliveries(shard_tables, input_name: str):
+def _first_deliveries(shard_tables, input_name: str, shuffle):
     """A shard's copies -> (shard, unique rows); conflicting copies' dead letters and their counts tagged."""
     shard, tables = shard_tables
-    unique, judged = first_deliveries(plain(tables, delivered_schema(input_name)), input_name)
+    unique, judged = first_deliveries(plain(shuffle.loaded(tables), delivered_schema(input_name)), input_name)
     for letter, _ in judged:
         yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
     yield pvalue.TaggedOutput(COUNTS, (count_name(input_name, CONFLICTING), len(judged)))
@@ -128,15 +130,15 @@ def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
         yield pc.max(times).as_py()
 
 
-def candidates_by_key(shard_table: ShardTable, to_candidates, shards: int):
+def candidates_by_key(shard_table: ShardTable, to_candidates, shards: int, compacted: bool = True):
     for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards):
-        yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES)
+        yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES) if compacted else table
 
 
-def _match_shard(shard_tables, as_of_millis: Optional[int], policy):
+def _match_shard(shard_tables, as_of_millis: Optional[int], policy, shuffle):
     """A shard's candidates -> (shard, results); the attributions of its UNATTRIBUTED lines tagged."""
     shard, tables = shard_tables
-    candidates = plain(tables, CANDIDATE_TABLE)
+    candidates = plain(shuffle.loaded(tables), CANDIDATE_TABLE)
     results = reconcile_candidates(candidates, as_of_millis, policy)
     attributions = attribution_table(candidates, results)
     if attributions.num_rows:
@@ -144,8 +146,9 @@ def _match_shard(shard_tables, as_of_millis: Optional[int], policy):
     yield shard, results
 
 
-def _settlement_partials(shard_table: ShardTable, attributions, day) -> pa.Table:
-    return settlement_partials(attributed_settlements(shard_table[1], attributions), day)
+def _settlement_partials(shard_table, attributions, day, shuffle) -> pa.Table:
+    settlements = plain(shuffle.loaded([shard_table[1]]), RECONCILED_SCHEMA_OF_INPUT[SETTLEMENTS])
+    return settlement_partials(attributed_settlements(settlements, attributions), day)
 
 
 def _status_counts(shard_table: ShardTable):
@@ -199,22 +202,24 @@ class ReconcileValidated(beam.PTransform):
     """{payments, settlements}: (file, accepted table) -> {results, daily_totals, dead_letters (conflicting
     re-deliveries), counts}."""
 
-    def __init__(self, config: ReconcileConfig, shards: int):
+    def __init__(self, config: ReconcileConfig, shards: int, shuffle=None):
         super().__init__()
         if config.as_of.mode == "watermark":
             raise ValueError("the columnar engine is for bounded input; it judges deadlines at a fixed as_of")
         self._config = config
         self._shards = max(1, int(shards))
+        self._shuffle = shuffle or InShuffle()
 
     def expand(self, accepted: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
-        config, shards = self._config, self._shards
+        config, shards, shuffle = self._config, self._shards, self._shuffle
+        compacted = not shuffle.spills
         unique, counts, letters = {}, [], []
         for name in (PAYMENTS, SETTLEMENTS):
             deduplicated = (
-                accepted[name]
-                | f"ShardById[{name}]" >> beam.FlatMap(by_record_id, name, shards)
+                shuffle.stored(accepted[name] | f"ShardById[{name}]" >> beam.FlatMap(
+                    by_record_id, name, shards, compacted), f"ById-{name}", delivered_schema(name))
                 | f"ById[{name}]" >> beam.GroupByKey()
-                | f"FirstDeliveries[{name}]" >> beam.FlatMap(_first_deliveries, name).with_outputs(
+                | f"FirstDeliveries[{name}]" >> beam.FlatMap(_first_deliveries, name, shuffle).with_outputs(
                     DEAD_LETTERS, COUNTS, main="unique")
             )
             unique[name] = deduplicated.unique
@@ -223,24 +228,31 @@ class ReconcileValidated(beam.PTransform):
             counts.append(unique[name] | f"CountUnique[{name}]" >> beam.Map(
                 lambda shard_table, name=name: (count_name(name, UNIQUE_RECORDS), shard_table[1].num_rows)))
         as_of = self._as_of(unique)
+        # Each side is stored before the Flatten: a runner may materialise a Flatten's input (the
+        # DirectRunner does), which should hold paths when the shuffle spills, not every candidate.
         candidates = (
-            [unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(candidates_by_key, ledger_candidates, shards),
-             unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
-                 candidates_by_key, settlement_candidates, shards)]
+            [shuffle.stored(unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(
+                candidates_by_key, ledger_candidates, shards, compacted), f"ByKey-{PAYMENTS}", CANDIDATE_TABLE),
+             shuffle.stored(unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
+                 candidates_by_key, settlement_candidates, shards, compacted), f"ByKey-{SETTLEMENTS}",
+                 CANDIDATE_TABLE)]
             | "AllCandidates" >> beam.Flatten()
         )
         matched = (
             candidates
             | "ByReconciliationKey" >> beam.GroupByKey()
-            | "MatchShards" >> beam.FlatMap(_match_shard, pvalue.AsSingleton(as_of), config.policy).with_outputs(
+            | "MatchShards" >> beam.FlatMap(
+                _match_shard, pvalue.AsSingleton(as_of), config.policy, shuffle).with_outputs(
                 ATTRIBUTIONS, main="results")
         )
         results = matched.results
         day = config.settlement_day
         daily_totals = (
             [unique[PAYMENTS] | "LedgerPartials" >> beam.Map(lambda st: ledger_partials(st[1], day)),
-             unique[SETTLEMENTS] | "SettlementPartials" >> beam.Map(
-                 _settlement_partials, pvalue.AsList(matched[ATTRIBUTIONS]), day),
+             # Read again once every attribution is known: spilled, the unique lines wait on disk.
+             shuffle.stored(unique[SETTLEMENTS], "Unique-settlements", RECONCILED_SCHEMA_OF_INPUT[SETTLEMENTS])
+             | "SettlementPartials" >> beam.Map(
+                 _settlement_partials, pvalue.AsList(matched[ATTRIBUTIONS]), day, shuffle),
              results | "BreakPartials" >> beam.Map(lambda st: break_partials(st[1], day))]
             | "AllPartials" >> beam.Flatten()
             | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day))
@@ -273,16 +285,17 @@ class SumCounts(beam.PTransform):
 class ColumnarReconcile(beam.PTransform):
     """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}."""
 
-    def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8):
+    def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8, shuffle=None):
         super().__init__()
         self._config = config
         self._shards = shards
+        self._shuffle = shuffle
 
     def expand(self, chunks: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         validated = {name: chunks[name] | f"ValidateChunks[{name}]" >> ValidateChunks()
                      for name in (PAYMENTS, SETTLEMENTS)}
         outputs = ({name: validated[name]["accepted"] for name in validated}
-                   | "ReconcileValidated" >> ReconcileValidated(self._config, self._shards))
+                   | "ReconcileValidated" >> ReconcileValidated(self._config, self._shards, self._shuffle))
         file_counts = [validated[name][COUNTS] | f"DropFile[{name}]" >> beam.Values() for name in validated]
         return {
             "results": outputs["results"],
