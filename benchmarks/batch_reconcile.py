@@ -1,7 +1,7 @@
 """Batch benchmark: paybeam's two engines on each runner versus DuckDB, on the same Parquet files.
 
-    python benchmarks/batch_reconcile.py 1000000 [--engines columnar,elementwise] [--runners direct,flink]
-                                         [--runner-args ...]
+    python benchmarks/batch_reconcile.py 1000000 [--engines columnar,elementwise] [--runners direct,flink,prism]
+                                         [--copies K] [--runner-args ...]
 
 Generates (or reuses) N payments as Parquet, then runs, each as a child
 process (whole-process wall time, Python and Beam start-up included): the
@@ -132,7 +132,8 @@ def main() -> int:
                         help="comma-separated paybeam engines to run (columnar, elementwise); "
                              "elementwise takes ~25 min at 1M")
     parser.add_argument("--runners", default="direct",
-                        help="comma-separated runners (direct, flink: the embedded Flink of `make engine-flink`)")
+                        help="comma-separated runners (direct; flink: the embedded Flink of `make engine-flink`; "
+                             "prism: `make engine-prism`)")
     parser.add_argument("--runner-args", nargs=argparse.REMAINDER, default=[],
                         help="extra flags for paybeam reconcile, e.g. --direct_num_workers=2")
     args = parser.parse_args()

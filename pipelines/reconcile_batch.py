@@ -57,7 +57,7 @@ from pipelines.summary import (
 )
 from pipelines.version import paybeam_version
 from runners.flink_job_server import new_pipeline
-from runners.options import build_pipeline_options, canonical_runner
+from runners.options import build_pipeline_options, workers_share_this_disk
 from schemas import arrow
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
@@ -269,11 +269,13 @@ def run_job(job: BatchJob) -> dict:
 
 
 def spills(job: BatchJob) -> bool:
-    """Whether the job's columnar shuffles go through files: asked for, or by default on the DirectRunner,
-    whose workers share the launcher's disk and which otherwise holds every shuffled table in memory."""
+    """Whether the job's columnar shuffles go through files: asked for, or by default when every worker
+    shares this machine's disk (the DirectRunner; LOOPBACK workers on Prism and the embedded Flink).
+    In memory the DirectRunner holds every shuffled table several times over, and Prism and Flink
+    move each table through their data channels (docs/DESIGN.md 9.4)."""
     if job.engine != COLUMNAR:
         return False
-    return job.spill if job.spill is not None else canonical_runner(job.runner) == "DirectRunner"
+    return job.spill if job.spill is not None else workers_share_this_disk(job.runner, job.beam_args)
 
 
 def shuffle_of(job: BatchJob) -> Optional[SpillToFiles]:

@@ -57,6 +57,11 @@ def _flink_master(beam_args: Sequence[str]) -> str:
     return (raw_values(beam_args, "flink_master") or ["[auto]"])[-1].strip()
 
 
+def runs_on_embedded_flink(beam_args: Sequence[str]) -> bool:
+    """The run's --flink_master is Beam's embedded Flink ([auto], the default, or [local])."""
+    return _flink_master(beam_args) in FLINK_MAGIC_MASTERS
+
+
 def _host_of(address: str) -> str:
     address = address.strip()
     if "://" not in address:

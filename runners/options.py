@@ -45,6 +45,7 @@ from runners.flink_options import (
     flink_batch_defaults,
     flink_job_server_defaults,
     flink_streaming_defaults,
+    runs_on_embedded_flink,
 )
 from runners.prism_options import check_prism
 from transforms.daily_totals import SettlementDay, TriggerPolicy
@@ -188,6 +189,21 @@ def build_pipeline_options(
         setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     _say_once(job_server_note)
     return options
+
+
+def workers_share_this_disk(runner: str, beam_args: Sequence[str] = ()) -> bool:
+    """Whether every Python SDK worker of the run runs on this machine, so sees its local files: the
+    DirectRunner's (threads or child processes), and LOOPBACK workers (this very process), which Prism and
+    the embedded Flink ([auto]/[local]) get when no --environment_type is given, as Beam does."""
+    runner = canonical_runner(runner)
+    if runner == "DirectRunner":
+        return True
+    given = [value.upper() for value in raw_values(beam_args, "environment_type")]
+    if given:
+        return given[-1] == "LOOPBACK"
+    if runner == "PrismRunner":
+        return True
+    return runner == "FlinkRunner" and runs_on_embedded_flink(beam_args)
 
 
 # Runners whose Java side groups by window: it knows Beam's standard WindowFns only.

@@ -49,13 +49,14 @@ def test_one_million_payments_reconcile_on_the_embedded_flink(flink_engine, tmp_
     task slots as `[auto]` gives on this 2-core machine) a list exceeded the embedded Flink's sort buffer
     and the run failed ("The record exceeds the maximum size of a sort buffer (current maximum: 4718592
     bytes)", twice; a configuration of its own without the large-record handler failed at 200,000
-    payments in one shard). paybeam's batch configuration spills such records instead."""
+    payments in one shard). paybeam's batch configuration spills such records instead. The shuffles
+    stay in Flink (`--no-spill`: the route of workers without a shared disk), where the tables are."""
     dataset = generate(GeneratorConfig(payments=1_000_000, seed=7, fmt="parquet"), str(tmp_path / "data"))
     out = str(tmp_path / "flink")
-    assert reconcile(_glob(dataset, "payments"), _glob(dataset, "settlements"), out,
+    assert reconcile(_glob(dataset, "payments"), _glob(dataset, "settlements"), out, "--no-spill",
                      *flink_args(flink_engine, "[auto]", "--environment_type=LOOPBACK")) == 0
     summary = run_summary(out)
-    assert summary["runner"] == "FlinkRunner"
+    assert summary["runner"] == "FlinkRunner" and summary["shuffles"] == "in memory"
     assert summary["statuses"] == {status: n for status, n in dataset.expected["statuses"].items() if n}
     for name in ("payments", "settlements"):
         counts = summary["inputs"][name]

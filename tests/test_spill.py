@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import apache_beam as beam
 import pyarrow as pa
@@ -112,14 +113,22 @@ def test_a_spill_dir_that_is_not_a_directory_is_refused_in_one_line(tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_the_directrunner_spills_by_default_and_other_runners_only_when_asked():
-    job = BatchJob(payments=[], settlements=[], output="out", config=None)
-    assert spills(job)
-    assert not spills(BatchJob(payments=[], settlements=[], output="out", config=None, runner="FlinkRunner"))
-    assert spills(BatchJob(payments=[], settlements=[], output="out", config=None, runner="FlinkRunner",
-                           spill=True))
-    assert not spills(BatchJob(payments=[], settlements=[], output="out", config=None, spill=False))
-    assert not spills(BatchJob(payments=[], settlements=[], output="out", config=None, engine="elementwise"))
+@pytest.mark.parametrize("runner, beam_args, spilled", [
+    ("DirectRunner", [], True),
+    ("direct", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], True),
+    ("PrismRunner", [], True),  # LOOPBACK workers, Beam's default on Prism
+    ("PrismRunner", ["--environment_type=DOCKER"], False),
+    ("FlinkRunner", [], True),  # the embedded Flink ([auto]) with LOOPBACK workers
+    ("FlinkRunner", ["--flink_master=[local]", "--environment_type=loopback"], True),
+    ("FlinkRunner", ["--flink_master=flink.internal:8081"], False),  # a cluster's workers
+    ("FlinkRunner", ["--environment_type=PROCESS", "--environment_config={\"command\": \"boot\"}"], False),
+    ("DataflowRunner", [], False),
+])
+def test_a_run_spills_by_default_only_where_every_worker_shares_this_disk(runner, beam_args, spilled):
+    job = BatchJob(payments=[], settlements=[], output="out", config=None, runner=runner, beam_args=beam_args)
+    assert spills(job) is spilled
+    assert spills(replace(job, spill=True)) and not spills(replace(job, spill=False))
+    assert not spills(replace(job, engine="elementwise"))
 
 
 HEADER = "event_id,payment_id,event_type,processor,processor_reference,merchant_id,amount_minor,currency,event_time"
