@@ -56,11 +56,12 @@ class RawChunk:
             return np.array([self.record_origin(self.row_records[row].source) for row in rows], dtype=np.int64)
         return (np.int64(self.file_rank) << np.int64(ORDINAL_BITS)) + self.ordinals[rows].astype(np.int64)
 
-    def row_source_prefixes(self, rows: np.ndarray) -> List[str]:
-        """`source_prefix` of table rows' sources (with `row_origins`, the rows' sources)."""
+    def row_source_prefixes(self, rows: np.ndarray) -> pa.Array:
+        """`source_prefix` of table rows' sources (with `row_origins`, the rows' sources), as a string array."""
         if self.row_records is not None:
-            return [source_prefix(self.row_records[row].source) for row in rows]
-        return [f"{self.path}{self.separator}"] * len(rows)
+            return pa.array([source_prefix(self.row_records[row].source) for row in rows], pa.string())
+        # One file's rows share their prefix: repeated in Arrow, not through a list of a million strings.
+        return pa.repeat(pa.scalar(f"{self.path}{self.separator}", pa.string()), len(rows))
 
     def row_raw_records(self, rows: np.ndarray) -> List[RawRecord]:
         """Table rows as the RawRecords the per-record reader gives for them."""

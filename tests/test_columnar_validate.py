@@ -16,6 +16,7 @@ import random
 from datetime import date, datetime, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,11 +25,12 @@ from schemas import arrow
 from schemas.arrow_readers import read_chunks
 from schemas.codecs import read_records
 from schemas.money import MAX_MINOR_UNITS
+from schemas.pan import CANDIDATE_PATTERN
 from schemas.record_tables import RECORD_TYPE_OF_INPUT, table_to_records
 from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, DeadLetter
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from tests.card_numbers import card_number, grouped, without_check_digit
-from transforms.columnar.validate import judge_chunk
+from transforms.columnar.validate import PLAIN_TEXT, card_candidate_mask, judge_chunk, plain_text_mask
 from transforms.validate import judge_raw_record
 
 PSP_REFERENCE = card_number(16, "88", "3")  # Adyen's documented form, Luhn-valid
@@ -328,3 +330,28 @@ def test_adyen_psp_references_stay_on_the_vectorised_path(tmp_path):
         stripe = table.set_column(table.schema.get_field_index("processor"), "processor",
                                   pa.array(["stripe"] * len(rows)))
         assert not validate._vectorised(input_name, stripe)[0].any()
+
+
+# Byte-wise twins of two regexes of the vectorised path, each compared with its regex on every row.
+_TEXTS = st.lists(st.one_of(
+    st.none(),
+    st.text(max_size=30),
+    st.text(alphabet=st.sampled_from(list("0123456789 -x\t\u00e9\u20ac")), max_size=40),
+    st.from_regex(r"[ -~]{0,3}[0-9][ -]?[0-9]{5,14}[ -]?[0-9]{0,8}[ -~]{0,3}", fullmatch=True),
+), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXTS, st.integers(0, 5))
+def test_plain_text_mask_is_the_plain_text_regex_on_every_row(values, cut):
+    array = pa.array(values, pa.string()).slice(min(cut, len(values)))  # a slice: offsets not from 0
+    regex = pc.fill_null(pc.match_substring_regex(array, PLAIN_TEXT), False).to_pylist()
+    assert plain_text_mask(array).tolist() == regex
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXTS, st.integers(0, 5))
+def test_card_candidate_mask_is_the_candidate_regex_on_every_row(values, cut):
+    array = pa.array(values, pa.string()).slice(min(cut, len(values)))
+    regex = pc.fill_null(pc.match_substring_regex(array, CANDIDATE_PATTERN), False).to_pylist()
+    assert card_candidate_mask(array).tolist() == regex

@@ -36,3 +36,6 @@ def test_known_hashes_never_change():
     # Pinned values: a new hash would move every key of a restored stream to another shard.
     assert stable_hash([pa.array(["evt_0001", ""])]).tolist() == [_fnv1a(["evt_0001"]), _FNV_OFFSET]
     assert _fnv1a(["a"]) == 0xAF63DC4C8601EC8C
+    # Ids of one length take the unmasked loop only; one longer id makes the rest masked.
+    for ids in (["evt_0001", "evt_0002"], ["evt_0001", "evt_00002"]):
+        assert stable_hash([pa.array(ids)]).tolist() == [_fnv1a([value]) for value in ids]

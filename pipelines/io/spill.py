@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -73,7 +73,7 @@ class SpillToFiles:
 
     def stored(self, shard_tables: beam.PCollection, label: str, schema: pa.Schema) -> beam.PCollection:
         return shard_tables | f"Spill[{label}]" >> beam.ParDo(
-            SpillWriter(self.directory, label.replace("/", "_"), schema))
+            SpillWriter(self.directory, label.replace("/", "_"), schema)).with_output_types(Tuple[int, str])
 
     def loaded(self, values: Iterable) -> Iterable[pa.Table]:
         for path in values:

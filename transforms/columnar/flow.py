@@ -81,7 +81,10 @@ from transforms.validate import DEAD_LETTERS, PANS_MASKED, is_pan_rejection
 
 COUNTS = "counts"
 KEY_COLUMNS = ("processor", "processor_reference", "kind")
-ShardTable = Tuple[int, pa.Table]
+# Element types, so that Beam encodes (and sizes, when it samples) tables with schemas/arrow_coder.py:
+# an untyped table would be pickled, buffers of the parent of a slice included.
+ShardTable = beam.typehints.Tuple[int, pa.Table]
+FileTable = beam.typehints.Tuple[str, pa.Table]
 
 
 def _validated(chunk):
@@ -195,6 +198,7 @@ class ValidateChunks(beam.PTransform):
         validated = chunks | "Validate" >> beam.FlatMap(_validated).with_outputs(
             DEAD_LETTERS, COUNTS, main="accepted")
         validated[DEAD_LETTERS].element_type = DeadLetter
+        validated.accepted.element_type = FileTable
         return {"accepted": validated.accepted, DEAD_LETTERS: validated[DEAD_LETTERS], COUNTS: validated[COUNTS]}
 
 
@@ -217,12 +221,14 @@ class ReconcileValidated(beam.PTransform):
         for name in (PAYMENTS, SETTLEMENTS):
             deduplicated = (
                 shuffle.stored(accepted[name] | f"ShardById[{name}]" >> beam.FlatMap(
-                    by_record_id, name, shards, compacted), f"ById-{name}", delivered_schema(name))
+                    by_record_id, name, shards, compacted).with_output_types(ShardTable), f"ById-{name}",
+                    delivered_schema(name))
                 | f"ById[{name}]" >> beam.GroupByKey()
                 | f"FirstDeliveries[{name}]" >> beam.FlatMap(_first_deliveries, name, shuffle).with_outputs(
                     DEAD_LETTERS, COUNTS, main="unique")
             )
             unique[name] = deduplicated.unique
+            unique[name].element_type = ShardTable
             letters.append(deduplicated[DEAD_LETTERS])
             counts.append(deduplicated[COUNTS])
             counts.append(unique[name] | f"CountUnique[{name}]" >> beam.Map(
@@ -232,10 +238,11 @@ class ReconcileValidated(beam.PTransform):
         # DirectRunner does), which should hold paths when the shuffle spills, not every candidate.
         candidates = (
             [shuffle.stored(unique[PAYMENTS] | "LedgerCandidates" >> beam.FlatMap(
-                candidates_by_key, ledger_candidates, shards, compacted), f"ByKey-{PAYMENTS}", CANDIDATE_TABLE),
+                candidates_by_key, ledger_candidates, shards, compacted).with_output_types(ShardTable),
+                f"ByKey-{PAYMENTS}", CANDIDATE_TABLE),
              shuffle.stored(unique[SETTLEMENTS] | "SettlementCandidates" >> beam.FlatMap(
-                 candidates_by_key, settlement_candidates, shards, compacted), f"ByKey-{SETTLEMENTS}",
-                 CANDIDATE_TABLE)]
+                 candidates_by_key, settlement_candidates, shards, compacted).with_output_types(ShardTable),
+                 f"ByKey-{SETTLEMENTS}", CANDIDATE_TABLE)]
             | "AllCandidates" >> beam.Flatten()
         )
         matched = (
@@ -246,16 +253,19 @@ class ReconcileValidated(beam.PTransform):
                 ATTRIBUTIONS, main="results")
         )
         results = matched.results
+        results.element_type = ShardTable
+        matched[ATTRIBUTIONS].element_type = pa.Table
         day = config.settlement_day
         daily_totals = (
-            [unique[PAYMENTS] | "LedgerPartials" >> beam.Map(lambda st: ledger_partials(st[1], day)),
+            [unique[PAYMENTS] | "LedgerPartials" >> beam.Map(
+                lambda st: ledger_partials(st[1], day)).with_output_types(pa.Table),
              # Read again once every attribution is known: spilled, the unique lines wait on disk.
              shuffle.stored(unique[SETTLEMENTS], "Unique-settlements", RECONCILED_SCHEMA_OF_INPUT[SETTLEMENTS])
              | "SettlementPartials" >> beam.Map(
-                 _settlement_partials, pvalue.AsList(matched[ATTRIBUTIONS]), day, shuffle),
-             results | "BreakPartials" >> beam.Map(lambda st: break_partials(st[1], day))]
+                 _settlement_partials, pvalue.AsList(matched[ATTRIBUTIONS]), day, shuffle).with_output_types(pa.Table),
+             results | "BreakPartials" >> beam.Map(lambda st: break_partials(st[1], day)).with_output_types(pa.Table)]
             | "AllPartials" >> beam.Flatten()
-            | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day))
+            | "CombineDailyTotals" >> beam.CombineGlobally(_CombineTables(day)).with_output_types(pa.Table)
         )
         counts += [results | "CountStatuses" >> beam.FlatMap(_status_counts),
                    daily_totals | "CountDailyTotals" >> beam.Map(lambda table: (DAILY_TOTAL_ROWS, table.num_rows)),

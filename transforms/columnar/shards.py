@@ -36,7 +36,11 @@ def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
             offsets = offsets.astype(np.int64)
             data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
             starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
-            for index in range(int(lengths.max()) if rows else 0):
+            shortest, longest = (int(lengths.min()), int(lengths.max())) if rows else (0, 0)
+            # Every row has its first `shortest` bytes (ids of one kind share a length): no mask there.
+            for index in range(shortest):
+                hashes = (hashes ^ data[starts + index].astype(np.uint64)) * _FNV_PRIME
+            for index in range(shortest, longest):
                 live = lengths > index
                 byte = data[starts[live] + index].astype(np.uint64)
                 hashes[live] = (hashes[live] ^ byte) * _FNV_PRIME

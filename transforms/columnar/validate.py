@@ -14,7 +14,7 @@ other.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +34,9 @@ ORIGIN_COLUMN = "_origin"
 SOURCE_PREFIX_COLUMN = "_source_prefix"  # with _origin, where a row was read (a conflicting copy's dead letter)
 
 _CURRENCIES = pa.array(sorted(CURRENCY_EXPONENTS))
-_PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"  # str.strip() leaves it as it is, and it is not empty
+# str.strip() leaves it as it is, and it is not empty: `plain_text_mask` checks it byte-wise
+# (tests/test_columnar_validate.py compares the two).
+PLAIN_TEXT = r"(?s)^[!-~](.*[!-~])?$"
 _PLAIN_LOWER_ASCII = r"^[!-@\[-~]([ -@\[-~]*[!-@\[-~])?$"  # ... and str.lower() too
 _INSTANT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?(Z|\+00:00)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -84,11 +86,12 @@ def judge_chunk(chunk: RawChunk) -> Tuple[pa.Table, List[DeadLetter], int]:
     return pa.concat_tables(parts), letters, pans_masked
 
 
-def _with_origin(table: pa.Table, origins: np.ndarray, prefixes: List[str]) -> pa.Table:
+def _with_origin(table: pa.Table, origins: np.ndarray, prefixes: Union[List[str], pa.Array]) -> pa.Table:
     """Where each row was read (RawChunk.origins): the columnar deduplication keeps the earliest, and names
     both copies' sources (`origin_source`) when a later one conflicts."""
     return (table.append_column(ORIGIN_COLUMN, pa.array(origins, pa.int64()))
-            .append_column(SOURCE_PREFIX_COLUMN, pa.array(prefixes, pa.string())))
+            .append_column(SOURCE_PREFIX_COLUMN,
+                           prefixes if isinstance(prefixes, pa.Array) else pa.array(prefixes, pa.string())))
 
 
 # ---------------------------------------------------------------- the vectorised path
@@ -148,12 +151,48 @@ def _may_hold_card_numbers(input_name: str, values: Dict[str, pa.Array]) -> np.n
     for name in IDENTIFIER_FIELDS[input_name]:
         if not _is_text(values[name]):
             continue  # such rows are not on the vectorised path anyway
-        candidate = _mask(pc.match_substring_regex(values[name], CANDIDATE_PATTERN))
+        candidate = card_candidate_mask(values[name])
         if name in _ADYEN_DOCUMENTED and candidate.any():
             adyen = _mask(pc.equal(values["processor"], ADYEN)) if adyen is None else adyen
             candidate &= ~(adyen & _mask(pc.match_substring_regex(values[name], _ADYEN_DOCUMENTED[name])))
         suspect |= candidate
     return suspect
+
+
+def _string_bytes(array: pa.Array) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the UTF-8 bytes, each row's first byte offset, each row's byte length) of a string array."""
+    array = array.cast(pa.string())
+    rows = len(array)
+    _, offset_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[array.offset:array.offset + rows + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return data, offsets[:-1], offsets[1:] - offsets[:-1]
+
+
+def plain_text_mask(array: pa.Array) -> np.ndarray:
+    """Rows matching PLAIN_TEXT (not empty, first and last character printable ASCII but space), from their
+    first and last bytes: a character of several bytes ends and starts with bytes >= 0x80. Null is False."""
+    data, starts, lengths = _string_bytes(array)
+    plain = lengths > 0
+    if plain.any():
+        first = data[starts[plain]]
+        last = data[starts[plain] + lengths[plain] - 1]
+        plain[plain] = (first >= 0x21) & (first <= 0x7E) & (last >= 0x21) & (last <= 0x7E)
+    return plain & ~to_numpy(pc.is_null(array)).astype(bool)
+
+
+def card_candidate_mask(array: pa.Array) -> np.ndarray:
+    """Rows matching CANDIDATE_PATTERN (13 digits in a row, single spaces or dashes between). Only rows
+    holding 13 digits at all can: the regex runs on those alone. Null is False."""
+    data, starts, lengths = _string_bytes(array)
+    is_digit = (data >= 0x30) & (data <= 0x39)
+    digits_before = np.concatenate([[0], np.cumsum(is_digit, dtype=np.int64)])
+    digits = digits_before[starts + lengths] - digits_before[starts]
+    candidate = digits >= 13
+    rows = np.flatnonzero(candidate)
+    if len(rows):
+        candidate[rows] = _mask(pc.match_substring_regex(array.take(pa.array(rows)), CANDIDATE_PATTERN))
+    return candidate & ~to_numpy(pc.is_null(array)).astype(bool)
 
 
 def _mask(condition) -> np.ndarray:
@@ -176,7 +215,7 @@ def _fits(array: pa.Array, limit: int) -> np.ndarray:
 def _text(array: pa.Array, limit: int) -> Checked:
     if not _is_text(array):
         return _unchecked(array)
-    return _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) & _fits(array, limit), array.cast(pa.string())
+    return plain_text_mask(array) & _fits(array, limit), array.cast(pa.string())
 
 
 def _lower_text(array: pa.Array, limit: int) -> Checked:
@@ -193,7 +232,7 @@ def _optional_text(array: pa.Array, limit: int) -> Checked:
         return _unchecked(array)
     array = array.cast(pa.string())
     empty = _mask(pc.equal(array, ""))
-    plain = _mask(pc.match_substring_regex(array, _PLAIN_TEXT)) & _fits(array, limit)
+    plain = plain_text_mask(array) & _fits(array, limit)
     ok = plain | empty | to_numpy(pc.is_null(array))
     return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
 
