@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import glob
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -213,3 +215,26 @@ def _first_spill_file(root, run, deadline_seconds: float = 120.0):
             return found[0]
         time.sleep(0.01)  # polling the filesystem for the condition, not waiting out a guess
     return None
+
+
+def test_a_full_disk_while_spilling_fails_the_run_in_one_line_and_leaves_no_spill_files(tmp_path):
+    """RLIMIT_FSIZE makes every write past 64 KiB fail (EFBIG) as a full disk would (ENOSPC): the
+    payments' spill files are the first to outgrow it."""
+    dataset = generate(GeneratorConfig(payments=3_000, seed=8, fmt="parquet"), str(tmp_path / "data"))
+    spill_root = tmp_path / "spill"
+    spill_root.mkdir()
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "reconcile", "--payments",
+                          os.path.join(dataset.out_dir, "payments", "*"), "--settlements",
+                          os.path.join(dataset.out_dir, "settlements", "*"), "--output", str(tmp_path / "out"),
+                          "--spill-dir", str(spill_root)],
+                         cwd=REPO, capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.count("error:") == 1 and "Traceback" not in run.stderr
+    assert "File too large" in run.stderr
+    assert os.listdir(spill_root) == []
+    assert sorted(os.listdir(tmp_path)) == ["data", "spill"]  # no output, no staging directory
