@@ -54,6 +54,7 @@ def replicate(source: Path, dest: Path, copies: int) -> None:
         for path in sorted((source / name).glob("*.parquet")):
             reader = pq.ParquetFile(path)
             for k in range(copies):
+                rotation = rotation_table(k)
                 out = dest / name / f"{path.stem}-copy{k}.parquet"
                 with pq.ParquetWriter(out, reader.schema_arrow) as writer:
                     for group in range(reader.metadata.num_row_groups):
@@ -61,7 +62,7 @@ def replicate(source: Path, dest: Path, copies: int) -> None:
                         for column in columns:
                             position = table.schema.get_field_index(column)
                             table = table.set_column(position, table.schema.field(position),
-                                                     rotated(table.column(column), rotation_table(k)))
+                                                     rotated(table.column(column), rotation))
                         writer.write_table(table)
     expected = json.loads((source / "expected.json").read_text())
     expected["payments"] *= copies

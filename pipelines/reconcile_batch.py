@@ -117,10 +117,11 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     spill = parser.add_mutually_exclusive_group()
     spill.add_argument("--spill-dir", metavar="DIR",
                        help="columnar engine: spill shuffled tables to files under DIR, which every worker must "
-                            "see (default on the DirectRunner: the system's temp directory)")
+                            "see (default where every worker runs on this machine: the DirectRunner, LOOPBACK "
+                            "workers on Prism and the embedded Flink; there, the system's temp directory)")
     spill.add_argument("--no-spill", action="store_true",
-                       help="columnar engine: keep shuffled tables in the runner's memory (default off the "
-                            "DirectRunner)")
+                       help="columnar engine: keep shuffled tables in the runner's memory (the default on other "
+                            "runners and environments)")
     add_policy_arguments(parser)
     add_alert_arguments(parser)
     add_vendor_arguments(parser)

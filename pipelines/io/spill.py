@@ -10,8 +10,9 @@ files; the paths of the failed attempt are never emitted.
 `SpillDirectory` gives a run its own directory (`paybeam-spill-<pid>-*`
 under the root) and removes it when the run ends, whatever the outcome; a
 run also removes the directories that runs of dead processes left behind.
-Only for workers that share the launcher's disk (the DirectRunner; a
-cluster only with a shared mount): docs/DESIGN.md 9.4.
+Only for workers that share the launcher's disk (the DirectRunner, LOOPBACK
+workers: `runners.options.workers_share_this_disk`; a cluster only with a
+shared mount): docs/DESIGN.md 9.4.
 """
 from __future__ import annotations
 

@@ -20,6 +20,18 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 _SEPARATOR = np.uint64(0x1F)
 
 
+def string_bytes(array) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the UTF-8 bytes, each row's first byte offset, each row's byte length) of a text array, without a copy."""
+    array = array.cast(pa.string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    rows = len(array)
+    _, offset_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[array.offset:array.offset + rows + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return data, offsets[:-1], offsets[1:] - offsets[:-1]
+
+
 def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
     """FNV-1a 64 of each row's key columns (text), joined by a unit separator."""
     rows = len(columns[0]) if columns else 0
@@ -28,14 +40,7 @@ def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
         for position, column in enumerate(columns):
             if position:
                 hashes = (hashes ^ _SEPARATOR) * _FNV_PRIME
-            column = pc.fill_null(column.cast(pa.string()), "")
-            if isinstance(column, pa.ChunkedArray):
-                column = column.combine_chunks()
-            _, offset_buffer, data_buffer = column.buffers()
-            offsets = np.frombuffer(offset_buffer, dtype=np.int32)[column.offset:column.offset + rows + 1]
-            offsets = offsets.astype(np.int64)
-            data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-            starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
+            data, starts, lengths = string_bytes(pc.fill_null(column.cast(pa.string()), ""))
             shortest, longest = (int(lengths.min()), int(lengths.max())) if rows else (0, 0)
             # Every row has its first `shortest` bytes (ids of one kind share a length): no mask there.
             for index in range(shortest):

@@ -28,6 +28,7 @@ from schemas.records import PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, DeadLet
 from schemas.rules import EVENT_TYPES, RECORD_TYPES
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.vendors.adyen import PROCESSOR as ADYEN
+from transforms.columnar.shards import string_bytes
 from transforms.validate import IDENTIFIER_FIELDS, TEXT_LIMITS, judge_raw_record
 
 ORIGIN_COLUMN = "_origin"
@@ -159,20 +160,10 @@ def _may_hold_card_numbers(input_name: str, values: Dict[str, pa.Array]) -> np.n
     return suspect
 
 
-def _string_bytes(array: pa.Array) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the UTF-8 bytes, each row's first byte offset, each row's byte length) of a string array."""
-    array = array.cast(pa.string())
-    rows = len(array)
-    _, offset_buffer, data_buffer = array.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[array.offset:array.offset + rows + 1].astype(np.int64)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    return data, offsets[:-1], offsets[1:] - offsets[:-1]
-
-
 def plain_text_mask(array: pa.Array) -> np.ndarray:
     """Rows matching PLAIN_TEXT (not empty, first and last character printable ASCII but space), from their
     first and last bytes: a character of several bytes ends and starts with bytes >= 0x80. Null is False."""
-    data, starts, lengths = _string_bytes(array)
+    data, starts, lengths = string_bytes(array)
     plain = lengths > 0
     if plain.any():
         first = data[starts[plain]]
@@ -184,7 +175,7 @@ def plain_text_mask(array: pa.Array) -> np.ndarray:
 def card_candidate_mask(array: pa.Array) -> np.ndarray:
     """Rows matching CANDIDATE_PATTERN (13 digits in a row, single spaces or dashes between). Only rows
     holding 13 digits at all can: the regex runs on those alone. Null is False."""
-    data, starts, lengths = _string_bytes(array)
+    data, starts, lengths = string_bytes(array)
     is_digit = (data >= 0x30) & (data <= 0x39)
     digits_before = np.concatenate([[0], np.cumsum(is_digit, dtype=np.int64)])
     digits = digits_before[starts + lengths] - digits_before[starts]
