@@ -117,6 +117,23 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _worker_pool(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from runners.worker_pool import HarnessBootMissing, serve
+
+    try:
+        address, server = serve(args.port)
+    except HarnessBootMissing as error:
+        raise UsageError(str(error)) from None
+    try:
+        _announce_and_wait_for_a_stop_signal(
+            f"Python SDK worker pool on {address} (--environment_type=EXTERNAL "
+            f"--environment_config={address}); Ctrl-C stops it")
+    finally:
+        server.stop(grace=5)
+    return 0
+
+
 def _announce_and_wait_for_a_stop_signal(announcement: str) -> None:
     """Prints the announcement, then returns on the first SIGINT or SIGTERM, whichever thread the kernel
     hands it to. Python's C-level handler writes the signal to the wakeup fd from any thread, so a signal
@@ -207,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile_stream.add_stream_arguments(stream)
     stream.set_defaults(handler=reconcile_stream.stream_command)
     _add_kafka_commands(commands)
+    pool = commands.add_parser(
+        "worker-pool", help="serve Python SDK workers for --environment_type=EXTERNAL (a TaskManager's sidecar)",
+        description="A Python SDK worker pool whose harnesses start like the Beam SDK container's: with the "
+                    "job's pipeline options and paybeam's worker plugin (stable record schemas).")
+    pool.add_argument("--port", type=int, default=50000, help="port to serve on (default 50000; 0: a free one)")
+    pool.set_defaults(handler=_worker_pool)
     runners = commands.add_parser("runners", help="list the Beam runners, when to use each and what it needs")
     runners.set_defaults(handler=_runners)
 

@@ -68,15 +68,13 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, deadline_seco
 
 @contextlib.contextmanager
 def worker_pool(log: Path) -> Iterator[str]:
-    """A Python SDK worker pool (the sidecar of EXTERNAL environments) on a free port; yields HOST:PORT.
-    Its harnesses import paybeam as installed: no PYTHONPATH, this venv's `python` first on PATH."""
+    """`paybeam worker-pool` (the sidecar of EXTERNAL environments) on a free port; yields HOST:PORT.
+    Its harnesses import paybeam as installed: no PYTHONPATH, started from another directory."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                                    f"--service_port={port}"], stdout=handle, stderr=subprocess.STDOUT,
-                                   env=env, cwd=str(log.parent))
+        process = subprocess.Popen([str(Path(sys.executable).parent / "paybeam"), "worker-pool", f"--port={port}"],
+                                   stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=str(log.parent))
     try:
         wait_for_port(port, process, log, 60)
         yield f"localhost:{port}"

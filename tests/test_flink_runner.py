@@ -108,6 +108,7 @@ def test_flink_elementwise_engine_with_external_worker_pool(flink_engine, sample
         assert reconcile(_glob(sample, "payments"), _glob(sample, "settlements"), out, "--engine", "elementwise",
                          *flink_args(flink_engine, "[local]", "--environment_type=EXTERNAL",
                                      f"--environment_config={pool}", "--parallelism=2")) == 0
+    assert "paybeam-sdk-harness', '--id=" in (tmp_path / "worker_pool.log").read_text()
     assert result_multiset(results(out))
     assert canonical_outputs(out) == _direct(sample, tmp_path, "--engine", "elementwise")
 

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 def _worker_environment() -> dict:
     """The environment of a worker-pool sidecar: no PYTHONPATH into the repo, and `python` on PATH
-    is this virtualenv's (worker_pool_main starts each SDK harness as plain `python -c …`)."""
+    is this virtualenv's (paybeam as installed)."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -79,7 +79,7 @@ class Services:
 
 @pytest.fixture(scope="module")
 def job_services(tmp_path_factory):
-    """Beam's Python local job service and a Python worker pool, as separate processes."""
+    """Beam's Python local job service and `paybeam worker-pool`, as separate processes."""
     workdir = tmp_path_factory.mktemp("worker_pool_cwd")
     assert REPO not in workdir.parents
     env = _worker_environment()
@@ -95,8 +95,7 @@ def job_services(tmp_path_factory):
     commands = {
         "job_service": [python, "-m", "apache_beam.runners.portability.local_job_service_main",
                         "--port", str(job_port)],
-        "worker_pool": [python, "-m", "apache_beam.runners.worker.worker_pool_main",
-                        "--service_port", str(worker_port)],
+        "worker_pool": [str(Path(python).parent / "paybeam"), "worker-pool", "--port", str(worker_port)],
     }
     processes = {}
     try:
@@ -178,9 +177,10 @@ def test_batch_reconcile_through_job_service_and_external_worker_pool_equals_dir
     assert code == 0, job_services.log_tail()
     _assert_same_answer(out, direct_output, "PortableRunner")
     # The DoFns ran in SDK harness processes started by the worker pool, not in this process.
-    assert "Starting worker with command" in job_services.logs["worker_pool"].read_text()
+    assert "Starting worker with command ['" + str(Path(sys.executable).parent / "paybeam-sdk-harness") in \
+        job_services.logs["worker_pool"].read_text()
     # runners.options added --setup_file: Beam built paybeam's sdist and staged it with the job.
-    # (This worker pool starts bare SDK harnesses, which do not install staged packages; the Beam
+    # (paybeam's harness boot, like a bare worker pool, does not install staged packages; the Beam
     # container's boot executable does, on Flink. Here paybeam is importable as installed.)
     assert any("sdist" in record.getMessage() for record in caplog.records), "setup.py was not staged"
 
