@@ -32,7 +32,7 @@ setup(
         "notebooks": ["matplotlib", "pandas", "nbformat", "nbclient", "ipykernel"],
         "bench": ["duckdb", "psutil"],
     },
-    entry_points={"console_scripts": ["paybeam=pipelines.cli:main",
+    entry_points={"console_scripts": ["paybeam=pipelines.cli:console_main",
                                        # the container executable of `paybeam worker-pool`
                                        "paybeam-sdk-harness=runners.python_harness_boot:main"]},
 )

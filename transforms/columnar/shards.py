@@ -36,19 +36,24 @@ def stable_hash(columns: Sequence[pa.Array]) -> np.ndarray:
     """FNV-1a 64 of each row's key columns (text), joined by a unit separator."""
     rows = len(columns[0]) if columns else 0
     hashes = np.full(rows, _FNV_OFFSET, dtype=np.uint64)
+    # In place: a new array per byte position and operation cost half the time.
     with np.errstate(over="ignore"):
         for position, column in enumerate(columns):
             if position:
-                hashes = (hashes ^ _SEPARATOR) * _FNV_PRIME
+                hashes ^= _SEPARATOR
+                hashes *= _FNV_PRIME
             data, starts, lengths = string_bytes(pc.fill_null(column.cast(pa.string()), ""))
             shortest, longest = (int(lengths.min()), int(lengths.max())) if rows else (0, 0)
             # Every row has its first `shortest` bytes (ids of one kind share a length): no mask there.
             for index in range(shortest):
-                hashes = (hashes ^ data[starts + index].astype(np.uint64)) * _FNV_PRIME
+                hashes ^= data[starts + index]
+                hashes *= _FNV_PRIME
             for index in range(shortest, longest):
-                live = lengths > index
-                byte = data[starts[live] + index].astype(np.uint64)
-                hashes[live] = (hashes[live] ^ byte) * _FNV_PRIME
+                live = np.flatnonzero(lengths > index)
+                tails = hashes[live]
+                tails ^= data[starts[live] + index]
+                tails *= _FNV_PRIME
+                hashes[live] = tails
     return hashes
 
 
