@@ -21,6 +21,7 @@ setup(
         # Beam pins pyarrow and fastavro ranges itself; we let its pins decide.
         "apache-beam[gcp,interactive,aws]==2.77.0",  # aws: Beam's S3 filesystem for --output s3://
         "pyarrow",
+        "numpy",  # used directly, not only through pyarrow: the columnar engine's masks, the generator's columns
         "fastavro",
         "confluent-kafka",
         "tqdm",

@@ -16,33 +16,37 @@ Writes, under `out_dir`:
 
 Same config and seed give byte-identical files (one `random.Random(seed)`,
 no wall clock, no set-order dependence; the Avro sync marker comes from the
-seed too).
+seed too). Every value is drawn before anything is written; the world is
+kept in integer columns (`datagen.scenarios.World`) and every file, the
+ground truth too, is written in chunks (`datagen.writers`), so memory grows
+by tens of bytes per payment, not by Python objects per value.
 """
 from __future__ import annotations
 
 import csv
-import gc
-import io
 import json
 import math
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import date
 from random import Random
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
+import numpy as np
+import pyarrow as pa
+
+from datagen import writers
 from datagen.scenarios import (
     DAY_MS,
+    PROCESSOR_CODE,
     PROCESSORS,
     BreakRates,
     World,
     date_text,
-    sorted_rows,
     timestamp_text,
 )
-from schemas.records import PAYMENT_FIELDS, SETTLEMENT_FIELDS, SettlementLine
-from schemas.rules import STATUSES
+from datagen.writers import CHUNK_ROWS, BadRow, FileRows, ReadBackIds
+from schemas.rules import EVENT_TYPES, KIND_OF_EVENT_TYPE, KINDS, RECORD_TYPES, STATUSES
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
 
 FORMATS = ("csv", "jsonl", "avro", "parquet")
@@ -56,11 +60,9 @@ SETTLEMENT_DEFECTS = ("net_mismatch", "unknown_currency", "bad_timestamp", "unkn
 TYPED_PAYMENT_DEFECTS = ("unknown_currency", "unknown_type", "negative_amount", "no_id")
 TYPED_SETTLEMENT_DEFECTS = ("net_mismatch", "unknown_currency", "unknown_type", "negative_amount", "no_id")
 
-_EVENT_TIME, _BOOKED_TIME, _PAYOUT_ID = 8, 10, 11
+_EVENT_TIME, _BOOKED_TIME = 8, 10  # in the canonical field order of a row
 
 __all__ = ["BreakRates", "GeneratorConfig", "GeneratedDataset", "generate", "ground_truth_rows"]
-
-
 @dataclass(frozen=True)
 class GeneratorConfig:
     payments: int  # number of payments (each gets an AUTHORIZED and usually a CAPTURED event, ...)
@@ -109,6 +111,8 @@ def ground_truth_rows(keys: Iterable[tuple], as_of: int, sla_millis: int,
     `keys` holds (processor, processor_reference, kind, ledger event rows,
     settlement line rows), rows in canonical field order. One primary row per
     key plus one row per further distinct ledger event / settlement line.
+    The rules on rows, one key at a time; `truth_of` gives the same rows for a
+    whole world without a Python object per row (what `generate` uses).
     """
     rows = []
     for processor, reference, kind, ledger, lines in keys:
@@ -138,16 +142,135 @@ def ground_truth_rows(keys: Iterable[tuple], as_of: int, sla_millis: int,
     return rows
 
 
+# Ground-truth rows sort as strings (processor, reference, kind, status, ...); these ranks sort them as integers.
+_PROCESSOR_NAMES = tuple(sorted(PROCESSORS))
+_PROCESSOR_RANK = np.array([_PROCESSOR_NAMES.index(name) for name in PROCESSORS], np.int64)
+_KIND_NAMES = tuple(sorted(KINDS))
+_KIND_RANK = np.array([_KIND_NAMES.index(name) for name in KINDS], np.int64)
+_STATUS_NAMES = tuple(sorted(STATUSES))
+_STATUS = {name: code for code, name in enumerate(_STATUS_NAMES)}
+# event type / record type code -> kind code (position in KINDS), -1 for none
+_KIND_OF_EVENT = np.array([KINDS.index(KIND_OF_EVENT_TYPE[name]) if name in KIND_OF_EVENT_TYPE else -1
+                           for name in EVENT_TYPES], np.int64)
+_KIND_OF_RECORD = np.array([KINDS.index(name) if name in KINDS else -1 for name in RECORD_TYPES], np.int64)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The ground-truth rows in file order: each row's sort code (`_truth_code`) and rows (-1: none)."""
+
+    codes: np.ndarray
+    events: np.ndarray  # ledger event row of each row
+    lines: np.ndarray  # settlement line row of each row
+    reference_order: np.ndarray  # the references (positions in `references.issued`) by rank
+    statuses: Dict[str, int]
+    keys: int
+
+
+def _truth_code(processor: np.ndarray, reference_rank: np.ndarray, kind: np.ndarray, references: int) -> np.ndarray:
+    """Processor, reference, kind of each key as one integer that sorts as the strings do; status goes below."""
+    return ((_PROCESSOR_RANK[processor] * references + reference_rank) * len(KINDS) + _KIND_RANK[kind]) * len(
+        _STATUS_NAMES)
+
+
+def _key_codes(world: World, reference_rank: np.ndarray) -> np.ndarray:
+    """`_truth_code` of every key, from its first ledger event, else its first settlement line."""
+    events, payments, lines = world.events, world.payments, world.lines
+    event, line = world.keys["event"], world.keys["line"]
+    payment = events.at("payment", event)
+    from_event = _truth_code(payments.at("processor", payment), reference_rank[payments.at("reference", payment)],
+                             _KIND_OF_EVENT[events.at("event_type", event)], len(reference_rank))
+    from_line = _truth_code(lines.at("processor", line), reference_rank[lines.at("reference", line)],
+                            _KIND_OF_RECORD[lines.at("record_type", line)], len(reference_rank))
+    return np.where(event >= 0, from_event, from_line)
+
+
+def _key_statuses(world: World, as_of: int, sla_millis: int, grace_millis: int) -> np.ndarray:
+    """The status code of every key's primary row (docs/DESIGN.md 3.3, tolerance 0), -1 for a key of nothing."""
+    events, payments, lines = world.events, world.payments, world.lines
+    event, line = world.keys["event"], world.keys["line"]
+    has_event, has_line = event >= 0, line >= 0
+    both = has_event & has_line
+    same_currency = payments.at("currency", events.at("payment", event)) == lines.at("currency", line)
+    same_amount = events.at("amount", event) == lines.at("gross", line)
+    conditions = [both & ~same_currency, both & same_amount, both,
+                  has_event & (as_of >= events.at("time", event) + sla_millis), has_event,
+                  has_line & (as_of >= lines.at("booked", line) + grace_millis), has_line]
+    choices = [_STATUS[name] for name in ("CURRENCY_MISMATCH", "MATCHED", "AMOUNT_MISMATCH", "MISSING_SETTLEMENT",
+                                          "PENDING", "UNEXPECTED_SETTLEMENT", "PENDING")]
+    return np.select(conditions, choices, default=-1)
+
+
+def truth_of(world: World, references: pa.Array, as_of: int, sla_millis: int, grace_millis: int) -> Truth:
+    """The rows `ground_truth_rows` gives for the world's keys, sorted, without a Python object per row.
+
+    One primary row per key plus one per further ledger event / settlement
+    line. A key has at most two of each, the second one later (by
+    construction, checked here), so the rules' (time, id) order picks the
+    first one, and (processor, reference, kind, status) alone orders the rows.
+    """
+    import pyarrow.compute as pc
+
+    keys, extra_events, extra_lines = world.keys, world.duplicate_events, world.duplicate_lines
+    first_event, first_line = keys["event"][extra_events["key"]], keys["line"][extra_lines["key"]]
+    if (np.any(world.events["time"][extra_events["event"]] <= world.events["time"][first_event])
+            or np.any(world.lines["booked"][extra_lines["line"]] <= world.lines["booked"][first_line])):
+        raise AssertionError("a key's second ledger event or settlement line is not later than its first")
+    reference_order = pc.array_sort_indices(references).to_numpy().view(np.int64)
+    reference_rank = np.empty(len(reference_order), np.int64)
+    reference_rank[reference_order] = np.arange(len(reference_order))
+    key_codes = _key_codes(world, reference_rank)
+    del reference_rank
+    status = _key_statuses(world, as_of, sla_millis, grace_millis)
+    primary = np.flatnonzero(status >= 0)
+    codes = np.concatenate([key_codes[primary] + status[primary],
+                            key_codes[extra_events["key"]] + _STATUS["DUPLICATE_LEDGER_EVENT"],
+                            key_codes[extra_lines["key"]] + _STATUS["DUPLICATE_SETTLEMENT"]])
+    del key_codes
+    order = np.argsort(codes)
+    codes = codes[order]
+    if np.any(codes[1:] == codes[:-1]):
+        raise AssertionError("two ground-truth rows share processor, reference, kind and status")
+    none_events, none_lines = np.full(len(extra_lines["line"]), -1), np.full(len(extra_events["event"]), -1)
+    events = np.concatenate([keys["event"][primary], extra_events["event"], none_events])[order]
+    lines = np.concatenate([keys["line"][primary], none_lines, extra_lines["line"]])[order]
+    counts = np.bincount(codes % len(_STATUS_NAMES), minlength=len(_STATUS_NAMES))
+    return Truth(codes, events, lines, reference_order, {name: int(counts[_STATUS[name]]) for name in STATUSES},
+                 len(primary))
+
+
+def _truth_chunks(world: World, references: pa.Array, truth: Truth, read_back: ReadBackIds) -> Iterator[Iterator]:
+    """The ground-truth rows as text, `CHUNK_ROWS` at a time."""
+    statuses, kinds, total = len(_STATUS_NAMES), len(KINDS), len(truth.reference_order)
+    names = {"processor": np.array(_PROCESSOR_NAMES, object), "kind": np.array(_KIND_NAMES, object),
+             "status": np.array(_STATUS_NAMES, object)}
+    for start in range(0, len(truth.codes), CHUNK_ROWS):
+        codes = truth.codes[start:start + CHUNK_ROWS]
+        status, rest = codes % statuses, codes // statuses
+        kind, rest = rest % kinds, rest // kinds
+        processor, rank = rest // total, rest % total
+        event, line = truth.events[start:start + CHUNK_ROWS], truth.lines[start:start + CHUNK_ROWS]
+        event_ids = world.ids.event.texts(np.maximum(event, 0))
+        line_ids = read_back.apply(line, world.ids.settlement_texts(np.maximum(line, 0),
+                                                                    world.lines.at("processor", line)))
+        yield zip(names["processor"][processor].tolist(),
+                  references.take(truth.reference_order[rank]).to_pylist(),
+                  names["kind"][kind].tolist(), names["status"][status].tolist(),
+                  np.where(event >= 0, np.array(event_ids, object), "").tolist(),
+                  np.where(line >= 0, np.array(line_ids, object), "").tolist())
+
+
 # ------------------------------------------------------------------ noise
 
 
-def _malformed_payments(world: World, rng: Random, count: int, typed: bool) -> List[Tuple[tuple, int]]:
+def _malformed_payments(world: World, rng: Random, count: int, typed: bool) -> List[BadRow]:
     """`count` rejectable payment rows with fresh ids and keys, at times of existing rows."""
     kinds = TYPED_PAYMENT_DEFECTS if typed else PAYMENT_DEFECTS
+    times = world.events["time"]
     out = []
     for index in range(count):
         kind = kinds[index % len(kinds)]
-        t = world.payments[rng.randrange(len(world.payments))][_EVENT_TIME]
+        t = int(times[rng.randrange(len(times))])
         processor = PROCESSORS[rng.randrange(4)]
         merchant = world.merchants[rng.randrange(len(world.merchants))]
         currency = merchant.home_currency
@@ -170,12 +293,13 @@ def _malformed_payments(world: World, rng: Random, count: int, typed: bool) -> L
 
 
 def _malformed_settlements(world: World, rng: Random, count: int, typed: bool,
-                           processors: Sequence[str]) -> List[Tuple[list, int]]:
+                           processors: Sequence[str]) -> List[BadRow]:
     kinds = TYPED_SETTLEMENT_DEFECTS if typed else SETTLEMENT_DEFECTS
+    booked = world.lines["booked"]
     out = []
     for index in range(count):
         kind = kinds[index % len(kinds)]
-        t = world.lines[rng.randrange(len(world.lines))][_BOOKED_TIME]
+        t = int(booked[rng.randrange(len(booked))])
         processor = processors[rng.randrange(len(processors))]
         merchant = world.merchants[rng.randrange(len(world.merchants))]
         currency = merchant.home_currency
@@ -197,7 +321,7 @@ def _malformed_settlements(world: World, rng: Random, count: int, typed: bool,
             row[5], row[6], row[7] = -gross, 0, -gross
         elif kind == "no_id":
             row[0] = ""
-        out.append((row, t))
+        out.append((tuple(row), t))
     return out
 
 
@@ -207,162 +331,39 @@ def _pick(rng: Random, population: int, rate: float) -> List[int]:
     return sorted(rng.sample(range(population), count)) if count else []
 
 
-def _redeliveries(rng: Random, rows: Sequence, time_index: int, rate: float) -> List[Tuple[object, int]]:
-    """Identical copies of a sample of rows, each placed 1 s to 2 h after its original."""
-    return [(rows[i], rows[i][time_index] + (1 + rng.randrange(7200)) * 1000)
-            for i in _pick(rng, len(rows), rate)]
-
-
-# ------------------------------------------------------------------ writers
-
-
-def _payment_text(row: tuple) -> tuple:
-    t = row[_EVENT_TIME]
-    return row[:_EVENT_TIME] + (timestamp_text(t),) if type(t) is int else row
-
-
-def _settlement_text(row: list) -> list:
-    t = row[_BOOKED_TIME]
-    return row[:_BOOKED_TIME] + [timestamp_text(t) if type(t) is int else t, row[_PAYOUT_ID]]
-
-
-def _csv_line(values: Sequence) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
-    return buffer.getvalue()
-
-
-def _payment_csv_lines(rows: Iterable[tuple]) -> Iterator[str]:
-    for r in rows:
-        t = r[_EVENT_TIME]
-        line = (f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{r[6]},{r[7]},"
-                f"{timestamp_text(t) if type(t) is int else t}\r\n")
-        # Our values never need quoting; anything that would is left to the csv module.
-        yield line if line.count(",") == 8 and '"' not in line and line.count("\n") == 1 else _csv_line(
-            _payment_text(r))
-
-
-def _settlement_csv_lines(rows: Iterable[list]) -> Iterator[str]:
-    for r in rows:
-        t = r[_BOOKED_TIME]
-        line = (f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{r[6]},{r[7]},{r[8]},{r[9]},"
-                f"{timestamp_text(t) if type(t) is int else t},{r[11] or ''}\r\n")
-        yield line if line.count(",") == 11 and '"' not in line and line.count("\n") == 1 else _csv_line(
-            _settlement_text(r))
-
-
-def _write_csv(path: str, fields: Sequence[str], rows: Sequence, to_text) -> None:
-    # The same bytes as schemas.codecs.write_records(..., "csv", ...) (csv module,
-    # excel dialect, None as ""), about twice as fast as csv.writer on these rows.
-    lines = _payment_csv_lines if to_text is _payment_text else _settlement_csv_lines
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(_csv_line(fields))
-        handle.writelines(lines(rows))
-
-
-def _write_jsonl(path: str, fields: Sequence[str], rows: Sequence, to_text) -> None:
-    # The same bytes as schemas.codecs.write_records(..., "jsonl", ...).
-    dumps = json.dumps
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(dumps(dict(zip(fields, to_text(row)))) + "\n" for row in rows)
-
-
-def _write_avro(path: str, input_name: str, fields: Sequence[str], rows: Sequence, sync_marker: bytes) -> None:
-    import fastavro
-
-    from schemas.avro import avro_schema
-
-    schema = avro_schema("payment_event" if input_name == "payments" else "settlement_line")
-    dates: Dict[str, date] = {}
-
-    def records():
-        for row in rows:
-            record = dict(zip(fields, row))
-            if "settlement_date" in record:
-                text = record["settlement_date"]
-                record["settlement_date"] = dates.get(text) or dates.setdefault(text, date.fromisoformat(text))
-            yield record
-
-    with open(path, "wb") as handle:
-        # A fixed sync marker (fastavro draws a random one) keeps the file byte-identical per seed.
-        fastavro.writer(handle, schema, records(), codec="deflate", sync_marker=sync_marker)
-
-
-def _write_canonical(path: str, fmt: str, input_name: str, rows: Sequence, sync_marker: bytes) -> None:
-    fields = PAYMENT_FIELDS if input_name == "payments" else SETTLEMENT_FIELDS
-    to_text = _payment_text if input_name == "payments" else _settlement_text
-    if fmt == "csv":
-        _write_csv(path, fields, rows, to_text)
-    elif fmt == "jsonl":
-        _write_jsonl(path, fields, rows, to_text)
-    elif fmt == "avro":
-        _write_avro(path, input_name, fields, rows, sync_marker)
-    else:
-        from schemas.codecs import write_records
-
-        write_records(path, fmt, input_name, (dict(zip(fields, row)) for row in rows), fields)
-
-
-def _write_vendor(path: str, vendor: str, rows: Sequence[dict]) -> None:
-    from schemas.vendors import vendor_columns
-
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(vendor_columns(vendor)))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _to_vendor_rows(lines: Sequence[list], vendor: str) -> List[dict]:
-    """Each line as a vendor report row; the line then takes the values the report reads back as.
-
-    (Adyen's reader gives settlement ids the form 'adyen:<id>:<Type>:<digest>'; the
-    ground truth must name what the pipeline will see.)
-    """
-    from schemas.vendors import settlement_fields_from_vendor_row, vendor_row_from_settlement
-
-    out = []
-    for line in lines:
-        row = vendor_row_from_settlement(vendor, SettlementLine(*line))
-        fields = settlement_fields_from_vendor_row(vendor, row)
-        fields["booked_time"] = parse_timestamp_millis(fields["booked_time"], "booked_time")
-        read_back = [fields[name] for name in SETTLEMENT_FIELDS]
-        if read_back[1:5] != line[1:5] or read_back[5:11] != line[5:11]:
-            raise AssertionError(f"{vendor} report row does not read back as its line: {line} -> {read_back}")
-        line[0], line[_PAYOUT_ID] = read_back[0], read_back[_PAYOUT_ID]
-        out.append(row)
-    return out
-
-
-def _remove_stale(directory: str, names: Iterable[str], keep: Sequence[str]) -> None:
-    """Removes files an earlier run with other options left (only names this generator writes)."""
-    for name in names:
-        path = os.path.join(directory, name)
-        if path not in keep and os.path.isfile(path):
-            os.remove(path)
+def _redeliveries(rng: Random, times: np.ndarray, rate: float) -> Tuple[np.ndarray, np.ndarray]:
+    """A sample of rows (positions in `times`) to write twice, and each copy's time: 1 s to 2 h after its original."""
+    picked = np.array(_pick(rng, len(times), rate), np.int64)
+    delays = np.array([(1 + rng.randrange(7200)) * 1000 for _ in range(len(picked))], np.int64)
+    return picked, times[picked] + delays
 
 
 # ------------------------------------------------------------------ generate
 
 
-def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> GeneratedDataset:
-    """Writes a dataset for `config` under `out_dir` and returns where and what it is."""
-    # Millions of small tuples and lists, none of them in a reference cycle: the
-    # cyclic collector would only walk them again and again (it more than
-    # doubles the run time at 1M payments).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _generate(config, out_dir, progress)
-    finally:
-        if collecting:
-            gc.enable()
+@dataclass(frozen=True)
+class _Drawn:
+    """Everything `random.Random(seed)` decides, drawn in the order the files have always been made in."""
+
+    world: World
+    references: pa.Array  # every issued reference (`World.references.issued`)
+    payments: FileRows
+    settlements: FileRows  # the canonical settlement file
+    vendors: Dict[str, FileRows]
+    sync_marker: bytes
 
 
-def _generate(config: GeneratorConfig, out_dir: str, progress: bool) -> GeneratedDataset:
+def _draw(config: GeneratorConfig, progress: bool) -> _Drawn:
+    drawn = _draw_once(config, progress, exact=False)
+    if drawn.world.references.collide(drawn.references):
+        del drawn  # before the second world is drawn
+        drawn = _draw_once(config, progress, exact=True)
+    return drawn
+
+
+def _draw_once(config: GeneratorConfig, progress: bool, exact: bool) -> _Drawn:
     rng = Random(config.seed)
-    start = parse_timestamp_millis(config.start, "start")
-    world = World(rng, start, config.days, config.rates)
-
+    world = World(rng, parse_timestamp_millis(config.start, "start"), config.days, config.rates, exact)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -374,7 +375,56 @@ def _generate(config: GeneratorConfig, out_dir: str, progress: bool) -> Generate
     if bar is not None:
         bar.close()
 
+    # Noise: re-deliveries of valid rows, malformed rows (fresh ids and keys).
     typed = config.fmt in ("avro", "parquet")
+    vendors = tuple(VENDOR_FILES) if config.vendor_reports else ()
+    event_times, booked, line_processor = world.events["time"], world.lines["booked"], world.lines["processor"]
+    canonical = np.flatnonzero(~np.isin(line_processor, [PROCESSOR_CODE[vendor] for vendor in vendors]))
+    payment_copies, payment_copy_times = _redeliveries(rng, event_times, config.redelivery_rate)
+    malformed_payment_count = math.ceil(config.malformed_rate * len(event_times)) if len(event_times) else 0
+    bad_payments = _malformed_payments(world, rng, malformed_payment_count, typed)
+    canonical_copies, canonical_copy_times = _redeliveries(rng, booked[canonical], config.redelivery_rate)
+    malformed_settlement_count = math.ceil(config.malformed_rate * len(canonical)) if len(booked) else 0
+    bad_processors = tuple(p for p in PROCESSORS if p not in vendors)
+    bad_settlements = _malformed_settlements(world, rng, malformed_settlement_count, typed, bad_processors)
+    vendor_rows = {}
+    for vendor in vendors:
+        rows = np.flatnonzero(line_processor == PROCESSOR_CODE[vendor])
+        copies, copy_times = _redeliveries(rng, booked[rows], config.redelivery_rate)
+        vendor_rows[vendor] = FileRows(rows, booked, rows[copies], copy_times, [])
+    sync_marker = rng.randbytes(16)
+
+    return _Drawn(
+        world=world,
+        references=world.references.issued.arrow(),
+        payments=FileRows(None, event_times, payment_copies, payment_copy_times, bad_payments),
+        settlements=FileRows(canonical, booked, canonical[canonical_copies], canonical_copy_times, bad_settlements),
+        vendors=vendor_rows,
+        sync_marker=sync_marker,
+    )
+
+
+def _remove_stale(directory: str, names: Iterable[str], keep: Sequence[str]) -> None:
+    """Removes files an earlier run with other options left (only names this generator writes)."""
+    for name in names:
+        path = os.path.join(directory, name)
+        if path not in keep and os.path.isfile(path):
+            os.remove(path)
+
+
+def _chunks(drawn: _Drawn, rows: FileRows, payments: bool, bar) -> Iterator[Tuple[np.ndarray, writers.Columns]]:
+    """(world rows, columns) of each chunk of a file; `bar` counts them once written."""
+    make = writers.payment_columns if payments else writers.settlement_columns
+    for world_rows, bad in rows.chunks():
+        yield world_rows, make(drawn.world, drawn.references, world_rows, bad)
+        if bar is not None:
+            bar.update(len(world_rows))
+
+
+def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> GeneratedDataset:
+    """Writes a dataset for `config` under `out_dir` and returns where and what it is."""
+    drawn = _draw(config, progress)
+    world = drawn.world
     ext = config.fmt
     payments_dir = os.path.join(out_dir, "payments")
     settlements_dir = os.path.join(out_dir, "settlements")
@@ -383,82 +433,43 @@ def _generate(config: GeneratorConfig, out_dir: str, progress: bool) -> Generate
     payments_path = os.path.join(payments_dir, f"payments.{ext}")
     settlements_path = os.path.join(settlements_dir, f"settlements.{ext}")
 
-    # Split the settlement lines between the canonical file and the vendor reports.
-    vendors = tuple(VENDOR_FILES) if config.vendor_reports else ()
-    canonical_lines = [line for line in world.lines if line[1] not in vendors]
-    vendor_lines = {vendor: [line for line in world.lines if line[1] == vendor] for vendor in vendors}
-    vendor_rows = {vendor: _to_vendor_rows(lines, vendor) for vendor, lines in vendor_lines.items()}
-
-    # as_of and the ground truth come from the valid, distinct records only.
-    times = [row[_EVENT_TIME] for row in world.payments] + [line[_BOOKED_TIME] for line in world.lines]
-    as_of = max(times) if times else start
-    del times
-    truth = ground_truth_rows(world.keys, as_of, config.settlement_sla_days * DAY_MS,
-                              config.ledger_grace_days * DAY_MS)
-
-    # Noise: re-deliveries of valid rows, malformed rows (fresh ids and keys).
-    payment_copies = _redeliveries(rng, world.payments, _EVENT_TIME, config.redelivery_rate)
-    malformed_payment_count = math.ceil(config.malformed_rate * len(world.payments)) if world.payments else 0
-    bad_payments = _malformed_payments(world, rng, malformed_payment_count, typed)
-    canonical_copies = _redeliveries(rng, canonical_lines, _BOOKED_TIME, config.redelivery_rate)
-    malformed_settlement_count = math.ceil(config.malformed_rate * len(canonical_lines)) if world.lines else 0
-    bad_processors = tuple(p for p in PROCESSORS if p not in vendors)
-    bad_settlements = _malformed_settlements(world, rng, malformed_settlement_count, typed, bad_processors)
-
-    payment_rows = world.payments + [row for row, _ in payment_copies] + [row for row, _ in bad_payments]
-    payment_sort = ([row[_EVENT_TIME] for row in world.payments] + [t for _, t in payment_copies]
-                    + [t for _, t in bad_payments])
-    settlement_rows = canonical_lines + [row for row, _ in canonical_copies] + [row for row, _ in bad_settlements]
-    settlement_sort = ([line[_BOOKED_TIME] for line in canonical_lines] + [t for _, t in canonical_copies]
-                       + [t for _, t in bad_settlements])
-    vendor_outputs = {}
-    vendor_copy_count = 0
-    for vendor in vendors:
-        lines, rows = vendor_lines[vendor], vendor_rows[vendor]
-        picked = _pick(rng, len(lines), config.redelivery_rate)
-        all_rows = rows + [rows[i] for i in picked]
-        all_sort = ([line[_BOOKED_TIME] for line in lines]
-                    + [lines[i][_BOOKED_TIME] + (1 + rng.randrange(7200)) * 1000 for i in picked])
-        vendor_outputs[vendor] = sorted_rows(all_rows, all_sort)
-        vendor_copy_count += len(picked)
-
-    sync_marker = rng.randbytes(16)
-    total_rows = len(payment_rows) + len(settlement_rows) + sum(len(rows) for rows in vendor_outputs.values())
     bar = None
     if progress:
         from tqdm import tqdm
 
+        total_rows = len(drawn.payments) + len(drawn.settlements) + sum(map(len, drawn.vendors.values()))
         bar = tqdm(total=total_rows, desc="writing", unit="row", file=sys.stderr, mininterval=0.5)
-    _write_canonical(payments_path, config.fmt, "payments", sorted_rows(payment_rows, payment_sort), sync_marker)
-    if bar is not None:
-        bar.update(len(payment_rows))
-    _write_canonical(settlements_path, config.fmt, "settlements", sorted_rows(settlement_rows, settlement_sort),
-                     sync_marker)
-    if bar is not None:
-        bar.update(len(settlement_rows))
+    writers.write_canonical(payments_path, config.fmt, "payments",
+                            (columns for _, columns in _chunks(drawn, drawn.payments, True, bar)), drawn.sync_marker)
+    writers.write_canonical(settlements_path, config.fmt, "settlements",
+                            (columns for _, columns in _chunks(drawn, drawn.settlements, False, bar)),
+                            drawn.sync_marker)
     settlement_files = [settlements_path]
-    for vendor, rows in vendor_outputs.items():
+    read_back = ReadBackIds()
+    for vendor, rows in drawn.vendors.items():
         path = os.path.join(settlements_dir, VENDOR_FILES[vendor])
-        _write_vendor(path, vendor, rows)
+        writers.write_vendor(path, vendor, _chunks(drawn, rows, False, bar), read_back)
         settlement_files.append(path)
-        if bar is not None:
-            bar.update(len(rows))
     if bar is not None:
         bar.close()
     _remove_stale(payments_dir, [f"payments.{f}" for f in FORMATS], [payments_path])
     _remove_stale(settlements_dir, [f"settlements.{f}" for f in FORMATS] + list(VENDOR_FILES.values()),
                   settlement_files)
 
+    # as_of and the ground truth come from the valid, distinct records only.
+    latest = [int(times.max()) for times in (world.events["time"], world.lines["booked"]) if len(times)]
+    as_of = max(latest) if latest else world.start
+    truth = truth_of(world, drawn.references, as_of, config.settlement_sla_days * DAY_MS,
+                     config.ledger_grace_days * DAY_MS)
     ground_truth_path = os.path.join(out_dir, "ground_truth.csv")
     with open(ground_truth_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(GROUND_TRUTH_FIELDS)
-        writer.writerows(truth)
+        for rows in _truth_chunks(world, drawn.references, truth, read_back):
+            writer.writerows(rows)
 
-    statuses = dict.fromkeys(STATUSES, 0)
-    for row in truth:
-        statuses[row[3]] += 1
-    settlement_read = len(settlement_rows) + sum(len(rows) for rows in vendor_outputs.values())
+    settlement_read = len(drawn.settlements) + sum(map(len, drawn.vendors.values()))
+    settlement_copies = len(drawn.settlements.copies) + sum(len(rows.copies) for rows in drawn.vendors.values())
     expected = {
         "as_of": format_timestamp(as_of),
         "seed": config.seed,
@@ -468,11 +479,11 @@ def _generate(config: GeneratorConfig, out_dir: str, progress: bool) -> Generate
         "settlement_sla_days": config.settlement_sla_days,
         "ledger_grace_days": config.ledger_grace_days,
         "counts": {
-            "payments": _counts(len(payment_rows), len(bad_payments), len(payment_copies)),
-            "settlements": _counts(settlement_read, len(bad_settlements), len(canonical_copies) + vendor_copy_count),
+            "payments": _counts(len(drawn.payments), len(drawn.payments.bad), len(drawn.payments.copies)),
+            "settlements": _counts(settlement_read, len(drawn.settlements.bad), settlement_copies),
         },
-        "statuses": statuses,
-        "keys": sum(1 for row in truth if not row[3].startswith("DUPLICATE_")),
+        "statuses": truth.statuses,
+        "keys": truth.keys,
     }
     with open(os.path.join(out_dir, "expected.json"), "w", encoding="utf-8") as handle:
         json.dump(expected, handle, indent=2)
