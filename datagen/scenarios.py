@@ -787,8 +787,3 @@ def day_groups(lines: Table) -> DayGroups:
 def stable_order(sort_times: Sequence[int]) -> np.ndarray:
     """Positions that sort `sort_times` ascending, ties in position order (the order files are written in)."""
     return np.argsort(np.asarray(sort_times, dtype=np.int64), kind="stable")
-
-
-def sorted_rows(rows: Sequence, sort_times: Sequence[int]) -> List:
-    """Rows in ascending sort time (stable), the order files are written in."""
-    return [rows[i] for i in stable_order(sort_times).tolist()]

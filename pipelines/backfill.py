@@ -55,7 +55,7 @@ from pipelines.backfill_publish import (  # noqa: F401
     results_of_day,
 )
 from pipelines.backfill_run import execute_date_groups
-from pipelines.command import exit_process, run_module
+from pipelines.command import run_entry_point, run_module
 from pipelines.io.atomic_publish import (  # noqa: F401
     LOCK_FILE,  # (re-exported: where the lock lives is part of this command's contract)
     MANIFEST,
@@ -166,4 +166,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    run_entry_point(main)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 from typing import Optional, Sequence
 
 from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError, add_vendor_arguments, vendor_options
-from pipelines.command import exit_process, run_command
+from pipelines.command import run_command, run_entry_point
 from pipelines.version import paybeam_version
 from runners.presets import describe_runners
 
@@ -263,21 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def console_main() -> None:
     """The `paybeam` console script: `main`, then the process ends at once (pipelines/command.py)."""
-    try:
-        status = main()
-    except SystemExit as exit_request:  # argparse: --help, --version, a usage error (already printed)
-        status = _exit_status(exit_request.code)
-    exit_process(status)
-
-
-def _exit_status(code) -> int:
-    """What the interpreter would exit with for `sys.exit(code)`."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    sys.stderr.write(f"{code}\n")
-    return 1
+    run_entry_point(main)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,27 @@ def run_module(prog: str, description: str, add_arguments: Callable[[argparse.Ar
     return run_command(prog, command, handler, args, beam_args)
 
 
+def run_entry_point(main: Callable[[], int]) -> NoReturn:
+    """An entry point's `main` (the `paybeam` console script, `python -m pipelines.…`), then
+    `exit_process` with its status; argparse's own exits (--help, --version, a usage error it has
+    printed) end the same way, with the status the interpreter would give them."""
+    try:
+        status = main()
+    except SystemExit as exit_request:
+        status = _exit_status(exit_request.code)
+    exit_process(status)
+
+
+def _exit_status(code) -> int:
+    """What the interpreter exits with for `sys.exit(code)`."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
 def exit_process(status: int) -> NoReturn:
     """Ends a `paybeam` process with `status` once its command has returned.
 

@@ -35,7 +35,7 @@ from pipelines.arguments import (
     trigger_policy,
     vendor_options,
 )
-from pipelines.command import exit_process, run_module
+from pipelines.command import run_entry_point, run_module
 from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.files import (
     ReadRawRecords,
@@ -360,4 +360,4 @@ def truncation_exit_code(summary: dict, allow_truncated: bool) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    run_entry_point(main)

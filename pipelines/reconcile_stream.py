@@ -23,7 +23,7 @@ import apache_beam as beam
 
 import schemas.arrow_coder  # noqa: F401  (registers the RawChunk and Arrow table coders)
 from pipelines.arguments import COLUMNAR, UsageError
-from pipelines.command import exit_process, run_module
+from pipelines.command import run_entry_point, run_module
 from pipelines.io.kafka import (
     KafkaReadConfig,
     KafkaWriteConfig,
@@ -284,4 +284,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    run_entry_point(main)

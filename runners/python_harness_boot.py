@@ -21,7 +21,7 @@ from runners.harness_provision import boot_environment
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    os.environ.update(boot_environment(sys.argv[1:] if argv is None else argv, __doc__.splitlines()[0]))
+    os.environ.update(boot_environment(argv, __doc__.splitlines()[0]))
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main([])
