@@ -47,7 +47,7 @@ from runners.flink_options import (
     flink_streaming_defaults,
     runs_on_embedded_flink,
 )
-from runners.prism_options import check_prism
+from runners.prism_options import check_prism, keep_stateful_bundles_whole
 from transforms.daily_totals import SettlementDay, TriggerPolicy
 
 WORKER_PLUGIN = "schemas.worker_plugin"
@@ -132,6 +132,8 @@ def unknown_beam_args(beam_args: Sequence[str], runner: str = "DirectRunner") ->
 
 
 _DEFAULT = object()
+# The DirectRunner tries Prism first when Beam finds one; a PortableRunner's --job_endpoint may be a Prism.
+RUNNERS_THAT_MAY_RUN_ON_PRISM = ("DirectRunner", "PrismRunner", "PortableRunner")
 
 
 def build_pipeline_options(
@@ -171,6 +173,8 @@ def build_pipeline_options(
         raise OptionsError(f"--runner is set by paybeam's own --runner option, not as a Beam flag "
                            f"(got both {runner} and {options.view_as(StandardOptions).runner})")
 
+    if runner in RUNNERS_THAT_MAY_RUN_ON_PRISM:
+        keep_stateful_bundles_whole(options)
     if runner == "DirectRunner":
         _check_direct(options)
     elif runner == "PrismRunner":

@@ -1,5 +1,6 @@
 """paybeam's rules for a PrismRunner run: which Prism binary it uses (the one `make engine-prism`
-built, since Beam's default download is not reachable here) and one Prism per run."""
+built, since Beam's default download is not reachable here), one Prism per run, and stateful
+bundles that Prism never splits (`keep_stateful_bundles_whole`)."""
 from __future__ import annotations
 
 import os
@@ -27,6 +28,23 @@ def check_prism(options: PipelineOptions) -> None:
     if is_local_path(location) and not os.path.exists(location):
         raise OptionsError(f"--prism_location={location} does not exist; point it at a Prism binary (or its zip), "
                            "or run `make engine-prism` and omit the flag")
+
+
+# Prism 2.77 splits a bundle that shows no progress between two of its 100 ms progress ticks, and
+# its split (engine/elementmanager.go: splitBundle) frees the key of every element it hands back
+# while the primary bundle still processes that key. A second bundle of the same key then runs
+# at once, each reads the key's state as committed before either, and the one committed last
+# overwrites the other's writes: a stateful DoFn loses state (a live shard lost one bundle's
+# payments: UNEXPECTED_SETTLEMENT instead of MATCHED, docs/DESIGN.md 7). Prism reads this
+# experiment from any pipeline it runs; it stops only those progress-driven splits (a splittable
+# DoFn's own checkpoints still return residuals).
+NO_PROGRESS_SPLITS = "prism_disable_sdf_split"
+
+
+def keep_stateful_bundles_whole(options: PipelineOptions) -> None:
+    """Runs that may execute on Prism (PrismRunner, a Job API endpoint, the DirectRunner's Prism
+    attempt) get NO_PROGRESS_SPLITS."""
+    options.view_as(DebugOptions).add_experiment(NO_PROGRESS_SPLITS)
 
 
 def fetched_prism_binary() -> Path:

@@ -6,6 +6,7 @@ test acts when every output is staged and nothing is published yet.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import resource
@@ -104,6 +105,33 @@ def test_a_run_stopped_before_publishing_leaves_the_previous_run(sample, tmp_pat
         assert reconcile(payments, settlements, output) == 0
         assert _siblings(output) == ["barrier"]
         assert run_summary(output)["results_rows"] == len(results(output))
+
+
+# tgkill(2), which Python does not wrap: a signal to one thread of another process.
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _signal_a_thread_other_than_the_main_one(pid: int, number: int) -> None:
+    threads = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert threads, "the held run has no thread but its main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[os.uname().machine], pid, threads[0], number) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_a_stop_signal_that_another_thread_receives_still_stops_a_held_run(sample, tmp_path):
+    """The kernel may hand a process's signal to any of its threads; Python runs the handler in the main
+    thread, which must not stay blocked in the barrier (it did: a SIGINT run hung, 2026-12-05)."""
+    output = str(tmp_path / "out")
+    fifo = str(tmp_path / "barrier")
+    os.mkfifo(fifo)
+    run = _start_held_run(sample, output, fifo)
+    _wait_until_staged(fifo)
+    _signal_a_thread_other_than_the_main_one(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert stderr.count("error:") == 1 and "nothing was published" in stderr and "Traceback" not in stderr
+    assert not os.path.exists(output)
 
 
 def test_a_released_run_publishes(sample, tmp_path):

@@ -264,6 +264,13 @@ def test_prism_runs_get_their_own_prism_process(fetched_prism):
         "disable_prism_server_singleton")
 
 
+def test_runs_that_may_execute_on_prism_never_let_it_split_a_slow_bundle(fetched_prism):
+    # tests/test_prism_state.py shows what the experiment prevents: lost state of a stateful DoFn.
+    for runner, args in (("prism", []), ("direct", []), ("portable", ["--job_endpoint=localhost:8099"])):
+        assert build_pipeline_options(runner, args).view_as(DebugOptions).lookup_experiment(
+            "prism_disable_sdf_split"), runner
+
+
 def test_prism_location_given_wins_over_the_fetched_binary(fetched_prism, tmp_path):
     mine = tmp_path / "my-prism"
     mine.write_text("")

@@ -14,8 +14,11 @@ import errno
 import fcntl
 import glob
 import os
+import select
 import shutil
+import signal
 import sys
+import threading
 from typing import List
 
 from schemas.errors import UserError
@@ -108,8 +111,46 @@ def publish_barrier() -> None:
     if fifo:
         with open(fifo, "w", encoding="utf-8") as handle:
             handle.write("staged\n")
-        with open(fifo, encoding="utf-8") as handle:
-            handle.read()
+        _wait_until_released(fifo)
+
+
+def _wait_until_released(fifo: str) -> None:
+    """Returns once the test has opened and closed the FIFO again; a signal raises its handler's exception.
+
+    The blocking open runs in a daemon thread, the main thread waits on it and on the signal wakeup fd.
+    Why: Python runs signal handlers in the main thread only, and the kernel may hand a signal to any of
+    the process's threads (Beam leaves several): a main thread blocked in open() stayed blocked, and a run
+    stopped with SIGINT never ended (a test timed out after 120 s, 2026-12-05)."""
+    if threading.current_thread() is not threading.main_thread():
+        _read_to_end(fifo)
+        return
+    signals, signal_writer = os.pipe()
+    released, released_writer = os.pipe()
+    os.set_blocking(signal_writer, False)  # set_wakeup_fd requires it
+
+    def wait_for_the_test() -> None:
+        try:
+            _read_to_end(fifo)
+            os.write(released_writer, b"r")
+        except OSError:  # the run ended first: nobody waits any more
+            pass
+        finally:
+            os.close(released_writer)
+
+    previous_wakeup_fd = signal.set_wakeup_fd(signal_writer)
+    try:
+        threading.Thread(target=wait_for_the_test, name="publish-barrier", daemon=True).start()
+        while released not in select.select([signals, released], [], [])[0]:
+            os.read(signals, 64)  # a signal arrived: its Python handler runs before the next wait
+    finally:
+        signal.set_wakeup_fd(previous_wakeup_fd)
+        for fd in (signals, signal_writer, released):
+            os.close(fd)
+
+
+def _read_to_end(fifo: str) -> None:
+    with open(fifo, encoding="utf-8") as handle:
+        handle.read()
 
 
 def recover(output: str) -> List[str]:
