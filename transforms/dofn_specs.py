@@ -16,13 +16,10 @@ from typing import Dict, FrozenSet, Set, Tuple
 import apache_beam
 from apache_beam.transforms import userstate
 
-PATCHED_BEAM_VERSION = "2.77.0"
+from transforms.state_cache import UnpatchedBeamVersion, refuse_unpatched_beam  # noqa: F401 (its error)
+
 _COMPUTE_SPECS = userstate.get_dofn_specs
 _SPECS: Dict[int, Tuple[weakref.ref, FrozenSet, FrozenSet]] = {}
-
-
-class UnpatchedBeamVersion(RuntimeError):
-    """Beam is not the version whose DoFn introspection this module remembers."""
 
 
 def remembered_dofn_specs(dofn) -> Tuple[Set, Set]:
@@ -40,8 +37,6 @@ def remembered_dofn_specs(dofn) -> Tuple[Set, Set]:
 
 def remember_dofn_specs(beam_version: str = apache_beam.__version__) -> None:
     """Idempotently makes Beam's `get_dofn_specs` remember its answers in this process (Beam 2.77.0 only)."""
-    if beam_version != PATCHED_BEAM_VERSION:
-        raise UnpatchedBeamVersion(
-            f"transforms/dofn_specs.py patches the DoFn introspection of Beam {PATCHED_BEAM_VERSION}, this is "
-            f"Beam {beam_version}: re-measure its cost (docs/DESIGN.md 9.4) and update or remove the patch")
+    refuse_unpatched_beam("transforms/dofn_specs.py patches the DoFn introspection",
+                          "its cost (docs/DESIGN.md 9.4)", beam_version)
     userstate.get_dofn_specs = remembered_dofn_specs

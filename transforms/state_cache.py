@@ -17,6 +17,8 @@ an upgrade must re-measure and update or drop it.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import apache_beam
 import objsize
 from apache_beam.runners.worker import statecache
@@ -39,12 +41,19 @@ def _get_deep_size_without_module_scan(*objs) -> int:
     )
 
 
-def use_fast_state_cache_sizing(beam_version: str = apache_beam.__version__) -> None:
-    """Idempotently replaces the state cache's sizing function in this process (Beam 2.77.0 only)."""
-    missing = [name for name in _PRIVATE_NAMES if not hasattr(statecache, name)]
+def refuse_unpatched_beam(patch: str, cost: str, beam_version: str, missing: Sequence[str] = ()) -> None:
+    """UnpatchedBeamVersion unless this is the Beam every paybeam patch of Beam's internals was measured
+    on, with each private name the patch replaces (`missing`: those it lacks). `patch` says what is
+    patched, `cost` what to re-measure."""
     if beam_version != PATCHED_BEAM_VERSION or missing:
         raise UnpatchedBeamVersion(
-            f"transforms/state_cache.py patches the state cache of Beam {PATCHED_BEAM_VERSION}, this is Beam "
-            f"{beam_version}{' without ' + ', '.join(missing) if missing else ''}: re-measure the state-cache "
-            f"cost (docs/DESIGN.md 7) and update or remove the patch")
+            f"{patch} of Beam {PATCHED_BEAM_VERSION}, this is Beam {beam_version}"
+            f"{' without ' + ', '.join(missing) if missing else ''}: re-measure {cost} and update or remove "
+            f"the patch")
+
+
+def use_fast_state_cache_sizing(beam_version: str = apache_beam.__version__) -> None:
+    """Idempotently replaces the state cache's sizing function in this process (Beam 2.77.0 only)."""
+    refuse_unpatched_beam("transforms/state_cache.py patches the state cache", "the state-cache cost (docs/DESIGN.md 7)",
+                          beam_version, [name for name in _PRIVATE_NAMES if not hasattr(statecache, name)])
     statecache.get_deep_size = _get_deep_size_without_module_scan
