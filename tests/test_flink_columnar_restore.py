@@ -13,7 +13,7 @@ tests/flink_restore_helpers.py): three pairs MATCHED and a checkpoint after them
 is SIGKILLed (or the job cancelled with its checkpoint retained and started again from it), then the
 other three payments arrive and meet settlements read before. The outputs must equal the answer of
 one uninterrupted run, computed by a bounded run of the same records (DirectRunner, columnar): the
-final revision of every key, the latest daily-total pane of every window (a record lost or counted
+final revision of every key, the last daily-total row of every window (a record lost or counted
 twice changes its counts), no dead letters; offsets committed to the end; SIGTERM exits 143 with the
 job CANCELED.
 """
@@ -39,6 +39,7 @@ from tests.flink_restore_helpers import (
     stop,
     wait_for,
 )
+from tests.kafka_helpers import Message, read_topic
 from tests.stream_helpers import (
     INPUTS,
     committed_to_the_end,
@@ -51,7 +52,7 @@ from tests.stream_helpers import (
 )
 
 # paybeam's Python source in chunk mode feeds the columnar engine; parallelism 1 as in
-# tests/test_flink_streaming.py; EARLY daily-total panes every 2 s, so the latest pane of a window
+# tests/test_flink_streaming.py; EARLY daily-total panes every 2 s, so the last row of a window
 # shows every record read so far.
 COLUMNAR = ("--engine", "columnar", "--kafka-io=python", "--parallelism=1", "--early-firing", "2s")
 PAIRS = 6
@@ -64,28 +65,30 @@ def _line(row: dict) -> str:
     return json.dumps(row, sort_keys=True, separators=(",", ":"))
 
 
-def _latest_panes(rows: List[dict]) -> Dict[str, List[str]]:
-    """Per daily-total window, the distinct contents (sums and counts, no pane fields) of its highest pane."""
-    top: Dict[str, int] = {}
-    for row in rows:
+def _current_totals(messages: List[Message]) -> Dict[str, List[str]]:
+    """Per daily-total window, the sums and counts (no pane fields) of its last row in topic order.
+
+    A window's rows share a message key (merchant|currency), so they are in one partition in the order
+    they were produced; after a restore Flink re-emits panes from the checkpoint's pane_index, so an
+    index can come twice with different sums and only the later row is current (docs/formats.md)."""
+    current: Dict[str, str] = {}
+    partition_of: Dict[str, int] = {}
+    for message in messages:  # by partition and offset
+        row = json.loads(message.value)
         window = _line({name: row[name] for name in DAILY_TOTAL_WINDOW})
-        top[window] = max(top.get(window, -1), row["pane_index"])
-    latest: Dict[str, set] = {}
-    for row in rows:
-        window = _line({name: row[name] for name in DAILY_TOTAL_WINDOW})
-        if row["pane_index"] == top[window]:
-            latest.setdefault(window, set()).add(_line({k: v for k, v in row.items() if k not in PANE_FIELDS}))
-    return {window: sorted(contents) for window, contents in latest.items()}
+        assert partition_of.setdefault(window, message.partition) == message.partition, f"{window} in two partitions"
+        current[window] = _line({k: v for k, v in row.items() if k not in PANE_FIELDS})
+    return {window: [contents] for window, contents in current.items()}
 
 
 def _answer(bootstrap: str, topics: Dict[str, str]) -> dict:
     """What a run left on its output topics, up to what at-least-once delivery may repeat: the distinct rows
-    at each key's final revision (a key with two different final rows shows both), the latest pane of each
+    at each key's final revision (a key with two different final rows shows both), the last row of each
     daily-total window, the distinct dead letters."""
     finals = {_line(row): row for row in final_revisions(decoded(bootstrap, topics["results"]))}
     return {"results": result_multiset(finals.values()),
             "final_rows_per_key": Counter(result_key(row) for row in finals.values()),
-            "daily_totals": _latest_panes(decoded(bootstrap, topics["daily_totals"])),
+            "daily_totals": _current_totals(read_topic(bootstrap, topics["daily_totals"])),
             "dead_letters": sorted({_line(row) for row in decoded(bootstrap, topics["dead_letters"])})}
 
 
