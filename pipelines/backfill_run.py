@@ -37,6 +37,7 @@ from pipelines.io.atomic_publish import tmp_dir
 from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics
+from runners.direct_threads import workers_of
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
 from schemas.errors import one_line
@@ -148,7 +149,8 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
         wait_cancelling_on_interrupt(result)
     seconds = time.monotonic() - begun
     return {task.day: reconcile_batch.run_summary(job, inputs[task.day],
-                                                  counts_from_metrics(result, _metrics_prefix(task.day)), seconds)
+                                                  counts_from_metrics(result, _metrics_prefix(task.day)), seconds,
+                                                  workers_of(options))
             for task, job in zip(tasks, jobs)}
 
 

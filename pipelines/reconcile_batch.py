@@ -56,6 +56,7 @@ from pipelines.summary import (
     truncated_files,
 )
 from pipelines.version import paybeam_version
+from runners.direct_threads import default_direct_threads, usable_cores, workers_of
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, workers_share_this_disk
 from schemas import arrow
@@ -253,7 +254,9 @@ def run_job(job: BatchJob) -> dict:
     returns run.json's content. Nothing of a failed or interrupted run becomes visible."""
     inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
               SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
-    options = build_pipeline_options(job.runner, job.beam_args)
+    job = replace(job, shards=job.shards or auto_shards(inputs))
+    options = build_pipeline_options(job.runner, job.beam_args, direct_threads=default_direct_threads(
+        job.engine, job.shards, usable_cores()))
     check_output_location(job.output, [*job.payments, *job.settlements],
                           [entry["path"] for files in inputs.values() for entry in files])
     FileSystems.set_options(options)  # the launcher's own file operations see --s3_endpoint_url & co.
@@ -302,10 +305,11 @@ def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> d
     build_pipeline(pipeline, job, metrics_prefix)
     result = pipeline.run()
     wait_cancelling_on_interrupt(result)
-    return run_summary(job, inputs, counts_from_metrics(result, metrics_prefix), time.monotonic() - started)
+    return run_summary(job, inputs, counts_from_metrics(result, metrics_prefix), time.monotonic() - started,
+                       workers_of(options))
 
 
-def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float) -> dict:
+def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float, workers: str) -> dict:
     per_input = {name: {"files": inputs[name], **per_name} for name, per_name in input_counts(counts).items()}
     policy = job.config.policy
     return {
@@ -314,6 +318,7 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
         "runner": job.runner,
         "engine": job.engine,
         "shuffles": "spilled" if job.spill_path else "in memory",
+        "workers": workers,
         "inputs": per_input,
         "statuses": status_counts(counts),
         "results_rows": counts.get(RESULT_ROWS, 0),

@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (
 
 from runners import presets
 from runners.beam_flags import OptionsError, flag_name, is_local_path, raw_values
+from runners.direct_threads import direct_thread_args
 from runners.environments import check_environment, default_sdk_image
 from runners.flink_options import (
     JOB_SERVER_OPTIONS as FLINK_JOB_SERVER_OPTIONS,
@@ -142,6 +143,7 @@ def build_pipeline_options(
     streaming: bool = False,
     *,
     setup_file: Union[str, os.PathLike, None, object] = _DEFAULT,
+    direct_threads: int = 1,
 ) -> PipelineOptions:
     """PipelineOptions for `runner` plus the user's pass-through Beam flags.
 
@@ -149,6 +151,8 @@ def build_pipeline_options(
     that cannot work. `setup_file` is what remote runners ship when the user did not
     say otherwise (default: paybeam's own setup.py, `presets.default_setup_file()`;
     None means there is none, so the user must pass --setup_file or a custom image).
+    `direct_threads` > 1 gives a batch DirectRunner run that many worker threads unless the user chose
+    (runners/direct_threads.py).
     """
     runner = canonical_runner(runner)
     beam_args = list(beam_args)
@@ -165,7 +169,8 @@ def build_pipeline_options(
     job_server_defaults, job_server_note = flink_job_server_defaults(runner, beam_args)
     args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming),
             *flink_batch_defaults(runner, beam_args, streaming), *job_server_defaults,
-            *job_server_timeout_defaults(runner, beam_args, streaming)]
+            *job_server_timeout_defaults(runner, beam_args, streaming),
+            *direct_thread_args(runner, beam_args, streaming, direct_threads)]
     if streaming and "--streaming" not in beam_args:
         args.append("--streaming")
     options = PipelineOptions(args)

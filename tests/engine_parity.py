@@ -8,7 +8,7 @@ from typing import List
 
 from tests.cli_helpers import daily_totals, dead_letters, results, run_summary
 
-_RUN_SPECIFIC = ("engine", "wall_seconds", "runner", "options", "shuffles")
+_RUN_SPECIFIC = ("engine", "wall_seconds", "runner", "options", "shuffles", "workers")
 
 
 def _canonical(rows: List[dict]) -> List[str]:

@@ -16,7 +16,7 @@ from runners.engine_cache import fetched, pinned_versions
 from tests.cli_helpers import daily_totals, dead_letters, results, run_summary
 
 # Keys of run.json that say how, not what: they differ between runners by design.
-RUN_SUMMARY_HOW = ("options", "runner", "wall_seconds", "shuffles")
+RUN_SUMMARY_HOW = ("options", "runner", "wall_seconds", "shuffles", "workers")
 
 
 def flink_engine_dir() -> Path:
