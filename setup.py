@@ -16,7 +16,7 @@ setup(
     description="Batch-and-stream settlement reconciliation on Apache Beam",
     python_requires=">=3.10",
     packages=find_packages(include=["schemas*", "transforms*", "pipelines*", "runners*", "datagen*", "analysis*"]),
-    package_data={"schemas": ["avro/*.avsc"]},
+    package_data={"schemas": ["avro/*.avsc"], "transforms": ["risk/example_rules.yaml"]},
     install_requires=[
         # Beam pins pyarrow and fastavro ranges itself; we let its pins decide.
         "apache-beam[gcp,interactive,aws]==2.77.0",  # aws: Beam's S3 filesystem for --output s3://

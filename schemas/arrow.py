@@ -18,6 +18,14 @@ SETTLEMENT_LINE = pa.schema([
     ("settlement_date", pa.date32()), ("booked_time", TIMESTAMP), ("payout_id", pa.string()),
 ])
 
+AUTHORIZATION_ATTEMPT = pa.schema([
+    ("attempt_id", pa.string()), ("attempt_type", pa.string()), ("event_time", TIMESTAMP),
+    ("merchant_id", pa.string()), ("amount_minor", pa.int64()), ("currency", pa.string()),
+    ("card_fingerprint", pa.string()), ("card_bin", pa.string()), ("customer_id", pa.string()), ("ip", pa.string()),
+    ("device_id", pa.string()), ("billing_country", pa.string()), ("issuing_country", pa.string()),
+    ("outcome", pa.string()), ("decline_code", pa.string()), ("three_ds", pa.string()), ("payment_id", pa.string()),
+])
+
 RECONCILIATION_RESULT = pa.schema([
     ("processor", pa.string()), ("processor_reference", pa.string()), ("kind", pa.string()),
     ("status", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),

@@ -8,7 +8,8 @@ from pathlib import Path
 import fastavro
 
 AVRO_DIR = Path(__file__).with_name("avro")
-SCHEMA_NAMES = ("payment_event", "settlement_line", "reconciliation_result", "daily_total", "dead_letter", "break_rate_alert")
+SCHEMA_NAMES = ("payment_event", "settlement_line", "reconciliation_result", "daily_total", "dead_letter", "break_rate_alert",
+                "authorization_attempt")
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import arrow
+from schemas.attempts import ATTEMPTS
 from schemas.avro import avro_schema
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.timestamps import format_timestamp, millis_to_datetime
@@ -44,8 +45,9 @@ _EXTENSIONS = {
 }
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".deflate")
 
-AVRO_SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}
-ARROW_SCHEMA_OF_INPUT = {PAYMENTS: arrow.PAYMENT_EVENT, SETTLEMENTS: arrow.SETTLEMENT_LINE}
+AVRO_SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line", ATTEMPTS: "authorization_attempt"}
+ARROW_SCHEMA_OF_INPUT = {PAYMENTS: arrow.PAYMENT_EVENT, SETTLEMENTS: arrow.SETTLEMENT_LINE,
+                         ATTEMPTS: arrow.AUTHORIZATION_ATTEMPT}
 _TIME_FIELDS = {"event_time", "booked_time"}
 
 

@@ -11,15 +11,16 @@ every dead letter's reason and raw payload is masked here, the one place
 dead letters are made, before any writer sees it.
 """
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, Mapping, Tuple, Union
 
 import apache_beam as beam
 from apache_beam import pvalue
 
+from schemas.attempts import ATTEMPTS, AuthorizationAttempt
 from schemas.codecs import capped
 from schemas.internal_records import Judged
 from schemas.kafka_values import mask_payload
-from schemas.money import MoneyError, normalize_currency, parse_minor_units
+from schemas.money import MoneyError, normalize_currency
 from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import (
     PAYMENT_FIELDS,
@@ -32,77 +33,31 @@ from schemas.records import (
     SettlementLine,
 )
 from schemas.rules import EVENT_TYPES, PANS_MASKED, RECORD_TYPES, SIGNED_RECORD_TYPES  # PANS_MASKED: also a tag
-from schemas.timestamps import TimestampError, parse_date, parse_timestamp_millis
+from schemas.timestamps import TimestampError, parse_date
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from schemas.vendors.adyen import psp_references, psp_references_in
+from transforms.record_fields import (  # noqa: F401 - InvalidRecord, TEXT_LIMITS: this module's API too
+    PAN_IN_IDENTIFIER,
+    TEXT_LIMITS,
+    InvalidRecord,
+    check_missing_columns,
+    choice,
+    currency_field,
+    money_field,
+    optional_text,
+    required_text,
+    timestamp_field,
+)
+from transforms.risk.attempts import parse_authorization_attempt
 
 DEAD_LETTERS = "dead_letters"
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
 
 
-class InvalidRecord(ValueError):
-    """A record that breaks the data contract; the message is the reason."""
-
-
-# The longest free text per field, in characters once trimmed (docs/DESIGN.md 3): ids and references
-# get 256 (real ones are far shorter: Stripe's are at most 255), a processor's name 64. A longer value is
-# garbage or an attack on outputs and Kafka keys; it rejects its record. Enums, currencies and dates are
-# checked against their fixed forms instead.
-TEXT_LIMITS = {"event_id": 256, "payment_id": 256, "settlement_id": 256, "processor_reference": 256,
-               "merchant_id": 256, "payout_id": 256, "processor": 64}
-
-
-def _required_text(fields: Mapping[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidRecord(f"{name} is missing")
-    if not isinstance(value, str):
-        raise InvalidRecord(f"{name} must be text, got {type(value).__name__}")
-    text = value.strip()
-    limit = TEXT_LIMITS.get(name)
-    if limit is not None and len(text) > limit:
-        raise InvalidRecord(f"{name} is {len(text)} characters long, longer than {limit}")
-    return text
-
-
-def _optional_text(fields: Mapping[str, Any], name: str) -> Optional[str]:
-    value = fields.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _required_text(fields, name)
-
-
-def _choice(fields: Mapping[str, Any], name: str, allowed: tuple) -> str:
-    value = _required_text(fields, name).upper()
-    if value not in allowed:
-        raise InvalidRecord(f"{name} {fields[name]!r} is not one of {', '.join(allowed)}")
-    return value
-
-
 def _is_signed_record_type(fields: Mapping[str, Any]) -> bool:
     value = fields.get("record_type")
     return isinstance(value, str) and value.strip().upper() in SIGNED_RECORD_TYPES
-
-
-def _check_missing_columns(fields: Mapping[str, Any], expected: tuple, optional: tuple = ()) -> None:
-    missing = [name for name in expected if name not in fields and name not in optional]
-    if missing:
-        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-
-
-def _money(fields: Mapping[str, Any], name: str) -> int:
-    try:
-        return parse_minor_units(fields.get(name), name)
-    except MoneyError as error:
-        raise InvalidRecord(str(error)) from None
-
-
-def _currency(fields: Mapping[str, Any]) -> str:
-    try:
-        return normalize_currency(fields.get("currency"))
-    except MoneyError as error:
-        raise InvalidRecord(str(error)) from None
 
 
 def _matched_side(fields: Mapping[str, Any]) -> tuple:
@@ -112,20 +67,13 @@ def _matched_side(fields: Mapping[str, Any]) -> tuple:
     amount, currency = fields.get("matched_minor"), fields.get("matched_currency")
     if (amount is None or amount == "") and (currency is None or currency == ""):
         return None, None
-    minor = _money(fields, "matched_minor")
+    minor = money_field(fields, "matched_minor")
     if minor <= 0:
         raise InvalidRecord(f"matched_minor must be positive, got {minor}")
     try:
         return minor, normalize_currency(currency)
     except MoneyError as error:
         raise InvalidRecord(f"matched_currency: {error}") from None
-
-
-def _timestamp(fields: Mapping[str, Any], name: str) -> int:
-    try:
-        return parse_timestamp_millis(fields.get(name), name)
-    except TimestampError as error:
-        raise InvalidRecord(str(error)) from None
 
 
 # The text fields of a typed record that identify something: a card number in
@@ -135,7 +83,6 @@ IDENTIFIER_FIELDS = {
     PAYMENTS: ("event_id", "payment_id", "processor", "processor_reference", "merchant_id"),
     SETTLEMENTS: ("settlement_id", "processor", "processor_reference", "merchant_id", "payout_id"),
 }
-PAN_IN_IDENTIFIER = "looks like a card number (PAN); not published"
 
 
 def is_pan_rejection(reason: str) -> bool:
@@ -156,29 +103,29 @@ def _refuse_card_numbers(record: Any, input_name: str) -> Any:
 
 def parse_payment_event(fields: Mapping[str, Any]) -> PaymentEvent:
     """Validates one ledger event against docs/DESIGN.md 3.1 (and refuses card numbers in identifiers)."""
-    _check_missing_columns(fields, PAYMENT_FIELDS)
-    amount = _money(fields, "amount_minor")
+    check_missing_columns(fields, PAYMENT_FIELDS)
+    amount = money_field(fields, "amount_minor")
     if amount <= 0:
         raise InvalidRecord(f"amount_minor must be positive (the event_type gives the direction), got {amount}")
     return _refuse_card_numbers(PaymentEvent(
-        event_id=_required_text(fields, "event_id"),
-        payment_id=_required_text(fields, "payment_id"),
-        event_type=_choice(fields, "event_type", EVENT_TYPES),
-        processor=_required_text(fields, "processor").lower(),
-        processor_reference=_required_text(fields, "processor_reference"),
-        merchant_id=_required_text(fields, "merchant_id"),
+        event_id=required_text(fields, "event_id"),
+        payment_id=required_text(fields, "payment_id"),
+        event_type=choice(fields, "event_type", EVENT_TYPES),
+        processor=required_text(fields, "processor").lower(),
+        processor_reference=required_text(fields, "processor_reference"),
+        merchant_id=required_text(fields, "merchant_id"),
         amount_minor=amount,
-        currency=_currency(fields),
-        event_time=_timestamp(fields, "event_time"),
+        currency=currency_field(fields),
+        event_time=timestamp_field(fields, "event_time"),
     ), PAYMENTS)
 
 
 def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
     """Validates one settlement line against docs/DESIGN.md 3.2 (incl. net = gross - fee; no card numbers)."""
-    _check_missing_columns(fields, SETTLEMENT_FIELDS, optional=("payout_id",))
-    gross = _money(fields, "gross_minor")
-    fee = _money(fields, "fee_minor")
-    net = _money(fields, "net_minor")
+    check_missing_columns(fields, SETTLEMENT_FIELDS, optional=("payout_id",))
+    gross = money_field(fields, "gross_minor")
+    fee = money_field(fields, "fee_minor")
+    net = money_field(fields, "net_minor")
     # Matched lines are positive (the record type gives the direction). Account-
     # level lines carry a signed gross, as vendors book them both ways: a fee
     # refund, a returned payout or a debit adjustment is negative (3.2). The
@@ -193,26 +140,27 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
         raise InvalidRecord(str(error)) from None
     matched_minor, matched_currency = _matched_side(fields)
     return _refuse_card_numbers(SettlementLine(
-        settlement_id=_required_text(fields, "settlement_id"),
-        processor=_required_text(fields, "processor").lower(),
-        processor_reference=_required_text(fields, "processor_reference"),
-        merchant_id=_required_text(fields, "merchant_id"),
-        record_type=_choice(fields, "record_type", RECORD_TYPES),
+        settlement_id=required_text(fields, "settlement_id"),
+        processor=required_text(fields, "processor").lower(),
+        processor_reference=required_text(fields, "processor_reference"),
+        merchant_id=required_text(fields, "merchant_id"),
+        record_type=choice(fields, "record_type", RECORD_TYPES),
         gross_minor=gross,
         fee_minor=fee,
         net_minor=net,
-        currency=_currency(fields),
+        currency=currency_field(fields),
         settlement_date=settlement_date,
-        booked_time=_timestamp(fields, "booked_time"),
-        payout_id=_optional_text(fields, "payout_id"),
+        booked_time=timestamp_field(fields, "booked_time"),
+        payout_id=optional_text(fields, "payout_id"),
         matched_minor=matched_minor,
         matched_currency=matched_currency,
     ), SETTLEMENTS)
 
 
-PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementLine]]] = {
+PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementLine, AuthorizationAttempt]]] = {
     PAYMENTS: parse_payment_event,
     SETTLEMENTS: parse_settlement_line,
+    ATTEMPTS: parse_authorization_attempt,
 }
 
 
