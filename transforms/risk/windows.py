@@ -116,6 +116,20 @@ class KeyHistory:
         self._expire(self._times[-1])
         return evaluations
 
+    def holds(self, attempt: AuthorizationAttempt) -> bool:
+        """Whether this attempt (its event_time and id) is already kept."""
+        position = bisect.bisect_left(self._orders, order_of(attempt))
+        return position < len(self._orders) and self._orders[position] == order_of(attempt)
+
+    def restore(self, kept: Iterable[AuthorizationAttempt]) -> "KeyHistory":
+        """Puts back attempts kept before (a stream's state), in any order, without deciding them."""
+        for attempt in kept:
+            if not self.holds(attempt):
+                self._insert(bisect.bisect_left(self._orders, order_of(attempt)), attempt)
+        if self._times:
+            self._expire(self._times[-1])
+        return self
+
     def _start(self, window_millis: int, position: int, current: AuthorizationAttempt) -> int:
         """The first attempt within the window before `current`: event_time > its own - window."""
         return bisect.bisect_right(self._times, current.event_time - window_millis, 0, position)
