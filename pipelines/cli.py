@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from pipelines import backfill, reconcile_batch, reconcile_stream
 from pipelines.arguments import UsageError, add_vendor_arguments, vendor_options
 from pipelines.command import run_command, run_entry_point
+from pipelines.risk import add_risk_commands
 from pipelines.version import paybeam_version
 from runners.presets import describe_runners
 
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile_stream.add_stream_arguments(stream)
     stream.set_defaults(handler=reconcile_stream.stream_command)
     _add_kafka_commands(commands)
+    add_risk_commands(commands)
     pool = commands.add_parser(
         "worker-pool", help="serve Python SDK workers for --environment_type=EXTERNAL (a TaskManager's sidecar)",
         description="A Python SDK worker pool whose harnesses start like the Beam SDK container's: with the "

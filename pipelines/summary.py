@@ -33,25 +33,28 @@ def _count(counts: Dict[str, int], input_name: str, what: str) -> int:
 
 
 def input_counts(counts: Dict[str, int]) -> dict:
-    per_input = {}
-    for name in (PAYMENTS, SETTLEMENTS):
-        # A conflicting re-delivery passed validation but is a dead letter (docs/DESIGN.md 3.3): it counts as
-        # rejected, not accepted, so read = accepted + rejected and accepted = unique + deduplicated.
-        conflicting = _count(counts, name, CONFLICTING)
-        accepted = _count(counts, name, ACCEPTED) - conflicting
-        per_input[name] = {
-            "read": _count(counts, name, READ),
-            "accepted": accepted,
-            "rejected": _count(counts, name, REJECTED) + conflicting,
-            "deduplicated": accepted - _count(counts, name, UNIQUE_RECORDS),
-            "conflicting": conflicting,
-            "truncated_files": _count(counts, name, TRUNCATED_FILES),
-            "pans_masked": _count(counts, name, PANS_MASKED),
-            "pan_rejections": _count(counts, name, PAN_REJECTIONS),
-        }
+    per_input = {name: counts_of_input(counts, name) for name in (PAYMENTS, SETTLEMENTS)}
     # Vendor rows read as adjustments because their category is newer than this code (a warning).
     per_input[SETTLEMENTS]["unknown_vendor_categories"] = _count(counts, SETTLEMENTS, UNKNOWN_VENDOR_CATEGORIES)
     return per_input
+
+
+def counts_of_input(counts: Dict[str, int], name: str) -> dict:
+    """One input's counts for run.json: read = accepted + rejected, accepted = unique + deduplicated."""
+    # A conflicting re-delivery passed validation but is a dead letter (docs/DESIGN.md 3.3): it counts as
+    # rejected, not accepted.
+    conflicting = _count(counts, name, CONFLICTING)
+    accepted = _count(counts, name, ACCEPTED) - conflicting
+    return {
+        "read": _count(counts, name, READ),
+        "accepted": accepted,
+        "rejected": _count(counts, name, REJECTED) + conflicting,
+        "deduplicated": accepted - _count(counts, name, UNIQUE_RECORDS),
+        "conflicting": conflicting,
+        "truncated_files": _count(counts, name, TRUNCATED_FILES),
+        "pans_masked": _count(counts, name, PANS_MASKED),
+        "pan_rejections": _count(counts, name, PAN_REJECTIONS),
+    }
 
 
 def status_counts(counts: Dict[str, int]) -> Dict[str, int]:

@@ -26,6 +26,17 @@ AUTHORIZATION_ATTEMPT = pa.schema([
     ("outcome", pa.string()), ("decline_code", pa.string()), ("three_ds", pa.string()), ("payment_id", pa.string()),
 ])
 
+FIRED_RULE = pa.struct([
+    ("rule_id", pa.string()), ("rule_version", pa.int64()), ("value", pa.int64()), ("volume", pa.int64()),
+    ("action", pa.string()), ("score", pa.int64()), ("reason", pa.string()),
+])
+
+RISK_DECISION = pa.schema([
+    ("attempt_id", pa.string()), ("event_time", TIMESTAMP), ("merchant_id", pa.string()), ("action", pa.string()),
+    ("score", pa.int64()), ("fired", pa.list_(FIRED_RULE)), ("shadow_fired", pa.list_(FIRED_RULE)),
+    ("rule_versions", pa.string()), ("ruleset", pa.string()),
+])
+
 RECONCILIATION_RESULT = pa.schema([
     ("processor", pa.string()), ("processor_reference", pa.string()), ("kind", pa.string()),
     ("status", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),

@@ -33,10 +33,12 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Duration
 
+from schemas.attempts import ATTEMPTS, AuthorizationAttempt
 from schemas.internal_records import Judged
-from schemas.records import PAYMENTS, DeadLetter, PaymentEvent, SettlementLine
+from schemas.records import PAYMENTS, SETTLEMENTS, DeadLetter, PaymentEvent, SettlementLine
 from transforms.event_time import AssignEventTime
 from transforms.redelivery import (
+    ID_FIELD_OF_INPUT,
     PAYLOAD_FIELDS,
     Delivery,
     conflict_letter,
@@ -49,8 +51,14 @@ DEFAULT_HORIZON = timedelta(days=7)
 UNIQUE = "unique"
 
 
-def record_id(record: Union[PaymentEvent, SettlementLine]) -> str:
-    return record.event_id if isinstance(record, PaymentEvent) else record.settlement_id
+RECORD_TYPE_OF_INPUT = {PAYMENTS: PaymentEvent, SETTLEMENTS: SettlementLine, ATTEMPTS: AuthorizationAttempt}
+
+
+def record_id(record: Union[PaymentEvent, SettlementLine, AuthorizationAttempt]) -> str:
+    return getattr(record, ID_FIELD_OF_INPUT[_INPUT_OF_TYPE[type(record)]])
+
+
+_INPUT_OF_TYPE = {record_type: name for name, record_type in RECORD_TYPE_OF_INPUT.items()}
 
 
 def _keyed_by_id(delivery: Delivery) -> Tuple[str, Delivery]:
@@ -120,7 +128,7 @@ class Deduplicate(beam.PTransform):
         self._bounded = bounded
 
     def expand(self, deliveries):
-        record_type = PaymentEvent if self._input_name == PAYMENTS else SettlementLine
+        record_type = RECORD_TYPE_OF_INPUT[self._input_name]
         keyed = deliveries | "KeyById" >> beam.Map(_keyed_by_id).with_output_types(
             Tuple[str, Tuple[str, record_type]])
         if self._bounded:

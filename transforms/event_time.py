@@ -12,7 +12,8 @@ from schemas.records import PaymentEvent, ReconciliationResult, SettlementLine
 
 def event_time_millis(record: Union[PaymentEvent, SettlementLine]) -> int:
     """The instant a record happened, from its payload (never the arrival or broker time)."""
-    return record.event_time if isinstance(record, PaymentEvent) else record.booked_time
+    # Payments and authorization attempts carry event_time; settlement lines are booked.
+    return record.booked_time if isinstance(record, SettlementLine) else record.event_time
 
 
 def millis_to_beam_timestamp(millis: int) -> Timestamp:

@@ -210,7 +210,7 @@ class ParseAndValidate(beam.PTransform):
         super().__init__()
         if input_name not in PARSERS:
             raise ValueError(f"unknown input {input_name!r}")
-        self._record_type = PaymentEvent if input_name == PAYMENTS else SettlementLine
+        self._record_type = {PAYMENTS: PaymentEvent, SETTLEMENTS: SettlementLine}.get(input_name, AuthorizationAttempt)
         self._with_sources = with_sources
 
     def expand(self, raw_records):

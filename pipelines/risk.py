@@ -1,0 +1,225 @@
+"""`paybeam risk`: risk rules on authorization attempts (docs/DESIGN.md 10).
+
+    paybeam risk check --rules FILE                   # validate a rules file, one line per rule
+    paybeam risk generate --out DIR                   # attempts with injected attacks, and their truth
+    paybeam risk backtest --attempts GLOB --rules FILE --output DIR [--csv]
+
+A backtest writes `decisions/` (Parquet; `csv/decisions` with --csv),
+`dead_letters/` (JSON lines) and `run.json` into DIR, published atomically
+like a reconcile run. This module wires IO to transforms/risk; the rules
+live there.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.arguments import UsageError
+from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, expand_patterns
+from pipelines.io.run_output import RunOutput
+from pipelines.run_errors import wait_cancelling_on_interrupt
+from pipelines.summary import counts_from_metrics, counts_of_input
+from pipelines.version import paybeam_version
+from runners.flink_job_server import new_pipeline
+from runners.options import build_pipeline_options
+from schemas import arrow
+from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
+from schemas.codecs import FORMATS, write_records
+from schemas.decisions import FiredRule, RiskDecision
+from schemas.timestamps import format_timestamp
+from transforms.counting import ReportCounts
+from transforms.risk.flow import DECISION_COUNT, DECISIONS, BacktestAttempts, action_count_name, rule_count_name
+from transforms.risk.rules import ACTIONS, RuleSet, describe, load_rules_file
+from transforms.validate import DEAD_LETTERS
+
+DECISION_CSV_FIELDS = ("attempt_id", "event_time", "merchant_id", "action", "score", "fired", "shadow_fired",
+                       "rule_versions", "ruleset")
+
+
+@dataclass
+class BacktestJob:
+    attempts: List[str]
+    rules_path: str
+    rule_set: RuleSet
+    output: str
+    runner: str = "DirectRunner"
+    beam_args: List[str] = field(default_factory=list)
+    attempts_format: Optional[str] = None
+    write_csv: bool = False
+
+
+def _fired_text(fired: Sequence[FiredRule]) -> str:
+    """`id@version=value/action` per fired rule, `;`-separated: a decision's rules in one CSV cell."""
+    return ";".join(f"{rule.rule_id}@{rule.rule_version}={rule.value}/{rule.action}" for rule in fired)
+
+
+def decision_row(decision: RiskDecision) -> dict:
+    """A decision as Parquet writes it: the fired rules as a list of structs."""
+    row = decision._asdict()
+    row["fired"] = [rule._asdict() for rule in decision.fired]
+    row["shadow_fired"] = [rule._asdict() for rule in decision.shadow_fired]
+    return row
+
+
+def decision_csv_row(decision: RiskDecision) -> tuple:
+    return (decision.attempt_id, format_timestamp(decision.event_time), decision.merchant_id, decision.action, decision.score,
+            _fired_text(decision.fired), _fired_text(decision.shadow_fired), decision.rule_versions, decision.ruleset)
+
+
+class _Rows(beam.PTransform):
+    def __init__(self, to_row):
+        super().__init__()
+        self._to_row = to_row
+
+    def expand(self, decisions):
+        return decisions | beam.Map(self._to_row)
+
+
+def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
+    out = job.output.rstrip("/")
+    raw = pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)
+    outputs = raw | "Backtest" >> BacktestAttempts(job.rule_set)
+    (outputs[DECISIONS] | "DecisionRows" >> _Rows(decision_row)
+     | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,
+                                                  file_name_suffix=".parquet", codec="snappy"))
+    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
+    outputs["counts"] | "ReportCounts" >> ReportCounts()
+    if job.write_csv:
+        (outputs[DECISIONS] | "DecisionCsvRows" >> _Rows(decision_csv_row)
+         | "WriteDecisionsCsv" >> WriteCsv(f"{out}/csv/decisions", DECISION_CSV_FIELDS))
+
+
+def backtest_summary(job: BacktestJob, counts: Dict[str, int], files: List[dict], wall_seconds: float) -> dict:
+    rule_set = job.rule_set
+    return {
+        "paybeam_version": paybeam_version(),
+        "beam_version": beam.__version__,
+        "runner": job.runner,
+        "inputs": {ATTEMPTS: {"files": files, **counts_of_input(counts, ATTEMPTS)}},
+        "decisions": counts.get(DECISION_COUNT, 0),
+        "actions": {action: counts.get(action_count_name(action), 0) for action in ACTIONS if action != "score"},
+        "rules": {rule.id: {"version": rule.version, "state": rule.state, "reason": rule.reason,
+                            "fired": counts.get(rule_count_name(rule.id, False), 0),
+                            "shadow_fired": counts.get(rule_count_name(rule.id, True), 0)}
+                  for rule in rule_set.rules},
+        "ruleset": {"path": job.rules_path, "version": rule_set.version, "fingerprint": rule_set.fingerprint,
+                    "rule_versions": rule_set.rule_versions},
+        "options": {"beam_args": job.beam_args},
+        "wall_seconds": round(wall_seconds, 3),
+    }
+
+
+def run_backtest(job: BacktestJob) -> dict:
+    """Runs the backtest and publishes its outputs with run.json; returns run.json's content."""
+    files = [{"path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None}
+             for path in expand_patterns(job.attempts, job.attempts_format)]
+    options = build_pipeline_options(job.runner, job.beam_args)
+    FileSystems.set_options(options)
+    output = RunOutput(job.output)
+    output.prepare()
+    try:
+        started = time.monotonic()
+        pipeline = new_pipeline(options)
+        build_backtest(pipeline, BacktestJob(**{**job.__dict__, "output": output.staging}))
+        result = pipeline.run()
+        wait_cancelling_on_interrupt(result)
+        summary = backtest_summary(job, counts_from_metrics(result), files, time.monotonic() - started)
+        output.publish(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    except BaseException:
+        output.discard()
+        raise
+    return summary
+
+
+def format_backtest(summary: dict) -> str:
+    counts = summary["inputs"][ATTEMPTS]
+    lines = [f"paybeam risk backtest — {summary['decisions']} decisions ({summary['wall_seconds']:.1f}s on "
+             f"{summary['runner']}), rules {summary['ruleset']['fingerprint']}",
+             "", f"attempts read {counts['read']}, accepted {counts['accepted']}, rejected {counts['rejected']}, "
+                 f"deduplicated {counts['deduplicated']}",
+             "actions: " + ", ".join(f"{action} {count}" for action, count in summary["actions"].items()),
+             "", f"{'rule':<32}{'state':<8}{'fired':>8}{'shadow':>8}"]
+    for rule_id, rule in summary["rules"].items():
+        lines.append(f"{rule_id + '@' + str(rule['version']):<32}{rule['state']:<8}{rule['fired']:>8}"
+                     f"{rule['shadow_fired']:>8}")
+    return "\n".join(lines)
+
+
+def _rules(path: str) -> RuleSet:
+    return load_rules_file(path)  # RulesError: a UserError, every problem on its own line (exit 2)
+
+
+def backtest_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    job = BacktestJob(attempts=args.attempts, rules_path=args.rules, rule_set=_rules(args.rules), output=args.output,
+                      runner=args.runner, beam_args=list(extra), attempts_format=args.format, write_csv=args.csv)
+    summary = run_backtest(job)
+    print(format_backtest(summary))
+    written = ["run.json", "decisions/", "dead_letters/", *(["csv/"] if args.csv else [])]
+    print(f"\noutputs in {args.output} ({', '.join(written)})")
+    return 0
+
+
+def check_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    rule_set = _rules(args.rules)
+    print(f"{args.rules}: {len(rule_set.rules)} rules, version {rule_set.version or '-'}, "
+          f"fingerprint {rule_set.fingerprint}")
+    for line in describe(rule_set):
+        print(f"  {line}")
+    return 0
+
+
+def generate_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from datagen.attempts import AttemptsConfig, generate_attempts
+
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    if args.customers < 1:
+        raise UsageError("--customers must be at least 1")
+    attempts, truth = generate_attempts(AttemptsConfig(customers=args.customers, days=args.days, seed=args.seed))
+    os.makedirs(os.path.join(args.out, "attempts"), exist_ok=True)
+    path = os.path.join(args.out, "attempts", f"attempts.{args.format}")
+    write_records(path, args.format, ATTEMPTS, (attempt._asdict() for attempt in attempts), ATTEMPT_FIELDS)
+    with open(os.path.join(args.out, "attack_truth.csv"), "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("attempt_id", "attack"))
+        writer.writerows((attempt.attempt_id, truth[attempt.attempt_id]) for attempt in attempts)
+    attacks = sorted({label for label in truth.values() if label})
+    print(f"wrote {len(attempts)} attempts to {path} ({', '.join(attacks)} injected) and attack_truth.csv")
+    return 0
+
+
+def add_risk_commands(commands) -> None:
+    risk = commands.add_parser("risk", help="risk rules on authorization attempts: check, generate, backtest")
+    tools = risk.add_subparsers(dest="risk_command", required=True, metavar="RISK_COMMAND")
+    backtest = tools.add_parser(
+        "backtest", help="decide historical attempts with a rules file (batch)",
+        description="Decide every attempt of the files with the rules file, as the stream would in event-time "
+                    "order. Unrecognised --flags are passed to Beam.")
+    backtest.add_argument("--attempts", action="append", required=True, metavar="GLOB",
+                          help="authorization attempt files (repeatable; csv, jsonl, avro, parquet)")
+    backtest.add_argument("--rules", required=True, metavar="FILE", help="rules file (YAML or JSON)")
+    backtest.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    backtest.add_argument("--format", choices=FORMATS, help="format of every input (default: by extension)")
+    backtest.add_argument("--csv", action="store_true", help="also write a CSV copy of the decisions")
+    backtest.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
+    backtest.set_defaults(handler=backtest_command)
+    check = tools.add_parser("check", help="validate a rules file: every mistake on its own line")
+    check.add_argument("--rules", required=True, metavar="FILE")
+    check.set_defaults(handler=check_command)
+    generate = tools.add_parser("generate", help="write attempts with injected attacks and their truth")
+    generate.add_argument("--out", required=True, metavar="DIR")
+    generate.add_argument("--customers", type=int, default=1500, help="ordinary customers (default 1500)")
+    generate.add_argument("--days", type=int, default=3, help="days of traffic (default 3; attacks on the last)")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--format", choices=FORMATS, default="csv")
+    generate.set_defaults(handler=generate_command)
