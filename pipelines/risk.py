@@ -2,7 +2,7 @@
 
     paybeam risk check --rules FILE                   # validate a rules file, one line per rule
     paybeam risk generate --out DIR                   # attempts with injected attacks, and their truth
-    paybeam risk backtest --attempts GLOB --rules FILE --output DIR [--csv]
+    paybeam risk backtest --attempts GLOB --rules FILE --output DIR [--csv] [--labels GLOB] [--compare-rules FILE]
 
 A backtest writes `decisions/` (Parquet; `csv/decisions` with --csv),
 `dead_letters/` (JSON lines) and `run.json` into DIR, published atomically
@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.arguments import UsageError
-from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, expand_patterns
+from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WriteParquet, expand_patterns
 from pipelines.io.run_output import RunOutput
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics, counts_of_input
@@ -31,17 +31,26 @@ from pipelines.version import paybeam_version
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
 from schemas import arrow
-from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
+from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS, LABELS
 from schemas.codecs import FORMATS, write_records
-from schemas.decisions import FiredRule, RiskDecision
+from schemas.decisions import RiskDecision, fired_text
 from schemas.timestamps import format_timestamp
 from transforms.counting import ReportCounts
-from transforms.risk.flow import DECISION_COUNT, DECISIONS, BacktestAttempts, action_count_name, rule_count_name
-from transforms.risk.rules import ACTIONS, RuleSet, describe, load_rules_file
+from transforms.risk.flow import (
+    CHANGE_COUNT,
+    CHANGES,
+    DECISION_COUNT,
+    DECISIONS,
+    LABELS_UNMATCHED,
+    BacktestAttempts,
+    action_count_name,
+    rule_count_name,
+)
+from transforms.risk.rules import ACTIONS, SHADOW, RuleSet, describe, load_rules_file
 from transforms.validate import DEAD_LETTERS
 
-DECISION_CSV_FIELDS = ("attempt_id", "event_time", "merchant_id", "action", "score", "fired", "shadow_fired",
-                       "rule_versions", "ruleset")
+DECISION_CSV_FIELDS = ("attempt_id", "event_time", "merchant_id", "amount_minor", "currency", "action", "score",
+                       "fired", "shadow_fired", "rule_versions", "ruleset")
 
 
 @dataclass
@@ -54,11 +63,9 @@ class BacktestJob:
     beam_args: List[str] = field(default_factory=list)
     attempts_format: Optional[str] = None
     write_csv: bool = False
-
-
-def _fired_text(fired: Sequence[FiredRule]) -> str:
-    """`id@version=value/action` per fired rule, `;`-separated: a decision's rules in one CSV cell."""
-    return ";".join(f"{rule.rule_id}@{rule.rule_version}={rule.value}/{rule.action}" for rule in fired)
+    labels: List[str] = field(default_factory=list)
+    compare_path: Optional[str] = None
+    compare_with: Optional[RuleSet] = None
 
 
 def decision_row(decision: RiskDecision) -> dict:
@@ -70,8 +77,9 @@ def decision_row(decision: RiskDecision) -> dict:
 
 
 def decision_csv_row(decision: RiskDecision) -> tuple:
-    return (decision.attempt_id, format_timestamp(decision.event_time), decision.merchant_id, decision.action, decision.score,
-            _fired_text(decision.fired), _fired_text(decision.shadow_fired), decision.rule_versions, decision.ruleset)
+    return (decision.attempt_id, format_timestamp(decision.event_time), decision.merchant_id, decision.amount_minor,
+            decision.currency, decision.action, decision.score, fired_text(decision.fired),
+            fired_text(decision.shadow_fired), decision.rule_versions, decision.ruleset)
 
 
 class _Rows(beam.PTransform):
@@ -85,8 +93,12 @@ class _Rows(beam.PTransform):
 
 def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
     out = job.output.rstrip("/")
-    raw = pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)
-    outputs = raw | "Backtest" >> BacktestAttempts(job.rule_set)
+    inputs = {ATTEMPTS: pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)}
+    if job.labels:
+        inputs[LABELS] = pipeline | "ReadLabels" >> ReadRawRecords(LABELS, job.labels, "csv")
+    outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with)
+    if CHANGES in outputs:
+        outputs[CHANGES] | "WriteChanges" >> WriteParquet(f"{out}/changes/changes", arrow.RULE_CHANGE)
     (outputs[DECISIONS] | "DecisionRows" >> _Rows(decision_row)
      | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,
                                                   file_name_suffix=".parquet", codec="snappy"))
@@ -97,24 +109,63 @@ def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
          | "WriteDecisionsCsv" >> WriteCsv(f"{out}/csv/decisions", DECISION_CSV_FIELDS))
 
 
+def _per_currency(counts: Dict[str, int], prefix: str) -> Dict[str, int]:
+    start = f"{prefix}.minor."
+    return {name[len(start):]: value for name, value in sorted(counts.items()) if name.startswith(start)}
+
+
+def _bps(part: int, whole: int) -> Optional[int]:
+    return part * 10_000 // whole if whole else None
+
+
+def _rule_summary(counts: Dict[str, int], rule, labelled: bool) -> dict:
+    fired_name = rule_count_name(rule.id, rule.state == SHADOW)
+    summary = {"version": rule.version, "state": rule.state, "reason": rule.reason,
+               "fired": counts.get(rule_count_name(rule.id, False), 0),
+               "shadow_fired": counts.get(rule_count_name(rule.id, True), 0),
+               "fired_minor": _per_currency(counts, rule_count_name(rule.id, False))}
+    if labelled:
+        fraud, legit = counts.get(f"{fired_name}.fraud", 0), counts.get(f"{fired_name}.legit", 0)
+        summary.update({"fired_fraud": fraud, "fired_legit": legit, "precision_bps": _bps(fraud, fraud + legit),
+                        "recall_bps": _bps(fraud, counts.get("labels.fraud", 0)),
+                        "false_positive_rate_bps": _bps(legit, counts.get("labels.legit", 0))})
+    return summary
+
+
 def backtest_summary(job: BacktestJob, counts: Dict[str, int], files: List[dict], wall_seconds: float) -> dict:
     rule_set = job.rule_set
-    return {
+    actions = [action for action in ACTIONS if action != "score"]
+    summary = {
         "paybeam_version": paybeam_version(),
         "beam_version": beam.__version__,
         "runner": job.runner,
         "inputs": {ATTEMPTS: {"files": files, **counts_of_input(counts, ATTEMPTS)}},
         "decisions": counts.get(DECISION_COUNT, 0),
-        "actions": {action: counts.get(action_count_name(action), 0) for action in ACTIONS if action != "score"},
-        "rules": {rule.id: {"version": rule.version, "state": rule.state, "reason": rule.reason,
-                            "fired": counts.get(rule_count_name(rule.id, False), 0),
-                            "shadow_fired": counts.get(rule_count_name(rule.id, True), 0)}
-                  for rule in rule_set.rules},
+        "actions": {action: counts.get(action_count_name(action), 0) for action in actions},
+        "actions_minor": {action: _per_currency(counts, action_count_name(action)) for action in actions},
+        "rules": {rule.id: _rule_summary(counts, rule, bool(job.labels)) for rule in rule_set.rules},
         "ruleset": {"path": job.rules_path, "version": rule_set.version, "fingerprint": rule_set.fingerprint,
                     "rule_versions": rule_set.rule_versions},
         "options": {"beam_args": job.beam_args},
         "wall_seconds": round(wall_seconds, 3),
     }
+    if job.labels:
+        label_counts = counts_of_input(counts, LABELS)
+        summary["inputs"][LABELS] = {"read": label_counts["read"], "accepted": label_counts["accepted"],
+                                     "rejected": label_counts["rejected"]}
+        summary["labels"] = {"fraud": counts.get("labels.fraud", 0), "legit": counts.get("labels.legit", 0),
+                             "unmatched": counts.get(LABELS_UNMATCHED, 0),
+                             "per_action": {action: {"fraud": counts.get(f"{action_count_name(action)}.fraud", 0),
+                                                     "legit": counts.get(f"{action_count_name(action)}.legit", 0)}
+                                            for action in actions}}
+    if job.compare_with is not None:
+        summary["compared_with"] = {"path": job.compare_path, "fingerprint": job.compare_with.fingerprint,
+                                    "rule_versions": job.compare_with.rule_versions,
+                                    "changed_attempts": counts.get(CHANGE_COUNT, 0),
+                                    "changes": {name[len("change."):].replace(".", "->"): value
+                                                for name, value in sorted(counts.items())
+                                                if name.startswith("change.")}}
+    return summary
 
 
 def run_backtest(job: BacktestJob) -> dict:
@@ -147,10 +198,28 @@ def format_backtest(summary: dict) -> str:
                  f"deduplicated {counts['deduplicated']}",
              "actions: " + ", ".join(f"{action} {count}" for action, count in summary["actions"].items()),
              "", f"{'rule':<32}{'state':<8}{'fired':>8}{'shadow':>8}"]
+    labelled = "labels" in summary
+    if labelled:
+        lines[-1] += f"{'precision':>11}{'recall':>8}{'FPR':>8}"
     for rule_id, rule in summary["rules"].items():
-        lines.append(f"{rule_id + '@' + str(rule['version']):<32}{rule['state']:<8}{rule['fired']:>8}"
-                     f"{rule['shadow_fired']:>8}")
+        line = f"{rule_id + '@' + str(rule['version']):<32}{rule['state']:<8}{rule['fired']:>8}{rule['shadow_fired']:>8}"
+        if labelled:
+            line += "".join(f"{_percent(rule[name]):>{width}}" for name, width in (
+                ("precision_bps", 11), ("recall_bps", 8), ("false_positive_rate_bps", 8)))
+        lines.append(line)
+    if labelled:
+        labels = summary["labels"]
+        lines += ["", f"labels: {labels['fraud']} fraud, {labels['legit']} legit, {labels['unmatched']} of no attempt"]
+    if "compared_with" in summary:
+        compared = summary["compared_with"]
+        changes = ", ".join(f"{name} {count}" for name, count in compared["changes"].items()) or "none"
+        lines += ["", f"{compared['path']} ({compared['fingerprint']}) changes {compared['changed_attempts']} "
+                      f"attempt(s): {changes} (changes/)"]
     return "\n".join(lines)
+
+
+def _percent(bps: Optional[int]) -> str:
+    return "-" if bps is None else f"{bps / 100:.1f}%"
 
 
 def _rules(path: str) -> RuleSet:
@@ -159,10 +228,13 @@ def _rules(path: str) -> RuleSet:
 
 def backtest_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     job = BacktestJob(attempts=args.attempts, rules_path=args.rules, rule_set=_rules(args.rules), output=args.output,
-                      runner=args.runner, beam_args=list(extra), attempts_format=args.format, write_csv=args.csv)
+                      runner=args.runner, beam_args=list(extra), attempts_format=args.format, write_csv=args.csv,
+                      labels=args.labels or [], compare_path=args.compare_rules,
+                      compare_with=_rules(args.compare_rules) if args.compare_rules else None)
     summary = run_backtest(job)
     print(format_backtest(summary))
-    written = ["run.json", "decisions/", "dead_letters/", *(["csv/"] if args.csv else [])]
+    written = ["run.json", "decisions/", "dead_letters/", *(["changes/"] if args.compare_rules else []),
+               *(["csv/"] if args.csv else [])]
     print(f"\noutputs in {args.output} ({', '.join(written)})")
     return 0
 
@@ -211,6 +283,11 @@ def add_risk_commands(commands) -> None:
     backtest.add_argument("--output", required=True, metavar="DIR", help="output directory")
     backtest.add_argument("--format", choices=FORMATS, help="format of every input (default: by extension)")
     backtest.add_argument("--csv", action="store_true", help="also write a CSV copy of the decisions")
+    backtest.add_argument("--labels", action="append", metavar="GLOB",
+                          help="CSV of attempt_id and label (fraud / legit) or attack (attack_truth.csv): per-rule "
+                               "precision, recall and false-positive rate in run.json (repeatable)")
+    backtest.add_argument("--compare-rules", metavar="FILE",
+                          help="a second rules file: changes/ lists the attempts whose action it changes")
     backtest.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
     backtest.set_defaults(handler=backtest_command)
     check = tools.add_parser("check", help="validate a rules file: every mistake on its own line")

@@ -32,9 +32,15 @@ FIRED_RULE = pa.struct([
 ])
 
 RISK_DECISION = pa.schema([
-    ("attempt_id", pa.string()), ("event_time", TIMESTAMP), ("merchant_id", pa.string()), ("action", pa.string()),
-    ("score", pa.int64()), ("fired", pa.list_(FIRED_RULE)), ("shadow_fired", pa.list_(FIRED_RULE)),
+    ("attempt_id", pa.string()), ("event_time", TIMESTAMP), ("merchant_id", pa.string()),
+    ("amount_minor", pa.int64()), ("currency", pa.string()), ("action", pa.string()), ("score", pa.int64()), ("fired", pa.list_(FIRED_RULE)), ("shadow_fired", pa.list_(FIRED_RULE)),
     ("rule_versions", pa.string()), ("ruleset", pa.string()),
+])
+
+RULE_CHANGE = pa.schema([
+    ("attempt_id", pa.string()), ("event_time", TIMESTAMP), ("merchant_id", pa.string()),
+    ("amount_minor", pa.int64()), ("currency", pa.string()), ("action_before", pa.string()),
+    ("action_after", pa.string()), ("fired_before", pa.string()), ("fired_after", pa.string()),
 ])
 
 RECONCILIATION_RESULT = pa.schema([

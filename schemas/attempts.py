@@ -50,9 +50,20 @@ class AuthorizationAttempt(NamedTuple):
     payment_id: Optional[str]  # the ledger's payment, for labels
 
 
+@stable_schema
+class AttemptLabel(NamedTuple):
+    """What an attempt turned out to be, for backtests: fraud (a chargeback, a confirmed attack) or not."""
+
+    attempt_id: str
+    fraud: bool
+
+
+LABELS = "labels"
+
 ATTEMPT_FIELDS = AuthorizationAttempt._fields
 REQUIRED_ATTEMPT_FIELDS = ("attempt_id", "attempt_type", "event_time", "merchant_id", "amount_minor", "currency",
                            "card_fingerprint", "outcome")
 OPTIONAL_ATTEMPT_FIELDS = tuple(name for name in ATTEMPT_FIELDS if name not in REQUIRED_ATTEMPT_FIELDS)
 
-beam.coders.registry.register_coder(AuthorizationAttempt, beam.coders.RowCoder)
+for _record in (AuthorizationAttempt, AttemptLabel):
+    beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

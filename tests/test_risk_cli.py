@@ -127,3 +127,52 @@ def test_check_describes_each_rule(capsys):
     assert main(["risk", "check", "--rules", EXAMPLES]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(EXAMPLES) and "7 rules" in out[0] and len(out) == 8
+
+
+def test_labels_give_per_rule_precision_recall_and_a_second_rule_set_its_changes(generated, tmp_path):
+    base, _ = generated
+    rules = load_rules_file(EXAMPLES)
+    stricter = tmp_path / "v2.yaml"
+    stricter.write_text(Path(EXAMPLES).read_text().replace("    threshold: 3000", "    threshold: 5000")
+                        .replace("      - {at_least: 6, action: review}", "      - {at_least: 4, action: review}"))
+    labels = tmp_path / "labels.csv"
+    truth = list(csv.reader(open(base / "attack_truth.csv", encoding="utf-8")))[1:]
+    labels.write_text("attempt_id,label\n" + "".join(f"{attempt_id},{'fraud' if attack else 'legit'}\n"
+                                                     for attempt_id, attack in truth)
+                      + f"att_unknown,fraud\natt_x,\n{TEST_PAN},fraud\n")
+    output = str(tmp_path / "out")
+    assert main(["risk", "backtest", "--attempts", str(base / "attempts" / "*"), "--rules", EXAMPLES,
+                 "--labels", str(labels), "--compare-rules", str(stricter), "--output", output]) == 0
+    summary = json.loads(Path(output, "run.json").read_text())
+
+    path = str(base / "attempts" / "attempts.jsonl")
+    with open(path, "rb") as handle:
+        attempts = [judge_raw_record(raw).outcome for raw in read_records(handle, path, "jsonl", ATTEMPTS)]
+    fraud = {attempt_id for attempt_id, attack in truth if attack}
+    before = {d.attempt_id: d for d in decide_in_order(attempts, rules)}
+    after = {d.attempt_id: d for d in decide_in_order(attempts, load_rules_file(str(stricter)))}
+    assert summary["labels"] == {**summary["labels"], "fraud": len(fraud), "legit": len(truth) - len(fraud),
+                                 "unmatched": 1}
+    assert summary["inputs"]["labels"] == {"read": len(truth) + 3, "accepted": len(truth) + 1, "rejected": 2}
+    for rule in rules.rules:
+        fired = {a for a, d in before.items() if any(f.rule_id == rule.id for f in d.fired)}
+        got = summary["rules"][rule.id]
+        assert (got["fired_fraud"], got["fired_legit"]) == (len(fired & fraud), len(fired - fraud))
+        assert got["precision_bps"] == (len(fired & fraud) * 10_000 // len(fired) if fired else None)
+        assert got["recall_bps"] == len(fired & fraud) * 10_000 // len(fraud)
+        amounts = {}
+        for attempt_id in fired:
+            amounts[before[attempt_id].currency] = amounts.get(before[attempt_id].currency, 0) + \
+                before[attempt_id].amount_minor
+        assert got["fired_minor"] == amounts
+    changed = {a for a in before if before[a].action != after[a].action}
+    rows = {row["attempt_id"]: row for path in glob.glob(os.path.join(output, "changes", "*.parquet"))
+            for row in pq.read_table(path).to_pylist()}
+    assert rows.keys() == changed and changed
+    assert all((row["action_before"], row["action_after"]) == (before[a].action, after[a].action)
+               for a, row in rows.items())
+    assert summary["compared_with"]["changed_attempts"] == len(changed)
+    letters = [json.loads(line) for path in glob.glob(os.path.join(output, "dead_letters", "*"))
+               for line in open(path, encoding="utf-8")]
+    assert sorted(letter["input"] for letter in letters) == ["labels", "labels"]
+    assert TEST_PAN not in json.dumps(letters) + Path(output, "run.json").read_text()

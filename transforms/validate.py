@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Tuple, Union
 import apache_beam as beam
 from apache_beam import pvalue
 
-from schemas.attempts import ATTEMPTS, AuthorizationAttempt
+from schemas.attempts import ATTEMPTS, LABELS, AttemptLabel, AuthorizationAttempt
 from schemas.codecs import capped
 from schemas.internal_records import Judged
 from schemas.kafka_values import mask_payload
@@ -49,6 +49,7 @@ from transforms.record_fields import (  # noqa: F401 - InvalidRecord, TEXT_LIMIT
     timestamp_field,
 )
 from transforms.risk.attempts import parse_authorization_attempt
+from transforms.risk.labels import parse_attempt_label
 
 DEAD_LETTERS = "dead_letters"
 STAGE_DECODE = "decode"
@@ -157,10 +158,12 @@ def parse_settlement_line(fields: Mapping[str, Any]) -> SettlementLine:
     ), SETTLEMENTS)
 
 
-PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementLine, AuthorizationAttempt]]] = {
+PARSERS: dict[str, Callable[[Mapping[str, Any]], Union[PaymentEvent, SettlementLine, AuthorizationAttempt,
+                                                      AttemptLabel]]] = {
     PAYMENTS: parse_payment_event,
     SETTLEMENTS: parse_settlement_line,
     ATTEMPTS: parse_authorization_attempt,
+    LABELS: parse_attempt_label,
 }
 
 
@@ -210,7 +213,8 @@ class ParseAndValidate(beam.PTransform):
         super().__init__()
         if input_name not in PARSERS:
             raise ValueError(f"unknown input {input_name!r}")
-        self._record_type = {PAYMENTS: PaymentEvent, SETTLEMENTS: SettlementLine}.get(input_name, AuthorizationAttempt)
+        self._record_type = {PAYMENTS: PaymentEvent, SETTLEMENTS: SettlementLine, ATTEMPTS: AuthorizationAttempt,
+                             LABELS: AttemptLabel}[input_name]
         self._with_sources = with_sources
 
     def expand(self, raw_records):

@@ -1,4 +1,4 @@
-"""A risk backtest as one composite: attempt records in, decisions, dead letters and counts out (10.8).
+"""A risk backtest as one composite: attempt records (and labels) in, decisions, dead letters and counts out (10.8).
 
     RawRecords ──► ParseAndValidate ──► Deduplicate (first read kept) ──► DecideAttempts ──► decisions
                         │                      │
@@ -7,17 +7,19 @@
 The same validation, dead letters and deduplication as payments; counts reach
 run.json as Beam metrics: attempts.read / accepted / rejected / unique /
 conflicting / pans_masked, `decisions`, one `action.<ACTION>` per action and
-`rule.<id>.fired` / `rule.<id>.shadow_fired` per rule.
+`rule.<id>.fired` / `rule.<id>.shadow_fired` per rule, their money per currency
+(`….minor.<CUR>`), with labels the same split into `.fraud` / `.legit`, and
+with a second rule set `change.<BEFORE>.<AFTER>` (10.9).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
-from schemas.attempts import ATTEMPTS
+from schemas.attempts import ATTEMPTS, LABELS
 from schemas.codecs import is_truncation
-from schemas.decisions import RiskDecision
+from schemas.decisions import RiskDecision, RuleChange, fired_text
 from schemas.rules import (
     ACCEPTED,
     CONFLICTING,
@@ -38,6 +40,9 @@ from transforms.validate import DEAD_LETTERS, ParseAndValidate, is_pan_rejection
 
 DECISIONS = "decisions"
 DECISION_COUNT = "decisions"
+CHANGES = "changes"
+CHANGE_COUNT = "changes"
+LABELS_UNMATCHED = "labels.unmatched"
 
 
 def action_count_name(action: str) -> str:
@@ -48,31 +53,84 @@ def rule_count_name(rule_id: str, shadow: bool) -> str:
     return f"rule.{rule_id}.{'shadow_fired' if shadow else 'fired'}"
 
 
+def money_count_name(prefix: str, currency: str) -> str:
+    """Money in counts is per currency (never summed across): `<prefix>.minor.<CUR>`."""
+    return f"{prefix}.minor.{currency}"
+
+
+def labelled_count_name(prefix: str, fraud: bool) -> str:
+    return f"{prefix}.{'fraud' if fraud else 'legit'}"
+
+
 def decision_counts(decision: RiskDecision) -> Iterator[Tuple[str, int]]:
-    """What one decision adds to the run's counts."""
+    """What one decision adds to the run's counts: its action, its fired rules, and their money."""
     yield action_count_name(decision.action), 1
+    yield money_count_name(action_count_name(decision.action), decision.currency), decision.amount_minor
     for fired in decision.fired:
         yield rule_count_name(fired.rule_id, False), 1
+        yield money_count_name(rule_count_name(fired.rule_id, False), decision.currency), decision.amount_minor
     for fired in decision.shadow_fired:
         yield rule_count_name(fired.rule_id, True), 1
 
 
-class BacktestAttempts(beam.PTransform):
-    """RawRecords of attempts (bounded) -> {decisions, dead_letters, counts} under one rule set."""
+def label_counts(joined: Tuple[str, dict]) -> Iterator[Tuple[str, int]]:
+    """A decision beside its attempt's labels: labelled counts per action and rule (fraud when any label says
+    so: a chargeback outweighs a "legit"); a label of no decided attempt is counted as unmatched."""
+    _, sides = joined
+    labels, decisions = list(sides["labels"]), list(sides["decisions"])
+    if not labels:
+        return
+    if not decisions:
+        yield LABELS_UNMATCHED, 1
+        return
+    fraud = any(label.fraud for label in labels)
+    decision = decisions[0]
+    yield labelled_count_name("labels", fraud), 1
+    yield labelled_count_name(action_count_name(decision.action), fraud), 1
+    for fired in decision.fired:
+        yield labelled_count_name(rule_count_name(fired.rule_id, False), fraud), 1
+    for fired in decision.shadow_fired:
+        yield labelled_count_name(rule_count_name(fired.rule_id, True), fraud), 1
 
-    def __init__(self, rule_set: RuleSet):
+
+def rule_change(joined: Tuple[str, dict]) -> Iterator[RuleChange]:
+    """An attempt decided under both rule sets whose action differs."""
+    _, sides = joined
+    before, after = next(iter(sides["before"]), None), next(iter(sides["after"]), None)
+    if before is not None and after is not None and before.action != after.action:
+        yield RuleChange(before.attempt_id, before.event_time, before.merchant_id, before.amount_minor,
+                         before.currency, before.action, after.action, fired_text(before.fired),
+                         fired_text(after.fired))
+
+
+def change_count_name(change: RuleChange) -> str:
+    return f"change.{change.action_before}.{change.action_after}"
+
+
+def _by_attempt_id(record) -> Tuple[str, object]:
+    return record.attempt_id, record
+
+
+class BacktestAttempts(beam.PTransform):
+    """{attempts: RawRecords[, labels: RawRecords]} (bounded) -> {decisions, dead_letters, counts[, changes]}
+    under one rule set; with `compare_with`, also the attempts whose action that rule set changes."""
+
+    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None):
         super().__init__()
         self._rule_set = rule_set
+        self._compare_with = compare_with
 
-    def expand(self, raw) -> Dict[str, beam.PCollection]:
+    def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        raw = inputs[ATTEMPTS]
         parsed = raw | "ParseAndValidate" >> ParseAndValidate(ATTEMPTS, with_sources=True)
         deduplicated = (parsed.valid
                         | "AssignEventTime" >> AssignEventTime(delivered=True)
                         | "Deduplicate" >> Deduplicate(ATTEMPTS, bounded=True))
-        decisions = deduplicated[UNIQUE] | "Decide" >> DecideAttempts(self._rule_set)
+        unique = deduplicated[UNIQUE]
+        decisions = unique | "Decide" >> DecideAttempts(self._rule_set)
         rejected = parsed[DEAD_LETTERS]
         named = {count_name(ATTEMPTS, READ): raw, count_name(ATTEMPTS, ACCEPTED): parsed.valid,
-                 count_name(ATTEMPTS, REJECTED): rejected, count_name(ATTEMPTS, UNIQUE_RECORDS): deduplicated[UNIQUE],
+                 count_name(ATTEMPTS, REJECTED): rejected, count_name(ATTEMPTS, UNIQUE_RECORDS): unique,
                  count_name(ATTEMPTS, CONFLICTING): deduplicated[DEAD_LETTERS],
                  count_name(ATTEMPTS, TRUNCATED_FILES): rejected | "Truncations" >> beam.Filter(
                      lambda letter: is_truncation(letter.reason)),
@@ -81,10 +139,28 @@ class BacktestAttempts(beam.PTransform):
                  DECISION_COUNT: decisions}
         masked = {count_name(ATTEMPTS, PANS_MASKED): (parsed[PANS_MASKED], deduplicated["pans_masked"])
                   | "AllMasked" >> beam.Flatten()}
-        per_decision = (decisions
-                        | "DecisionCounts" >> beam.FlatMap(decision_counts)
-                        | "SumPerName" >> beam.CombinePerKey(sum))
-        counts = ((named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(), per_decision)
-                  | "AllCounts" >> beam.Flatten())
-        dead_letters = (rejected, deduplicated[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
-        return {DECISIONS: decisions, DEAD_LETTERS: dead_letters, "counts": counts}
+        summed = [decisions | "DecisionCounts" >> beam.FlatMap(decision_counts)]
+        letters = [rejected, deduplicated[DEAD_LETTERS]]
+        outputs = {DECISIONS: decisions}
+        keyed_decisions = decisions | "DecisionsById" >> beam.Map(_by_attempt_id)
+        if LABELS in inputs:
+            labels = inputs[LABELS] | "ParseLabels" >> ParseAndValidate(LABELS)
+            letters.append(labels[DEAD_LETTERS])
+            named.update({count_name(LABELS, READ): inputs[LABELS], count_name(LABELS, ACCEPTED): labels.valid,
+                          count_name(LABELS, REJECTED): labels[DEAD_LETTERS]})
+            masked[count_name(LABELS, PANS_MASKED)] = labels[PANS_MASKED]
+            summed.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
+                _by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
+        if self._compare_with is not None:
+            after = unique | "DecideWithOtherRules" >> DecideAttempts(self._compare_with)
+            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(_by_attempt_id)}
+                       | "JoinRuleSets" >> beam.CoGroupByKey()
+                       | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))
+            outputs[CHANGES] = changes
+            named[CHANGE_COUNT] = changes
+            summed.append(changes | "ChangeCounts" >> beam.Map(lambda change: (change_count_name(change), 1)))
+        per_name = summed | "AllSummed" >> beam.Flatten() | "SumPerName" >> beam.CombinePerKey(sum)
+        outputs["counts"] = ((named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(), per_name)
+                             | "AllCounts" >> beam.Flatten())
+        outputs[DEAD_LETTERS] = letters | "DeadLetters" >> beam.Flatten()
+        return outputs

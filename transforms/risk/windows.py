@@ -202,7 +202,8 @@ def combine(attempt: AuthorizationAttempt, evaluations: Iterable[Evaluation], ru
     elif rule_set.score_review_at is not None and score >= rule_set.score_review_at:
         actions.append(REVIEW)
     action = max(actions, key=PRECEDENCE.__getitem__, default="allow")
-    return RiskDecision(attempt.attempt_id, attempt.event_time, attempt.merchant_id, action, score,
+    return RiskDecision(attempt.attempt_id, attempt.event_time, attempt.merchant_id, attempt.amount_minor,
+                        attempt.currency, action, score,
                         [evaluation.as_fired() for evaluation in acting],
                         [evaluation.as_fired() for evaluation in fired if evaluation.rule.state == SHADOW],
                         rule_set.rule_versions, rule_set.fingerprint)
