@@ -55,8 +55,15 @@ EXPECTED_TEXT = {
         "checks-after": ["OK", "True"],
         "per-date-after": ["settlements_deduplicated"],
     },
+    "risk_backtest.ipynb": {
+        "setup": ["attempts;", "of them attacks"],
+        "actions-by-attack": ["card_testing", "(ordinary)", "block", "review", "allow"],
+        "sweep-table": ["threshold", "precision_pct", "recall_pct", "false_positive_pct", "fired_minor_USD"],
+        "explain": ["block", "card-testing", "seconds_before", "DECLINED"],
+    },
 }
-MIN_FIGURES = {"explore_reconciliation.ipynb": 2, "streaming_panes.ipynb": 1, "backfill_report.ipynb": 2}
+MIN_FIGURES = {"explore_reconciliation.ipynb": 2, "streaming_panes.ipynb": 1, "backfill_report.ipynb": 2,
+               "risk_backtest.ipynb": 1}
 
 CHECK_KERNEL = "import sys, json; print(json.dumps({'prefix': sys.prefix, 'executable': sys.executable}))"
 
