@@ -82,15 +82,6 @@ def decision_csv_row(decision: RiskDecision) -> tuple:
             fired_text(decision.shadow_fired), decision.rule_versions, decision.ruleset)
 
 
-class _Rows(beam.PTransform):
-    def __init__(self, to_row):
-        super().__init__()
-        self._to_row = to_row
-
-    def expand(self, decisions):
-        return decisions | beam.Map(self._to_row)
-
-
 def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
     out = job.output.rstrip("/")
     inputs = {ATTEMPTS: pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)}
@@ -99,13 +90,13 @@ def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
     outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with)
     if CHANGES in outputs:
         outputs[CHANGES] | "WriteChanges" >> WriteParquet(f"{out}/changes/changes", arrow.RULE_CHANGE)
-    (outputs[DECISIONS] | "DecisionRows" >> _Rows(decision_row)
+    (outputs[DECISIONS] | "DecisionRows" >> beam.Map(decision_row)
      | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,
                                                   file_name_suffix=".parquet", codec="snappy"))
     outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
     outputs["counts"] | "ReportCounts" >> ReportCounts()
     if job.write_csv:
-        (outputs[DECISIONS] | "DecisionCsvRows" >> _Rows(decision_csv_row)
+        (outputs[DECISIONS] | "DecisionCsvRows" >> beam.Map(decision_csv_row)
          | "WriteDecisionsCsv" >> WriteCsv(f"{out}/csv/decisions", DECISION_CSV_FIELDS))
 
 

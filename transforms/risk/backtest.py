@@ -17,7 +17,7 @@ import apache_beam as beam
 
 from schemas.attempts import AuthorizationAttempt
 from schemas.decisions import RiskDecision
-from transforms.risk.rules import Rule, RuleSet
+from transforms.risk.rules import RuleSet
 from transforms.risk.windows import Evaluation, KeyHistory, combine, key_of, order_of
 
 KeyedAttempt = Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], AuthorizationAttempt]
@@ -34,13 +34,16 @@ def keyed_by_specs(attempt: AuthorizationAttempt, rule_set: RuleSet) -> Iterator
 def evaluate_key(spec: Tuple[str, ...], attempts: Iterable[AuthorizationAttempt],
                  rule_set: RuleSet) -> Iterator[Tuple[str, List[Evaluation]]]:
     """A key's attempts in event-time order through its history: (attempt_id, its rules' evaluations)."""
-    rules: List[Rule] = [rule for rule in rule_set.evaluated if rule.key == spec]
-    history = KeyHistory(rule_set.longest_window_millis(spec), rules)
+    history = KeyHistory(rule_set.longest_window_millis(spec), rule_set.rules_for(spec))
     previous = None
     for attempt in sorted(attempts, key=order_of):
         if order_of(attempt) != previous:  # a second copy of one attempt is evaluated once
             yield attempt.attempt_id, history.decide(attempt)
         previous = order_of(attempt)
+
+
+def by_attempt_id(record) -> Tuple[str, object]:
+    return record.attempt_id, record
 
 
 def decision_of(joined: Tuple[str, dict], rule_set: RuleSet) -> Iterator[RiskDecision]:
@@ -65,7 +68,7 @@ class DecideAttempts(beam.PTransform):
             | "KeyBySpec" >> beam.FlatMap(keyed_by_specs, rule_set)
             | "GroupByEntity" >> beam.GroupByKey()
             | "InEventTimeOrder" >> beam.FlatMap(lambda group: evaluate_key(group[0][0], group[1], rule_set)))
-        by_id = attempts | "ById" >> beam.Map(lambda attempt: (attempt.attempt_id, attempt))
+        by_id = attempts | "ById" >> beam.Map(by_attempt_id)
         return (
             {"attempts": by_id, "evaluations": evaluations}
             | "JoinEvaluations" >> beam.CoGroupByKey()

@@ -34,7 +34,7 @@ from schemas.rules import (
 from transforms.counting import CountEach, SumEach
 from transforms.dedup import UNIQUE, Deduplicate
 from transforms.event_time import AssignEventTime
-from transforms.risk.backtest import DecideAttempts
+from transforms.risk.backtest import DecideAttempts, by_attempt_id
 from transforms.risk.rules import RuleSet
 from transforms.validate import DEAD_LETTERS, ParseAndValidate, is_pan_rejection
 
@@ -107,10 +107,6 @@ def change_count_name(change: RuleChange) -> str:
     return f"change.{change.action_before}.{change.action_after}"
 
 
-def _by_attempt_id(record) -> Tuple[str, object]:
-    return record.attempt_id, record
-
-
 class BacktestAttempts(beam.PTransform):
     """{attempts: RawRecords[, labels: RawRecords]} (bounded) -> {decisions, dead_letters, counts[, changes]}
     under one rule set; with `compare_with`, also the attempts whose action that rule set changes."""
@@ -142,7 +138,7 @@ class BacktestAttempts(beam.PTransform):
         summed = [decisions | "DecisionCounts" >> beam.FlatMap(decision_counts)]
         letters = [rejected, deduplicated[DEAD_LETTERS]]
         outputs = {DECISIONS: decisions}
-        keyed_decisions = decisions | "DecisionsById" >> beam.Map(_by_attempt_id)
+        keyed_decisions = decisions | "DecisionsById" >> beam.Map(by_attempt_id)
         if LABELS in inputs:
             labels = inputs[LABELS] | "ParseLabels" >> ParseAndValidate(LABELS)
             letters.append(labels[DEAD_LETTERS])
@@ -150,10 +146,10 @@ class BacktestAttempts(beam.PTransform):
                           count_name(LABELS, REJECTED): labels[DEAD_LETTERS]})
             masked[count_name(LABELS, PANS_MASKED)] = labels[PANS_MASKED]
             summed.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
-                _by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
+                by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
         if self._compare_with is not None:
             after = unique | "DecideWithOtherRules" >> DecideAttempts(self._compare_with)
-            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(_by_attempt_id)}
+            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(by_attempt_id)}
                        | "JoinRuleSets" >> beam.CoGroupByKey()
                        | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))
             outputs[CHANGES] = changes

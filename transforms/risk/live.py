@@ -30,7 +30,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.attempts import AuthorizationAttempt
 from schemas.decisions import RiskDecision
-from transforms.risk.backtest import keyed_by_specs
+from transforms.risk.backtest import by_attempt_id, keyed_by_specs
 from transforms.risk.rules import RuleSet
 from transforms.risk.windows import KeyHistory, combine, key_of
 
@@ -52,13 +52,14 @@ class _DecideForKeyFn(beam.DoFn):
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
     def __init__(self, rule_set: RuleSet):
-        self._rule_set = rule_set
+        # What each key's history needs, worked out once rather than per element.
+        self._rules_and_retention = {spec: (rule_set.rules_for(spec), rule_set.longest_window_millis(spec))
+                                     for spec in rule_set.key_specs}
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), newest=beam.DoFn.StateParam(NEWEST),
                 expire=beam.DoFn.TimerParam(EXPIRE)) -> Iterator[Tuple[str, Tuple[str, object]]]:
         (spec, _), attempt = element
-        rules = [rule for rule in self._rule_set.evaluated if rule.key == spec]
-        retention = self._rule_set.longest_window_millis(spec)
+        rules, retention = self._rules_and_retention[spec]
         stored = list(kept.read())
         history = KeyHistory(retention, rules).restore(stored)
         if not history.holds(attempt):
@@ -88,6 +89,8 @@ class _CombinePerAttemptFn(beam.DoFn):
 
     def __init__(self, rule_set: RuleSet):
         self._rule_set = rule_set
+        self._forget_after = Duration(micros=max(
+            rule_set.longest_window_millis(spec) for spec in rule_set.key_specs) * 1000)
 
     def process(self, element, parts=beam.DoFn.StateParam(PARTS), done=beam.DoFn.StateParam(DONE),
                 forget=beam.DoFn.TimerParam(FORGET)) -> Iterator[RiskDecision]:
@@ -105,8 +108,7 @@ class _CombinePerAttemptFn(beam.DoFn):
             return
         parts.clear()
         done.write(True)
-        forget.set(_millis_timestamp(attempt.event_time) + Duration(
-            micros=max(self._rule_set.longest_window_millis(spec) for spec in self._rule_set.key_specs) * 1000))
+        forget.set(_millis_timestamp(attempt.event_time) + self._forget_after)
         decision = combine(attempt, [evaluation for answer in answers for evaluation in answer], self._rule_set)
         yield beam.window.TimestampedValue(decision, _millis_timestamp(attempt.event_time))
 
@@ -128,7 +130,8 @@ class DecideLiveAttempts(beam.PTransform):
         answers = (attempts
                    | "KeyBySpec" >> beam.FlatMap(keyed_by_specs, rule_set)
                    | "DecideForKey" >> beam.ParDo(_DecideForKeyFn(rule_set)))
-        themselves = attempts | "ById" >> beam.Map(lambda attempt: (attempt.attempt_id, (ATTEMPT, attempt)))
+        themselves = (attempts | "ById" >> beam.Map(by_attempt_id)
+                      | "Tagged" >> beam.MapTuple(lambda attempt_id, attempt: (attempt_id, (ATTEMPT, attempt))))
         return ((themselves, answers)
                 | "Gather" >> beam.Flatten()
                 | "CombinePerAttempt" >> beam.ParDo(_CombinePerAttemptFn(rule_set)).with_output_types(RiskDecision))

@@ -142,9 +142,13 @@ class RuleSet:
         """The distinct entity keys of the evaluated rules: one keyed history each."""
         return tuple(sorted({rule.key for rule in self.evaluated}))
 
+    def rules_for(self, key: Tuple[str, ...]) -> Tuple[Rule, ...]:
+        """The evaluated rules of one entity key, the ones a history of that key decides."""
+        return tuple(rule for rule in self.evaluated if rule.key == key)
+
     def longest_window_millis(self, key: Tuple[str, ...]) -> int:
         """How long a history of `key` is kept: its rules' longest window (the state's TTL)."""
-        return max((rule.longest_window_millis for rule in self.evaluated if rule.key == key), default=0)
+        return max((rule.longest_window_millis for rule in self.rules_for(key)), default=0)
 
 
 def parse_duration_millis(text: Any) -> int:
@@ -189,8 +193,8 @@ def rule_set_of(document: Any, source: str = "rules") -> RuleSet:
     if not isinstance(entries, list) or not entries:
         problems.append("'rules' must be a non-empty list of rules")
         entries = []
-    review_at = _optional_positive(document, "score_review_at", "", problems)
-    block_at = _optional_positive(document, "score_block_at", "", problems)
+    review_at = _optional_positive(document, "score_review_at", problems)
+    block_at = _optional_positive(document, "score_block_at", problems)
     rules = []
     for index, entry in enumerate(entries, start=1):
         rule = _rule(entry, index, problems)
@@ -201,7 +205,7 @@ def rule_set_of(document: Any, source: str = "rules") -> RuleSet:
         if rule.id in seen:
             problems.append(f"rule {rule.id!r}: field 'id': used by more than one rule")
         seen[rule.id] = 1
-    if any(rule.state != PAUSED and rule.key and any(b.action == SCORE for b in rule.bands) for rule in rules) \
+    if any(rule.state != PAUSED and any(band.action == SCORE for band in rule.bands) for rule in rules) \
             and review_at is None and block_at is None:
         problems.append("rules with action 'score' need score_review_at or score_block_at at the top level")
     if problems:
@@ -282,12 +286,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _optional_positive(document: Mapping, name: str, where: str, problems: List[str]) -> Optional[int]:
+def _optional_positive(document: Mapping, name: str, problems: List[str]) -> Optional[int]:
     value = document.get(name)
     if value is None:
         return None
     if not _is_int(value) or value < 1:
-        problems.append(f"{where}field {name!r}: {value!r} must be a whole number, 1 or more")
+        problems.append(f"field {name!r}: {value!r} must be a whole number, 1 or more")
         return None
     return value
 

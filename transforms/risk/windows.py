@@ -214,9 +214,7 @@ class RiskEngine:
 
     def __init__(self, rule_set: RuleSet):
         self.rule_set = rule_set
-        self._rules_of: Dict[Tuple[str, ...], List[Rule]] = {}
-        for rule in rule_set.evaluated:
-            self._rules_of.setdefault(rule.key, []).append(rule)
+        self._rules_of = {spec: rule_set.rules_for(spec) for spec in rule_set.key_specs}
         self._histories: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], KeyHistory] = {}
 
     def decide(self, attempt: AuthorizationAttempt) -> RiskDecision:
