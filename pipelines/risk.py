@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.arguments import UsageError
 from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WriteParquet, expand_patterns
 from pipelines.io.run_output import RunOutput
+from pipelines.risk_stream import add_risk_stream_commands
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics, counts_of_input
 from pipelines.version import paybeam_version
@@ -291,3 +292,4 @@ def add_risk_commands(commands) -> None:
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--format", choices=FORMATS, default="csv")
     generate.set_defaults(handler=generate_command)
+    add_risk_stream_commands(tools)

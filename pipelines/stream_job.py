@@ -74,6 +74,30 @@ class StreamJob:
         return self.bounded is None
 
 
+def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: str) -> None:
+    """The Kafka reading and writing options every streaming command shares (`stream`, `risk stream`)."""
+    parser.add_argument("--group-id", default=default_group, help="consumer group whose offsets are committed")
+    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
+                        help="where to start: committed group offsets (default; earliest where none), earliest, "
+                             "latest, or --start-time")
+    parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
+    parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="an idle partition stops holding the watermark back after this long (default 10)")
+    parser.add_argument("--value-format", choices=VALUE_FORMATS, default="json", help="input message values")
+    parser.add_argument("--output-value-format", choices=VALUE_FORMATS, default="json", help="output message values")
+    parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
+    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra producer settings (repeatable)")
+    parser.add_argument("--read-call-ms", type=int, default=DEFAULT_READ_CALL_MILLIS, metavar="MILLIS",
+                        help="the longest one read of a partition runs before its records move on: runners finish "
+                             "a bundle (and Flink passes a checkpoint) only between reads (default "
+                             f"{DEFAULT_READ_CALL_MILLIS})")
+    parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
+                             f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
+
+
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
     parser.add_argument("--payments-topic", required=True)
@@ -82,30 +106,18 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
     parser.add_argument("--alerts-topic", default="paybeam.alerts")
     parser.add_argument("--dead-letters-topic", default="paybeam.dead_letters")
-    parser.add_argument("--group-id", default="paybeam", help="consumer group whose offsets are committed")
-    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
-                        help="where to start: committed group offsets (default; earliest where none), earliest, "
-                             "latest, or --start-time")
-    parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
+    add_kafka_client_arguments(parser, "paybeam")
     parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
                         help="a finite catch-up run: stop at the end offsets seen at start (default), after "
                              "--max-records, or at --stop-at")
     parser.add_argument("--max-records", type=int, metavar="N")
     parser.add_argument("--stop-at", metavar="TIME", help="RFC 3339 event time at which --bounded=until_time stops")
-    parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="an idle partition stops holding the watermark back after this long (default 10)")
-    parser.add_argument("--value-format", choices=VALUE_FORMATS, default="json", help="input message values")
-    parser.add_argument("--output-value-format", choices=VALUE_FORMATS, default="json", help="output message values")
     parser.add_argument("--early-firing", default="5m", metavar="DURATION",
                         help="provisional daily-total panes this often in processing time (unbounded runs)")
     parser.add_argument("--kafka-io", choices=("python", "java"), default="python",
                         help="python: paybeam's Splittable DoFn (every runner); java: Beam's cross-language "
                              "KafkaIO (needs Java and `make engine-kafka-java`, or BEAM_KAFKA_EXPANSION_SERVICE; "
                              "Flink, Prism)")
-    parser.add_argument("--consumer-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra consumer settings, e.g. security.protocol=SASL_SSL (repeatable)")
-    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra producer settings (repeatable)")
     parser.add_argument("--engine", choices=ENGINES,
                         help="columnar (default: Arrow batches; unbounded runs keep open items as columns per "
                              "key shard) or elementwise (one element per record: the reference; the default of "
@@ -116,16 +128,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-max-ms", type=int, default=DEFAULT_CHUNK_MAX_MILLIS, metavar="MILLIS",
                         help="unbounded columnar runs: the longest a message waits in the source for its chunk "
                              f"(default {DEFAULT_CHUNK_MAX_MILLIS})")
-    parser.add_argument("--read-call-ms", type=int, default=DEFAULT_READ_CALL_MILLIS, metavar="MILLIS",
-                        help="the longest one read of a partition runs before its records move on: runners finish "
-                             "a bundle (and Flink passes a checkpoint) only between reads (default "
-                             f"{DEFAULT_READ_CALL_MILLIS})")
     parser.add_argument("--timer-tick-ms", type=int, default=DEFAULT_TICK_MILLIS, metavar="MILLIS",
                         help="unbounded columnar runs: deadlines and expiries are judged when the watermark passes "
                              f"them, rounded up to this (default {DEFAULT_TICK_MILLIS})")
-    parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
-                        help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
-                             f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
     parser.add_argument("--open-items-topic", metavar="TOPIC",
                         help="--bounded runs: compacted topic of the keys left open, carried to the next run "
                              "(default: GROUP_ID.open-items)")

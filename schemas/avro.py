@@ -9,7 +9,7 @@ import fastavro
 
 AVRO_DIR = Path(__file__).with_name("avro")
 SCHEMA_NAMES = ("payment_event", "settlement_line", "reconciliation_result", "daily_total", "dead_letter", "break_rate_alert",
-                "authorization_attempt")
+                "authorization_attempt", "risk_decision")
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,6 +15,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 import fastavro
 
+from schemas.attempts import ATTEMPTS
 from schemas.avro import avro_schema
 from schemas.codecs import capped
 from schemas.pan import mask_pans
@@ -32,6 +33,7 @@ class ValueDecodeError(ValueError):
 
 def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str, schema_id: int = 1) -> bytes:
     """Encodes a record's fields (times as epoch millis) as a message value."""
+    fields = {name: _plain(value) for name, value in fields.items()}
     if value_format == "json":
         return json.dumps({name: format_timestamp(value) if name in _TIME_FIELDS and isinstance(value, int)
                            else value for name, value in fields.items()}, separators=(",", ":")).encode()
@@ -42,6 +44,13 @@ def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str,
     if value_format == "confluent-avro":
         return struct.pack(">bI", _CONFLUENT_MAGIC, schema_id) + body.getvalue()
     raise ValueError(f"unknown value format {value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
+
+
+def _plain(value: Any) -> Any:
+    """Nested records (a decision's fired rules) as field mappings, in JSON and Avro alike."""
+    if isinstance(value, (list, tuple)) and value and hasattr(value[0], "_asdict"):
+        return [item._asdict() for item in value]
+    return value
 
 
 def _avro_ready(fields: Mapping[str, Any]) -> Dict[str, Any]:
@@ -111,8 +120,8 @@ def mask_payload(text: str, keep: FrozenSet[str] = frozenset()) -> Tuple[str, in
 
 
 
-SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line"}
-PAYLOAD_TIME_FIELD = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time"}
+SCHEMA_OF_INPUT = {PAYMENTS: "payment_event", SETTLEMENTS: "settlement_line", ATTEMPTS: "authorization_attempt"}
+PAYLOAD_TIME_FIELD = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time", ATTEMPTS: "event_time"}
 
 
 _JSON_DECODER = json.JSONDecoder()  # what json.loads uses when given no options

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -78,6 +79,25 @@ def paybeam_process(arguments: Sequence[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": REPO}
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *arguments], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(what: str, condition: Callable[[], object], process: subprocess.Popen, deadline_seconds: float,
+               command: str = "paybeam"):
+    """Polls `condition` until it returns something truthy; fails the test, with the run's stderr, if the
+    run (a child process with its stderr piped) exits first, or when time runs out."""
+    import pytest
+
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            _, stderr = process.communicate()
+            pytest.fail(f"{command} exited with {process.returncode} while waiting for {what}:\n{stderr[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {deadline_seconds}s")
+        time.sleep(0.5)  # poll interval of the deadline loop
 
 
 def error_lines(stderr: str) -> List[str]:

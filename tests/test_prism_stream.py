@@ -31,7 +31,17 @@ import pytest
 from tests.beam_helpers import DAY, T0, at, payment, settlement
 from tests.kafka_helpers import read_topic
 from tests.prism_helpers import prism_binary
-from tests.stream_helpers import INPUTS, OUTPUTS, REPO, committed, end_offsets, group_name, new_topics, produce_records
+from tests.stream_helpers import (
+    INPUTS,
+    OUTPUTS,
+    REPO,
+    committed,
+    end_offsets,
+    group_name,
+    new_topics,
+    produce_records,
+    wait_until,
+)
 
 pytestmark = pytest.mark.engines
 
@@ -67,18 +77,7 @@ def _kill(process: subprocess.Popen) -> None:
 
 def _wait_for(what: str, condition: Callable[[], Optional[object]], process: subprocess.Popen,
               deadline_seconds: float = OUTPUT_DEADLINE_SECONDS):
-    """Polls `condition` until it returns something truthy; fails if the run exits or time runs out."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            _, stderr = process.communicate()
-            pytest.fail(f"paybeam stream exited with {process.returncode} while waiting for {what}:\n{stderr[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} after {deadline_seconds}s")
-        time.sleep(0.5)  # poll interval of the deadline loop
+    return wait_until(what, condition, process, deadline_seconds, "paybeam stream")
 
 
 def _stop(process: subprocess.Popen, signum: int) -> str:

@@ -12,7 +12,7 @@ from transforms.risk.backtest import DecideAttempts
 from transforms.risk.rules import load_rules
 from transforms.risk.windows import decide_in_order
 
-MIXED = load_rules("""
+MIXED_YAML = """
 score_review_at: 50
 rules:
   - {id: card-testing, version: 1, key: card_fingerprint, filter: {outcome: DECLINED, amount_minor: {max: 500}},
@@ -21,7 +21,8 @@ rules:
      action: score, score: 60, reason: velocity}
   - {id: merchant-decline-rate, version: 1, state: shadow, key: merchant_id, aggregate: ratio,
      numerator: {outcome: DECLINED}, window: 10m, min_volume: 5, threshold: 4000, action: review, reason: rate}
-""")
+"""
+MIXED = load_rules(MIXED_YAML)
 
 
 def _attempts(count: int, seed: int):

@@ -31,14 +31,14 @@ def test_in_order_attempts_get_the_backtest_s_decisions(stream_options):
     expected = decide_in_order(attempts, MIXED)
     assert {d.action for d in expected} >= {"allow", "block"}
     with TestPipeline(options=stream_options) as pipeline:
-        decisions = pipeline | _stream(attempts) | DecideLiveAttempts(MIXED)
+        decisions = (pipeline | _stream(attempts) | DecideLiveAttempts(MIXED))["decisions"]
         assert_that(decisions, equal_to(expected))
 
 
 def test_a_redelivered_attempt_is_decided_once(stream_options):
     attempts = sorted(_attempts(40, 4), key=lambda a: (a.event_time, a.attempt_id))
     with TestPipeline(options=stream_options) as pipeline:
-        decisions = pipeline | _stream(attempts + attempts[-3:]) | DecideLiveAttempts(MIXED)
+        decisions = (pipeline | _stream(attempts + attempts[-3:]) | DecideLiveAttempts(MIXED))["decisions"]
         assert_that(decisions, equal_to(decide_in_order(attempts, MIXED)))
 
 

@@ -1,9 +1,10 @@
-"""Risk decisions on an unbounded stream of attempts: the per-element engine in Beam state (10.7).
+"""Risk decisions on an unbounded stream of attempts: the per-element engine in Beam state (10.7, 10.11).
 
-    attempts ──► per key spec with a value: ((spec, value), attempt)
-             ──► DecideForKey (state: the key's kept attempts) ──► (attempt_id, evaluations)  ─┐
-    attempts ──► (attempt_id, attempt) ─────────────────────────────────────────────────────┴─► Flatten
-             ──► CombinePerAttempt (state: the parts so far; emits when every key has answered) ──► RiskDecision
+    attempts ──► KeyUnderRulesInForce: the rules in force now (fingerprint F)
+             ├─► per key spec with a value: ((spec, value), (F, attempt))
+             │     ──► DecideForKey (state: the key's kept attempts; F's rules) ──► (attempt_id, (F, evaluations)) ─┐
+             └─► (attempt_id, (F, parts expected, attempt)) ─────────────────────────────────────────────────────┴─► Flatten
+             ──► CombinePerAttempt (state: the parts so far; emits when every key has answered under F) ──► RiskDecision
 
 Each key's history lives in a bag of its kept attempts; an attempt is
 decided the moment it arrives, on what arrived before it (docs/DESIGN.md
@@ -12,13 +13,19 @@ without expired attempts when it holds twice what is kept, and cleared by an
 event-time timer once the watermark passes the newest attempt plus the key's
 longest window: state is bounded by the windows. A decision waits only for
 its own keys' answers, never for a window or a watermark.
+
+The rules may change while the stream runs (a rules topic, a watched file:
+transforms/risk/rules_in_force.py). An attempt is keyed under the rules in
+force at that moment and every later step uses that same rule set, found by
+its fingerprint: one decision, one rule set, recorded in it.
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder, PickleCoder, RowCoder, VarIntCoder
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec,
@@ -29,12 +36,27 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.attempts import AuthorizationAttempt
+from schemas.codecs import capped
 from schemas.decisions import RiskDecision
-from transforms.risk.backtest import by_attempt_id, keyed_by_specs
-from transforms.risk.rules import RuleSet
+from schemas.pan import mask_pans
+from schemas.records import DeadLetter
+from transforms.risk.backtest import keyed_by_specs
+from transforms.risk.rules import Rule, RuleSet
+from transforms.risk.rules_in_force import (
+    DEFAULT_POLL_MILLIS,
+    RulesChange,
+    RulesInForce,
+    RulesSourceSpec,
+    shared_rules_in_force,
+)
 from transforms.risk.windows import KeyHistory, combine, key_of
 
 ATTEMPT, EVALUATIONS = "attempt", "evaluations"
+KEYED = "keyed"
+REJECTED_RULES = "rejected_rules"  # a rules update that was not taken, as a dead letter of input "rules"
+RULES_INPUT, RULES_STAGE = "rules", "rules_update"
+METRICS_NAMESPACE = "paybeam"
+RULES_ACCEPTED, RULES_REJECTED = "risk.rules.accepted", "risk.rules.rejected"
 
 
 def parts_expected(attempt: AuthorizationAttempt, rule_set: RuleSet) -> int:
@@ -46,20 +68,64 @@ def _millis_timestamp(millis: int) -> Timestamp:
     return Timestamp(micros=millis * 1000)
 
 
-class _DecideForKeyFn(beam.DoFn):
+class _WithRulesInForce(beam.DoFn):
+    """A step that needs the rules in force: this process's shared RulesInForce, opened in setup."""
+
+    def __init__(self, rule_set: RuleSet, source: Optional[RulesSourceSpec], poll_millis: int):
+        self._launch_rules, self._source, self._poll_millis = rule_set, source, poll_millis
+        self._rules: Optional[RulesInForce] = None
+
+    def setup(self):
+        self._rules = shared_rules_in_force(self._launch_rules, self._source, self._poll_millis)
+        self._accepted = Metrics.counter(METRICS_NAMESPACE, RULES_ACCEPTED)
+        self._rejected = Metrics.counter(METRICS_NAMESPACE, RULES_REJECTED)
+
+
+
+def rejected_update_letter(change: RulesChange) -> DeadLetter:
+    """A rejected rules document as a dead letter: its problems and its text, card numbers masked as anywhere."""
+    reason, _ = mask_pans("; ".join(change.problems))
+    payload, _ = mask_pans(change.document)
+    return DeadLetter(RULES_INPUT, change.origin, RULES_STAGE, capped(reason), capped(payload))
+
+
+class _KeyUnderRulesInForceFn(_WithRulesInForce):
+    def process(self, attempt: AuthorizationAttempt):
+        rule_set = self._rules.current()
+        for change in self._rules.take_changes():  # this step reports every document this process applied
+            if change.changed:
+                self._accepted.inc()
+            elif not change.accepted:
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(REJECTED_RULES, rejected_update_letter(change))
+        fingerprint = rule_set.fingerprint
+        for keyed, _ in keyed_by_specs(attempt, rule_set):
+            yield beam.pvalue.TaggedOutput(KEYED, (keyed, (fingerprint, attempt)))
+        yield attempt.attempt_id, (ATTEMPT, (fingerprint, parts_expected(attempt, rule_set), attempt))
+
+
+class _DecideForKeyFn(_WithRulesInForce):
     KEPT = BagStateSpec("kept", RowCoder.from_type_hint(AuthorizationAttempt, None))
     NEWEST = ReadModifyWriteStateSpec("newest", VarIntCoder())
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
-    def __init__(self, rule_set: RuleSet):
-        # What each key's history needs, worked out once rather than per element.
-        self._rules_and_retention = {spec: (rule_set.rules_for(spec), rule_set.longest_window_millis(spec))
-                                     for spec in rule_set.key_specs}
+    def setup(self):
+        super().setup()
+        # What each key's history needs under each rule set, worked out once rather than per element.
+        self._rules_and_retention: Dict[Tuple[str, Tuple[str, ...]], Tuple[Tuple[Rule, ...], int]] = {}
+
+    def _rules_of(self, fingerprint: str, spec: Tuple[str, ...]) -> Tuple[Tuple[Rule, ...], int]:
+        found = self._rules_and_retention.get((fingerprint, spec))
+        if found is None:
+            rule_set = self._rules.rule_set(fingerprint)
+            found = self._rules_and_retention[(fingerprint, spec)] = (
+                rule_set.rules_for(spec), rule_set.longest_window_millis(spec))
+        return found
 
     def process(self, element, kept=beam.DoFn.StateParam(KEPT), newest=beam.DoFn.StateParam(NEWEST),
                 expire=beam.DoFn.TimerParam(EXPIRE)) -> Iterator[Tuple[str, Tuple[str, object]]]:
-        (spec, _), attempt = element
-        rules, retention = self._rules_and_retention[spec]
+        (spec, _), (fingerprint, attempt) = element
+        rules, retention = self._rules_of(fingerprint, spec)
         stored = list(kept.read())
         history = KeyHistory(retention, rules).restore(stored)
         if not history.holds(attempt):
@@ -73,7 +139,7 @@ class _DecideForKeyFn(beam.DoFn):
         latest = max(newest.read() or attempt.event_time, attempt.event_time)
         newest.write(latest)
         expire.set(_millis_timestamp(latest) + Duration(micros=retention * 1000))
-        yield attempt.attempt_id, (EVALUATIONS, evaluations)
+        yield attempt.attempt_id, (EVALUATIONS, (fingerprint, evaluations))
 
     @on_timer(EXPIRE)
     def on_expire(self, kept=beam.DoFn.StateParam(KEPT), newest=beam.DoFn.StateParam(NEWEST)):
@@ -82,15 +148,10 @@ class _DecideForKeyFn(beam.DoFn):
         newest.clear()
 
 
-class _CombinePerAttemptFn(beam.DoFn):
+class _CombinePerAttemptFn(_WithRulesInForce):
     PARTS = BagStateSpec("parts", PickleCoder())
     DONE = ReadModifyWriteStateSpec("done", BooleanCoder())
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
-
-    def __init__(self, rule_set: RuleSet):
-        self._rule_set = rule_set
-        self._forget_after = Duration(micros=max(
-            rule_set.longest_window_millis(spec) for spec in rule_set.key_specs) * 1000)
 
     def process(self, element, parts=beam.DoFn.StateParam(PARTS), done=beam.DoFn.StateParam(DONE),
                 forget=beam.DoFn.TimerParam(FORGET)) -> Iterator[RiskDecision]:
@@ -99,17 +160,20 @@ class _CombinePerAttemptFn(beam.DoFn):
         _, (kind, value) = element
         parts.add((kind, value))
         gathered = list(parts.read())
-        attempts = [part for part_kind, part in gathered if part_kind == ATTEMPT]
-        if not attempts:
+        keyed = [part for part_kind, part in gathered if part_kind == ATTEMPT]
+        if not keyed:
             return
-        attempt = attempts[0]
-        answers: List[list] = [part for part_kind, part in gathered if part_kind == EVALUATIONS]
-        if len(answers) < parts_expected(attempt, self._rule_set):
+        fingerprint, expected, attempt = keyed[0]  # a copy keyed later (under other rules) waits in vain
+        answers: List[list] = [part[1] for part_kind, part in gathered
+                               if part_kind == EVALUATIONS and part[0] == fingerprint]
+        if len(answers) < expected:
             return
+        rule_set = self._rules.rule_set(fingerprint)
         parts.clear()
         done.write(True)
-        forget.set(_millis_timestamp(attempt.event_time) + self._forget_after)
-        decision = combine(attempt, [evaluation for answer in answers for evaluation in answer], self._rule_set)
+        forget.set(_millis_timestamp(attempt.event_time) + Duration(micros=max(
+            (rule_set.longest_window_millis(spec) for spec in rule_set.key_specs), default=0) * 1000))
+        decision = combine(attempt, [evaluation for answer in answers for evaluation in answer], rule_set)
         yield beam.window.TimestampedValue(decision, _millis_timestamp(attempt.event_time))
 
     @on_timer(FORGET)
@@ -118,20 +182,28 @@ class _CombinePerAttemptFn(beam.DoFn):
         parts.clear()
 
 
-class DecideLiveAttempts(beam.PTransform):
-    """AuthorizationAttempts (unbounded, event-time stamped) -> one RiskDecision each, as each arrives."""
+DECISIONS = "decisions"
 
-    def __init__(self, rule_set: RuleSet):
+
+class DecideLiveAttempts(beam.PTransform):
+    """AuthorizationAttempts (unbounded, event-time stamped) -> {decisions: one RiskDecision each, as each
+    arrives; rejected_rules: DeadLetters of the rules updates not taken}.
+
+    `rules_source` (optional): where new rule versions come from while the stream runs; it is asked at most
+    every `poll_millis`, and each attempt is decided under the rules in force when it was keyed."""
+
+    def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec] = None,
+                 poll_millis: int = DEFAULT_POLL_MILLIS):
         super().__init__()
-        self._rule_set = rule_set
+        self._rules = (rule_set, rules_source, poll_millis)
 
     def expand(self, attempts):
-        rule_set = self._rule_set
-        answers = (attempts
-                   | "KeyBySpec" >> beam.FlatMap(keyed_by_specs, rule_set)
-                   | "DecideForKey" >> beam.ParDo(_DecideForKeyFn(rule_set)))
-        themselves = (attempts | "ById" >> beam.Map(by_attempt_id)
-                      | "Tagged" >> beam.MapTuple(lambda attempt_id, attempt: (attempt_id, (ATTEMPT, attempt))))
-        return ((themselves, answers)
-                | "Gather" >> beam.Flatten()
-                | "CombinePerAttempt" >> beam.ParDo(_CombinePerAttemptFn(rule_set)).with_output_types(RiskDecision))
+        keyed = attempts | "KeyUnderRulesInForce" >> beam.ParDo(_KeyUnderRulesInForceFn(*self._rules)).with_outputs(
+            KEYED, REJECTED_RULES, main=ATTEMPT)
+        answers = keyed[KEYED] | "DecideForKey" >> beam.ParDo(_DecideForKeyFn(*self._rules))
+        decisions = ((keyed[ATTEMPT], answers)
+                     | "Gather" >> beam.Flatten()
+                     | "CombinePerAttempt" >> beam.ParDo(_CombinePerAttemptFn(*self._rules)).with_output_types(
+                         RiskDecision))
+        keyed[REJECTED_RULES].element_type = DeadLetter
+        return {DECISIONS: decisions, REJECTED_RULES: keyed[REJECTED_RULES]}

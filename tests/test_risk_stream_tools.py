@@ -1,0 +1,133 @@
+"""The tools around `paybeam risk stream` against a real broker: produce, publish-rules, the rules sources
+(pipelines/risk_stream.py, pipelines/io/rules_sources.py), and the launch checks."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.io.kafka import create_topics, new_consumer
+from pipelines.io.rules_sources import RulesSourceError, RulesTopic, WatchedRulesFile, check_rules_topic
+from schemas.timestamps import parse_timestamp_millis
+from tests.card_numbers import card_number
+from tests.kafka_helpers import read_topic, unique_topic
+from tests.stream_helpers import produce_values
+from tests.test_risk_rules_in_force import V1, V2
+
+FILE_HEADER = ("attempt_id,attempt_type,event_time,merchant_id,amount_minor,currency,card_fingerprint,card_bin,"
+               "customer_id,ip,device_id,billing_country,issuing_country,outcome,decline_code,three_ds,payment_id\n")
+
+
+def _row(n: int, second: int, card: str, customer: str = "cus_1") -> str:
+    return (f"att_{n},AUTHORIZATION,2026-12-01T10:00:{second:02d}Z,m_1,{100 + n},USD,{card},424242,{customer},"
+            "10.0.0.1,,US,US,APPROVED,,,\n")
+
+
+def test_produce_sends_valid_attempts_in_event_time_order_keyed_by_card(kafka_broker, tmp_path, capsys):
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("attempts")
+    create_topics(servers, [topic], partitions=2)
+    path = tmp_path / "attempts.csv"
+    path.write_text(FILE_HEADER + _row(3, 30, "fp_a") + _row(1, 10, "fp_b") + _row(2, 20, "fp_a")
+                    + _row(4, 40, "fp_b", customer=card_number()) + "att_5,broken\n")
+    assert main(["risk", "produce", "--bootstrap-servers", servers, "--attempts", str(path),
+                 "--attempts-topic", topic]) == 0
+    out = capsys.readouterr().out
+    assert "sent 3 attempts" in out and "2 invalid row(s) not sent" in out
+    messages = read_topic(servers, topic)
+    sent = [(m.key.decode(), json.loads(m.value)) for m in messages]
+    assert sorted(value["attempt_id"] for _, value in sent) == ["att_1", "att_2", "att_3"]
+    assert all(key == value["card_fingerprint"] for key, value in sent)
+    for partition in {m.partition for m in messages}:
+        times = [parse_timestamp_millis(json.loads(m.value)["event_time"]) for m in messages if m.partition == partition]
+        assert times == sorted(times)
+    assert card_number() not in "".join(m.value.decode() for m in messages)
+
+
+def test_produce_says_how_many_rows_it_did_not_send(kafka_broker, tmp_path, capsys):
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("attempts")
+    create_topics(servers, [topic], partitions=1)
+    path = tmp_path / "attempts.csv"
+    path.write_text(FILE_HEADER + _row(1, 10, "fp_a") + "att_5,broken\n")
+    assert main(["risk", "produce", "--bootstrap-servers", servers, "--attempts", str(path),
+                 "--attempts-topic", topic]) == 0
+    out = capsys.readouterr().out
+    assert "sent 1 attempts" in out and "1 invalid row(s) not sent" in out
+
+
+def test_publish_rules_checks_the_file_and_appends_it_to_a_one_partition_topic(kafka_broker, tmp_path, capsys):
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("rules")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(V1.replace("window: 10m", "window: soon"))
+    assert main(["risk", "publish-rules", "--bootstrap-servers", servers, "--rules-topic", topic,
+                 "--rules", str(bad)]) == 2
+    assert "window" in capsys.readouterr().err
+    good = tmp_path / "rules.yaml"
+    for text, offset in ((V1, 0), (V2, 1)):
+        good.write_text(text)
+        assert main(["risk", "publish-rules", "--bootstrap-servers", servers, "--rules-topic", topic,
+                     "--rules", str(good)]) == 0
+        assert f"to {topic}@{offset}" in capsys.readouterr().out
+    assert [m.value.decode() for m in read_topic(servers, topic)] == [V1, V2]  # the bad file never went out
+    source = RulesTopic(servers, topic).open()
+    try:
+        assert [(origin, document.decode()) for origin, document in source.poll()] == [
+            (f"{topic}@0", V1), (f"{topic}@1", V2)]
+        assert source.poll() == []
+        produce_values(servers, topic, [b"rules: ["], partitions=1)
+        assert source.poll() == [(f"{topic}@2", b"rules: [")]
+    finally:
+        source.close()
+
+
+def test_a_rules_topic_must_exist_and_have_one_partition(kafka_broker):
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("rules")
+    consumer = new_consumer({"bootstrap.servers": servers, "group.id": "check"})
+    try:
+        with pytest.raises(RulesSourceError, match="does not exist"):
+            check_rules_topic(consumer, unique_topic("missing"), 10)
+        create_topics(servers, [topic], partitions=2)
+        with pytest.raises(RulesSourceError, match="has 2 partitions; rules need exactly one"):
+            check_rules_topic(consumer, topic, 10)
+    finally:
+        consumer.close()
+
+
+def test_risk_stream_refuses_a_two_partition_rules_topic_before_it_starts(kafka_broker, tmp_path, capsys):
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("rules")
+    create_topics(servers, [topic], partitions=2)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(V1)
+    assert main(["risk", "stream", "--bootstrap-servers", servers, "--attempts-topic", "a", "--rules", str(rules),
+                 "--rules-topic", topic]) == 2
+    assert "rules need exactly one" in capsys.readouterr().err
+
+
+def test_risk_stream_refuses_the_direct_runner_and_bad_settings(tmp_path, capsys):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(V1)
+    base = ["risk", "stream", "--bootstrap-servers", "localhost:1", "--attempts-topic", "a", "--rules", str(rules)]
+    assert main(base + ["--runner", "DirectRunner"]) == 2
+    assert "cannot read an unbounded Kafka topic" in capsys.readouterr().err
+    assert main(base + ["--rules-poll-ms", "-1"]) == 2
+    assert "--rules-poll-ms" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # one source of updates at a time (argparse's usage error)
+        main(base + ["--rules-topic", "r", "--watch-rules"])
+    assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_a_watched_file_gives_its_content_when_it_changes(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(V1)
+    source = WatchedRulesFile(str(path)).open()
+    assert [document.decode() for _, document in source.poll()] == [V1]
+    assert source.poll() == []
+    staged = tmp_path / "next.yaml"
+    staged.write_text(V2)
+    os.replace(staged, path)
+    assert [document.decode() for _, document in source.poll()] == [V2]
+    assert source.poll() == []
+    os.remove(path)
+    with pytest.raises(FileNotFoundError):
+        source.poll()  # RulesInForce keeps the rules in force and logs it
