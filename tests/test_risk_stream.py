@@ -1,4 +1,4 @@
-"""`paybeam risk stream` on Prism against a real Kafka-protocol broker (DESIGN 10.11).
+"""`paybeam risk stream` on Prism and on the embedded Flink against a real Kafka-protocol broker (DESIGN 10.11).
 
 The CLI runs as a child process, as an operator runs it. Attempts arrive on a one-partition topic in
 event-time order; half-way a new rule version arrives (on the rules topic after a malformed document, or
@@ -24,6 +24,7 @@ from pipelines.io.kafka import create_topics
 from schemas.kafka_values import encode_value
 from schemas.timestamps import parse_timestamp_millis
 from tests.card_numbers import card_number
+from tests.flink_helpers import flink_args
 from tests.kafka_helpers import read_topic, unique_topic
 from tests.prism_helpers import prism_binary
 from tests.stream_helpers import REPO, produce_values, wait_until
@@ -84,9 +85,19 @@ def _as_decision(row: dict):
                            "shadow_fired": [FiredRule(**rule) for rule in row["shadow_fired"]]})
 
 
-@pytest.mark.parametrize("updates", ["topic", "file"])
-def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafka_broker, tmp_path, updates):
-    prism_binary()
+def _runner_arguments(runner: str, request) -> List[str]:
+    if runner == "PrismRunner":
+        prism_binary()  # fails with the `make engine-prism` hint when it was not fetched
+        return ["--runner", "PrismRunner"]
+    # Parallelism 1 and LOOPBACK workers, as the other unbounded Flink tests (docs/DESIGN.md 7).
+    return flink_args(request.getfixturevalue("flink_engine"), "[local]", "--environment_type=LOOPBACK",
+                      "--checkpointing_interval=10000", "--parallelism=1")
+
+
+@pytest.mark.parametrize("runner, updates", [("PrismRunner", "topic"), ("PrismRunner", "file"),
+                                             ("FlinkRunner", "topic")])
+def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafka_broker, tmp_path, request,
+                                                                            runner, updates):
     servers = kafka_broker.bootstrap_servers
     topics = {name: unique_topic(name) for name in ("attempts", "decisions", "dead_letters", "rules")}
     create_topics(servers, [topics["attempts"], topics["rules"]], partitions=1)
@@ -99,7 +110,7 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
                encode_value(first[0]._replace(attempt_id="att_x2", customer_id=card_number())._asdict(), "json",
                             "authorization_attempt")]
     produce_values(servers, topics["attempts"], _values(first) + hostile, partitions=1)
-    arguments = ["risk", "stream", "--runner", "PrismRunner", "--bootstrap-servers", servers,
+    arguments = ["risk", "stream", *_runner_arguments(runner, request), "--bootstrap-servers", servers,
                  "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
                  "--dead-letters-topic", topics["dead_letters"], "--rules", str(rules_file),
                  "--rules-poll-ms", "0", "--start", "earliest", "--idle-timeout", "1", "--group-id", unique_topic("g")]
