@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.arguments import UsageError
+from pipelines.arguments import COLUMNAR, ENGINES, UsageError
 from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WriteParquet, expand_patterns
 from pipelines.io.run_output import RunOutput
 from pipelines.risk_stream import add_risk_stream_commands
@@ -36,7 +36,9 @@ from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS, LABELS
 from schemas.codecs import FORMATS, write_records
 from schemas.decisions import RiskDecision, fired_text
 from schemas.timestamps import format_timestamp
+from transforms.columnar.risk import DecideAttemptsTable
 from transforms.counting import ReportCounts
+from transforms.risk.backtest import DecideAttempts
 from transforms.risk.flow import (
     CHANGE_COUNT,
     CHANGES,
@@ -67,6 +69,7 @@ class BacktestJob:
     labels: List[str] = field(default_factory=list)
     compare_path: Optional[str] = None
     compare_with: Optional[RuleSet] = None
+    engine: str = COLUMNAR
 
 
 def decision_row(decision: RiskDecision) -> dict:
@@ -88,7 +91,8 @@ def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
     inputs = {ATTEMPTS: pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)}
     if job.labels:
         inputs[LABELS] = pipeline | "ReadLabels" >> ReadRawRecords(LABELS, job.labels, "csv")
-    outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with)
+    decide = DecideAttemptsTable if job.engine == COLUMNAR else DecideAttempts
+    outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with, decide)
     if CHANGES in outputs:
         outputs[CHANGES] | "WriteChanges" >> WriteParquet(f"{out}/changes/changes", arrow.RULE_CHANGE)
     (outputs[DECISIONS] | "DecisionRows" >> beam.Map(decision_row)
@@ -131,6 +135,7 @@ def backtest_summary(job: BacktestJob, counts: Dict[str, int], files: List[dict]
         "paybeam_version": paybeam_version(),
         "beam_version": beam.__version__,
         "runner": job.runner,
+        "engine": job.engine,
         "inputs": {ATTEMPTS: {"files": files, **counts_of_input(counts, ATTEMPTS)}},
         "decisions": counts.get(DECISION_COUNT, 0),
         "actions": {action: counts.get(action_count_name(action), 0) for action in actions},
@@ -222,7 +227,7 @@ def backtest_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     job = BacktestJob(attempts=args.attempts, rules_path=args.rules, rule_set=_rules(args.rules), output=args.output,
                       runner=args.runner, beam_args=list(extra), attempts_format=args.format, write_csv=args.csv,
                       labels=args.labels or [], compare_path=args.compare_rules,
-                      compare_with=_rules(args.compare_rules) if args.compare_rules else None)
+                      compare_with=_rules(args.compare_rules) if args.compare_rules else None, engine=args.engine)
     summary = run_backtest(job)
     print(format_backtest(summary))
     written = ["run.json", "decisions/", "dead_letters/", *(["changes/"] if args.compare_rules else []),
@@ -280,6 +285,9 @@ def add_risk_commands(commands) -> None:
                                "precision, recall and false-positive rate in run.json (repeatable)")
     backtest.add_argument("--compare-rules", metavar="FILE",
                           help="a second rules file: changes/ lists the attempts whose action it changes")
+    backtest.add_argument("--engine", choices=ENGINES, default=COLUMNAR,
+                          help="columnar (default: the attempts decided as one Arrow table) or elementwise (one "
+                               "history per key in Python: the reference); the same decisions")
     backtest.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
     backtest.set_defaults(handler=backtest_command)
     check = tools.add_parser("check", help="validate a rules file: every mistake on its own line")

@@ -37,6 +37,23 @@ def generated(tmp_path_factory):
     return base, output
 
 
+def test_both_engines_write_the_same_decisions_and_counts(generated, tmp_path):
+    base, columnar = generated  # the default engine
+    elementwise = str(tmp_path / "elementwise")
+    assert main(["risk", "backtest", "--attempts", str(base / "attempts" / "*"), "--rules", EXAMPLES,
+                 "--output", elementwise, "--labels", str(base / "attack_truth.csv"), "--engine", "elementwise"]) == 0
+    labelled = str(tmp_path / "columnar")
+    assert main(["risk", "backtest", "--attempts", str(base / "attempts" / "*"), "--rules", EXAMPLES,
+                 "--output", labelled, "--labels", str(base / "attack_truth.csv")]) == 0
+    assert _decisions(elementwise) == _decisions(labelled) == _decisions(columnar)
+    summaries = [json.loads(Path(output, "run.json").read_text()) for output in (elementwise, labelled)]
+    assert [summary.pop("engine") for summary in summaries] == ["elementwise", "columnar"]
+    for summary in summaries:
+        del summary["wall_seconds"]
+        summary["options"] = {}
+    assert summaries[0] == summaries[1]
+
+
 def test_a_backtest_writes_the_engine_s_decisions_and_counts_that_add_up(generated):
     base, output = generated
     path = str(base / "attempts" / "attempts.jsonl")

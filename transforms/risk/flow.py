@@ -13,7 +13,7 @@ with a second rule set `change.<BEFORE>.<AFTER>` (10.9).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
@@ -112,16 +112,18 @@ class BacktestAttempts(beam.PTransform):
     """{attempts: RawRecords[, labels: RawRecords]} (bounded) -> {decisions, dead_letters, counts[, changes]}
     under one rule set; with `compare_with`, also the attempts whose action that rule set changes."""
 
-    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None):
+    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None,
+                 decide: Callable[[RuleSet], beam.PTransform] = DecideAttempts):
         super().__init__()
         self._rule_set = rule_set
         self._compare_with = compare_with
+        self._decide = decide  # DecideAttempts (the per-element reference) or its columnar twin
 
     def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         raw = inputs[ATTEMPTS]
         intake = raw | "Intake" >> Intake(ATTEMPTS, bounded=True)
         unique = intake[UNIQUE]
-        decisions = unique | "Decide" >> DecideAttempts(self._rule_set)
+        decisions = unique | "Decide" >> self._decide(self._rule_set)
         rejected = intake[REJECTED]
         named = {count_name(ATTEMPTS, READ): raw, count_name(ATTEMPTS, ACCEPTED): intake[ACCEPTED],
                  count_name(ATTEMPTS, REJECTED): rejected, count_name(ATTEMPTS, UNIQUE_RECORDS): unique,
@@ -145,7 +147,7 @@ class BacktestAttempts(beam.PTransform):
             summed.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
                 by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
         if self._compare_with is not None:
-            after = unique | "DecideWithOtherRules" >> DecideAttempts(self._compare_with)
+            after = unique | "DecideWithOtherRules" >> self._decide(self._compare_with)
             changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(by_attempt_id)}
                        | "JoinRuleSets" >> beam.CoGroupByKey()
                        | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))

@@ -40,6 +40,8 @@ LIST_CONDITIONS = {"attempt_type": ATTEMPT_TYPES, "outcome": OUTCOMES, "decline_
 # Conditions on what only the authorization tells: the attempt being decided passes none of them.
 AFTER_AUTHORIZATION = ("outcome", "decline_code")
 
+MAX_SCORE = 10**9  # scores of all fired rules are summed
+MAX_RULE_NUMBER = 10**18  # the largest whole number a rules file may hold ("a whole number" in its messages)
 MAX_WINDOW_MILLIS = 90 * 86_400_000  # state is kept for the longest window: bounded by design
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
@@ -245,7 +247,7 @@ def _rule(entry: Any, index: int, problems: List[str]) -> Optional[Rule]:
         say(unknown, f"unknown field (known: {', '.join(sorted(_RULE_KEYS))})")
     version = entry.get("version")
     if not _is_int(version) or version < 1:
-        say("version", f"{version!r} must be a whole number, 1 or more")
+        say("version", f"{version!r} must be a whole number (at most 10^18), 1 or more")
     state = entry.get("state", ACTIVE)
     if state not in STATES:
         say("state", f"{state!r} is not one of {', '.join(STATES)}")
@@ -264,7 +266,7 @@ def _rule(entry: Any, index: int, problems: List[str]) -> Optional[Rule]:
     bands = _bands(entry, say)
     min_volume = entry.get("min_volume", 1)
     if not _is_int(min_volume) or min_volume < 1:
-        say("min_volume", f"{min_volume!r} must be a whole number, 1 or more")
+        say("min_volume", f"{min_volume!r} must be a whole number (at most 10^18), 1 or more")
     reason = entry.get("reason")
     if not isinstance(reason, str) or not _RULE_ID.match(reason):
         say("reason", f"{reason!r} must be a reason code of 1-64 letters, digits, '_', '.' or '-'")
@@ -283,7 +285,9 @@ class _Reporter:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number a rule may hold: at most 10^18 either way, so every threshold, score and count of a
+    rule, and every aggregate compared with them, fits the 64-bit integers of the columnar engine."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_RULE_NUMBER
 
 
 def _optional_positive(document: Mapping, name: str, problems: List[str]) -> Optional[int]:
@@ -291,7 +295,7 @@ def _optional_positive(document: Mapping, name: str, problems: List[str]) -> Opt
     if value is None:
         return None
     if not _is_int(value) or value < 1:
-        problems.append(f"field {name!r}: {value!r} must be a whole number, 1 or more")
+        problems.append(f"field {name!r}: {value!r} must be a whole number (at most 10^18), 1 or more")
         return None
     return value
 
@@ -359,7 +363,7 @@ def _amount_range(value: Any, where: str, say: _Reporter) -> AmountRange:
     low, high = value.get("min"), value.get("max")
     for bound in (low, high):
         if bound is not None and (not _is_int(bound) or bound < 0):
-            say(where, f"{bound!r} must be a whole number of minor units, 0 or more")
+            say(where, f"{bound!r} must be a whole number (at most 10^18) of minor units, 0 or more")
             return AmountRange()
     if low is not None and high is not None and low > high:
         say(where, f"min {low} is above max {high}")
@@ -403,7 +407,7 @@ def _baseline(value: Any, window: int, say: _Reporter) -> Optional[Baseline]:
         say("baseline.factor_pct", f"{factor!r} must be a whole percentage, 1 or more (300 = three times)")
         return None
     if not _is_int(volume) or volume < 1:
-        say("baseline.min_volume", f"{volume!r} must be a whole number, 1 or more")
+        say("baseline.min_volume", f"{volume!r} must be a whole number (at most 10^18), 1 or more")
         return None
     return Baseline(millis, factor, volume)
 
@@ -415,7 +419,7 @@ def _bands(entry: Mapping, say: _Reporter) -> Tuple[Band, ...]:
         return ()
     if threshold is not None:
         if not _is_int(threshold) or threshold < 0:
-            say("threshold", f"{threshold!r} must be a whole number (ratios in basis points, 5000 = 50%)")
+            say("threshold", f"{threshold!r} must be a whole number (at most 10^18) (ratios in basis points, 5000 = 50%)")
             return ()
         band = _band({"at_least": threshold, "action": entry.get("action"), "score": entry.get("score")},
                      "action", say)
@@ -441,14 +445,14 @@ def _band(value: Any, where: str, say: _Reporter) -> Optional[Band]:
         return None
     at_least, action, score = value.get("at_least"), value.get("action"), value.get("score")
     if not _is_int(at_least) or at_least < 0:
-        say(where, f"at_least {at_least!r} must be a whole number, 0 or more")
+        say(where, f"at_least {at_least!r} must be a whole number (at most 10^18), 0 or more")
         return None
     if action not in ACTIONS:
         say(where, f"action {action!r} is not one of {', '.join(ACTIONS)}")
         return None
     if action == SCORE:
-        if not _is_int(score) or score < 1:
-            say(where, f"score {score!r}: action 'score' needs a whole score, 1 or more")
+        if not _is_int(score) or not 1 <= score <= MAX_SCORE:
+            say(where, f"score {score!r}: action 'score' needs a whole score from 1 to {MAX_SCORE:,}")
             return None
         return Band(at_least, action, score)
     if score is not None:

@@ -39,6 +39,7 @@ from transforms.risk.rules import (
     band_reached,
 )
 
+MAX_AGGREGATE = 2**63 - 1  # a sum's reported value at most (decisions hold 64-bit integers)
 Order = Tuple[int, str]  # (event_time, attempt_id): the order attempts are decided in
 
 
@@ -157,7 +158,8 @@ class KeyHistory:
             if rule.aggregate == SUM_AMOUNT:
                 # Money is never summed across currencies: the attempt's own currency only.
                 same = [a.amount_minor for a in window + ([current] if itself else []) if a.currency == current.currency]
-                volume, value = len(same), sum(same)
+                # Above every threshold (at most 10^18) long before: reported at most int64's limit.
+                volume, value = len(same), min(sum(same), MAX_AGGREGATE)
             elif rule.aggregate == DISTINCT:
                 population = window + ([current] if itself else [])
                 volume = len(population)
