@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.arguments import COLUMNAR, ENGINES, UsageError
+from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WriteParquet, expand_patterns
 from pipelines.io.run_output import RunOutput
 from pipelines.risk_stream import add_risk_stream_commands
@@ -36,7 +37,8 @@ from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS, LABELS
 from schemas.codecs import FORMATS, write_records
 from schemas.decisions import RiskDecision, fired_text
 from schemas.timestamps import format_timestamp
-from transforms.columnar.risk import DecideAttemptsTable
+from transforms.columnar.risk import decisions_of
+from transforms.columnar.risk_flow import DECISION_TABLE, ColumnarBacktest
 from transforms.counting import ReportCounts
 from transforms.risk.backtest import DecideAttempts
 from transforms.risk.flow import (
@@ -88,20 +90,29 @@ def decision_csv_row(decision: RiskDecision) -> tuple:
 
 def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
     out = job.output.rstrip("/")
-    inputs = {ATTEMPTS: pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)}
+    inputs = {}
     if job.labels:
         inputs[LABELS] = pipeline | "ReadLabels" >> ReadRawRecords(LABELS, job.labels, "csv")
-    decide = DecideAttemptsTable if job.engine == COLUMNAR else DecideAttempts
-    outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with, decide)
+    if job.engine == COLUMNAR:
+        inputs[ATTEMPTS] = pipeline | "ReadAttempts" >> ReadRawChunks(ATTEMPTS, job.attempts, job.attempts_format)
+        outputs = inputs | "Backtest" >> ColumnarBacktest(job.rule_set, job.compare_with)
+        (outputs[DECISION_TABLE] | "OneShard" >> beam.Map(lambda table: (0, table))
+         | "WriteDecisions" >> WriteShardFiles(f"{out}/decisions/decisions", 1, arrow.RISK_DECISION))
+        decisions = (outputs[DECISION_TABLE] | "DecisionRecords" >> beam.FlatMap(decisions_of)
+                     if job.write_csv else None)
+    else:
+        inputs[ATTEMPTS] = pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)
+        outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with, DecideAttempts)
+        decisions = outputs[DECISIONS]
+        (decisions | "DecisionRows" >> beam.Map(decision_row)
+         | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,
+                                                      file_name_suffix=".parquet", codec="snappy"))
     if CHANGES in outputs:
         outputs[CHANGES] | "WriteChanges" >> WriteParquet(f"{out}/changes/changes", arrow.RULE_CHANGE)
-    (outputs[DECISIONS] | "DecisionRows" >> beam.Map(decision_row)
-     | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,
-                                                  file_name_suffix=".parquet", codec="snappy"))
     outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteJsonLines(f"{out}/dead_letters/dead_letters")
     outputs["counts"] | "ReportCounts" >> ReportCounts()
     if job.write_csv:
-        (outputs[DECISIONS] | "DecisionCsvRows" >> beam.Map(decision_csv_row)
+        (decisions | "DecisionCsvRows" >> beam.Map(decision_csv_row)
          | "WriteDecisionsCsv" >> WriteCsv(f"{out}/csv/decisions", DECISION_CSV_FIELDS))
 
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
 from schemas.codecs import (
     byte_lines,
     csv_header,
@@ -39,6 +40,7 @@ from schemas.raw_chunks import LINE, RECORD, RawChunk
 from schemas.records import MATCHED_SIDE_FIELDS, PAYMENT_FIELDS, PAYMENTS, SETTLEMENT_FIELDS, SETTLEMENTS, RawRecord
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions, detect_vendor
 
+FIELDS_OF_INPUT = {PAYMENTS: PAYMENT_FIELDS, SETTLEMENTS: SETTLEMENT_FIELDS, ATTEMPTS: ATTEMPT_FIELDS}
 CSV_BLOCK_BYTES = 16 << 20
 PARQUET_BATCH_ROWS = 1 << 18
 RECORDS_PER_CHUNK = 100_000
@@ -88,7 +90,7 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     (RawChunk.row_records), with its original source and raw payload.
     Column-wise passes, so the per-record cost stays in C.
     """
-    names = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
+    names = FIELDS_OF_INPUT[input_name]
     expected_keys = frozenset(names)
     # Avro settlement lines always hold the optional matched side (null by default): a row whose matched side
     # is empty is tabulated like one without it; one that has it is judged per record.

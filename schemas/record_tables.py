@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import arrow
+from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS, AuthorizationAttempt
 from schemas.records import PAYMENTS, DailyTotal, PaymentEvent, ReconciliationResult, SettlementLine
 
 _TEXT, _INT, _BOOL = pa.string(), pa.int64(), pa.bool_()
@@ -32,10 +33,12 @@ RESULT_TABLE = _schema_of(
           "revision"),
     bools=("is_final",))
 
-TABLE_SCHEMA_OF_INPUT = {PAYMENTS: PAYMENT_TABLE, "settlements": SETTLEMENT_TABLE}
-RECORD_TYPE_OF_INPUT = {PAYMENTS: PaymentEvent, "settlements": SettlementLine}
-TIME_COLUMN_OF_INPUT = {PAYMENTS: "event_time", "settlements": "booked_time"}
-ID_COLUMN_OF_INPUT = {PAYMENTS: "event_id", "settlements": "settlement_id"}
+ATTEMPT_TABLE = _schema_of(AuthorizationAttempt, ints=("amount_minor", "event_time"))
+
+TABLE_SCHEMA_OF_INPUT = {PAYMENTS: PAYMENT_TABLE, "settlements": SETTLEMENT_TABLE, ATTEMPTS: ATTEMPT_TABLE}
+RECORD_TYPE_OF_INPUT = {PAYMENTS: PaymentEvent, "settlements": SettlementLine, ATTEMPTS: AuthorizationAttempt}
+TIME_COLUMN_OF_INPUT = {PAYMENTS: "event_time", "settlements": "booked_time", ATTEMPTS: "event_time"}
+ID_COLUMN_OF_INPUT = {PAYMENTS: "event_id", "settlements": "settlement_id", ATTEMPTS: "attempt_id"}
 
 
 # What deduplication, matching and daily totals read of each input: the columnar engine shuffles
@@ -46,6 +49,7 @@ RECONCILED_COLUMNS = {
     "settlements": ("settlement_id", "processor", "processor_reference", "merchant_id", "record_type",
                     "gross_minor", "fee_minor", "net_minor", "currency", "booked_time", "matched_minor",
                     "matched_currency"),
+    ATTEMPTS: ATTEMPT_FIELDS,  # an attempt's every field decides (filters and keys read any of them)
 }
 RECONCILED_SCHEMA_OF_INPUT = {name: pa.schema([TABLE_SCHEMA_OF_INPUT[name].field(column) for column in columns])
                               for name, columns in RECONCILED_COLUMNS.items()}

@@ -96,7 +96,8 @@ def _write_attempts(path: Path, rows) -> None:
             writer.writerow(row)
 
 
-def test_hostile_attempts_are_dead_letters_and_counts_still_add_up(tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["columnar", "elementwise"])
+def test_hostile_attempts_are_dead_letters_and_counts_still_add_up(tmp_path, capsys, engine):
     good = [{**GOOD, "attempt_id": f"att_{n}", "event_time": f"2026-12-05T10:0{n}:00Z"} for n in range(4)]
     rows = good + [
         {**GOOD, "attempt_id": "att_pan", "card_fingerprint": TEST_PAN},
@@ -111,7 +112,7 @@ def test_hostile_attempts_are_dead_letters_and_counts_still_add_up(tmp_path, cap
         handle.write(b"\x00\xff\xfe binary \x00")
     output = str(tmp_path / "out")
     assert main(["risk", "backtest", "--attempts", str(tmp_path / "*.csv"), "--rules", EXAMPLES,
-                 "--output", output]) == 0
+                 "--output", output, "--engine", engine]) == 0
     summary = json.loads(Path(output, "run.json").read_text())
     counts = summary["inputs"]["attempts"]
     assert counts["read"] == counts["accepted"] + counts["rejected"]
@@ -146,7 +147,8 @@ def test_check_describes_each_rule(capsys):
     assert out[0].startswith(EXAMPLES) and "7 rules" in out[0] and len(out) == 8
 
 
-def test_labels_give_per_rule_precision_recall_and_a_second_rule_set_its_changes(generated, tmp_path):
+@pytest.mark.parametrize("engine", ["columnar", "elementwise"])
+def test_labels_give_per_rule_precision_recall_and_a_second_rule_set_its_changes(generated, tmp_path, engine):
     base, _ = generated
     rules = load_rules_file(EXAMPLES)
     stricter = tmp_path / "v2.yaml"
@@ -159,7 +161,8 @@ def test_labels_give_per_rule_precision_recall_and_a_second_rule_set_its_changes
                       + f"att_unknown,fraud\natt_x,\n{TEST_PAN},fraud\n")
     output = str(tmp_path / "out")
     assert main(["risk", "backtest", "--attempts", str(base / "attempts" / "*"), "--rules", EXAMPLES,
-                 "--labels", str(labels), "--compare-rules", str(stricter), "--output", output]) == 0
+                 "--labels", str(labels), "--compare-rules", str(stricter), "--output", output,
+                 "--engine", engine]) == 0
     summary = json.loads(Path(output, "run.json").read_text())
 
     path = str(base / "attempts" / "attempts.jsonl")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
 from schemas.codecs import payload_json
 from schemas.internal_records import Judged
 from schemas.raw_chunks import kafka_position, ordinal_of, source_path
@@ -27,9 +26,8 @@ STAGE_DEDUP = "dedup"
 # The payload of a delivery: every field a result or a daily total is computed from. The others
 # (payment_id, settlement_date, payout_id) change no output, and the columnar engine does not carry
 # them past validation (docs/DESIGN.md 9.4), so copies differing only there are plain duplicates.
-# An attempt's every field decides (filters and keys read any of them).
-PAYLOAD_FIELDS = {**RECONCILED_COLUMNS, ATTEMPTS: ATTEMPT_FIELDS}
-ID_FIELD_OF_INPUT = {**ID_COLUMN_OF_INPUT, ATTEMPTS: "attempt_id"}
+PAYLOAD_FIELDS = RECONCILED_COLUMNS
+ID_FIELD_OF_INPUT = ID_COLUMN_OF_INPUT
 _TIME_FIELDS = frozenset({"event_time", "booked_time"})
 
 Delivery = Tuple[str, Any]  # (source, typed record or field mapping)

@@ -20,6 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.attempts import (
+    APPROVED,
+    ATTEMPT_FIELDS,
+    ATTEMPT_TYPES,
+    ATTEMPTS,
+    BIN_DIGITS,
+    OUTCOMES,
+    REQUIRED_ATTEMPT_FIELDS,
+    THREE_DS_RESULTS,
+)
 from schemas.money import CURRENCY_EXPONENTS, MAX_MINOR_UNITS
 from schemas.pan import CANDIDATE_PATTERN
 from schemas.raw_chunks import RawChunk, source_prefix
@@ -29,6 +39,7 @@ from schemas.rules import EVENT_TYPES, RECORD_TYPES
 from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS
 from schemas.vendors.adyen import PROCESSOR as ADYEN
 from transforms.columnar.shards import string_bytes
+from transforms.risk.attempts import ATTEMPT_IDENTIFIERS
 from transforms.validate import IDENTIFIER_FIELDS, TEXT_LIMITS, judge_raw_record
 
 ORIGIN_COLUMN = "_origin"
@@ -99,6 +110,8 @@ def _with_origin(table: pa.Table, origins: np.ndarray, prefixes: Union[List[str]
 
 
 def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str, pa.Array]]:
+    if input_name == ATTEMPTS:
+        return _vectorised_attempts(table)
     expected = PAYMENT_FIELDS if input_name == PAYMENTS else SETTLEMENT_FIELDS
     required = [name for name in expected if name != "payout_id"]
     nothing = np.zeros(table.num_rows, dtype=bool)
@@ -142,6 +155,74 @@ def _vectorised(input_name: str, table: pa.Table) -> Tuple[np.ndarray, Dict[str,
         gross, fee, net = (np.where(fast, to_numpy(values[name].fill_null(0)), 0)
                            for name in ("gross_minor", "fee_minor", "net_minor"))
         fast &= net == gross - fee
+    return fast, values
+
+
+# Forms whose per-record outcome is the value itself: a canonical IPv4 address (no leading zeros, which
+# ipaddress refuses) prints as it is read; an upper-case country code and a BIN of digits are kept as they are.
+_IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+_COUNTRY = r"^[A-Z]{2}$"
+_BIN = r"^[0-9]{%d,%d}$" % BIN_DIGITS
+
+
+def _optional_form(array: pa.Array, pattern: str) -> Checked:
+    """An optional field taken as it is when it matches `pattern` (null or empty: None)."""
+    if pa.types.is_null(array.type):
+        return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
+    if not _is_text(array):
+        return _unchecked(array)
+    array = array.cast(pa.string())
+    empty = _mask(pc.equal(array, ""))
+    ok = _mask(pc.match_substring_regex(array, pattern)) | empty | to_numpy(pc.is_null(array)).astype(bool)
+    return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+
+
+def _optional_one_of(array: pa.Array, allowed) -> Checked:
+    if pa.types.is_null(array.type):
+        return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
+    if not _is_text(array):
+        return _unchecked(array)
+    array = array.cast(pa.string())
+    empty = _mask(pc.equal(array, ""))
+    ok = _mask(pc.is_in(array, value_set=pa.array(list(allowed), pa.string()))) | empty | to_numpy(
+        pc.is_null(array)).astype(bool)
+    return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+
+
+def _vectorised_attempts(table: pa.Table) -> Tuple[np.ndarray, Dict[str, pa.Array]]:
+    """transforms/risk/attempts.py's rules where a row's every field is in a form whose outcome is certain."""
+    nothing = np.zeros(table.num_rows, dtype=bool)
+    if any(name not in table.column_names for name in REQUIRED_ATTEMPT_FIELDS):
+        return nothing, {}
+    column = {name: table.column(name).combine_chunks() if name in table.column_names
+              else pa.nulls(table.num_rows, pa.string()) for name in ATTEMPT_FIELDS}
+    checks: Dict[str, Checked] = {
+        "attempt_id": _text(column["attempt_id"], TEXT_LIMITS["attempt_id"]),
+        "attempt_type": _one_of(column["attempt_type"], ATTEMPT_TYPES),
+        "event_time": _instant(column["event_time"]),
+        "merchant_id": _text(column["merchant_id"], TEXT_LIMITS["merchant_id"]),
+        "amount_minor": _money(column["amount_minor"], positive=True),
+        "currency": _one_of(column["currency"], _CURRENCIES),
+        "card_fingerprint": _text(column["card_fingerprint"], TEXT_LIMITS["card_fingerprint"]),
+        "card_bin": _optional_form(column["card_bin"], _BIN),
+        "ip": _optional_form(column["ip"], _IPV4),
+        "billing_country": _optional_form(column["billing_country"], _COUNTRY),
+        "issuing_country": _optional_form(column["issuing_country"], _COUNTRY),
+        "outcome": _one_of(column["outcome"], OUTCOMES),
+        "three_ds": _optional_one_of(column["three_ds"], THREE_DS_RESULTS),
+    }
+    for name in ("customer_id", "device_id", "decline_code", "payment_id"):
+        checks[name] = _optional_text(column[name], TEXT_LIMITS.get(name, 1 << 30))
+    fast = np.ones(table.num_rows, dtype=bool)
+    for ok, _ in checks.values():
+        fast &= ok
+    values = {name: value for name, (_, value) in checks.items()}
+    if fast.any():
+        # An approved attempt with a decline code is refused: the referee says so.
+        fast &= ~(_mask(pc.equal(values["outcome"], APPROVED)) & _mask(pc.is_valid(values["decline_code"])))
+        for name in ATTEMPT_IDENTIFIERS:
+            if _is_text(values[name]):
+                fast &= ~card_candidate_mask(values[name])
     return fast, values
 
 

@@ -108,6 +108,43 @@ def change_count_name(change: RuleChange) -> str:
     return f"change.{change.action_before}.{change.action_after}"
 
 
+class LabelsAndChanges(beam.PTransform):
+    """{decisions, unique[, labels: RawRecords]} (bounded) -> {counts: (name, value) pairs, dead_letters[, changes]}:
+    the labelled counts per action and rule, and with `compare_with` the attempts whose action that rule set
+    changes (10.9), for the decisions of either engine."""
+
+    def __init__(self, compare_with: Optional[RuleSet], decide: Callable[[RuleSet], beam.PTransform]):
+        super().__init__()
+        self._compare_with = compare_with
+        self._decide = decide
+
+    def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        pipeline = inputs[DECISIONS].pipeline
+        keyed_decisions = inputs[DECISIONS] | "DecisionsById" >> beam.Map(by_attempt_id)
+        counts, letters, outputs = [], [], {}
+        if LABELS in inputs:
+            labels = inputs[LABELS] | "ParseLabels" >> ParseAndValidate(LABELS)
+            letters.append(labels[DEAD_LETTERS])
+            counts.append({count_name(LABELS, READ): inputs[LABELS], count_name(LABELS, ACCEPTED): labels.valid,
+                           count_name(LABELS, REJECTED): labels[DEAD_LETTERS]} | "CountLabels" >> CountEach())
+            counts.append({count_name(LABELS, PANS_MASKED): labels[PANS_MASKED]} | "SumMasked" >> SumEach())
+            counts.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
+                by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
+        if self._compare_with is not None:
+            after = inputs[UNIQUE] | "DecideWithOtherRules" >> self._decide(self._compare_with)
+            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(by_attempt_id)}
+                       | "JoinRuleSets" >> beam.CoGroupByKey()
+                       | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))
+            outputs[CHANGES] = changes
+            counts.append({CHANGE_COUNT: changes} | "CountChanges" >> CountEach())
+            counts.append(changes | "ChangeCounts" >> beam.Map(lambda change: (change_count_name(change), 1)))
+        empty = pipeline | "Nothing" >> beam.Create([])
+        outputs["counts"] = ([empty, *counts] | "AllCounts" >> beam.Flatten()
+                             | "SumPerName" >> beam.CombinePerKey(sum))
+        outputs[DEAD_LETTERS] = [empty, *letters] | "DeadLetters" >> beam.Flatten()
+        return outputs
+
+
 class BacktestAttempts(beam.PTransform):
     """{attempts: RawRecords[, labels: RawRecords]} (bounded) -> {decisions, dead_letters, counts[, changes]}
     under one rule set; with `compare_with`, also the attempts whose action that rule set changes."""
@@ -133,31 +170,15 @@ class BacktestAttempts(beam.PTransform):
                  count_name(ATTEMPTS, PAN_REJECTIONS): rejected | "PanRejections" >> beam.Filter(
                      lambda letter: is_pan_rejection(letter.reason)),
                  DECISION_COUNT: decisions}
-        masked = {count_name(ATTEMPTS, PANS_MASKED): intake[PANS_MASKED]}
-        summed = [decisions | "DecisionCounts" >> beam.FlatMap(decision_counts)]
-        letters = [intake[DEAD_LETTERS]]
-        outputs = {DECISIONS: decisions}
-        keyed_decisions = decisions | "DecisionsById" >> beam.Map(by_attempt_id)
-        if LABELS in inputs:
-            labels = inputs[LABELS] | "ParseLabels" >> ParseAndValidate(LABELS)
-            letters.append(labels[DEAD_LETTERS])
-            named.update({count_name(LABELS, READ): inputs[LABELS], count_name(LABELS, ACCEPTED): labels.valid,
-                          count_name(LABELS, REJECTED): labels[DEAD_LETTERS]})
-            masked[count_name(LABELS, PANS_MASKED)] = labels[PANS_MASKED]
-            summed.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
-                by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
-        if self._compare_with is not None:
-            after = unique | "DecideWithOtherRules" >> self._decide(self._compare_with)
-            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(by_attempt_id)}
-                       | "JoinRuleSets" >> beam.CoGroupByKey()
-                       | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))
-            outputs[CHANGES] = changes
-            named[CHANGE_COUNT] = changes
-            summed.append(changes | "ChangeCounts" >> beam.Map(lambda change: (change_count_name(change), 1)))
-        per_name = summed | "AllSummed" >> beam.Flatten() | "SumPerName" >> beam.CombinePerKey(sum)
-        outputs["counts"] = ((named | "CountEach" >> CountEach(), masked | "SumEach" >> SumEach(), per_name)
+        judged = ({DECISIONS: decisions, UNIQUE: unique, **{name: inputs[name] for name in (LABELS,) if name in inputs}}
+                  | "LabelsAndChanges" >> LabelsAndChanges(self._compare_with, self._decide))
+        per_name = decisions | "DecisionCounts" >> beam.FlatMap(decision_counts) | "SumPerName" >> beam.CombinePerKey(sum)
+        outputs = {DECISIONS: decisions, **{name: judged[name] for name in (CHANGES,) if name in judged}}
+        outputs["counts"] = ((named | "CountEach" >> CountEach(),
+                              {count_name(ATTEMPTS, PANS_MASKED): intake[PANS_MASKED]} | "SumEach" >> SumEach(),
+                              per_name, judged["counts"])
                              | "AllCounts" >> beam.Flatten())
-        outputs[DEAD_LETTERS] = letters | "DeadLetters" >> beam.Flatten()
+        outputs[DEAD_LETTERS] = (intake[DEAD_LETTERS], judged[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
         return outputs
 
 
