@@ -12,33 +12,34 @@ live there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.arguments import COLUMNAR, ENGINES, UsageError
-from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
+from pipelines.io.arrow_files import ReadRawChunks, TableFile, shard_file_name
 from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WriteParquet, expand_patterns
 from pipelines.io.run_output import RunOutput
+from pipelines.io.spill import SpillDirectory, SpillToFiles
 from pipelines.risk_stream import add_risk_stream_commands
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics, counts_of_input
 from pipelines.version import paybeam_version
 from runners.flink_job_server import new_pipeline
-from runners.options import build_pipeline_options
+from runners.options import build_pipeline_options, workers_share_this_disk
 from schemas import arrow
 from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS, LABELS
 from schemas.codecs import FORMATS, write_records
 from schemas.decisions import RiskDecision, fired_text
 from schemas.timestamps import format_timestamp
-from transforms.columnar.risk import decisions_of
-from transforms.columnar.risk_flow import DECISION_TABLE, ColumnarBacktest
+from transforms.columnar.risk_flow import ColumnarBacktest
 from transforms.counting import ReportCounts
 from transforms.risk.backtest import DecideAttempts
 from transforms.risk.flow import (
@@ -72,6 +73,7 @@ class BacktestJob:
     compare_path: Optional[str] = None
     compare_with: Optional[RuleSet] = None
     engine: str = COLUMNAR
+    spill_path: Optional[str] = None  # columnar: where the accepted tables wait for the decision (None: in the shuffle)
 
 
 def decision_row(decision: RiskDecision) -> dict:
@@ -95,11 +97,11 @@ def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
         inputs[LABELS] = pipeline | "ReadLabels" >> ReadRawRecords(LABELS, job.labels, "csv")
     if job.engine == COLUMNAR:
         inputs[ATTEMPTS] = pipeline | "ReadAttempts" >> ReadRawChunks(ATTEMPTS, job.attempts, job.attempts_format)
-        outputs = inputs | "Backtest" >> ColumnarBacktest(job.rule_set, job.compare_with)
-        (outputs[DECISION_TABLE] | "OneShard" >> beam.Map(lambda table: (0, table))
-         | "WriteDecisions" >> WriteShardFiles(f"{out}/decisions/decisions", 1, arrow.RISK_DECISION))
-        decisions = (outputs[DECISION_TABLE] | "DecisionRecords" >> beam.FlatMap(decisions_of)
-                     if job.write_csv else None)
+        sink = TableFile(shard_file_name(f"{out}/decisions/decisions", 0, 1, ".parquet"), arrow.RISK_DECISION)
+        shuffle = SpillToFiles(job.spill_path) if job.spill_path else None
+        outputs = inputs | "Backtest" >> ColumnarBacktest(job.rule_set, sink, job.compare_with, shuffle,
+                                                          as_records=job.write_csv)
+        decisions = outputs.get(DECISIONS)
     else:
         inputs[ATTEMPTS] = pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)
         outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with, DecideAttempts)
@@ -176,6 +178,17 @@ def backtest_summary(job: BacktestJob, counts: Dict[str, int], files: List[dict]
     return summary
 
 
+@contextlib.contextmanager
+def _spill_directory(job: BacktestJob) -> Iterator[Optional[str]]:
+    """A columnar backtest whose workers share this disk spills the accepted tables to a directory of its own
+    (removed when it ends): the DirectRunner would otherwise hold them all in memory, several times."""
+    if job.engine != COLUMNAR or not workers_share_this_disk(job.runner, job.beam_args):
+        yield None
+        return
+    with SpillDirectory() as path:
+        yield path
+
+
 def run_backtest(job: BacktestJob) -> dict:
     """Runs the backtest and publishes its outputs with run.json; returns run.json's content."""
     files = [{"path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None}
@@ -186,10 +199,11 @@ def run_backtest(job: BacktestJob) -> dict:
     output.prepare()
     try:
         started = time.monotonic()
-        pipeline = new_pipeline(options)
-        build_backtest(pipeline, BacktestJob(**{**job.__dict__, "output": output.staging}))
-        result = pipeline.run()
-        wait_cancelling_on_interrupt(result)
+        with _spill_directory(job) as spill_path:
+            pipeline = new_pipeline(options)
+            build_backtest(pipeline, BacktestJob(**{**job.__dict__, "output": output.staging, "spill_path": spill_path}))
+            result = pipeline.run()
+            wait_cancelling_on_interrupt(result)
         summary = backtest_summary(job, counts_from_metrics(result), files, time.monotonic() - started)
         output.publish(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     except BaseException:

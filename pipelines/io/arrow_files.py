@@ -145,3 +145,15 @@ class WriteShardFiles(beam.PTransform):
 
     def expand(self, shard_tables):
         return shard_tables | "WriteShard" >> beam.ParDo(self._fn)
+
+
+class TableFile:
+    """One Parquet file written whole by the worker that holds the table (`write`): for a table too large to
+    travel as one element (a columnar backtest's decisions)."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self._path, self._schema = path, schema
+
+    def write(self, table: pa.Table) -> None:
+        with FileSystems.create(self._path) as handle:
+            pq.write_table(table.cast(self._schema), handle, compression=PARQUET_COMPRESSION)

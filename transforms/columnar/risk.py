@@ -302,6 +302,22 @@ def _fired_lists(outcomes: Sequence[RuleOutcome], rows: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
 
+OUTPUT_COLUMNS = ("attempt_id", "event_time", "merchant_id", "amount_minor", "currency")
+
+
+def columns_read(*rule_sets: RuleSet) -> List[str]:
+    """The attempt columns `decide_table` reads for these rule sets: the decision's own and every column a
+    rule keys on, filters on or counts distinct values of (a backtest keeps only these in memory)."""
+    names = dict.fromkeys(OUTPUT_COLUMNS)
+    for rule_set in rule_sets:
+        for rule in rule_set.evaluated:
+            names.update(dict.fromkeys(rule.key))
+            names.update(dict.fromkeys(name for name, _ in rule.filter.values + rule.numerator.values))
+            if rule.distinct_field:
+                names[rule.distinct_field] = None
+    return list(names)
+
+
 def decide_table(attempts: pa.Table, rule_set: RuleSet) -> pa.Table:
     """One RISK_DECISION row per attempt (unique attempt ids), in the table's row order."""
     columns = _Columns(attempts)

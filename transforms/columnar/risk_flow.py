@@ -1,32 +1,32 @@
 """A risk backtest on Arrow tables: transforms/risk/flow.py's BacktestAttempts for the columnar engine (10.12).
 
     RawChunks ──► ValidateChunks (9.1: vectorised, the per-record rules as referee) ──► accepted tables
-      ──► one table ──► first_deliveries (first read kept; conflicting copies dead letters)
-      ──► decide_table ──► one decisions table (RISK_DECISION) ─► counts per action, rule and currency
-                                 └─► with labels or a second rule set: as records through LabelsAndChanges
+      ──► (spilled when the run spills) ──► one group ──► DecideAll: first_deliveries (first read kept;
+          conflicting copies dead letters), decide_table, the decisions table to the sink, counts per action,
+          rule and currency ──► with labels or a second rule set: decisions as records through LabelsAndChanges
 
 The same outputs and counts as the per-element flow (tests/test_risk_cli.py
 runs both). The attempts meet in one worker, which decides them as one table.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
 
-from schemas import arrow
-from schemas.attempts import ATTEMPTS, LABELS, AuthorizationAttempt
-from schemas.record_tables import TABLE_SCHEMA_OF_INPUT, table_to_records
+from schemas.attempts import ATTEMPTS, LABELS
+from schemas.decisions import RiskDecision
 from schemas.records import DeadLetter
 from schemas.rules import CONFLICTING, PANS_MASKED, UNIQUE_RECORDS, count_name
 from transforms.columnar.dedup import delivered_schema, first_deliveries
-from transforms.columnar.flow import COUNTS, ValidateChunks
-from transforms.columnar.risk import DecideAttemptsTable, decide_table, decisions_of
-from transforms.dedup import UNIQUE
+from transforms.columnar.flow import COUNTS, ShardTable, ValidateChunks
+from transforms.columnar.risk import columns_read, decide_table, decisions_of
+from transforms.columnar.shuffle import InShuffle
 from transforms.risk.flow import (
+    AFTER,
     CHANGES,
     DECISION_COUNT,
     DECISIONS,
@@ -37,22 +37,6 @@ from transforms.risk.flow import (
 )
 from transforms.risk.rules import RuleSet
 from transforms.validate import DEAD_LETTERS
-
-DECISION_TABLE = "decision_table"
-
-
-def _unique_attempts(tables: Sequence[pa.Table]) -> Iterator:
-    """Every accepted table (with where each row was read) -> the first read copy of each attempt id, as one
-    table; the conflicting later copies as dead letters, and their counts."""
-    accepted = (pa.concat_tables([table.select(delivered_schema(ATTEMPTS).names) for table in tables])
-                if tables else delivered_schema(ATTEMPTS).empty_table())
-    unique, judged = first_deliveries(accepted, ATTEMPTS)
-    for letter, _ in judged:
-        yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-    yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, CONFLICTING), len(judged)))
-    yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, PANS_MASKED), sum(masked for _, masked in judged)))
-    yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, UNIQUE_RECORDS), unique.num_rows))
-    yield unique.select(TABLE_SCHEMA_OF_INPUT[ATTEMPTS].names)
 
 
 def _grouped(table: pa.Table, keys: List[str], value: Optional[str]) -> List[Tuple[tuple, int]]:
@@ -89,39 +73,78 @@ def decision_table_counts(table: pa.Table) -> Iterator[Tuple[str, int]]:
                 yield money_count_name(rule_count_name(rule_id, False), currency), total
 
 
-def _attempt_records(table: pa.Table) -> List[AuthorizationAttempt]:
-    return table_to_records(table, AuthorizationAttempt)
+class _DecideAll(beam.DoFn):
+    """Every accepted table of the run -> the first read copy of each attempt id, decided as one table.
+
+    The decisions table is written here, by the pipeline's sink, not handed on: at ten million attempts it
+    is gigabytes, more than one element may be on a runner's data channel (gRPC's 2 GB). What leaves are
+    the counts, the dead letters of conflicting copies and, when labels or a second rule set need them,
+    the decisions as records (and the other rule set's)."""
+
+    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet], shuffle, sink, as_records: bool):
+        self._rule_set, self._compare_with, self._shuffle = rule_set, compare_with, shuffle
+        self._sink, self._as_records = sink, as_records
+
+    def process(self, keyed_tables):
+        _, values = keyed_tables
+        tables = [table.select(delivered_schema(ATTEMPTS).names) for table in self._shuffle.loaded(values)]
+        accepted = pa.concat_tables(tables) if tables else delivered_schema(ATTEMPTS).empty_table()
+        del tables
+        unique, judged = first_deliveries(accepted, ATTEMPTS)
+        del accepted
+        rule_sets = [self._rule_set] + ([self._compare_with] if self._compare_with is not None else [])
+        unique = unique.select(columns_read(*rule_sets))
+        for letter, _ in judged:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, CONFLICTING), len(judged)))
+        yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, PANS_MASKED), sum(masked for _, masked in judged)))
+        yield pvalue.TaggedOutput(COUNTS, (count_name(ATTEMPTS, UNIQUE_RECORDS), unique.num_rows))
+        decided = decide_table(unique, self._rule_set)
+        self._sink.write(decided)
+        for name_count in decision_table_counts(decided):
+            yield pvalue.TaggedOutput(COUNTS, name_count)
+        if self._as_records:
+            yield from decisions_of(decided)
+        if self._compare_with is not None:
+            for decision in decisions_of(decide_table(unique, self._compare_with)):
+                yield pvalue.TaggedOutput(AFTER, decision)
 
 
 class ColumnarBacktest(beam.PTransform):
-    """{attempts: RawChunks[, labels: RawRecords]} (bounded) -> {decision_table: one RISK_DECISION table,
-    dead_letters, counts: (name, value) pairs[, changes]}: BacktestAttempts' outputs, columnar."""
+    """{attempts: RawChunks[, labels: RawRecords]} (bounded) -> {dead_letters, counts: (name, value) pairs[,
+    changes][, decisions: records, with `as_records`]}: BacktestAttempts' outputs, columnar. The decisions
+    table goes to `sink` (its `write(table)` runs in the worker that decides)."""
 
-    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None):
+    def __init__(self, rule_set: RuleSet, sink, compare_with: Optional[RuleSet] = None, shuffle=None,
+                 as_records: bool = False):
         super().__init__()
-        self._rule_set = rule_set
-        self._compare_with = compare_with
+        self._rule_set, self._sink, self._compare_with = rule_set, sink, compare_with
+        self._shuffle = shuffle or InShuffle()
+        self._as_records = as_records
 
     def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
+        shuffle = self._shuffle
+        as_records = self._as_records or LABELS in inputs or self._compare_with is not None
         validated = inputs[ATTEMPTS] | "ValidateChunks" >> ValidateChunks()
-        deduplicated = (validated["accepted"]
-                        | "Tables" >> beam.Values()
-                        | "AllTables" >> beam.combiners.ToList()
-                        | "FirstDeliveries" >> beam.FlatMap(_unique_attempts).with_outputs(
-                            DEAD_LETTERS, COUNTS, main=UNIQUE))
-        unique = deduplicated[UNIQUE]
-        unique.element_type = pa.Table
-        deduplicated[DEAD_LETTERS].element_type = DeadLetter
-        decided = unique | "DecideTable" >> beam.Map(decide_table, self._rule_set).with_output_types(pa.Table)
-        counts = [validated[COUNTS] | "DropFile" >> beam.Values(), deduplicated[COUNTS],
-                  decided | "DecisionCounts" >> beam.FlatMap(decision_table_counts)]
-        letters = [validated[DEAD_LETTERS], deduplicated[DEAD_LETTERS]]
-        outputs = {DECISION_TABLE: decided}
+        one_group = validated["accepted"] | "OneGroup" >> beam.Map(
+            lambda file_table: (0, file_table[1].select(delivered_schema(ATTEMPTS).names))).with_output_types(ShardTable)
+        decided = (shuffle.stored(one_group, "Accepted-attempts", delivered_schema(ATTEMPTS))
+                   | "AllAttempts" >> beam.GroupByKey()
+                   | "DecideAll" >> beam.ParDo(_DecideAll(self._rule_set, self._compare_with, shuffle, self._sink,
+                                                          as_records)).with_outputs(DEAD_LETTERS, COUNTS, AFTER,
+                                                                                    main=DECISIONS))
+        decided[DEAD_LETTERS].element_type = DeadLetter
+        decided[DECISIONS].element_type = RiskDecision
+        counts = [validated[COUNTS] | "DropFile" >> beam.Values(), decided[COUNTS]]
+        letters = [validated[DEAD_LETTERS], decided[DEAD_LETTERS]]
+        outputs = {}
+        if as_records:
+            outputs[DECISIONS] = decided[DECISIONS]
         if LABELS in inputs or self._compare_with is not None:
-            judged = ({DECISIONS: decided | "DecisionRecords" >> beam.FlatMap(decisions_of),
-                       UNIQUE: unique | "AttemptRecords" >> beam.FlatMap(_attempt_records),
-                       **{name: inputs[name] for name in (LABELS,) if name in inputs}}
-                      | "LabelsAndChanges" >> LabelsAndChanges(self._compare_with, DecideAttemptsTable))
+            judged_inputs = {DECISIONS: decided[DECISIONS], **{name: inputs[name] for name in (LABELS,) if name in inputs}}
+            if self._compare_with is not None:
+                judged_inputs[AFTER] = decided[AFTER]
+            judged = judged_inputs | "LabelsAndChanges" >> LabelsAndChanges()
             counts.append(judged["counts"])
             letters.append(judged[DEAD_LETTERS])
             if CHANGES in judged:
@@ -129,8 +152,3 @@ class ColumnarBacktest(beam.PTransform):
         outputs["counts"] = counts | "AllCounts" >> beam.Flatten()
         outputs[DEAD_LETTERS] = letters | "DeadLetters" >> beam.Flatten()
         return outputs
-
-
-def decisions_for_output(table: pa.Table) -> pa.Table:
-    return table.cast(arrow.RISK_DECISION)
-

@@ -108,15 +108,13 @@ def change_count_name(change: RuleChange) -> str:
     return f"change.{change.action_before}.{change.action_after}"
 
 
-class LabelsAndChanges(beam.PTransform):
-    """{decisions, unique[, labels: RawRecords]} (bounded) -> {counts: (name, value) pairs, dead_letters[, changes]}:
-    the labelled counts per action and rule, and with `compare_with` the attempts whose action that rule set
-    changes (10.9), for the decisions of either engine."""
+AFTER = "after"  # the decisions of the same attempts under the compared rule set
 
-    def __init__(self, compare_with: Optional[RuleSet], decide: Callable[[RuleSet], beam.PTransform]):
-        super().__init__()
-        self._compare_with = compare_with
-        self._decide = decide
+
+class LabelsAndChanges(beam.PTransform):
+    """{decisions[, labels: RawRecords][, after: the decisions under a second rule set]} (bounded) ->
+    {counts: (name, value) pairs, dead_letters[, changes]}: the labelled counts per action and rule, and the
+    attempts whose action the second rule set changes (10.9), for the decisions of either engine."""
 
     def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         pipeline = inputs[DECISIONS].pipeline
@@ -130,9 +128,8 @@ class LabelsAndChanges(beam.PTransform):
             counts.append({count_name(LABELS, PANS_MASKED): labels[PANS_MASKED]} | "SumMasked" >> SumEach())
             counts.append({"decisions": keyed_decisions, "labels": labels.valid | "LabelsById" >> beam.Map(
                 by_attempt_id)} | "JoinLabels" >> beam.CoGroupByKey() | "LabelCounts" >> beam.FlatMap(label_counts))
-        if self._compare_with is not None:
-            after = inputs[UNIQUE] | "DecideWithOtherRules" >> self._decide(self._compare_with)
-            changes = ({"before": keyed_decisions, "after": after | "AfterById" >> beam.Map(by_attempt_id)}
+        if AFTER in inputs:
+            changes = ({"before": keyed_decisions, "after": inputs[AFTER] | "AfterById" >> beam.Map(by_attempt_id)}
                        | "JoinRuleSets" >> beam.CoGroupByKey()
                        | "Changes" >> beam.FlatMap(rule_change).with_output_types(RuleChange))
             outputs[CHANGES] = changes
@@ -170,8 +167,10 @@ class BacktestAttempts(beam.PTransform):
                  count_name(ATTEMPTS, PAN_REJECTIONS): rejected | "PanRejections" >> beam.Filter(
                      lambda letter: is_pan_rejection(letter.reason)),
                  DECISION_COUNT: decisions}
-        judged = ({DECISIONS: decisions, UNIQUE: unique, **{name: inputs[name] for name in (LABELS,) if name in inputs}}
-                  | "LabelsAndChanges" >> LabelsAndChanges(self._compare_with, self._decide))
+        judged_inputs = {DECISIONS: decisions, **{name: inputs[name] for name in (LABELS,) if name in inputs}}
+        if self._compare_with is not None:
+            judged_inputs[AFTER] = unique | "DecideWithOtherRules" >> self._decide(self._compare_with)
+        judged = judged_inputs | "LabelsAndChanges" >> LabelsAndChanges()
         per_name = decisions | "DecisionCounts" >> beam.FlatMap(decision_counts) | "SumPerName" >> beam.CombinePerKey(sum)
         outputs = {DECISIONS: decisions, **{name: judged[name] for name in (CHANGES,) if name in judged}}
         outputs["counts"] = ((named | "CountEach" >> CountEach(),
