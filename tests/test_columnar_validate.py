@@ -115,8 +115,13 @@ def _outcomes_of_records(path: str, fmt: str, input_name: str):
     with open(path, "rb") as handle:
         judged = [judge_raw_record(raw) for raw in read_records(handle, path, fmt, input_name)]
     outcomes = [outcome for outcome, _ in judged]
-    return (sorted(o for o in outcomes if not isinstance(o, DeadLetter)),
+    return (sorted((o for o in outcomes if not isinstance(o, DeadLetter)), key=_none_first),
             sorted(o for o in outcomes if isinstance(o, DeadLetter)), sum(masked for _, masked in judged))
+
+
+def _none_first(record) -> tuple:
+    """A sort key for records whose optional fields may be None (an attempt's): None before any value."""
+    return tuple((value is not None, value if value is not None else 0) for value in record)
 
 
 def _outcomes_of_chunks(path: str, fmt: str, input_name: str, chunks_seen: list = None):
@@ -129,7 +134,7 @@ def _outcomes_of_chunks(path: str, fmt: str, input_name: str, chunks_seen: list 
             accepted += table_to_records(table, RECORD_TYPE_OF_INPUT[input_name])
             letters += rejected
             pans_masked += masked
-    return sorted(accepted), sorted(letters), pans_masked
+    return sorted(accepted, key=_none_first), sorted(letters), pans_masked
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,248 @@
+"""Live risk benchmark of unbounded `paybeam risk stream` (issue 20): catch-up rate and decision latency.
+
+    python benchmarks/risk_stream.py [--runners prism flink] [--sizes 5000 20000] [--rates 100 1000]
+        [--duration 30] [--bootstrap-servers HOST:PORT]
+
+Needs `make engine-kafka engine-prism` (and `make engine-flink` for `--runners flink`). Starts an Apache
+Kafka broker unless given one, then per runner:
+(a) catch-up: per size, `paybeam risk generate` attempts are produced in event-time order (`paybeam risk
+    produce`, 3 partitions), and `paybeam risk stream --start earliest` with the example rules is timed
+    from launch until the decisions topic holds one decision per attempt. Steady-state attempts/s =
+    (N2 - N1) / (t2 - t1), which takes start-up out;
+(b) latency: a fresh stream on empty topics is warmed up until it decides one attempt, then a producer
+    writes attempts (fresh ids, event time now, cards and customers from a pool) at each rate for
+    --duration seconds; a consumer notes when each decision arrives. Per rate: p50 / p99 / max of
+    produced -> decision received, and whether every attempt was decided within the drain time.
+Every launched process group is killed at the end. A script, not a test: timings never gate CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from confluent_kafka import Consumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stream_engine import latency_summary  # noqa: E402
+from benchmarks.stream_runs import StreamProcess  # noqa: E402
+from pipelines.brokers.apache_kafka import ApacheKafkaBroker  # noqa: E402
+from pipelines.io.kafka import create_topics, new_producer  # noqa: E402
+from schemas.kafka_values import encode_value  # noqa: E402
+
+RULES = ROOT / "transforms" / "risk" / "example_rules.yaml"
+PARTITIONS = 3
+ATTEMPTS_PER_CUSTOMER = 4.63
+
+
+def decisions_in(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+                   for partition in range(PARTITIONS))
+    finally:
+        consumer.close()
+
+
+class DecisionWatcher(threading.Thread):
+    """Reads the decisions topic from its beginning: when (monotonic) each attempt's decision arrived."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4().hex}",
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                  "fetch.wait.max.ms": 20})
+        self.consumer.subscribe([topic])
+        self.arrived: Dict[str, float] = {}
+        self._finish = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._finish.is_set():
+                for message in self.consumer.consume(1000, timeout=0.05):
+                    if message.error() is None:
+                        self.arrived.setdefault(json.loads(message.value())["attempt_id"], time.monotonic())
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self._finish.set()
+        self.join(timeout=10)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, bootstrap: str):
+        self.args, self.bootstrap = args, bootstrap
+        self.work = Path(tempfile.mkdtemp(prefix="paybeam-risk-bench-"))
+        self.run_id = uuid.uuid4().hex[:8]
+        self.streams: List[StreamProcess] = []
+
+    def topics(self, name: str) -> Dict[str, str]:
+        topics = {role: f"risk-{self.run_id}-{name}-{role}" for role in ("attempts", "decisions", "dead_letters")}
+        create_topics(self.bootstrap, list(topics.values()), partitions=PARTITIONS)
+        return topics
+
+    def launch(self, name: str, topics: Dict[str, str], runner_flags: List[str]) -> StreamProcess:
+        stream = StreamProcess(["risk", "stream", "--bootstrap-servers", self.bootstrap, "--start", "earliest",
+                                "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
+                                "--dead-letters-topic", topics["dead_letters"], "--rules", str(RULES),
+                                "--group-id", f"bench-{self.run_id}-{name}",
+                                *runner_flags], self.work / f"{name}.log")
+        self.streams.append(stream)
+        return stream
+
+    def wait_for(self, stream: StreamProcess, condition, what: str) -> float:
+        deadline = time.monotonic() + self.args.deadline
+        while not condition():
+            if not stream.alive():
+                raise RuntimeError(f"the stream exited while waiting for {what}:\n{stream.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {what} after {self.args.deadline:.0f}s:\n{stream.log_tail()}")
+            time.sleep(0.2)
+        return time.monotonic()
+
+    def catch_up(self, name: str, flags: List[str]) -> dict:
+        timings = []
+        for size in self.args.sizes:
+            data = self.work / f"attempts-{size}"
+            os.system(f"{sys.executable} -m pipelines.cli risk generate --out {data} --customers "
+                      f"{max(1, round(size / ATTEMPTS_PER_CUSTOMER))} --format parquet > /dev/null")
+            topics = self.topics(f"{name}-catchup-{size}")
+            os.system(f"{sys.executable} -m pipelines.cli risk produce --bootstrap-servers {self.bootstrap} "
+                      f"--attempts '{data}/attempts/*' --attempts-topic {topics['attempts']} > /dev/null")
+            attempts = decisions_in(self.bootstrap, topics["attempts"])
+            stream = self.launch(f"{name}-catchup-{size}", topics, flags)
+            try:
+                done = self.wait_for(stream, lambda: decisions_in(self.bootstrap, topics["decisions"]) >= attempts,
+                                     f"{attempts} decisions")
+                timings.append((attempts, done - stream.started))
+            finally:
+                stream.stop()
+        (n1, t1), (n2, t2) = timings[0], timings[-1]
+        return {"runs": timings, "steady_attempts_per_second": (n2 - n1) / (t2 - t1) if t2 > t1 else None}
+
+    def latency(self, name: str, flags: List[str]) -> dict:
+        topics = self.topics(f"{name}-latency")
+        watcher = DecisionWatcher(self.bootstrap, topics["decisions"])
+        watcher.start()
+        stream = self.launch(f"{name}-latency", topics, flags)
+        producer = new_producer({"bootstrap.servers": self.bootstrap, "linger.ms": "1", "acks": "all"})
+        rng = random.Random(7)
+        produced: Dict[str, float] = {}
+
+        def send(attempt_id: str) -> None:
+            card = rng.randrange(20_000)
+            fields = {"attempt_id": attempt_id, "attempt_type": "AUTHORIZATION",
+                      "event_time": int(time.time() * 1000), "merchant_id": f"m_{card % 4}",
+                      "amount_minor": rng.randrange(100, 50_000), "currency": "USD", "card_fingerprint": f"fp_{card}",
+                      "card_bin": "424242", "customer_id": f"cus_{card}", "ip": f"10.0.{card // 256 % 256}.{card % 256}",
+                      "device_id": None, "billing_country": "US", "issuing_country": "US", "outcome": "APPROVED",
+                      "decline_code": None, "three_ds": None, "payment_id": None}
+            producer.produce(topics["attempts"], key=fields["card_fingerprint"].encode(),
+                             value=encode_value(fields, "json", "authorization_attempt"))
+            producer.poll(0)
+            produced[attempt_id] = time.monotonic()
+
+        results = {}
+        try:
+            send("warm-up")
+            producer.flush(10)
+            self.wait_for(stream, lambda: "warm-up" in watcher.arrived, "a first decision")
+            for rate in self.args.rates:
+                ids = []
+                start = time.monotonic()
+                count = int(rate * self.args.duration)
+                for index in range(count):
+                    due = start + index / rate
+                    while time.monotonic() < due:
+                        time.sleep(min(0.001, due - time.monotonic()))
+                    attempt_id = f"r{int(rate)}-{index}"
+                    send(attempt_id)
+                    ids.append(attempt_id)
+                producer.flush(30)
+                drain = time.monotonic() + max(60.0, self.args.duration)
+                while time.monotonic() < drain and not all(i in watcher.arrived for i in ids):
+                    time.sleep(0.2)
+                latencies = sorted(watcher.arrived[i] - produced[i] for i in ids if i in watcher.arrived)
+                results[str(rate)] = {**latency_summary(latencies), "produced": len(ids),
+                                      "decided": len(latencies), "kept_up": len(latencies) == len(ids)}
+        finally:
+            stream.stop()
+            watcher.stop()
+        return results
+
+    def stop_all(self) -> None:
+        for stream in self.streams:
+            stream.stop()
+
+
+def runner_flags(runner: str) -> List[str]:
+    if runner == "prism":
+        return ["--runner", "PrismRunner"]
+    return ["--runner", "FlinkRunner", "--flink_master=[local]", "--parallelism=1", "--environment_type=LOOPBACK",
+            "--checkpointing_interval=10000"]
+
+
+def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
+    bench = Bench(args, bootstrap)
+    report = {"machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})", "broker": broker,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runners": {}}
+    try:
+        for runner in args.runners:
+            flags = runner_flags(runner)
+            entry = report["runners"][runner] = {}
+            if "a" in args.parts:
+                entry["catch_up"] = bench.catch_up(runner, flags)
+            if "b" in args.parts:
+                entry["latency"] = bench.latency(runner, flags)
+    finally:
+        bench.stop_all()
+    return report
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runners", nargs="+", choices=("prism", "flink"), default=["prism"])
+    parser.add_argument("--parts", nargs="+", choices=("a", "b"), default=["a", "b"])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[5_000, 20_000], metavar="N")
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000], metavar="PER_S")
+    parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--deadline", type=float, default=900.0, metavar="SECONDS")
+    parser.add_argument("--bootstrap-servers")
+    args = parser.parse_args()
+    if args.bootstrap_servers:
+        report = run(args, args.bootstrap_servers, f"given ({args.bootstrap_servers})")
+    else:
+        with ApacheKafkaBroker() as broker:
+            report = run(args, broker.bootstrap_servers, f"Apache Kafka {broker.version} (started here)")
+    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}")
+    for runner, entry in report["runners"].items():
+        if "catch_up" in entry:
+            runs = ", ".join(f"{n:,} in {t:.1f} s" for n, t in entry["catch_up"]["runs"])
+            steady = entry["catch_up"]["steady_attempts_per_second"]
+            print(f"{runner}: catch-up {runs}; steady {steady:,.0f} attempts/s" if steady else f"{runner}: {runs}")
+        for rate, figures in entry.get("latency", {}).items():
+            print(f"{runner}: {float(rate):,.0f} attempts/s: p50 {_seconds(figures['p50_seconds'])}, p99 "
+                  f"{_seconds(figures['p99_seconds'])}, max {_seconds(figures['max_seconds'])}; decided "
+                  f"{figures['decided']:,} of {figures['produced']:,}")
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
