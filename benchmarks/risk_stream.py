@@ -165,8 +165,9 @@ class Bench:
                 count = int(rate * self.args.duration)
                 for index in range(count):
                     due = start + index / rate
-                    while time.monotonic() < due:
-                        time.sleep(min(0.001, due - time.monotonic()))
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                     attempt_id = f"r{int(rate)}-{index}"
                     send(attempt_id)
                     ids.append(attempt_id)
