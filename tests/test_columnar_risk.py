@@ -76,3 +76,25 @@ def test_an_empty_table_and_attempts_no_rule_applies_to():
     assert empty.num_rows == 0 and empty.schema == arrow.RISK_DECISION
     lone = [attempt(0, 0, customer=None, ip=None)._replace(merchant_id="m_9", card_fingerprint="fp_9")]
     assert decisions_of(decide_table(attempts_table(lone), MIXED)) == decide_in_order(lone, MIXED)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_cases())
+def test_the_table_s_counts_equal_the_per_decision_counts(case):
+    """decision_table_counts (columnar run.json) against decision_counts summed over the records."""
+    from collections import Counter
+
+    from transforms.columnar.risk_flow import decision_table_counts
+    from transforms.risk.flow import DECISION_COUNT, decision_counts
+
+    spec, attempts, _ = case
+    rule_set = rule_set_of(spec)
+    table = decide_table(attempts_table(attempts), rule_set)
+    expected = Counter({DECISION_COUNT: table.num_rows})
+    for decision in decisions_of(table):
+        for name, value in decision_counts(decision):
+            expected[name] += value
+    got = Counter()
+    for name, value in decision_table_counts(table):
+        got[name] += value
+    assert got == expected
