@@ -41,7 +41,6 @@ from schemas.decisions import RiskDecision, fired_text
 from schemas.timestamps import format_timestamp
 from transforms.columnar.risk_flow import ColumnarBacktest
 from transforms.counting import ReportCounts
-from transforms.risk.backtest import DecideAttempts
 from transforms.risk.flow import (
     CHANGE_COUNT,
     CHANGES,
@@ -104,7 +103,7 @@ def build_backtest(pipeline: beam.Pipeline, job: BacktestJob) -> None:
         decisions = outputs.get(DECISIONS)
     else:
         inputs[ATTEMPTS] = pipeline | "ReadAttempts" >> ReadRawRecords(ATTEMPTS, job.attempts, job.attempts_format)
-        outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with, DecideAttempts)
+        outputs = inputs | "Backtest" >> BacktestAttempts(job.rule_set, job.compare_with)
         decisions = outputs[DECISIONS]
         (decisions | "DecisionRows" >> beam.Map(decision_row)
          | "WriteDecisions" >> beam.io.WriteToParquet(f"{out}/decisions/decisions", arrow.RISK_DECISION,

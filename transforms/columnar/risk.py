@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,17 +49,15 @@ from transforms.risk.rules import (
 from transforms.risk.windows import MAX_AGGREGATE
 
 _SAFE = float(2 ** 62)  # below this a float estimate of a product leaves int64 room for its rounding error
-_LEVELS = {action: level for action, level in PRECEDENCE.items()}
 _ACTION_OF_LEVEL = {level: action for action, level in PRECEDENCE.items()}
 
 
 @dataclass
 class RuleOutcome:
-    """One rule over every row (input order): evaluated (the row has a value for its key), value, volume,
-    fired, and the band's action and score where it fired."""
+    """One rule over every row (input order): value, volume, fired, and the band's action and score where it
+    fired (rows without a value for the rule's key: 0, 0, not fired)."""
 
     rule: Rule
-    evaluated: np.ndarray
     value: np.ndarray
     volume: np.ndarray
     fired: np.ndarray
@@ -264,7 +261,7 @@ def evaluate_rule(columns: _Columns, rule: Rule) -> RuleOutcome:
     at_least = np.asarray([band.at_least for band in rule.bands], dtype=np.int64)
     band = np.searchsorted(at_least, value, side="right") - 1
     fired = (band >= 0) & (volume >= rule.min_volume) & extra
-    outcome = RuleOutcome(rule, present, np.zeros(columns.rows, dtype=np.int64), np.zeros(columns.rows, dtype=np.int64),
+    outcome = RuleOutcome(rule, np.zeros(columns.rows, dtype=np.int64), np.zeros(columns.rows, dtype=np.int64),
                           np.zeros(columns.rows, dtype=bool), [b.action for b in rule.bands],
                           np.full(columns.rows, -1, dtype=np.int64),
                           np.asarray([b.score for b in rule.bands], dtype=np.int64))
@@ -325,20 +322,20 @@ def decide_table(attempts: pa.Table, rule_set: RuleSet) -> pa.Table:
     outcomes = [evaluate_rule(columns, rule) for rule in rule_set.evaluated]
     acting = [o for o in outcomes if o.rule.state != SHADOW]
     score = np.zeros(rows, dtype=np.int64)
-    level = np.full(rows, _LEVELS["allow"], dtype=np.int64)
+    level = np.full(rows, PRECEDENCE["allow"], dtype=np.int64)
     for outcome in acting:
         hit = outcome.fired
         score[hit] += outcome.scores[outcome.band_index[hit]]
-        band_levels = np.asarray([_LEVELS.get(action, -1) for action in outcome.action], dtype=np.int64)
+        band_levels = np.asarray([PRECEDENCE.get(action, -1) for action in outcome.action], dtype=np.int64)
         level[hit] = np.maximum(level[hit], band_levels[outcome.band_index[hit]])  # `score` bands: -1, no action
     if rule_set.score_block_at is not None:
         blocked = score >= rule_set.score_block_at
-        level[blocked] = _LEVELS[BLOCK]
+        level[blocked] = PRECEDENCE[BLOCK]
     else:
         blocked = np.zeros(rows, dtype=bool)
     if rule_set.score_review_at is not None:
         reviewed = ~blocked & (score >= rule_set.score_review_at)
-        level[reviewed] = np.maximum(level[reviewed], _LEVELS[REVIEW])
+        level[reviewed] = np.maximum(level[reviewed], PRECEDENCE[REVIEW])
     actions = pa.array(np.asarray([_ACTION_OF_LEVEL[n] for n in range(len(_ACTION_OF_LEVEL))], dtype=object)[level],
                        pa.string())
     return pa.table({
@@ -357,7 +354,7 @@ def decide_table(attempts: pa.Table, rule_set: RuleSet) -> pa.Table:
 
 
 def attempts_table(attempts: Sequence) -> pa.Table:
-    """AuthorizationAttempts as an AUTHORIZATION_ATTEMPT table (tests, and the per-element intake's output)."""
+    """AuthorizationAttempts as an AUTHORIZATION_ATTEMPT table (tests build their inputs with it)."""
     names = arrow.AUTHORIZATION_ATTEMPT.names
     return pa.table({name: [getattr(a, name) for a in attempts] for name in names},
                     schema=arrow.AUTHORIZATION_ATTEMPT)
@@ -374,30 +371,3 @@ def decisions_of(table: pa.Table) -> List:
         decisions.append(RiskDecision(**row))
     return decisions
 
-
-def _concatenated(tables: Sequence[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables) if tables else arrow.AUTHORIZATION_ATTEMPT.empty_table()
-
-
-def _decided(table: pa.Table, rule_set: RuleSet) -> List:
-    return decisions_of(decide_table(table, rule_set))
-
-
-class DecideAttemptsTable(beam.PTransform):
-    """Unique AuthorizationAttempts (bounded) -> one RiskDecision each, decided as one table by `decide_table`:
-    the columnar twin of transforms/risk/backtest.py's DecideAttempts (the same decisions, tested).
-
-    The attempts travel in Arrow batches and meet in one worker, which holds them as columns (about 200
-    bytes an attempt) while it decides."""
-
-    def __init__(self, rule_set: RuleSet):
-        super().__init__()
-        self._rule_set = rule_set
-
-    def expand(self, attempts):
-        return (attempts
-                | "Batches" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=50_000)
-                | "AsTables" >> beam.Map(attempts_table).with_output_types(pa.Table)
-                | "AllTables" >> beam.combiners.ToList()
-                | "OneTable" >> beam.Map(_concatenated).with_output_types(pa.Table)
-                | "Decide" >> beam.FlatMap(_decided, self._rule_set).with_output_types(RiskDecision))

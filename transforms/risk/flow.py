@@ -13,7 +13,7 @@ with a second rule set `change.<BEFORE>.<AFTER>` (10.9).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
@@ -146,18 +146,16 @@ class BacktestAttempts(beam.PTransform):
     """{attempts: RawRecords[, labels: RawRecords]} (bounded) -> {decisions, dead_letters, counts[, changes]}
     under one rule set; with `compare_with`, also the attempts whose action that rule set changes."""
 
-    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None,
-                 decide: Callable[[RuleSet], beam.PTransform] = DecideAttempts):
+    def __init__(self, rule_set: RuleSet, compare_with: Optional[RuleSet] = None):
         super().__init__()
         self._rule_set = rule_set
         self._compare_with = compare_with
-        self._decide = decide  # DecideAttempts (the per-element reference) or its columnar twin
 
     def expand(self, inputs: Dict[str, beam.PCollection]) -> Dict[str, beam.PCollection]:
         raw = inputs[ATTEMPTS]
         intake = raw | "Intake" >> Intake(ATTEMPTS, bounded=True)
         unique = intake[UNIQUE]
-        decisions = unique | "Decide" >> self._decide(self._rule_set)
+        decisions = unique | "Decide" >> DecideAttempts(self._rule_set)
         rejected = intake[REJECTED]
         named = {count_name(ATTEMPTS, READ): raw, count_name(ATTEMPTS, ACCEPTED): intake[ACCEPTED],
                  count_name(ATTEMPTS, REJECTED): rejected, count_name(ATTEMPTS, UNIQUE_RECORDS): unique,
@@ -169,7 +167,7 @@ class BacktestAttempts(beam.PTransform):
                  DECISION_COUNT: decisions}
         judged_inputs = {DECISIONS: decisions, **{name: inputs[name] for name in (LABELS,) if name in inputs}}
         if self._compare_with is not None:
-            judged_inputs[AFTER] = unique | "DecideWithOtherRules" >> self._decide(self._compare_with)
+            judged_inputs[AFTER] = unique | "DecideWithOtherRules" >> DecideAttempts(self._compare_with)
         judged = judged_inputs | "LabelsAndChanges" >> LabelsAndChanges()
         per_name = decisions | "DecisionCounts" >> beam.FlatMap(decision_counts) | "SumPerName" >> beam.CombinePerKey(sum)
         outputs = {DECISIONS: decisions, **{name: judged[name] for name in (CHANGES,) if name in judged}}
