@@ -14,7 +14,7 @@ other.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+from typing import Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -167,26 +167,11 @@ _BIN = r"^[0-9]{%d,%d}$" % BIN_DIGITS
 
 def _optional_form(array: pa.Array, pattern: str) -> Checked:
     """An optional field taken as it is when it matches `pattern` (null or empty: None)."""
-    if pa.types.is_null(array.type):
-        return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
-    if not _is_text(array):
-        return _unchecked(array)
-    array = array.cast(pa.string())
-    empty = _mask(pc.equal(array, ""))
-    ok = _mask(pc.match_substring_regex(array, pattern)) | empty | to_numpy(pc.is_null(array)).astype(bool)
-    return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+    return _optional(array, lambda text: _mask(pc.match_substring_regex(text, pattern)))
 
 
 def _optional_one_of(array: pa.Array, allowed) -> Checked:
-    if pa.types.is_null(array.type):
-        return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
-    if not _is_text(array):
-        return _unchecked(array)
-    array = array.cast(pa.string())
-    empty = _mask(pc.equal(array, ""))
-    ok = _mask(pc.is_in(array, value_set=pa.array(list(allowed), pa.string()))) | empty | to_numpy(
-        pc.is_null(array)).astype(bool)
-    return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+    return _optional(array, lambda text: _mask(pc.is_in(text, value_set=pa.array(list(allowed), pa.string()))))
 
 
 def _vectorised_attempts(table: pa.Table) -> Tuple[np.ndarray, Dict[str, pa.Array]]:
@@ -305,16 +290,20 @@ def _lower_text(array: pa.Array, limit: int) -> Checked:
             array.cast(pa.string()))
 
 
-def _optional_text(array: pa.Array, limit: int) -> Checked:
+def _optional(array: pa.Array, takes: Callable[[pa.Array], np.ndarray]) -> Checked:
+    """An optional field: null or empty is None; other text takes the vectorised path where `takes` says."""
     if pa.types.is_null(array.type):
         return np.ones(len(array), dtype=bool), pa.nulls(len(array), pa.string())
     if not _is_text(array):
         return _unchecked(array)
     array = array.cast(pa.string())
     empty = _mask(pc.equal(array, ""))
-    plain = plain_text_mask(array) & _fits(array, limit)
-    ok = plain | empty | to_numpy(pc.is_null(array))
+    ok = takes(array) | empty | to_numpy(pc.is_null(array)).astype(bool)
     return ok, pc.if_else(pa.array(empty), pa.nulls(len(array), pa.string()), array)
+
+
+def _optional_text(array: pa.Array, limit: int) -> Checked:
+    return _optional(array, lambda text: plain_text_mask(text) & _fits(text, limit))
 
 
 def _one_of(array: pa.Array, allowed) -> Checked:
