@@ -30,29 +30,19 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.stream_engine import latency_summary  # noqa: E402
+from benchmarks.stream_engine import PARTITIONS, latency_summary, topic_messages  # noqa: E402
 from benchmarks.stream_runs import StreamProcess  # noqa: E402
 from pipelines.brokers.apache_kafka import ApacheKafkaBroker  # noqa: E402
 from pipelines.io.kafka import create_topics, new_producer  # noqa: E402
 from schemas.kafka_values import encode_value  # noqa: E402
 
 RULES = ROOT / "transforms" / "risk" / "example_rules.yaml"
-PARTITIONS = 3
 ATTEMPTS_PER_CUSTOMER = 4.63
-
-
-def decisions_in(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex}"})
-    try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-                   for partition in range(PARTITIONS))
-    finally:
-        consumer.close()
 
 
 class DecisionWatcher(threading.Thread):
@@ -121,10 +111,10 @@ class Bench:
             topics = self.topics(f"{name}-catchup-{size}")
             os.system(f"{sys.executable} -m pipelines.cli risk produce --bootstrap-servers {self.bootstrap} "
                       f"--attempts '{data}/attempts/*' --attempts-topic {topics['attempts']} > /dev/null")
-            attempts = decisions_in(self.bootstrap, topics["attempts"])
+            attempts = topic_messages(self.bootstrap, topics["attempts"])
             stream = self.launch(f"{name}-catchup-{size}", topics, flags)
             try:
-                done = self.wait_for(stream, lambda: decisions_in(self.bootstrap, topics["decisions"]) >= attempts,
+                done = self.wait_for(stream, lambda: topic_messages(self.bootstrap, topics["decisions"]) >= attempts,
                                      f"{attempts} decisions")
                 timings.append((attempts, done - stream.started))
             finally:

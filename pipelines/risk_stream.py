@@ -36,7 +36,7 @@ from pipelines.io.kafka import (
 from pipelines.io.rules_sources import RulesTopic, WatchedRulesFile, check_rules_topic
 from pipelines.kafka_arguments import check_client_settings, parse_settings
 from pipelines.run_errors import one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
-from pipelines.stream_job import add_kafka_client_arguments
+from pipelines.stream_job import add_kafka_client_arguments, instant_argument
 from runners.beam_flags import OptionsError
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, canonical_runner
@@ -45,7 +45,6 @@ from schemas.codecs import FORMATS, detect_format, read_records
 from schemas.errors import RunFailed
 from schemas.kafka_values import VALUE_FORMATS, encode_value
 from schemas.records import RawRecord
-from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.risk.flow import DECISIONS, DecideAttemptStream
 from transforms.risk.rules import RuleSet, load_rules_file
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS
@@ -139,13 +138,6 @@ def run_job(job: RiskStreamJob) -> None:
         raise RunFailed(f"the run failed: {one_line_cause(error)}") from error
 
 
-def _instant(text: Optional[str], flag: str) -> Optional[int]:
-    try:
-        return parse_timestamp_millis(text, flag) if text else None
-    except TimestampError as error:
-        raise UsageError(str(error)) from None
-
-
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> RiskStreamJob:
     try:
         runner = canonical_runner(args.runner)
@@ -174,7 +166,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
                 DEAD_LETTERS: args.dead_letters_topic},
         rules_path=args.rules, rule_set=load_rules_file(args.rules), rules_source=source,
         poll_millis=args.rules_poll_ms, group_id=args.group_id, start=args.start,
-        start_timestamp_millis=_instant(args.start_time, "--start-time"), idle_timeout_seconds=args.idle_timeout,
+        start_timestamp_millis=instant_argument(args.start_time, "--start-time"), idle_timeout_seconds=args.idle_timeout,
         value_format=args.value_format, output_value_format=args.output_value_format,
         consumer_config=parse_settings(args.consumer_config, "--consumer-config"),
         producer_config=parse_settings(args.producer_config, "--producer-config"),

@@ -151,7 +151,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     add_vendor_arguments(parser)
 
 
-def _instant(text: Optional[str], flag: str) -> Optional[int]:
+def instant_argument(text: Optional[str], flag: str) -> Optional[int]:
+    """An RFC 3339 flag's value in epoch milliseconds (None when not given); UsageError when it does not parse."""
     try:
         return parse_timestamp_millis(text, flag) if text else None
     except TimestampError as error:
@@ -223,9 +224,9 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         alert_policy=alert_policy(args, triggers),
         bounded=bounded,
         start=args.start,
-        start_timestamp_millis=_instant(args.start_time, "--start-time"),
+        start_timestamp_millis=instant_argument(args.start_time, "--start-time"),
         max_records=args.max_records,
-        stop_at_millis=_instant(args.stop_at, "--stop-at"),
+        stop_at_millis=instant_argument(args.stop_at, "--stop-at"),
         idle_timeout_seconds=args.idle_timeout,
         value_format=args.value_format,
         output_value_format=args.output_value_format,
