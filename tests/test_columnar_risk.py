@@ -98,3 +98,15 @@ def test_the_table_s_counts_equal_the_per_decision_counts(case):
     for name, value in decision_table_counts(table):
         got[name] += value
     assert got == expected
+
+
+def test_the_table_s_money_counts_are_exact_beyond_int64():
+    """Ten thousand attempts of 10^15 minor units: 10^19 per action and currency, past int64 (Arrow's sum wraps)."""
+    from transforms.columnar.risk_flow import decision_table_counts
+    from transforms.risk.flow import action_count_name, money_count_name
+
+    attempts = [attempt(n, n / 10, amount=MAX_MINOR_UNITS, card=f"fp_{n}") for n in range(10_000)]
+    counts = dict(decision_table_counts(decide_table(attempts_table(attempts), MIXED)))
+    per_action = [counts.get(money_count_name(action_count_name(action), "USD"), 0)
+                  for action in ("allow", "review", "block")]
+    assert sum(per_action) == 10_000 * MAX_MINOR_UNITS and max(per_action) > 2**63

@@ -48,7 +48,7 @@ from transforms.risk.rules import (
 )
 from transforms.risk.windows import MAX_AGGREGATE
 
-_SAFE = float(2 ** 62)  # below this a float estimate of a product leaves int64 room for its rounding error
+SAFE_ESTIMATE = float(2 ** 62)  # below this a float estimate of a sum or product leaves int64 room for its rounding error
 _ACTION_OF_LEVEL = {level: action for action, level in PRECEDENCE.items()}
 
 
@@ -133,7 +133,7 @@ def _window_sums(values: np.ndarray, low: np.ndarray) -> np.ndarray:
     prefix = _prefix(values)
     sums = prefix[position] - prefix[low]
     estimate = np.concatenate([[0.0], np.cumsum(values.astype(np.float64))])
-    big = np.flatnonzero(estimate[position] - estimate[low] >= _SAFE)
+    big = np.flatnonzero(estimate[position] - estimate[low] >= SAFE_ESTIMATE)
     if not len(big):
         return sums
     exact = np.concatenate([[0], np.cumsum(values.astype(object))])
@@ -147,7 +147,7 @@ def _exact_products(*factors: np.ndarray) -> np.ndarray:
     estimate = np.ones(len(factors[0]), dtype=np.float64)
     for factor in factors:
         estimate *= np.abs(factor.astype(np.float64))
-    if not (estimate >= _SAFE).any():
+    if not (estimate >= SAFE_ESTIMATE).any():
         product = np.ones(len(factors[0]), dtype=np.int64)
         for factor in factors:
             product *= factor

@@ -23,7 +23,7 @@ from schemas.records import DeadLetter
 from schemas.rules import CONFLICTING, PANS_MASKED, UNIQUE_RECORDS, count_name
 from transforms.columnar.dedup import delivered_schema, first_deliveries
 from transforms.columnar.flow import COUNTS, ShardTable, ValidateChunks
-from transforms.columnar.risk import columns_read, decide_table, decisions_of
+from transforms.columnar.risk import SAFE_ESTIMATE, columns_read, decide_table, decisions_of
 from transforms.columnar.shuffle import InShuffle
 from transforms.risk.flow import (
     AFTER,
@@ -40,17 +40,27 @@ from transforms.validate import DEAD_LETTERS
 
 
 def _grouped(table: pa.Table, keys: List[str], value: Optional[str]) -> List[Tuple[tuple, int]]:
-    """(key values, count of rows or sum of `value`) per distinct key, in Python integers."""
+    """(key values, count of rows or sum of `value`) per distinct key, exact: Arrow's int64 sums, and a
+    group's sum again in Python integers where a float estimate says it could have left int64."""
     if not table.num_rows:
         return []
     if value is None:
         rows = table.group_by(keys, use_threads=False).aggregate([(keys[0], "count")]).to_pylist()
         return [(tuple(row[key] for key in keys), row[f"{keys[0]}_count"]) for row in rows]
-    out: Dict[tuple, int] = {}
-    columns = [table.column(key).to_pylist() for key in keys]
-    for key, amount in zip(zip(*columns), table.column(value).to_pylist()):  # exact: no int64 wrap
-        out[key] = out.get(key, 0) + amount
-    return list(out.items())
+    estimated = table.select([*keys, value]).append_column("_estimate", pc.cast(table.column(value), pa.float64(), safe=False))
+    rows = estimated.group_by(keys, use_threads=False).aggregate([(value, "sum"), ("_estimate", "sum")]).to_pylist()
+    sums = []
+    for row in rows:
+        key = tuple(row[name] for name in keys)
+        total = row[f"{value}_sum"]
+        if abs(row["_estimate_sum"]) >= SAFE_ESTIMATE:
+            mask = None
+            for name, wanted in zip(keys, key):
+                equal = pc.equal(table.column(name), wanted)
+                mask = equal if mask is None else pc.and_(mask, equal)
+            total = sum(table.column(value).filter(mask).to_pylist())
+        sums.append((key, total))
+    return sums
 
 
 def decision_table_counts(table: pa.Table) -> Iterator[Tuple[str, int]]:
