@@ -8,6 +8,7 @@ id, then the schemaless Avro body.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import struct
@@ -33,7 +34,10 @@ class ValueDecodeError(ValueError):
 
 def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str, schema_id: int = 1) -> bytes:
     """Encodes a record's fields (times as epoch millis) as a message value."""
-    fields = {name: _plain(value) for name, value in fields.items()}
+    nested = record_list_fields(schema_name)
+    if nested:
+        fields = {name: [item._asdict() for item in value] if name in nested else value
+                  for name, value in fields.items()}
     if value_format == "json":
         return json.dumps({name: format_timestamp(value) if name in _TIME_FIELDS and isinstance(value, int)
                            else value for name, value in fields.items()}, separators=(",", ":")).encode()
@@ -46,11 +50,21 @@ def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str,
     raise ValueError(f"unknown value format {value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
 
 
-def _plain(value: Any) -> Any:
-    """Nested records (a decision's fired rules) as field mappings, in JSON and Avro alike."""
-    if isinstance(value, (list, tuple)) and value and hasattr(value[0], "_asdict"):
-        return [item._asdict() for item in value]
-    return value
+_AVRO_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+@functools.lru_cache(maxsize=None)
+def record_list_fields(schema_name: str) -> FrozenSet[str]:
+    """The fields that hold lists of records (a decision's fired rules), from the Avro schema: their
+    NamedTuples become field mappings in JSON and Avro alike; other records pay nothing for it."""
+    return frozenset(field["name"] for field in avro_schema(schema_name)["fields"] if _is_record_list(field["type"]))
+
+
+def _is_record_list(field_type: Any) -> bool:
+    if not (isinstance(field_type, dict) and field_type.get("type") == "array"):
+        return False
+    items = field_type["items"]  # a record, or the name of one defined before
+    return items.get("type") == "record" if isinstance(items, dict) else items not in _AVRO_PRIMITIVES
 
 
 def _avro_ready(fields: Mapping[str, Any]) -> Dict[str, Any]:

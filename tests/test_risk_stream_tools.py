@@ -131,3 +131,20 @@ def test_a_watched_file_gives_its_content_when_it_changes(tmp_path):
     os.remove(path)
     with pytest.raises(FileNotFoundError):
         source.poll()  # RulesInForce keeps the rules in force and logs it
+
+
+def test_a_decision_message_holds_its_fired_rules_as_records_in_every_format():
+    from schemas.decisions import FiredRule, RiskDecision
+    from schemas.kafka_values import VALUE_FORMATS, decode_value, encode_value, record_list_fields
+
+    fired = [FiredRule("card-testing", 2, 5, 5, "block", 0, "card_testing")]
+    shadow = [FiredRule("geo", 1, 2, 2, "score", 60, "geo_velocity")]
+    decision = RiskDecision("att_1", 1_767_571_200_000, "m_1", 100, "USD", "block", 0, fired, shadow,
+                            "card-testing@2,geo@1", "0123456789abcdef")
+    assert record_list_fields("risk_decision") == {"fired", "shadow_fired"}
+    assert record_list_fields("reconciliation_result") == frozenset()
+    for value_format in VALUE_FORMATS:
+        decoded = decode_value(encode_value(decision._asdict(), value_format, "risk_decision"), value_format,
+                               "risk_decision")
+        assert decoded["fired"] == [rule._asdict() for rule in fired]
+        assert decoded["shadow_fired"] == [rule._asdict() for rule in shadow]
