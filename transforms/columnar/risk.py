@@ -23,7 +23,7 @@ the one aggregate numpy has no prefix sum for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -65,8 +65,13 @@ class RuleOutcome:
     band_index: np.ndarray  # -1 where no band was reached
     scores: np.ndarray  # per band
 
+    def take(self, rows: np.ndarray) -> "RuleOutcome":
+        """The outcome of these rows only, in this order (a live shard keeps the rows it decided)."""
+        return RuleOutcome(self.rule, self.value[rows], self.volume[rows], self.fired[rows], self.action,
+                           self.band_index[rows], self.scores)
 
-class _Columns:
+
+class AttemptColumns:
     """The attempt columns every rule reads, converted once."""
 
     def __init__(self, table: pa.Table):
@@ -107,7 +112,7 @@ class _Columns:
         return mask
 
 
-def _groups(columns: _Columns, fields: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+def key_groups(columns: AttemptColumns, fields: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
     """(group id per row, rows with a value for every field): one id per distinct combination."""
     group = np.zeros(columns.rows, dtype=np.int64)
     present = np.ones(columns.rows, dtype=bool)
@@ -170,7 +175,7 @@ def _floor_div(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 class _Sorted:
     """One rule's rows in decision order within each group, and each row's window start."""
 
-    def __init__(self, columns: _Columns, group: np.ndarray, present: np.ndarray):
+    def __init__(self, columns: AttemptColumns, group: np.ndarray, present: np.ndarray):
         in_sequence = columns.sequence[present[columns.sequence]]
         by_group = np.argsort(group[in_sequence], kind="stable")
         self.order = in_sequence[by_group]  # input row of each sorted position
@@ -180,10 +185,16 @@ class _Sorted:
         self._key = self.group * span + columns.time_rank[self.order]
         self._span, self._columns = span, columns
 
-    def window_start(self, window_millis: int) -> np.ndarray:
-        """Per sorted position, the first position of its group with event_time > its own - window."""
-        first_rank = np.searchsorted(self._columns.unique_times, self.time - window_millis, side="right")
-        return np.searchsorted(self._key, self.group * self._span + first_rank, side="left")
+    def window_start(self, window_millis: int, visible_after: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per sorted position, the first position of its group with event_time > its own - window (and >
+        `visible_after` of its row, where given: a live key's rows its history had already let go)."""
+        bound = self.time - window_millis
+        if visible_after is not None:
+            bound = np.maximum(bound, visible_after[self.order])
+        first_rank = np.searchsorted(self._columns.unique_times, bound, side="right")
+        start = np.searchsorted(self._key, self.group * self._span + first_rank, side="left")
+        # A row whose own time is let go of sees no earlier row (the reference's bisect stops at the row).
+        return start if visible_after is None else np.minimum(start, np.arange(len(start)))
 
 
 def _distinct_values(sorted_rows: _Sorted, low: np.ndarray, counted: np.ndarray, itself: np.ndarray,
@@ -213,16 +224,19 @@ def _distinct_values(sorted_rows: _Sorted, low: np.ndarray, counted: np.ndarray,
     return np.asarray(out, dtype=np.int64)
 
 
-def evaluate_rule(columns: _Columns, rule: Rule) -> RuleOutcome:
-    """A rule's aggregate, population and band for every row with a value for its key."""
+def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[np.ndarray] = None) -> RuleOutcome:
+    """A rule's aggregate, population and band for every row with a value for its key.
+
+    `visible_after` (per row, optional): the earlier rows a row may see have event_time above it, besides
+    being in its window (the live engine's rows expired from a key's history, DESIGN 10.13)."""
     per_currency = rule.aggregate in (SUM_AMOUNT, AMOUNT_VS_MEAN)
-    group, present = _groups(columns, rule.key + (("currency",) if per_currency else ()))
+    group, present = key_groups(columns, rule.key + (("currency",) if per_currency else ()))
     rows = _Sorted(columns, group, present)
     order = rows.order
     counted_all = columns.passes(rule.filter)
     counted = counted_all[order]
     itself = counted if not rule.filter.needs_authorization else np.zeros(len(order), dtype=bool)
-    low = rows.window_start(rule.window_millis)
+    low = rows.window_start(rule.window_millis, visible_after)
     position = np.arange(len(order))
     counts = _prefix(counted.astype(np.int64))
     before = counts[position] - counts[low]
@@ -235,7 +249,7 @@ def evaluate_rule(columns: _Columns, rule: Rule) -> RuleOutcome:
         numerator = numerators[position] - numerators[low]
         value = _floor_div(numerator * 10_000, volume)
         if rule.baseline is not None:
-            base_low = rows.window_start(rule.baseline.window_millis)
+            base_low = rows.window_start(rule.baseline.window_millis, visible_after)
             base_volume = counts[position] - counts[base_low]
             base_numerator = numerators[position] - numerators[base_low]
             # rate >= factor% of the baseline rate, exactly: n/d * 100 >= f * bn/bd (as the reference).
@@ -317,9 +331,14 @@ def columns_read(*rule_sets: RuleSet) -> List[str]:
 
 def decide_table(attempts: pa.Table, rule_set: RuleSet) -> pa.Table:
     """One RISK_DECISION row per attempt (unique attempt ids), in the table's row order."""
-    columns = _Columns(attempts)
-    rows = columns.rows
-    outcomes = [evaluate_rule(columns, rule) for rule in rule_set.evaluated]
+    columns = AttemptColumns(attempts)
+    return decision_table(attempts, rule_set, [evaluate_rule(columns, rule) for rule in rule_set.evaluated])
+
+
+def decision_table(attempts: pa.Table, rule_set: RuleSet, outcomes: Sequence[RuleOutcome]) -> pa.Table:
+    """The RISK_DECISION rows of `attempts` from every evaluated rule's outcome over them (same row order):
+    fired rules by id, actions combined by the precedence of 10.2."""
+    rows = attempts.num_rows
     acting = [o for o in outcomes if o.rule.state != SHADOW]
     score = np.zeros(rows, dtype=np.int64)
     level = np.full(rows, PRECEDENCE["allow"], dtype=np.int64)

@@ -173,8 +173,7 @@ class _CombinePerAttemptFn(_WithRulesInForce):
         rule_set = self._rules.rule_set(fingerprint)
         parts.clear()
         done.write(True)
-        forget.set(_millis_timestamp(attempt.event_time) + Duration(micros=max(
-            (rule_set.longest_window_millis(spec) for spec in rule_set.key_specs), default=0) * 1000))
+        forget.set(_millis_timestamp(attempt.event_time) + Duration(micros=rule_set.retention_millis * 1000))
         decision = combine(attempt, [evaluation for answer in answers for evaluation in answer], rule_set)
         yield beam.window.TimestampedValue(decision, _millis_timestamp(attempt.event_time))
 

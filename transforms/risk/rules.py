@@ -152,6 +152,11 @@ class RuleSet:
         """How long a history of `key` is kept: its rules' longest window (the state's TTL)."""
         return max((rule.longest_window_millis for rule in self.rules_for(key)), default=0)
 
+    @property
+    def retention_millis(self) -> int:
+        """The longest window of any evaluated rule: how long anything is kept for this rule set."""
+        return max((self.longest_window_millis(spec) for spec in self.key_specs), default=0)
+
 
 def parse_duration_millis(text: Any) -> int:
     """'90s', '10m', '1h', '7d' -> milliseconds; ValueError with the reason otherwise."""

@@ -1,0 +1,261 @@
+"""The live risk shard: attempts decided a chunk at a time on Arrow columns (docs/DESIGN.md 10.13).
+
+The columnar twin of the per-element stream (`transforms/risk/live.py`,
+whose `KeyHistory` is the reference): an attempt is decided the moment its
+chunk arrives, on the attempts of its keys that arrived before it and
+precede it in (event_time, attempt_id), within each rule's window and
+within what its key's history still keeps (event_time > the key's newest
+earlier arrival - the key's longest window). A chunk is decided by
+`decide_table`'s machinery, not attempt by attempt:
+
+    chunk (arrival order) ─► drop ids already kept ─► segments: cut before an attempt that precedes an
+      earlier one of the chunk with a key in common (arrival and decision order then agree within each)
+      ─► per segment and key spec: kept rows of the segment's key values (64-bit hashes, then exact groups)
+         and time range + the chunk's earlier rows + the segment ─► evaluate_rule, `visible_after` each
+         key's newest earlier arrival - its retention ─► the segment's rows' outcomes ─► decision_table
+
+Kept rows leave when the watermark passes their event time + the rule set's
+longest window (`expire`): only an attempt behind the watermark (late data)
+could still have seen them, or be a re-delivery of theirs. Pure Python + Arrow, no Beam:
+`transforms/columnar/live_risk_flow.py` keeps one in a stateful DoFn.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import arrow
+from schemas.record_tables import ATTEMPT_TABLE, to_numpy
+from schemas.timestamps import EARLIEST_MILLIS
+from transforms.columnar.live_rows import LiveRows
+from transforms.columnar.risk import AttemptColumns, RuleOutcome, decision_table, evaluate_rule, key_groups
+from transforms.columnar.shards import stable_hash
+from transforms.risk.rules import KEY_FIELDS, RuleSet
+
+_HASHED = (*KEY_FIELDS, "attempt_id")
+_PRIME = np.uint64(0x100000001B3)
+_NOTHING_HIDDEN = np.iinfo(np.int64).min  # visible_after where a key has no earlier arrival
+
+
+class _Growing:
+    """A numpy column appended to in place (capacity doubles), so a chunk's append does not copy the shard."""
+
+    def __init__(self, dtype):
+        self._data = np.zeros(1024, dtype=dtype)
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        needed = self.size + len(values)
+        if needed > len(self._data):
+            grown = np.zeros(max(needed, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[:self.size] = self._data[:self.size]
+            self._data = grown
+        self._data[self.size:needed] = values
+        self.size = needed
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._data[:self.size]
+
+    def keep(self, rows: np.ndarray) -> None:
+        kept = self.values[rows]
+        self.size = 0
+        self.append(kept)
+
+
+def _spec_hash(hashes: Dict[str, np.ndarray], spec: Sequence[str]) -> np.ndarray:
+    """One 64-bit value per row for a key spec's fields together (equal values, equal hashes)."""
+    combined = np.zeros(len(hashes[spec[0]]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for name in spec:
+            combined = (combined ^ hashes[name]) * _PRIME
+    return combined
+
+
+def _row_hashes(table: pa.Table) -> Dict[str, np.ndarray]:
+    return {name: stable_hash([table.column(name)]) for name in _HASHED}
+
+
+def _empty_decisions() -> pa.Table:
+    return arrow.RISK_DECISION.empty_table()
+
+
+class LiveRiskShard:
+    """Every kept attempt of the stream (one shard: an attempt's keys all meet here) as columns."""
+
+    def __init__(self):
+        self.kept = LiveRows(ATTEMPT_TABLE)
+        self._time = _Growing(np.int64)
+        self._hashes = {name: _Growing(np.uint64) for name in _HASHED}
+        self.clock = EARLIEST_MILLIS  # the latest watermark seen (expire)
+        self._new: List[pa.Table] = []
+
+    # ------------------------------------------------------------------ deciding
+
+    def decide(self, chunk: pa.Table, rule_set: RuleSet) -> pa.Table:
+        """Attempts in arrival order (AUTHORIZATION attempt columns) -> one RISK_DECISION row per attempt not
+        seen before (an id already kept, or earlier in the chunk, is decided once: nothing for it)."""
+        fresh = self._fresh(chunk.select(ATTEMPT_TABLE.names).cast(ATTEMPT_TABLE))
+        if fresh.num_rows == 0:
+            return _empty_decisions()
+        hashes = _row_hashes(fresh)
+        times = to_numpy(fresh.column("event_time")).astype(np.int64)
+        decided, start = [], 0
+        for end in segment_ends(fresh, rule_set):
+            decided.append(self._decide_segment(fresh, hashes, times, start, end, rule_set))
+            start = end
+        self._append(fresh, hashes, times)
+        return pa.concat_tables(decided)
+
+    def _fresh(self, chunk: pa.Table) -> pa.Table:
+        """The chunk without ids the shard keeps, nor later copies within the chunk."""
+        ids = chunk.column("attempt_id")
+        first = np.zeros(chunk.num_rows, dtype=bool)
+        first[np.unique(to_numpy(pc.index_in(ids, value_set=pc.unique(ids))), return_index=True)[1]] = True
+        kept_ids = self._hashes["attempt_id"].values
+        if len(kept_ids):
+            maybe = np.flatnonzero(first & to_numpy(pc.is_in(pa.array(stable_hash([ids])),
+                                                             value_set=pa.array(kept_ids))))
+            if len(maybe):  # a hash in common: compare the ids themselves
+                rows = np.flatnonzero(np.isin(kept_ids, stable_hash([ids.take(pa.array(maybe))])))
+                held = self.kept.take(rows).column("attempt_id")
+                first[maybe[to_numpy(pc.is_in(ids.take(pa.array(maybe)), value_set=held))]] = False
+        return chunk if first.all() else chunk.filter(pa.array(first))
+
+    def _decide_segment(self, fresh: pa.Table, hashes: Dict[str, np.ndarray], times: np.ndarray, start: int,
+                        end: int, rule_set: RuleSet) -> pa.Table:
+        targets = fresh.slice(start, end - start)
+        target_hashes = {name: values[start:end] for name, values in hashes.items()}
+        outcomes: List[RuleOutcome] = []
+        earliest = int(times[start:end].min())
+        for spec in rule_set.key_specs:
+            retention = rule_set.longest_window_millis(spec)
+            wanted = pa.array(_spec_hash(target_hashes, spec))
+            after = earliest - retention  # older rows are in no window and hide nothing (see visible_after)
+            kept_rows = self._rows_of(self._time.values, {n: g.values for n, g in self._hashes.items()},
+                                      spec, wanted, after)
+            earlier_rows = self._rows_of(times[:start], {n: v[:start] for n, v in hashes.items()}, spec, wanted,
+                                         after)
+            context = pa.concat_tables([self.kept.take(kept_rows), fresh.take(pa.array(earlier_rows, pa.int64())),
+                                        targets]).combine_chunks()
+            columns = AttemptColumns(context)
+            first_target = len(kept_rows) + len(earlier_rows)
+            visible_after = _visible_after(columns, spec, first_target, retention)
+            positions = np.arange(first_target, context.num_rows)
+            outcomes.extend(evaluate_rule(columns, rule, visible_after).take(positions)
+                            for rule in rule_set.rules_for(spec))
+        return decision_table(targets, rule_set, outcomes)
+
+    @staticmethod
+    def _rows_of(times: np.ndarray, hashes: Dict[str, np.ndarray], spec: Sequence[str], wanted: pa.Array,
+                 after: int) -> np.ndarray:
+        """Rows newer than `after` whose key value hashes like one of the segment's (a superset of its keys'
+        rows: the exact groups are formed afterwards)."""
+        recent = np.flatnonzero(times > after)
+        if not len(recent):
+            return recent
+        candidates = _spec_hash({name: hashes[name][recent] for name in spec}, spec)
+        return recent[to_numpy(pc.is_in(pa.array(candidates), value_set=wanted))]
+
+    def _append(self, fresh: pa.Table, hashes: Dict[str, np.ndarray], times: np.ndarray) -> None:
+        self.kept.append(fresh)
+        self._new.append(fresh)
+        self._time.append(times)
+        for name, values in hashes.items():
+            self._hashes[name].append(values)
+
+    # ------------------------------------------------------------------ state
+
+    def expire(self, watermark_millis: int, retention_millis: int) -> int:
+        """The watermark reached `watermark_millis`: rows before it - `retention_millis` (the rule set's
+        longest window) leave; only an attempt behind the watermark could have seen them, or be their
+        re-delivery. Returns how many left."""
+        self.clock = max(self.clock, watermark_millis)
+        times = self._time.values
+        live = np.flatnonzero(times >= self.clock - retention_millis)
+        gone = len(times) - len(live)
+        if gone:
+            self.kept.compact(live)
+            self._time.keep(live)
+            for column in self._hashes.values():
+                column.keep(live)
+        return gone
+
+    def next_expiry(self, retention_millis: int) -> Optional[int]:
+        """When the oldest kept row may leave (its event time + retention), None when nothing is kept."""
+        times = self._time.values
+        return int(times.min()) + retention_millis if len(times) else None
+
+    @property
+    def rows(self) -> int:
+        return self._time.size
+
+    def take_changes(self) -> List[pa.Table]:
+        new, self._new = self._new, []
+        return new
+
+    def snapshot(self) -> pa.Table:
+        self._new = []
+        return self.kept.all().combine_chunks()
+
+    @classmethod
+    def restore(cls, clock: int, tables: Iterable[pa.Table]) -> "LiveRiskShard":
+        """As persisted: the kept attempts (any order: every one of them arrived before what comes next)."""
+        shard = cls()
+        shard.clock = clock
+        kept = pa.concat_tables([ATTEMPT_TABLE.empty_table(), *(t.select(ATTEMPT_TABLE.names) for t in tables)])
+        if kept.num_rows:
+            shard._append(kept.combine_chunks(), _row_hashes(kept), to_numpy(kept.column("event_time")).astype(np.int64))
+        shard._new = []
+        return shard
+
+
+def _visible_after(columns: AttemptColumns, spec: Tuple[str, ...], first_target: int, retention: int) -> np.ndarray:
+    """Per row: the event time its key's history had let go of when the row arrived (the newest earlier
+    arrival of its key - the key's retention; KeyHistory drops rows at or before that). Only rows that
+    arrived before the segment count: within a segment arrival and decision order agree, so an earlier
+    target of its key is older and hides nothing a window would show."""
+    group, present = key_groups(columns, spec)
+    out = np.full(columns.rows, _NOTHING_HIDDEN, dtype=np.int64)
+    earlier = np.flatnonzero(present[:first_target])
+    if not len(earlier):
+        return out
+    codes, inverse = np.unique(group[present], return_inverse=True)
+    newest = np.full(len(codes), _NOTHING_HIDDEN, dtype=np.int64)
+    present_rows = np.flatnonzero(present)
+    slot = np.empty(columns.rows, dtype=np.int64)
+    slot[present_rows] = inverse
+    np.maximum.at(newest, slot[earlier], columns.time[earlier])
+    targets = present_rows[present_rows >= first_target]
+    seen = newest[slot[targets]] != _NOTHING_HIDDEN
+    out[targets[seen]] = newest[slot[targets[seen]]] - retention
+    return out
+
+
+def segment_ends(chunk: pa.Table, rule_set: RuleSet) -> List[int]:
+    """Where a chunk (arrival order) is cut so that within each piece no attempt precedes, in (event_time,
+    attempt_id), an earlier attempt of the piece sharing a key value with it: cut before every attempt that
+    precedes an earlier one of the chunk with a key in common. In-order input is one piece."""
+    rows = chunk.num_rows
+    columns = AttemptColumns(chunk)
+    rank = np.empty(rows, dtype=np.int64)
+    rank[columns.sequence] = np.arange(rows)
+    cut = np.zeros(rows, dtype=bool)
+    for spec in rule_set.key_specs:
+        group, present = key_groups(columns, spec)
+        members = np.flatnonzero(present)
+        if len(members) < 2:
+            continue
+        by_group = members[np.argsort(group[members], kind="stable")]  # arrival order within each group
+        dense = np.unique(group[by_group], return_inverse=True)[1].astype(np.int64)
+        ranks = rank[by_group]
+        running = np.maximum.accumulate(dense * rows + ranks) - dense * rows  # highest rank so far per group
+        before = np.empty_like(running)
+        before[0], before[1:] = -1, running[:-1]
+        before[np.r_[True, dense[1:] != dense[:-1]]] = -1
+        cut[by_group[before > ranks]] = True
+    cut[0] = False
+    return [*np.flatnonzero(cut).tolist(), rows]
