@@ -1,7 +1,8 @@
 """Live risk benchmark of unbounded `paybeam risk stream` (issue 20): catch-up rate and decision latency.
 
-    python benchmarks/risk_stream.py [--runners prism flink] [--sizes 5000 20000] [--rates 100 1000]
-        [--duration 30] [--bootstrap-servers HOST:PORT]
+    python benchmarks/risk_stream.py [--runners prism flink] [--engine columnar|elementwise]
+        [--parts a b c] [--sizes 5000 20000] [--rates 100 1000] [--duration 30] [--cards 1000000]
+        [--bootstrap-servers HOST:PORT]
 
 Needs `make engine-kafka engine-prism` (and `make engine-flink` for `--runners flink`). Starts an Apache
 Kafka broker unless given one, then per runner:
@@ -12,7 +13,9 @@ Kafka broker unless given one, then per runner:
 (b) latency: a fresh stream on empty topics is warmed up until it decides one attempt, then a producer
     writes attempts (fresh ids, event time now, cards and customers from a pool) at each rate for
     --duration seconds; a consumer notes when each decision arrives. Per rate: p50 / p99 / max of
-    produced -> decision received, and whether every attempt was decided within the drain time.
+    produced -> decision received, and whether every attempt was decided within the drain time;
+(c) memory (`--parts c`): --cards attempts of as many cards (and customers, IPs, devices) inside every
+    window, so the stream keeps them all; the peak RSS of its process tree until all are decided.
 Every launched process group is killed at the end. A script, not a test: timings never gate CI.
 """
 from __future__ import annotations
@@ -87,7 +90,7 @@ class Bench:
         stream = StreamProcess(["risk", "stream", "--bootstrap-servers", self.bootstrap, "--start", "earliest",
                                 "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
                                 "--dead-letters-topic", topics["dead_letters"], "--rules", str(RULES),
-                                "--group-id", f"bench-{self.run_id}-{name}",
+                                "--group-id", f"bench-{self.run_id}-{name}", "--engine", self.args.engine,
                                 *runner_flags], self.work / f"{name}.log")
         self.streams.append(stream)
         return stream
@@ -173,6 +176,50 @@ class Bench:
             watcher.stop()
         return results
 
+    def memory(self, name: str, flags: List[str]) -> dict:
+        """--cards attempts, each of its own card, customer, IP and device (4 merchants), timed over the last
+        10 minutes (inside every window): the stream keeps them all. Peak RSS of the stream's process tree
+        (per process name, sampled every second) until every attempt is decided."""
+        topics = self.topics(f"{name}-memory")
+        producer = new_producer({"bootstrap.servers": self.bootstrap, "linger.ms": "50", "acks": "all"})
+        count, now = self.args.cards, int(time.time() * 1000)
+        for index in range(count):
+            card = f"fp_{index:07d}"
+            fields = {"attempt_id": f"mem-{index}", "attempt_type": "AUTHORIZATION",
+                      "event_time": now - 600_000 + index * 600_000 // count, "merchant_id": f"m_{index % 4}",
+                      "amount_minor": 1_000 + index % 5_000, "currency": "USD", "card_fingerprint": card,
+                      "card_bin": "424242", "customer_id": f"cus_{index:07d}",
+                      "ip": f"10.{index // 65_536 % 256}.{index // 256 % 256}.{index % 256}",
+                      "device_id": f"dev_{index:07d}", "billing_country": "US", "issuing_country": "US",
+                      "outcome": "APPROVED", "decline_code": None, "three_ds": None, "payment_id": None}
+            while True:
+                try:
+                    producer.produce(topics["attempts"], key=card.encode(),
+                                     value=encode_value(fields, "json", "authorization_attempt"))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+        producer.flush(120)
+        stream = self.launch(f"{name}-memory", topics, flags)
+        peak: Dict[str, int] = {}
+        peak_total = 0
+        try:
+            deadline = time.monotonic() + self.args.deadline
+            while topic_messages(self.bootstrap, topics["decisions"]) < count:
+                if not stream.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{count} decisions not reached:\n{stream.log_tail()}")
+                sizes = stream.rss_by_name()
+                peak_total = max(peak_total, sum(sizes.values()))
+                for process, size in sizes.items():
+                    peak[process] = max(peak.get(process, 0), size)
+                time.sleep(1.0)
+            seconds = time.monotonic() - stream.started
+        finally:
+            stream.stop()
+        return {"cards": count, "seconds": seconds, "peak_rss_gib": round(peak_total / 2**30, 2),
+                "peak_rss_gib_by_process": {k: round(v / 2**30, 2) for k, v in peak.items()}}
+
     def stop_all(self) -> None:
         for stream in self.streams:
             stream.stop()
@@ -188,6 +235,7 @@ def runner_flags(runner: str) -> List[str]:
 def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
     bench = Bench(args, bootstrap)
     report = {"machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})", "broker": broker,
+              "engine": args.engine,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runners": {}}
     try:
         for runner in args.runners:
@@ -197,6 +245,8 @@ def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
                 entry["catch_up"] = bench.catch_up(runner, flags)
             if "b" in args.parts:
                 entry["latency"] = bench.latency(runner, flags)
+            if "c" in args.parts:
+                entry["memory"] = bench.memory(runner, flags)
     finally:
         bench.stop_all()
     return report
@@ -209,7 +259,9 @@ def _seconds(value: Optional[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runners", nargs="+", choices=("prism", "flink"), default=["prism"])
-    parser.add_argument("--parts", nargs="+", choices=("a", "b"), default=["a", "b"])
+    parser.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b"])
+    parser.add_argument("--cards", type=int, default=1_000_000, metavar="N", help="part c: active cards in state")
+    parser.add_argument("--engine", choices=("columnar", "elementwise"), default="columnar")
     parser.add_argument("--sizes", type=int, nargs=2, default=[5_000, 20_000], metavar="N")
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000], metavar="PER_S")
     parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS")
@@ -221,12 +273,16 @@ def main() -> int:
     else:
         with ApacheKafkaBroker() as broker:
             report = run(args, broker.bootstrap_servers, f"Apache Kafka {broker.version} (started here)")
-    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}")
+    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}, {args.engine} engine")
     for runner, entry in report["runners"].items():
         if "catch_up" in entry:
             runs = ", ".join(f"{n:,} in {t:.1f} s" for n, t in entry["catch_up"]["runs"])
             steady = entry["catch_up"]["steady_attempts_per_second"]
             print(f"{runner}: catch-up {runs}; steady {steady:,.0f} attempts/s" if steady else f"{runner}: {runs}")
+        if "memory" in entry:
+            memory = entry["memory"]
+            print(f"{runner}: {memory['cards']:,} active cards decided in {memory['seconds']:.1f} s, peak RSS "
+                  f"{memory['peak_rss_gib']} GiB ({memory['peak_rss_gib_by_process']})")
         for rate, figures in entry.get("latency", {}).items():
             print(f"{runner}: {float(rate):,.0f} attempts/s: p50 {_seconds(figures['p50_seconds'])}, p99 "
                   f"{_seconds(figures['p99_seconds'])}, max {_seconds(figures['max_seconds'])}; decided "

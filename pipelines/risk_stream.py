@@ -3,7 +3,8 @@
     paybeam risk stream --bootstrap-servers HOST:PORT --attempts-topic T --rules FILE
         [--rules-topic T | --watch-rules] [--decisions-topic T] [--runner R] [beam flags]
 
-    Kafka attempts ──► DecideAttemptStream (intake, rules in force, per-event windows) ──► decisions topic
+    Kafka attempts ──► ColumnarDecideAttemptStream (--engine columnar: Arrow chunks) or DecideAttemptStream
+                       (elementwise): intake, rules in force, per-event windows ──► decisions topic
                                                                                        └─► dead-letters topic
 
 `paybeam risk produce` replays attempt files into the topic in event-time
@@ -22,11 +23,14 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.arguments import UsageError
+from pipelines.arguments import COLUMNAR, ENGINES, UsageError
 from pipelines.io.files import expand_patterns
 from pipelines.io.kafka import (
+    DEFAULT_CHUNK_MAX_MILLIS,
+    DEFAULT_CHUNK_MAX_RECORDS,
     KafkaReadConfig,
     KafkaWriteConfig,
+    ReadRawChunksFromKafka,
     ReadRawRecordsFromKafka,
     WriteToKafka,
     create_topics,
@@ -36,7 +40,7 @@ from pipelines.io.kafka import (
 from pipelines.io.rules_sources import RulesTopic, WatchedRulesFile, check_rules_topic
 from pipelines.kafka_arguments import check_client_settings, parse_settings
 from pipelines.run_errors import one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
-from pipelines.stream_job import add_kafka_client_arguments, instant_argument
+from pipelines.stream_job import add_chunk_arguments, add_kafka_client_arguments, check_at_least_one, instant_argument
 from runners.beam_flags import OptionsError
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, canonical_runner
@@ -45,6 +49,8 @@ from schemas.codecs import FORMATS, detect_format, read_records
 from schemas.errors import RunFailed
 from schemas.kafka_values import VALUE_FORMATS, encode_value
 from schemas.records import RawRecord
+from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
+from transforms.columnar.live_risk_flow import ColumnarDecideAttemptStream
 from transforms.risk.flow import DECISIONS, DecideAttemptStream
 from transforms.risk.rules import RuleSet, load_rules_file
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS
@@ -71,6 +77,10 @@ class RiskStreamJob:
     producer_config: Dict[str, str] = field(default_factory=dict)
     read_call_millis: int = 500
     broker_timeout_seconds: float = 60.0
+    engine: str = COLUMNAR
+    chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
+    chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
+    timer_tick_millis: int = DEFAULT_TICK_MILLIS
     runner: str = "PrismRunner"
     beam_args: List[str] = field(default_factory=list)
 
@@ -87,7 +97,8 @@ def read_config(job: RiskStreamJob) -> KafkaReadConfig:
         input_name=ATTEMPTS, value_format=job.value_format, start=job.start,
         start_timestamp_millis=job.start_timestamp_millis, idle_timeout_seconds=job.idle_timeout_seconds,
         broker_timeout_seconds=job.broker_timeout_seconds, consumer_config=job.consumer_config,
-        read_call_millis=job.read_call_millis)
+        read_call_millis=job.read_call_millis, chunk_max_records=job.chunk_max_records,
+        chunk_max_millis=job.chunk_max_millis)
     try:
         config.validate()
     except ValueError as error:
@@ -102,9 +113,15 @@ def write_config(job: RiskStreamJob, output: str, schema_name: str) -> KafkaWrit
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
-    outputs = (pipeline
-               | "ReadAttempts" >> ReadRawRecordsFromKafka(read_config(job))
-               | "Risk" >> DecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis))
+    if job.engine == COLUMNAR:
+        outputs = (pipeline
+                   | "ReadAttemptChunks" >> ReadRawChunksFromKafka(read_config(job))
+                   | "Risk" >> ColumnarDecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis,
+                                                           job.timer_tick_millis))
+    else:
+        outputs = (pipeline
+                   | "ReadAttempts" >> ReadRawRecordsFromKafka(read_config(job))
+                   | "Risk" >> DecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis))
     outputs[DECISIONS] | "WriteDecisions" >> WriteToKafka(write_config(job, DECISIONS, "risk_decision"),
                                                           decision_message_key)
     outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteToKafka(write_config(job, DEAD_LETTERS, "dead_letter"),
@@ -148,8 +165,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
                          "--runner PrismRunner (the default) or FlinkRunner; `paybeam risk backtest` decides files")
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
-    if args.read_call_ms < 1:
-        raise UsageError("--read-call-ms must be at least 1")
+    check_at_least_one(args)
     if not args.broker_timeout > 0:
         raise UsageError("--broker-timeout must be positive")
     if args.rules_poll_ms < 0:
@@ -171,13 +187,14 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
         consumer_config=parse_settings(args.consumer_config, "--consumer-config"),
         producer_config=parse_settings(args.producer_config, "--producer-config"),
         read_call_millis=args.read_call_ms, broker_timeout_seconds=args.broker_timeout, runner=args.runner,
-        beam_args=list(beam_args))
+        beam_args=list(beam_args), engine=args.engine, chunk_max_records=args.chunk_max_records,
+        chunk_max_millis=args.chunk_max_ms, timer_tick_millis=args.timer_tick_ms)
 
 
 def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     job = job_from_arguments(args, extra)
     source = job.rules_source.name if job.rules_source is not None else "none (fixed rules)"
-    print(f"paybeam risk stream: unbounded run on {job.runner}; rules {job.rule_set.fingerprint} from "
+    print(f"paybeam risk stream: unbounded {job.engine} run on {job.runner}; rules {job.rule_set.fingerprint} from "
           f"{job.rules_path}, updates from {source}; decisions to {job.topics[DECISIONS]}", file=sys.stderr)
     run_job(job)
     return 0
@@ -266,6 +283,10 @@ def add_risk_stream_commands(tools) -> None:
     stream.add_argument("--decisions-topic", default="paybeam.decisions")
     stream.add_argument("--dead-letters-topic", default="paybeam.risk.dead_letters")
     add_kafka_client_arguments(stream, "paybeam.risk")
+    stream.add_argument("--engine", choices=ENGINES, default=COLUMNAR,
+                        help="columnar (default: Arrow chunks, every kept attempt as columns, a chunk decided at "
+                             "once) or elementwise (one element per attempt: the reference)")
+    add_chunk_arguments(stream)
     stream.add_argument("--runner", default="PrismRunner",
                         help="Beam runner: PrismRunner (default) or FlinkRunner; the DirectRunner cannot read an "
                              "unbounded topic (apache/beam#26577)")

@@ -98,6 +98,27 @@ def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: s
                              f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
 
 
+def add_chunk_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the columnar engine's unbounded runs batch messages and time their state (`stream`, `risk stream`)."""
+    parser.add_argument("--chunk-max-records", type=int, default=DEFAULT_CHUNK_MAX_RECORDS, metavar="N",
+                        help="unbounded columnar runs: the most messages of one Arrow chunk leaving the source "
+                             f"(default {DEFAULT_CHUNK_MAX_RECORDS})")
+    parser.add_argument("--chunk-max-ms", type=int, default=DEFAULT_CHUNK_MAX_MILLIS, metavar="MILLIS",
+                        help="unbounded columnar runs: the longest a message waits in the source for its chunk "
+                             f"(default {DEFAULT_CHUNK_MAX_MILLIS})")
+    parser.add_argument("--timer-tick-ms", type=int, default=DEFAULT_TICK_MILLIS, metavar="MILLIS",
+                        help="unbounded columnar runs: deadlines and expiries are judged when the watermark passes "
+                             f"them, rounded up to this (default {DEFAULT_TICK_MILLIS})")
+
+
+def check_at_least_one(args: argparse.Namespace) -> None:
+    """The whole-number stream flags that must be at least 1 (those a command has): UsageError otherwise."""
+    for flag in ("--timer-tick-ms", "--chunk-max-records", "--chunk-max-ms", "--read-call-ms"):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1")
+
+
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
     parser.add_argument("--payments-topic", required=True)
@@ -122,15 +143,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="columnar (default: Arrow batches; unbounded runs keep open items as columns per "
                              "key shard) or elementwise (one element per record: the reference; the default of "
                              "unbounded runs with --kafka-io=java)")
-    parser.add_argument("--chunk-max-records", type=int, default=DEFAULT_CHUNK_MAX_RECORDS, metavar="N",
-                        help="unbounded columnar runs: the most messages of one Arrow chunk leaving the source "
-                             f"(default {DEFAULT_CHUNK_MAX_RECORDS})")
-    parser.add_argument("--chunk-max-ms", type=int, default=DEFAULT_CHUNK_MAX_MILLIS, metavar="MILLIS",
-                        help="unbounded columnar runs: the longest a message waits in the source for its chunk "
-                             f"(default {DEFAULT_CHUNK_MAX_MILLIS})")
-    parser.add_argument("--timer-tick-ms", type=int, default=DEFAULT_TICK_MILLIS, metavar="MILLIS",
-                        help="unbounded columnar runs: deadlines and expiries are judged when the watermark passes "
-                             f"them, rounded up to this (default {DEFAULT_TICK_MILLIS})")
+    add_chunk_arguments(parser)
     parser.add_argument("--open-items-topic", metavar="TOPIC",
                         help="--bounded runs: compacted topic of the keys left open, carried to the next run "
                              "(default: GROUP_ID.open-items)")
@@ -191,10 +204,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--bounded=until_time needs --kafka-io=python: Java KafkaIO cannot stop at an event time")
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
-    for flag, value in (("--timer-tick-ms", args.timer_tick_ms), ("--chunk-max-records", args.chunk_max_records),
-                        ("--chunk-max-ms", args.chunk_max_ms), ("--read-call-ms", args.read_call_ms)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1")
+    check_at_least_one(args)
     engine = args.engine or (ELEMENTWISE if not bounded and args.kafka_io == "java" else COLUMNAR)
     if engine == COLUMNAR and not bounded and args.kafka_io == "java":
         raise UsageError("an unbounded --kafka-io=java run uses --engine elementwise: the columnar engine reads "

@@ -1,4 +1,5 @@
-"""`paybeam risk stream` on Prism and on the embedded Flink against a real Kafka-protocol broker (DESIGN 10.11).
+"""`paybeam risk stream` on Prism and on the embedded Flink against a real Kafka-protocol broker (DESIGN 10.11,
+10.13), with the columnar engine (the default) and the per-element one.
 
 The CLI runs as a child process, as an operator runs it. Attempts arrive on a one-partition topic in
 event-time order; half-way a new rule version arrives (on the rules topic after a malformed document, or
@@ -94,10 +95,11 @@ def _runner_arguments(runner: str, request) -> List[str]:
                       "--checkpointing_interval=10000", "--parallelism=1")
 
 
-@pytest.mark.parametrize("runner, updates", [("PrismRunner", "topic"), ("PrismRunner", "file"),
-                                             ("FlinkRunner", "topic")])
+@pytest.mark.parametrize("runner, updates, engine", [
+    ("PrismRunner", "topic", "columnar"), ("PrismRunner", "file", "columnar"), ("FlinkRunner", "topic", "columnar"),
+    ("PrismRunner", "topic", "elementwise"), ("FlinkRunner", "topic", "elementwise")])
 def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafka_broker, tmp_path, request,
-                                                                            runner, updates):
+                                                                            runner, updates, engine):
     servers = kafka_broker.bootstrap_servers
     topics = {name: unique_topic(name) for name in ("attempts", "decisions", "dead_letters", "rules")}
     create_topics(servers, [topics["attempts"], topics["rules"]], partitions=1)
@@ -113,7 +115,8 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
     arguments = ["risk", "stream", *_runner_arguments(runner, request), "--bootstrap-servers", servers,
                  "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
                  "--dead-letters-topic", topics["dead_letters"], "--rules", str(rules_file),
-                 "--rules-poll-ms", "0", "--start", "earliest", "--idle-timeout", "1", "--group-id", unique_topic("g")]
+                 "--rules-poll-ms", "0", "--start", "earliest", "--idle-timeout", "1", "--group-id", unique_topic("g"),
+                 "--engine", engine]
     arguments += ["--rules-topic", topics["rules"]] if updates == "topic" else ["--watch-rules"]
     expected_letters = len(hostile) + (updates == "topic")
     process = _start(arguments)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from apache_beam import pvalue
 
 import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
+from schemas.attempts import ATTEMPTS
 from schemas.codecs import is_truncation
 from schemas.record_tables import (
     ID_COLUMN_OF_INPUT,
@@ -106,7 +107,9 @@ def _validated(chunk):
 
 
 _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "currency"),
-                    SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency")}
+                    SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency"),
+                    ATTEMPTS: ("attempt_type", "merchant_id", "currency", "outcome", "billing_country",
+                               "issuing_country")}
 _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 import uuid
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -151,9 +151,11 @@ class ShardCountChanged(ValueError):
     """State written with one shard count, read by a run with another: keys would meet the wrong state."""
 
 
-class _LiveShardFn(beam.DoFn):
-    """What both live stateful DoFns share: the shard cache, the catch-up stride, and committing a shard
+class LiveShardFn(beam.DoFn):
+    """What the live stateful DoFns share: the shard cache, the catch-up stride, and committing a shard
     (a fresh token in state, the shard back in the cache, its timer)."""
+
+    META_CODER = _META  # (token, clock, sequence, shard count)
 
     def __init__(self, tick_millis: int, shards: int):
         self._tick_millis = tick_millis
@@ -173,6 +175,16 @@ class _LiveShardFn(beam.DoFn):
         if due is not None:
             timer.set(millis_to_beam_timestamp(due))
 
+    def _cached_or_restored(self, number: int, kept, meta, restore: Callable[[int, List[pa.Table]], object]):
+        """The shard this worker committed last, while the state's token is still its own; otherwise
+        `restore(clock, tables)` rebuilds it from the one bag `kept` (empty when nothing was written)."""
+        stored = self._read_meta(meta)
+        shard = self._cache.take(number, stored)
+        if shard is None:
+            shard = restore(restored_clock(stored[1] if stored is not None else None),
+                            list(kept.read()) if stored is not None else [])
+        return shard
+
     def _read_meta(self, meta) -> Optional[tuple]:
         """The shard's stored (token, clock, sequence, shards); a run restored from a checkpoint or savepoint
         with another --shards fails here: records of a key would go to a shard that does not hold its state."""
@@ -184,7 +196,7 @@ class _LiveShardFn(beam.DoFn):
         return stored
 
 
-class _FirstArrivalsFn(_LiveShardFn):
+class FirstArrivalsFn(LiveShardFn):
     KEPT = BagStateSpec("kept", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", _META)
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
@@ -222,13 +234,8 @@ class _FirstArrivalsFn(_LiveShardFn):
         return []
 
     def _shard(self, number: int, kept, meta) -> LiveFirstArrivals:
-        stored = self._read_meta(meta)
-        shard = self._cache.take(number, stored)
-        if shard is None:
-            clock = stored[1] if stored is not None else None
-            shard = LiveFirstArrivals.restore(self._input_name, self._horizon_millis, self._tick_millis,
-                                              _clock(clock), kept.read() if stored is not None else [])
-        return shard
+        return self._cached_or_restored(number, kept, meta, lambda clock, tables: LiveFirstArrivals.restore(
+            self._input_name, self._horizon_millis, self._tick_millis, clock, tables))
 
     def _save(self, number: int, shard: LiveFirstArrivals, kept, meta, forget) -> None:
         if shard.needs_compaction():
@@ -250,11 +257,11 @@ def _stored_clock(clock: int) -> int:
     return clock + _CLOCK_SHIFT
 
 
-def _clock(stored: Optional[int]) -> int:
+def restored_clock(stored: Optional[int]) -> int:
     return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
-class MatchLiveFn(_LiveShardFn):
+class MatchLiveFn(LiveShardFn):
     CANDIDATES = BagStateSpec("candidates", ArrowTableCoder())
     KEYS = BagStateSpec("keys", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", _META)
@@ -302,7 +309,7 @@ class MatchLiveFn(_LiveShardFn):
                 shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
             else:
                 shard = LiveMatchShard.restore(self._policy, self._retention_millis, self._tick_millis,
-                                               _clock(stored[1]), stored[2], candidates.read(), keys.read())
+                                               restored_clock(stored[1]), stored[2], candidates.read(), keys.read())
         return shard
 
     def _save(self, number: int, shard: LiveMatchShard, candidates, keys, meta, tick) -> None:
@@ -481,7 +488,7 @@ class ColumnarStreamReconcile(beam.PTransform):
                 validated["accepted"]
                 | f"ShardById[{name}]" >> beam.FlatMap(by_record_id, name, shards)
                 | f"GlobalWindow[{name}]" >> beam.WindowInto(GlobalWindows())
-                | f"FirstArrivals[{name}]" >> beam.ParDo(_FirstArrivalsFn(name, horizon_millis, tick, shards)).with_outputs(
+                | f"FirstArrivals[{name}]" >> beam.ParDo(FirstArrivalsFn(name, horizon_millis, tick, shards)).with_outputs(
                     DEAD_LETTERS, main="unique")
             )
             unique[name] = arrivals.unique
@@ -520,5 +527,5 @@ class ColumnarStreamReconcile(beam.PTransform):
         }
 
 
-__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "KEY_STATE", "LIVE_CANDIDATES",
-           "ShardCountChanged"]
+__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "FirstArrivalsFn", "KEY_STATE",
+           "LIVE_CANDIDATES", "LiveShardFn", "ShardCountChanged", "restored_clock"]

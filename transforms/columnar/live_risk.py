@@ -31,7 +31,14 @@ from schemas import arrow
 from schemas.record_tables import ATTEMPT_TABLE, to_numpy
 from schemas.timestamps import EARLIEST_MILLIS
 from transforms.columnar.live_rows import LiveRows
-from transforms.columnar.risk import AttemptColumns, RuleOutcome, decision_table, evaluate_rule, key_groups
+from transforms.columnar.risk import (
+    AttemptColumns,
+    RuleOutcome,
+    columns_read,
+    decision_table,
+    evaluate_rule,
+    key_groups,
+)
 from transforms.columnar.shards import stable_hash
 from transforms.risk.rules import KEY_FIELDS, RuleSet
 
@@ -86,7 +93,9 @@ def _empty_decisions() -> pa.Table:
 class LiveRiskShard:
     """Every kept attempt of the stream (one shard: an attempt's keys all meet here) as columns."""
 
-    def __init__(self):
+    def __init__(self, tick_millis: int = 1_000):
+        self.tick_millis = max(1, int(tick_millis))
+        self.retention_millis = 0  # the latest rule set's longest window (the next expiry's distance)
         self.kept = LiveRows(ATTEMPT_TABLE)
         self._time = _Growing(np.int64)
         self._hashes = {name: _Growing(np.uint64) for name in _HASHED}
@@ -131,6 +140,8 @@ class LiveRiskShard:
         target_hashes = {name: values[start:end] for name, values in hashes.items()}
         outcomes: List[RuleOutcome] = []
         earliest = int(times[start:end].min())
+        read = columns_read(rule_set)
+        targets_read = targets.select(read)
         for spec in rule_set.key_specs:
             retention = rule_set.longest_window_millis(spec)
             wanted = pa.array(_spec_hash(target_hashes, spec))
@@ -139,8 +150,9 @@ class LiveRiskShard:
                                       spec, wanted, after)
             earlier_rows = self._rows_of(times[:start], {n: v[:start] for n, v in hashes.items()}, spec, wanted,
                                          after)
-            context = pa.concat_tables([self.kept.take(kept_rows), fresh.take(pa.array(earlier_rows, pa.int64())),
-                                        targets]).combine_chunks()
+            context = pa.concat_tables([self.kept.take(kept_rows, read),
+                                        fresh.select(read).take(pa.array(earlier_rows, pa.int64())),
+                                        targets_read]).combine_chunks()
             columns = AttemptColumns(context)
             first_target = len(kept_rows) + len(earlier_rows)
             visible_after = _visible_after(columns, spec, first_target, retention)
@@ -189,6 +201,15 @@ class LiveRiskShard:
         times = self._time.values
         return int(times.min()) + retention_millis if len(times) else None
 
+    def next_timer(self) -> Optional[int]:
+        """When to expire next: after the oldest row's expiry, rounded up to a step of the tick or an eighth
+        of the retention, whichever is longer (rows may stay up to a step longer; timers stay few)."""
+        expiry = self.next_expiry(self.retention_millis)
+        if expiry is None:
+            return None
+        step = max(self.tick_millis, self.retention_millis // 8)
+        return (expiry // step + 1) * step
+
     @property
     def rows(self) -> int:
         return self._time.size
@@ -202,9 +223,9 @@ class LiveRiskShard:
         return self.kept.all().combine_chunks()
 
     @classmethod
-    def restore(cls, clock: int, tables: Iterable[pa.Table]) -> "LiveRiskShard":
+    def restore(cls, clock: int, tables: Iterable[pa.Table], tick_millis: int = 1_000) -> "LiveRiskShard":
         """As persisted: the kept attempts (any order: every one of them arrived before what comes next)."""
-        shard = cls()
+        shard = cls(tick_millis)
         shard.clock = clock
         kept = pa.concat_tables([ATTEMPT_TABLE.empty_table(), *(t.select(ATTEMPT_TABLE.names) for t in tables)])
         if kept.num_rows:

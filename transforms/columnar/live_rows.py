@@ -15,7 +15,7 @@ follows its own records, not the size of the shard:
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -38,10 +38,13 @@ class LiveRows:
                 self._tables[-1] = pa.concat_tables([self._tables[-1], last]).combine_chunks()
         return first
 
-    def take(self, rows: np.ndarray) -> pa.Table:
+    def take(self, rows: np.ndarray, columns: Optional[Sequence[str]] = None) -> pa.Table:
+        """These rows (of `columns` only, when given: a take copies every column it is given)."""
         if not self._tables or len(rows) == 0:
-            return self.schema.empty_table()
-        return pa.concat_tables(self._tables).take(pa.array(rows, pa.int64()))
+            empty = self.schema.empty_table()
+            return empty if columns is None else empty.select(columns)
+        tables = self._tables if columns is None else [table.select(columns) for table in self._tables]
+        return pa.concat_tables(tables).take(pa.array(rows, pa.int64()))
 
     def all(self) -> pa.Table:
         return pa.concat_tables([self.schema.empty_table(), *self._tables])

@@ -79,8 +79,6 @@ class _WithRulesInForce(beam.DoFn):
     def setup(self):
         use_fast_state_cache_sizing()  # about a millisecond per state read otherwise (transforms/state_cache.py)
         self._rules = shared_rules_in_force(self._launch_rules, self._source, self._poll_millis)
-        self._accepted = Metrics.counter(METRICS_NAMESPACE, RULES_ACCEPTED)
-        self._rejected = Metrics.counter(METRICS_NAMESPACE, RULES_REJECTED)
 
 
 
@@ -91,15 +89,22 @@ def rejected_update_letter(change: RulesChange) -> DeadLetter:
     return DeadLetter(RULES_INPUT, change.origin, RULES_STAGE, capped(reason), capped(payload))
 
 
+def reported_updates(rules: RulesInForce) -> Iterator[DeadLetter]:
+    """The rules documents this process applied since last asked: accepted and refused ones counted
+    (`risk.rules.accepted` / `.rejected`), each refused one as a dead letter."""
+    for change in rules.take_changes():
+        if change.changed:
+            Metrics.counter(METRICS_NAMESPACE, RULES_ACCEPTED).inc()
+        elif not change.accepted:
+            Metrics.counter(METRICS_NAMESPACE, RULES_REJECTED).inc()
+            yield rejected_update_letter(change)
+
+
 class _KeyUnderRulesInForceFn(_WithRulesInForce):
     def process(self, attempt: AuthorizationAttempt):
         rule_set = self._rules.current()
-        for change in self._rules.take_changes():  # this step reports every document this process applied
-            if change.changed:
-                self._accepted.inc()
-            elif not change.accepted:
-                self._rejected.inc()
-                yield beam.pvalue.TaggedOutput(REJECTED_RULES, rejected_update_letter(change))
+        for letter in reported_updates(self._rules):  # this step reports every document this process applied
+            yield beam.pvalue.TaggedOutput(REJECTED_RULES, letter)
         fingerprint = rule_set.fingerprint
         for keyed, _ in keyed_by_specs(attempt, rule_set):
             yield beam.pvalue.TaggedOutput(KEYED, (keyed, (fingerprint, attempt)))

@@ -1,0 +1,63 @@
+"""The columnar risk stream (transforms/columnar/live_risk_flow.py) under TestStream, on the DirectRunner and Prism.
+
+Attempts arrive as RawChunks, as paybeam's Kafka source hands them over: in-order chunks must get the
+backtest's decisions (`decide_in_order`) record for record, re-delivered attempts are decided once, a
+re-delivery with other content and a malformed row are dead letters, and the watermark passing every
+window expires the kept attempts without changing a decision."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from schemas.arrow_readers import tabulate_records
+from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
+from schemas.records import RawRecord
+from schemas.timestamps import format_timestamp, parse_timestamp_millis
+from tests.test_risk_backtest import MIXED, _attempts
+from transforms.columnar.live_risk_flow import ColumnarDecideAttemptStream
+from transforms.event_time import millis_to_beam_timestamp
+from transforms.risk.flow import DECISIONS
+from transforms.risk.windows import decide_in_order
+from transforms.validate import DEAD_LETTERS
+
+
+def _raw(attempt, source: str) -> RawRecord:
+    values = {name: ("" if value is None else format_timestamp(value) if name == "event_time" else str(value))
+              for name, value in zip(ATTEMPT_FIELDS, attempt)}
+    return RawRecord(ATTEMPTS, source, values, ",".join(values.values()))
+
+
+def _stream(chunks) -> TestStream:
+    """[[RawRecord]] -> one RawChunk per list, the watermark following. Each is stamped at its first record,
+    strictly after the one before: Prism may hand a stateful step its pending chunks in another order than
+    they were added (a chunk stamped earlier, by an old re-delivery in it, was decided first), and this
+    test is about chunks arriving in order."""
+    stream, stamp = TestStream(), None
+    for records in chunks:
+        first = parse_timestamp_millis(records[0].fields["event_time"], "event_time")
+        stamp = first if stamp is None else max(first, stamp + 1)
+        chunk = tabulate_records(records, "attempts-topic", ATTEMPTS)
+        stream = stream.add_elements([TimestampedValue(chunk, millis_to_beam_timestamp(stamp))])
+        stream = stream.advance_watermark_to(millis_to_beam_timestamp(stamp))
+    return stream.advance_watermark_to_infinity()
+
+
+def test_in_order_chunks_get_the_backtest_s_decisions_and_copies_are_decided_once(stream_options):
+    attempts = sorted(_attempts(200, 5), key=lambda a: (a.event_time, a.attempt_id))
+    expected = decide_in_order(attempts, MIXED)
+    assert {d.action for d in expected} >= {"allow", "block"}
+    raws = [_raw(a, f"attempts-topic@0:{n}") for n, a in enumerate(attempts)]
+    chunks = [raws[start:start + 25] for start in range(0, len(raws), 25)]
+    chunks[3] = chunks[3] + raws[60:63]  # plain re-deliveries: decided once
+    conflicting = raws[10]._replace(fields={**raws[10].fields, "amount_minor": "77"}, source="attempts-topic@0:999")
+    broken = raws[11]._replace(fields={**raws[11].fields, "currency": "usd?"}, source="attempts-topic@0:1000")
+    chunks[5] = chunks[5] + [conflicting, broken]
+    with TestPipeline(options=stream_options) as pipeline:
+        outputs = pipeline | _stream(chunks) | ColumnarDecideAttemptStream(MIXED)
+        assert_that(outputs[DECISIONS], equal_to(expected), label="Decisions")
+        assert_that(outputs[DEAD_LETTERS] | beam.Map(lambda letter: (letter.stage, letter.source)),
+                    equal_to([("dedup", "attempts-topic@0:999"), ("validate", "attempts-topic@0:1000")]),
+                    label="DeadLetters")

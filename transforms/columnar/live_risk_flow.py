@@ -1,0 +1,151 @@
+"""ColumnarDecideAttemptStream: `transforms.risk.flow.DecideAttemptStream` on Arrow chunks (docs/DESIGN.md 10.13).
+
+    attempt RawChunks ─► ValidateChunks (9.1) ─► FirstArrivals (9.5: the first copy of an id within the
+      dedup horizon; conflicting copies dead letters) ─► DecideChunks (state: every kept attempt as columns,
+      one shard; the rules in force per chunk; a watermark timer expires rows) ─► decision tables
+      ─► RiskDecision records (the sinks) and running counts (metrics)
+
+One shard: an attempt's keys (card, IP, merchant…) all meet in it, so a
+chunk is decided at once and no decision waits for another step. The state
+persists as the live reconciliation shards do (9.5): bags of the appended
+Arrow tables, rewritten when rows expire, and a token that tells a cached
+shard from a restored or retried one.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Dict, Optional
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows
+
+from schemas.arrow_coder import ArrowTableCoder
+from schemas.attempts import ATTEMPTS
+from schemas.decisions import RiskDecision
+from schemas.records import DeadLetter
+from transforms.columnar.flow import ValidateChunks, by_record_id
+from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS, FirstArrivalsFn, LiveShardFn
+from transforms.columnar.live_risk import LiveRiskShard
+from transforms.columnar.risk import decisions_of
+from transforms.columnar.risk_flow import decision_table_counts
+from transforms.dedup import DEFAULT_HORIZON
+from transforms.event_time import beam_timestamp_to_millis
+from transforms.risk.flow import DECISIONS
+from transforms.risk.live import METRICS_NAMESPACE, REJECTED_RULES, reported_updates
+from transforms.risk.rules import RuleSet
+from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS, RulesSourceSpec, shared_rules_in_force
+from transforms.validate import DEAD_LETTERS
+
+_SHARDS = 1
+DECISION_TABLES = "decision_tables"
+
+
+class DecideChunksFn(LiveShardFn):
+    KEPT = BagStateSpec("kept", ArrowTableCoder())
+    META = ReadModifyWriteStateSpec("meta", LiveShardFn.META_CODER)
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
+    def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec], poll_millis: int,
+                 tick_millis: int):
+        super().__init__(tick_millis, _SHARDS)
+        self._launch_rules, self._source, self._poll_millis = rule_set, rules_source, poll_millis
+
+    def setup(self):
+        super().setup()
+        self._rules = shared_rules_in_force(self._launch_rules, self._source, self._poll_millis)
+
+    def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
+                expire=beam.DoFn.TimerParam(EXPIRE)):
+        shard_number, table = element
+        rule_set = self._rules.current()
+        for letter in reported_updates(self._rules):
+            yield pvalue.TaggedOutput(REJECTED_RULES, letter)
+        shard = self._shard(shard_number, kept, meta)
+        shard.retention_millis = rule_set.retention_millis
+        decisions = shard.decide(table, rule_set)
+        self._save(shard_number, shard, kept, meta, expire, rewrite=False)  # saved before anything leaves
+        if decisions.num_rows:
+            yield decisions
+
+    @on_timer(EXPIRE)
+    def on_expire(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                  kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
+                  expire=beam.DoFn.TimerParam(EXPIRE)):
+        shard = self._shard(key, kept, meta)
+        fired_millis = beam_timestamp_to_millis(fired_at)
+        shard.retention_millis = self._rules.current().retention_millis
+        gone = shard.expire(fired_millis, shard.retention_millis)
+        self._stride.fired(key, fired_millis)
+        self._save(key, shard, kept, meta, expire, rewrite=gone > 0)
+        return []
+
+    def _shard(self, number: int, kept, meta) -> LiveRiskShard:
+        return self._cached_or_restored(number, kept, meta, lambda clock, tables: LiveRiskShard.restore(
+            clock, tables, self._tick_millis))
+
+    def _save(self, number: int, shard: LiveRiskShard, kept, meta, expire, rewrite: bool) -> None:
+        if rewrite:
+            kept.clear()
+            kept.add(shard.snapshot())
+        else:
+            for table in shard.take_changes():
+                kept.add(table)
+        Metrics.gauge(METRICS_NAMESPACE, "risk.kept_attempts").set(shard.rows)
+        self._commit(number, shard, meta, expire, 0)
+
+
+class _CountDecisionTablesFn(beam.DoFn):
+    """The per-element stream's running metrics (`risk.decisions`, `risk.action.<ACTION>`,
+    `risk.rule.<id>.fired` / `.shadow_fired`), from each decisions table at once."""
+
+    def setup(self):
+        self._counters: Dict[str, beam.metrics.metricbase.Counter] = {}
+
+    def process(self, table: pa.Table):
+        for name, value in decision_table_counts(table):
+            if ".minor." in name:  # money stays on the topic, not in a running metric
+                continue
+            counter = self._counters.get(name)
+            if counter is None:
+                counter = self._counters[name] = Metrics.counter(METRICS_NAMESPACE, f"risk.{name}")
+            counter.inc(value)
+        return []
+
+
+class ColumnarDecideAttemptStream(beam.PTransform):
+    """Attempt RawChunks (unbounded) -> {decisions (RiskDecision, one per attempt, as its chunk arrives),
+    decision_tables (the same as RISK_DECISION tables), dead_letters (validation, conflicting copies,
+    refused rules updates)}."""
+
+    def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec] = None,
+                 poll_millis: int = DEFAULT_POLL_MILLIS, tick_millis: int = DEFAULT_TICK_MILLIS,
+                 horizon: timedelta = DEFAULT_HORIZON):
+        super().__init__()
+        self._rules = (rule_set, rules_source, poll_millis)
+        self._tick_millis = max(1, int(tick_millis))
+        self._horizon_millis = int(horizon.total_seconds() * 1000)
+
+    def expand(self, chunks: beam.PCollection) -> Dict[str, beam.PCollection]:
+        validated = chunks | "ValidateChunks" >> ValidateChunks()
+        arrivals = (validated["accepted"]
+                    | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS)
+                    | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+                    | "FirstArrivals" >> beam.ParDo(FirstArrivalsFn(ATTEMPTS, self._horizon_millis, self._tick_millis,
+                                                                    _SHARDS)).with_outputs(DEAD_LETTERS, main="unique"))
+        arrivals.unique.element_type = beam.typehints.KV[int, Any]  # (shard, table): an int key, a deterministic coder
+        decided = arrivals.unique | "DecideChunks" >> beam.ParDo(
+            DecideChunksFn(*self._rules, self._tick_millis)).with_outputs(REJECTED_RULES, main=DECISION_TABLES)
+        tables = decided[DECISION_TABLES]
+        _ = tables | "CountDecisions" >> beam.ParDo(_CountDecisionTablesFn())
+        decided[REJECTED_RULES].element_type = DeadLetter
+        return {
+            DECISIONS: tables | "DecisionRecords" >> beam.FlatMap(decisions_of).with_output_types(RiskDecision),
+            DECISION_TABLES: tables,
+            DEAD_LETTERS: ((validated[DEAD_LETTERS], arrivals[DEAD_LETTERS], decided[REJECTED_RULES])
+                           | "DeadLetters" >> beam.Flatten()),
+        }
