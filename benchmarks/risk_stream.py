@@ -2,7 +2,7 @@
 
     python benchmarks/risk_stream.py [--runners prism flink] [--engine columnar|elementwise]
         [--parts a b c] [--sizes 5000 20000] [--rates 100 1000] [--duration 30] [--cards 1000000]
-        [--bootstrap-servers HOST:PORT]
+        [--stream-flag=--FLAG=VALUE …] [--bootstrap-servers HOST:PORT]
 
 Needs `make engine-kafka engine-prism` (and `make engine-flink` for `--runners flink`). Starts an Apache
 Kafka broker unless given one, then per runner:
@@ -91,7 +91,7 @@ class Bench:
                                 "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
                                 "--dead-letters-topic", topics["dead_letters"], "--rules", str(RULES),
                                 "--group-id", f"bench-{self.run_id}-{name}", "--engine", self.args.engine,
-                                *runner_flags], self.work / f"{name}.log")
+                                *runner_flags, *self.args.stream_flag], self.work / f"{name}.log")
         self.streams.append(stream)
         return stream
 
@@ -235,7 +235,7 @@ def runner_flags(runner: str) -> List[str]:
 def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
     bench = Bench(args, bootstrap)
     report = {"machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})", "broker": broker,
-              "engine": args.engine,
+              "engine": args.engine, "stream_flags": args.stream_flag,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runners": {}}
     try:
         for runner in args.runners:
@@ -260,6 +260,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runners", nargs="+", choices=("prism", "flink"), default=["prism"])
     parser.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b"])
+    parser.add_argument("--stream-flag", action="append", default=[], metavar="--FLAG=VALUE",
+                        help="passed to every `paybeam risk stream` (repeatable), e.g. --stream-flag=--read-call-ms=100")
     parser.add_argument("--cards", type=int, default=1_000_000, metavar="N", help="part c: active cards in state")
     parser.add_argument("--engine", choices=("columnar", "elementwise"), default="columnar")
     parser.add_argument("--sizes", type=int, nargs=2, default=[5_000, 20_000], metavar="N")
@@ -273,7 +275,8 @@ def main() -> int:
     else:
         with ApacheKafkaBroker() as broker:
             report = run(args, broker.bootstrap_servers, f"Apache Kafka {broker.version} (started here)")
-    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}, {args.engine} engine")
+    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}, {args.engine} engine "
+          f"{' '.join(args.stream_flag)}")
     for runner, entry in report["runners"].items():
         if "catch_up" in entry:
             runs = ", ".join(f"{n:,} in {t:.1f} s" for n, t in entry["catch_up"]["runs"])

@@ -17,6 +17,15 @@ from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
 from schemas.records import RawRecord
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
 from tests.test_risk_backtest import MIXED, _attempts
+from tests.test_risk_rules_in_force import (
+    RULES_V1,
+    RULES_V2,
+    UNVERSIONED,
+    V2,
+    ScriptedSource,
+    _one_rejected_update,
+    _under_recorded_rules,
+)
 from transforms.columnar.live_risk_flow import ColumnarDecideAttemptStream
 from transforms.event_time import millis_to_beam_timestamp
 from transforms.risk.flow import DECISIONS
@@ -61,3 +70,25 @@ def test_in_order_chunks_get_the_backtest_s_decisions_and_copies_are_decided_onc
         assert_that(outputs[DEAD_LETTERS] | beam.Map(lambda letter: (letter.stage, letter.source)),
                     equal_to([("dedup", "attempts-topic@0:999"), ("validate", "attempts-topic@0:1000")]),
                     label="DeadLetters")
+
+
+def test_a_rules_update_mid_stream_is_in_force_from_the_next_chunk(stream_options):
+
+    attempts = sorted(_attempts(120, 5), key=lambda a: (a.event_time, a.attempt_id))
+    raws = [_raw(a, f"attempts-topic@0:{n}") for n, a in enumerate(attempts)]
+    # One poll per chunk (poll interval 0): the 4th chunk, attempts 60.., is the first under the update.
+    source = ScriptedSource({4: [("rules@0", UNVERSIONED.encode()), ("rules@1", V2.encode())]})
+
+    def check(decisions):
+        decisions = list(decisions)
+        assert len(decisions) == len(attempts)
+        _under_recorded_rules(attempts, decisions)
+        under_v2 = {d.attempt_id for d in decisions if d.ruleset == RULES_V2.fingerprint}
+        assert under_v2 == {a.attempt_id for a in attempts[60:]}
+        assert sorted(decisions, key=lambda d: (d.event_time, d.attempt_id)) != decide_in_order(attempts, RULES_V1)
+
+    with TestPipeline(options=stream_options) as pipeline:
+        outputs = (pipeline | _stream([raws[start:start + 20] for start in range(0, len(raws), 20)])
+                   | ColumnarDecideAttemptStream(RULES_V1, source, poll_millis=0))
+        assert_that(outputs[DECISIONS], check)
+        assert_that(outputs[DEAD_LETTERS], lambda letters: _one_rejected_update(list(letters)), label="RejectedRules")

@@ -184,3 +184,18 @@ def test_a_poison_event_time_gives_a_kafka_record_no_watermark_time_instead_of_a
 
     record = RawRecord(PAYMENTS, "payments/0@7", {"event_time": 99999999999999999999}, "{}")
     assert payload_time_millis(record) is None
+
+
+def test_formatting_through_the_per_second_cache_equals_strftime_everywhere():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from schemas.timestamps import EARLIEST_MILLIS, LATEST_MILLIS, format_timestamp, millis_to_datetime
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.integers(EARLIEST_MILLIS, LATEST_MILLIS - 1))
+    def same(millis):
+        expected = millis_to_datetime(millis).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+        assert format_timestamp(millis) == format_timestamp(millis) == expected
+
+    same()

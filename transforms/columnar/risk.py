@@ -386,13 +386,12 @@ def attempts_table(attempts: Sequence) -> pa.Table:
 
 
 def decisions_of(table: pa.Table) -> List:
-    """A RISK_DECISION table back as RiskDecision records (tests and small outputs)."""
-    decisions = []
-    times = table.column("event_time").cast(pa.int64()).to_pylist()
-    for row, millis in zip(table.to_pylist(), times):
-        row["event_time"] = millis
-        row["fired"] = [FiredRule(**rule) for rule in row["fired"]]
-        row["shadow_fired"] = [FiredRule(**rule) for rule in row["shadow_fired"]]
-        decisions.append(RiskDecision(**row))
-    return decisions
+    """A RISK_DECISION table back as RiskDecision records (the stream's sinks, tests and small outputs).
 
+    Column by column (a row's dict costs twice as much), fired rules built only for the rows that have any."""
+    columns = [(table.column(name).cast(pa.int64()) if name == "event_time" else table.column(name)).to_pylist()
+               for name in RiskDecision._fields]
+    for name in ("fired", "shadow_fired"):
+        at = RiskDecision._fields.index(name)
+        columns[at] = [[FiredRule(**rule) for rule in rules] if rules else [] for rules in columns[at]]
+    return [RiskDecision(*values) for values in zip(*columns)]
