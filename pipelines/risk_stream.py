@@ -47,10 +47,10 @@ from runners.options import build_pipeline_options, canonical_runner
 from schemas.attempts import ATTEMPTS
 from schemas.codecs import FORMATS, detect_format, read_records
 from schemas.errors import RunFailed
-from schemas.kafka_values import VALUE_FORMATS, encode_value
+from schemas.kafka_values import VALUE_FORMATS, encode_value, table_messages
 from schemas.records import RawRecord
 from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
-from transforms.columnar.live_risk_flow import ColumnarDecideAttemptStream
+from transforms.columnar.live_risk_flow import DECISION_TABLES, ColumnarDecideAttemptStream
 from transforms.risk.flow import DECISIONS, DecideAttemptStream
 from transforms.risk.rules import RuleSet, load_rules_file
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS
@@ -118,12 +118,14 @@ def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
                    | "ReadAttemptChunks" >> ReadRawChunksFromKafka(read_config(job))
                    | "Risk" >> ColumnarDecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis,
                                                            job.timer_tick_millis))
+        decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> beam.FlatMap(
+            table_messages, job.output_value_format, "risk_decision", "attempt_id")
     else:
         outputs = (pipeline
                    | "ReadAttempts" >> ReadRawRecordsFromKafka(read_config(job))
                    | "Risk" >> DecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis))
-    outputs[DECISIONS] | "WriteDecisions" >> WriteToKafka(write_config(job, DECISIONS, "risk_decision"),
-                                                          decision_message_key)
+        decisions = outputs[DECISIONS]
+    decisions | "WriteDecisions" >> WriteToKafka(write_config(job, DECISIONS, "risk_decision"), decision_message_key)
     outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteToKafka(write_config(job, DEAD_LETTERS, "dead_letter"),
                                                                decision_message_key)
 

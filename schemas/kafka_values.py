@@ -12,9 +12,10 @@ import functools
 import io
 import json
 import struct
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple
 
 import fastavro
+import pyarrow as pa
 
 from schemas.attempts import ATTEMPTS
 from schemas.avro import avro_schema
@@ -32,12 +33,19 @@ class ValueDecodeError(ValueError):
     """A message value that cannot be decoded in the configured format."""
 
 
+class EncodedMessage(NamedTuple):
+    """A message ready for the Kafka sink: its key and value already encoded (`encode_table_values`)."""
+
+    key: Optional[bytes]
+    value: bytes
+
+
 def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str, schema_id: int = 1) -> bytes:
     """Encodes a record's fields (times as epoch millis) as a message value."""
     nested = record_list_fields(schema_name)
     if nested:
-        fields = {name: [item._asdict() for item in value] if name in nested else value
-                  for name, value in fields.items()}
+        fields = {name: [item._asdict() if hasattr(item, "_asdict") else item for item in value]
+                  if name in nested else value for name, value in fields.items()}
     if value_format == "json":
         return json.dumps({name: format_timestamp(value) if name in _TIME_FIELDS and isinstance(value, int)
                            else value for name, value in fields.items()}, separators=(",", ":")).encode()
@@ -48,6 +56,35 @@ def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str,
     if value_format == "confluent-avro":
         return struct.pack(">bI", _CONFLUENT_MAGIC, schema_id) + body.getvalue()
     raise ValueError(f"unknown value format {value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_table_values(table: pa.Table, value_format: str, schema_name: str, schema_id: int = 1) -> List[bytes]:
+    """Every row of an Arrow table whose columns are a record's fields, as `encode_value` encodes that record:
+    the same bytes (tested), column by column, with no record object per row (the columnar stream's sinks)."""
+    names = table.column_names
+    columns = []
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+        values = column.to_pylist()
+        if value_format == "json" and name in _TIME_FIELDS:
+            values = [format_timestamp(value) if isinstance(value, int) else value for value in values]
+        columns.append(values)
+    rows = (dict(zip(names, values)) for values in zip(*columns))
+    if value_format == "json":
+        return [_COMPACT_JSON(row).encode() for row in rows]
+    return [encode_value(row, value_format, schema_name, schema_id) for row in rows]
+
+
+def table_messages(table: pa.Table, value_format: str, schema_name: str, key_column: str) -> List[EncodedMessage]:
+    """A table's rows as messages keyed by one of its text columns (UTF-8), values as `encode_table_values`."""
+    keys = [None if key is None else key.encode("utf-8") for key in table.column(key_column).to_pylist()]
+    return [EncodedMessage(key, value)
+            for key, value in zip(keys, encode_table_values(table, value_format, schema_name))]
 
 
 _AVRO_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})

@@ -26,9 +26,9 @@ from tests.test_risk_rules_in_force import (
     _one_rejected_update,
     _under_recorded_rules,
 )
-from transforms.columnar.live_risk_flow import ColumnarDecideAttemptStream
+from transforms.columnar.live_risk_flow import DECISION_TABLES, ColumnarDecideAttemptStream
+from transforms.columnar.risk import decisions_of
 from transforms.event_time import millis_to_beam_timestamp
-from transforms.risk.flow import DECISIONS
 from transforms.risk.windows import decide_in_order
 from transforms.validate import DEAD_LETTERS
 
@@ -66,7 +66,7 @@ def test_in_order_chunks_get_the_backtest_s_decisions_and_copies_are_decided_onc
     chunks[5] = chunks[5] + [conflicting, broken]
     with TestPipeline(options=stream_options) as pipeline:
         outputs = pipeline | _stream(chunks) | ColumnarDecideAttemptStream(MIXED)
-        assert_that(outputs[DECISIONS], equal_to(expected), label="Decisions")
+        assert_that(outputs[DECISION_TABLES] | beam.FlatMap(decisions_of), equal_to(expected), label="Decisions")
         assert_that(outputs[DEAD_LETTERS] | beam.Map(lambda letter: (letter.stage, letter.source)),
                     equal_to([("dedup", "attempts-topic@0:999"), ("validate", "attempts-topic@0:1000")]),
                     label="DeadLetters")
@@ -90,5 +90,5 @@ def test_a_rules_update_mid_stream_is_in_force_from_the_next_chunk(stream_option
     with TestPipeline(options=stream_options) as pipeline:
         outputs = (pipeline | _stream([raws[start:start + 20] for start in range(0, len(raws), 20)])
                    | ColumnarDecideAttemptStream(RULES_V1, source, poll_millis=0))
-        assert_that(outputs[DECISIONS], check)
+        assert_that(outputs[DECISION_TABLES] | beam.FlatMap(decisions_of), check)
         assert_that(outputs[DEAD_LETTERS], lambda letters: _one_rejected_update(list(letters)), label="RejectedRules")

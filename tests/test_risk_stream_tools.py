@@ -148,3 +148,28 @@ def test_a_decision_message_holds_its_fired_rules_as_records_in_every_format():
                                "risk_decision")
         assert decoded["fired"] == [rule._asdict() for rule in fired]
         assert decoded["shadow_fired"] == [rule._asdict() for rule in shadow]
+
+
+def test_a_decisions_table_encodes_to_the_bytes_of_its_records_in_every_format():
+    """encode_table_values / table_messages (the columnar stream's sink) against encode_value of each record,
+    on hypothesis-drawn rule sets and attempts: every message, every byte, every value format."""
+    from hypothesis import given, settings
+
+    from schemas.kafka_values import VALUE_FORMATS, encode_value, table_messages
+    from tests.test_risk_windows import _cases
+    from transforms.columnar.risk import attempts_table, decide_table, decisions_of
+    from transforms.risk.rules import rule_set_of
+
+    @settings(max_examples=60, deadline=None)
+    @given(_cases())
+    def same_bytes(case):
+        spec, attempts, _ = case
+        table = decide_table(attempts_table(attempts), rule_set_of(spec))
+        records = decisions_of(table)
+        for value_format in VALUE_FORMATS:
+            messages = table_messages(table, value_format, "risk_decision", "attempt_id")
+            assert [m.value for m in messages] == [encode_value(r._asdict(), value_format, "risk_decision")
+                                                  for r in records]
+            assert [m.key for m in messages] == [r.attempt_id.encode() for r in records]
+
+    same_bytes()

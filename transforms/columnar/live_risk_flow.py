@@ -3,7 +3,7 @@
     attempt RawChunks ─► ValidateChunks (9.1) ─► FirstArrivals (9.5: the first copy of an id within the
       dedup horizon; conflicting copies dead letters) ─► DecideChunks (state: every kept attempt as columns,
       one shard; the rules in force per chunk; a watermark timer expires rows) ─► decision tables
-      ─► RiskDecision records (the sinks) and running counts (metrics)
+      ─► the sinks (encoded a table at a time) and running counts (metrics)
 
 One shard: an attempt's keys (card, IP, merchant…) all meet in it, so a
 chunk is decided at once and no decision waits for another step. The state
@@ -26,16 +26,13 @@ from apache_beam.transforms.window import GlobalWindows
 
 from schemas.arrow_coder import ArrowTableCoder
 from schemas.attempts import ATTEMPTS
-from schemas.decisions import RiskDecision
 from schemas.records import DeadLetter
 from transforms.columnar.flow import ValidateChunks, by_record_id
 from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS, FirstArrivalsFn, LiveShardFn
 from transforms.columnar.live_risk import LiveRiskShard
-from transforms.columnar.risk import decisions_of
 from transforms.columnar.risk_flow import decision_table_counts
 from transforms.dedup import DEFAULT_HORIZON
 from transforms.event_time import beam_timestamp_to_millis
-from transforms.risk.flow import DECISIONS
 from transforms.risk.live import METRICS_NAMESPACE, REJECTED_RULES, reported_updates
 from transforms.risk.rules import RuleSet
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS, RulesSourceSpec, shared_rules_in_force
@@ -118,9 +115,9 @@ class _CountDecisionTablesFn(beam.DoFn):
 
 
 class ColumnarDecideAttemptStream(beam.PTransform):
-    """Attempt RawChunks (unbounded) -> {decisions (RiskDecision, one per attempt, as its chunk arrives),
-    decision_tables (the same as RISK_DECISION tables), dead_letters (validation, conflicting copies,
-    refused rules updates)}."""
+    """Attempt RawChunks (unbounded) -> {decision_tables (RISK_DECISION tables: one row per attempt, as its
+    chunk arrives; `decisions_of` turns one into RiskDecision records), dead_letters (validation,
+    conflicting copies, refused rules updates)}."""
 
     def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec] = None,
                  poll_millis: int = DEFAULT_POLL_MILLIS, tick_millis: int = DEFAULT_TICK_MILLIS,
@@ -144,7 +141,6 @@ class ColumnarDecideAttemptStream(beam.PTransform):
         _ = tables | "CountDecisions" >> beam.ParDo(_CountDecisionTablesFn())
         decided[REJECTED_RULES].element_type = DeadLetter
         return {
-            DECISIONS: tables | "DecisionRecords" >> beam.FlatMap(decisions_of).with_output_types(RiskDecision),
             DECISION_TABLES: tables,
             DEAD_LETTERS: ((validated[DEAD_LETTERS], arrivals[DEAD_LETTERS], decided[REJECTED_RULES])
                            | "DeadLetters" >> beam.Flatten()),

@@ -1,5 +1,8 @@
 """Kafka sink: NamedTuple records -> a Kafka topic, never losing one silently (docs/DESIGN.md 5).
 
+A record may also come encoded already (`schemas.kafka_values.EncodedMessage`: key and value bytes,
+e.g. a columnar step's table encoded at once by `table_messages`); it is produced as it is.
+
 `WriteToKafka` is a pure-Python composite on confluent-kafka, so it runs on
 every Beam runner (including the local ones). Each DoFn instance owns one
 idempotent producer (`enable.idempotence=true`, `acks=all`): retries inside
@@ -34,7 +37,7 @@ from pipelines.io.kafka._clients import new_producer
 from pipelines.io.kafka._health import BrokerWatch
 from schemas.avro import avro_schema
 from schemas.codecs import capped
-from schemas.kafka_values import VALUE_FORMATS, encode_value, raw_text
+from schemas.kafka_values import VALUE_FORMATS, EncodedMessage, encode_value, raw_text
 from schemas.records import DeadLetter
 
 _LOG = logging.getLogger(__name__)
@@ -203,8 +206,11 @@ class _KafkaWriteFn(beam.DoFn):
         from confluent_kafka import KafkaException
 
         config = self._config
-        value = encode_value(record._asdict(), config.value_format, config.schema_name, config.schema_id)
-        key = self._key_fn(record)
+        if isinstance(record, EncodedMessage):  # encoded upstream, a table at a time (encode_table_values)
+            key, value = record
+        else:
+            value = encode_value(record._asdict(), config.value_format, config.schema_name, config.schema_id)
+            key = self._key_fn(record)
         bundle = self._bundle
         place = (window, timestamp)
         while True:
