@@ -33,6 +33,9 @@ class ValueDecodeError(ValueError):
     """A message value that cannot be decoded in the configured format."""
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":"))
+
+
 class EncodedMessage(NamedTuple):
     """A message ready for the Kafka sink: its key and value already encoded (`encode_table_values`)."""
 
@@ -47,8 +50,8 @@ def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str,
         fields = {name: [item._asdict() if hasattr(item, "_asdict") else item for item in value]
                   if name in nested else value for name, value in fields.items()}
     if value_format == "json":
-        return json.dumps({name: format_timestamp(value) if name in _TIME_FIELDS and isinstance(value, int)
-                           else value for name, value in fields.items()}, separators=(",", ":")).encode()
+        return _COMPACT_JSON({name: format_timestamp(value) if name in _TIME_FIELDS and isinstance(value, int)
+                              else value for name, value in fields.items()}).encode()
     body = io.BytesIO()
     fastavro.schemaless_writer(body, avro_schema(schema_name), _avro_ready(fields))
     if value_format == "avro":
@@ -56,9 +59,6 @@ def encode_value(fields: Mapping[str, Any], value_format: str, schema_name: str,
     if value_format == "confluent-avro":
         return struct.pack(">bI", _CONFLUENT_MAGIC, schema_id) + body.getvalue()
     raise ValueError(f"unknown value format {value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
-
-
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def encode_table_values(table: pa.Table, value_format: str, schema_name: str, schema_id: int = 1) -> List[bytes]:

@@ -33,7 +33,6 @@ def _reference(arrival, rule_set):
 
 def _live(arrival, rule_set, rng: random.Random, restore: bool = False, expire: bool = False):
     shard, decisions, position = LiveRiskShard(), [], 0
-    retention = rule_set.retention_millis
     while position < len(arrival):
         size = rng.randint(1, 8)
         chunk = arrival[position:position + size]
@@ -42,10 +41,10 @@ def _live(arrival, rule_set, rng: random.Random, restore: bool = False, expire: 
         assert table.schema == arrow.RISK_DECISION
         decisions.extend(decisions_of(table))
         if restore and rng.random() < 0.5:
-            shard = LiveRiskShard.restore(shard.clock, [shard.snapshot()])
+            shard = LiveRiskShard.restore(shard.clock, [shard.snapshot()], rule_set.retention_millis)
         if expire and position < len(arrival):
             # The watermark at most at what is still to come: nothing that follows is late.
-            shard.expire(min(a.event_time for a in arrival[position:]) - rng.randint(0, 5), retention)
+            shard.expire(min(a.event_time for a in arrival[position:]) - rng.randint(0, 5))
     return decisions
 
 
@@ -98,7 +97,8 @@ def test_expired_rows_leave_and_a_redelivered_attempt_is_decided_once():
     assert shard.decide(attempts_table(first), MIXED).num_rows == 5
     assert shard.decide(attempts_table(first[2:3]), MIXED).num_rows == 0  # already kept: decided once
     retention = MIXED.retention_millis
-    assert shard.expire(first[2].event_time + retention + 1, retention) == 3 and shard.rows == 2
-    assert shard.next_expiry(retention) == first[3].event_time + retention
+    assert shard.retention_millis == retention  # the rules of the latest chunk
+    assert shard.expire(first[2].event_time + retention + 1) == 3 and shard.rows == 2
+    assert shard.next_expiry() == first[3].event_time + retention
     empty = shard.decide(pa.Table.from_pylist([], schema=arrow.AUTHORIZATION_ATTEMPT), MIXED)
     assert empty.num_rows == 0 and empty.schema == arrow.RISK_DECISION

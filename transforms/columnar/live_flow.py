@@ -181,7 +181,7 @@ class LiveShardFn(beam.DoFn):
         stored = self._read_meta(meta)
         shard = self._cache.take(number, stored)
         if shard is None:
-            shard = restore(restored_clock(stored[1] if stored is not None else None),
+            shard = restore(_clock(stored[1] if stored is not None else None),
                             list(kept.read()) if stored is not None else [])
         return shard
 
@@ -257,7 +257,7 @@ def _stored_clock(clock: int) -> int:
     return clock + _CLOCK_SHIFT
 
 
-def restored_clock(stored: Optional[int]) -> int:
+def _clock(stored: Optional[int]) -> int:
     return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
@@ -309,7 +309,7 @@ class MatchLiveFn(LiveShardFn):
                 shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
             else:
                 shard = LiveMatchShard.restore(self._policy, self._retention_millis, self._tick_millis,
-                                               restored_clock(stored[1]), stored[2], candidates.read(), keys.read())
+                                               _clock(stored[1]), stored[2], candidates.read(), keys.read())
         return shard
 
     def _save(self, number: int, shard: LiveMatchShard, candidates, keys, meta, tick) -> None:
@@ -528,4 +528,4 @@ class ColumnarStreamReconcile(beam.PTransform):
 
 
 __all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "FirstArrivalsFn", "KEY_STATE",
-           "LIVE_CANDIDATES", "LiveShardFn", "ShardCountChanged", "restored_clock"]
+           "LIVE_CANDIDATES", "LiveShardFn", "ShardCountChanged"]

@@ -95,7 +95,7 @@ class LiveRiskShard:
 
     def __init__(self, tick_millis: int = 1_000):
         self.tick_millis = max(1, int(tick_millis))
-        self.retention_millis = 0  # the latest rule set's longest window (the next expiry's distance)
+        self.retention_millis = 0  # the latest rule set's longest window: how long rows stay (expire)
         self.kept = LiveRows(ATTEMPT_TABLE)
         self._time = _Growing(np.int64)
         self._hashes = {name: _Growing(np.uint64) for name in _HASHED}
@@ -107,10 +107,15 @@ class LiveRiskShard:
     def decide(self, chunk: pa.Table, rule_set: RuleSet) -> pa.Table:
         """Attempts in arrival order (AUTHORIZATION attempt columns) -> one RISK_DECISION row per attempt not
         seen before (an id already kept, or earlier in the chunk, is decided once: nothing for it)."""
-        fresh = self._fresh(chunk.select(ATTEMPT_TABLE.names).cast(ATTEMPT_TABLE))
+        self.retention_millis = rule_set.retention_millis
+        chunk = chunk.select(ATTEMPT_TABLE.names).cast(ATTEMPT_TABLE)
+        hashes = _row_hashes(chunk)
+        first = self._first_arrivals(chunk, hashes["attempt_id"])
+        fresh = chunk if first.all() else chunk.filter(pa.array(first))
         if fresh.num_rows == 0:
             return _empty_decisions()
-        hashes = _row_hashes(fresh)
+        if not first.all():
+            hashes = {name: values[first] for name, values in hashes.items()}
         times = to_numpy(fresh.column("event_time")).astype(np.int64)
         decided, start = [], 0
         for end in segment_ends(fresh, rule_set):
@@ -119,20 +124,18 @@ class LiveRiskShard:
         self._append(fresh, hashes, times)
         return pa.concat_tables(decided)
 
-    def _fresh(self, chunk: pa.Table) -> pa.Table:
-        """The chunk without ids the shard keeps, nor later copies within the chunk."""
+    def _first_arrivals(self, chunk: pa.Table, id_hashes: np.ndarray) -> np.ndarray:
+        """Per row: not an id the shard keeps, nor a later copy of one earlier in the chunk."""
         ids = chunk.column("attempt_id")
         first = np.zeros(chunk.num_rows, dtype=bool)
         first[np.unique(to_numpy(pc.index_in(ids, value_set=pc.unique(ids))), return_index=True)[1]] = True
         kept_ids = self._hashes["attempt_id"].values
         if len(kept_ids):
-            maybe = np.flatnonzero(first & to_numpy(pc.is_in(pa.array(stable_hash([ids])),
-                                                             value_set=pa.array(kept_ids))))
+            maybe = np.flatnonzero(first & to_numpy(pc.is_in(pa.array(id_hashes), value_set=pa.array(kept_ids))))
             if len(maybe):  # a hash in common: compare the ids themselves
-                rows = np.flatnonzero(np.isin(kept_ids, stable_hash([ids.take(pa.array(maybe))])))
-                held = self.kept.take(rows).column("attempt_id")
-                first[maybe[to_numpy(pc.is_in(ids.take(pa.array(maybe)), value_set=held))]] = False
-        return chunk if first.all() else chunk.filter(pa.array(first))
+                held = self.kept.take(np.flatnonzero(np.isin(kept_ids, id_hashes[maybe])), ["attempt_id"])
+                first[maybe[to_numpy(pc.is_in(ids.take(pa.array(maybe)), value_set=held.column(0)))]] = False
+        return first
 
     def _decide_segment(self, fresh: pa.Table, hashes: Dict[str, np.ndarray], times: np.ndarray, start: int,
                         end: int, rule_set: RuleSet) -> pa.Table:
@@ -141,17 +144,17 @@ class LiveRiskShard:
         outcomes: List[RuleOutcome] = []
         earliest = int(times[start:end].min())
         read = columns_read(rule_set)
-        targets_read = targets.select(read)
+        fresh_read, targets_read = fresh.select(read), targets.select(read)
+        kept_hashes = {name: column.values for name, column in self._hashes.items()}
+        earlier_hashes = {name: values[:start] for name, values in hashes.items()}
         for spec in rule_set.key_specs:
             retention = rule_set.longest_window_millis(spec)
             wanted = pa.array(_spec_hash(target_hashes, spec))
             after = earliest - retention  # older rows are in no window and hide nothing (see visible_after)
-            kept_rows = self._rows_of(self._time.values, {n: g.values for n, g in self._hashes.items()},
-                                      spec, wanted, after)
-            earlier_rows = self._rows_of(times[:start], {n: v[:start] for n, v in hashes.items()}, spec, wanted,
-                                         after)
+            kept_rows = self._rows_of(self._time.values, kept_hashes, spec, wanted, after)
+            earlier_rows = self._rows_of(times[:start], earlier_hashes, spec, wanted, after)
             context = pa.concat_tables([self.kept.take(kept_rows, read),
-                                        fresh.select(read).take(pa.array(earlier_rows, pa.int64())),
+                                        fresh_read.take(pa.array(earlier_rows, pa.int64())),
                                         targets_read]).combine_chunks()
             columns = AttemptColumns(context)
             first_target = len(kept_rows) + len(earlier_rows)
@@ -181,13 +184,13 @@ class LiveRiskShard:
 
     # ------------------------------------------------------------------ state
 
-    def expire(self, watermark_millis: int, retention_millis: int) -> int:
+    def expire(self, watermark_millis: int) -> int:
         """The watermark reached `watermark_millis`: rows before it - `retention_millis` (the rule set's
         longest window) leave; only an attempt behind the watermark could have seen them, or be their
         re-delivery. Returns how many left."""
         self.clock = max(self.clock, watermark_millis)
         times = self._time.values
-        live = np.flatnonzero(times >= self.clock - retention_millis)
+        live = np.flatnonzero(times >= self.clock - self.retention_millis)
         gone = len(times) - len(live)
         if gone:
             self.kept.compact(live)
@@ -196,15 +199,15 @@ class LiveRiskShard:
                 column.keep(live)
         return gone
 
-    def next_expiry(self, retention_millis: int) -> Optional[int]:
+    def next_expiry(self) -> Optional[int]:
         """When the oldest kept row may leave (its event time + retention), None when nothing is kept."""
         times = self._time.values
-        return int(times.min()) + retention_millis if len(times) else None
+        return int(times.min()) + self.retention_millis if len(times) else None
 
     def next_timer(self) -> Optional[int]:
         """When to expire next: after the oldest row's expiry, rounded up to a step of the tick or an eighth
         of the retention, whichever is longer (rows may stay up to a step longer; timers stay few)."""
-        expiry = self.next_expiry(self.retention_millis)
+        expiry = self.next_expiry()
         if expiry is None:
             return None
         step = max(self.tick_millis, self.retention_millis // 8)
@@ -223,10 +226,12 @@ class LiveRiskShard:
         return self.kept.all().combine_chunks()
 
     @classmethod
-    def restore(cls, clock: int, tables: Iterable[pa.Table], tick_millis: int = 1_000) -> "LiveRiskShard":
-        """As persisted: the kept attempts (any order: every one of them arrived before what comes next)."""
+    def restore(cls, clock: int, tables: Iterable[pa.Table], retention_millis: int,
+                tick_millis: int = 1_000) -> "LiveRiskShard":
+        """As persisted: the kept attempts (any order: every one of them arrived before what comes next),
+        kept for `retention_millis` (the rules in force)."""
         shard = cls(tick_millis)
-        shard.clock = clock
+        shard.clock, shard.retention_millis = clock, retention_millis
         kept = pa.concat_tables([ATTEMPT_TABLE.empty_table(), *(t.select(ATTEMPT_TABLE.names) for t in tables)])
         if kept.num_rows:
             shard._append(kept.combine_chunks(), _row_hashes(kept), to_numpy(kept.column("event_time")).astype(np.int64))

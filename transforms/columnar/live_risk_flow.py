@@ -33,6 +33,7 @@ from transforms.columnar.live_risk import LiveRiskShard
 from transforms.columnar.risk_flow import decision_table_counts
 from transforms.dedup import DEFAULT_HORIZON
 from transforms.event_time import beam_timestamp_to_millis
+from transforms.risk.flow import RunningRiskCounts
 from transforms.risk.live import METRICS_NAMESPACE, REJECTED_RULES, reported_updates
 from transforms.risk.rules import RuleSet
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS, RulesSourceSpec, shared_rules_in_force
@@ -62,8 +63,7 @@ class DecideChunksFn(LiveShardFn):
         rule_set = self._rules.current()
         for letter in reported_updates(self._rules):
             yield pvalue.TaggedOutput(REJECTED_RULES, letter)
-        shard = self._shard(shard_number, kept, meta)
-        shard.retention_millis = rule_set.retention_millis
+        shard = self._shard(shard_number, kept, meta, rule_set.retention_millis)
         decisions = shard.decide(table, rule_set)
         self._save(shard_number, shard, kept, meta, expire, rewrite=False)  # saved before anything leaves
         if decisions.num_rows:
@@ -73,17 +73,18 @@ class DecideChunksFn(LiveShardFn):
     def on_expire(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
                   kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
                   expire=beam.DoFn.TimerParam(EXPIRE)):
-        shard = self._shard(key, kept, meta)
+        retention_millis = self._rules.current().retention_millis
+        shard = self._shard(key, kept, meta, retention_millis)
+        shard.retention_millis = retention_millis  # a cached shard's: the rules may have changed since
         fired_millis = beam_timestamp_to_millis(fired_at)
-        shard.retention_millis = self._rules.current().retention_millis
-        gone = shard.expire(fired_millis, shard.retention_millis)
+        gone = shard.expire(fired_millis)
         self._stride.fired(key, fired_millis)
         self._save(key, shard, kept, meta, expire, rewrite=gone > 0)
         return []
 
-    def _shard(self, number: int, kept, meta) -> LiveRiskShard:
+    def _shard(self, number: int, kept, meta, retention_millis: int) -> LiveRiskShard:
         return self._cached_or_restored(number, kept, meta, lambda clock, tables: LiveRiskShard.restore(
-            clock, tables, self._tick_millis))
+            clock, tables, retention_millis, self._tick_millis))
 
     def _save(self, number: int, shard: LiveRiskShard, kept, meta, expire, rewrite: bool) -> None:
         if rewrite:
@@ -97,20 +98,13 @@ class DecideChunksFn(LiveShardFn):
 
 
 class _CountDecisionTablesFn(beam.DoFn):
-    """The per-element stream's running metrics (`risk.decisions`, `risk.action.<ACTION>`,
-    `risk.rule.<id>.fired` / `.shadow_fired`), from each decisions table at once."""
+    """The per-element stream's running metrics (`RunningRiskCounts`), from each decisions table at once."""
 
     def setup(self):
-        self._counters: Dict[str, beam.metrics.metricbase.Counter] = {}
+        self._counts = RunningRiskCounts()
 
     def process(self, table: pa.Table):
-        for name, value in decision_table_counts(table):
-            if ".minor." in name:  # money stays on the topic, not in a running metric
-                continue
-            counter = self._counters.get(name)
-            if counter is None:
-                counter = self._counters[name] = Metrics.counter(METRICS_NAMESPACE, f"risk.{name}")
-            counter.inc(value)
+        self._counts.add(decision_table_counts(table))
         return []
 
 

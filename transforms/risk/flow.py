@@ -13,7 +13,7 @@ with a second rule set `change.<BEFORE>.<AFTER>` (10.9).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
@@ -179,24 +179,32 @@ class BacktestAttempts(beam.PTransform):
         return outputs
 
 
-class _CountDecisionsFn(beam.DoFn):
+class RunningRiskCounts:
     """A stream's counts as Beam metrics while it runs (namespace paybeam): `risk.decisions`,
-    `risk.action.<ACTION>`, `risk.rule.<id>.fired` / `.shadow_fired`."""
+    `risk.action.<ACTION>`, `risk.rule.<id>.fired` / `.shadow_fired`, from (name, value) pairs of the
+    run.json counts; money stays in run.json and on the topic, not in a running metric."""
 
-    def setup(self):
+    def __init__(self):
         self._counters: Dict[str, beam.metrics.metricbase.Counter] = {}
 
-    def _counter(self, name: str):
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"risk.{name}")
-        return counter
+    def add(self, counts: Iterable[Tuple[str, int]]) -> None:
+        for name, value in counts:
+            if ".minor." in name:
+                continue
+            counter = self._counters.get(name)
+            if counter is None:
+                counter = self._counters[name] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"risk.{name}")
+            counter.inc(value)
+
+
+class _CountDecisionsFn(beam.DoFn):
+    """`RunningRiskCounts` of each decision, one record at a time."""
+
+    def setup(self):
+        self._counts = RunningRiskCounts()
 
     def process(self, decision: RiskDecision):
-        self._counter(DECISION_COUNT).inc()
-        for name, value in decision_counts(decision):
-            if ".minor." not in name:  # money stays in run.json and on the topic, not in a running metric
-                self._counter(name).inc(value)
+        self._counts.add([(DECISION_COUNT, 1), *decision_counts(decision)])
 
 
 class DecideAttemptStream(beam.PTransform):
