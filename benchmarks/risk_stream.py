@@ -2,7 +2,7 @@
 
     python benchmarks/risk_stream.py [--runners prism flink] [--engine columnar|elementwise]
         [--parts a b c] [--sizes 5000 20000] [--rates 100 1000] [--duration 30] [--cards 1000000]
-        [--stream-flag=--FLAG=VALUE …] [--bootstrap-servers HOST:PORT]
+        [--stream-flag=--FLAG=VALUE …] [--bootstrap-servers HOST:PORT] [--latency-log PATH]
 
 Needs `make engine-kafka engine-prism` (and `make engine-flink` for `--runners flink`). Starts an Apache
 Kafka broker unless given one, then per runner:
@@ -169,6 +169,12 @@ class Bench:
                 while time.monotonic() < drain and not all(i in watcher.arrived for i in ids):
                     time.sleep(0.2)
                 latencies = sorted(watcher.arrived[i] - produced[i] for i in ids if i in watcher.arrived)
+                if self.args.latency_log:
+                    with open(self.args.latency_log, "a") as log:
+                        for i in ids:
+                            log.write(json.dumps({"rate": rate, "attempt_id": i, "produced": produced[i] - start,
+                                                  "latency": watcher.arrived.get(i, float("nan")) - produced[i]})
+                                      + "\n")
                 results[str(rate)] = {**latency_summary(latencies), "produced": len(ids),
                                       "decided": len(latencies), "kept_up": len(latencies) == len(ids)}
         finally:
@@ -269,6 +275,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--deadline", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument("--bootstrap-servers")
+    parser.add_argument("--latency-log", metavar="PATH",
+                        help="part b: append each attempt's produce time (s from the rate's start) and latency as "
+                             "JSON lines, to see where latency comes from")
     args = parser.parse_args()
     if args.bootstrap_servers:
         report = run(args, args.bootstrap_servers, f"given ({args.bootstrap_servers})")

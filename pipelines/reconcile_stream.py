@@ -93,6 +93,8 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
         chunk_max_records=job.chunk_max_records,
         chunk_max_millis=job.chunk_max_millis,
         read_call_millis=job.read_call_millis,
+        resume_millis=job.resume_millis,
+        linger_millis=job.linger_millis,
     )
     try:
         config.validate()

@@ -59,6 +59,13 @@ from transforms.validate import DEAD_LETTERS, validate_raw_record
 RulesSource = Union[RulesTopic, WatchedRulesFile, None]
 
 
+# A decision is wanted within a fraction of a second: a read hands on what has arrived at once, and a partition
+# read to its end is read again after 50 ms, where reconciliation lingers 200 ms and waits 500 ms
+# (docs/DESIGN.md 10.13).
+RISK_RESUME_MILLIS = 50
+RISK_LINGER_MILLIS = 0
+
+
 @dataclass
 class RiskStreamJob:
     bootstrap_servers: str
@@ -76,6 +83,8 @@ class RiskStreamJob:
     consumer_config: Dict[str, str] = field(default_factory=dict)
     producer_config: Dict[str, str] = field(default_factory=dict)
     read_call_millis: int = 500
+    resume_millis: int = RISK_RESUME_MILLIS
+    linger_millis: int = RISK_LINGER_MILLIS
     broker_timeout_seconds: float = 60.0
     engine: str = COLUMNAR
     chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
@@ -97,7 +106,8 @@ def read_config(job: RiskStreamJob) -> KafkaReadConfig:
         input_name=ATTEMPTS, value_format=job.value_format, start=job.start,
         start_timestamp_millis=job.start_timestamp_millis, idle_timeout_seconds=job.idle_timeout_seconds,
         broker_timeout_seconds=job.broker_timeout_seconds, consumer_config=job.consumer_config,
-        read_call_millis=job.read_call_millis, chunk_max_records=job.chunk_max_records,
+        read_call_millis=job.read_call_millis, resume_millis=job.resume_millis, linger_millis=job.linger_millis,
+        chunk_max_records=job.chunk_max_records,
         chunk_max_millis=job.chunk_max_millis)
     try:
         config.validate()
@@ -188,7 +198,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
         value_format=args.value_format, output_value_format=args.output_value_format,
         consumer_config=parse_settings(args.consumer_config, "--consumer-config"),
         producer_config=parse_settings(args.producer_config, "--producer-config"),
-        read_call_millis=args.read_call_ms, broker_timeout_seconds=args.broker_timeout, runner=args.runner,
+        read_call_millis=args.read_call_ms, resume_millis=args.resume_ms, linger_millis=args.linger_ms,
+        broker_timeout_seconds=args.broker_timeout, runner=args.runner,
         beam_args=list(beam_args), engine=args.engine, chunk_max_records=args.chunk_max_records,
         chunk_max_millis=args.chunk_max_ms, timer_tick_millis=args.timer_tick_ms)
 
@@ -284,7 +295,7 @@ def add_risk_stream_commands(tools) -> None:
                              f"{DEFAULT_POLL_MILLIS}; 0: before every attempt)")
     stream.add_argument("--decisions-topic", default="paybeam.decisions")
     stream.add_argument("--dead-letters-topic", default="paybeam.risk.dead_letters")
-    add_kafka_client_arguments(stream, "paybeam.risk")
+    add_kafka_client_arguments(stream, "paybeam.risk", RISK_RESUME_MILLIS, RISK_LINGER_MILLIS)
     stream.add_argument("--engine", choices=ENGINES, default=COLUMNAR,
                         help="columnar (default: Arrow chunks, every kept attempt as columns, a chunk decided at "
                              "once) or elementwise (one element per attempt: the reference)")

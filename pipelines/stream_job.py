@@ -25,7 +25,9 @@ from pipelines.io.kafka import (
     DEFAULT_BROKER_TIMEOUT_SECONDS,
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
+    DEFAULT_LINGER_MILLIS,
     DEFAULT_READ_CALL_MILLIS,
+    DEFAULT_RESUME_MILLIS,
     START_POSITIONS,
 )
 from pipelines.kafka_arguments import parse_settings
@@ -65,6 +67,8 @@ class StreamJob:
     chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
     chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
     read_call_millis: int = DEFAULT_READ_CALL_MILLIS
+    resume_millis: int = DEFAULT_RESUME_MILLIS
+    linger_millis: int = DEFAULT_LINGER_MILLIS
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     open_items_topic: Optional[str] = None  # None: <group_id>.open-items
     status_interval_seconds: float = 5.0  # unbounded runs: a status line this often on stderr; 0: none
@@ -74,7 +78,9 @@ class StreamJob:
         return self.bounded is None
 
 
-def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: str) -> None:
+def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: str,
+                               resume_millis: int = DEFAULT_RESUME_MILLIS,
+                               linger_millis: int = DEFAULT_LINGER_MILLIS) -> None:
     """The Kafka reading and writing options every streaming command shares (`stream`, `risk stream`)."""
     parser.add_argument("--group-id", default=default_group, help="consumer group whose offsets are committed")
     parser.add_argument("--start", choices=START_POSITIONS, default="committed",
@@ -93,6 +99,12 @@ def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: s
                         help="the longest one read of a partition runs before its records move on: runners finish "
                              "a bundle (and Flink passes a checkpoint) only between reads (default "
                              f"{DEFAULT_READ_CALL_MILLIS})")
+    parser.add_argument("--resume-ms", type=int, default=resume_millis, metavar="MILLIS",
+                        help="how soon a partition that was read to its end, with records, is read again (an idle "
+                             f"one: 500 ms); sooner lowers latency and costs a bundle per read (default {resume_millis})")
+    parser.add_argument("--linger-ms", type=int, default=linger_millis, metavar="MILLIS",
+                        help="how long a read keeps collecting messages after the first one before it hands them "
+                             f"on; 0: only what has arrived (default {linger_millis})")
     parser.add_argument("--broker-timeout", type=float, default=DEFAULT_BROKER_TIMEOUT_SECONDS, metavar="SECONDS",
                         help="fail (exit 1, nothing committed) when the brokers do not answer for this long "
                              f"(default {DEFAULT_BROKER_TIMEOUT_SECONDS:g})")
@@ -113,7 +125,7 @@ def add_chunk_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_at_least_one(args: argparse.Namespace) -> None:
     """The whole-number stream flags that must be at least 1 (those a command has): UsageError otherwise."""
-    for flag in ("--timer-tick-ms", "--chunk-max-records", "--chunk-max-ms", "--read-call-ms"):
+    for flag in ("--timer-tick-ms", "--chunk-max-records", "--chunk-max-ms", "--read-call-ms", "--resume-ms"):
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1")
@@ -250,6 +262,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         chunk_max_records=args.chunk_max_records,
         chunk_max_millis=args.chunk_max_ms,
         read_call_millis=args.read_call_ms,
+        resume_millis=args.resume_ms,
+        linger_millis=args.linger_ms,
         shards=shards,
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,

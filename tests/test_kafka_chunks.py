@@ -17,10 +17,12 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import Duration, Timestamp
 
 from pipelines.io.kafka import (
+    DEFAULT_LINGER_MILLIS,
     DEFAULT_READ_CALL_MILLIS,
+    DEFAULT_RESUME_MILLIS,
     OFFSETS,
     UNBOUNDED_STOP,
     KafkaReadConfig,
@@ -290,12 +292,23 @@ def test_read_call_millis_ends_a_busy_call_on_the_injected_clock(kafka_broker, c
     assert primary.stop >= 1200 and residual.start == primary.stop
 
 
-def test_read_call_millis_is_validated():
+@pytest.mark.parametrize("name", ["read_call_millis", "resume_millis"])
+def test_read_call_and_resume_millis_are_validated(name):
     config = KafkaReadConfig(bootstrap_servers="127.0.0.1:9", topics=("t",), group_id="g", input_name=PAYMENTS)
     assert config.read_call_millis == DEFAULT_READ_CALL_MILLIS == 500
+    assert config.resume_millis == DEFAULT_RESUME_MILLIS == 500
     for bad in (0, -1, 0.5, True):
-        with pytest.raises(ValueError, match="read_call_millis must be a positive integer"):
-            KafkaReadConfig(**{**config.__dict__, "read_call_millis": bad}).validate()
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+            KafkaReadConfig(**{**config.__dict__, name: bad}).validate()
+
+
+def test_linger_millis_may_be_zero_and_is_validated():
+    config = KafkaReadConfig(bootstrap_servers="127.0.0.1:9", topics=("t",), group_id="g", input_name=PAYMENTS)
+    assert config.linger_millis == DEFAULT_LINGER_MILLIS == 200
+    KafkaReadConfig(**{**config.__dict__, "linger_millis": 0}).validate()
+    for bad in (-1, 0.5, True, None):
+        with pytest.raises(ValueError, match="linger_millis must be a whole number"):
+            KafkaReadConfig(**{**config.__dict__, "linger_millis": bad}).validate()
 
 
 def _stepping(step: float):
@@ -340,6 +353,72 @@ def test_an_idle_chunk_reader_releases_its_watermark_as_the_record_reader_does(k
         assert estimator.current_watermark() == Timestamp.of(clock.now - 5.0)
     finally:
         fn.teardown()
+
+
+@pytest.mark.parametrize("chunks", [True, False], ids=["chunk-mode", "record-mode"])
+@pytest.mark.parametrize("resume_millis, active_delay", [(50, 0.05), (200, 0.2), (5_000, 0.5)])
+def test_a_caught_up_partition_comes_back_after_resume_millis_and_after_half_a_second_when_idle(
+        kafka_broker, chunks, resume_millis, active_delay):
+    """A call that read up to the partition's end defers its remainder by `resume_millis` (at most 0.5 s):
+    the live risk stream's 50 ms read its next records that soon, where every decision used to wait up to
+    half a second (2026-12-05); a call that found nothing comes back after 0.5 s, as idle partitions did."""
+    from apache_beam.runners.sdf_utils import (
+        RestrictionTrackerView,
+        ThreadsafeRestrictionTracker,
+        ThreadsafeWatermarkEstimator,
+    )
+
+    from pipelines.io.kafka import CheckpointOnlyOffsetTracker
+
+    topic = new_topic(kafka_broker, partitions=1)
+    produce_payments(kafka_broker, topic, payments("soon", 7), partitions=(0,))
+    descriptor = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
+    fn = ReadPartitionFn(config_for(kafka_broker, topic, bounded=None, idle_timeout_seconds=3_600.0,
+                                    read_call_millis=600_000, resume_millis=resume_millis),
+                         ManualClock(now=1_800_000_000.0), chunks=chunks)
+
+    def one_call(start: int):
+        tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(OffsetRange(start, UNBOUNDED_STOP)))
+        outputs = list(fn.process(descriptor, _Finalizer(), RestrictionTrackerView(tracker),
+                                  ThreadsafeWatermarkEstimator(PartitionWatermarkEstimator(None))))
+        tracker.check_done()
+        residual, delay = tracker.deferred_status()  # the delay less the time since it was set
+        read = sum(o.value.read_count for o in outputs) if chunks else len(outputs)
+        return read, residual, delay
+
+    fn.setup()
+    try:
+        read, residual, delay = one_call(0)
+        assert read == 7 and residual == OffsetRange(7, UNBOUNDED_STOP)
+        assert Duration(seconds=active_delay - 0.02) < delay <= Duration(seconds=active_delay)  # read: back soon
+        read, residual, delay = one_call(7)
+        assert read == 0 and residual == OffsetRange(7, UNBOUNDED_STOP)
+        assert Duration(seconds=0.48) < delay <= Duration(seconds=0.5)  # nothing there: back later
+    finally:
+        fn.teardown()
+
+
+def test_poll_batch_takes_at_most_its_batch_and_every_message_once(kafka_broker):
+    from confluent_kafka import TopicPartition
+
+    from pipelines.io.kafka import new_consumer, poll_batch
+
+    topic = new_topic(kafka_broker, partitions=1)
+    produce_payments(kafka_broker, topic, payments("pb", 23), partitions=(0,))
+    consumer = new_consumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "g-poll-batch",
+                             "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        offsets, eof = [], False
+        while not eof:
+            batch = poll_batch(consumer, 5, 5.0, linger_seconds=0.01 * (len(offsets) % 2))
+            assert 1 <= len(batch) <= 5  # a message or the end-of-partition event within 5 s, at most 5
+            offsets += [message.offset() for message in batch if message.error() is None]
+            eof = any(message.error() is not None for message in batch)
+        assert offsets == list(range(23))
+        assert poll_batch(consumer, 5, 0.05) == []  # nothing more: an empty batch after the wait
+    finally:
+        consumer.close()
 
 
 # ------------------------------------------------------------------------------------------

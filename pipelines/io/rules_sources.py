@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from pipelines.io.kafka import new_consumer
+from pipelines.io.kafka import new_consumer, poll_batch
 from schemas.errors import UserError
 
 RULES_TOPIC_TIMEOUT_SECONDS = 10.0
@@ -73,7 +73,7 @@ class _RulesTopicReader:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"rules topic {self._spec.topic!r}: offset {end} not reached within "
                                    f"{self._spec.timeout_seconds:g}s")
-            for message in self._consumer.consume(num_messages=100, timeout=0.2):
+            for message in poll_batch(self._consumer, 100, 0.2):
                 if message.error() is not None:
                     raise KafkaException(message.error())
                 self._next = message.offset() + 1

@@ -15,13 +15,15 @@ Modules (all private):
 * `_open_items_store`: the bounded runs' open-items store on a compacted topic.
 * `_topics`: creating topics, and reading one to its end.
 """
-from pipelines.io.kafka._clients import new_admin, new_consumer, new_producer, source_consumer
+from pipelines.io.kafka._clients import new_admin, new_consumer, new_producer, poll_batch, source_consumer
 from pipelines.io.kafka._commit import OFFSETS, AllWritten, CommitOffsetsWhenWritten
 from pipelines.io.kafka._config import (
     BOUNDED_MODES,
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
+    DEFAULT_LINGER_MILLIS,
     DEFAULT_READ_CALL_MILLIS,
+    DEFAULT_RESUME_MILLIS,
     START_POSITIONS,
     KafkaReadConfig,
 )
@@ -76,7 +78,9 @@ __all__ = [
     # Chunk mode: RawChunks (Arrow tables) for the columnar engine
     "DEFAULT_CHUNK_MAX_MILLIS",
     "DEFAULT_CHUNK_MAX_RECORDS",
+    "DEFAULT_LINGER_MILLIS",
     "DEFAULT_READ_CALL_MILLIS",
+    "DEFAULT_RESUME_MILLIS",
     "ReadRawChunksFromKafka",
     "ReadKafkaChunksCommitLater",
     "OFFSETS",
@@ -110,6 +114,7 @@ __all__ = [
     "RateLimitedLog",  # tests/test_broker_outage.py checks the log limiter with a manual clock
     "new_admin",
     "new_consumer",
+    "poll_batch",
     "new_producer",
     "source_consumer",
     # Topics (the `paybeam kafka` tools, tests, benchmarks)

@@ -37,6 +37,13 @@ DEFAULT_CHUNK_MAX_MILLIS = 200
 # brought p50 to 6 s (docs/DESIGN.md 9.5, 2026-12-04). A busy partition's call ends sooner, at
 # max(10,000, chunk_max_records) records.
 DEFAULT_READ_CALL_MILLIS = 500
+# How a live read paces itself (docs/DESIGN.md 5, 9.5): after its first message a poll keeps collecting for
+# up to `linger_millis`, and a partition read to its end, with records, is read again after `resume_millis`
+# (an idle one after 500 ms). The defaults are reconciliation's pace of before 2026-12-05 (librdkafka's
+# batch consume waited 200 ms): reading sooner and without lingering put the eight-shard embedded Flink
+# behind at 100 pairs/s. The risk stream reads at once and comes back after 50 ms (pipelines/risk_stream.py).
+DEFAULT_LINGER_MILLIS = 200
+DEFAULT_RESUME_MILLIS = 500
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class KafkaReadConfig:
     chunk_max_records: int = DEFAULT_CHUNK_MAX_RECORDS
     chunk_max_millis: int = DEFAULT_CHUNK_MAX_MILLIS
     read_call_millis: int = DEFAULT_READ_CALL_MILLIS
+    resume_millis: int = DEFAULT_RESUME_MILLIS
+    linger_millis: int = DEFAULT_LINGER_MILLIS
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting or combination."""
@@ -106,10 +115,13 @@ class KafkaReadConfig:
             raise ValueError("idle_timeout_seconds must be > 0")
         if not self.broker_timeout_seconds > 0:
             raise ValueError("broker_timeout_seconds must be > 0")
-        for name in ("chunk_max_records", "chunk_max_millis", "read_call_millis"):
+        for name in ("chunk_max_records", "chunk_max_millis", "read_call_millis", "resume_millis"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.linger_millis, int) or isinstance(self.linger_millis, bool) or self.linger_millis < 0:
+            raise ValueError(f"linger_millis must be a whole number of milliseconds (0 or more), got "
+                             f"{self.linger_millis!r}")
         reserved = sorted(_RESERVED_KEYS.intersection(self.consumer_config))
         if reserved:
             raise ValueError(f"consumer_config may not set {', '.join(reserved)}: the source manages them")

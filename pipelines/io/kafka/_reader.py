@@ -11,7 +11,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from pipelines.io.kafka._clients import source_consumer
+from pipelines.io.kafka._clients import poll_batch, source_consumer
 from pipelines.io.kafka._commit import OFFSETS, CommitOnFinalize
 from pipelines.io.kafka._config import POLL_BATCH, POLL_TIMEOUT_SECONDS, KafkaReadConfig
 from pipelines.io.kafka._health import SYSTEM_CLOCK, BrokerWatch, Clock, is_partition_eof, raise_if_fatal
@@ -29,7 +29,8 @@ _LOGGER = logging.getLogger(__name__)
 # A busy partition checkpoints after this many records (or `read_call_millis`), so its bundle commits
 # (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
 _MAX_RECORDS_PER_CALL = 10_000
-# How long a caught-up partition waits before it is polled again.
+# How long a caught-up partition that read nothing waits before it is polled again; one that just read records
+# comes back after `resume_millis` if that is sooner.
 _RESUME_DELAY_SECONDS = 0.5
 # The longest a call waits for data (or EOF) before it checkpoints, if `read_call_millis` is longer.
 _MAX_WAIT_SECONDS_PER_CALL = 2.0
@@ -147,7 +148,7 @@ class ReadPartitionFn(beam.DoFn):
         waited_since = began
         while True:
             with self._lock:
-                messages = self._consumer.consume(num_messages=POLL_BATCH, timeout=POLL_TIMEOUT_SECONDS)
+                messages = poll_batch(self._consumer, POLL_BATCH, POLL_TIMEOUT_SECONDS, config.linger_millis / 1000)
             batch_min: Optional[Timestamp] = None
             caught_up_at: Optional[int] = None
             finished = False
@@ -198,6 +199,11 @@ class ReadPartitionFn(beam.DoFn):
                 if len(chunk.records) >= config.chunk_max_records:
                     yield from self._emit_chunk(chunk, watermark)
                     progress[0] = next_offset
+            if caught_up_at is None and messages and not finished:
+                # Read up to the latest fetch's high watermark: caught up now, without waiting for the
+                # end-of-partition event, which comes only with the next fetch.
+                high = self._fetched_high(descriptor)
+                caught_up_at = high if high == next_offset else None
             if batch_min is not None:
                 watermark.advance_to(batch_min)
             if batch_min is not None or (chunk is not None and emitted > read_now):
@@ -226,11 +232,30 @@ class ReadPartitionFn(beam.DoFn):
                     if next_offset < stop - 1:
                         tracker.try_claim(stop - 1)
                     return
-                tracker.defer_remainder(Duration(seconds=_RESUME_DELAY_SECONDS))
+                tracker.defer_remainder(Duration(seconds=self._resume_delay_seconds(emitted)))
                 return
             if ending:
                 tracker.defer_remainder()  # the next call starts by checking the broker's health
                 return
+
+    def _resume_delay_seconds(self, emitted: int) -> float:
+        """After a caught-up call: `resume_millis` (at most 0.5 s) if it read records, else 0.5 s."""
+        if not emitted:
+            return _RESUME_DELAY_SECONDS
+        return min(_RESUME_DELAY_SECONDS, self._config.resume_millis / 1000)
+
+    def _fetched_high(self, descriptor: PartitionDescriptor) -> Optional[int]:
+        """The partition's high watermark as of the client's latest fetch (no broker call; a stale one is lower,
+        never higher), None before any fetch."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            with self._lock:
+                offsets = self._consumer.get_watermark_offsets(
+                    TopicPartition(descriptor.topic, descriptor.partition), cached=True)
+        except KafkaException:
+            return None  # not known to the client yet
+        return offsets[1] if offsets and offsets[1] >= 0 else None
 
     def _emit_chunk(self, chunk: "_Chunk", watermark) -> Iterator[TimestampedValue]:
         """Yields the held records as one RawChunk at their smallest time, then (only then) advances the
@@ -250,22 +275,12 @@ class ReadPartitionFn(beam.DoFn):
     def _report_lag(self, descriptor: PartitionDescriptor, next_offset: int, caught_up_at: Optional[int]) -> None:
         """Sets `<input>.lag.<topic>.<partition>` (high watermark - next offset) at most once a second per
         partition, from the consumer's cached fetch information (no broker call)."""
-        from confluent_kafka import KafkaException, TopicPartition
-
         key = (descriptor.topic, descriptor.partition)
         now = self._clock.monotonic()
         if now - self._lag_reported_at.get(key, float("-inf")) < _LAG_REPORT_SECONDS:
             return
-        high = caught_up_at
+        high = caught_up_at if caught_up_at is not None else self._fetched_high(descriptor)
         if high is None:
-            try:
-                with self._lock:
-                    offsets = self._consumer.get_watermark_offsets(
-                        TopicPartition(descriptor.topic, descriptor.partition), cached=True)
-            except KafkaException:
-                offsets = None  # not known to the client yet
-            high = offsets[1] if offsets else None
-        if high is None or high < 0:
             return  # nothing fetched yet: unknown
         self._lag_reported_at[key] = now
         gauge = self._lag_gauges.get(key)
