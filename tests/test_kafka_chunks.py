@@ -44,6 +44,7 @@ from tests.test_kafka_source import (
     committed_offsets,
     config_for,
     drive,
+    drive_call,
     new_topic,
     payments,
     produce,
@@ -362,14 +363,6 @@ def test_a_caught_up_partition_comes_back_after_resume_millis_and_after_half_a_s
     """A call that read up to the partition's end defers its remainder by `resume_millis` (at most 0.5 s):
     the live risk stream's 50 ms read its next records that soon, where every decision used to wait up to
     half a second (2026-12-05); a call that found nothing comes back after 0.5 s, as idle partitions did."""
-    from apache_beam.runners.sdf_utils import (
-        RestrictionTrackerView,
-        ThreadsafeRestrictionTracker,
-        ThreadsafeWatermarkEstimator,
-    )
-
-    from pipelines.io.kafka import CheckpointOnlyOffsetTracker
-
     topic = new_topic(kafka_broker, partitions=1)
     produce_payments(kafka_broker, topic, payments("soon", 7), partitions=(0,))
     descriptor = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
@@ -378,10 +371,7 @@ def test_a_caught_up_partition_comes_back_after_resume_millis_and_after_half_a_s
                          ManualClock(now=1_800_000_000.0), chunks=chunks)
 
     def one_call(start: int):
-        tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(OffsetRange(start, UNBOUNDED_STOP)))
-        outputs = list(fn.process(descriptor, _Finalizer(), RestrictionTrackerView(tracker),
-                                  ThreadsafeWatermarkEstimator(PartitionWatermarkEstimator(None))))
-        tracker.check_done()
+        outputs, tracker, _, _ = drive_call(fn, descriptor, OffsetRange(start, UNBOUNDED_STOP))
         residual, delay = tracker.deferred_status()  # the delay less the time since it was set
         read = sum(o.value.read_count for o in outputs) if chunks else len(outputs)
         return read, residual, delay

@@ -412,8 +412,8 @@ class _Finalizer:
             self.callbacks.append(callback)
 
 
-def drive(fn, descriptor, restriction, estimator_state=None):
-    """One process() call as the SDK harness makes it: outputs, primary, residual, estimator, callbacks."""
+def drive_call(fn, descriptor, restriction, estimator_state=None):
+    """One process() call as the SDK harness makes it: outputs, the (done) tracker, estimator, finalizer."""
     from apache_beam.runners.sdf_utils import (
         RestrictionTrackerView,
         ThreadsafeRestrictionTracker,
@@ -428,6 +428,12 @@ def drive(fn, descriptor, restriction, estimator_state=None):
     outputs = list(fn.process(descriptor, finalizer, RestrictionTrackerView(tracker),
                               ThreadsafeWatermarkEstimator(estimator)))
     tracker.check_done()
+    return outputs, tracker, estimator, finalizer
+
+
+def drive(fn, descriptor, restriction, estimator_state=None):
+    """One process() call as the SDK harness makes it: outputs, primary, residual, estimator, callbacks."""
+    outputs, tracker, estimator, finalizer = drive_call(fn, descriptor, restriction, estimator_state)
     deferred = tracker.deferred_status()
     return outputs, tracker.current_restriction(), deferred and deferred[0], estimator, finalizer.callbacks
 
