@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import arrow
+from schemas.money import MAX_MINOR_UNITS
+from tests.test_columnar_risk import BIG_SPENDER, LARGEST_AMOUNTS
 from tests.test_risk_backtest import MIXED, RULES, _attempts
 from tests.test_risk_windows import _cases, _order, attempt
+from transforms.columnar import live_risk
 from transforms.columnar.live_risk import LiveRiskShard, segment_ends
 from transforms.columnar.risk import attempts_table, decisions_of
 from transforms.risk.rules import rule_set_of
@@ -32,7 +36,9 @@ def _reference(arrival, rule_set):
 
 
 def _live(arrival, rule_set, rng: random.Random, restore: bool = False, expire: bool = False):
-    shard, decisions, position = LiveRiskShard(), [], 0
+    # Rows indexed after 0 to 12 unindexed ones: every mix of indexed rows and rows read from the shard.
+    index_after = rng.randint(0, 12)
+    shard, decisions, position = LiveRiskShard(index_after_rows=index_after), [], 0
     while position < len(arrival):
         size = rng.randint(1, 8)
         chunk = arrival[position:position + size]
@@ -41,7 +47,8 @@ def _live(arrival, rule_set, rng: random.Random, restore: bool = False, expire: 
         assert table.schema == arrow.RISK_DECISION
         decisions.extend(decisions_of(table))
         if restore and rng.random() < 0.5:
-            shard = LiveRiskShard.restore(shard.clock, [shard.snapshot()], rule_set.retention_millis)
+            shard = LiveRiskShard.restore(shard.clock, [shard.snapshot()], rule_set.retention_millis,
+                                          index_after_rows=index_after)
         if expire and position < len(arrival):
             # The watermark at most at what is still to come: nothing that follows is late.
             shard.expire(min(a.event_time for a in arrival[position:]) - rng.randint(0, 5))
@@ -102,3 +109,63 @@ def test_expired_rows_leave_and_a_redelivered_attempt_is_decided_once():
     assert shard.next_expiry() == first[3].event_time + retention
     empty = shard.decide(pa.Table.from_pylist([], schema=arrow.AUTHORIZATION_ATTEMPT), MIXED)
     assert empty.num_rows == 0 and empty.schema == arrow.RISK_DECISION
+
+
+@settings(max_examples=60, deadline=None)
+@given(_cases(), st.integers(MAX_MINOR_UNITS // 2, MAX_MINOR_UNITS))
+def test_amounts_at_the_limit_are_summed_exactly_across_indexed_and_unindexed_rows(case, big):
+    spec, attempts, rng = case
+    rule_set = rule_set_of(spec)
+    arrival = [a._replace(amount_minor=big - index) if index % 2 else a for index, a in enumerate(attempts)]
+    rng.shuffle(arrival)
+    assert _live(arrival, rule_set, rng) == _reference(arrival, rule_set)
+
+
+def test_a_sum_over_many_large_indexed_amounts_that_leaves_int64_is_not_wrapped():
+    rules, attempts = BIG_SPENDER, LARGEST_AMOUNTS
+    shard, decisions = LiveRiskShard(index_after_rows=500), []
+    for start in range(0, len(attempts), 400):
+        decisions.extend(decisions_of(shard.decide(attempts_table(attempts[start:start + 400]), rules)))
+    assert decisions == _reference(attempts, rules)
+    assert decisions[-1].fired[0].value == 2**63 - 1 and decisions[999].fired[0].value == 10**18
+
+
+@settings(max_examples=80, deadline=None)
+@given(_cases())
+def test_key_hashes_that_collide_never_change_a_decision(case):
+    """Every key value hashed alike (the worst a 64-bit hash could do): the indexes see two key values in
+    one group, stop answering, and the shard reads the rows themselves; decisions stay exact."""
+    spec, attempts, rng = case
+    rule_set = rule_set_of(spec)
+    arrival = list(attempts)
+    rng.shuffle(arrival)
+    original = live_risk._spec_hash
+    live_risk._spec_hash = lambda hashes, fields: np.zeros(len(hashes[fields[0]]), dtype=np.uint64)
+    try:
+        assert _live(arrival, rule_set, rng) == _reference(arrival, rule_set)
+    finally:
+        live_risk._spec_hash = original
+
+
+def test_a_collision_turns_the_index_off_and_the_shard_reads_rows():
+    original = live_risk._spec_hash
+    live_risk._spec_hash = lambda hashes, fields: np.zeros(len(hashes[fields[0]]), dtype=np.uint64)
+    try:
+        shard = LiveRiskShard(index_after_rows=0)
+        two_cards = [attempt(n, n, card=f"fp_{n % 2}") for n in range(6)]
+        decisions = []
+        for one in two_cards:
+            decisions.extend(decisions_of(shard.decide(attempts_table([one]), MIXED)))
+        assert decisions == _reference(two_cards, MIXED)
+        assert not shard._indexes[("card_fingerprint",)].by_key.exact
+    finally:
+        live_risk._spec_hash = original
+
+
+def test_windows_over_a_growing_index_and_the_rows_after_it_decide_as_the_reference():
+    """Thousands of attempts over the example rules (day-long baselines): the indexes grow in batches of a
+    32nd of their size, and every window that spans indexed and unindexed rows still equals the reference."""
+    for rule_set, seed in ((MIXED, 3), (RULES, 4)):
+        arrival = sorted(_attempts(3_000, seed), key=_order)
+        indexed = _live(arrival, rule_set, random.Random(seed), expire=True)
+        assert indexed == _reference(arrival, rule_set)

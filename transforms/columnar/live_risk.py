@@ -21,6 +21,7 @@ could still have seen them, or be a re-delivery of theirs. Pure Python + Arrow, 
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,9 +31,11 @@ import pyarrow.compute as pc
 from schemas import arrow
 from schemas.record_tables import ATTEMPT_TABLE, to_numpy
 from schemas.timestamps import EARLIEST_MILLIS
+from transforms.columnar.live_index import NO_TIME, SpecIndex, SpecLookup
 from transforms.columnar.live_rows import LiveRows
 from transforms.columnar.risk import (
     AttemptColumns,
+    EarlierSums,
     RuleOutcome,
     columns_read,
     decision_table,
@@ -40,11 +43,11 @@ from transforms.columnar.risk import (
     key_groups,
 )
 from transforms.columnar.shards import stable_hash
-from transforms.risk.rules import KEY_FIELDS, RuleSet
+from transforms.risk.rules import KEY_FIELDS, Rule, RuleSet
 
-_HASHED = (*KEY_FIELDS, "attempt_id")
+_HASHED = (*KEY_FIELDS, "currency", "attempt_id")
 _PRIME = np.uint64(0x100000001B3)
-_NOTHING_HIDDEN = np.iinfo(np.int64).min  # visible_after where a key has no earlier arrival
+INDEX_AFTER_ROWS = 2_048  # kept rows read unindexed before they are indexed (live_index.py)
 
 
 class _Growing:
@@ -93,8 +96,10 @@ def _empty_decisions() -> pa.Table:
 class LiveRiskShard:
     """Every kept attempt of the stream (one shard: an attempt's keys all meet here) as columns."""
 
-    def __init__(self, tick_millis: int = 1_000):
+    def __init__(self, tick_millis: int = 1_000, index_after_rows: int = INDEX_AFTER_ROWS):
         self.tick_millis = max(1, int(tick_millis))
+        self.index_after_rows = index_after_rows
+        self._forget_indexes(None)
         self.retention_millis = 0  # the latest rule set's longest window: how long rows stay (expire)
         self.kept = LiveRows(ATTEMPT_TABLE)
         self._time = _Growing(np.int64)
@@ -117,6 +122,7 @@ class LiveRiskShard:
         if not first.all():
             hashes = {name: values[first] for name, values in hashes.items()}
         times = to_numpy(fresh.column("event_time")).astype(np.int64)
+        self._index_kept_rows(rule_set)
         decided, start = [], 0
         for end in segment_ends(fresh, rule_set):
             decided.append(self._decide_segment(fresh, hashes, times, start, end, rule_set))
@@ -131,7 +137,10 @@ class LiveRiskShard:
         first[np.unique(to_numpy(pc.index_in(ids, value_set=pc.unique(ids))), return_index=True)[1]] = True
         kept_ids = self._hashes["attempt_id"].values
         if len(kept_ids):
-            maybe = np.flatnonzero(first & to_numpy(pc.is_in(pa.array(id_hashes), value_set=pa.array(kept_ids))))
+            at = np.minimum(np.searchsorted(self._indexed_ids, id_hashes), max(len(self._indexed_ids) - 1, 0))
+            known = (self._indexed_ids[at] == id_hashes) if len(self._indexed_ids) else np.zeros(len(first), bool)
+            known |= to_numpy(pc.is_in(pa.array(id_hashes), value_set=pa.array(kept_ids[self._indexed:])))
+            maybe = np.flatnonzero(first & known)
             if len(maybe):  # a hash in common: compare the ids themselves
                 held = self.kept.take(np.flatnonzero(np.isin(kept_ids, id_hashes[maybe])), ["attempt_id"])
                 first[maybe[to_numpy(pc.is_in(ids.take(pa.array(maybe)), value_set=held.column(0)))]] = False
@@ -141,28 +150,78 @@ class LiveRiskShard:
                         end: int, rule_set: RuleSet) -> pa.Table:
         targets = fresh.slice(start, end - start)
         target_hashes = {name: values[start:end] for name, values in hashes.items()}
-        outcomes: List[RuleOutcome] = []
-        earliest = int(times[start:end].min())
+        target_times = times[start:end]
+        earliest = int(target_times.min())
         read = columns_read(rule_set)
         fresh_read, targets_read = fresh.select(read), targets.select(read)
-        kept_hashes = {name: column.values for name, column in self._hashes.items()}
         earlier_hashes = {name: values[:start] for name, values in hashes.items()}
-        for spec in rule_set.key_specs:
+
+        def evaluate(spec: Tuple[str, ...], rules: Sequence[Rule], where: Optional[SpecLookup],
+                     summed: bool) -> Iterable[RuleOutcome]:
+            """`rules` on the segment, the chunk's earlier rows and the kept rows of its keys: the unindexed ones
+            with `where` (all without), + the indexed ones as running sums (`summed`) or as rows."""
             retention = rule_set.longest_window_millis(spec)
             wanted = pa.array(_spec_hash(target_hashes, spec))
-            after = earliest - retention  # older rows are in no window and hide nothing (see visible_after)
-            kept_rows = self._rows_of(self._time.values, kept_hashes, spec, wanted, after)
+            after = earliest - max(rule.longest_window_millis for rule in rules)  # older rows are in no window
+            first_row = 0 if where is None else self._indexed
+            kept_hashes = {name: column.values[first_row:] for name, column in self._hashes.items()}
+            kept_rows = first_row + self._rows_of(self._time.values[first_row:], kept_hashes, spec, wanted, after)
+            if where is not None and not summed:
+                kept_rows = np.concatenate([where.indexed_rows(after), kept_rows])
             earlier_rows = self._rows_of(times[:start], earlier_hashes, spec, wanted, after)
             context = pa.concat_tables([self.kept.take(kept_rows, read),
                                         fresh_read.take(pa.array(earlier_rows, pa.int64())),
                                         targets_read]).combine_chunks()
             columns = AttemptColumns(context)
             first_target = len(kept_rows) + len(earlier_rows)
-            visible_after = _visible_after(columns, spec, first_target, retention)
+            visible_after = _visible_after(columns, spec, first_target, retention,
+                                           None if where is None else where.newest)
             positions = np.arange(first_target, context.num_rows)
-            outcomes.extend(evaluate_rule(columns, rule, visible_after).take(positions)
-                            for rule in rule_set.rules_for(spec))
+            for rule in rules:
+                outside = _placed(where.sums(rule, visible_after[first_target:]), first_target,
+                                  context.num_rows) if summed else None
+                yield evaluate_rule(columns, rule, visible_after, outside).take(positions)
+
+        outcomes: List[RuleOutcome] = []
+        for spec in rule_set.key_specs:
+            index = self._indexes.get(spec)
+            where = None
+            if index is not None and self._indexed:
+                where = index.lookup(lambda fields: _spec_hash(target_hashes, fields), target_times, targets_read,
+                                     self.kept.take)
+            rules = rule_set.rules_for(spec)
+            summed = [rule for rule in rules if where is not None and rule in index.rules]
+            read_rows = [rule for rule in rules if rule not in summed]
+            if summed:
+                outcomes.extend(evaluate(spec, summed, where, True))
+            if read_rows:
+                outcomes.extend(evaluate(spec, read_rows, where, False))
         return decision_table(targets, rule_set, outcomes)
+
+    def _forget_indexes(self, rule_set: Optional[RuleSet]) -> None:
+        """Empty indexes for `rule_set` (None: for none yet); kept rows are indexed again as they are read."""
+        self._indexes: Dict[Tuple[str, ...], SpecIndex] = {} if rule_set is None else {
+            spec: SpecIndex(spec, rule_set.rules_for(spec)) for spec in rule_set.key_specs}
+        self._indexed_for = rule_set
+        self._indexed = 0  # kept rows [0, _indexed) are in the indexes
+        self._indexed_ids = np.zeros(0, dtype=np.uint64)  # their attempt id hashes, sorted
+
+    def _index_kept_rows(self, rule_set: RuleSet) -> None:
+        """Indexes the kept rows not indexed yet once there are `index_after_rows` of them (and a 32nd of the
+        indexed ones: merging costs the index's size); a new rule set starts new indexes."""
+        if self._indexed_for != rule_set:
+            self._forget_indexes(rule_set)
+        waiting = self.rows - self._indexed
+        if not waiting or waiting < max(self.index_after_rows, self._indexed // 32):
+            return
+        rows = np.arange(self._indexed, self.rows)
+        table = self.kept.take(rows, columns_read(rule_set))
+        hashes = {name: column.values[self._indexed:] for name, column in self._hashes.items()}
+        for index in self._indexes.values():
+            index.add(rows, lambda fields: _spec_hash(hashes, fields), table, self.kept.take)
+        ids = np.sort(hashes["attempt_id"])
+        self._indexed_ids = np.insert(self._indexed_ids, np.searchsorted(self._indexed_ids, ids), ids)
+        self._indexed = self.rows
 
     @staticmethod
     def _rows_of(times: np.ndarray, hashes: Dict[str, np.ndarray], spec: Sequence[str], wanted: pa.Array,
@@ -195,6 +254,7 @@ class LiveRiskShard:
         if gone:
             self.kept.compact(live)
             self._time.keep(live)
+            self._forget_indexes(None)  # row numbers changed: index afresh
             for column in self._hashes.values():
                 column.keep(live)
         return gone
@@ -227,10 +287,10 @@ class LiveRiskShard:
 
     @classmethod
     def restore(cls, clock: int, tables: Iterable[pa.Table], retention_millis: int,
-                tick_millis: int = 1_000) -> "LiveRiskShard":
+                tick_millis: int = 1_000, index_after_rows: int = INDEX_AFTER_ROWS) -> "LiveRiskShard":
         """As persisted: the kept attempts (any order: every one of them arrived before what comes next),
         kept for `retention_millis` (the rules in force)."""
-        shard = cls(tick_millis)
+        shard = cls(tick_millis, index_after_rows)
         shard.clock, shard.retention_millis = clock, retention_millis
         kept = pa.concat_tables([ATTEMPT_TABLE.empty_table(), *(t.select(ATTEMPT_TABLE.names) for t in tables)])
         if kept.num_rows:
@@ -239,26 +299,38 @@ class LiveRiskShard:
         return shard
 
 
-def _visible_after(columns: AttemptColumns, spec: Tuple[str, ...], first_target: int, retention: int) -> np.ndarray:
+def _visible_after(columns: AttemptColumns, spec: Tuple[str, ...], first_target: int, retention: int,
+                   newest_outside: Optional[np.ndarray] = None) -> np.ndarray:
     """Per row: the event time its key's history had let go of when the row arrived (the newest earlier
     arrival of its key - the key's retention; KeyHistory drops rows at or before that). Only rows that
     arrived before the segment count: within a segment arrival and decision order agree, so an earlier
-    target of its key is older and hides nothing a window would show."""
+    target of its key is older and hides nothing a window would show. `newest_outside` (per target): the
+    newest time of its key among earlier arrivals outside the table (indexed rows), NO_TIME for none."""
     group, present = key_groups(columns, spec)
-    out = np.full(columns.rows, _NOTHING_HIDDEN, dtype=np.int64)
+    out = np.full(columns.rows, NO_TIME, dtype=np.int64)
+    targets = first_target + np.flatnonzero(present[first_target:])
+    newest = (np.full(len(targets), NO_TIME, dtype=np.int64) if newest_outside is None
+              else newest_outside[targets - first_target])
     earlier = np.flatnonzero(present[:first_target])
-    if not len(earlier):
-        return out
-    codes, inverse = np.unique(group[present], return_inverse=True)
-    newest = np.full(len(codes), _NOTHING_HIDDEN, dtype=np.int64)
-    present_rows = np.flatnonzero(present)
-    slot = np.empty(columns.rows, dtype=np.int64)
-    slot[present_rows] = inverse
-    np.maximum.at(newest, slot[earlier], columns.time[earlier])
-    targets = present_rows[present_rows >= first_target]
-    seen = newest[slot[targets]] != _NOTHING_HIDDEN
-    out[targets[seen]] = newest[slot[targets[seen]]] - retention
+    if len(earlier):
+        codes, inverse = np.unique(group[present], return_inverse=True)
+        newest_earlier = np.full(len(codes), NO_TIME, dtype=np.int64)
+        slot = np.empty(columns.rows, dtype=np.int64)
+        slot[np.flatnonzero(present)] = inverse
+        np.maximum.at(newest_earlier, slot[earlier], columns.time[earlier])
+        newest = np.maximum(newest, newest_earlier[slot[targets]])
+    seen = newest != NO_TIME
+    out[targets[seen]] = newest[seen] - retention
     return out
+
+
+def _placed(sums: EarlierSums, first_target: int, rows: int) -> EarlierSums:
+    """Per-target sums laid out over a context whose targets are its rows from `first_target` on."""
+    def place(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(rows, dtype=values.dtype)
+        out[first_target:] = values
+        return out
+    return EarlierSums(*(place(getattr(sums, part.name)) for part in fields(EarlierSums)))
 
 
 def segment_ends(chunk: pa.Table, rule_set: RuleSet) -> List[int]:

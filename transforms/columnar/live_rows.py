@@ -39,12 +39,30 @@ class LiveRows:
         return first
 
     def take(self, rows: np.ndarray, columns: Optional[Sequence[str]] = None) -> pa.Table:
-        """These rows (of `columns` only, when given: a take copies every column it is given)."""
+        """These rows (of `columns` only, when given: a take copies every column it is given).
+
+        Table by table: Arrow's take over a chunked table concatenates every chunk first, which would make
+        each take cost the whole shard."""
         if not self._tables or len(rows) == 0:
             empty = self.schema.empty_table()
             return empty if columns is None else empty.select(columns)
         tables = self._tables if columns is None else [table.select(columns) for table in self._tables]
-        return pa.concat_tables(tables).take(pa.array(rows, pa.int64()))
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(tables) == 1:
+            return tables[0].take(pa.array(rows))
+        starts = np.cumsum([0] + [table.num_rows for table in tables[:-1]])
+        owner = np.searchsorted(starts, rows, side="right") - 1
+        if rows.min() < 0 or rows.max() >= self.rows:
+            raise IndexError(f"row numbers outside 0..{self.rows - 1}")
+        by_owner = np.argsort(owner, kind="stable")
+        pieces = [tables[number].take(pa.array(rows[chosen] - starts[number]))
+                  for number, chosen in _runs(owner, by_owner)]
+        taken = pa.concat_tables(pieces)
+        if np.all(by_owner[1:] > by_owner[:-1]):  # already in the order asked (ascending rows, say)
+            return taken
+        back = np.empty(len(rows), dtype=np.int64)
+        back[by_owner] = np.arange(len(rows))
+        return taken.take(pa.array(back))  # `taken` has one chunk per table touched: few, small
 
     def all(self) -> pa.Table:
         return pa.concat_tables([self.schema.empty_table(), *self._tables])
@@ -54,3 +72,11 @@ class LiveRows:
         kept = self.take(live_rows).combine_chunks()
         self._tables = [kept] if kept.num_rows else []
         self.rows = kept.num_rows
+
+
+def _runs(owner: np.ndarray, by_owner: np.ndarray):
+    """(table number, positions of its rows) per table touched, positions in the order they were asked."""
+    ordered = owner[by_owner]
+    cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    for chosen in np.split(by_owner, cuts):
+        yield int(owner[chosen[0]]), chosen

@@ -71,6 +71,25 @@ class RuleOutcome:
                            self.band_index[rows], self.scores)
 
 
+@dataclass
+class EarlierSums:
+    """Per row of a table `evaluate_rule` is given: what its windows hold among rows *outside* that table (a
+    live key's indexed rows, `transforms/columnar/live_index.py`), added to what the table's own rows give:
+    counted rows, their counted amounts and numerator rows in the rule's window, counted and numerator rows
+    in its baseline's window. Amounts are int64, or Python integers where they might not fit."""
+
+    count: np.ndarray
+    amount: np.ndarray
+    numerator: np.ndarray
+    base_count: np.ndarray
+    base_numerator: np.ndarray
+
+
+def grouping(rule: Rule) -> Tuple[str, ...]:
+    """The fields a rule's windows group rows by: its key, and the currency for the amount aggregates."""
+    return rule.key + (("currency",) if rule.aggregate in (SUM_AMOUNT, AMOUNT_VS_MEAN) else ())
+
+
 class AttemptColumns:
     """The attempt columns every rule reads, converted once."""
 
@@ -152,6 +171,14 @@ def _window_sums(values: np.ndarray, low: np.ndarray) -> np.ndarray:
     return sums
 
 
+def exact_sum(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """first + second elementwise, exact: int64 where a float estimate is safe, Python integers elsewhere."""
+    if first.dtype != object and second.dtype != object:
+        if not (first.astype(np.float64) + second.astype(np.float64) >= SAFE_ESTIMATE).any():
+            return first + second
+    return first.astype(object) + second.astype(object)
+
+
 def _exact_products(*factors: np.ndarray) -> np.ndarray:
     """The elementwise product, exact: int64 where a float estimate is safe, Python integers elsewhere."""
     estimate = np.ones(len(factors[0]), dtype=np.float64)
@@ -229,13 +256,14 @@ def _distinct_values(sorted_rows: _Sorted, low: np.ndarray, counted: np.ndarray,
     return np.asarray(out, dtype=np.int64)
 
 
-def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[np.ndarray] = None) -> RuleOutcome:
+def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[np.ndarray] = None,
+                  outside: Optional[EarlierSums] = None) -> RuleOutcome:
     """A rule's aggregate, population and band for every row with a value for its key.
 
     `visible_after` (per row, optional): the earlier rows a row may see have event_time above it, besides
-    being in its window (the live engine's rows expired from a key's history, DESIGN 10.13)."""
-    per_currency = rule.aggregate in (SUM_AMOUNT, AMOUNT_VS_MEAN)
-    group, present = key_groups(columns, rule.key + (("currency",) if per_currency else ()))
+    being in its window (the live engine's rows expired from a key's history, DESIGN 10.13). `outside`
+    (optional): what each row's windows hold beyond the table (not for distinct counts)."""
+    group, present = key_groups(columns, grouping(rule))
     rows = _Sorted(columns, group, present)
     order = rows.order
     counted_all = columns.passes(rule.filter)
@@ -245,6 +273,8 @@ def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[n
     position = np.arange(len(order))
     counts = _prefix(counted.astype(np.int64))
     before = counts[position] - counts[low]
+    if outside is not None:
+        before = before + outside.count[order]
     extra = np.ones(len(order), dtype=bool)
     if rule.aggregate == COUNT:
         volume = value = before + itself
@@ -252,11 +282,16 @@ def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[n
         volume = before
         numerators = _prefix((counted & columns.passes(rule.numerator)[order]).astype(np.int64))
         numerator = numerators[position] - numerators[low]
+        if outside is not None:
+            numerator = numerator + outside.numerator[order]
         value = _floor_div(numerator * 10_000, volume)
         if rule.baseline is not None:
             base_low = rows.window_start(rule.baseline.window_millis, visible_after)
             base_volume = counts[position] - counts[base_low]
             base_numerator = numerators[position] - numerators[base_low]
+            if outside is not None:
+                base_volume = base_volume + outside.base_count[order]
+                base_numerator = base_numerator + outside.base_numerator[order]
             # rate >= factor% of the baseline rate, exactly: n/d * 100 >= f * bn/bd (as the reference).
             left = _exact_products(numerator, base_volume, np.full(len(order), 100, dtype=np.int64))
             right = _exact_products(np.full(len(order), rule.baseline.factor_pct, dtype=np.int64), base_numerator,
@@ -264,15 +299,17 @@ def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[n
             extra = (base_volume >= rule.baseline.min_volume) & np.asarray(left >= right, dtype=bool)
     elif rule.aggregate == SUM_AMOUNT:
         volume = before + itself
-        total = _window_sums(np.where(counted, columns.amount[order], 0), low) + np.where(
-            itself, columns.amount[order], 0)
+        total = _outside_amount(_window_sums(np.where(counted, columns.amount[order], 0), low), outside, order)
+        total = total + np.where(itself, columns.amount[order], 0)
         value = np.minimum(total, MAX_AGGREGATE).astype(np.int64)  # as the reference reports it
     elif rule.aggregate == AMOUNT_VS_MEAN:
         volume = before
-        total = _window_sums(np.where(counted, columns.amount[order], 0), low)
+        total = _outside_amount(_window_sums(np.where(counted, columns.amount[order], 0), low), outside, order)
         value = _floor_div(_exact_products(columns.amount[order], np.full(len(order), 100, dtype=np.int64), volume),
                            total)
     elif rule.aggregate == DISTINCT:
+        if outside is not None:
+            raise ValueError("a distinct count is not a sum: it cannot add rows outside the table")
         volume = before + itself
         value = _distinct_values(rows, low, counted, itself, columns.codes(rule.distinct_field)[0][order])
     else:  # pragma: no cover - rules.py admits no other aggregate
@@ -287,6 +324,10 @@ def evaluate_rule(columns: AttemptColumns, rule: Rule, visible_after: Optional[n
     outcome.value[order], outcome.volume[order], outcome.fired[order] = value, volume, fired
     outcome.band_index[order] = np.where(fired, band, -1)
     return outcome
+
+
+def _outside_amount(total: np.ndarray, outside: Optional[EarlierSums], order: np.ndarray) -> np.ndarray:
+    return total if outside is None else exact_sum(total, outside.amount[order])
 
 
 def _fired_lists(outcomes: Sequence[RuleOutcome], rows: int) -> pa.Array:
