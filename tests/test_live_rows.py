@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.columnar.live_rows import LiveRows
+from transforms.columnar.live_rows import CONCATENATED_TAKE_ROWS, LiveRows
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 
@@ -18,10 +18,12 @@ def _table(start: int, count: int) -> pa.Table:
                     schema=SCHEMA)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.data())
-def test_a_take_equals_a_take_on_one_table_of_every_row(appends, data):
-    rows, everything, start = LiveRows(SCHEMA), [], 0
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.sampled_from([0, CONCATENATED_TAKE_ROWS]),
+       st.data())
+def test_a_take_equals_a_take_on_one_table_of_every_row(appends, concatenated_up_to, data):
+    """Both ways of taking: over every table at once (small shards) and table by table (large ones)."""
+    rows, everything, start = LiveRows(SCHEMA, concatenated_up_to), [], 0
     for count in appends:
         assert rows.append(_table(start, count)) == start
         everything.append(_table(start, count))
@@ -37,8 +39,9 @@ def test_a_take_equals_a_take_on_one_table_of_every_row(appends, data):
     assert rows.take(asked, ["n"]).to_pylist() == expected.select(["n"]).to_pylist()
 
 
-def test_a_row_number_outside_the_rows_is_refused():
-    rows = LiveRows(SCHEMA)
+@pytest.mark.parametrize("concatenated_up_to", [0, CONCATENATED_TAKE_ROWS])
+def test_a_row_number_outside_the_rows_is_refused(concatenated_up_to):
+    rows = LiveRows(SCHEMA, concatenated_up_to)
     rows.append(_table(0, 5))
     rows.append(_table(5, 3))
     with pytest.raises(IndexError):

@@ -254,9 +254,12 @@ class LiveRiskShard:
         if gone:
             self.kept.compact(live)
             self._time.keep(live)
-            self._forget_indexes(None)  # row numbers changed: index afresh
             for column in self._hashes.values():
                 column.keep(live)
+            for index in self._indexes.values():  # renumbered as the rows, no sort again
+                index.keep(live)
+            self._indexed = int(np.searchsorted(live, self._indexed))  # the unindexed rows stay the last ones
+            self._indexed_ids = np.sort(self._hashes["attempt_id"].values[:self._indexed])
         return gone
 
     def next_expiry(self) -> Optional[int]:

@@ -8,7 +8,8 @@ follows its own records, not the size of the shard:
 * appends are merged geometrically (the last table is merged into the one
   before while that one is at most twice its size), so a shard holds
   O(log n) tables and each row is copied O(log n) times over its life;
-* `take(rows)` gathers any rows at once across those tables;
+* `take(rows)` gathers any rows at once across those tables (table by table in a large shard:
+  Arrow's take over a chunked table would concatenate every chunk first);
 * `compact(live_rows)` drops dead rows (expired keys, forgotten ids) and
   returns the new number of each kept row; callers compact when dead rows
   outnumber live ones, so compaction too is amortised per row.
@@ -20,10 +21,15 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
+# Up to this many rows one take over every table is the cheaper (20 rows of 2,000 in 3 tables: 18 µs, against
+# 67 µs table by table; of 200,000 in 8: 424 µs against 149 µs).
+CONCATENATED_TAKE_ROWS = 50_000
+
 
 class LiveRows:
-    def __init__(self, schema: pa.Schema):
+    def __init__(self, schema: pa.Schema, concatenated_take_rows: int = CONCATENATED_TAKE_ROWS):
         self.schema = schema
+        self.concatenated_take_rows = concatenated_take_rows
         self._tables: List[pa.Table] = []
         self.rows = 0
 
@@ -41,22 +47,24 @@ class LiveRows:
     def take(self, rows: np.ndarray, columns: Optional[Sequence[str]] = None) -> pa.Table:
         """These rows (of `columns` only, when given: a take copies every column it is given).
 
-        Table by table: Arrow's take over a chunked table concatenates every chunk first, which would make
-        each take cost the whole shard."""
+        A large shard is taken from table by table: Arrow's take over a chunked table concatenates every
+        chunk first, so each take would cost the whole shard (1.3 ms for 50 rows of 1M in 8 tables)."""
         if not self._tables or len(rows) == 0:
             empty = self.schema.empty_table()
             return empty if columns is None else empty.select(columns)
-        tables = self._tables if columns is None else [table.select(columns) for table in self._tables]
         rows = np.asarray(rows, dtype=np.int64)
-        if len(tables) == 1:
-            return tables[0].take(pa.array(rows))
-        starts = np.cumsum([0] + [table.num_rows for table in tables[:-1]])
-        owner = np.searchsorted(starts, rows, side="right") - 1
+        if len(self._tables) == 1 or self.rows <= self.concatenated_take_rows:
+            tables = self._tables if columns is None else [table.select(columns) for table in self._tables]
+            return pa.concat_tables(tables).take(pa.array(rows))
         if rows.min() < 0 or rows.max() >= self.rows:
             raise IndexError(f"row numbers outside 0..{self.rows - 1}")
+        starts = np.cumsum([0] + [table.num_rows for table in self._tables[:-1]])
+        owner = np.searchsorted(starts, rows, side="right") - 1
         by_owner = np.argsort(owner, kind="stable")
-        pieces = [tables[number].take(pa.array(rows[chosen] - starts[number]))
-                  for number, chosen in _runs(owner, by_owner)]
+        pieces = []
+        for number, chosen in _runs(owner, by_owner):
+            table = self._tables[number] if columns is None else self._tables[number].select(columns)
+            pieces.append(table.take(pa.array(rows[chosen] - starts[number])))
         taken = pa.concat_tables(pieces)
         if np.all(by_owner[1:] > by_owner[:-1]):  # already in the order asked (ascending rows, say)
             return taken
