@@ -42,6 +42,14 @@ def indexable(rule: Rule) -> bool:
     return rule.aggregate != DISTINCT
 
 
+def in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per value: whether it is in `sorted_values` (ascending), by binary search."""
+    if not len(sorted_values):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values
+
+
 def _running(values: np.ndarray) -> np.ndarray:
     out = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(values, out=out[1:])  # wraps: a difference is exact whenever the window's sum fits
@@ -90,9 +98,7 @@ class KeyIndex:
             self._rank = np.searchsorted(self._unique_times, self.times)
         else:
             arrived = np.unique(times)
-            known = np.searchsorted(self._unique_times, arrived)
-            fresh = arrived[(known == len(self._unique_times))
-                            | (self._unique_times[np.minimum(known, len(self._unique_times) - 1)] != arrived)]
+            fresh = arrived[~in_sorted(self._unique_times, arrived)]
             old_rank = self._rank + np.searchsorted(fresh, self._unique_times[self._rank], side="left")
             self._unique_times = np.insert(self._unique_times, np.searchsorted(self._unique_times, fresh), fresh)
             self._rank = np.insert(old_rank, at, np.searchsorted(self._unique_times, times))
@@ -103,8 +109,7 @@ class KeyIndex:
         """Per (group, time): how many rows precede it in (group, time) order; `side` "right" counts rows of
         the same group and time too. A group the index lacks: where its rows would start."""
         code = np.searchsorted(self._unique_groups, groups)
-        found = code < len(self._unique_groups)
-        found[found] = self._unique_groups[code[found]] == groups[found]
+        found = in_sorted(self._unique_groups, groups)
         rank = np.searchsorted(self._unique_times, times, side=side)
         return np.searchsorted(self._key, code * self._span + np.where(found, rank, 0), side="left")
 

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from schemas import arrow
 from schemas.record_tables import ATTEMPT_TABLE, to_numpy
 from schemas.timestamps import EARLIEST_MILLIS
-from transforms.columnar.live_index import NO_TIME, SpecIndex, SpecLookup
+from transforms.columnar.live_index import NO_TIME, SpecIndex, SpecLookup, in_sorted
 from transforms.columnar.live_rows import LiveRows
 from transforms.columnar.risk import (
     AttemptColumns,
@@ -137,8 +137,7 @@ class LiveRiskShard:
         first[np.unique(to_numpy(pc.index_in(ids, value_set=pc.unique(ids))), return_index=True)[1]] = True
         kept_ids = self._hashes["attempt_id"].values
         if len(kept_ids):
-            at = np.minimum(np.searchsorted(self._indexed_ids, id_hashes), max(len(self._indexed_ids) - 1, 0))
-            known = (self._indexed_ids[at] == id_hashes) if len(self._indexed_ids) else np.zeros(len(first), bool)
+            known = in_sorted(self._indexed_ids, id_hashes)
             known |= to_numpy(pc.is_in(pa.array(id_hashes), value_set=pa.array(kept_ids[self._indexed:])))
             maybe = np.flatnonzero(first & known)
             if len(maybe):  # a hash in common: compare the ids themselves
