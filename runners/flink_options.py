@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
-from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions, StandardOptions
 
 from runners import engine_cache
 from runners.beam_flags import OptionsError, is_local_path, raw_values
@@ -120,6 +120,30 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
             run_directory = LOCAL_FLINK_CHECKPOINTS / f"{RUN_CHECKPOINTS_PREFIX}{uuid.uuid4().hex[:12]}"
             defaults.append(f"--state_backend_storage_path={run_directory.as_uri()}")
     return defaults
+
+
+# How many restarts of a batch job on a Flink cluster paybeam waits through unless the run sets
+# --number_of_execution_retries (-1: the cluster's own strategy, however long). Beam 2.70's Flink batch
+# translation ignores that flag (only its streaming environment sets a restart strategy), so a batch job runs
+# with the cluster's strategy, and a cluster configured for streams restarts a failed job for ever: a batch
+# failure no restart mends then never ends. One did: Beam's file sinks delete existing targets in PreFinalize
+# and rename in FinalizeWrite, and a failover that reran PreFinalize after a finished FinalizeWrite failed
+# every one of 500 restarts ("src and dst files do not exist", clean-clone CI, 2026-12-05). Past the limit
+# paybeam cancels the job (runners/flink_job_server.py) and the run fails without publishing; three restarts
+# outlive a lost TaskManager and its replacement (tests/test_flink_cluster.py).
+FLINK_BATCH_MAX_RESTARTS = 3
+
+
+def batch_restart_limit(options: PipelineOptions) -> Optional[int]:
+    """The restarts a batch cluster job may take before paybeam gives up on it; None for an unbounded run
+    (it resumes from its checkpoints after any failure) or when the run asked for the cluster's strategy."""
+    if options.view_as(StandardOptions).streaming:
+        return None
+    value = options.get_all_options(retain_unknown_options=True).get("number_of_execution_retries")
+    if value is None:
+        return FLINK_BATCH_MAX_RESTARTS
+    retries = int(value)
+    return retries if retries >= 0 else None
 
 
 # The embedded Flink's configuration for batch runs (a `--flink_conf_dir` of paybeam's own). Beam runs a
@@ -237,6 +261,10 @@ def check_flink(options: PipelineOptions, beam_args: Sequence[str], streaming: b
         for value in raw_values(beam_args, name):
             if not value.isdigit() or int(value) < 1:
                 raise OptionsError(f"--{name} must be a positive number of milliseconds/items, got {value!r}")
+    for value in raw_values(beam_args, "number_of_execution_retries"):
+        if not value.lstrip("-").isdigit() or int(value) < -1:
+            raise OptionsError(f"--number_of_execution_retries must be a number of restarts (or -1: the "
+                               f"cluster's own restart strategy), got {value!r}")
     for name in ("checkpointing_interval", "min_pause_between_checkpoints") if streaming else ():
         for value in raw_values(beam_args, name):
             if int(value) < MIN_FLINK_STREAMING_CHECKPOINT_MILLIS:

@@ -1,12 +1,15 @@
 """The few calls of Flink's REST API (the JobManager's `--flink_master` endpoint) paybeam makes itself:
-which jobs of a name are running, and cancelling one until Flink reports it cancelled."""
+how many TaskManagers it has, which jobs of a name are running, how often one has restarted and why it
+first failed, and cancelling one until Flink reports it cancelled."""
 from __future__ import annotations
 
 import json
 import time
 import urllib.error
 import urllib.request
-from typing import Set
+from typing import Optional, Set
+
+from schemas.errors import last_informative_line
 
 # Flink's globally terminal job states (org.apache.flink.api.common.JobStatus).
 TERMINAL_STATES = frozenset({"FINISHED", "CANCELED", "FAILED"})
@@ -39,8 +42,27 @@ class FlinkRestClient:
         return {job["jid"] for job in self._call("/jobs/overview")["jobs"]
                 if job["name"] == name and job["state"] not in TERMINAL_STATES}
 
+    def taskmanagers(self) -> int:
+        """How many TaskManagers are registered with the cluster."""
+        return len(self._call("/taskmanagers")["taskmanagers"])
+
     def state(self, job_id: str) -> str:
         return self._call(f"/jobs/{job_id}")["state"]
+
+    def restarts(self, job_id: str) -> int:
+        """How many times the job has restarted (Flink's `numRestarts`, region failovers included)."""
+        values = self._call(f"/jobs/{job_id}/metrics?get=numRestarts")
+        return int(values[0]["value"]) if values else 0
+
+    def first_failure(self, job_id: str) -> Optional[str]:
+        """The line naming the oldest root failure in the job's exception history (Flink keeps the newest 16
+        by default: `web.exception-history-size`), or None. A Python step's failure is a Java exception whose
+        message ends with the SDK harness's traceback, so the line is the last one before the Java frames."""
+        entries = self._call(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        if not entries:
+            return None
+        message = entries[-1]["stacktrace"].split("\n\tat ", 1)[0]
+        return last_informative_line(message)[:500]
 
     def cancel(self, job_id: str, wait_seconds: float = 60.0) -> str:
         """Cancels the job and waits until it is terminal; returns that state (CANCELED unless it ended first)."""

@@ -61,9 +61,12 @@ class FlinkCluster:
             "taskmanager.memory.task.heap.size": "384m",
             "taskmanager.memory.framework.off-heap.size": "128m",
             "taskmanager.memory.task.off-heap.size": "0m",
-            # A portable batch job has many exchanges: 512 buffers each with the defaults.
-            "taskmanager.memory.network.min": "192m",
-            "taskmanager.memory.network.max": "192m",
+            # A portable batch job has many exchanges, each blocking one a sort-shuffle partition of at least
+            # 512 buffers of 32 KiB (taskmanager.network.sort-shuffle.min-buffers): 192m (6,144 buffers) ran out
+            # when a TaskManager's two slots ran such tasks at once ("Insufficient number of network buffers:
+            # required 512, but only 455 available", the two-TaskManager test at parallelism 4).
+            "taskmanager.memory.network.min": "320m",
+            "taskmanager.memory.network.max": "320m",
             "taskmanager.memory.managed.size": "128m",
             "taskmanager.memory.jvm-metaspace.size": "256m",
             "taskmanager.memory.jvm-overhead.min": "192m",
@@ -179,6 +182,16 @@ class FlinkCluster:
         """The job's failure history (each a root exception's text); region failovers count too."""
         history = self.rest(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         return [entry["stacktrace"] for entry in history]
+
+    def failure_report(self, entries: int = 3) -> str:
+        """Each job's state and the first root failures Flink recorded for it (oldest first), for an
+        assertion message: a failed run's Python side shows only the failures its own workers saw."""
+        report = []
+        for job in self.jobs():
+            failures = self.failures(job["jid"])  # newest first
+            report.append(f"job {job['jid']} {job['state']}, {len(failures)} failure(s)")
+            report += [failure[:3000] for failure in reversed(failures[-entries:])]
+        return "\n".join(report)
 
     def completed_checkpoints(self, job_id: str) -> int:
         return self.rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"]

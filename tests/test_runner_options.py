@@ -994,3 +994,21 @@ def test_an_unbounded_flink_run_finishes_its_bundles_every_100_ms_unless_told_ot
     assert "max_bundle_time_mills" not in options(streaming=False)
     assert "max_bundle_time_mills" not in build_pipeline_options("prism", [], streaming=True).get_all_options(
         retain_unknown_options=True)
+
+
+def test_a_batch_run_on_a_flink_cluster_gives_up_after_three_restarts_unless_told_otherwise():
+    from runners.flink_options import batch_restart_limit
+
+    cluster = ["--flink_master=localhost:8081", "--environment_type=EXTERNAL", "--environment_config=localhost:50000"]
+
+    def limit(*flags, streaming=False):
+        return batch_restart_limit(build_pipeline_options("flink", [*cluster, *flags], streaming=streaming))
+
+    assert limit() == 3
+    assert limit("--number_of_execution_retries=10") == 10
+    assert limit("--number_of_execution_retries=0") == 0
+    assert limit("--number_of_execution_retries=-1") is None  # the cluster's own strategy, however long
+    assert limit(streaming=True) is None  # a stream resumes from its checkpoints after any failure
+    for bad in ("x", "-2", "1.5"):
+        with pytest.raises(OptionsError, match="number_of_execution_retries"):
+            build_pipeline_options("flink", [*cluster, f"--number_of_execution_retries={bad}"])
