@@ -12,7 +12,11 @@ Writes, under `out_dir`:
   (`schemas.vendors`), the canonical file keeping the other processors;
 * `ground_truth.csv`: the expected result rows (docs/DESIGN.md 3.3), computed
   here from the generated records alone (nothing from `transforms/`);
-* `expected.json`: as_of, record counts and status counts.
+* `expected.json`: as_of, record counts and status counts;
+* with `bank_statements="camt053"` or `"bai2"`, the bank statements of the
+  payouts with every bank-matching break injected, `bank_ground_truth.csv`
+  and a `bank` section in `expected.json` (`datagen.bank_statements`, drawn
+  from a generator of its own: without the option every file is unchanged).
 
 Same config and seed give byte-identical files (one `random.Random(seed)`,
 no wall clock, no set-order dependence; the Avro sync marker comes from the
@@ -28,14 +32,21 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 
 from datagen import writers
+from datagen.bank_statements import (
+    BANK_FORMATS,
+    plan_bank_statements,
+    remove_bank_outputs,
+    without_rows,
+    write_bank_statements,
+)
 from datagen.scenarios import (
     DAY_MS,
     PROCESSOR_CODE,
@@ -76,6 +87,7 @@ class GeneratorConfig:
     ledger_grace_days: int = 1
     malformed_rate: float = 0.002  # extra malformed rows per file, as a fraction of its valid rows
     redelivery_rate: float = 0.01  # fraction of valid rows written twice (identical row, same id)
+    bank_statements: Optional[str] = None  # camt053 | bai2: also write bank statements (datagen.bank_statements)
 
     def __post_init__(self) -> None:
         if self.payments < 0:
@@ -90,6 +102,9 @@ class GeneratorConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         parse_timestamp_millis(self.start, "start")
+        if self.bank_statements is not None and self.bank_statements not in BANK_FORMATS:
+            raise ValueError(f"unknown bank statement format {self.bank_statements!r}; "
+                             f"choose one of {', '.join(BANK_FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ class GeneratedDataset:
     settlement_files: List[str]  # canonical settlement files, plus vendor reports when enabled
     ground_truth_path: str
     expected: dict  # the summary also written to <out>/expected.json
+    bank_statement_files: List[str] = field(default_factory=list)  # with bank_statements
+    bank_ground_truth_path: Optional[str] = None
 
 
 # ------------------------------------------------------------------ ground truth
@@ -425,6 +442,16 @@ def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> G
     """Writes a dataset for `config` under `out_dir` and returns where and what it is."""
     drawn = _draw(config, progress)
     world = drawn.world
+    # as_of and the ground truth come from the valid, distinct records only.
+    latest = [int(times.max()) for times in (world.events["time"], world.lines["booked"]) if len(times)]
+    as_of = max(latest) if latest else world.start
+    bank = None
+    if config.bank_statements is not None:
+        # Before any file is written: the payout-side breaks change PAYOUT lines (amounts, left out).
+        bank = plan_bank_statements(world, config.seed, as_of, config.bank_statements)
+        withheld = bank.withheld_rows
+        drawn = replace(drawn, settlements=without_rows(drawn.settlements, withheld),
+                        vendors={vendor: without_rows(rows, withheld) for vendor, rows in drawn.vendors.items()})
     ext = config.fmt
     payments_dir = os.path.join(out_dir, "payments")
     settlements_dir = os.path.join(out_dir, "settlements")
@@ -456,9 +483,6 @@ def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> G
     _remove_stale(settlements_dir, [f"settlements.{f}" for f in FORMATS] + list(VENDOR_FILES.values()),
                   settlement_files)
 
-    # as_of and the ground truth come from the valid, distinct records only.
-    latest = [int(times.max()) for times in (world.events["time"], world.lines["booked"]) if len(times)]
-    as_of = max(latest) if latest else world.start
     truth = truth_of(world, drawn.references, as_of, config.settlement_sla_days * DAY_MS,
                      config.ledger_grace_days * DAY_MS)
     ground_truth_path = os.path.join(out_dir, "ground_truth.csv")
@@ -485,6 +509,12 @@ def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> G
         "statuses": truth.statuses,
         "keys": truth.keys,
     }
+    bank_output = None
+    if bank is not None:
+        bank_output = write_bank_statements(bank, out_dir)
+        expected["bank"] = bank_output.expected
+    else:
+        remove_bank_outputs(out_dir)
     with open(os.path.join(out_dir, "expected.json"), "w", encoding="utf-8") as handle:
         json.dump(expected, handle, indent=2)
         handle.write("\n")
@@ -494,6 +524,8 @@ def generate(config: GeneratorConfig, out_dir: str, progress: bool = False) -> G
         settlement_files=settlement_files,
         ground_truth_path=ground_truth_path,
         expected=expected,
+        bank_statement_files=bank_output.files if bank_output else [],
+        bank_ground_truth_path=bank_output.truth_path if bank_output else None,
     )
 
 

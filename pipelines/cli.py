@@ -29,11 +29,13 @@ def _generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise UsageError("--payments must be positive")
     dataset = generate(
         GeneratorConfig(payments=args.payments, seed=args.seed, fmt=args.format,
-                        vendor_reports=args.vendor_reports, days=args.days),
+                        vendor_reports=args.vendor_reports, days=args.days,
+                        bank_statements=args.bank_statements),
         args.out,
         progress=not args.quiet,
     )
-    files = [*dataset.payment_files, *dataset.settlement_files, dataset.ground_truth_path]
+    files = [*dataset.payment_files, *dataset.settlement_files, dataset.ground_truth_path,
+             *dataset.bank_statement_files, *([dataset.bank_ground_truth_path] if dataset.bank_ground_truth_path else [])]
     print(f"wrote {len(files)} files to {dataset.out_dir} (as_of {dataset.expected['as_of']})")
     for path in files:
         print(f"  {path}")
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--vendor-reports", action="store_true",
                           help="write Stripe and Adyen lines as those vendors' report CSVs")
     generate.add_argument("--days", type=int, default=14, help="days the payments span (default 14)")
+    generate.add_argument("--bank-statements", choices=("camt053", "bai2"), default=None,
+                          help="also write the payouts' bank statements in this format, with bank-matching breaks "
+                               "injected and bank_ground_truth.csv")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_generate)
     return parser

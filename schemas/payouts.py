@@ -1,7 +1,8 @@
 """The records of three-way reconciliation (issue 21, docs/DESIGN.md 3.8): a payout against its settlement
 lines (`PayoutBalance`), and a payout against the bank credit that carries it (`BankMatch`).
 
-Money is integer minor units; dates are ISO days (YYYY-MM-DD). The statuses are schemas/rules.py's
+Money is integer minor units, null where an exact sum leaves int64 (schemas/money.py: within_int64);
+dates are ISO days (YYYY-MM-DD). The statuses are schemas/rules.py's
 PAYOUT_STATUSES and BANK_MATCH_STATUSES.
 """
 from typing import NamedTuple, Optional
@@ -16,7 +17,7 @@ class PayoutBalance(NamedTuple):
     merchant_id: Optional[str]  # the PAYOUT line's, else the first line's
     currency: str  # the PAYOUT line's, else the lines'
     payout_minor: Optional[int]  # what the PAYOUT line(s) paid out; None without one
-    lines_minor: Optional[int]  # the lines' balance movements in `currency`; None without lines
+    lines_minor: Optional[int]  # the lines' balance movements; None without lines or in several currencies
     difference_minor: Optional[int]  # payout - lines; None unless both exist in one currency
     line_count: int  # settlement lines other than the PAYOUT line(s)
     payout_line_count: int

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence
+from typing import Optional, Sequence
 
+from schemas.money import within_int64
 from schemas.payouts import PayoutBalance
 from schemas.records import SettlementLine
 from schemas.rules import (
@@ -61,8 +62,13 @@ def balance_payout(processor: str, payout_id: str, lines: Sequence[SettlementLin
     else:
         due = as_of_millis >= max(line.booked_time for line in settled) + policy.payout_grace_millis
         status = LINES_WITHOUT_PAYOUT if due else PENDING
+    # Judged on exact sums; published as int64, null where a sum leaves it (never a wrong number).
     return PayoutBalance(
         processor=processor, payout_id=payout_id, merchant_id=first.merchant_id, currency=currency,
-        payout_minor=payout_minor, lines_minor=lines_minor if one_currency or lines_minor is None else None,
-        difference_minor=difference, line_count=len(settled), payout_line_count=len(payout_lines),
+        payout_minor=_published(payout_minor), lines_minor=_published(lines_minor if one_currency else None),
+        difference_minor=_published(difference), line_count=len(settled), payout_line_count=len(payout_lines),
         payout_date=min(line.settlement_date for line in payout_lines) if payout_lines else None, status=status)
+
+
+def _published(total: Optional[int]) -> Optional[int]:
+    return None if total is None else within_int64(total)

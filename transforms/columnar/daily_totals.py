@@ -139,7 +139,7 @@ def _grouped_sums(table: pa.Table, with_rows: bool = False) -> pa.Table:
     return summed.rename_columns([renamed.get(name, name) for name in summed.column_names]).select(names)
 
 
-def _within_int64(sums) -> pa.Array:
+def within_int64_array(sums) -> pa.Array:
     """`within_int64` of exact decimal sums: int64, null where the sum leaves it."""
     low, high = _INT64_RANGE
     inside = pc.and_(pc.greater_equal(sums, low), pc.less_equal(sums, high))
@@ -153,7 +153,7 @@ def combine_partials(partials: Iterable[pa.Table], settlement_day: SettlementDay
     bounds = {start: settlement_day.bounds(start) for start in set(starts)}
     rows = summed.num_rows
     columns = {name: summed.column(name) for name in summed.column_names}
-    columns.update({name: _within_int64(summed.column(name)) for name in SUM_COLUMNS})
+    columns.update({name: within_int64_array(summed.column(name)) for name in SUM_COLUMNS})
     columns["settlement_day"] = pa.array([bounds[start][2] for start in starts], pa.string())
     columns["window_end"] = pa.array([bounds[start][1] for start in starts], pa.int64())
     columns["pane_timing"] = pa.array(["ON_TIME"] * rows, pa.string())
