@@ -2,17 +2,23 @@
 real samples (../shared/samples/bank/, read from there, never copied) and views of the records read."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from schemas.records import RawRecord
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "samples" / "bank"  # read-only, never copied (SOURCES.md there)
+# Read-only, never copied (SOURCES.md there): ../shared/samples next to the repository, or $PAYBEAM_SAMPLES
+# for a checkout elsewhere. Missing samples fail the tests that read them, never skip them.
+SAMPLES = Path(os.environ.get("PAYBEAM_SAMPLES") or REPO.parent / "shared" / "samples") / "bank"
 
 
 def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+    path = SAMPLES / name
+    assert path.is_file(), f"{path} is missing: the bank samples are read from ../shared/samples/bank next to " \
+                           "the repository (or $PAYBEAM_SAMPLES/bank)"
+    return path.read_bytes()
 
 
 def good(records: List[RawRecord]) -> List[dict]:
