@@ -19,6 +19,7 @@ import pytest
 from datagen.generator import GeneratorConfig, generate
 from runners.flink_job_server import new_pipeline
 from runners.flink_options import FLINK_BATCH_MAX_RESTARTS
+from runners.flink_rest import FlinkRestClient
 from runners.options import build_pipeline_options
 from schemas.errors import RunFailed
 from tests.cli_helpers import reconcile
@@ -92,7 +93,7 @@ def test_a_batch_job_that_fails_on_every_restart_is_cancelled_and_the_run_fails_
             result.wait_until_finish()
         (job,) = cluster.jobs()
         assert job["state"] == "CANCELED", job
-        restarts = int(cluster.rest(f"/jobs/{job['jid']}/metrics?get=numRestarts")[0]["value"])
+        restarts = FlinkRestClient(f"http://{cluster.master}").restarts(job["jid"])
         assert restarts > FLINK_BATCH_MAX_RESTARTS
         assert f"more than --number_of_execution_retries={FLINK_BATCH_MAX_RESTARTS}" in str(failed.value)
         assert "ValueError: element" in str(failed.value), "the first failure is the step's own error line"

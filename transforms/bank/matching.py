@@ -96,25 +96,26 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
         if not naming:
             unnamed_payouts.append(payout_index)
         elif len(naming) == 1 and len(named[naming[0]]) == 1:
-            rows.append(_pair(payout, credits[naming[0]], MATCHED_BY_REFERENCE, 1))
+            rows.append(_pair(payout, credits[naming[0]], MATCHED_BY_REFERENCE))
             taken.add(naming[0])
         else:
             rows.append(_row(payout, None, None, len(naming), AMBIGUOUS_BANK_MATCH))
+    # A credit naming a payout that did not take it names several, or shares its payout with another.
     for credit_index, payout_indexes in enumerate(named):
         if credit_index not in taken and payout_indexes:
-            count = len(payout_indexes)
-            if count > 1 or len(credits_naming[next(iter(payout_indexes))]) > 1:
-                rows.append(_row(None, credits[credit_index], None, count, AMBIGUOUS_BANK_MATCH))
-                taken.add(credit_index)
+            rows.append(_row(None, credits[credit_index], None, len(payout_indexes), AMBIGUOUS_BANK_MATCH))
+            taken.add(credit_index)
 
     # By amount: credits that name no known payout, against payouts no credit names.
     open_credits = [index for index, payout_indexes in enumerate(named) if not payout_indexes]
     candidates: Dict[int, List[int]] = {}
+    sla_end: Dict[int, date] = {}
     payouts_of_credit: Dict[int, List[int]] = defaultdict(list)
     for payout_index in unnamed_payouts:
         payout = paid[payout_index]
-        first = (date.fromisoformat(payout.payout_date) - timedelta(days=1)).isoformat()
-        last = add_business_days(date.fromisoformat(payout.payout_date), policy.bank_sla_business_days).isoformat()
+        payout_day = date.fromisoformat(payout.payout_date)
+        sla_end[payout_index] = add_business_days(payout_day, policy.bank_sla_business_days)
+        first, last = (payout_day - timedelta(days=1)).isoformat(), sla_end[payout_index].isoformat()
         found = [index for index in open_credits
                  if credits[index].get("currency") == payout.currency
                  and credits[index].get("amount_minor") == payout.payout_minor
@@ -125,13 +126,13 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
     for payout_index in unnamed_payouts:
         payout, found = paid[payout_index], candidates[payout_index]
         if len(found) == 1 and len(payouts_of_credit[found[0]]) == 1:
-            rows.append(_pair(payout, credits[found[0]], MATCHED_BY_AMOUNT, 1))
+            rows.append(_pair(payout, credits[found[0]], MATCHED_BY_AMOUNT))
             taken.add(found[0])
         elif found:
             rows.append(_row(payout, None, None, len(found), AMBIGUOUS_BANK_MATCH))
         else:
-            deadline = add_business_days(date.fromisoformat(payout.payout_date), policy.bank_sla_business_days)
-            rows.append(_row(payout, None, None, 0, PAYOUT_NOT_RECEIVED if as_of > deadline else PENDING))
+            rows.append(_row(payout, None, None, 0,
+                             PAYOUT_NOT_RECEIVED if as_of > sla_end[payout_index] else PENDING))
     for credit_index, payout_indexes in payouts_of_credit.items():
         if credit_index not in taken:
             rows.append(_row(None, credits[credit_index], None, len(payout_indexes), AMBIGUOUS_BANK_MATCH))
@@ -144,11 +145,12 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
     return rows
 
 
-def _pair(payout: PayoutBalance, credit: Mapping[str, object], matched_by: str, candidates: int) -> BankMatch:
+def _pair(payout: PayoutBalance, credit: Mapping[str, object], matched_by: str) -> BankMatch:
+    """A payout and the one credit it is matched with (the one candidate either has)."""
     same_currency = credit.get("currency") == payout.currency
     difference = int(credit["amount_minor"]) - payout.payout_minor if same_currency else None
     status = PAYOUT_RECEIVED if difference == 0 else PAYOUT_AMOUNT_DIFFERS
-    return _row(payout, credit, matched_by, candidates, status, difference)
+    return _row(payout, credit, matched_by, 1, status, difference)
 
 
 def _row(payout: Optional[PayoutBalance], credit: Optional[Mapping[str, object]], matched_by: Optional[str],
