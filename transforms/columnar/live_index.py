@@ -42,12 +42,14 @@ def indexable(rule: Rule) -> bool:
     return rule.aggregate != DISTINCT
 
 
-def in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per value: whether it is in `sorted_values` (ascending), by binary search."""
+def in_sorted(sorted_values: np.ndarray, values: np.ndarray, at: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per value: whether it is in `sorted_values` (ascending), by binary search; `at`: the values'
+    `np.searchsorted(sorted_values, values)` when the caller has it already (not searched twice)."""
     if not len(sorted_values):
         return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
-    return sorted_values[at] == values
+    if at is None:
+        at = np.searchsorted(sorted_values, values)
+    return sorted_values[np.minimum(at, len(sorted_values) - 1)] == values
 
 
 def _running(values: np.ndarray) -> np.ndarray:
@@ -109,7 +111,7 @@ class KeyIndex:
         """Per (group, time): how many rows precede it in (group, time) order; `side` "right" counts rows of
         the same group and time too. A group the index lacks: where its rows would start."""
         code = np.searchsorted(self._unique_groups, groups)
-        found = in_sorted(self._unique_groups, groups)
+        found = in_sorted(self._unique_groups, groups, code)
         rank = np.searchsorted(self._unique_times, times, side=side)
         return np.searchsorted(self._key, code * self._span + np.where(found, rank, 0), side="left")
 
