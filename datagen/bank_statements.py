@@ -19,7 +19,10 @@ transit). Bank fees are debits, read and never matched.
 Injected, each at its `BankRates` rate of the payouts and at least once when some payout qualifies:
 * payout side (settlement files change only with this option): `lines_differ` (the PAYOUT line's
   amount is off: PAYOUT_LINES_DIFFER), `payout_withheld` (the PAYOUT line left out of the report:
-  LINES_WITHOUT_PAYOUT, and no credit);
+  LINES_WITHOUT_PAYOUT, and no credit), `payout_relabelled` (the PAYOUT line, amount unchanged, carries
+  a new payout id of the processor's form that no line carries: the lines' id LINES_WITHOUT_PAYOUT with
+  no credit, the new id PAYOUT_WITHOUT_LINES, credited under the new id like any payout; two truth
+  rows, one injection);
 * bank side: `short_paid` (the credit is lower: PAYOUT_AMOUNT_DIFFERS), `missing_credit` (no
   credit, SLA long past: PAYOUT_NOT_RECEIVED), `ambiguous_amount` (two unreferenced credits of the
   payout's amount) and `ambiguous_reference` (two credits naming it): AMBIGUOUS_BANK_MATCH for the
@@ -37,7 +40,8 @@ entry_ref), one row per payout and one per credit no payout takes:
 * `payout_status`: the payout against its lines (PAYOUT_STATUSES), empty on credit rows;
 * `bank_status`: the expected bank-match status (BANK_MATCH_STATUSES); empty for a payout without a
   PAYOUT line (it expects no credit);
-* `injected`: the injected kinds, joined by "+" (empty: an ordinary payout, received by reference);
+* `injected`: the injected kinds, joined by "+" (empty: an ordinary payout, received by reference;
+  `payout_relabelled` on the rows of both its ids);
 * `reference_field`: the bank entry field that holds `payout_id`'s reference, empty when none does;
 * `currency`, `payout_minor` (the PAYOUT line's amount), `credit_minor` (the credit's amount).
 """
@@ -70,6 +74,7 @@ from schemas.rules import (
     PAYOUT_NOT_RECEIVED,
     PAYOUT_RECEIVED,
     PAYOUT_STATUSES,
+    PAYOUT_WITHOUT_LINES,
     PENDING,
     UNEXPECTED_BANK_CREDIT,
 )
@@ -79,8 +84,9 @@ BANK_DIRECTORY = "bank_statements"
 BANK_TRUTH_FILE = "bank_ground_truth.csv"
 BANK_TRUTH_FIELDS = ("record", "processor", "payout_id", "entry_ref", "payout_status", "bank_status", "injected",
                      "reference_field", "currency", "payout_minor", "credit_minor")
-INJECTED_KINDS = ("lines_differ", "payout_withheld", "short_paid", "missing_credit", "ambiguous_amount",
-                  "ambiguous_reference", "unreferenced", "in_transit", "unexpected_credit", "recent_credit")
+INJECTED_KINDS = ("lines_differ", "payout_withheld", "payout_relabelled", "short_paid", "missing_credit",
+                  "ambiguous_amount", "ambiguous_reference", "unreferenced", "in_transit", "unexpected_credit",
+                  "recent_credit")
 
 # The policy the truth is written for: the defaults of transforms/bank (DESIGN 3.8).
 BANK_SLA_BUSINESS_DAYS = 3
@@ -117,6 +123,7 @@ class BankRates:
 
     lines_differ: float = 0.01
     payout_withheld: float = 0.01
+    payout_relabelled: float = 0.01
     short_paid: float = 0.02
     missing_credit: float = 0.02
     ambiguous_amount: float = 0.01
@@ -144,6 +151,7 @@ class _Payout:
     bank_status: str = ""
     reference_field: str = ""
     credit: Optional[BankLine] = None  # the credit it is expected to match
+    relabelled_from: str = ""  # a payout_relabelled PAYOUT line's own payout id: the id its lines carry
 
 
 @dataclass
@@ -202,7 +210,7 @@ def _weekdays(first: date, last: date) -> List[date]:
 def plan_bank_statements(world: World, seed: int, as_of_millis: int, fmt: str,
                          rates: BankRates = BankRates()) -> BankPlan:
     """Decides every payout's and credit's break, and applies the payout-side ones to the world (a PAYOUT
-    line's amount; `withheld_rows` for the caller to leave out of the settlement files)."""
+    line's amount, or its payout id; `withheld_rows` for the caller to leave out of the settlement files)."""
     if fmt not in BANK_FORMATS:
         raise ValueError(f"unknown bank statement format {fmt!r}; choose one of {', '.join(BANK_FORMATS)}")
     rng = bank_rng(seed)
@@ -213,10 +221,16 @@ def plan_bank_statements(world: World, seed: int, as_of_millis: int, fmt: str,
     taken: Set[int] = set()
 
     # Payout side, before anything depends on the amounts.
-    withheld = _choose(rng, [p for p in payouts if (as_of_date - p.day).days >= _WITHHELD_AFTER_DAYS],
-                       rates.payout_withheld, count, taken)
+    old_enough = [p for p in payouts if (as_of_date - p.day).days >= _WITHHELD_AFTER_DAYS]
+    withheld = _choose(rng, old_enough, rates.payout_withheld, count, taken)
     for payout in withheld:
         payout.kinds.append("payout_withheld")
+        payout.payout_status = LINES_WITHOUT_PAYOUT
+    # Relabelled: the lines keep their payout id (LINES_WITHOUT_PAYOUT, no credit, as if withheld) and the
+    # PAYOUT line names a new payout (PAYOUT_WITHOUT_LINES), which the bank pays like any other.
+    relabelled = _choose(rng, old_enough, rates.payout_relabelled, count, taken)
+    for payout in relabelled:
+        payout.kinds.append("payout_relabelled")
         payout.payout_status = LINES_WITHOUT_PAYOUT
     # Off amounts may also meet a bank-side break (a copy of `taken`): the two legs are independent.
     for payout in _choose(rng, payouts, rates.lines_differ, count, set(taken)):
@@ -224,6 +238,7 @@ def plan_bank_statements(world: World, seed: int, as_of_millis: int, fmt: str,
         world.lines["gross"][payout.row] = payout.amount  # PAYOUT lines have no fee: net == gross
         payout.kinds.append("lines_differ")
         payout.payout_status = PAYOUT_LINES_DIFFER
+    payouts.extend(_relabel(world, payout) for payout in relabelled)  # after lines_differ: they have no lines
     paid = [payout for payout in payouts if payout.index not in taken]
 
     # A payout found by amount must be the only payout of its currency and amount, so that its credits
@@ -282,6 +297,19 @@ def _payouts(world: World) -> List[_Payout]:
             day=date.fromisoformat(date_text(int(lines["booked"][row]))), amount=int(lines["gross"][row])))
     payouts.sort(key=lambda payout: payout.index)
     return payouts
+
+
+def _relabel(world: World, payout: _Payout) -> _Payout:
+    """Puts `payout`'s PAYOUT line (and its re-deliveries, which are the same world row) under a new payout id,
+    issued as the processor issues payout ids (the next Adyen batch number; the next `po_`/`pyt_`/`wpo_` id),
+    so it is none of the run's; its lines keep theirs. Returns the new id's payout (its PAYOUT line only)."""
+    index = len(world.payout_ids)
+    world.payout_ids.append(world.ids.payout(payout.processor))
+    world.line_payout[payout.row] = index
+    return _Payout(index=index, row=payout.row, payout_id=world.payout_ids[index], processor=payout.processor,
+                   merchant=payout.merchant, currency=payout.currency, day=payout.day, amount=payout.amount,
+                   kinds=["payout_relabelled"], payout_status=PAYOUT_WITHOUT_LINES,
+                   relabelled_from=payout.payout_id)
 
 
 def _count(rate: float, population: int) -> int:
@@ -513,8 +541,10 @@ def write_bank_statements(plan: BankPlan, out_dir: str) -> BankOutput:
         writer.writerows(rows)
     payout_statuses = Counter(row[4] for row in rows if row[0] == "payout")
     bank_statuses = Counter(row[5] for row in rows if row[5])
-    # Injections, not rows: an ambiguous payout counts once, though it has three rows.
-    injected = Counter(kind for payout in plan.payouts for kind in payout.kinds)
+    # Injections, not rows: an ambiguous payout counts once, though it has three rows, and a relabelled
+    # payout once, though both its ids have a row (counted on the lines' id).
+    injected = Counter(kind for payout in plan.payouts for kind in payout.kinds
+                       if not (kind == "payout_relabelled" and payout.relabelled_from))
     injected.update(credit.kind for credit in plan.credits if credit.payout is None)
     expected = {
         "format": plan.fmt,

@@ -5,12 +5,15 @@ Every conversion error becomes a UsageError: the command runner (pipelines/comma
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from datetime import timedelta
+from typing import Optional, Tuple
 
 from schemas.errors import UserError
 from schemas.timestamps import TimestampError, parse_duration, parse_timestamp_millis
 from schemas.vendors import STRIPE_LEDGER_REFERENCES, VendorOptions
 from transforms.alerts import AlertPolicy
+from transforms.bank.matching import BankPolicy
+from transforms.bank.payouts import PayoutPolicy
 from transforms.daily_totals import SettlementDay, TriggerPolicy
 from transforms.matching import MatchPolicy
 
@@ -52,6 +55,27 @@ def vendor_options(args: argparse.Namespace) -> VendorOptions:
     if not key or any(char in key for char in "[]\r\n"):
         raise UsageError(f"--stripe-merchant-metadata-key {key!r} is not a metadata key")
     return VendorOptions(getattr(args, "stripe_ledger_reference", None) or "charge", key)
+
+
+def add_bank_arguments(parser: argparse.ArgumentParser) -> None:
+    """Three-way reconciliation: bank statements and the deadlines of payouts and credits (docs/DESIGN.md 3.8)."""
+    parser.add_argument("--bank-statements", action="append", default=[], metavar="GLOB",
+                        help="bank statements (repeatable; camt.053 XML or BAI2, told apart by content, then "
+                             "extension): adds payouts/ (each payout against its settlement lines) and "
+                             "bank_matches/ (each payout against the bank credit that carries it)")
+    parser.add_argument("--bank-sla-days", type=int, default=3, metavar="N",
+                        help="business days (Monday to Friday) a payout's bank credit may take before the payout "
+                             "is PAYOUT_NOT_RECEIVED (default 3)")
+    parser.add_argument("--credit-grace-days", type=int, default=3, metavar="N",
+                        help="days a bank credit no payout claims waits before UNEXPECTED_BANK_CREDIT (default 3)")
+    parser.add_argument("--payout-grace", default="1d", metavar="DURATION",
+                        help="how long after its last line a payout id waits for its PAYOUT line before "
+                             "LINES_WITHOUT_PAYOUT (default 1d)")
+
+
+def bank_policies(args: argparse.Namespace) -> Tuple[PayoutPolicy, BankPolicy]:
+    return _converted(lambda: (PayoutPolicy(parse_duration(args.payout_grace)),
+                               BankPolicy(args.bank_sla_days, timedelta(days=args.credit_grace_days))))
 
 
 def add_alert_arguments(parser: argparse.ArgumentParser) -> None:

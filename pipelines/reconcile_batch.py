@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -26,10 +26,12 @@ from pipelines.arguments import (
     ENGINES,
     UsageError,
     add_alert_arguments,
+    add_bank_arguments,
     add_policy_arguments,
     add_vendor_arguments,
     alert_policy,
     as_of_millis_argument,
+    bank_policies,
     match_policy,
     settlement_day,
     trigger_policy,
@@ -37,6 +39,7 @@ from pipelines.arguments import (
 )
 from pipelines.command import run_entry_point, run_module
 from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
+from pipelines.io.bank_files import ReadBankStatements, expand_bank_patterns
 from pipelines.io.files import (
     ReadRawRecords,
     WriteCsv,
@@ -49,6 +52,7 @@ from pipelines.io.spill import SpillDirectory, SpillToFiles
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import (
     as_of_text,
+    bank_summary,
     counts_from_metrics,
     format_summary,
     input_counts,
@@ -60,12 +64,17 @@ from runners.direct_threads import default_direct_threads, usable_cores, workers
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, workers_share_this_disk
 from schemas import arrow
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.codecs import FORMATS
 from schemas.record_tables import result_records, results_for_output
 from schemas.records import DAILY_TOTAL_FIELDS, PAYMENTS, RESULT_FIELDS, SETTLEMENTS, ReconciliationResult
-from schemas.rules import DAILY_TOTAL_ROWS, RESULT_ROWS
+from schemas.rules import BANK_MATCHES, DAILY_TOTAL_ROWS, PAYOUTS, RESULT_ROWS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS, VendorOptions
 from transforms.alerts import AlertPolicy, BreakRateAlerts
+from transforms.bank.flow import ReconcileBank
+from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
+from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
+from transforms.columnar.bank_flow import ColumnarReconcileBank
 from transforms.columnar.flow import ColumnarReconcile
 from transforms.counting import ReportCounts
 from transforms.flow import ReconcileConfig, ReconcileRecords
@@ -93,6 +102,8 @@ class BatchJob:
     spill: Optional[bool] = None  # columnar engine: spill shuffles to files (None: on the DirectRunner)
     spill_dir: Optional[str] = None  # where spill directories go (None: the system's temp directory)
     spill_path: Optional[str] = None  # this run's spill directory, while it runs
+    bank_statements: List[str] = field(default_factory=list)  # camt.053 / BAI2 globs: the third leg (3.8)
+    bank_policies: Tuple[PayoutPolicy, BankPolicy] = (DEFAULT_PAYOUT_POLICY, DEFAULT_BANK_POLICY)
 
 
 def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +137,7 @@ def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     add_policy_arguments(parser)
     add_alert_arguments(parser)
     add_vendor_arguments(parser)
+    add_bank_arguments(parser)
 
 
 def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> BatchJob:
@@ -155,6 +167,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
         vendor_options=vendor_options(args),
         spill=False if args.no_spill else True if args.spill_dir else None,
         spill_dir=args.spill_dir,
+        bank_statements=list(args.bank_statements),
+        bank_policies=bank_policies(args),
     )
 
 
@@ -175,6 +189,15 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: s
             SETTLEMENTS, job.settlements, job.settlements_format, job.vendor_options),
     }
     outputs = raw | "Reconcile" >> ReconcileRecords(job.config, with_counts=True)
+    if job.bank_statements:
+        bank = ({SETTLEMENTS: outputs[SETTLEMENTS], "as_of": outputs["as_of"],
+                 BANK_STATEMENTS: pipeline | "ReadBankStatements" >> ReadBankStatements(job.bank_statements)}
+                | "ReconcileBank" >> ReconcileBank(*job.bank_policies))
+        for name, schema in ((PAYOUTS, arrow.PAYOUT_BALANCE), (BANK_MATCHES, arrow.BANK_MATCH)):
+            bank[name] | f"Write[{name}]" >> WriteParquet(f"{out}/{name}/{name}", schema)
+            if job.write_csv:
+                bank[name] | f"WriteCsv[{name}]" >> WriteCsv(f"{out}/csv/{name}", schema.names)
+        outputs = with_bank_letters_and_counts(outputs, bank)
     outputs["results"] | "WriteResults" >> WriteParquet(f"{out}/results/results", arrow.RECONCILIATION_RESULT)
     outputs["daily_totals"] | "WriteDailyTotals" >> WriteParquet(
         f"{out}/daily_totals/daily_totals", arrow.DAILY_TOTAL)
@@ -185,13 +208,32 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: s
 
 
 def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics_prefix: str) -> None:
+    out = job.output.rstrip("/")
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
             SETTLEMENTS, job.settlements, job.settlements_format, job.vendor_options),
     }
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards, shuffle_of(job))
+    if job.bank_statements:
+        bank = ({SETTLEMENTS: outputs[SETTLEMENTS], "as_of": outputs["as_of"],
+                 BANK_STATEMENTS: pipeline | "ReadBankStatements" >> ReadBankStatements(job.bank_statements)}
+                | "ReconcileBank" >> ColumnarReconcileBank(shards, shuffle_of(job), *job.bank_policies))
+        one_shard = bank[BANK_MATCHES] | "BankMatchesInOneShard" >> beam.Map(lambda table: (0, table))
+        for name, schema, shard_tables, count in ((PAYOUTS, arrow.PAYOUT_BALANCE, bank[PAYOUTS], shards),
+                                                  (BANK_MATCHES, arrow.BANK_MATCH, one_shard, 1)):
+            shard_tables | f"Write[{name}]" >> WriteShardFiles(f"{out}/{name}/{name}", count, schema)
+            if job.write_csv:
+                shard_tables | f"WriteCsv[{name}]" >> WriteShardFiles(f"{out}/csv/{name}", count, schema, csv=True)
+        outputs = with_bank_letters_and_counts(outputs, bank)
     write_columnar_outputs(job, outputs, shards, metrics_prefix)
+
+
+def with_bank_letters_and_counts(outputs: dict, bank: dict) -> dict:
+    """The flow's outputs with the third leg's dead letters and counts beside its own."""
+    return {**outputs,
+            "dead_letters": (outputs["dead_letters"], bank["dead_letters"]) | "WithBankLetters" >> beam.Flatten(),
+            "counts": (outputs["counts"], bank["counts"]) | "WithBankCounts" >> beam.Flatten()}
 
 
 def write_columnar_outputs(job: BatchJob, outputs: dict, shards: int, metrics_prefix: str = "") -> None:
@@ -245,8 +287,11 @@ def auto_shards(inputs: dict) -> int:
 
 
 def _input_files(patterns: Sequence[str], fmt: Optional[str]) -> List[dict]:
-    return [{"path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None}
-            for path in expand_patterns(patterns, fmt)]
+    return _file_sizes(expand_patterns(patterns, fmt))
+
+
+def _file_sizes(paths: Sequence[str]) -> List[dict]:
+    return [{"path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None} for path in paths]
 
 
 def run_job(job: BatchJob) -> dict:
@@ -254,10 +299,12 @@ def run_job(job: BatchJob) -> dict:
     returns run.json's content. Nothing of a failed or interrupted run becomes visible."""
     inputs = {PAYMENTS: _input_files(job.payments, job.payments_format),
               SETTLEMENTS: _input_files(job.settlements, job.settlements_format)}
+    if job.bank_statements:
+        inputs[BANK_STATEMENTS] = _file_sizes(expand_bank_patterns(job.bank_statements))
     job = replace(job, shards=job.shards or auto_shards(inputs))
     options = build_pipeline_options(job.runner, job.beam_args, direct_threads=default_direct_threads(
         job.engine, job.shards, usable_cores()))
-    check_output_location(job.output, [*job.payments, *job.settlements],
+    check_output_location(job.output, [*job.payments, *job.settlements, *job.bank_statements],
                           [entry["path"] for files in inputs.values() for entry in files])
     FileSystems.set_options(options)  # the launcher's own file operations see --s3_endpoint_url & co.
     output = RunOutput(job.output)
@@ -310,9 +357,11 @@ def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> d
 
 
 def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_seconds: float, workers: str) -> dict:
-    per_input = {name: {"files": inputs[name], **per_name} for name, per_name in input_counts(counts).items()}
+    per_input = {name: {"files": inputs[name], **per_name}
+                 for name, per_name in input_counts(counts, with_bank=BANK_STATEMENTS in inputs).items()}
     policy = job.config.policy
     return {
+        **(bank_summary(counts) if BANK_STATEMENTS in inputs else {}),
         "paybeam_version": paybeam_version(),
         "beam_version": beam.__version__,
         "runner": job.runner,
@@ -332,10 +381,17 @@ def run_summary(job: BatchJob, inputs: dict, counts: Dict[str, int], wall_second
             "time_zone": job.config.settlement_day.time_zone,
             "cutoff_hour": job.config.settlement_day.cutoff_hour,
             "allowed_lateness_seconds": int(job.config.trigger_policy.allowed_lateness.total_seconds()),
+            **(bank_options(*job.bank_policies) if job.bank_statements else {}),
             "beam_args": job.beam_args,
         },
         "wall_seconds": round(wall_seconds, 3),
     }
+
+
+def bank_options(payout_policy: PayoutPolicy, bank_policy: BankPolicy) -> dict:
+    return {"bank_sla_business_days": bank_policy.bank_sla_business_days,
+            "credit_grace_days": bank_policy.credit_grace.days,
+            "payout_grace_seconds": int(payout_policy.payout_grace.total_seconds())}
 
 
 def reconcile_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -343,6 +399,7 @@ def reconcile_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     summary = run_job(job_from_arguments(args, extra))
     print(format_summary(summary))
     written = ["run.json", "results/", "daily_totals/", "dead_letters/", *(["alerts/"] if args.break_alerts else []),
+               *(["payouts/", "bank_matches/"] if args.bank_statements else []),
                *(["csv/"] if args.csv else [])]
     print(f"\noutputs in {args.output} ({', '.join(written)})")
     return truncation_exit_code(summary, args.allow_truncated)

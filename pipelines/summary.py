@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.records import PAYMENTS, SETTLEMENTS
 from schemas.rules import (
     ACCEPTED,
     AS_OF_MILLIS,
+    BANK_MATCHES,
     CONFLICTING,
     PAN_REJECTIONS,
     PANS_MASKED,
+    PAYOUTS,
     READ,
     REJECTED,
     TRUNCATED_FILES,
     UNIQUE_RECORDS,
     UNKNOWN_VENDOR_CATEGORIES,
     count_name,
+    output_statuses,
+    rows_count_name,
     status_of_count_name,
 )
 from schemas.timestamps import format_timestamp
@@ -32,8 +37,9 @@ def _count(counts: Dict[str, int], input_name: str, what: str) -> int:
     return counts.get(count_name(input_name, what), 0)
 
 
-def input_counts(counts: Dict[str, int]) -> dict:
-    per_input = {name: counts_of_input(counts, name) for name in (PAYMENTS, SETTLEMENTS)}
+def input_counts(counts: Dict[str, int], with_bank: bool = False) -> dict:
+    names = (PAYMENTS, SETTLEMENTS, BANK_STATEMENTS) if with_bank else (PAYMENTS, SETTLEMENTS)
+    per_input = {name: counts_of_input(counts, name) for name in names}
     # Vendor rows read as adjustments because their category is newer than this code (a warning).
     per_input[SETTLEMENTS]["unknown_vendor_categories"] = _count(counts, SETTLEMENTS, UNKNOWN_VENDOR_CATEGORIES)
     return per_input
@@ -55,6 +61,12 @@ def counts_of_input(counts: Dict[str, int], name: str) -> dict:
         "pans_masked": _count(counts, name, PANS_MASKED),
         "pan_rejections": _count(counts, name, PAN_REJECTIONS),
     }
+
+
+def bank_summary(counts: Dict[str, int]) -> dict:
+    """run.json's `payouts` and `bank_matches`: rows and rows per status (docs/DESIGN.md 3.8)."""
+    return {output: {"rows": counts.get(rows_count_name(output), 0), "statuses": output_statuses(counts, output)}
+            for output in (PAYOUTS, BANK_MATCHES)}
 
 
 def status_counts(counts: Dict[str, int]) -> Dict[str, int]:
@@ -102,11 +114,12 @@ def _unprefixed(name: str, prefix: str) -> Optional[str]:
 
 def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     """The short human table printed at the end of a run."""
+    width = max(12, *(len(name) + 1 for name in summary["inputs"]))
     lines = [f"{command} — as_of {summary['as_of']}  ({summary['wall_seconds']:.1f}s on {summary['runner']}, "
              f"{summary.get('engine', 'elementwise')} engine)",
-             "", f"{'input':<12}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
+             "", f"{'input':<{width}}{'read':>10}{'accepted':>10}{'rejected':>10}{'dedup':>10}"]
     for name, counts in summary["inputs"].items():
-        lines.append(f"{name:<12}{counts['read']:>10}{counts['accepted']:>10}"
+        lines.append(f"{name:<{width}}{counts['read']:>10}{counts['accepted']:>10}"
                      f"{counts['rejected']:>10}{counts['deduplicated']:>10}")
     masked = sum(counts.get("pans_masked", 0) for counts in summary["inputs"].values())
     refused = sum(counts.get("pan_rejections", 0) for counts in summary["inputs"].values())
@@ -121,7 +134,13 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     if any(carried.values()):  # a bounded stream run's open items from the previous run
         lines += ["", "carried over from the previous run (open items): "
                   + ", ".join(f"{count} {name}" for name, count in carried.items())]
-    lines += ["", f"{'status':<26}{'rows':>10}"]
-    for status, count in sorted(summary["statuses"].items(), key=lambda item: -item[1]):
-        lines.append(f"{status:<26}{count:>10}")
+    lines += _status_table("status", summary["statuses"])
+    for output in (PAYOUTS, BANK_MATCHES):
+        if output in summary:
+            lines += _status_table(f"{output} status", summary[output]["statuses"])
     return "\n".join(lines)
+
+
+def _status_table(title: str, statuses: Dict[str, int]) -> list:
+    return ["", f"{title:<26}{'rows':>10}",
+            *(f"{status:<26}{count:>10}" for status, count in sorted(statuses.items(), key=lambda item: -item[1]))]

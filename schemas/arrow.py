@@ -71,3 +71,31 @@ BREAK_RATE_ALERT = pa.schema([
     ("decided_count", pa.int64()), ("break_count", pa.int64()), ("break_rate_bps", pa.int64()),
     ("threshold_bps", pa.int64()), ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_()),
 ])
+
+# Three-way reconciliation (docs/DESIGN.md 3.7, 3.8): field for field schemas/bank's BankEntry and
+# schemas/payouts.py's PayoutBalance and BankMatch; days are ISO text, as those records hold them.
+BANK_ENTRY = pa.schema([
+    ("statement_format", pa.string()), ("statement_id", pa.string()), ("account", pa.string()),
+    ("account_currency", pa.string()), ("entry_ref", pa.string()), ("status", pa.string()),
+    ("credit_debit", pa.string()), ("amount_minor", pa.int64()), ("currency", pa.string()),
+    ("booking_date", pa.string()), ("value_date", pa.string()), ("bank_reference", pa.string()),
+    ("end_to_end_id", pa.string()), ("customer_reference", pa.string()), ("remittance_unstructured", pa.string()),
+    ("remittance_structured", pa.string()), ("bank_transaction_code", pa.string()), ("reversal", pa.bool_()),
+    ("original_amount_minor", pa.int64()), ("original_currency", pa.string()),
+])
+
+PAYOUT_BALANCE = pa.schema([
+    ("processor", pa.string()), ("payout_id", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),
+    ("payout_minor", pa.int64()), ("lines_minor", pa.int64()), ("difference_minor", pa.int64()),
+    ("line_count", pa.int64()), ("payout_line_count", pa.int64()), ("payout_date", pa.string()),
+    ("status", pa.string()),
+])
+
+BANK_MATCH = pa.schema([
+    ("processor", pa.string()), ("payout_id", pa.string()), ("merchant_id", pa.string()),
+    ("payout_currency", pa.string()),
+    ("payout_minor", pa.int64()), ("payout_date", pa.string()), ("entry_ref", pa.string()), ("account", pa.string()),
+    ("credit_currency", pa.string()), ("credit_minor", pa.int64()), ("value_date", pa.string()),
+    ("matched_by", pa.string()), ("candidate_count", pa.int64()), ("difference_minor", pa.int64()),
+    ("status", pa.string()),
+])

@@ -30,6 +30,7 @@ class BankMatch(NamedTuple):
     # The payout side (None on a bank credit's own row).
     processor: Optional[str]
     payout_id: Optional[str]
+    merchant_id: Optional[str]  # the payout's: whose cash a credit taken by it is
     payout_currency: Optional[str]
     payout_minor: Optional[int]
     payout_date: Optional[str]

@@ -41,14 +41,14 @@ TIME_COLUMN_OF_INPUT = {PAYMENTS: "event_time", "settlements": "booked_time", AT
 ID_COLUMN_OF_INPUT = {PAYMENTS: "event_id", "settlements": "settlement_id", ATTEMPTS: "attempt_id"}
 
 
-# What deduplication, matching and daily totals read of each input: the columnar engine shuffles
-# only these (payment_id, settlement_date and payout_id are validated, then never read again).
+# What deduplication, matching, daily totals and payout balances read of each input: the columnar
+# engine shuffles only these (payment_id is validated, then never read again).
 RECONCILED_COLUMNS = {
     PAYMENTS: ("event_id", "event_type", "processor", "processor_reference", "merchant_id", "amount_minor",
                "currency", "event_time"),
     "settlements": ("settlement_id", "processor", "processor_reference", "merchant_id", "record_type",
                     "gross_minor", "fee_minor", "net_minor", "currency", "booked_time", "matched_minor",
-                    "matched_currency"),
+                    "matched_currency", "settlement_date", "payout_id"),
     ATTEMPTS: ATTEMPT_FIELDS,  # an attempt's every field decides (filters and keys read any of them)
 }
 RECONCILED_SCHEMA_OF_INPUT = {name: pa.schema([TABLE_SCHEMA_OF_INPUT[name].field(column) for column in columns])

@@ -187,3 +187,23 @@ def status_count_name(status: str) -> str:
 def status_of_count_name(name: str) -> Optional[str]:
     """The status a "status.<STATUS>" count counts, None for any other count."""
     return name[len(_STATUS_PREFIX):] if name.startswith(_STATUS_PREFIX) else None
+
+
+# Three-way reconciliation's outputs (3.8): rows, and rows per status, as "<output>.rows" and
+# "<output>.status.<STATUS>" (PENDING is a status of results, payouts and bank matches alike).
+PAYOUTS = "payouts"
+BANK_MATCHES = "bank_matches"
+
+
+def rows_count_name(output: str) -> str:
+    return f"{output}.rows"
+
+
+def output_status_count_name(output: str, status: str) -> str:
+    return f"{output}.{_STATUS_PREFIX}{status}"
+
+
+def output_statuses(counts: Mapping[str, int], output: str) -> Dict[str, int]:
+    """{status: rows} of one output from a run's counts."""
+    prefix = f"{output}.{_STATUS_PREFIX}"
+    return {name[len(prefix):]: count for name, count in counts.items() if name.startswith(prefix)}

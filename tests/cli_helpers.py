@@ -34,18 +34,20 @@ def reconcile_with_each_engine(base, payments_text: str, settlements_text: str, 
     return outputs
 
 
-def results(output: str) -> List[dict]:
+def output_rows(output: str, name: str) -> List[dict]:
+    """The rows of one Parquet output directory of a run (results, daily_totals, payouts, ...)."""
     rows: List[dict] = []
-    for path in sorted(glob.glob(os.path.join(output, "results", "*.parquet"))):
+    for path in sorted(glob.glob(os.path.join(output, name, "*.parquet"))):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
+
+
+def results(output: str) -> List[dict]:
+    return output_rows(output, "results")
 
 
 def daily_totals(output: str) -> List[dict]:
-    rows: List[dict] = []
-    for path in sorted(glob.glob(os.path.join(output, "daily_totals", "*.parquet"))):
-        rows.extend(pq.read_table(path).to_pylist())
-    return rows
+    return output_rows(output, "daily_totals")
 
 
 def dead_letters(output: str) -> List[dict]:

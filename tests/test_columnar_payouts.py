@@ -9,12 +9,12 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.arrow import SETTLEMENT_LINE
+from schemas.arrow import PAYOUT_BALANCE, SETTLEMENT_LINE
 from schemas.money import MAX_MINOR_UNITS
 from schemas.records import SettlementLine
 from schemas.rules import RECORD_TYPES
 from transforms.bank.payouts import PayoutPolicy, balance_payout
-from transforms.columnar.payouts import PAYOUT_BALANCE, balance_payouts_table
+from transforms.columnar.payouts import balance_payouts_table
 
 DAY_MS = 86_400_000
 

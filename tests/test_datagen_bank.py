@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,11 +27,18 @@ from schemas.rules import (
     LINES_WITHOUT_PAYOUT,
     PAYOUT_BALANCED,
     PAYOUT_LINES_DIFFER,
+    PAYOUT_WITHOUT_LINES,
 )
 from schemas.timestamps import parse_timestamp_millis
 from transforms.bank.matching import match_bank_credits
 from transforms.bank.payouts import balance_payout
-from transforms.bank.references import SEARCHED_FIELDS, credit_references, reference_key, references_in
+from transforms.bank.references import (
+    MIN_TOKEN_LENGTH,
+    SEARCHED_FIELDS,
+    credit_references,
+    reference_key,
+    references_in,
+)
 
 # Small enough to generate in about a second, large enough for every kind (and every status) at least once.
 SMALL = dict(payments=1500, seed=21, days=14)
@@ -106,8 +114,10 @@ def test_every_injected_kind_and_status_occurs(dataset):
     assert all(dataset.bank["bank_match_statuses"][status] >= 1 for status in BANK_MATCH_STATUSES)
     payout_statuses = dataset.bank["payout_statuses"]
     assert payout_statuses[PAYOUT_BALANCED] > 0 and payout_statuses[PAYOUT_LINES_DIFFER] > 0
-    assert payout_statuses[LINES_WITHOUT_PAYOUT] > 0
-    injected = Counter(kind for row in dataset.payouts for kind in row["injected"].split("+") if kind)
+    assert payout_statuses[LINES_WITHOUT_PAYOUT] > 0 and payout_statuses[PAYOUT_WITHOUT_LINES] > 0
+    # A relabelled payout is one injection with two rows: counted on its lines' id.
+    injected = Counter(kind for row in dataset.payouts for kind in row["injected"].split("+")
+                       if kind and not (kind == "payout_relabelled" and row["payout_status"] == PAYOUT_WITHOUT_LINES))
     injected.update(row["injected"] for row in dataset.truth if row["record"] == "credit" and not row["payout_id"])
     assert injected == {kind: count for kind, count in dataset.bank["injected"].items() if count}
     fields = Counter(row["reference_field"] for row in dataset.payouts if row["entry_ref"])
@@ -118,6 +128,34 @@ def test_every_injected_kind_and_status_occurs(dataset):
     refs = list(dataset.entries)
     if dataset.fmt == "camt053":
         assert any(ref.count("/") == 2 for ref in refs)  # a batch entry's transaction details
+
+
+def test_a_relabelled_payout_has_two_ids(dataset):
+    """payout_relabelled: the lines keep their id (LINES_WITHOUT_PAYOUT, no credit expected), the PAYOUT line
+    carries a new id of the processor's own form that no line carries (PAYOUT_WITHOUT_LINES, credited)."""
+    relabelled = [row for row in dataset.payouts if "payout_relabelled" in row["injected"].split("+")]
+    old = [row for row in relabelled if row["payout_status"] == LINES_WITHOUT_PAYOUT]
+    new = [row for row in relabelled if row["payout_status"] == PAYOUT_WITHOUT_LINES]
+    assert len(old) == len(new) == dataset.bank["injected"]["payout_relabelled"] >= 1
+    assert len(old) + len(new) == len(relabelled)
+    assert [row for row in dataset.payouts if row["payout_status"] == PAYOUT_WITHOUT_LINES] == new
+    assert Counter((row["processor"], row["currency"]) for row in old) == \
+        Counter((row["processor"], row["currency"]) for row in new)
+    assert all(row["bank_status"] == row["entry_ref"] == row["payout_minor"] == "" for row in old)
+    assert all(row["bank_status"] and int(row["payout_minor"]) > 0 for row in new)
+    assert len({row["payout_id"] for row in dataset.payouts}) == len(dataset.payouts)
+    forms = {"stripe": r"po_[0-9a-z]{16}", "adyen": r"batch-[1-9][0-9]*", "checkout": r"pyt_[0-9a-z]{16}",
+             "worldpay": r"wpo_[0-9a-z]{16}"}
+    assert all(re.fullmatch(forms[row["processor"]], row["payout_id"]) for row in new)
+    assert all(len(row["payout_id"]) >= MIN_TOKEN_LENGTH for row in new)
+    by_payout = _settlement_lines(dataset.out)
+    for row in old:
+        lines = by_payout[(row["processor"], row["payout_id"])]
+        assert lines and all(line.record_type != "PAYOUT" for line in lines)
+    for row in new:
+        lines = by_payout[(row["processor"], row["payout_id"])]
+        assert [line.record_type for line in lines] == ["PAYOUT"]
+        assert lines[0].processor_reference == row["payout_id"] and lines[0].gross_minor == int(row["payout_minor"])
 
 
 def test_ambiguous_credits_are_the_payouts_amount(dataset):
@@ -204,15 +242,30 @@ def test_without_the_option_nothing_changes_and_with_it_only_payout_lines(tmp_pa
     before, after = _hashes(tmp_path / "plain"), _hashes(tmp_path / "bank")
     for name in ("payments/payments.csv", "ground_truth.csv"):
         assert before[name] == after[name]
-    # The settlement files differ in PAYOUT lines only (amounts off, lines left out).
+    # The settlement files differ in PAYOUT lines only (amounts off, lines left out, under another payout id).
     rows = {}
     for name in ("plain", "bank"):
         with open(tmp_path / name / "settlements" / "settlements.csv", newline="", encoding="utf-8") as handle:
             rows[name] = [row for row in csv.DictReader(handle)]
     assert [row for row in rows["plain"] if row["record_type"] != "PAYOUT"] == \
         [row for row in rows["bank"] if row["record_type"] != "PAYOUT"]
+    injected = bank.expected["bank"]["injected"]
     dropped = len(rows["plain"]) - len(rows["bank"])
-    assert dropped >= bank.expected["bank"]["payout_statuses"][LINES_WITHOUT_PAYOUT] > 0
+    assert dropped >= injected["payout_withheld"] > 0
+    assert bank.expected["bank"]["payout_statuses"][LINES_WITHOUT_PAYOUT] == \
+        injected["payout_withheld"] + injected["payout_relabelled"]
+    plain_payouts = {(row["settlement_id"], row["booked_time"]): row for row in rows["plain"]
+                     if row["record_type"] == "PAYOUT" and row["payout_id"]}
+    changes = Counter()
+    for row in rows["bank"]:
+        if row["record_type"] == "PAYOUT" and row["payout_id"]:
+            plain_row = plain_payouts[(row["settlement_id"], row["booked_time"])]
+            changed = frozenset(name for name in row if row[name] != plain_row[name])
+            assert changed in ({"gross_minor", "net_minor"}, {"payout_id", "processor_reference"}, set()), changed
+            if changed:
+                assert row["processor_reference"] == row["payout_id"]
+                changes[changed] += 1
+    assert changes[frozenset({"payout_id", "processor_reference"})] >= injected["payout_relabelled"] > 0
     assert bank.expected["counts"]["settlements"]["read"] == plain.expected["counts"]["settlements"]["read"] - dropped
     assert {k: v for k, v in bank.expected.items() if k not in ("bank", "counts")} == \
         {k: v for k, v in plain.expected.items() if k != "counts"}
@@ -263,5 +316,6 @@ def test_vendor_reports_carry_the_same_payouts(tmp_path):
     with open(tmp_path / "bank_ground_truth.csv", newline="", encoding="utf-8") as handle:
         payouts = [row for row in csv.DictReader(handle) if row["record"] == "payout"]
     assert {"stripe", "adyen"} <= {row["processor"] for row in payouts}
+    assert {row["processor"] for row in payouts if row["payout_status"] == PAYOUT_WITHOUT_LINES} & {"stripe", "adyen"}
     assert paid == {(row["processor"], row["payout_id"]): int(row["payout_minor"]) for row in payouts
                     if row["payout_status"] != LINES_WITHOUT_PAYOUT}

@@ -64,9 +64,10 @@ def test_the_beam_flow_gives_the_pure_rules_answer():
     shuffled = list(lines)
     random.Random(1).shuffle(shuffled)
     with TestPipeline() as pipeline:
-        payouts = pipeline | "Lines" >> beam.Create(shuffled) | BalancePayouts(AS_OF_MILLIS)
+        as_of = pipeline | "AsOf" >> beam.Create([AS_OF_MILLIS])
+        payouts = (pipeline | "Lines" >> beam.Create(shuffled), as_of) | BalancePayouts()
         entries = pipeline | "Entries" >> beam.Create(list(reversed(credits)) + [
             {**credits[0], "entry_ref": "a-debit", "credit_debit": "DBIT"}])
-        matches = (payouts, entries) | MatchBankCredits(AS_OF)
+        matches = (payouts, entries, as_of) | MatchBankCredits()
         assert_that(payouts, equal_to(balances), label="Balances")
         assert_that(matches, equal_to(expected_matches), label="Matches")

@@ -20,7 +20,7 @@ from schemas.record_tables import RECONCILED_COLUMNS, RECONCILED_SCHEMA_OF_INPUT
 from schemas.records import PAYMENTS, SETTLEMENTS, PaymentEvent, SettlementLine
 from tests.cli_helpers import daily_totals, dead_letters, reconcile, results, run_summary
 from tests.engine_parity import assert_same_outputs
-from transforms.columnar.dedup import first_deliveries
+from transforms.columnar.dedup import delivered_schema, first_deliveries
 from transforms.columnar.validate import ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN
 from transforms.redelivery import conflict_letter, delivery_order, settle_deliveries
 
@@ -60,10 +60,16 @@ def test_times_are_shown_as_instants():
 
 def test_identical_copies_and_fields_no_output_reads_are_plain_duplicates():
     assert conflict_letter(PAYMENTS, ("a.csv:3", payment()), ("a.csv:2", payment())) is None
-    # payment_id, settlement_date and payout_id change no result and no total (PAYLOAD_FIELDS).
+    # payment_id changes no result and no total (PAYLOAD_FIELDS).
     assert conflict_letter(PAYMENTS, ("a.csv:3", payment(payment_id="p_2")), ("a.csv:2", payment())) is None
-    assert conflict_letter(SETTLEMENTS, ("a.csv:3", settlement(payout_id="po_9", settlement_date="2026-01-07")),
-                           ("a.csv:2", settlement())) is None
+
+
+def test_a_copy_in_another_payout_conflicts():
+    # A settlement line's payout decides its payout's balance (3.8): a copy naming another payout or day
+    # is not the same line.
+    letter, _ = conflict_letter(SETTLEMENTS, ("a.csv:3", settlement(payout_id="po_9", settlement_date="2026-01-07")),
+                                ("a.csv:2", settlement()))
+    assert "payout_id po_9 != " in letter.reason and "settlement_date 2026-01-07 != " in letter.reason
 
 
 def test_a_card_number_in_a_conflicting_value_is_masked_and_counted():
@@ -218,3 +224,17 @@ def test_reconcile_dead_letters_conflicting_copies_identically_in_both_engines(t
     assert reconcile(*clean, reference) == 0
     for read in (results, daily_totals):
         assert sorted(map(str, read(out))) == sorted(map(str, read(reference)))
+
+
+def test_a_copy_in_another_payout_reads_alike_in_both_engines():
+    """The columnar deduplication compares (and shows) the payout fields as the per-record rule does."""
+    kept, copy = settlement(payout_id="po_1"), settlement(payout_id="po_9", settlement_date="2026-01-07")
+    rows = []
+    for origin, line in ((2, kept), (3, copy)):
+        row = {name: getattr(line, name) for name in RECONCILED_SCHEMA_OF_INPUT[SETTLEMENTS].names}
+        rows.append({**row, ORIGIN_COLUMN: origin, SOURCE_PREFIX_COLUMN: "a.csv:"})
+    table = pa.Table.from_pylist(rows, schema=delivered_schema(SETTLEMENTS))
+    unique, letters = first_deliveries(table, SETTLEMENTS)
+    assert unique.num_rows == 1 and unique.column("payout_id").to_pylist() == ["po_1"]
+    expected, _ = conflict_letter(SETTLEMENTS, ("a.csv:3", copy), ("a.csv:2", kept))
+    assert [letter for letter, _ in letters] == [expected]

@@ -54,7 +54,8 @@ class ReconcileConfig:
 
 
 class ReconcileRecords(beam.PTransform):
-    """{payments, settlements}: RawRecords -> {results, daily_totals, dead_letters, payments, settlements}.
+    """{payments, settlements}: RawRecords -> {results, daily_totals, dead_letters, payments, settlements}, and
+    `as_of` (the as_of millis as one value) unless as_of is the watermark.
 
     With `with_counts` (bounded inputs only) also `counts`: (name, count)
     pairs such as payments.read, payments.accepted (validated), payments.rejected
@@ -106,6 +107,8 @@ class ReconcileRecords(beam.PTransform):
             "dead_letters": ((rejected[PAYMENTS], rejected[SETTLEMENTS], conflicting[PAYMENTS], conflicting[SETTLEMENTS])
                              | "DeadLetters" >> beam.Flatten()),
         }
+        if as_of is not None:
+            outputs["as_of"] = as_of
         if self._with_counts:
             named = {}
             for name in (PAYMENTS, SETTLEMENTS):

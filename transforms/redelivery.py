@@ -23,9 +23,9 @@ from schemas.timestamps import format_timestamp
 from transforms.validate import dead_letter
 
 STAGE_DEDUP = "dedup"
-# The payload of a delivery: every field a result or a daily total is computed from. The others
-# (payment_id, settlement_date, payout_id) change no output, and the columnar engine does not carry
-# them past validation (docs/DESIGN.md 9.4), so copies differing only there are plain duplicates.
+# The payload of a delivery: every field a result, a daily total or a payout balance is computed from.
+# The other (a payment's payment_id) changes no output, and the columnar engine does not carry it past
+# validation (docs/DESIGN.md 9.4), so copies differing only there are plain duplicates.
 PAYLOAD_FIELDS = RECONCILED_COLUMNS
 ID_FIELD_OF_INPUT = ID_COLUMN_OF_INPUT
 _TIME_FIELDS = frozenset({"event_time", "booked_time"})

@@ -14,6 +14,8 @@ row (a credit taken by a payout shares its row).
 3. What is left: a payout is PAYOUT_NOT_RECEIVED once its SLA (business days, Monday to Friday, no
    holidays) has passed by `as_of`, else PENDING; a credit UNEXPECTED_BANK_CREDIT once its grace has
    passed, else PENDING.
+A reference names a payout by its id alone (`reference_key`: upper-cased, whatever the processor): ids
+that two processors, or two cases, share are one key, and a credit naming it is ambiguous between them.
 Never a guess: an ambiguous payout or credit is left for a person to resolve. Only payouts that paid
 something out (a PAYOUT line, a positive amount) expect a credit; only booked credits that are not reversals
 can carry one (debits, returned payouts included, are read and counted, not matched).
@@ -45,6 +47,12 @@ MATCHED_BY_AMOUNT = "amount"
 class BankPolicy:
     bank_sla_business_days: int = 3  # a payout not credited by then is PAYOUT_NOT_RECEIVED
     credit_grace: timedelta = timedelta(days=3)  # a credit no payout took by then is UNEXPECTED_BANK_CREDIT
+
+    def __post_init__(self):
+        if self.bank_sla_business_days < 0:
+            raise ValueError("the bank SLA cannot be negative")
+        if self.credit_grace < timedelta(0) or self.credit_grace % timedelta(days=1):
+            raise ValueError("the credit grace is a whole number of days, not negative")
 
 
 DEFAULT_BANK_POLICY = BankPolicy()
@@ -107,7 +115,10 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
             taken.add(credit_index)
 
     # By amount: credits that name no known payout, against payouts no credit names.
-    open_credits = [index for index, payout_indexes in enumerate(named) if not payout_indexes]
+    open_credits: Dict[tuple, List[int]] = defaultdict(list)  # by (currency, amount): no payout x credit scan
+    for index, payout_indexes in enumerate(named):
+        if not payout_indexes:
+            open_credits[(credits[index].get("currency"), credits[index].get("amount_minor"))].append(index)
     candidates: Dict[int, List[int]] = {}
     sla_end: Dict[int, date] = {}
     payouts_of_credit: Dict[int, List[int]] = defaultdict(list)
@@ -116,10 +127,8 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
         payout_day = date.fromisoformat(payout.payout_date)
         sla_end[payout_index] = add_business_days(payout_day, policy.bank_sla_business_days)
         first, last = (payout_day - timedelta(days=1)).isoformat(), sla_end[payout_index].isoformat()
-        found = [index for index in open_credits
-                 if credits[index].get("currency") == payout.currency
-                 and credits[index].get("amount_minor") == payout.payout_minor
-                 and first <= credit_day(credits[index]) <= last]
+        found = [index for index in open_credits.get((payout.currency, payout.payout_minor), ())
+                 if first <= credit_day(credits[index]) <= last]
         candidates[payout_index] = found
         for credit_index in found:
             payouts_of_credit[credit_index].append(payout_index)
@@ -157,6 +166,7 @@ def _row(payout: Optional[PayoutBalance], credit: Optional[Mapping[str, object]]
          candidates: int, status: str, difference: Optional[int] = None) -> BankMatch:
     return BankMatch(
         processor=payout.processor if payout else None, payout_id=payout.payout_id if payout else None,
+        merchant_id=payout.merchant_id if payout else None,
         payout_currency=payout.currency if payout else None, payout_minor=payout.payout_minor if payout else None,
         payout_date=payout.payout_date if payout else None,
         entry_ref=_text(credit, "entry_ref"), account=_text(credit, "account"),

@@ -31,6 +31,10 @@ class PayoutPolicy:
     # (processors book the payout at the end of the day its lines settle in; reports may come a day late).
     payout_grace: timedelta = timedelta(days=1)
 
+    def __post_init__(self):
+        if self.payout_grace < timedelta(0):
+            raise ValueError("the payout grace cannot be negative")
+
     @property
     def payout_grace_millis(self) -> int:
         return int(self.payout_grace.total_seconds() * 1000)

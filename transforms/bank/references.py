@@ -18,8 +18,10 @@ from typing import FrozenSet, Mapping, Optional
 SEARCHED_FIELDS = ("end_to_end_id", "bank_reference", "customer_reference", "remittance_unstructured",
                    "remittance_structured")
 MIN_TOKEN_LENGTH = 6
-_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
-_ADYEN_BATCH = re.compile(r"\bbatch[\s\-_:#.]*(\d{1,12})\b", re.IGNORECASE)
+TOKEN_CHARACTERS = r"A-Za-z0-9_\-"  # a token is a run of these; anything else separates tokens
+ADYEN_BATCH_WORD = "batch"  # text without it (in any case) names no Adyen batch
+_TOKEN = re.compile(f"[{TOKEN_CHARACTERS}]+")
+_ADYEN_BATCH = re.compile(rf"\b{ADYEN_BATCH_WORD}[\s\-_:#.]*(\d{{1,12}})\b", re.IGNORECASE)
 
 
 def reference_key(payout_id: str) -> str:

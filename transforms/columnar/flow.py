@@ -81,6 +81,7 @@ from transforms.reconcile import latest_of
 from transforms.validate import DEAD_LETTERS, PANS_MASKED, is_pan_rejection
 
 COUNTS = "counts"
+AS_OF = "as_of"
 KEY_COLUMNS = ("processor", "processor_reference", "kind")
 # Element types, so that Beam encodes (and sizes, when it samples) tables with schemas/arrow_coder.py:
 # an untyped table would be pickled, buffers of the parent of a slice included.
@@ -207,7 +208,7 @@ class ValidateChunks(beam.PTransform):
 
 class ReconcileValidated(beam.PTransform):
     """{payments, settlements}: (file, accepted table) -> {results, daily_totals, dead_letters (conflicting
-    re-deliveries), counts}."""
+    re-deliveries), counts, settlements: (shard, unique lines), as_of: as_of millis as one value}."""
 
     def __init__(self, config: ReconcileConfig, shards: int, shuffle=None):
         super().__init__()
@@ -275,7 +276,8 @@ class ReconcileValidated(beam.PTransform):
                    as_of | "NameAsOf" >> beam.Map(lambda millis: (AS_OF_MILLIS, millis))]
         return {"results": results, "daily_totals": daily_totals,
                 "dead_letters": letters | "ConflictingCopies" >> beam.Flatten(),
-                "counts": counts | "AllCounts" >> beam.Flatten()}
+                "counts": counts | "AllCounts" >> beam.Flatten(),
+                SETTLEMENTS: unique[SETTLEMENTS], AS_OF: as_of}
 
     def _as_of(self, unique):
         if self._config.as_of.mode == "fixed":
@@ -296,7 +298,8 @@ class SumCounts(beam.PTransform):
 
 
 class ColumnarReconcile(beam.PTransform):
-    """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}."""
+    """{payments, settlements}: RawChunks -> {results, daily_totals, dead_letters, counts}, and for the third
+    leg (transforms/columnar/bank_flow.py) `settlements`: (shard, unique lines) and `as_of` (one value)."""
 
     def __init__(self, config: ReconcileConfig = ReconcileConfig(), shards: int = 8, shuffle=None):
         super().__init__()
@@ -313,6 +316,8 @@ class ColumnarReconcile(beam.PTransform):
         return {
             "results": outputs["results"],
             "daily_totals": outputs["daily_totals"],
+            SETTLEMENTS: outputs[SETTLEMENTS],
+            AS_OF: outputs[AS_OF],
             "dead_letters": ([*[validated[name][DEAD_LETTERS] for name in validated], outputs["dead_letters"]]
                              | "DeadLetters" >> beam.Flatten()),
             "counts": [*file_counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts(),

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.arrow import PAYOUT_BALANCE
 from schemas.record_tables import to_numpy
 from schemas.rules import (
     BALANCE_SIGN,
@@ -28,11 +29,6 @@ from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.columnar.daily_totals import EXACT, within_int64_array
 
 KEY = ("processor", "payout_id")
-PAYOUT_BALANCE = pa.schema([
-    ("processor", pa.string()), ("payout_id", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),
-    ("payout_minor", pa.int64()), ("lines_minor", pa.int64()), ("difference_minor", pa.int64()),
-    ("line_count", pa.int64()), ("payout_line_count", pa.int64()), ("payout_date", pa.string()),
-    ("status", pa.string())])
 
 
 def balance_payouts_table(lines: pa.Table, as_of_millis: int,

@@ -1,0 +1,74 @@
+"""Bank statement files in (issue 21): camt.053 and BAI2, told apart per file by content, then extension.
+
+Both engines read statements alike, through Beam's `fileio` (any Beam filesystem; .gz and .bz2 strictly,
+as every input: pipelines/io/files.py `open_input`) and the streaming readers of `schemas/bank`. A file
+that is no statement, cannot be opened or breaks off is a dead letter of its own (a stray file in a
+folder of statements must not fail the night's run); a glob that matches nothing fails the launch.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+
+from pipelines.io.files import InputError, open_input, unreadable_file
+from schemas.bank.entry import BANK_STATEMENTS
+from schemas.bank.formats import BankFormatError, read_bank_statement
+from schemas.codecs import stream_error
+from schemas.records import RawRecord
+
+
+def expand_bank_patterns(patterns: Sequence[str]) -> List[str]:
+    """The files the patterns match, sorted; raises InputError for a pattern matching nothing."""
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = set()
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:  # Beam raises BeamIOError / IOError flavours per filesystem
+            raise InputError(f"cannot list {pattern!r}: {error}") from None
+        files = [match.path for match in matches if not match.path.endswith("/")]
+        if not files:
+            raise InputError(f"no files match {pattern!r}")
+        paths.update(files)
+    return sorted(paths)
+
+
+def bank_records_of_file(readable: fileio.ReadableFile) -> Iterator[RawRecord]:
+    """A statement file's RawRecords: one per entry, problem records as decode errors."""
+    path = readable.metadata.path
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open_input(readable))
+        except Exception as error:
+            yield unreadable_file(BANK_STATEMENTS, path, error)
+            return
+        read = 0
+        try:
+            for record in read_bank_statement(handle, path):
+                read += 1
+                yield record
+        except BankFormatError as error:
+            yield RawRecord(BANK_STATEMENTS, path, None, f"<file {path}>", str(error))
+        except Exception as error:  # zlib/gzip/bz2/OS errors: the file's bytes, not an entry
+            yield stream_error(BANK_STATEMENTS, path, read, error)
+
+
+class ReadBankStatements(beam.PTransform):
+    """File patterns -> the RawRecords of every bank statement they match (input `bank_statements`)."""
+
+    def __init__(self, patterns: Sequence[str]):
+        super().__init__()
+        self._patterns = list(patterns)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Patterns" >> beam.Create(self._patterns)
+            | "MatchFiles" >> fileio.MatchAll()
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "DecodeFiles" >> beam.FlatMap(bank_records_of_file)
+        )
