@@ -99,3 +99,26 @@ def pane_evolution_chart(panes: pd.DataFrame, currency: str,
     axis.legend(loc="upper left", fontsize="small")
     axis.set_title(title)
     return figure
+
+
+CASH_LEGS = ("ledger_captured_minor", "processor_settled_minor", "processor_paid_out_minor", "bank_received_minor")
+
+
+def cash_position_chart(table: pd.DataFrame, currencies: Optional[Sequence[str]] = None) -> Figure:
+    """`analysis.cash.cash_position`: the four legs per day, one panel per currency (major units)."""
+    currencies = list(currencies) if currencies is not None else sorted(table["currency"].unique())
+    if not currencies:
+        raise ValueError("no cash position to chart")
+    figure = Figure(figsize=(10, 2.6 * len(currencies)), layout="constrained")
+    axes = figure.subplots(len(currencies), 1, sharex=True, squeeze=False)[:, 0]
+    days = sorted(table["day"].unique())
+    for axis, currency in zip(axes, currencies):
+        rows = table[table["currency"] == currency].set_index("day").reindex(days, fill_value=0)
+        for column in CASH_LEGS:
+            axis.plot(days, _major(rows[column], currency), marker="o", label=column.replace("_minor", ""))
+        axis.set_ylabel(currency)
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left", fontsize="small")
+    axes[-1].tick_params(axis="x", labelrotation=45)
+    figure.suptitle("Cash position per day: ledger, processor, bank (major units)")
+    return figure

@@ -55,6 +55,15 @@ EXPECTED_TEXT = {
         "checks-after": ["OK", "True"],
         "per-date-after": ["settlements_deduplicated"],
     },
+    "cash_position.ipynb": {
+        "run": ["bank_statements", "payouts status", "bank_matches status"],
+        "statuses": ["PAYOUT_BALANCED", "PAYOUT_WITHOUT_LINES", "PAYOUT_AMOUNT_DIFFERS", "UNEXPECTED_BANK_CREDIT"],
+        "cash-position": ["ledger_captured_minor", "processor_paid_out_minor", "bank_received_minor",
+                          "payout_bank_breaks", "2026-01-12"],
+        "cash-received": ["merchant_id", "received_minor", "credits"],
+        "drill-summary": ["payout vs lines", "payout vs bank", "PAYOUT_BALANCED", "PAYOUT_AMOUNT_DIFFERS"],
+        "drill-lines": ["short by:", "movement_minor", "paid_out_minor", "PAYOUT"],
+    },
     "risk_backtest.ipynb": {
         "setup": ["attempts;", "of them attacks"],
         "actions-by-attack": ["card_testing", "(ordinary)", "block", "review", "allow"],
@@ -63,7 +72,7 @@ EXPECTED_TEXT = {
     },
 }
 MIN_FIGURES = {"explore_reconciliation.ipynb": 2, "streaming_panes.ipynb": 1, "backfill_report.ipynb": 2,
-               "risk_backtest.ipynb": 1}
+               "risk_backtest.ipynb": 1, "cash_position.ipynb": 1}
 
 CHECK_KERNEL = "import sys, json; print(json.dumps({'prefix': sys.prefix, 'executable': sys.executable}))"
 
