@@ -35,22 +35,28 @@ def daily_totals_chart(daily_totals: pd.DataFrame,
                        columns: Sequence[str] = ("captured_minor", "settled_gross_minor", "settled_net_minor"),
                        currencies: Optional[Sequence[str]] = None) -> Figure:
     """Per settlement day, the last panes' totals summed over merchants; one panel per currency."""
-    table = totals_per_day(daily_totals)
+    return _lines_per_currency(totals_per_day(daily_totals), "settlement_day", columns, currencies,
+                               "Daily totals per settlement day (major units, last pane)", "no daily totals to chart")
+
+
+def _lines_per_currency(table: pd.DataFrame, day_column: str, columns: Sequence[str],
+                        currencies: Optional[Sequence[str]], title: str, when_empty: str) -> Figure:
+    """One line per column over the days, one panel per currency, in major units of that currency."""
     currencies = list(currencies) if currencies is not None else sorted(table["currency"].unique())
     if not currencies:
-        raise ValueError("no daily totals to chart")
+        raise ValueError(when_empty)
     figure = Figure(figsize=(10, 2.6 * len(currencies)), layout="constrained")
     axes = figure.subplots(len(currencies), 1, sharex=True, squeeze=False)[:, 0]
-    days = sorted(table["settlement_day"].unique())
+    days = sorted(table[day_column].unique())
     for axis, currency in zip(axes, currencies):
-        rows = table[table["currency"] == currency].set_index("settlement_day").reindex(days, fill_value=0)
+        rows = table[table["currency"] == currency].set_index(day_column).reindex(days, fill_value=0)
         for column in columns:
             axis.plot(days, _major(rows[column], currency), marker="o", label=column.replace("_minor", ""))
         axis.set_ylabel(currency)
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left", fontsize="small")
     axes[-1].tick_params(axis="x", labelrotation=45)
-    figure.suptitle("Daily totals per settlement day (major units, last pane)")
+    figure.suptitle(title)
     return figure
 
 
@@ -106,19 +112,6 @@ CASH_LEGS = ("ledger_captured_minor", "processor_settled_minor", "processor_paid
 
 def cash_position_chart(table: pd.DataFrame, currencies: Optional[Sequence[str]] = None) -> Figure:
     """`analysis.cash.cash_position`: the four legs per day, one panel per currency (major units)."""
-    currencies = list(currencies) if currencies is not None else sorted(table["currency"].unique())
-    if not currencies:
-        raise ValueError("no cash position to chart")
-    figure = Figure(figsize=(10, 2.6 * len(currencies)), layout="constrained")
-    axes = figure.subplots(len(currencies), 1, sharex=True, squeeze=False)[:, 0]
-    days = sorted(table["day"].unique())
-    for axis, currency in zip(axes, currencies):
-        rows = table[table["currency"] == currency].set_index("day").reindex(days, fill_value=0)
-        for column in CASH_LEGS:
-            axis.plot(days, _major(rows[column], currency), marker="o", label=column.replace("_minor", ""))
-        axis.set_ylabel(currency)
-        axis.grid(alpha=0.3)
-        axis.legend(loc="upper left", fontsize="small")
-    axes[-1].tick_params(axis="x", labelrotation=45)
-    figure.suptitle("Cash position per day: ledger, processor, bank (major units)")
-    return figure
+    return _lines_per_currency(table, "day", CASH_LEGS, currencies,
+                               "Cash position per day: ledger, processor, bank (major units)",
+                               "no cash position to chart")

@@ -108,7 +108,7 @@ def _validated(chunk):
 
 
 _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "currency"),
-                    SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency"),
+                    SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency", "settlement_date", "payout_id"),
                     ATTEMPTS: ("attempt_type", "merchant_id", "currency", "outcome", "billing_country",
                                "issuing_country")}
 _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
