@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 from runners.engine_cache import fetched, pinned_versions
-from tests.cli_helpers import daily_totals, dead_letters, results, run_summary
+from tests.cli_helpers import daily_totals, dead_letters, output_rows, results, run_summary
 
 # Keys of run.json that say how, not what: they differ between runners by design.
 RUN_SUMMARY_HOW = ("options", "runner", "wall_seconds", "shuffles", "workers")
@@ -41,7 +41,10 @@ def canonical_outputs(output: str) -> Dict[str, object]:
     summary = {key: value for key, value in run_summary(output).items() if key not in RUN_SUMMARY_HOW}
     summary["options"] = {k: v for k, v in run_summary(output)["options"].items() if k != "beam_args"}
     return {"results": canonical(results(output)), "daily_totals": canonical(daily_totals(output)),
-            "dead_letters": canonical(dead_letters(output)), "run_summary": summary}
+            "dead_letters": canonical(dead_letters(output)), "run_summary": summary,
+            # a run with bank statements (docs/DESIGN.md 3.8); empty lists otherwise
+            "payouts": canonical(output_rows(output, "payouts")),
+            "bank_matches": canonical(output_rows(output, "bank_matches"))}
 
 
 def free_port() -> int:

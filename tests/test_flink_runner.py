@@ -43,6 +43,20 @@ def test_flink_batch_equals_direct_runner(flink_engine, sample, tmp_path):
     assert on_flink == _direct(sample, tmp_path)
 
 
+def test_three_way_reconciliation_on_flink_equals_direct_runner(flink_engine, tmp_path):
+    """--bank-statements on Flink (columnar: payouts per shard, bank matching in one step over side inputs)
+    gives the DirectRunner's payouts, bank matches and counts."""
+    data = generate(GeneratorConfig(payments=300, seed=9, bank_statements="bai2"), str(tmp_path / "data"))
+    bank = ("--bank-statements", os.path.join(data.out_dir, "bank_statements", "*"))
+    out = str(tmp_path / "flink")
+    assert reconcile(_glob(data, "payments"), _glob(data, "settlements"), out, *bank,
+                     *flink_args(flink_engine, "[local]", "--environment_type=LOOPBACK")) == 0
+    on_flink = canonical_outputs(out)
+    assert on_flink["payouts"] and on_flink["bank_matches"]
+    assert on_flink["run_summary"]["inputs"]["bank_statements"]["read"] > 0
+    assert on_flink == _direct(data, tmp_path, *bank)
+
+
 @pytest.mark.engines
 def test_one_million_payments_reconcile_on_the_embedded_flink(flink_engine, tmp_path):
     """Beam's Flink batch GroupByKey sorts one list per shard and task. At 1M payments (six shards, two

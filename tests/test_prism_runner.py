@@ -17,7 +17,15 @@ import pytest
 
 from datagen.generator import GeneratorConfig, generate
 from runners.engine_cache import pinned_versions
-from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results, run_summary
+from tests.cli_helpers import (
+    daily_totals,
+    dead_letters,
+    output_rows,
+    reconcile,
+    result_multiset,
+    results,
+    run_summary,
+)
 from tests.prism_helpers import prism_args, prism_binary
 
 ENGINES = ("columnar", "elementwise")
@@ -79,6 +87,22 @@ def test_batch_reconcile_on_prism_equals_direct(engine, shuffle, dataset, tmp_pa
         for count in ("read", "accepted", "rejected", "deduplicated"):
             assert prism["inputs"][name][count] == direct["inputs"][name][count], (name, count)
     assert sum(direct["statuses"].values()) == direct["results_rows"]
+
+
+def test_three_way_reconciliation_on_prism_equals_direct(tmp_path, prism):
+    """--bank-statements on Prism with the per-element engine (the session's shared Prism): payouts, bank
+    matches and their counts equal the DirectRunner's."""
+    data = generate(GeneratorConfig(payments=300, seed=11, bank_statements="camt053"), str(tmp_path / "data"))
+    bank = ("--bank-statements", os.path.join(data.out_dir, "bank_statements", "*"), "--engine", "elementwise")
+    direct_out, prism_out = str(tmp_path / "direct"), str(tmp_path / "prism")
+    assert _reconcile(data, direct_out, *bank) == 0
+    assert _reconcile(data, prism_out, *bank, *prism_args(prism.endpoint)) == 0
+    for name in ("payouts", "bank_matches"):
+        assert _multiset(output_rows(prism_out, name)) == _multiset(output_rows(direct_out, name))
+        assert len(output_rows(direct_out, name)) > 0
+        assert run_summary(prism_out)[name] == run_summary(direct_out)[name]
+    assert run_summary(prism_out)["inputs"]["bank_statements"]["read"] == \
+        run_summary(direct_out)["inputs"]["bank_statements"]["read"] > 0
 
 
 def test_prism_is_pinned_to_the_sdks_beam_version():
