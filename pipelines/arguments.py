@@ -63,6 +63,11 @@ def add_bank_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bank statements (repeatable; camt.053 XML or BAI2, told apart by content, then "
                              "extension): adds payouts/ (each payout against its settlement lines) and "
                              "bank_matches/ (each payout against the bank credit that carries it)")
+    add_bank_policy_arguments(parser)
+
+
+def add_bank_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The deadlines of payouts and credits (`paybeam backfill` takes its statements as a template)."""
     parser.add_argument("--bank-sla-days", type=int, default=3, metavar="N",
                         help="business days (Monday to Friday) a payout's bank credit may take before the payout "
                              "is PAYOUT_NOT_RECEIVED (default 3)")

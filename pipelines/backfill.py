@@ -3,6 +3,7 @@
     python -m pipelines.backfill --from 2026-01-05 --to 2026-01-07 \
         --payments 'data/payments/{date}/*.parquet' --settlements 'data/settlements/{date}/*' \
         --output out/ [--runner R] [--force] [--parallel K] [--dates-per-job N] [policy options] [beam flags]
+        [--bank-statements 'data/bank/{date}/*' [bank policy options]]
 
 Plan (pipelines/backfill_plan.py), run (pipelines/backfill_run.py: a group
 of dates as one job that reads every file once, or one job per date) and
@@ -17,6 +18,8 @@ published atomically to `DIR/date=D/`:
     results.parquet  daily_totals.parquet  dead_letters.jsonl
     manifest.json    (deterministic: inputs with sha256, counts, versions, options)
     run.log.json     (wall-clock facts of the run: the only non-deterministic file)
+    payouts.parquet  bank_matches.parquet   (with --bank-statements: the day's payouts, their bank
+                     matches and the day's unclaimed credits; statements of a wider bank window are read)
 
 A date is skipped when its manifest records the same inputs (path, size,
 sha256) and options, unless --force. See docs/operations.md (Nightly backfills) for the crash
@@ -38,6 +41,7 @@ from pipelines.backfill_plan import (  # noqa: F401  (the command's public names
     DateTask,
     add_backfill_arguments,
     as_of_millis_for,
+    bank_fingerprints,
     context_fingerprints,
     date_range,
     expand_template,
@@ -47,9 +51,11 @@ from pipelines.backfill_plan import (  # noqa: F401  (the command's public names
     read_manifest,
 )
 from pipelines.backfill_publish import (  # noqa: F401
+    BANK_MATCHES_FILE,
     DAILY_TOTALS_FILE,
     DEAD_LETTERS_FILE,
     MANIFEST_FORMAT,
+    PAYOUTS_FILE,
     RESULTS_FILE,
     RUN_LOG,
     results_of_day,
@@ -63,6 +69,7 @@ from pipelines.io.atomic_publish import (  # noqa: F401
     publish,
     recover,
 )
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.errors import one_line
 from schemas.records import PAYMENTS, SETTLEMENTS
 
@@ -79,6 +86,8 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
 
     first, last, payments, settlements, options, policy_args, sla = plan_backfill(args, beam_args)
     window = (options["window"]["days_before"], options["window"]["days_after"])
+    bank = args.bank_statements if "bank" in options else None  # checked by plan_backfill
+    bank_window = (options["bank"]["window"]["days_before"], options["bank"]["window"]["days_after"]) if bank else None
     output = os.path.abspath(os.path.expanduser(args.output))
     os.makedirs(output, exist_ok=True)
     started = time.monotonic()
@@ -100,6 +109,12 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
                         raise InputError(f"no usable {name} inputs: {error}") from None
                     own_files += [item["path"] for item in own]
                     inputs[name] = own + context_fingerprints(template, day, window, args.format)
+                if bank:
+                    try:
+                        inputs[BANK_STATEMENTS], own = bank_fingerprints(bank, day, bank_window)
+                    except InputError as error:
+                        raise InputError(f"no usable bank_statements inputs: {error}") from None
+                    own_files += own
             except Exception as error:  # noqa: BLE001 — unreadable inputs fail this date only
                 outcomes[text] = DateOutcome(text, FAILED, seconds=time.monotonic() - begun,
                                              reason=str(error) if isinstance(error, InputError) else one_line(error))
@@ -112,7 +127,7 @@ def run_backfill(args: argparse.Namespace, beam_args: Sequence[str],
                 options=options, runner=args.runner, beam_args=list(beam_args), fmt=args.format,
                 policy_args=policy_args, own_files=sorted(own_files),
                 parent_pid=os.getpid() if args.parallel > 1 else 0, engine=args.engine,
-                allow_truncated=args.allow_truncated)
+                allow_truncated=args.allow_truncated, bank_statements=inputs.get(BANK_STATEMENTS))
             if task.as_of_millis > time.time() * 1000:
                 out(f"{text}: warning: as_of {_iso(task.as_of_millis)} is still in the future; settlements that "
                     f"may yet arrive are judged MISSING_SETTLEMENT now (re-run after as_of, or with --force)")

@@ -12,21 +12,24 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 from zoneinfo import ZoneInfo
 
 from pipelines.arguments import (
     COLUMNAR,
     ELEMENTWISE,
     UsageError,
+    add_bank_policy_arguments,
     add_policy_arguments,
     add_vendor_arguments,
+    bank_policies,
     match_policy,
     settlement_day,
     trigger_policy,
     vendor_options,
 )
 from pipelines.io.atomic_publish import MANIFEST, date_dir
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.codecs import FORMATS
 from schemas.records import PAYMENTS, SETTLEMENTS
 from schemas.vendors import DEFAULT_VENDOR_OPTIONS
@@ -36,6 +39,7 @@ _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 RAN, SKIPPED, FAILED = "ran", "skipped", "failed"
 DATES_PER_JOB = 7
+DAYS_BEFORE = 4
 
 
 class _WithoutAsOf:
@@ -74,14 +78,20 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dates-per-job", type=int, default=DATES_PER_JOB, metavar="N",
                         help=f"columnar engine: dates reconciled by one Beam job (default {DATES_PER_JOB}; "
                              f"1 = one job per date)")
-    parser.add_argument("--days-before", type=int, default=4, metavar="N",
-                        help="also read the N daily partitions before each date, where the ledger events of its "
-                             "settlements are (default 4)")
+    parser.add_argument("--days-before", type=int, metavar="N",
+                        help=f"also read the N daily partitions before each date, where the ledger events of its "
+                             f"settlements are (default {DAYS_BEFORE}; with --bank-statements at least the bank "
+                             f"SLA's longest span in calendar days, 5 for 3 business days)")
     parser.add_argument("--days-after", type=int, metavar="N",
                         help="also read the N partitions after each date, where its payments settle "
                              "(default: the settlement SLA in whole days)")
+    parser.add_argument("--bank-statements", metavar="TEMPLATE",
+                        help="bank statements (camt.053 or BAI2) of one booking day, same placeholders, e.g. "
+                             "'data/bank/{date}/*': adds payouts.parquet and bank_matches.parquet to each date; "
+                             "a date reads the bank partitions around it (see docs/operations.md)")
     add_policy_arguments(_WithoutAsOf(parser))  # type: ignore[arg-type]
     add_vendor_arguments(parser)
+    add_bank_policy_arguments(parser)
 
 
 def parse_date_argument(text: str, flag: str) -> date:
@@ -146,6 +156,7 @@ class DateTask:
     parent_pid: int = 0
     engine: str = COLUMNAR
     allow_truncated: bool = False
+    bank_statements: Optional[List[dict]] = None  # the bank window's files; None: no third leg
 
 
 @dataclass
@@ -195,6 +206,49 @@ def context_fingerprints(template: str, day: date, window: tuple, fmt: Optional[
     return found
 
 
+def bank_fingerprints(template: str, day: date, window: tuple) -> Tuple[List[dict], List[str]]:
+    """([{path, size, sha256}] of the bank partitions of `day`'s bank window (`bank_window`), the paths of D's own
+    partition). Any partition may be missing (no statement is booked on a weekend); raises InputError when the
+    whole window has none, or a partition cannot be listed."""
+    from pipelines.io.bank_files import expand_bank_patterns
+    from pipelines.io.files import InputError
+
+    days_before, days_after = window
+    found: List[dict] = []
+    own: List[str] = []
+    for offset in range(-days_before, days_after + 1):
+        try:
+            paths = expand_bank_patterns([expand_template(template, day + timedelta(days=offset))])
+        except InputError as error:
+            if str(error).startswith("no files match"):
+                continue
+            raise
+        found += [file_fingerprint(path) for path in paths]
+        own += paths if offset == 0 else []
+    if not found:
+        first, last = day - timedelta(days=days_before), day + timedelta(days=days_after)
+        raise InputError(f"no files match {template!r} from {first.isoformat()} to {last.isoformat()} "
+                         f"(the date's bank window)")
+    return found, own
+
+
+def longest_sla_span(business_days: int) -> int:
+    """The most calendar days `business_days` business days after a payout day can be (5 for 3: a Wednesday's
+    payout is due the next Monday, a Friday's on Wednesday)."""
+    from transforms.bank.matching import add_business_days
+
+    monday = date(2024, 1, 1)
+    return max((add_business_days(monday + timedelta(days=n), business_days) - (monday + timedelta(days=n))).days
+               for n in range(7))
+
+
+def bank_window(days_before: int, days_after: int, bank_sla_days: int) -> tuple:
+    """(days before, days after) of the bank partitions a date reads: from the day before its settlement window
+    (credits valued the day before the payout day) to the day after the later of its settlement window's end and
+    D + the SLA's longest span (a credit may be booked the day after its value date)."""
+    return days_before + 1, max(days_after, longest_sla_span(bank_sla_days)) + 1
+
+
 def _policy_options(args: argparse.Namespace) -> dict:
     policy = match_policy(args)
     day = settlement_day(args)
@@ -218,7 +272,10 @@ def read_manifest(output: str, day: str) -> Optional[dict]:
 
 
 def manifest_inputs(task: DateTask) -> dict:
-    return {PAYMENTS: task.payments, SETTLEMENTS: task.settlements}
+    inputs = {PAYMENTS: task.payments, SETTLEMENTS: task.settlements}
+    if task.bank_statements is not None:
+        inputs[BANK_STATEMENTS] = task.bank_statements
+    return inputs
 
 
 def is_unchanged(manifest: Optional[dict], task: DateTask) -> bool:
@@ -242,26 +299,45 @@ def plan_backfill(args: argparse.Namespace, beam_args: Sequence[str]):
     if "://" in args.output:
         raise UsageError(f"--output {args.output!r} must be a local directory (publishing renames directories)")
     policy = _policy_options(args)
+    bank = getattr(args, "bank_statements", None)
+    if bank is not None:
+        args.bank_statements = check_template(bank, "--bank-statements")
+        payout_policy, bank_policy = bank_policies(args)
     build_pipeline_options(args.runner, beam_args)  # raises OptionsError, a usage error (exit 2)
     days_after = args.days_after
     if days_after is None:
         days_after = -(-policy["settlement_sla_seconds"] // 86_400)  # whole days, rounded up
-    if args.days_before < 0 or days_after < 0:
+    days_before = args.days_before
+    if days_before is None:
+        # With bank statements, a credit valued on D must see every payout it may pay within the SLA.
+        days_before = max(DAYS_BEFORE, longest_sla_span(bank_policy.bank_sla_business_days)) if bank is not None \
+            else DAYS_BEFORE
+    if days_before < 0 or days_after < 0:
         raise UsageError("--days-before and --days-after must not be negative")
     options = {
         "policy": policy,
-        "window": {"days_before": args.days_before, "days_after": days_after},
+        "window": {"days_before": days_before, "days_after": days_after},
         "runner": args.runner,
         "beam_args": list(beam_args),
         "format": args.format,
     }
+    if bank is not None:
+        # Only with --bank-statements, so dates published without the third leg keep their options.
+        bank_before, bank_after = bank_window(days_before, days_after, bank_policy.bank_sla_business_days)
+        options["bank"] = {
+            "bank_sla_business_days": bank_policy.bank_sla_business_days,
+            "credit_grace_days": bank_policy.credit_grace.days,
+            "payout_grace_seconds": int(payout_policy.payout_grace.total_seconds()),
+            "window": {"days_before": bank_before, "days_after": bank_after},
+        }
     vendor = vendor_options(args)
     if vendor != DEFAULT_VENDOR_OPTIONS:
         # Only when set, so dates published before these options existed are not re-run for nothing.
         options["vendor"] = vendor._asdict()
     policy_args = {name: getattr(args, name) for name in (
         "amount_tolerance_minor", "settlement_sla", "ledger_grace", "time_zone", "cutoff_hour", "allowed_lateness",
-        "stripe_ledger_reference", "stripe_merchant_metadata_key")}
+        "stripe_ledger_reference", "stripe_merchant_metadata_key",
+        *(("bank_sla_days", "credit_grace_days", "payout_grace") if bank is not None else ()))}
     sla = timedelta(seconds=policy["settlement_sla_seconds"])
     return first, last, payments, settlements, options, policy_args, sla
 

@@ -6,11 +6,17 @@ validated once (columnar engine), and each date reconciles the validated
 tables of its own window at its own as_of into its scratch directory. When
 that job fails, its dates run again one job each, so a bad date fails
 alone. The elementwise engine runs one job per date.
+
+With bank statements each date also runs the third leg (docs/DESIGN.md 3.8)
+on the unique settlement lines of its window and the statements of its bank
+window, and writes `payout_days/`: per payout id, the latest settlement date
+of its lines, which places a payout without a PAYOUT line on a date.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import shutil
@@ -21,29 +27,38 @@ from datetime import datetime, timezone
 from typing import Dict, List, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import reconcile_batch
 from pipelines.arguments import (
+    bank_policies,
     match_policy,
     settlement_day,
     trigger_policy,
     vendor_options,
 )
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
-from pipelines.backfill_publish import SCRATCH, publish_date
+from pipelines.backfill_publish import PAYOUT_DAYS, SCRATCH, publish_date
 from pipelines.brokers.process_ties import tie_worker_to
-from pipelines.io.arrow_files import ReadRawChunks
+from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
 from pipelines.io.atomic_publish import tmp_dir
-from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
+from pipelines.io.bank_files import ReadBankStatements
+from pipelines.reconcile_batch import BatchJob, with_bank_letters_and_counts, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics
 from runners.direct_threads import workers_of
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
+from schemas import arrow
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.errors import one_line
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
+from schemas.rules import BANK_MATCHES, PAYOUTS
+from transforms.columnar.bank_flow import ColumnarReconcileBank
 from transforms.columnar.flow import (
+    AS_OF,
     COUNTS,
     ReconcileValidated,
     SumCounts,
@@ -53,9 +68,13 @@ from transforms.flow import ReconcileConfig
 from transforms.reconcile import AsOf
 from transforms.validate import DEAD_LETTERS
 
+_BANK_RECORDS = (BANK_STATEMENTS, "records")
+
 
 def _build_job(task: DateTask, scratch: str) -> BatchJob:
     args = argparse.Namespace(**task.policy_args)
+    bank = {} if task.bank_statements is None else {
+        "bank_statements": [item["path"] for item in task.bank_statements], "bank_policies": bank_policies(args)}
     return BatchJob(
         payments=[item["path"] for item in task.payments],
         settlements=[item["path"] for item in task.settlements],
@@ -68,6 +87,7 @@ def _build_job(task: DateTask, scratch: str) -> BatchJob:
         settlements_format=task.fmt,
         engine=task.engine,
         vendor_options=vendor_options(args),
+        **bank,
     )
 
 
@@ -94,7 +114,8 @@ def run_date(task: DateTask) -> DateOutcome:
         job = _build_job(task, os.path.join(tmp, SCRATCH))
         with reconcile_batch.spill_directory(job) as spill_path:
             summary = reconcile_batch.execute(replace(job, spill_path=spill_path), _inputs_of(task),
-                                              build_pipeline_options(job.runner, job.beam_args))
+                                              build_pipeline_options(job.runner, job.beam_args),
+                                              extend=_write_payout_days if job.bank_statements else None)
         return publish_date(task, tmp, summary, started, started_at)
     except BaseException as error:  # noqa: BLE001 — a failed date must not stop the others
         shutil.rmtree(tmp, ignore_errors=True)
@@ -155,8 +176,9 @@ def run_range_job(tasks: Sequence[DateTask], scratch_of: Dict[str, str]) -> Dict
 
 
 def _inputs_of(task: DateTask) -> dict:
-    return {name: [{"path": item["path"], "bytes": item["size"]} for item in items]
-            for name, items in ((PAYMENTS, task.payments), (SETTLEMENTS, task.settlements))}
+    named = ((PAYMENTS, task.payments), (SETTLEMENTS, task.settlements),
+             *(((BANK_STATEMENTS, task.bank_statements),) if task.bank_statements is not None else ()))
+    return {name: [{"path": item["path"], "bytes": item["size"]} for item in items] for name, items in named}
 
 
 def _metrics_prefix(day: str) -> str:
@@ -175,6 +197,9 @@ def build_range_pipeline(pipeline: beam.Pipeline, jobs: Sequence, shards: Sequen
                  | f"Validate[{name}]" >> ValidateChunks())
         for part in ("accepted", DEAD_LETTERS, COUNTS):
             validated[(name, part)] = parts[part]
+    bank_files = sorted({path for job in jobs for path in job.bank_statements})
+    if bank_files:  # statements are read once too; each window judges (and deduplicates) its own
+        validated[_BANK_RECORDS] = pipeline | "Read[bank_statements]" >> ReadBankStatements(bank_files)
     for index, (job, job_shards, prefix) in enumerate(zip(jobs, shards, metrics_prefixes)):
         validated | f"Window[{index}]" >> ReconcileWindow(job, job_shards, prefix)
 
@@ -205,8 +230,56 @@ class ReconcileWindow(beam.PTransform):
             job.config, self._shards, reconcile_batch.shuffle_of(job))
         outputs["dead_letters"] = [*letters, outputs["dead_letters"]] | "DeadLetters" >> beam.Flatten()
         outputs["counts"] = [*counts, outputs["counts"]] | "AllCounts" >> beam.Flatten() | "SumCounts" >> SumCounts()
+        if job.bank_statements:
+            outputs = self._bank_leg(validated, outputs)
         write_columnar_outputs(job, outputs, self._shards, self._metrics_prefix)
         return outputs["results"]
+
+    def _bank_leg(self, validated, outputs):
+        """The third leg of the date, as `paybeam reconcile --bank-statements` wires it (reconcile_batch)."""
+        job, shards = self._job, self._shards
+        out = job.output.rstrip("/")
+        files = frozenset(job.bank_statements)
+        records = validated[_BANK_RECORDS] | "Window[bank_statements]" >> beam.Filter(
+            lambda record, files: source_path(record.source) in files, files)
+        bank = ({SETTLEMENTS: outputs[SETTLEMENTS], AS_OF: outputs[AS_OF], BANK_STATEMENTS: records}
+                | "ReconcileBank" >> ColumnarReconcileBank(shards, reconcile_batch.shuffle_of(job), *job.bank_policies))
+        bank[PAYOUTS] | f"Write[{PAYOUTS}]" >> WriteShardFiles(f"{out}/{PAYOUTS}/{PAYOUTS}", shards,
+                                                                arrow.PAYOUT_BALANCE)
+        (bank[BANK_MATCHES] | "BankMatchesInOneShard" >> beam.Map(lambda table: (0, table))
+         | f"Write[{BANK_MATCHES}]" >> WriteShardFiles(f"{out}/{BANK_MATCHES}/{BANK_MATCHES}", 1, arrow.BANK_MATCH))
+        outputs = with_bank_letters_and_counts(outputs, bank)
+        _write_payout_days(job, outputs)
+        return outputs
+
+
+def _payout_days_of_lines(shard_table):
+    """A shard of unique settlement lines (columnar) -> ((processor, payout id), latest settlement date)."""
+    columns = ["processor", "payout_id", "settlement_date"]
+    table = shard_table[1].select(columns)  # plain strings again, whatever encoding the flow gave them
+    table = table.cast(pa.schema([(name, pa.string()) for name in columns]))
+    table = table.filter(pc.fill_null(pc.not_equal(table.column("payout_id"), ""), False))
+    for row in table.group_by(["processor", "payout_id"]).aggregate([("settlement_date", "max")]).to_pylist():
+        yield (row["processor"], row["payout_id"]), row["settlement_date_max"]
+
+
+def _payout_day_of_line(line):
+    """A unique SettlementLine (per element) -> ((processor, payout id), its settlement date), if it has one."""
+    if line.payout_id:
+        yield (line.processor, line.payout_id), line.settlement_date
+
+
+def _write_payout_days(job: BatchJob, outputs: dict) -> None:
+    """`payout_days/`: one JSON line per payout id of the window, with the latest settlement date of its lines
+    (publish_date places a payout without a PAYOUT line on that date)."""
+    per_line = _payout_days_of_lines if job.engine == COLUMNAR else _payout_day_of_line
+    (outputs[SETTLEMENTS]
+     | "PayoutLineDays" >> beam.FlatMap(per_line)
+     | "LatestLineDay" >> beam.CombinePerKey(max)
+     | "PayoutDayJson" >> beam.Map(lambda key_day: json.dumps(
+         {"processor": key_day[0][0], "payout_id": key_day[0][1], "last_line_date": key_day[1]}, sort_keys=True))
+     | "WritePayoutDays" >> beam.io.WriteToText(f"{job.output.rstrip('/')}/{PAYOUT_DAYS}/{PAYOUT_DAYS}",
+                                                 file_name_suffix=".jsonl"))
 
 
 def date_groups(tasks: List[DateTask], parallel: int, dates_per_job: int) -> List[List[DateTask]]:

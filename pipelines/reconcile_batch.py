@@ -172,16 +172,16 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ba
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str = "") -> None:
+def build_pipeline(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str = "") -> dict:
     """Adds the batch reconciliation to `pipeline`: read, reconcile, write (with the job's engine);
-    counts go to Beam metrics named `metrics_prefix` + name."""
+    counts go to Beam metrics named `metrics_prefix` + name. Returns the flow's outputs (unique settlement
+    lines under `settlements`, for a caller that adds steps of its own)."""
     if job.engine == COLUMNAR:
-        _build_columnar(pipeline, job, job.shards or 1, metrics_prefix)
-    else:
-        _build_elementwise(pipeline, job, metrics_prefix)
+        return _build_columnar(pipeline, job, job.shards or 1, metrics_prefix)
+    return _build_elementwise(pipeline, job, metrics_prefix)
 
 
-def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str) -> None:
+def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: str) -> dict:
     out = job.output.rstrip("/")
     raw = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawRecords(PAYMENTS, job.payments, job.payments_format),
@@ -205,9 +205,10 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: s
     if job.write_csv:
         outputs["results"] | "WriteResultsCsv" >> WriteCsv(f"{out}/csv/results", RESULT_FIELDS)
         outputs["daily_totals"] | "WriteDailyTotalsCsv" >> WriteCsv(f"{out}/csv/daily_totals", DAILY_TOTAL_FIELDS)
+    return outputs
 
 
-def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics_prefix: str) -> None:
+def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics_prefix: str) -> dict:
     out = job.output.rstrip("/")
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
@@ -227,6 +228,7 @@ def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics
                 shard_tables | f"WriteCsv[{name}]" >> WriteShardFiles(f"{out}/csv/{name}", count, schema, csv=True)
         outputs = with_bank_letters_and_counts(outputs, bank)
     write_columnar_outputs(job, outputs, shards, metrics_prefix)
+    return outputs
 
 
 def with_bank_letters_and_counts(outputs: dict, bank: dict) -> dict:
@@ -344,12 +346,16 @@ def spill_directory(job: BatchJob) -> Iterator[Optional[str]]:
         yield path
 
 
-def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "") -> dict:
-    """Runs the pipeline, writing straight into job.output; returns the run summary (run.json's content)."""
+def execute(job: BatchJob, inputs: dict, options, metrics_prefix: str = "",
+            extend: Optional[Callable[[BatchJob, dict], None]] = None) -> dict:
+    """Runs the pipeline, writing straight into job.output; returns the run summary (run.json's content).
+    `extend(job, outputs)` may add steps to the flow's outputs (`paybeam backfill` does)."""
     started = time.monotonic()
     job = replace(job, shards=job.shards or auto_shards(inputs))
     pipeline = new_pipeline(options)
-    build_pipeline(pipeline, job, metrics_prefix)
+    outputs = build_pipeline(pipeline, job, metrics_prefix)
+    if extend is not None:
+        extend(job, outputs)
     result = pipeline.run()
     wait_cancelling_on_interrupt(result)
     return run_summary(job, inputs, counts_from_metrics(result, metrics_prefix), time.monotonic() - started,
