@@ -41,24 +41,20 @@ from pipelines.arguments import (
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import PAYOUT_DAYS, SCRATCH, publish_date
 from pipelines.brokers.process_ties import tie_worker_to
-from pipelines.io.arrow_files import ReadRawChunks, WriteShardFiles
+from pipelines.io.arrow_files import ReadRawChunks
 from pipelines.io.atomic_publish import tmp_dir
 from pipelines.io.bank_files import ReadBankStatements
-from pipelines.reconcile_batch import BatchJob, with_bank_letters_and_counts, write_columnar_outputs
+from pipelines.reconcile_batch import BatchJob, write_columnar_outputs
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics
 from runners.direct_threads import workers_of
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
-from schemas import arrow
 from schemas.bank.entry import BANK_STATEMENTS
 from schemas.errors import one_line
 from schemas.raw_chunks import source_path
 from schemas.records import PAYMENTS, SETTLEMENTS
-from schemas.rules import BANK_MATCHES, PAYOUTS
-from transforms.columnar.bank_flow import ColumnarReconcileBank
 from transforms.columnar.flow import (
-    AS_OF,
     COUNTS,
     ReconcileValidated,
     SumCounts,
@@ -237,18 +233,11 @@ class ReconcileWindow(beam.PTransform):
 
     def _bank_leg(self, validated, outputs):
         """The third leg of the date, as `paybeam reconcile --bank-statements` wires it (reconcile_batch)."""
-        job, shards = self._job, self._shards
-        out = job.output.rstrip("/")
+        job = self._job
         files = frozenset(job.bank_statements)
         records = validated[_BANK_RECORDS] | "Window[bank_statements]" >> beam.Filter(
             lambda record, files: source_path(record.source) in files, files)
-        bank = ({SETTLEMENTS: outputs[SETTLEMENTS], AS_OF: outputs[AS_OF], BANK_STATEMENTS: records}
-                | "ReconcileBank" >> ColumnarReconcileBank(shards, reconcile_batch.shuffle_of(job), *job.bank_policies))
-        bank[PAYOUTS] | f"Write[{PAYOUTS}]" >> WriteShardFiles(f"{out}/{PAYOUTS}/{PAYOUTS}", shards,
-                                                                arrow.PAYOUT_BALANCE)
-        (bank[BANK_MATCHES] | "BankMatchesInOneShard" >> beam.Map(lambda table: (0, table))
-         | f"Write[{BANK_MATCHES}]" >> WriteShardFiles(f"{out}/{BANK_MATCHES}/{BANK_MATCHES}", 1, arrow.BANK_MATCH))
-        outputs = with_bank_letters_and_counts(outputs, bank)
+        outputs = reconcile_batch.columnar_bank_leg(job, outputs, records, self._shards)
         _write_payout_days(job, outputs)
         return outputs
 

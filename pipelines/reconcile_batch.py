@@ -209,7 +209,6 @@ def _build_elementwise(pipeline: beam.Pipeline, job: BatchJob, metrics_prefix: s
 
 
 def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics_prefix: str) -> dict:
-    out = job.output.rstrip("/")
     chunks = {
         PAYMENTS: pipeline | "ReadPayments" >> ReadRawChunks(PAYMENTS, job.payments, job.payments_format),
         SETTLEMENTS: pipeline | "ReadSettlements" >> ReadRawChunks(
@@ -217,18 +216,25 @@ def _build_columnar(pipeline: beam.Pipeline, job: BatchJob, shards: int, metrics
     }
     outputs = chunks | "Reconcile" >> ColumnarReconcile(job.config, shards, shuffle_of(job))
     if job.bank_statements:
-        bank = ({SETTLEMENTS: outputs[SETTLEMENTS], "as_of": outputs["as_of"],
-                 BANK_STATEMENTS: pipeline | "ReadBankStatements" >> ReadBankStatements(job.bank_statements)}
-                | "ReconcileBank" >> ColumnarReconcileBank(shards, shuffle_of(job), *job.bank_policies))
-        one_shard = bank[BANK_MATCHES] | "BankMatchesInOneShard" >> beam.Map(lambda table: (0, table))
-        for name, schema, shard_tables, count in ((PAYOUTS, arrow.PAYOUT_BALANCE, bank[PAYOUTS], shards),
-                                                  (BANK_MATCHES, arrow.BANK_MATCH, one_shard, 1)):
-            shard_tables | f"Write[{name}]" >> WriteShardFiles(f"{out}/{name}/{name}", count, schema)
-            if job.write_csv:
-                shard_tables | f"WriteCsv[{name}]" >> WriteShardFiles(f"{out}/csv/{name}", count, schema, csv=True)
-        outputs = with_bank_letters_and_counts(outputs, bank)
+        records = pipeline | "ReadBankStatements" >> ReadBankStatements(job.bank_statements)
+        outputs = columnar_bank_leg(job, outputs, records, shards)
     write_columnar_outputs(job, outputs, shards, metrics_prefix)
     return outputs
+
+
+def columnar_bank_leg(job: BatchJob, outputs: dict, records: beam.PCollection, shards: int) -> dict:
+    """The third leg on the columnar flow's outputs and these bank statement records: payouts/ and
+    bank_matches/ written under job.output; returns the outputs with its dead letters and counts beside."""
+    out = job.output.rstrip("/")
+    bank = ({SETTLEMENTS: outputs[SETTLEMENTS], "as_of": outputs["as_of"], BANK_STATEMENTS: records}
+            | "ReconcileBank" >> ColumnarReconcileBank(shards, shuffle_of(job), *job.bank_policies))
+    one_shard = bank[BANK_MATCHES] | "BankMatchesInOneShard" >> beam.Map(lambda table: (0, table))
+    for name, schema, shard_tables, count in ((PAYOUTS, arrow.PAYOUT_BALANCE, bank[PAYOUTS], shards),
+                                              (BANK_MATCHES, arrow.BANK_MATCH, one_shard, 1)):
+        shard_tables | f"Write[{name}]" >> WriteShardFiles(f"{out}/{name}/{name}", count, schema)
+        if job.write_csv:
+            shard_tables | f"WriteCsv[{name}]" >> WriteShardFiles(f"{out}/csv/{name}", count, schema, csv=True)
+    return with_bank_letters_and_counts(outputs, bank)
 
 
 def with_bank_letters_and_counts(outputs: dict, bank: dict) -> dict:
