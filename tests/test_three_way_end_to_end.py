@@ -164,9 +164,9 @@ def test_hostile_statement_files_never_crash_a_run(generated, tmp_path, engine):
     (hostile / "totals-off.bai2").write_text(
         "01,BANK,CUST,260105,0800,1,,,2/\n02,CUST,BANK,1,260105,,EUR,2/\n03,1234567890,EUR,010,100,,/\n"
         "16,175,5000,Z,REF1,,PAYOUT po_NotInThisRun/\n49,999,3/\n98,999,1,5/\n99,999,1,7/\n", encoding="utf-8")
-    output = tmp_path / "out"
     bank = str(hostile / "*")
-    assert _reconcile(generated / "data", output, "--engine", engine, bank=bank) == 1  # truncated: incomplete
+    if engine == "columnar":  # the exit status is read from run.json's counts, whichever engine made them
+        assert _reconcile(generated / "data", tmp_path / "out", "--engine", engine, bank=bank) == 1  # truncated
     tolerant = tmp_path / "tolerant"
     assert _reconcile(generated / "data", tolerant, "--engine", engine, "--allow-truncated", bank=bank) == 0
     counts = run_summary(str(tolerant))["inputs"]["bank_statements"]
@@ -180,13 +180,20 @@ def test_hostile_statement_files_never_crash_a_run(generated, tmp_path, engine):
     assert {row["status"] for row in output_rows(tolerant, "bank_matches")} <= set(BANK_MATCH_STATUSES)
 
 
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("three-way-small")
+    generate(GeneratorConfig(payments=300, seed=21, days=14), str(out / "data"))
+    return out
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-def test_the_published_samples_read_without_a_rejection(generated, tmp_path, engine):
+def test_the_published_samples_read_without_a_rejection(small, tmp_path, engine):
     samples = sorted(path for path in SAMPLES.iterdir() if path.suffix in (".xml", ".bai2"))
     assert len(samples) >= 10, SAMPLES
     entries = [record for path in samples for record in read_bank_statement(path.read_bytes(), str(path))]
     output = tmp_path / "out"
-    assert _reconcile(generated / "data", output, "--engine", engine, *[
+    assert _reconcile(small / "data", output, "--engine", engine, *[
         argument for path in samples[1:] for argument in ("--bank-statements", str(path))], bank=str(samples[0])) == 0
     counts = run_summary(str(output))["inputs"]["bank_statements"]
     assert counts["read"] == counts["accepted"] == len(entries) > 0
