@@ -31,9 +31,9 @@ from transforms.bank.intake import as_of_day
 from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
 from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.columnar.bank_matching import match_bank_credits_table
-from transforms.columnar.flow import AS_OF, ShardTable
+from transforms.columnar.flow import AS_OF, SHUFFLED_PIECE_ROWS, ShardTable
 from transforms.columnar.payouts import KEY, balance_payouts_table
-from transforms.columnar.shards import plain, split_by_shard
+from transforms.columnar.shards import in_pieces, plain, split_by_shard
 from transforms.columnar.shuffle import InShuffle
 from transforms.validate import DEAD_LETTERS
 
@@ -42,11 +42,14 @@ _PAYOUT_LINE_COLUMNS = ("settlement_id", "processor", "merchant_id", "record_typ
 PAYOUT_LINES = pa.schema([RECONCILED_SCHEMA_OF_INPUT[SETTLEMENTS].field(name) for name in _PAYOUT_LINE_COLUMNS])
 
 
-def payout_lines_by_key(shard_table: ShardTable, shards: int):
-    """A shard of unique settlement lines -> (shard of its payout key, its lines that carry a payout id)."""
+def payout_lines_by_key(shard_table: ShardTable, shards: int, spilled: bool = False):
+    """A shard of unique settlement lines -> (shard of its payout key, its lines that carry a payout id), in
+    pieces small enough for a runner's shuffle unless they are spilled."""
     lines = shard_table[1].select(list(_PAYOUT_LINE_COLUMNS))
     carried = lines.filter(pc.fill_null(pc.not_equal(lines.column("payout_id"), ""), False))
-    yield from split_by_shard(carried, list(KEY), shards)
+    for shard, table in split_by_shard(carried, list(KEY), shards):
+        for piece in [table] if spilled else in_pieces(table, SHUFFLED_PIECE_ROWS):
+            yield shard, piece
 
 
 def _balance_shard(shard_tables, as_of_millis: int, policy: PayoutPolicy, shuffle):
@@ -87,7 +90,7 @@ class ColumnarReconcileBank(beam.PTransform):
         intake = inputs[BANK_STATEMENTS] | "BankIntake" >> BankIntake()
         payouts = (
             shuffle.stored(inputs[SETTLEMENTS] | "PayoutLines" >> beam.FlatMap(
-                payout_lines_by_key, shards).with_output_types(ShardTable), "ByPayout", PAYOUT_LINES)
+                payout_lines_by_key, shards, shuffle.spills).with_output_types(ShardTable), "ByPayout", PAYOUT_LINES)
             | "ByPayout" >> beam.GroupByKey()
             | "BalancePayouts" >> beam.FlatMap(
                 _balance_shard, pvalue.AsSingleton(as_of), self._payout_policy, shuffle).with_output_types(ShardTable)

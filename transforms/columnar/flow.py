@@ -69,7 +69,7 @@ from transforms.columnar.matching import (
     reconcile_candidates,
     settlement_candidates,
 )
-from transforms.columnar.shards import compact, plain, split_by_shard
+from transforms.columnar.shards import compact, in_pieces, plain, split_by_shard
 from transforms.columnar.shuffle import InShuffle
 from transforms.columnar.validate import (
     ORIGIN_COLUMN,
@@ -107,6 +107,10 @@ def _validated(chunk):
         yield chunk.path, accepted
 
 
+# Rows of one shuffled element when tables travel through the runner's shuffle: Flink's batch sort refuses
+# a record larger than its sort buffer (about 4.5 MB on the embedded Flink), and a Parquet batch of 262,144
+# rows split in a few shards made elements of several MB. 16,384 compacted rows stay near 1.5 MB.
+SHUFFLED_PIECE_ROWS = 16_384
 _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "currency"),
                     SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency", "settlement_date", "payout_id"),
                     ATTEMPTS: ("attempt_type", "merchant_id", "currency", "outcome", "billing_country",
@@ -117,7 +121,11 @@ _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int, compacted: bool = True):
     reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
     for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
-        yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN)) if compacted else table
+        if not compacted:  # spilled: the table goes to a file, only its path through the shuffle
+            yield shard, table
+            continue
+        for piece in in_pieces(table, SHUFFLED_PIECE_ROWS):
+            yield shard, compact(piece, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN))
 
 
 def _first_deliveries(shard_tables, input_name: str, shuffle):
@@ -139,7 +147,11 @@ def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
 
 def candidates_by_key(shard_table: ShardTable, to_candidates, shards: int, compacted: bool = True):
     for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards):
-        yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES) if compacted else table
+        if not compacted:
+            yield shard, table
+            continue
+        for piece in in_pieces(table, SHUFFLED_PIECE_ROWS):
+            yield shard, compact(piece, _LOW_CARDINALITY_CANDIDATES)
 
 
 def _match_shard(shard_tables, as_of_millis: Optional[int], policy, shuffle):

@@ -92,3 +92,13 @@ def split_by_shard(table: pa.Table, key_columns: Sequence[str], shards: int) -> 
     bounds = np.flatnonzero(np.diff(sorted_numbers)) + 1
     for rows in np.split(order, bounds):
         yield int(numbers[rows[0]]), table.take(pa.array(rows))
+
+
+def in_pieces(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
+    """A table as consecutive pieces of at most `max_rows` rows, each with buffers of its own: a runner that
+    sorts shuffled records in fixed buffers (Flink's batch sort) refuses a record larger than one."""
+    if table.num_rows <= max_rows:
+        yield table
+        return
+    for start in range(0, table.num_rows, max_rows):
+        yield table.take(pa.array(np.arange(start, min(start + max_rows, table.num_rows))))
