@@ -187,8 +187,11 @@ def test_the_job_service_deadline_ends_an_unbounded_run_in_one_line_naming_it(ka
     lasted = time.monotonic() - started
     errors = [line for line in stderr.splitlines() if "error:" in line]
     assert process.returncode == 1, stderr[-3000:]
-    assert errors == ["paybeam stream: error: the run failed: gRPC DEADLINE_EXCEEDED: Stream removed (Deadline "
-                      "Exceeded) (the job service's deadline, --job_server_timeout seconds)"], stderr[-3000:]
+    # One line; gRPC's own detail between the status and paybeam's explanation varies by how the stream
+    # ended ("(Deadline Exceeded)", "(RST_STREAM (Received RST_STREAM with error code 8))").
+    assert len(errors) == 1, stderr[-3000:]
+    assert errors[0].startswith("paybeam stream: error: the run failed: gRPC DEADLINE_EXCEEDED: Stream removed (")
+    assert errors[0].endswith(") (the job service's deadline, --job_server_timeout seconds)"), errors
     assert 20 <= lasted < 20 + 60, lasted  # the deadline counts from the submission, after Prism started
     # Prism finalizes every bundle of a stage whose ParDo payload asks for finalization; each idle poll that
     # registered no callback used to log a "Bundle is not in a finalizable state" traceback (dozens in these
