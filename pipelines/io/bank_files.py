@@ -7,13 +7,12 @@ folder of statements must not fail the night's run); a glob that matches nothing
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, List, Sequence
+from typing import IO, Iterator, List, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
 
-from pipelines.io.files import InputError, open_input, unreadable_file
+from pipelines.io.files import matched_files, records_of_opened
 from schemas.bank.entry import BANK_STATEMENTS
 from schemas.bank.formats import BankFormatError, read_bank_statement
 from schemas.codecs import stream_error
@@ -21,40 +20,26 @@ from schemas.records import RawRecord
 
 
 def expand_bank_patterns(patterns: Sequence[str]) -> List[str]:
-    """The files the patterns match, sorted; raises InputError for a pattern matching nothing."""
-    from apache_beam.io.filesystems import FileSystems
-
-    paths = set()
-    for pattern in patterns:
-        try:
-            matches = FileSystems.match([pattern])[0].metadata_list
-        except Exception as error:  # Beam raises BeamIOError / IOError flavours per filesystem
-            raise InputError(f"cannot list {pattern!r}: {error}") from None
-        files = [match.path for match in matches if not match.path.endswith("/")]
-        if not files:
-            raise InputError(f"no files match {pattern!r}")
-        paths.update(files)
-    return sorted(paths)
+    """The files the patterns match, sorted; raises InputError for a pattern matching nothing (a statement's
+    format is judged per file, as it is read)."""
+    return sorted({path for pattern in patterns for path in matched_files(pattern)})
 
 
 def bank_records_of_file(readable: fileio.ReadableFile) -> Iterator[RawRecord]:
     """A statement file's RawRecords: one per entry, problem records as decode errors."""
-    path = readable.metadata.path
-    with contextlib.ExitStack() as stack:
-        try:
-            handle = stack.enter_context(open_input(readable))
-        except Exception as error:
-            yield unreadable_file(BANK_STATEMENTS, path, error)
-            return
-        read = 0
-        try:
-            for record in read_bank_statement(handle, path):
-                read += 1
-                yield record
-        except BankFormatError as error:
-            yield RawRecord(BANK_STATEMENTS, path, None, f"<file {path}>", str(error))
-        except Exception as error:  # zlib/gzip/bz2/OS errors: the file's bytes, not an entry
-            yield stream_error(BANK_STATEMENTS, path, read, error)
+    return records_of_opened(readable, BANK_STATEMENTS, _statement_records)
+
+
+def _statement_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
+    read = 0
+    try:
+        for record in read_bank_statement(handle, path):
+            read += 1
+            yield record
+    except BankFormatError as error:
+        yield RawRecord(BANK_STATEMENTS, path, None, f"<file {path}>", str(error))
+    except Exception as error:  # zlib/gzip/bz2/OS errors: the file's bytes, not an entry
+        yield stream_error(BANK_STATEMENTS, path, read, error)
 
 
 class ReadBankStatements(beam.PTransform):

@@ -14,7 +14,7 @@ import csv
 import gzip
 import io
 import json
-from typing import IO, Iterable, Iterator, List, Optional, Sequence
+from typing import IO, Callable, Iterable, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -32,17 +32,23 @@ class InputError(UserError):
     """An input the user named that cannot be read (no match, unknown format)."""
 
 
+def matched_files(pattern: str) -> List[str]:
+    """The files one pattern matches, sorted; raises InputError when it matches nothing or cannot be listed."""
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as error:  # Beam raises BeamIOError / IOError flavours per filesystem
+        raise InputError(f"cannot list {pattern!r}: {error}") from None
+    files = sorted(m.path for m in matches if not m.path.endswith("/"))
+    if not files:
+        raise InputError(f"no files match {pattern!r}")
+    return files
+
+
 def expand_patterns(patterns: Sequence[str], fmt: Optional[str] = None) -> List[str]:
     """The files the patterns match, sorted; raises InputError for a pattern matching nothing."""
     paths: List[str] = []
     for pattern in patterns:
-        try:
-            matches = FileSystems.match([pattern])[0].metadata_list
-        except Exception as error:  # Beam raises BeamIOError / IOError flavours per filesystem
-            raise InputError(f"cannot list {pattern!r}: {error}") from None
-        files = sorted(m.path for m in matches if not m.path.endswith("/"))
-        if not files:
-            raise InputError(f"no files match {pattern!r}")
+        files = matched_files(pattern)
         for path in files:
             try:
                 detect_format(path, fmt)
@@ -76,15 +82,23 @@ def _bz2_file(fileobj, mode: str) -> bz2.BZ2File:
 
 def records_of_file(readable: fileio.ReadableFile, input_name: str, fmt: Optional[str],
                      vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Iterator[RawRecord]:
+    file_format = detect_format(readable.metadata.path, fmt)
+    yield from records_of_opened(readable, input_name, lambda handle, path: read_records(
+        handle, path, file_format, input_name, vendor_options))
+
+
+def records_of_opened(readable: fileio.ReadableFile, input_name: str,
+                      read: Callable[[IO[bytes], str], Iterator[RawRecord]]) -> Iterator[RawRecord]:
+    """`read(handle, path)` over a matched file's decompressed bytes, or the dead letter of a file that
+    cannot be opened."""
     path = readable.metadata.path
-    file_format = detect_format(path, fmt)
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(open_input(readable))
         except Exception as error:
             yield unreadable_file(input_name, path, error)
             return
-        yield from read_records(handle, path, file_format, input_name, vendor_options)
+        yield from read(handle, path)
 
 
 def unreadable_file(input_name: str, path: str, error: Exception) -> RawRecord:

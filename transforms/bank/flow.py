@@ -44,21 +44,23 @@ from transforms.counting import CountEach, SumEach
 from transforms.validate import DEAD_LETTERS
 
 
+def _letter(judged: Judged) -> Iterable:
+    yield pvalue.TaggedOutput(DEAD_LETTERS, judged.outcome)
+    if judged.pans_masked:
+        yield pvalue.TaggedOutput(PANS_MASKED, judged.pans_masked)
+
+
 def _routed(judged) -> Iterable:
     if isinstance(judged, Judged):
-        yield pvalue.TaggedOutput(DEAD_LETTERS, judged.outcome)
-        if judged.pans_masked:
-            yield pvalue.TaggedOutput(PANS_MASKED, judged.pans_masked)
+        yield from _letter(judged)
     else:
         yield judged
 
 
-def _kept(entry_ref_copies) -> Iterable:
-    kept, letters = first_copies(entry_ref_copies[1])
+def _kept(entry_copies) -> Iterable:
+    kept, letters = first_copies(entry_copies[1])
     for judged in letters:
-        yield pvalue.TaggedOutput(DEAD_LETTERS, judged.outcome)
-        if judged.pans_masked:
-            yield pvalue.TaggedOutput(PANS_MASKED, judged.pans_masked)
+        yield from _letter(judged)
     yield kept
 
 

@@ -13,6 +13,7 @@ and merchant day, not one per payment, and the intake's rules (and dead letters)
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 from typing import Dict, Iterable, List, Optional
 
 import apache_beam as beam
@@ -31,9 +32,9 @@ from transforms.bank.intake import as_of_day
 from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
 from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.columnar.bank_matching import match_bank_credits_table
-from transforms.columnar.flow import AS_OF, SHUFFLED_PIECE_ROWS, ShardTable
+from transforms.columnar.flow import AS_OF, ShardTable, rows_and_statuses, shuffled_piece_rows
 from transforms.columnar.payouts import KEY, balance_payouts_table
-from transforms.columnar.shards import in_pieces, plain, split_by_shard
+from transforms.columnar.shards import plain, split_by_shard
 from transforms.columnar.shuffle import InShuffle
 from transforms.validate import DEAD_LETTERS
 
@@ -47,9 +48,7 @@ def payout_lines_by_key(shard_table: ShardTable, shards: int, spilled: bool = Fa
     pieces small enough for a runner's shuffle unless they are spilled."""
     lines = shard_table[1].select(list(_PAYOUT_LINE_COLUMNS))
     carried = lines.filter(pc.fill_null(pc.not_equal(lines.column("payout_id"), ""), False))
-    for shard, table in split_by_shard(carried, list(KEY), shards):
-        for piece in [table] if spilled else in_pieces(table, SHUFFLED_PIECE_ROWS):
-            yield shard, piece
+    yield from split_by_shard(carried, list(KEY), shards, shuffled_piece_rows(not spilled))
 
 
 def _balance_shard(shard_tables, as_of_millis: int, policy: PayoutPolicy, shuffle):
@@ -70,9 +69,7 @@ def _match(payout_tables: List[pa.Table], entries: List[Dict], as_of_millis: Opt
 
 
 def _rows_and_statuses(table: pa.Table, output: str):
-    yield rows_count_name(output), table.num_rows
-    for entry in pc.value_counts(table.column("status")).to_pylist():
-        yield output_status_count_name(output, entry["values"]), entry["counts"]
+    return rows_and_statuses(table, rows_count_name(output), partial(output_status_count_name, output))
 
 
 class ColumnarReconcileBank(beam.PTransform):

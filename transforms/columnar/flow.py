@@ -17,7 +17,7 @@ any runner (docs/DESIGN.md 9).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -69,7 +69,7 @@ from transforms.columnar.matching import (
     reconcile_candidates,
     settlement_candidates,
 )
-from transforms.columnar.shards import compact, in_pieces, plain, split_by_shard
+from transforms.columnar.shards import compact, plain, split_by_shard
 from transforms.columnar.shuffle import InShuffle
 from transforms.columnar.validate import (
     ORIGIN_COLUMN,
@@ -111,6 +111,13 @@ def _validated(chunk):
 # a record larger than its sort buffer (about 4.5 MB on the embedded Flink), and a Parquet batch of 262,144
 # rows split in a few shards made elements of several MB. 16,384 compacted rows stay near 1.5 MB.
 SHUFFLED_PIECE_ROWS = 16_384
+
+
+def shuffled_piece_rows(in_shuffle: bool) -> Optional[int]:
+    """The most rows of one element when tables travel through the shuffle (None: spilled, an element is a
+    path)."""
+    return SHUFFLED_PIECE_ROWS if in_shuffle else None
+
 _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "currency"),
                     SETTLEMENTS: ("record_type", "processor", "merchant_id", "currency", "settlement_date", "payout_id"),
                     ATTEMPTS: ("attempt_type", "merchant_id", "currency", "outcome", "billing_country",
@@ -120,12 +127,9 @@ _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int, compacted: bool = True):
     reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
-    for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards):
-        if not compacted:  # spilled: the table goes to a file, only its path through the shuffle
-            yield shard, table
-            continue
-        for piece in in_pieces(table, SHUFFLED_PIECE_ROWS):
-            yield shard, compact(piece, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN))
+    # Spilled (not compacted), a table goes to a file and only its path through the shuffle: no pieces.
+    for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards, shuffled_piece_rows(compacted)):
+        yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN)) if compacted else table
 
 
 def _first_deliveries(shard_tables, input_name: str, shuffle):
@@ -146,12 +150,9 @@ def _latest_time(shard_table: ShardTable, input_name: str) -> Iterable[int]:
 
 
 def candidates_by_key(shard_table: ShardTable, to_candidates, shards: int, compacted: bool = True):
-    for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards):
-        if not compacted:
-            yield shard, table
-            continue
-        for piece in in_pieces(table, SHUFFLED_PIECE_ROWS):
-            yield shard, compact(piece, _LOW_CARDINALITY_CANDIDATES)
+    for shard, table in split_by_shard(to_candidates(shard_table[1]), KEY_COLUMNS, shards, shuffled_piece_rows(compacted)):
+        yield shard, compact(table, _LOW_CARDINALITY_CANDIDATES) if compacted else table
+
 
 
 def _match_shard(shard_tables, as_of_millis: Optional[int], policy, shuffle):
@@ -171,10 +172,14 @@ def _settlement_partials(shard_table, attributions, day, shuffle) -> pa.Table:
 
 
 def _status_counts(shard_table: ShardTable):
-    results = shard_table[1]
-    yield RESULT_ROWS, results.num_rows
-    for entry in pc.value_counts(results.column("status")).to_pylist():
-        yield status_count_name(entry["values"]), entry["counts"]
+    return rows_and_statuses(shard_table[1], RESULT_ROWS, status_count_name)
+
+
+def rows_and_statuses(table: pa.Table, rows_name: str, status_name: Callable[[str], str]):
+    """(rows_name, rows) and (status_name(status), rows) per status of a table with a `status` column."""
+    yield rows_name, table.num_rows
+    for entry in pc.value_counts(table.column("status")).to_pylist():
+        yield status_name(entry["values"]), entry["counts"]
 
 
 class _CombineTables(beam.CombineFn):

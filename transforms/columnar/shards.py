@@ -7,7 +7,7 @@ Each shard is its own `take()`, never a slice (see schemas/arrow_coder.py).
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -82,8 +82,10 @@ def shard_numbers(table: pa.Table, key_columns: Sequence[str], shards: int) -> n
     return (stable_hash([table.column(name) for name in key_columns]) % np.uint64(shards)).astype(np.int64)
 
 
-def split_by_shard(table: pa.Table, key_columns: Sequence[str], shards: int) -> Iterator[Tuple[int, pa.Table]]:
-    """(shard, rows of that shard) for every shard that has rows."""
+def split_by_shard(table: pa.Table, key_columns: Sequence[str], shards: int,
+                   max_rows: Optional[int] = None) -> Iterator[Tuple[int, pa.Table]]:
+    """(shard, rows of that shard) for every shard that has rows; with `max_rows`, a shard's rows in pieces of
+    at most that many (`in_pieces`), several pairs per shard."""
     if table.num_rows == 0:
         return
     numbers = shard_numbers(table, key_columns, shards)
@@ -91,7 +93,9 @@ def split_by_shard(table: pa.Table, key_columns: Sequence[str], shards: int) -> 
     sorted_numbers = numbers[order]
     bounds = np.flatnonzero(np.diff(sorted_numbers)) + 1
     for rows in np.split(order, bounds):
-        yield int(numbers[rows[0]]), table.take(pa.array(rows))
+        shard_rows = table.take(pa.array(rows))
+        for piece in [shard_rows] if max_rows is None else in_pieces(shard_rows, max_rows):
+            yield int(numbers[rows[0]]), piece
 
 
 def in_pieces(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
