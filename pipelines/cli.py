@@ -72,13 +72,19 @@ def _kafka_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise UsageError("--broker-timeout must be positive")
     expand_patterns(args.payments)  # an InputError (exit 2) before any message is sent
     expand_patterns(args.settlements)
+    if args.bank_statements:
+        from pipelines.io.bank_files import expand_bank_patterns
+
+        expand_bank_patterns(args.bank_statements)
     report = replay_files(  # a broker down or refusing: KafkaToolError, a failed run (exit 1)
         args.bootstrap_servers, args.payments, args.settlements, args.payments_topic, args.settlements_topic,
         value_format=args.value_format, shuffle_window_seconds=args.shuffle_window,
         late_fraction=args.late_fraction, late_by_seconds=args.late_by, seed=args.seed,
         include_invalid=not args.valid_only, vendor_options=vendor_options(args),
-        broker_timeout=args.broker_timeout)
-    print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages "
+        broker_timeout=args.broker_timeout, bank_patterns=args.bank_statements,
+        bank_topic=args.bank_statements_topic)
+    statements = f", {report.bank_statements} bank statements" if args.bank_statements else ""
+    print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages{statements} "
           f"({report.late_injected} sent late; invalid rows: {report.rejected_payments} payments, "
           f"{report.rejected_settlements} settlements)")
     return 0
@@ -175,6 +181,10 @@ def _add_kafka_commands(commands) -> None:
     produce.add_argument("--settlements", action="append", required=True, metavar="GLOB")
     produce.add_argument("--payments-topic", default="payments")
     produce.add_argument("--settlements-topic", default="settlements")
+    produce.add_argument("--bank-statements", action="append", default=[], metavar="GLOB",
+                         help="bank statement files (camt.053, BAI2): one message per file, its whole document, "
+                              "sent after the latest day it reports, with that time as its timestamp")
+    produce.add_argument("--bank-statements-topic", default="bank_statements")
     produce.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
     produce.add_argument("--shuffle-window", type=float, default=0.0, metavar="SECONDS",
                          help="shuffle records whose event times lie within this window (out-of-order delivery)")
@@ -194,7 +204,7 @@ def _add_kafka_commands(commands) -> None:
     consume.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
     consume.add_argument("--schema", default="reconciliation_result",
                          choices=("reconciliation_result", "daily_total", "break_rate_alert", "dead_letter",
-                                  "payment_event", "settlement_line"),
+                                  "payment_event", "settlement_line", "payout_balance", "bank_match"),
                          help="Avro schema of the values (avro formats only)")
     consume.add_argument("--max-messages", type=int, metavar="N")
     consume.set_defaults(handler=_kafka_consume)

@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from confluent_kafka import KafkaException
 
+from pipelines.io.bank_files import expand_bank_patterns
 from pipelines.io.files import expand_patterns
 from pipelines.io.kafka import (
     DEFAULT_BROKER_TIMEOUT_SECONDS,
@@ -31,6 +32,8 @@ from pipelines.io.kafka import (
     new_producer,
     read_to_end,
 )
+from schemas.bank.entry import BANK_STATEMENTS, STATEMENT_DOCUMENT
+from schemas.bank.formats import bank_records_of_message
 from schemas.codecs import detect_format, payload_json, read_records
 from schemas.errors import RunFailed, UserError
 from schemas.kafka_values import VALUE_FORMATS, encode_value
@@ -67,6 +70,7 @@ class ReplayReport:
     rejected_settlements: int
     late_injected: int
     invalid_sent: bool = False
+    bank_statements: int = 0  # statement documents sent, one per file
 
     @property
     def payment_messages(self) -> int:
@@ -84,6 +88,7 @@ class _Message:
     topic: str
     key: Optional[bytes]
     value: bytes
+    timestamp: Optional[int] = None  # the broker timestamp to set (a statement's: it has no payload time)
 
 
 def _open(path: str):
@@ -225,7 +230,8 @@ def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
     for index, message in enumerate(messages):
         while True:
             try:
-                producer.produce(message.topic, value=message.value, key=message.key, on_delivery=on_delivery)
+                producer.produce(message.topic, value=message.value, key=message.key, on_delivery=on_delivery,
+                                 **({"timestamp": message.timestamp} if message.timestamp is not None else {}))
                 break
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.5)
@@ -241,13 +247,34 @@ def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
     return delivered
 
 
+def collect_statement_messages(patterns: Sequence[str], topic: str, messages: List[_Message]) -> int:
+    """Each bank statement file as one message (its whole document, as banks deliver files), timed at the end
+    of the latest day it reports (its entries' booking and value days), so a replay sends it after that day's
+    payments; the same time is its broker timestamp, which the stream reads as its event time."""
+    paths = expand_bank_patterns(patterns)
+    for path in paths:
+        with _open(path) as handle:
+            document = handle.read()
+        days = [day for record in bank_records_of_message(RawRecord(BANK_STATEMENTS, path, {
+            STATEMENT_DOCUMENT: document}, "")) if record.fields
+                for day in (record.fields.get("booking_date"), record.fields.get("value_date")) if day]
+        time = _end_of_day_millis(max(days)) if days else 0
+        messages.append(_Message(time, len(messages), topic, None, document, timestamp=time or None))
+    return len(paths)
+
+
+def _end_of_day_millis(day: str) -> int:
+    return parse_timestamp_millis(f"{day}T00:00:00Z") + 86_400_000
+
+
 def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settlement_patterns: Sequence[str],
                  payments_topic: str, settlements_topic: str, value_format: str = "json",
                  shuffle_window_seconds: float = 0.0, late_fraction: float = 0.0, late_by_seconds: float = 0.0,
                  seed: int = 7, include_invalid: bool = True,
                  producer_config: Mapping[str, str] = {},
                  vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS,
-                 broker_timeout: float = DEFAULT_BROKER_TIMEOUT_SECONDS) -> ReplayReport:
+                 broker_timeout: float = DEFAULT_BROKER_TIMEOUT_SECONDS,
+                 bank_patterns: Sequence[str] = (), bank_topic: str = "bank_statements") -> ReplayReport:
     """Sends the records of the files to the two topics in event-time order (see the module doc).
 
     Payments and settlement lines are merged on one event-time line (payments at event_time,
@@ -269,10 +296,11 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
         collect_input_messages(SETTLEMENTS, settlement_patterns, settlements_topic, value_format, include_invalid, messages,
                  vendor_options)
         if settlement_patterns else (0, 0))
+    statements = collect_statement_messages(bank_patterns, bank_topic, messages) if bank_patterns else 0
     ordered, late = send_order(messages, shuffle_window_seconds, late_fraction, late_by_seconds, seed)
     produce_in_order(bootstrap_servers, ordered, producer_config, broker_timeout)
     return ReplayReport(payments, settlements, rejected_payments, rejected_settlements, late,
-                        invalid_sent=include_invalid and value_format == "json")
+                        invalid_sent=include_invalid and value_format == "json", bank_statements=statements)
 
 
 class TopicUnreadable(UserError):

@@ -55,17 +55,22 @@ from pipelines.summary import (
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, check_settlement_day_windows
 from schemas.arrow_readers import tabulate_records
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.errors import RunFailed
 from schemas.internal_records import OpenItem
 from schemas.raw_chunks import RawChunk
 from schemas.record_tables import daily_total_records, result_records
 from schemas.records import PAYMENTS, SETTLEMENTS, DailyTotal, ReconciliationResult
+from schemas.rules import BANK_MATCHES, PAYOUTS
 from transforms.alerts import BreakRateAlerts
+from transforms.bank.live_flow import LiveReconcileBank, lines_by_payout
+from transforms.columnar.bank_flow import payout_lines_by_payout
 from transforms.columnar.flow import ColumnarReconcile
 from transforms.columnar.live_flow import AlertsOfResultTables, ColumnarStreamReconcile
 from transforms.counting import ReportCounts
 from transforms.flow import ReconcileRecords
 from transforms.reconcile import key_lifetime_millis
+from transforms.validate import DEAD_LETTERS
 
 OUTPUT_SCHEMAS = {
     "results": "reconciliation_result",
@@ -73,6 +78,7 @@ OUTPUT_SCHEMAS = {
     "alerts": "break_rate_alert",
     "dead_letters": "dead_letter",
 }
+BANK_OUTPUT_SCHEMAS = {PAYOUTS: "payout_balance", BANK_MATCHES: "bank_match"}  # with a bank-statements topic
 
 
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
@@ -105,7 +111,8 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
 
 def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
     return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=job.topics[output],
-                            value_format=job.output_value_format, schema_name=OUTPUT_SCHEMAS[output],
+                            value_format=job.output_value_format,
+                            schema_name={**OUTPUT_SCHEMAS, **BANK_OUTPUT_SCHEMAS}[output],
                             producer_config=job.producer_config, broker_timeout_seconds=job.broker_timeout_seconds)
 
 
@@ -185,13 +192,31 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
             outputs["alerts"] = outputs["result_tables"] | "BreakRateAlerts" >> AlertsOfResultTables(job.alert_policy)
         else:
             outputs["alerts"] = alerts(outputs["results"])
-        for name in OUTPUT_SCHEMAS:
+        if job.with_bank:
+            outputs.update(_third_leg(pipeline, job, outputs))
+        for name in outputs.keys() & {*OUTPUT_SCHEMAS, *BANK_OUTPUT_SCHEMAS}:
             outputs[name] | f"Write[{name}]" >> _writer(job, name)
         return
     offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
     horizon = key_lifetime_millis(job.config.policy)
     write_then_commit(outputs, raw, offsets, carried_items, lambda name: write_config(job, name),
                       read_config(job, PAYMENTS), _store_config(job), alerts, horizon)
+
+
+def _third_leg(pipeline: beam.Pipeline, job: StreamJob, outputs: Dict[str, beam.PCollection]
+               ) -> Dict[str, beam.PCollection]:
+    """An unbounded run's payouts and bank matches (docs/DESIGN.md 3.8): the unique settlement lines by payout
+    (per payout, or the columnar engine's shards of them) and the bank-statements topic, through
+    LiveReconcileBank; its dead letters join the run's."""
+    if "settlement_tables" in outputs:
+        payout_lines = outputs["settlement_tables"] | "PayoutLines" >> beam.FlatMap(payout_lines_by_payout)
+    else:
+        payout_lines = outputs["settlements"] | "PayoutLines" >> beam.FlatMap(lines_by_payout)
+    statements = pipeline | "ReadBankStatements" >> _reader(job, BANK_STATEMENTS)
+    bank = {"payout_lines": payout_lines, BANK_STATEMENTS: statements} | "ReconcileBank" >> LiveReconcileBank(
+        job.payout_policy, job.bank_policy)
+    dead_letters = (outputs["dead_letters"], bank[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+    return {PAYOUTS: bank[PAYOUTS], BANK_MATCHES: bank[BANK_MATCHES], "dead_letters": dead_letters}
 
 
 def _carried_items(job: StreamJob) -> Dict[str, OpenItem]:

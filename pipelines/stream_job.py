@@ -11,10 +11,12 @@ from pipelines.arguments import (
     ENGINES,
     UsageError,
     add_alert_arguments,
+    add_bank_policy_arguments,
     add_policy_arguments,
     add_vendor_arguments,
     alert_policy,
     as_of_millis_argument,
+    bank_policies,
     match_policy,
     settlement_day,
     trigger_policy,
@@ -36,6 +38,8 @@ from runners.options import canonical_runner
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.alerts import AlertPolicy
+from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
+from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import AsOf
@@ -44,7 +48,9 @@ from transforms.reconcile import AsOf
 @dataclass
 class StreamJob:
     bootstrap_servers: str
-    topics: Dict[str, str]  # payments, settlements, results, daily_totals, alerts, dead_letters
+    # payments, settlements, results, daily_totals, alerts, dead_letters; with a bank-statements topic also
+    # bank_statements, payouts and bank_matches
+    topics: Dict[str, str]
     group_id: str
     config: ReconcileConfig
     alert_policy: AlertPolicy
@@ -72,6 +78,13 @@ class StreamJob:
     broker_timeout_seconds: float = DEFAULT_BROKER_TIMEOUT_SECONDS
     open_items_topic: Optional[str] = None  # None: <group_id>.open-items
     status_interval_seconds: float = 5.0  # unbounded runs: a status line this often on stderr; 0: none
+    payout_policy: PayoutPolicy = DEFAULT_PAYOUT_POLICY
+    bank_policy: BankPolicy = DEFAULT_BANK_POLICY
+
+    @property
+    def with_bank(self) -> bool:
+        """Three-way reconciliation: a bank-statements topic was given (docs/DESIGN.md 3.8)."""
+        return "bank_statements" in self.topics
 
     @property
     def streaming(self) -> bool:
@@ -139,6 +152,12 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
     parser.add_argument("--alerts-topic", default="paybeam.alerts")
     parser.add_argument("--dead-letters-topic", default="paybeam.dead_letters")
+    parser.add_argument("--bank-statements-topic", metavar="TOPIC",
+                        help="unbounded runs: a topic of bank statements, one whole camt.053 or BAI2 document per "
+                             "message; adds payout revisions (--payouts-topic) and bank-match revisions "
+                             "(--bank-matches-topic)")
+    parser.add_argument("--payouts-topic", default="paybeam.payouts")
+    parser.add_argument("--bank-matches-topic", default="paybeam.bank_matches")
     add_kafka_client_arguments(parser, "paybeam")
     parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
                         help="a finite catch-up run: stop at the end offsets seen at start (default), after "
@@ -169,6 +188,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                              "at least a Flink job's parallelism; a run restored from a checkpoint needs the "
                              "count it was written with)")
     add_policy_arguments(parser)
+    add_bank_policy_arguments(parser)
     add_alert_arguments(parser)
     # Accepted and checked like reconcile's and backfill's, so one set of options serves all three; the
     # stream's messages are canonical, its vendor rows were converted by `paybeam kafka produce`, which
@@ -228,6 +248,14 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--broker-timeout must be positive")
     if not args.status_interval >= 0:
         raise UsageError("--status-interval must be 0 (no status line) or positive")
+    if bounded and args.bank_statements_topic:
+        # A bounded run carries its open keys' records to the next one (docs/DESIGN.md 5), and a payout's
+        # decided lines are not among them: its next balance would be wrong. Files have `paybeam reconcile
+        # --bank-statements` and `paybeam backfill --bank-statements`.
+        raise UsageError("--bank-statements-topic needs an unbounded run: a --bounded run does not carry a "
+                         "payout's decided lines to the next run; for files use paybeam reconcile or backfill "
+                         "--bank-statements")
+    payout_policy, bank_policy = bank_policies(args)
     if bounded:
         as_of = AsOf.fixed(as_of_millis) if as_of_millis is not None else AsOf.latest_in_input()
         # Python batch runners crash on processing-time triggers (docs/DESIGN.md 7): no early panes.
@@ -235,11 +263,15 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     else:
         as_of = AsOf.watermark()
         triggers = trigger_policy(args, early_firing=args.early_firing)
+    topics = {"payments": args.payments_topic, "settlements": args.settlements_topic,
+              "results": args.results_topic, "daily_totals": args.daily_totals_topic,
+              "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic}
+    if args.bank_statements_topic:
+        topics.update(bank_statements=args.bank_statements_topic, payouts=args.payouts_topic,
+                      bank_matches=args.bank_matches_topic)
     return StreamJob(
         bootstrap_servers=args.bootstrap_servers,
-        topics={"payments": args.payments_topic, "settlements": args.settlements_topic,
-                "results": args.results_topic, "daily_totals": args.daily_totals_topic,
-                "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic},
+        topics=topics,
         group_id=args.group_id,
         config=ReconcileConfig(policy=match_policy(args), as_of=as_of, settlement_day=settlement_day(args),
                                trigger_policy=triggers),
@@ -268,4 +300,6 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         broker_timeout_seconds=args.broker_timeout,
         open_items_topic=args.open_items_topic,
         status_interval_seconds=args.status_interval,
+        payout_policy=payout_policy,
+        bank_policy=bank_policy,
     )

@@ -88,7 +88,7 @@ PAYOUT_BALANCE = pa.schema([
     ("processor", pa.string()), ("payout_id", pa.string()), ("merchant_id", pa.string()), ("currency", pa.string()),
     ("payout_minor", pa.int64()), ("lines_minor", pa.int64()), ("difference_minor", pa.int64()),
     ("line_count", pa.int64()), ("payout_line_count", pa.int64()), ("payout_date", pa.string()),
-    ("status", pa.string()),
+    ("status", pa.string()), ("revision", pa.int64()), ("is_final", pa.bool_()),
 ])
 
 BANK_MATCH = pa.schema([
@@ -97,5 +97,5 @@ BANK_MATCH = pa.schema([
     ("payout_minor", pa.int64()), ("payout_date", pa.string()), ("entry_ref", pa.string()), ("account", pa.string()),
     ("credit_currency", pa.string()), ("credit_minor", pa.int64()), ("value_date", pa.string()),
     ("matched_by", pa.string()), ("candidate_count", pa.int64()), ("difference_minor", pa.int64()),
-    ("status", pa.string()),
+    ("status", pa.string()), ("revision", pa.int64()), ("is_final", pa.bool_()),
 ])

@@ -9,7 +9,7 @@ import fastavro
 
 AVRO_DIR = Path(__file__).with_name("avro")
 SCHEMA_NAMES = ("payment_event", "settlement_line", "reconciliation_result", "daily_total", "dead_letter", "break_rate_alert",
-                "authorization_attempt", "risk_decision")
+                "authorization_attempt", "risk_decision", "payout_balance", "bank_match")
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from schemas.attempts import ATTEMPTS
 from schemas.avro import avro_schema
+from schemas.bank.entry import BANK_STATEMENTS, STATEMENT_DOCUMENT
 from schemas.codecs import capped
 from schemas.pan import mask_pans
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
@@ -178,8 +179,16 @@ PAYLOAD_TIME_FIELD = {PAYMENTS: "event_time", SETTLEMENTS: "booked_time", ATTEMP
 _JSON_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
 
 
+# A bank statement topic carries whole statement documents (camt.053 XML or BAI2 text), whatever the value
+# format of the other topics: the record holds the document's bytes, read into entries downstream
+# (schemas/bank/formats.py: bank_records_of_message), where a document's problems become dead letters.
+KAFKA_INPUTS = (*SCHEMA_OF_INPUT, BANK_STATEMENTS)
+
+
 def raw_record_from_message(input_name: str, source: str, value: Optional[bytes], value_format: str) -> RawRecord:
     """A Kafka message as a RawRecord: decoded fields, or the decode error with the raw value kept."""
+    if input_name == BANK_STATEMENTS:
+        return RawRecord(input_name, source, {STATEMENT_DOCUMENT: bytes(value or b"")}, "")
     if value_format == "json" and type(value) is bytes and value[:1] == b"{" and value[1:2] != b"\x00":
         # The common case, decoded once: for a value opening with "{" and no NUL after it, json.loads
         # detects UTF-8 and decodes the same text this strict decode gives (when it succeeds, "replace"
@@ -203,7 +212,7 @@ def raw_record_from_message(input_name: str, source: str, value: Optional[bytes]
 
 def payload_time_millis(record: RawRecord) -> Optional[int]:
     """The event time in a RawRecord's payload (docs/DESIGN.md 4.1), or None if it has none that parses."""
-    if record.fields is None:
+    if record.fields is None or record.input not in PAYLOAD_TIME_FIELD:  # a statement: the broker's time
         return None
     try:
         return parse_timestamp_millis(record.fields.get(PAYLOAD_TIME_FIELD[record.input]))

@@ -23,6 +23,9 @@ class PayoutBalance(NamedTuple):
     payout_line_count: int
     payout_date: Optional[str]  # the PAYOUT line's settlement date
     status: str
+    # As for results (3.4): a batch run judges each payout once, finally; a stream revises it.
+    revision: int = 1
+    is_final: bool = True
 
 
 @stable_schema
@@ -44,3 +47,7 @@ class BankMatch(NamedTuple):
     candidate_count: int  # credits the payout could be (or payouts the credit could carry)
     difference_minor: Optional[int]  # credit - payout, when both exist in one currency
     status: str
+    # As for results (3.4): a batch run judges each row once, finally; a stream revises a row under its
+    # row key (transforms/bank/live.py), and WITHDRAWN says a key no longer has a row of its own.
+    revision: int = 1
+    is_final: bool = True

@@ -87,6 +87,10 @@ UNEXPECTED_BANK_CREDIT = "UNEXPECTED_BANK_CREDIT"  # once the grace has passed; 
 AMBIGUOUS_BANK_MATCH = "AMBIGUOUS_BANK_MATCH"  # more than one candidate: never guessed
 BANK_MATCH_STATUSES = (PAYOUT_RECEIVED, PAYOUT_AMOUNT_DIFFERS, PAYOUT_NOT_RECEIVED, UNEXPECTED_BANK_CREDIT,
                        AMBIGUOUS_BANK_MATCH, PENDING)
+# Streams only (3.8): a revision saying a row key has no row of its own any more (a credit a payout took
+# after it was PENDING alone, a payout that no longer pays anything out). A batch run never writes it.
+WITHDRAWN = "WITHDRAWN"
+LIVE_BANK_MATCH_STATUSES = BANK_MATCH_STATUSES + (WITHDRAWN,)
 
 # ---------------------------------------------------------------- signs of settlement money (3.2, 4.3)
 

@@ -7,15 +7,14 @@ folder of statements must not fail the night's run); a glob that matches nothing
 """
 from __future__ import annotations
 
-from typing import IO, Iterator, List, Sequence
+from typing import Iterator, List, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
 
 from pipelines.io.files import matched_files, records_of_opened
 from schemas.bank.entry import BANK_STATEMENTS
-from schemas.bank.formats import BankFormatError, read_bank_statement
-from schemas.codecs import stream_error
+from schemas.bank.formats import statement_records
 from schemas.records import RawRecord
 
 
@@ -27,19 +26,7 @@ def expand_bank_patterns(patterns: Sequence[str]) -> List[str]:
 
 def bank_records_of_file(readable: fileio.ReadableFile) -> Iterator[RawRecord]:
     """A statement file's RawRecords: one per entry, problem records as decode errors."""
-    return records_of_opened(readable, BANK_STATEMENTS, _statement_records)
-
-
-def _statement_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
-    read = 0
-    try:
-        for record in read_bank_statement(handle, path):
-            read += 1
-            yield record
-    except BankFormatError as error:
-        yield RawRecord(BANK_STATEMENTS, path, None, f"<file {path}>", str(error))
-    except Exception as error:  # zlib/gzip/bz2/OS errors: the file's bytes, not an entry
-        yield stream_error(BANK_STATEMENTS, path, read, error)
+    return records_of_opened(readable, BANK_STATEMENTS, statement_records)
 
 
 class ReadBankStatements(beam.PTransform):

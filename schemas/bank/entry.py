@@ -62,6 +62,9 @@ from schemas.pan import find_pan_spans, mask_pans
 from schemas.records import RawRecord
 
 BANK_STATEMENTS = "bank_statements"
+# A bank-statements topic's message holds a whole statement document (camt.053 XML or BAI2 text): its
+# RawRecord's one field (schemas/kafka_values.py), read into entries by schemas/bank/formats.py.
+STATEMENT_DOCUMENT = "document"
 CAMT053, BAI2 = "camt053", "bai2"
 CREDIT, DEBIT = "CRDT", "DBIT"
 BOOKED = "BOOK"

@@ -11,11 +11,12 @@ from __future__ import annotations
 import codecs
 import io
 import os
-from typing import BinaryIO, Iterator, Union
+from typing import IO, BinaryIO, Iterator, Union
 
 from schemas.bank.bai2 import read_bai2
 from schemas.bank.camt053 import read_camt053
-from schemas.bank.entry import BAI2, CAMT053
+from schemas.bank.entry import BAI2, BANK_STATEMENTS, CAMT053, STATEMENT_DOCUMENT
+from schemas.codecs import stream_error
 from schemas.errors import UserError
 from schemas.records import RawRecord
 
@@ -91,3 +92,24 @@ class _Rewound(io.RawIOBase):
         data = self._rest.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+def bank_records_of_message(message: RawRecord) -> Iterator[RawRecord]:
+    """A bank-statements topic's message (one whole statement document: schemas/kafka_values.py) -> the
+    RawRecords of its entries, sourced `<topic>/<partition>@<offset>#<n>` (camt.053) or `...:<line>` (BAI2);
+    a message that is no statement is one problem record, as a stray file is."""
+    return statement_records(io.BytesIO(message.fields[STATEMENT_DOCUMENT]), message.source)
+
+
+def statement_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
+    """An open statement's RawRecords: one per entry; a file or message that is no statement, or whose bytes
+    stop making sense, is one problem record after the entries read before it."""
+    read = 0
+    try:
+        for record in read_bank_statement(handle, path):
+            read += 1
+            yield record
+    except BankFormatError as error:
+        yield RawRecord(BANK_STATEMENTS, path, None, f"<file {path}>", str(error))
+    except Exception as error:  # zlib/gzip/bz2/OS errors: the file's bytes, not an entry
+        yield stream_error(BANK_STATEMENTS, path, read, error)

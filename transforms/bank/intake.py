@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, List, Mapping, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from schemas.bank.entry import BANK_ENTRY_FIELDS, BANK_STATEMENTS
 from schemas.internal_records import Judged
@@ -47,13 +47,22 @@ def first_copies(copies: Iterable[SourcedEntry]) -> Tuple[Entry, List[Judged]]:
     kept_source, kept = ordered[0]
     letters = []
     for source, entry in ordered[1:]:
-        differing = [name for name in BANK_ENTRY_FIELDS if entry.get(name) != kept.get(name)]
-        if differing:
-            reason = (f"conflicting re-delivery of entry_ref {kept['entry_ref']}: "
-                      f"{', '.join(differing)} differ (kept {kept_source})")
-            payload = json.dumps(dict(entry), sort_keys=True, separators=(",", ":"))
-            letters.append(dead_letter(RawRecord(BANK_STATEMENTS, source, entry, payload), STAGE_DEDUP, reason))
+        letter = conflict_letter(kept_source, kept, source, entry)
+        if letter is not None:
+            letters.append(letter)
     return kept, letters
+
+
+def conflict_letter(kept_source: str, kept: Entry, source: str, entry: Entry) -> Optional[Judged]:
+    """None when a later copy (`source`, `entry`) repeats the kept one in every field, else its dead letter at
+    stage `dedup` (one wording for a batch run's first copies and a stream's first arrivals: live.py)."""
+    differing = [name for name in BANK_ENTRY_FIELDS if entry.get(name) != kept.get(name)]
+    if not differing:
+        return None
+    reason = (f"conflicting re-delivery of entry_ref {kept['entry_ref']}: "
+              f"{', '.join(differing)} differ (kept {kept_source})")
+    payload = json.dumps(dict(entry), sort_keys=True, separators=(",", ":"))
+    return dead_letter(RawRecord(BANK_STATEMENTS, source, entry, payload), STAGE_DEDUP, reason)
 
 
 def as_of_day(as_of_millis: int) -> date:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Dict, List, Mapping, Optional, Sequence, Set
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from schemas.bank.entry import BOOKED, CREDIT
 from schemas.payouts import BankMatch, PayoutBalance
@@ -83,6 +83,19 @@ def credit_day(entry: Mapping[str, object]) -> str:
 def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mapping[str, object]], as_of: date,
                        policy: BankPolicy = DEFAULT_BANK_POLICY) -> List[BankMatch]:
     """The BankMatch rows of these payouts (those with a PAYOUT line) and matchable bank credits."""
+    return match_bank_credits_with_links(payouts, credits, as_of, policy)[0]
+
+
+PayoutKey = Tuple[str, str]  # (processor, payout id)
+CreditKey = Tuple[str, str]  # (account, entry_ref)
+
+
+def match_bank_credits_with_links(payouts: Sequence[PayoutBalance], credits: Sequence[Mapping[str, object]],
+                                  as_of: date, policy: BankPolicy = DEFAULT_BANK_POLICY
+                                  ) -> Tuple[List[BankMatch], Set[Tuple[PayoutKey, CreditKey]]]:
+    """match_bank_credits' rows, and which payout and credit each decision tied together: a credit naming a
+    payout, or a credit that is a payout's amount candidate (a stream keeps tied payouts and credits open
+    together: transforms/bank/live.py)."""
     paid = [payout for payout in payouts
             if payout.payout_minor is not None and payout.payout_minor > 0 and payout.payout_date is not None]
     credits = [credit for credit in credits if is_matchable_credit(credit)]
@@ -151,7 +164,13 @@ def match_bank_credits(payouts: Sequence[PayoutBalance], credits: Sequence[Mappi
         if credit_index not in taken:
             due = as_of > date.fromisoformat(credit_day(credit)) + policy.credit_grace
             rows.append(_row(None, credit, None, 0, UNEXPECTED_BANK_CREDIT if due else PENDING))
-    return rows
+    ties = [(payout_index, credit_index) for credit_index, payout_indexes in enumerate(named)
+            for payout_index in payout_indexes]
+    ties += [(payout_index, credit_index) for credit_index, payout_indexes in payouts_of_credit.items()
+             for payout_index in payout_indexes]
+    links = {((paid[p].processor, paid[p].payout_id), (str(credits[c].get("account")), str(credits[c].get("entry_ref"))))
+             for p, c in ties}
+    return rows, links
 
 
 def _pair(payout: PayoutBalance, credit: Mapping[str, object], matched_by: str) -> BankMatch:

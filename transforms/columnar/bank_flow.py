@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import date
 from functools import partial
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -25,10 +25,11 @@ import schemas.arrow_coder  # noqa: F401  (registers the Arrow table coder)
 from schemas.arrow import BANK_ENTRY, PAYOUT_BALANCE
 from schemas.bank.entry import BANK_STATEMENTS
 from schemas.record_tables import RECONCILED_SCHEMA_OF_INPUT, concat
-from schemas.records import SETTLEMENTS
+from schemas.records import SETTLEMENTS, SettlementLine
 from schemas.rules import BANK_MATCHES, PAYOUTS, output_status_count_name, rows_count_name
 from transforms.bank.flow import BankIntake
 from transforms.bank.intake import as_of_day
+from transforms.bank.live_flow import payout_key_text
 from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
 from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.columnar.bank_matching import match_bank_credits_table
@@ -106,3 +107,16 @@ class ColumnarReconcileBank(beam.PTransform):
                   matches | "CountBankMatches" >> beam.FlatMap(_rows_and_statuses, BANK_MATCHES)]
         return {PAYOUTS: payouts, BANK_MATCHES: matches, DEAD_LETTERS: intake[DEAD_LETTERS],
                 "counts": counts | "AllCounts" >> beam.Flatten()}
+
+
+def payout_lines_by_payout(shard_table: Tuple[int, pa.Table]) -> Iterable[Tuple[str, List[SettlementLine]]]:
+    """The columnar engine's unique settlement lines (a shard's table) -> (payout key, the payout's lines in
+    it), keyed as the per-element engine keys a single line (transforms/bank/live_flow.py): one element per
+    payout a table touches, not per line, and a payout's state is its own whatever the shard count."""
+    table = shard_table[1]
+    with_payout = table.filter(pc.fill_null(pc.not_equal(table.column("payout_id"), ""), False))
+    by_payout: Dict[str, List[SettlementLine]] = {}
+    columns = [with_payout.column(name).to_pylist() for name in SettlementLine._fields]
+    for line in (SettlementLine(*values) for values in zip(*columns)):
+        by_payout.setdefault(payout_key_text(line.processor, line.payout_id), []).append(line)
+    return by_payout.items()

@@ -65,6 +65,7 @@ from transforms.bank.references import (
     credit_references,
     reference_key,
 )
+from transforms.columnar.payouts import judged_once
 
 _SEPARATORS = f"[^{TOKEN_CHARACTERS}]+"
 _ADYEN_WORD = ADYEN_BATCH_WORD  # text holding this (any case) may name an Adyen batch: the reference reads it
@@ -332,7 +333,7 @@ def _rows(paid: pa.Table, credits: pa.Table, days: pa.Array, payout_index: np.nd
         matched_by=pc.take(pa.array(_MATCHED_BY, pa.string()), _indices(matched_by)),
         candidate_count=pa.array(candidate_count, pa.int64()),
         difference_minor=pa.array(difference, pa.int64(), mask=~has_difference),
-        status=pc.take(pa.array(_STATUSES, pa.string()), pa.array(status, pa.int64())))
+        status=pc.take(pa.array(_STATUSES, pa.string()), pa.array(status, pa.int64())), **judged_once(len(status)))
     table = pa.Table.from_arrays([columns[name] for name in BANK_MATCH.names], schema=BANK_MATCH)
     order = pc.sort_indices(table.append_column(_CREDIT_ROW, pa.array(payout_index < 0)), sort_keys=_ORDER)
     return table.take(order).combine_chunks()

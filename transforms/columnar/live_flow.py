@@ -467,7 +467,8 @@ class WindowRatesOfBundle(beam.DoFn):
 
 class ColumnarStreamReconcile(beam.PTransform):
     """{payments, settlements}: RawChunks of an unbounded stream -> {results (ReconciliationResult revisions),
-    result_tables (the same as RESULT_TABLE tables), daily_totals (DailyTotal panes), dead_letters}."""
+    result_tables (the same as RESULT_TABLE tables), daily_totals (DailyTotal panes), dead_letters,
+    settlement_tables ((shard, table) of unique settlement lines)}."""
 
     def __init__(self, config: ReconcileConfig, shards: int = 8, tick_millis: int = DEFAULT_TICK_MILLIS):
         super().__init__()
@@ -524,6 +525,7 @@ class ColumnarStreamReconcile(beam.PTransform):
             "result_tables": result_tables,
             "daily_totals": daily_totals,
             "dead_letters": dead_letters,
+            "settlement_tables": unique[SETTLEMENTS],  # (shard, unique lines): the third leg's payouts
         }
 
 

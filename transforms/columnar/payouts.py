@@ -74,7 +74,11 @@ def balance_payouts_table(lines: pa.Table, as_of_millis: int,
         lines_minor=within_int64_array(pc.if_else(pa.array((line_count > 0) & one_currency), lines_sum, None)),
         difference_minor=within_int64_array(difference), line_count=pa.array(line_count, pa.int64()),
         payout_line_count=pa.array(payout_count, pa.int64()),
-        payout_date=pc.cast(grouped.column("payout_day_min"), pa.string()).combine_chunks(), status=pa.array(status.tolist(), pa.string()))
+        payout_date=pc.cast(grouped.column("payout_day_min"), pa.string()).combine_chunks(),
+        status=pa.array(status.tolist(), pa.string()), **judged_once(len(status)))
     return pa.Table.from_pydict({name: columns[name] for name in PAYOUT_BALANCE.names}, schema=PAYOUT_BALANCE)
 
 
+def judged_once(rows: int) -> dict:
+    """The revision columns of a batch judgement: each row's one revision, final (as results in batch)."""
+    return {"revision": pa.array(np.ones(rows, np.int64)), "is_final": pa.array(np.ones(rows, np.bool_))}

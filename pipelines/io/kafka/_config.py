@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from pipelines.io.kafka._health import DEFAULT_BROKER_TIMEOUT_SECONDS, BrokerWatch
-from schemas.kafka_values import PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
+from schemas.kafka_values import KAFKA_INPUTS, PAYLOAD_TIME_FIELD, SCHEMA_OF_INPUT, VALUE_FORMATS
 
 START_POSITIONS = ("committed", "earliest", "latest", "timestamp")
 BOUNDED_MODES = (None, "end_offsets", "max_records", "until_time")
@@ -85,8 +85,8 @@ class KafkaReadConfig:
             raise ValueError(f"topics must be a non-empty tuple of topic names, got {self.topics!r}")
         if not self.group_id:
             raise ValueError("group_id is required (committed offsets are read from and written to it)")
-        if self.input_name not in SCHEMA_OF_INPUT:
-            raise ValueError(f"input_name must be one of {', '.join(SCHEMA_OF_INPUT)}, got {self.input_name!r}")
+        if self.input_name not in KAFKA_INPUTS:
+            raise ValueError(f"input_name must be one of {', '.join(KAFKA_INPUTS)}, got {self.input_name!r}")
         if self.value_format not in VALUE_FORMATS:
             raise ValueError(f"unknown value_format {self.value_format!r}; choose one of {', '.join(VALUE_FORMATS)}")
         if self.start not in START_POSITIONS:

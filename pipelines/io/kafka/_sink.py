@@ -121,12 +121,14 @@ def reconciliation_message_key(record: Any) -> Optional[bytes]:
     """The message key of a record.
 
     Results: "processor|processor_reference|kind" (all revisions of a key in one
-    partition, in order); daily totals: "merchant_id|currency"; anything else
-    (e.g. dead letters): None (the producer spreads those over partitions).
+    partition, in order); payouts and bank matches: their row key, "processor|payout_id", else
+    a credit's "account|entry_ref" (docs/DESIGN.md 3.8); daily totals: "merchant_id|currency";
+    anything else (e.g. dead letters): None (the producer spreads those over partitions).
     """
-    parts = [_field(record, name) for name in ("processor", "processor_reference", "kind")]
-    if all(part is not None for part in parts):
-        return _KEY_SEPARATOR.join(str(part) for part in parts).encode("utf-8")
+    for names in (("processor", "processor_reference", "kind"), ("processor", "payout_id"), ("account", "entry_ref")):
+        parts = [_field(record, name) for name in names]
+        if all(part is not None for part in parts):
+            return _KEY_SEPARATOR.join(str(part) for part in parts).encode("utf-8")
     parts = [_field(record, name) for name in ("merchant_id", "currency")]
     if all(part is not None for part in parts):
         return _KEY_SEPARATOR.join(str(part) for part in parts).encode("utf-8")

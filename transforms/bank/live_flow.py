@@ -1,0 +1,221 @@
+"""Three-way reconciliation on an unbounded stream (issue 21, docs/DESIGN.md 3.8): both engines' third leg.
+
+    unique settlement lines with a payout id ─► by payout (a key per payout, or a shard of them) ─► LivePayoutsFn ─► payouts
+    bank-statements messages ─► statement entries ─► judged (dead letters) ─┐                                        │
+                                                                            ├─► one key: LiveBankMatchesFn ◄────────┘
+                                                                            └─► bank_matches (revisions per row key)
+
+The rules are batch's (transforms/bank/payouts.py, matching.py); transforms/bank/live.py keeps their state
+open and says what changed. "Now" is a stateful key's latest watermark timer, never ahead of the watermark:
+a payout is judged again when its grace ends, the bank matches at every UTC midnight (bank deadlines are
+days), and both forget what has been final for their lifetime. Each payout is a key of its own (its state
+is a tally: transforms/bank/live.py); the per-element engine sends a line at a time (`lines_by_payout`),
+the columnar engine a table's lines of one payout at a time (transforms/columnar/bank_flow.py:
+`payout_lines_by_payout`).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows
+
+from schemas.bank.entry import BANK_STATEMENTS
+from schemas.bank.formats import bank_records_of_message
+from schemas.internal_records import Judged
+from schemas.payouts import BankMatch, PayoutBalance
+from schemas.records import SettlementLine
+from schemas.rules import BANK_MATCHES, PAYOUTS, READ, REJECTED, count_name, output_status_count_name
+from transforms.bank.intake import judge_bank_record
+from transforms.bank.live import DAY_MILLIS, LiveBankMatches, LivePayouts, sla_span_days
+from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
+from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
+from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
+from transforms.reconcile import DEFAULT_RETENTION
+from transforms.validate import DEAD_LETTERS
+
+METRICS_NAMESPACE = "paybeam"
+LIVE_PREFIX = "live."
+_BANK_KEY = "bank"
+
+
+def payout_lifetime_millis(policy: PayoutPolicy, retention: timedelta = DEFAULT_RETENTION) -> int:
+    """How long a payout stays open after its latest line: the retention after its grace (as a result key's)."""
+    return int(retention.total_seconds() * 1000) + policy.payout_grace_millis
+
+
+def bank_lifetime_days(policy: BankPolicy, retention: timedelta = DEFAULT_RETENTION) -> int:
+    """How many days after the latest day of its payouts and credits a bank match stays open: the retention
+    after the longer of the bank SLA's calendar span and the credit grace."""
+    return max(retention.days, 1) + max(sla_span_days(policy), policy.credit_grace.days) + 1
+
+
+# ---------------------------------------------------------------- payout lines in
+
+
+def payout_key_text(processor: str, payout_id: str) -> str:
+    """The key of a payout's state (Beam keys: text)."""
+    return f"{processor}\x1f{payout_id}"
+
+
+def lines_by_payout(line: SettlementLine) -> Iterable[Tuple[str, List[SettlementLine]]]:
+    """The per-element engine: a unique settlement line with a payout id -> (its payout's key, [line])."""
+    if line.payout_id:
+        yield payout_key_text(line.processor, line.payout_id), [line]
+
+
+# ---------------------------------------------------------------- the stateful steps
+
+
+class LivePayoutsFn(beam.DoFn):
+    """(payout key, [SettlementLine]) -> PayoutBalance revisions of the payout (transforms/bank/live.py)."""
+
+    STATE = ReadModifyWriteStateSpec("payouts", PickleCoder())  # (clock millis or None, LivePayouts)
+    DUE = TimerSpec("due", TimeDomain.WATERMARK)
+
+    def __init__(self, policy: PayoutPolicy, lifetime_millis: int):
+        self._policy, self._lifetime_millis = policy, lifetime_millis
+
+    def process(self, element, state=beam.DoFn.StateParam(STATE), due=beam.DoFn.TimerParam(DUE)):
+        clock, payouts = state.read() or (None, LivePayouts(self._policy, self._lifetime_millis))
+        revisions = payouts.add(element[1], clock)
+        self._save(state, due, clock, payouts)
+        yield from _counted(PAYOUTS, revisions)
+
+    @on_timer(DUE)
+    def on_due(self, fired_at=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
+               due=beam.DoFn.TimerParam(DUE)):
+        stored = state.read()
+        if stored is None:
+            return
+        clock = beam_timestamp_to_millis(fired_at)
+        payouts = stored[1]
+        revisions = payouts.advance(clock)
+        self._save(state, due, clock, payouts)
+        yield from _counted(PAYOUTS, revisions)
+
+    @staticmethod
+    def _save(state, due, clock, payouts: LivePayouts) -> None:
+        if payouts.open_keys() == 0:
+            state.clear()  # a payout's state lives only while it is open
+            return
+        state.write((clock, payouts))
+        next_due = payouts.next_due_millis()
+        if next_due is not None:
+            due.set(millis_to_beam_timestamp(next_due))
+
+
+class LiveBankMatchesFn(beam.DoFn):
+    """(the one key, ("payouts", [PayoutBalance]) or ("entries", [(source, entry)])) -> BankMatch revisions;
+    conflicting re-deliveries of an entry tagged as dead letters."""
+
+    STATE = ReadModifyWriteStateSpec("bank", PickleCoder())  # (clock millis or None, LiveBankMatches, timer millis)
+    DUE = TimerSpec("due", TimeDomain.WATERMARK)
+
+    def __init__(self, policy: BankPolicy, lifetime_days: int):
+        self._policy, self._lifetime_days = policy, lifetime_days
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
+                due=beam.DoFn.TimerParam(DUE)):
+        clock, matches, timer_at = state.read() or (None, LiveBankMatches(self._policy, self._lifetime_days), None)
+        if clock is None:
+            # No timer has fired yet, so there is no "now": the first is the midnight after the earliest
+            # element (then one a day: a backlog of days costs a firing per day).
+            first = _next_midnight(beam_timestamp_to_millis(timestamp))
+            timer_at = first if timer_at is None else min(timer_at, first)
+        kind, items = element[1]
+        if kind == PAYOUTS:
+            rows = matches.add_payouts(items, clock)
+        else:
+            rows, letters, counts = matches.add_entries(items, clock)
+            for name, count in counts.items():
+                Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{count_name(BANK_STATEMENTS, name)}").inc(count)
+            for letter in letters:
+                yield pvalue.TaggedOutput(DEAD_LETTERS, letter.outcome)
+        self._save(state, due, clock, matches, timer_at if clock is None else matches.next_due_millis())
+        yield from _counted(BANK_MATCHES, rows)
+
+    @on_timer(DUE)
+    def on_due(self, fired_at=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
+               due=beam.DoFn.TimerParam(DUE)):
+        stored = state.read()
+        if stored is None:
+            return
+        clock = beam_timestamp_to_millis(fired_at)
+        matches = stored[1]
+        rows = matches.advance(clock)
+        self._save(state, due, clock, matches, matches.next_due_millis())
+        yield from _counted(BANK_MATCHES, rows)
+
+    @staticmethod
+    def _save(state, due, clock, matches: LiveBankMatches, timer_at) -> None:
+        state.write((clock, matches, timer_at))
+        if timer_at is not None:
+            due.set(millis_to_beam_timestamp(timer_at))
+
+
+def _next_midnight(millis: int) -> int:
+    return (millis // DAY_MILLIS + 1) * DAY_MILLIS
+
+
+def _counted(output: str, rows: list) -> Iterable:
+    if rows:
+        Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{output}.rows").inc(len(rows))
+    for row in rows:
+        Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{output_status_count_name(output, row.status)}").inc()
+        yield row
+
+
+# ---------------------------------------------------------------- statements in
+
+
+def _statement_entries(message) -> Iterable:
+    """A bank-statements message -> ("entries", [(source, entry)]) for its good entries (one element per
+    statement), its problem records tagged as dead letters."""
+    Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{count_name(BANK_STATEMENTS, 'messages')}").inc()
+    entries = []
+    for record in bank_records_of_message(message):
+        Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{count_name(BANK_STATEMENTS, READ)}").inc()
+        judged = judge_bank_record(record)
+        if isinstance(judged, Judged):
+            Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{count_name(BANK_STATEMENTS, REJECTED)}").inc()
+            yield pvalue.TaggedOutput(DEAD_LETTERS, judged.outcome)
+        else:
+            entries.append(judged)
+    if entries:
+        yield _BANK_KEY, ("entries", entries)
+
+
+class LiveReconcileBank(beam.PTransform):
+    """{payout_lines: (key, [SettlementLine]) of unique lines, bank_statements: the topic's RawRecords (one
+    statement document each)} -> {payouts: PayoutBalance revisions, bank_matches: BankMatch revisions,
+    dead_letters}."""
+
+    def __init__(self, payout_policy: PayoutPolicy = DEFAULT_PAYOUT_POLICY,
+                 bank_policy: BankPolicy = DEFAULT_BANK_POLICY, retention: timedelta = DEFAULT_RETENTION):
+        super().__init__()
+        self._payout_policy, self._bank_policy, self._retention = payout_policy, bank_policy, retention
+
+    def expand(self, inputs):
+        payouts = (inputs["payout_lines"]
+                   | "PayoutsGlobal" >> beam.WindowInto(GlobalWindows())
+                   | "LivePayouts" >> beam.ParDo(LivePayoutsFn(
+                       self._payout_policy, payout_lifetime_millis(self._payout_policy, self._retention)))
+                   .with_output_types(PayoutBalance))
+        entries = (inputs[BANK_STATEMENTS]
+                   | "StatementEntries" >> beam.FlatMap(_statement_entries).with_outputs(DEAD_LETTERS, main="entries"))
+        matched = ([payouts | "PayoutsToMatch" >> beam.Map(lambda balance: (_BANK_KEY, (PAYOUTS, [balance]))),
+                    entries.entries | "EntriesGlobal" >> beam.WindowInto(GlobalWindows())]
+                   | "BankInputs" >> beam.Flatten()
+                   | "LiveBankMatches" >> beam.ParDo(LiveBankMatchesFn(
+                       self._bank_policy, bank_lifetime_days(self._bank_policy, self._retention)))
+                   .with_outputs(DEAD_LETTERS, main=BANK_MATCHES))
+        matched[BANK_MATCHES].element_type = BankMatch
+        dead_letters = (entries[DEAD_LETTERS], matched[DEAD_LETTERS]) | "BankDeadLetters" >> beam.Flatten()
+        return {PAYOUTS: payouts, BANK_MATCHES: matched[BANK_MATCHES], DEAD_LETTERS: dead_letters}
