@@ -35,6 +35,7 @@ from transforms.bank.live import (
     LivePayouts,
     balance_of_tally,
     bank_match_key,
+    for_bank_matching,
     merged_tally,
     sla_span_days,
     tally_of_line,
@@ -571,3 +572,52 @@ def test_live_bank_matches_continue_identically_after_pickling(stream_steps, cut
     run(state, steps[:cut])
     restored = pickle.loads(pickle.dumps(state))
     assert run(restored, steps[cut:]) == run(state, steps[cut:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(bank_streams())
+def test_the_bank_key_fed_only_the_revisions_it_needs_emits_what_it_emits_fed_all(stream_steps):
+    """LivePayoutsFn sends bank matching only the revisions `for_bank_matching` keeps (each payout's sequence
+    filtered in order, as the payout's key emits it); late copies travel only if their revision was sent."""
+    policy, steps, held_back = stream_steps
+    steps = steps + [("payouts", held_back), ("advance", _FAR)]
+    sequences: Dict[tuple, Dict[int, PayoutBalance]] = defaultdict(dict)
+    for step, arg in steps:
+        if step == "payouts":
+            for balance in arg:
+                sequences[(balance.processor, balance.payout_id)][balance.revision] = balance
+    sent_revisions = set()
+    for key, by_revision in sequences.items():
+        needed = for_bank_matching([by_revision[n] for n in sorted(by_revision)], {})
+        sent_revisions.update((key, balance.revision) for balance in needed)
+
+    def run(filtered: bool):
+        state, out = LiveBankMatches(policy, _LIFETIME_DAYS), []
+        for step, arg in steps:
+            if step == "payouts":
+                given = [b for b in arg if not filtered or ((b.processor, b.payout_id), b.revision) in sent_revisions]
+                out.append(state.add_payouts(given, state.clock))
+            elif step == "entries":
+                out.append(state.add_entries(arg, state.clock))
+            else:
+                out.append(state.advance(arg))
+        return out
+
+    assert run(filtered=True) == run(filtered=False)
+
+
+def test_for_bank_matching_keeps_bank_view_changes_and_the_final_revision():
+    base = PayoutBalance("stripe", "po_1", "m_1", "USD", None, 500, None, 1, 0, None, "PENDING", 1, False)
+    paid = base._replace(payout_minor=500, payout_date="2026-03-02", payout_line_count=1, status="PAYOUT_BALANCED",
+                         revision=2)
+    more_lines = paid._replace(lines_minor=700, line_count=2, difference_minor=-200, status="PAYOUT_LINES_DIFFER",
+                               revision=3)
+    final = more_lines._replace(revision=4, is_final=True)
+    sent = {}
+    assert [b.revision for b in for_bank_matching([base, paid, more_lines], sent)] == [2]
+    assert [b.revision for b in for_bank_matching([final], sent)] == [4] and sent == {}
+    # The bank match shows the payout's merchant: a new first line of another merchant is a new view.
+    moved = paid._replace(merchant_id="m_2", revision=3)
+    assert [b.revision for b in for_bank_matching([paid, moved], {})] == [2, 3]
+    never_paid = base._replace(payout_id="po_2", revision=2, is_final=True)
+    assert for_bank_matching([base._replace(payout_id="po_2"), never_paid], {}) == []

@@ -292,6 +292,35 @@ def sla_span_days(policy: BankPolicy) -> int:
                 - (monday + timedelta(days=offset))).days for offset in range(7))
 
 
+BankView = Optional[Tuple[Optional[str], str, int, str]]  # what a paid payout's bank match shows of it
+
+
+def bank_view(balance: PayoutBalance) -> BankView:
+    """All that bank matching reads of a payout (its row copies these; `match_bank_credits` matches on them):
+    None for a payout that pays nothing out (it has no row)."""
+    if not _is_paid(balance):
+        return None
+    return balance.merchant_id, balance.currency, balance.payout_minor, balance.payout_date
+
+
+def for_bank_matching(revisions: Iterable[PayoutBalance], sent: Dict[PayoutKey, BankView]) -> List[PayoutBalance]:
+    """Of one payout step's revisions (in revision order per payout), those LiveBankMatches needs: its bank view
+    changed (unpaid counts as None), or it is final and a view was sent (the bank key then knows the payout's
+    generation ended). A payout's lines move its balance, not its bank match: without this, every line would
+    re-match the one bank key. `sent` (the last view sent per payout) is the caller's state; the bank key given
+    only these revisions emits exactly what it emits given all of them (tests/test_live_bank.py)."""
+    needed = []
+    for balance in revisions:
+        key = (balance.processor, balance.payout_id)
+        view = bank_view(balance)
+        if view != sent.get(key) or (balance.is_final and key in sent):
+            needed.append(balance)
+            sent[key] = view
+        if balance.is_final:
+            sent.pop(key, None)
+    return needed
+
+
 def _is_paid(balance: PayoutBalance) -> bool:
     """Whether a payout expects a credit (match_bank_credits gives the others no row)."""
     return balance.payout_minor is not None and balance.payout_minor > 0 and balance.payout_date is not None

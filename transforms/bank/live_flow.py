@@ -1,9 +1,11 @@
 """Three-way reconciliation on an unbounded stream (issue 21, docs/DESIGN.md 3.8): both engines' third leg.
 
-    unique settlement lines with a payout id ─► by payout (a key per payout, or a shard of them) ─► LivePayoutsFn ─► payouts
-    bank-statements messages ─► statement entries ─► judged (dead letters) ─┐                                        │
-                                                                            ├─► one key: LiveBankMatchesFn ◄────────┘
-                                                                            └─► bank_matches (revisions per row key)
+    unique settlement lines with a payout id ─► a key per payout ─► LivePayoutsFn ─► payouts (every revision)
+                                                                          └─► revisions whose bank view changed,
+                                                                              one list per bundle ─┐
+    bank-statements messages ─► statement entries ─► judged (dead letters) ─► one list per message ┤
+                                                             one key: LiveBankMatchesFn ◄───────────┘
+                                                                 ─► bank_matches (revisions per row key)
 
 The rules are batch's (transforms/bank/payouts.py, matching.py); transforms/bank/live.py keeps their state
 open and says what changed. "Now" is a stateful key's latest watermark timer, never ahead of the watermark:
@@ -33,7 +35,7 @@ from schemas.payouts import BankMatch, PayoutBalance
 from schemas.records import SettlementLine
 from schemas.rules import BANK_MATCHES, PAYOUTS, READ, REJECTED, count_name, output_status_count_name
 from transforms.bank.intake import judge_bank_record
-from transforms.bank.live import DAY_MILLIS, LiveBankMatches, LivePayouts, sla_span_days
+from transforms.bank.live import DAY_MILLIS, LiveBankMatches, LivePayouts, for_bank_matching, sla_span_days
 from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
 from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
@@ -43,6 +45,7 @@ from transforms.validate import DEAD_LETTERS
 METRICS_NAMESPACE = "paybeam"
 LIVE_PREFIX = "live."
 _BANK_KEY = "bank"
+FOR_BANK = "for_bank"
 
 
 def payout_lifetime_millis(policy: PayoutPolicy, retention: timedelta = DEFAULT_RETENTION) -> int:
@@ -74,19 +77,21 @@ def lines_by_payout(line: SettlementLine) -> Iterable[Tuple[str, List[Settlement
 
 
 class LivePayoutsFn(beam.DoFn):
-    """(payout key, [SettlementLine]) -> PayoutBalance revisions of the payout (transforms/bank/live.py)."""
+    """(payout key, [SettlementLine]) -> PayoutBalance revisions of the payout (transforms/bank/live.py), and
+    tagged FOR_BANK the revisions bank matching needs (`for_bank_matching`: its bank view changed)."""
 
-    STATE = ReadModifyWriteStateSpec("payouts", PickleCoder())  # (clock millis or None, LivePayouts)
+    # (clock millis or None, LivePayouts, the bank view last sent per payout)
+    STATE = ReadModifyWriteStateSpec("payouts", PickleCoder())
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
 
     def __init__(self, policy: PayoutPolicy, lifetime_millis: int):
         self._policy, self._lifetime_millis = policy, lifetime_millis
 
     def process(self, element, state=beam.DoFn.StateParam(STATE), due=beam.DoFn.TimerParam(DUE)):
-        clock, payouts = state.read() or (None, LivePayouts(self._policy, self._lifetime_millis))
+        clock, payouts, sent = state.read() or (None, LivePayouts(self._policy, self._lifetime_millis), {})
         revisions = payouts.add(element[1], clock)
-        self._save(state, due, clock, payouts)
-        yield from _counted(PAYOUTS, revisions)
+        yield from self._outputs(revisions, sent)
+        self._save(state, due, clock, payouts, sent)
 
     @on_timer(DUE)
     def on_due(self, fired_at=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
@@ -95,17 +100,23 @@ class LivePayoutsFn(beam.DoFn):
         if stored is None:
             return
         clock = beam_timestamp_to_millis(fired_at)
-        payouts = stored[1]
+        _, payouts, sent = stored
         revisions = payouts.advance(clock)
-        self._save(state, due, clock, payouts)
+        yield from self._outputs(revisions, sent)
+        self._save(state, due, clock, payouts, sent)
+
+    @staticmethod
+    def _outputs(revisions, sent) -> Iterable:
+        for needed in for_bank_matching(revisions, sent):
+            yield pvalue.TaggedOutput(FOR_BANK, needed)
         yield from _counted(PAYOUTS, revisions)
 
     @staticmethod
-    def _save(state, due, clock, payouts: LivePayouts) -> None:
+    def _save(state, due, clock, payouts: LivePayouts, sent) -> None:
         if payouts.open_keys() == 0:
             state.clear()  # a payout's state lives only while it is open
             return
-        state.write((clock, payouts))
+        state.write((clock, payouts, sent))
         next_due = payouts.next_due_millis()
         if next_due is not None:
             due.set(millis_to_beam_timestamp(next_due))
@@ -192,6 +203,26 @@ def _statement_entries(message) -> Iterable:
         yield _BANK_KEY, ("entries", entries)
 
 
+class PayoutsOfBundle(beam.DoFn):
+    """Payout revisions (global window) -> one (bank key, ("payouts", [revisions])) per bundle, stamped at the
+    bundle's earliest: the bank key pays a re-match and a state write per element, so a catch-up's
+    bundles of thousands of payouts cost one each."""
+
+    def start_bundle(self) -> None:
+        self._revisions: List[PayoutBalance] = []
+        self._earliest = None
+
+    def process(self, revision: PayoutBalance, timestamp=beam.DoFn.TimestampParam):
+        self._revisions.append(revision)
+        self._earliest = timestamp if self._earliest is None else min(self._earliest, timestamp)
+        return []
+
+    def finish_bundle(self):
+        if self._revisions:
+            revisions, self._revisions = self._revisions, []
+            yield GlobalWindows.windowed_value((_BANK_KEY, (PAYOUTS, revisions)), self._earliest)
+
+
 class LiveReconcileBank(beam.PTransform):
     """{payout_lines: (key, [SettlementLine]) of unique lines, bank_statements: the topic's RawRecords (one
     statement document each)} -> {payouts: PayoutBalance revisions, bank_matches: BankMatch revisions,
@@ -207,10 +238,12 @@ class LiveReconcileBank(beam.PTransform):
                    | "PayoutsGlobal" >> beam.WindowInto(GlobalWindows())
                    | "LivePayouts" >> beam.ParDo(LivePayoutsFn(
                        self._payout_policy, payout_lifetime_millis(self._payout_policy, self._retention)))
-                   .with_output_types(PayoutBalance))
+                   .with_outputs(FOR_BANK, main=PAYOUTS))
+        payouts[PAYOUTS].element_type = PayoutBalance
+        payouts[FOR_BANK].element_type = PayoutBalance
         entries = (inputs[BANK_STATEMENTS]
                    | "StatementEntries" >> beam.FlatMap(_statement_entries).with_outputs(DEAD_LETTERS, main="entries"))
-        matched = ([payouts | "PayoutsToMatch" >> beam.Map(lambda balance: (_BANK_KEY, (PAYOUTS, [balance]))),
+        matched = ([payouts[FOR_BANK] | "PayoutsToMatch" >> beam.ParDo(PayoutsOfBundle()),
                     entries.entries | "EntriesGlobal" >> beam.WindowInto(GlobalWindows())]
                    | "BankInputs" >> beam.Flatten()
                    | "LiveBankMatches" >> beam.ParDo(LiveBankMatchesFn(
@@ -218,4 +251,4 @@ class LiveReconcileBank(beam.PTransform):
                    .with_outputs(DEAD_LETTERS, main=BANK_MATCHES))
         matched[BANK_MATCHES].element_type = BankMatch
         dead_letters = (entries[DEAD_LETTERS], matched[DEAD_LETTERS]) | "BankDeadLetters" >> beam.Flatten()
-        return {PAYOUTS: payouts, BANK_MATCHES: matched[BANK_MATCHES], DEAD_LETTERS: dead_letters}
+        return {PAYOUTS: payouts[PAYOUTS], BANK_MATCHES: matched[BANK_MATCHES], DEAD_LETTERS: dead_letters}
