@@ -235,3 +235,40 @@ def test_revisions_show_what_was_open_before_it_was_decided(dataset):
     assert payout_statuses[("PENDING", False)] and payout_statuses[("PAYOUT_BALANCED", True)]
     assert match_statuses[("PENDING", False)] and match_statuses[("PAYOUT_NOT_RECEIVED", True)]
     assert not any(row.status == "PENDING" and row.is_final for row in stream[PAYOUTS] + stream[BANK_MATCHES])
+
+
+class _State:
+    """A ReadModifyWriteState's read/write in memory: what LiveBankMatchesFn's cache is judged against."""
+
+    def __init__(self):
+        self.value = None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+class _Timer:
+    def set(self, timestamp):
+        self.at = timestamp
+
+
+def test_the_bank_key_uses_its_cached_state_only_while_the_state_holds_its_token():
+    from transforms.bank.live import LiveBankMatches
+    from transforms.bank.live_flow import LiveBankMatchesFn
+    from transforms.bank.matching import DEFAULT_BANK_POLICY
+
+    fn, state, timer = LiveBankMatchesFn(DEFAULT_BANK_POLICY, 15), _State(), _Timer()
+    fn.setup()
+    first = LiveBankMatches(DEFAULT_BANK_POLICY, 15)
+    fn._save("bank", state, timer, None, first, 1000)
+    written = state.value
+    assert fn._load("bank", state)[1] is first  # the instance's own last write: no unpickling
+    second = LiveBankMatches(DEFAULT_BANK_POLICY, 15)
+    fn._save("bank", state, timer, 5, second, 2000)
+    state.value = written  # the bundle that wrote `second` failed: its write is discarded, a retry reads the older
+    reloaded = fn._load("bank", state)
+    assert reloaded[1] is not first and reloaded[1] is not second and reloaded[0] is None and reloaded[2] == 1000
+    assert fn._load("bank", state)[1] is not reloaded[1]  # handed out by removing: only a save puts it back

@@ -196,7 +196,7 @@ def test_live_dedup_passes_first_arrivals_and_letters_conflicts_like_the_per_ele
 
 
 def test_catch_up_stride_doubles_while_timers_fire_back_to_back_and_resets_after_a_pause():
-    from transforms.columnar.live_flow import CatchUpStride
+    from transforms.catch_up import CatchUpStride
 
     now = [100.0]
     stride = CatchUpStride(1_000, clock=lambda: now[0], wall_millis=lambda: 0)  # event times at the wall clock
@@ -218,7 +218,7 @@ def test_catch_up_stride_doubles_while_timers_fire_back_to_back_and_resets_after
 def test_catch_up_stride_follows_the_distance_to_the_wall_clock_when_firings_are_days_behind_and_slow():
     """A loaded Prism takes seconds per timer round trip: days of backlog must not be crossed an hour
     (or a tick) at a time because no two firings came within half a second."""
-    from transforms.columnar.live_flow import CatchUpStride
+    from transforms.catch_up import CatchUpStride
 
     day = 86_400_000
     now, wall = [0.0], 20 * day

@@ -334,7 +334,11 @@ def _day_of(text: object) -> Optional[date]:
 
 
 def _midnight_after(day: date) -> int:
-    return ((day - _EPOCH_DAY).days + 1) * DAY_MILLIS
+    return _midnight_of(day + timedelta(days=1))
+
+
+def _midnight_of(day: date) -> int:
+    return (day - _EPOCH_DAY).days * DAY_MILLIS
 
 
 class _Seen:
@@ -451,16 +455,32 @@ class LiveBankMatches:
         return emitted
 
     def next_due_millis(self) -> Optional[int]:
-        """While anything is open, the next UTC midnight after the clock (deadlines and expiry are days);
-        before the first clock, the midnight after the earliest day open (nothing is due before)."""
+        """The next UTC midnight at which something open changes with the day: a payout's SLA or a credit's
+        grace ends (rows depend on the day through those two comparisons only), a member's lifetime ends
+        (its group may expire then), a seen entry is forgotten. Before the first clock, the midnight after the
+        earliest day open (nothing is due before). None when nothing is open. A stream's watermark far ahead of
+        its data (a catch-up, a replay of last month) then costs a firing per deadline, not per day."""
         if not (self._payouts or self._credits or self._entries):
             return None
-        if self.clock is not None:
-            return (self.clock // DAY_MILLIS + 1) * DAY_MILLIS
-        days = [_day_of(payout.payout_date) for payout in self._payouts.values()]
-        days += [seen.day for seen in self._entries.values()]
-        known = [day for day in days if day is not None]
-        return _midnight_after(min(known)) if known else None
+        if self.clock is None:
+            days = [_day_of(payout.payout_date) for payout in self._payouts.values()]
+            days += [seen.day for seen in self._entries.values()]
+            known = [day for day in days if day is not None]
+            return _midnight_after(min(known)) if known else None
+        today = as_of_day(self.clock)
+        lifetime = timedelta(days=self.lifetime_days + 1)
+        changes = []
+        for payout in self._payouts.values():
+            day = _day_of(payout.payout_date) if _is_paid(payout) else None
+            if day is not None:
+                changes += [add_business_days(day, self.policy.bank_sla_business_days) + timedelta(days=1),
+                            day + lifetime]
+        for seen in self._entries.values():
+            if seen.day is not None:
+                changes += [seen.day + self.policy.credit_grace + timedelta(days=1), seen.day + lifetime]
+        ahead = [day for day in changes if day > today]
+        # Nothing ahead (an unreadable day): the next midnight, as before the deadlines were known.
+        return _midnight_of(min(ahead)) if ahead else (self.clock // DAY_MILLIS + 1) * DAY_MILLIS
 
     def open_counts(self) -> Dict[str, int]:
         return {"payouts": len(self._payouts), "credits": len(self._credits), "entries": len(self._entries)}
