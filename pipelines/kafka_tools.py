@@ -10,6 +10,7 @@ pipeline can be tested against the batch answer on the same records.
 """
 from __future__ import annotations
 
+import io
 import logging
 import random
 from dataclasses import dataclass
@@ -32,8 +33,7 @@ from pipelines.io.kafka import (
     new_producer,
     read_to_end,
 )
-from schemas.bank.entry import BANK_STATEMENTS, STATEMENT_DOCUMENT
-from schemas.bank.formats import bank_records_of_message
+from schemas.bank.formats import statement_records
 from schemas.codecs import detect_format, payload_json, read_records
 from schemas.errors import RunFailed, UserError
 from schemas.kafka_values import VALUE_FORMATS, encode_value
@@ -255,8 +255,7 @@ def collect_statement_messages(patterns: Sequence[str], topic: str, messages: Li
     for path in paths:
         with _open(path) as handle:
             document = handle.read()
-        days = [day for record in bank_records_of_message(RawRecord(BANK_STATEMENTS, path, {
-            STATEMENT_DOCUMENT: document}, "")) if record.fields
+        days = [day for record in statement_records(io.BytesIO(document), path) if record.fields
                 for day in (record.fields.get("booking_date"), record.fields.get("value_date")) if day]
         time = _end_of_day_millis(max(days)) if days else 0
         messages.append(_Message(time, len(messages), topic, None, document, timestamp=time or None))

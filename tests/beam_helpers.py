@@ -38,3 +38,20 @@ def streaming_options() -> PipelineOptions:
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     return options
+
+
+def batches_half_a_day_behind(ordered, rng):
+    """(record, time) arrivals in order -> ([(batch, watermark after it or None)], the latest time): batches of
+    1 to 40, the watermark trailing the latest time seen by half a day (moved only forward)."""
+    batches, latest, watermark, start = [], 0, None, 0
+    while start < len(ordered):
+        size = rng.randint(1, 40)
+        batch = ordered[start:start + size]
+        start += size
+        latest = max([latest] + [t for _, t in batch])
+        if watermark is None or latest - DAY // 2 > watermark:
+            watermark = latest - DAY // 2
+            batches.append((batch, watermark))
+        else:
+            batches.append((batch, None))
+    return batches, latest

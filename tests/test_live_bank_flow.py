@@ -29,9 +29,10 @@ from schemas.bank.formats import bank_records_of_message
 from schemas.kafka_values import raw_record_from_message
 from schemas.records import PAYMENTS, SETTLEMENTS
 from schemas.rules import BANK_MATCHES, PAYOUTS, WITHDRAWN
-from tests.beam_helpers import DAY
+from tests.beam_helpers import DAY, batches_half_a_day_behind
 from tests.test_stream_equivalence import FAR_FUTURE, _valid_records
 from transforms.bank.flow import ReconcileBank
+from transforms.bank.live import bank_match_key
 from transforms.bank.live_flow import LiveReconcileBank, lines_by_payout
 from transforms.columnar.bank_flow import payout_lines_by_payout
 from transforms.columnar.live_flow import ColumnarStreamReconcile
@@ -94,17 +95,7 @@ def _arrivals(records, seed: int, after=()):
     record)."""
     rng = random.Random(seed)
     ordered = sorted(records, key=lambda item: item[1] + rng.randint(0, 2 * DAY))
-    batches, latest, watermark, start = [], 0, None, 0
-    while start < len(ordered):
-        size = rng.randint(1, 40)
-        batch = ordered[start:start + size]
-        start += size
-        latest = max([latest] + [t for _, t in batch])
-        if watermark is None or latest - DAY // 2 > watermark:
-            watermark = latest - DAY // 2
-            batches.append((batch, watermark))
-        else:
-            batches.append((batch, None))
+    batches, latest = batches_half_a_day_behind(ordered, rng)
     batches.append((list(after), None))
     batches += [([], latest + step * DAY) for step in range(1, 31)]
     return batches
@@ -172,11 +163,6 @@ def _payout_key(row):
     return row.processor, row.payout_id
 
 
-def _match_key(row):
-    return ("payout", row.processor, row.payout_id) if row.payout_id is not None else (
-        "credit", row.account, row.entry_ref)
-
-
 def _last_revisions(rows, key):
     """Per key, its revisions in order: checks they count 1, 2, 3... and only the last is final."""
     by_key = defaultdict(list)
@@ -215,7 +201,7 @@ def test_every_key_ends_final_with_the_batch_answer(dataset, batch, engine):
     records, messages = dataset
     stream = _run_stream(_arrivals(records + messages, seed=5, after=_hostile(messages)), engine)
     payouts = _last_revisions(stream[PAYOUTS], _payout_key)
-    matches = _last_revisions(stream[BANK_MATCHES], _match_key)
+    matches = _last_revisions(stream[BANK_MATCHES], bank_match_key)
     assert _answer(payouts.values()) == _answer(batch[PAYOUTS]) and payouts
     assert _answer(matches.values()) == _answer(batch[BANK_MATCHES]) and matches
     assert {row.status for row in batch[BANK_MATCHES]} >= {"PAYOUT_RECEIVED", "PAYOUT_NOT_RECEIVED"}
@@ -237,30 +223,13 @@ def test_revisions_show_what_was_open_before_it_was_decided(dataset):
     assert not any(row.status == "PENDING" and row.is_final for row in stream[PAYOUTS] + stream[BANK_MATCHES])
 
 
-class _State:
-    """A ReadModifyWriteState's read/write in memory: what LiveBankMatchesFn's cache is judged against."""
-
-    def __init__(self):
-        self.value = None
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-
-class _Timer:
-    def set(self, timestamp):
-        self.at = timestamp
-
-
 def test_the_bank_key_uses_its_cached_state_only_while_the_state_holds_its_token():
+    from tests.test_live_matching import _Timer, _Value  # a ReadModifyWriteState's read/write in memory
     from transforms.bank.live import LiveBankMatches
     from transforms.bank.live_flow import LiveBankMatchesFn
     from transforms.bank.matching import DEFAULT_BANK_POLICY
 
-    fn, state, timer = LiveBankMatchesFn(DEFAULT_BANK_POLICY, 15), _State(), _Timer()
+    fn, state, timer = LiveBankMatchesFn(DEFAULT_BANK_POLICY, 15), _Value(), _Timer()
     fn.setup()
     first = LiveBankMatches(DEFAULT_BANK_POLICY, 15)
     fn._save("bank", state, timer, None, first, 1000)

@@ -24,7 +24,7 @@ from apache_beam.transforms.window import TimestampedValue
 from datagen.generator import GeneratorConfig, generate
 from schemas.arrow_readers import tabulate_records
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
-from tests.beam_helpers import DAY
+from tests.beam_helpers import DAY, batches_half_a_day_behind
 from tests.test_stream_equivalence import _final_answer, _last_panes, _valid_records
 from tests.test_stream_equivalence import _run as _run_reference
 from transforms.alerts import AlertPolicy, BreakRateAlerts
@@ -112,17 +112,7 @@ def _arrivals(records, seed, conflicting: bool = True):
     for copy in _redelivered(records, rng, conflicting):
         original = next(index for index, (raw, _) in enumerate(ordered) if raw.source == copy[0].source[:-1])
         ordered.insert(rng.randint(original + 1, len(ordered)), copy)
-    batches, latest, watermark, start = [], 0, None, 0
-    while start < len(ordered):
-        size = rng.randint(1, 40)
-        batch = ordered[start:start + size]
-        start += size
-        latest = max([latest] + [t for _, t in batch])
-        if watermark is None or latest - DAY // 2 > watermark:
-            watermark = latest - DAY // 2
-            batches.append((batch, watermark))
-        else:
-            batches.append((batch, None))
+    batches, latest = batches_half_a_day_behind(ordered, rng)
     batches += [([], latest + step * DAY // 2) for step in range(1, 41)]
     return batches
 

@@ -38,7 +38,6 @@ from datetime import date, timedelta
 from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from schemas.internal_records import Judged
-from schemas.money import within_int64
 from schemas.payouts import BankMatch, PayoutBalance
 from schemas.records import SettlementLine
 from schemas.rules import (
@@ -61,7 +60,7 @@ from transforms.bank.matching import (
     is_matchable_credit,
     match_bank_credits_with_links,
 )
-from transforms.bank.payouts import PayoutPolicy
+from transforms.bank.payouts import PayoutPolicy, published_sum
 
 NEVER_MILLIS = -2 ** 62  # the clock before the first timer: nothing is due yet
 DAY_MILLIS = 86_400_000
@@ -112,10 +111,6 @@ def _most(a, b):
     return b if a is None else a if b is None else max(a, b)
 
 
-def _published(total: Optional[int]) -> Optional[int]:
-    return None if total is None else within_int64(total)
-
-
 def tally_of_line(line: SettlementLine) -> PayoutTally:
     """One line's tally (merge them with `merged_tally`)."""
     if line.record_type == PAYOUT_RECORD_TYPE:
@@ -155,8 +150,8 @@ def balance_of_tally(processor: str, payout_id: str, tally: PayoutTally, as_of_m
         status = LINES_WITHOUT_PAYOUT if due else PENDING
     return PayoutBalance(
         processor=processor, payout_id=payout_id, merchant_id=first[2], currency=currency,
-        payout_minor=_published(payout_minor), lines_minor=_published(lines_minor if one_currency else None),
-        difference_minor=_published(difference), line_count=tally.line_count,
+        payout_minor=published_sum(payout_minor), lines_minor=published_sum(lines_minor if one_currency else None),
+        difference_minor=published_sum(difference), line_count=tally.line_count,
         payout_line_count=tally.payout_count, payout_date=tally.payout_date, status=status)
 
 
@@ -333,6 +328,11 @@ def _day_of(text: object) -> Optional[date]:
         return None
 
 
+def next_midnight(millis: int) -> int:
+    """The first UTC midnight strictly after an instant (epoch millis)."""
+    return (millis // DAY_MILLIS + 1) * DAY_MILLIS
+
+
 def _midnight_after(day: date) -> int:
     return _midnight_of(day + timedelta(days=1))
 
@@ -480,7 +480,7 @@ class LiveBankMatches:
                 changes += [seen.day + self.policy.credit_grace + timedelta(days=1), seen.day + lifetime]
         ahead = [day for day in changes if day > today]
         # Nothing ahead (an unreadable day): the next midnight, as before the deadlines were known.
-        return _midnight_of(min(ahead)) if ahead else (self.clock // DAY_MILLIS + 1) * DAY_MILLIS
+        return _midnight_of(min(ahead)) if ahead else next_midnight(self.clock)
 
     def open_counts(self) -> Dict[str, int]:
         return {"payouts": len(self._payouts), "credits": len(self._credits), "entries": len(self._entries)}

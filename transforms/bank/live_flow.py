@@ -37,7 +37,14 @@ from schemas.payouts import BankMatch, PayoutBalance
 from schemas.records import SettlementLine
 from schemas.rules import BANK_MATCHES, PAYOUTS, READ, REJECTED, count_name, output_status_count_name
 from transforms.bank.intake import judge_bank_record
-from transforms.bank.live import DAY_MILLIS, LiveBankMatches, LivePayouts, for_bank_matching, sla_span_days
+from transforms.bank.live import (
+    DAY_MILLIS,
+    LiveBankMatches,
+    LivePayouts,
+    for_bank_matching,
+    next_midnight,
+    sla_span_days,
+)
 from transforms.bank.matching import DEFAULT_BANK_POLICY, BankPolicy
 from transforms.bank.payouts import DEFAULT_PAYOUT_POLICY, PayoutPolicy
 from transforms.catch_up import CatchUpStride
@@ -159,7 +166,7 @@ class LiveBankMatchesFn(beam.DoFn):
             None, LiveBankMatches(self._policy, self._lifetime_days), None)
         if clock is None:
             # No timer has fired yet, so there is no "now": the first is the midnight after the earliest element.
-            first = _next_midnight(beam_timestamp_to_millis(timestamp))
+            first = next_midnight(beam_timestamp_to_millis(timestamp))
             timer_at = first if timer_at is None else min(timer_at, first)
         kind, items = element[1]
         letters, counts = [], {}
@@ -205,10 +212,6 @@ class LiveBankMatchesFn(beam.DoFn):
         self._cache[key] = (token, value)
         if timer_at is not None:
             due.set(millis_to_beam_timestamp(timer_at))
-
-
-def _next_midnight(millis: int) -> int:
-    return (millis // DAY_MILLIS + 1) * DAY_MILLIS
 
 
 def _counted(output: str, rows: list) -> Iterable:

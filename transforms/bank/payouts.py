@@ -69,10 +69,11 @@ def balance_payout(processor: str, payout_id: str, lines: Sequence[SettlementLin
     # Judged on exact sums; published as int64, null where a sum leaves it (never a wrong number).
     return PayoutBalance(
         processor=processor, payout_id=payout_id, merchant_id=first.merchant_id, currency=currency,
-        payout_minor=_published(payout_minor), lines_minor=_published(lines_minor if one_currency else None),
-        difference_minor=_published(difference), line_count=len(settled), payout_line_count=len(payout_lines),
+        payout_minor=published_sum(payout_minor), lines_minor=published_sum(lines_minor if one_currency else None),
+        difference_minor=published_sum(difference), line_count=len(settled), payout_line_count=len(payout_lines),
         payout_date=min(line.settlement_date for line in payout_lines) if payout_lines else None, status=status)
 
 
-def _published(total: Optional[int]) -> Optional[int]:
+def published_sum(total: Optional[int]) -> Optional[int]:
+    """An exact sum as published: int64, or None where it leaves int64 (never a wrong number)."""
     return None if total is None else within_int64(total)
