@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PAYMENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo lint test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka engine-kafka-java
+.PHONY: venv demo lint test bench broker notebooks clean engines test-engines engine-flink engine-prism engine-kafka engine-kafka-java engine-rabbitmq
 
 venv: $(VENV)/.installed
 
@@ -21,8 +21,9 @@ demo: venv
 	$(BIN)/paybeam reconcile --payments 'demo/data/payments/*' --settlements 'demo/data/settlements/*' \
 		--output demo/out --csv
 
-## Every engine the tests run, fetched into .cache/engines (git-ignored; versions in deploy/versions.env).
-engines: engine-kafka engine-prism engine-flink engine-kafka-java
+## Every engine the tests run, fetched into .cache/engines (git-ignored; versions in deploy/versions.env),
+## and RabbitMQ (Debian's package, installed by apt).
+engines: engine-kafka engine-prism engine-flink engine-kafka-java engine-rabbitmq
 
 ## Lint: ruff (unused imports, undefined names, import order; ruff.toml) and the import floors
 ## (import-linter, .importlinter: a package imports only the floors below it, docs/DESIGN.md 2).
@@ -74,3 +75,8 @@ clean:
 ## Apache Kafka broker jars (Maven Central) for `pytest --kafka-broker=apache` and tests/test_apache_kafka.py.
 engine-kafka:
 	bash deploy/fetch/kafka.sh
+
+## RabbitMQ (Debian's rabbitmq-server, with its Erlang) for the RabbitMQ tests and `paybeam rabbitmq broker`:
+## installed by apt when missing (as root; otherwise the script says the one command to run).
+engine-rabbitmq:
+	bash deploy/fetch/rabbitmq.sh

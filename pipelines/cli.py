@@ -125,6 +125,52 @@ def _kafka_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _rabbitmq_broker(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.brokers.rabbitmq import INSTALL_HINT, RabbitMQBroker, server_script
+
+    try:
+        server_script()
+    except RuntimeError:
+        raise UsageError(INSTALL_HINT) from None
+    with RabbitMQBroker(port=args.port, stream_port=args.stream_port) as broker:
+        _announce_and_wait_for_a_stop_signal(
+            f"RabbitMQ broker (data in a temporary directory): {broker.amqp_url} (streams on port "
+            f"{broker.stream_port}); Ctrl-C stops it")
+    return 0
+
+
+def _rabbitmq_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.io.files import expand_patterns
+    from pipelines.rabbitmq_arguments import endpoint_from_arguments
+    from pipelines.rabbitmq_tools import replay_files_to_queues
+
+    endpoint = endpoint_from_arguments(args)
+    expand_patterns(args.payments)  # an InputError (exit 2) before any message is sent
+    expand_patterns(args.settlements)
+    report = replay_files_to_queues(endpoint, args.payments, args.settlements, args.payments_queue,
+                                    args.settlements_queue, value_format=args.value_format,
+                                    queue_type=args.queue_type, include_invalid=not args.valid_only,
+                                    vendor_options=vendor_options(args), timeout_seconds=args.broker_timeout)
+    print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages to "
+          f"{args.queue_type} queues {args.payments_queue}, {args.settlements_queue} (invalid rows: "
+          f"{report.rejected_payments} payments, {report.rejected_settlements} settlements)")
+    return 0
+
+
+def _rabbitmq_consume(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _no_extra(extra)
+    from pipelines.rabbitmq_arguments import endpoint_from_arguments
+    from pipelines.rabbitmq_tools import consume_queue
+    from schemas.codecs import payload_json
+
+    for fields in consume_queue(endpoint_from_arguments(args), args.queue, args.value_format, args.schema,
+                                limit=args.max_messages, keep=args.keep):
+        print(payload_json(fields))
+    return 0
+
+
 def _worker_pool(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _no_extra(extra)
     from runners.worker_pool import HarnessBootMissing, serve
@@ -217,6 +263,48 @@ def _add_kafka_commands(commands) -> None:
     broker.set_defaults(handler=_kafka_broker)
 
 
+def _add_rabbitmq_commands(commands) -> None:
+    from pipelines.io.rabbitmq import QUEUE_TYPES
+    from pipelines.rabbitmq_arguments import add_amqp_endpoint_arguments
+
+    rabbitmq = commands.add_parser("rabbitmq", help="RabbitMQ helpers: a local broker, replay files, read a queue")
+    tools = rabbitmq.add_subparsers(dest="rabbitmq_command", required=True, metavar="RABBITMQ_COMMAND")
+
+    broker = tools.add_parser("broker", help="run a local RabbitMQ broker (Debian's rabbitmq-server; for trying "
+                                             "things out)")
+    broker.add_argument("--port", type=int, default=5672, help="AMQP port (default 5672)")
+    broker.add_argument("--stream-port", type=int, default=5552, help="RabbitMQ Streams port (default 5552)")
+    broker.set_defaults(handler=_rabbitmq_broker)
+
+    produce = tools.add_parser("produce", help="replay payment and settlement files into queues in event-time order")
+    add_amqp_endpoint_arguments(produce)
+    produce.add_argument("--payments", action="append", required=True, metavar="GLOB")
+    produce.add_argument("--settlements", action="append", required=True, metavar="GLOB")
+    produce.add_argument("--payments-queue", default="payments")
+    produce.add_argument("--settlements-queue", default="settlements")
+    produce.add_argument("--queue-type", choices=QUEUE_TYPES, default="classic",
+                         help="type of the queues declared (an existing queue keeps its type; default classic)")
+    produce.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
+    add_vendor_arguments(produce)
+    produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
+    produce.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="fail (exit 1) when the broker does not confirm messages for this long (default 60)")
+    produce.set_defaults(handler=_rabbitmq_produce)
+
+    consume = tools.add_parser("consume", help="print a queue's messages as JSON lines (taken off the queue unless "
+                                               "--keep)")
+    add_amqp_endpoint_arguments(consume)
+    consume.add_argument("--queue", required=True)
+    consume.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
+    consume.add_argument("--schema", default="reconciliation_result",
+                         choices=("reconciliation_result", "daily_total", "break_rate_alert", "dead_letter",
+                                  "payment_event", "settlement_line"),
+                         help="Avro schema of the values (avro formats only)")
+    consume.add_argument("--max-messages", type=int, metavar="N")
+    consume.add_argument("--keep", action="store_true", help="leave the messages in the queue")
+    consume.set_defaults(handler=_rabbitmq_consume)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paybeam", description="Settlement reconciliation on Apache Beam.")
     parser.add_argument("--version", action="version", version=f"paybeam {paybeam_version()}")
@@ -236,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile_stream.add_stream_arguments(stream)
     stream.set_defaults(handler=reconcile_stream.stream_command)
     _add_kafka_commands(commands)
+    _add_rabbitmq_commands(commands)
     add_risk_commands(commands)
     pool = commands.add_parser(
         "worker-pool", help="serve Python SDK workers for --environment_type=EXTERNAL (a TaskManager's sidecar)",

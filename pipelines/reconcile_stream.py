@@ -43,7 +43,7 @@ from pipelines.run_errors import (
     wait_cancelling_on_interrupt,
 )
 from pipelines.stream_bounded import with_carried_records, write_then_commit
-from pipelines.stream_job import StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401  (the CLI's names)
+from pipelines.stream_job import RABBITMQ, StreamJob, add_stream_arguments, job_from_arguments  # noqa: F401
 from pipelines.stream_status import StatusReporter, snapshot_of
 from pipelines.summary import (
     as_of_text,
@@ -117,6 +117,11 @@ def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
 
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import ReadRawRecordsFromRabbitMQ
+        from pipelines.rabbitmq_arguments import rabbit_read_config
+
+        return ReadRawRecordsFromRabbitMQ(rabbit_read_config(job, input_name))
     if job.kafka_io == "java":
         from pipelines.io.kafka import ReadRawRecordsWithJavaKafkaIO
 
@@ -126,7 +131,22 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
     return ReadRawRecordsFromKafka(read_config(job, input_name))
 
 
+def _chunk_reader(job: StreamJob, input_name: str) -> beam.PTransform:
+    """An unbounded columnar run's input: RawChunks of a topic or a queue."""
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import ReadRawChunksFromRabbitMQ
+        from pipelines.rabbitmq_arguments import rabbit_read_config
+
+        return ReadRawChunksFromRabbitMQ(rabbit_read_config(job, input_name))
+    return ReadRawChunksFromKafka(read_config(job, input_name))
+
+
 def _writer(job: StreamJob, output: str) -> beam.PTransform:
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import WriteToRabbitMQ
+        from pipelines.rabbitmq_arguments import rabbit_write_config
+
+        return WriteToRabbitMQ(rabbit_write_config(job, output, {**OUTPUT_SCHEMAS, **BANK_OUTPUT_SCHEMAS}[output]))
     if job.kafka_io == "java":
         from pipelines.io.kafka import WriteWithJavaKafkaIO
 
@@ -171,7 +191,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
         raw = with_carried_records(pipeline, {name: read["records"] for name, read in reads.items()},
                                    carried_records(carried_items))
     elif job.engine == COLUMNAR:
-        chunks = {name: pipeline | f"Read{name.title()}" >> ReadRawChunksFromKafka(read_config(job, name))
+        chunks = {name: pipeline | f"Read{name.title()}" >> _chunk_reader(job, name)
                   for name in (PAYMENTS, SETTLEMENTS)}
     else:
         raw = {name: pipeline | f"Read{name.title()}" >> _reader(job, name) for name in (PAYMENTS, SETTLEMENTS)}
@@ -255,7 +275,10 @@ def run_job(job: StreamJob) -> Optional[dict]:
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")
     check_client_settings(job.producer_config, "--producer-config", "producer")
     started = time.monotonic()
-    read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
+    if job.source == RABBITMQ:
+        _declare_rabbitmq_outputs(job)
+    else:
+        read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
     carried = _carried_items(job)
     pipeline = new_pipeline(options)
     build_pipeline(pipeline, job, carried)
@@ -274,6 +297,19 @@ def run_job(job: StreamJob) -> Optional[dict]:
     return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
             "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
             "statuses": status_counts(counts), "carried": carried_counts}
+
+
+def _declare_rabbitmq_outputs(job: StreamJob) -> None:
+    """The exchange and the output queues exist before the run writes (consumers can attach at once); a broker
+    that cannot be reached or refuses the credentials fails the run here, in one line."""
+    from pipelines.io.rabbitmq import declare_outputs
+
+    names = [job.topics[name] for name in OUTPUT_SCHEMAS]
+    try:
+        declare_outputs(job.amqp, job.exchange, names, min(job.broker_timeout_seconds, 30.0))
+    except Exception as error:  # noqa: BLE001 — unreachable, refused, a queue of another kind: one line, exit 1
+        raise RunFailed(f"cannot declare the outputs on RabbitMQ {job.amqp.redacted()}: "
+                        f"{one_line_cause(error)}") from error
 
 
 def status_reporter(job: StreamJob, result):
@@ -296,8 +332,11 @@ def _without_carried(inputs: dict, carried: Dict[str, int]) -> dict:
 def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """`paybeam stream`: says what kind of run starts, runs it, prints a bounded run's summary."""
     job = job_from_arguments(args, extra)
+    where = (f"results to {job.topics['results']}" if job.source != RABBITMQ else
+             f"queues {job.queues['payments']}, {job.queues['settlements']} on {job.amqp.redacted()}; results to "
+             f"exchange {job.exchange!r} ({job.topics['results']})")
     print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
-          f"results to {job.topics['results']}", file=sys.stderr)
+          f"{where}", file=sys.stderr)
     summary = run_job(job)
     if summary is not None:
         print(format_summary(summary, "paybeam stream --bounded"))

@@ -43,8 +43,17 @@ def one_line_cause(error: BaseException) -> str:
 
 
 class _DropTracebacks(logging.Filter):
+    """Beam's records with a traceback, and Prism's job log lines that quote one (a failed bundle's, logged
+    by Beam's "PrismRunner" logger once per retry and again when the job fails): the CLI says it in one line."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and record.name.startswith("apache_beam"))
+        beam = record.name.startswith("apache_beam")
+        if record.exc_info and beam:
+            return False
+        # The SDK worker's "Error processing instruction … Original traceback is" and Prism's quoting
+        # carry the traceback in the message text.
+        return not ((beam or record.name == "PrismRunner")
+                    and "Traceback (most recent call last)" in record.getMessage())
 
 
 _DROP_TRACEBACKS = _DropTracebacks()

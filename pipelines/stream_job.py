@@ -32,7 +32,9 @@ from pipelines.io.kafka import (
     DEFAULT_RESUME_MILLIS,
     START_POSITIONS,
 )
+from pipelines.io.rabbitmq import DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFETCH, AmqpEndpoint
 from pipelines.kafka_arguments import parse_settings
+from pipelines.rabbitmq_arguments import add_rabbitmq_stream_arguments, endpoint_from_arguments
 from runners.beam_flags import OptionsError
 from runners.options import canonical_runner
 from schemas.kafka_values import VALUE_FORMATS
@@ -44,10 +46,13 @@ from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import AsOf
 
+KAFKA, RABBITMQ = "kafka", "rabbitmq"
+SOURCES = (KAFKA, RABBITMQ)
+
 
 @dataclass
 class StreamJob:
-    bootstrap_servers: str
+    bootstrap_servers: Optional[str]
     # payments, settlements, results, daily_totals, alerts, dead_letters; with a bank-statements topic also
     # bank_statements, payouts and bank_matches
     topics: Dict[str, str]
@@ -80,6 +85,13 @@ class StreamJob:
     status_interval_seconds: float = 5.0  # unbounded runs: a status line this often on stderr; 0: none
     payout_policy: PayoutPolicy = DEFAULT_PAYOUT_POLICY
     bank_policy: BankPolicy = DEFAULT_BANK_POLICY
+    # --source rabbitmq: the broker, the input queues (payments, settlements), the outputs' exchange
+    source: str = KAFKA
+    amqp: Optional[AmqpEndpoint] = None
+    queues: Dict[str, str] = field(default_factory=dict)
+    exchange: str = DEFAULT_EXCHANGE
+    prefetch: int = DEFAULT_PREFETCH
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     @property
     def with_bank(self) -> bool:
@@ -145,9 +157,13 @@ def check_at_least_one(args: argparse.Namespace) -> None:
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
-    parser.add_argument("--payments-topic", required=True)
-    parser.add_argument("--settlements-topic", required=True)
+    parser.add_argument("--source", choices=SOURCES, default=KAFKA,
+                        help="kafka (default): topics on --bootstrap-servers; rabbitmq: queues on --amqp-url "
+                             "(unbounded runs), outputs to --exchange")
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT[,…]", help="--source kafka: the brokers")
+    parser.add_argument("--payments-topic", help="--source kafka: the payments topic")
+    parser.add_argument("--settlements-topic", help="--source kafka: the settlements topic")
+    add_rabbitmq_stream_arguments(parser)
     parser.add_argument("--results-topic", default="paybeam.results")
     parser.add_argument("--daily-totals-topic", default="paybeam.daily_totals")
     parser.add_argument("--alerts-topic", default="paybeam.alerts")
@@ -196,6 +212,35 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     add_vendor_arguments(parser)
 
 
+def _source_arguments(args: argparse.Namespace) -> dict:
+    """The input side's StreamJob fields; UsageError for what the source lacks or cannot do."""
+    if args.source == KAFKA:
+        missing = [flag for flag, value in (("--bootstrap-servers", args.bootstrap_servers),
+                                            ("--payments-topic", args.payments_topic),
+                                            ("--settlements-topic", args.settlements_topic)) if not value]
+        if missing:
+            raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+        return {"source": KAFKA}
+    missing = [flag for flag, value in (("--payments-queue", args.payments_queue),
+                                        ("--settlements-queue", args.settlements_queue)) if not value]
+    if missing:
+        raise UsageError(f"--source rabbitmq needs {', '.join(missing)}")
+    if args.bounded:
+        raise UsageError("--source rabbitmq reads unbounded runs only so far: a --bounded run needs an open-items "
+                         "store on RabbitMQ (docs/DESIGN.md 5.2)")
+    if args.bank_statements_topic:
+        raise UsageError("--bank-statements-topic needs --source kafka (a bank-statements queue is not read yet)")
+    if args.kafka_io != "python":
+        raise UsageError("--kafka-io applies to --source kafka")
+    if not 1 <= args.prefetch <= 65_535:
+        raise UsageError("--prefetch is between 1 and 65535 (AMQP's prefetch count is 16 bits)")
+    if args.max_message_bytes < 1:
+        raise UsageError("--max-message-bytes must be at least 1")
+    return {"source": RABBITMQ, "amqp": endpoint_from_arguments(args),
+            "queues": {"payments": args.payments_queue, "settlements": args.settlements_queue},
+            "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes}
+
+
 def instant_argument(text: Optional[str], flag: str) -> Optional[int]:
     """An RFC 3339 flag's value in epoch milliseconds (None when not given); UsageError when it does not parse."""
     try:
@@ -224,6 +269,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     """Checks the arguments and turns them into a StreamJob; raises UsageError."""
     vendor_options(args)  # a bad vendor option is a usage error here as in reconcile and backfill
     bounded = args.bounded
+    source = _source_arguments(args)
     as_of_millis = as_of_millis_argument(args)
     if as_of_millis is not None and not bounded:
         raise UsageError("--as-of applies to --bounded runs; an unbounded run judges deadlines at the watermark")
@@ -270,6 +316,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         topics.update(bank_statements=args.bank_statements_topic, payouts=args.payouts_topic,
                       bank_matches=args.bank_matches_topic)
     return StreamJob(
+        **source,
         bootstrap_servers=args.bootstrap_servers,
         topics=topics,
         group_id=args.group_id,

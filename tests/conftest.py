@@ -1,4 +1,5 @@
-"""Session fixtures: a real Kafka-protocol broker process for the Kafka tests.
+"""Session fixtures: a real Kafka-protocol broker process for the Kafka tests, a real RabbitMQ for the
+RabbitMQ tests (`rabbitmq_broker`).
 
 `--kafka-broker=tansu` (default) runs the Kafka tests against Tansu (`LocalBroker`, in-memory, starts
 in well under a second); `--kafka-broker=apache` runs the same tests against Apache Kafka in KRaft
@@ -84,6 +85,17 @@ def apache_kafka(tmp_path_factory):
 
     log_path = tmp_path_factory.mktemp("apache-kafka") / "broker.log"
     with ApacheKafkaBroker(log_path=str(log_path)) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker(tmp_path_factory):
+    """RabbitMQ (Debian's rabbitmq-server, `make engine-rabbitmq`) on free loopback ports with the stream
+    plugin, one per test session (and per xdist worker)."""
+    from pipelines.brokers.rabbitmq import RabbitMQBroker
+
+    log_path = tmp_path_factory.mktemp("rabbitmq") / "broker.log"
+    with RabbitMQBroker(log_path=str(log_path)) as broker:
         yield broker
 
 

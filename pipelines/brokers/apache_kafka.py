@@ -110,11 +110,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_orphaned_directories() -> None:
+def remove_orphaned_directories(prefix: str = _DIRECTORY_PREFIX, owner_file: str = _OWNER_FILE) -> None:
     """Deletes broker directories whose owner died without `stop()` (SIGKILL): its broker died with it."""
-    for directory in Path(tempfile.gettempdir()).glob(f"{_DIRECTORY_PREFIX}*"):
+    for directory in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         try:
-            owner = int((directory / _OWNER_FILE).read_text())
+            owner = int((directory / owner_file).read_text())
         except (OSError, ValueError):
             continue  # being created, or not ours
         if not _alive(owner):

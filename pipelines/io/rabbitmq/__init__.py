@@ -1,0 +1,37 @@
+"""paybeam's RabbitMQ IO (docs/DESIGN.md 5.2). This module is its only public face: import from
+`pipelines.io.rabbitmq`, never from its `_`-prefixed modules.
+
+Modules (all private):
+* `_config`: the broker endpoint (URL, TLS; credentials never logged) and the read and write settings.
+* `_consumer`: a queue's push consumer, one per queue and process, acking settled deliveries in order.
+* `_source`: the queue-reading Splittable DoFn (RawChunks, or RawRecords), acks on bundle finalization.
+* `_publisher`: publishing with pipelined publisher confirms.
+* `_sink`: the write transform (persistent messages, every one confirmed, or the bundle fails).
+* `_queues`: declaring queues, publishing a batch, reading a queue to its end (CLI tools, tests).
+"""
+from pipelines.io.rabbitmq._config import (
+    DEFAULT_EXCHANGE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_PREFETCH,
+    AmqpEndpoint,
+    RabbitReadConfig,
+    RabbitWriteConfig,
+)
+from pipelines.io.rabbitmq._consumer import Delivery, QueueConsumer, Take, close_shared_consumers, shared_consumer
+from pipelines.io.rabbitmq._publisher import ConfirmingPublisher, PublishFailed
+from pipelines.io.rabbitmq._queues import QUEUE_TYPES, declare_outputs, declare_queue, publish_values, read_queue
+from pipelines.io.rabbitmq._sink import KEY_HEADER, WriteToRabbitMQ
+from pipelines.io.rabbitmq._source import (
+    ReadQueueFn,
+    ReadRawChunksFromRabbitMQ,
+    ReadRawRecordsFromRabbitMQ,
+    record_of_delivery,
+)
+
+__all__ = [
+    "DEFAULT_EXCHANGE", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_PREFETCH", "AmqpEndpoint", "RabbitReadConfig",
+    "RabbitWriteConfig", "Delivery", "QueueConsumer", "Take", "close_shared_consumers", "shared_consumer",
+    "ConfirmingPublisher", "PublishFailed", "QUEUE_TYPES", "declare_outputs", "declare_queue", "publish_values", "read_queue",
+    "KEY_HEADER", "WriteToRabbitMQ", "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ",
+    "record_of_delivery",
+]

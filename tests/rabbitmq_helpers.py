@@ -1,0 +1,111 @@
+"""What the RabbitMQ tests share: a `paybeam stream --source rabbitmq` child process, the queues' contents."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Dict, List, Sequence
+
+from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
+from tests.stream_helpers import REPO
+
+OUTPUTS = ("results", "daily_totals", "alerts", "dead_letters")
+MONEY_COLUMNS = ("captured_minor", "refunded_minor", "chargeback_minor", "settled_gross_minor", "fee_minor",
+                 "settled_net_minor", "adjustment_minor", "payout_minor")
+
+
+def run_names() -> Dict[str, str]:
+    """Fresh input queues, output queues and exchange for one run."""
+    run = uuid.uuid4().hex[:8]
+    names = {name: f"{name}-{run}" for name in ("payments", "settlements")}
+    names.update({name: f"paybeam.{name}-{run}" for name in OUTPUTS})
+    names["exchange"] = f"paybeam-{run}"
+    return names
+
+
+def environment(amqp_url: str) -> Dict[str, str]:
+    return {**os.environ, "PYTHONPATH": REPO, "PAYBEAM_AMQP_URL": amqp_url}
+
+
+def produce_files(amqp_url: str, payments: str, settlements: str, names: Dict[str, str],
+                  queue_type: str = "quorum") -> None:
+    produced = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "rabbitmq", "produce", "--payments", payments, "--settlements",
+         settlements, "--payments-queue", names["payments"], "--settlements-queue", names["settlements"],
+         "--queue-type", queue_type], cwd=REPO, env=environment(amqp_url), capture_output=True, text=True,
+        timeout=300)
+    assert produced.returncode == 0, produced.stderr
+
+
+def stream_arguments(names: Dict[str, str], *extra: str) -> List[str]:
+    arguments = ["stream", "--source", "rabbitmq", "--payments-queue", names["payments"], "--settlements-queue",
+                 names["settlements"], "--exchange", names["exchange"], "--idle-timeout", "1", "--early-firing",
+                 "1s", "--status-interval", "0", *extra]
+    for name in OUTPUTS:
+        arguments += [f"--{name.replace('_', '-')}-topic", names[name]]
+    return arguments
+
+
+def start_stream(amqp_url: str, arguments: Sequence[str], log_path) -> subprocess.Popen:
+    """`paybeam ARGS` in a session of its own (a test can kill it with the Prism it started), stderr to a file."""
+    with open(log_path, "w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *arguments], cwd=REPO,
+                                env=environment(amqp_url), stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+
+
+def queue_rows(endpoint: AmqpEndpoint, queue: str) -> List[dict]:
+    """The messages in an output queue as JSON, left there; none before the run has declared it."""
+    import pika
+
+    try:
+        messages = read_queue(endpoint, queue, ack=False, idle_seconds=0.3)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code == 404:
+            return []
+        raise
+    return [json.loads(message.body) for message in messages]
+
+
+def ready_count(endpoint: AmqpEndpoint, queue: str) -> int:
+    """Messages ready in `queue` (not delivered, or delivered and returned unacked)."""
+    import pika
+
+    connection = pika.BlockingConnection(endpoint.parameters())
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def last_panes(rows: List[dict]) -> Dict[tuple, tuple]:
+    """Each day's money and timing at its last pane (the answer a consumer of the totals converges to)."""
+    last: Dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["merchant_id"], row["currency"], row["settlement_day"])
+        if key not in last or row["pane_index"] > last[key]["pane_index"]:
+            last[key] = row
+    return {key: (*(row[c] for c in MONEY_COLUMNS), row["pane_timing"]) for key, row in last.items()}
+
+
+def batch_totals(rows: List[dict]) -> Dict[tuple, tuple]:
+    """Batch's totals, with the timing a stream's pane has once the watermark has passed the day: ON_TIME."""
+    return {(r["merchant_id"], r["currency"], r["settlement_day"]): (*(r[c] for c in MONEY_COLUMNS), "ON_TIME")
+            for r in rows}
+
+
+class Unpiped:
+    """stream_helpers.wait_until's view of a process whose stderr goes to a file."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._process = process
+        self.returncode = None
+
+    def poll(self):
+        self.returncode = self._process.poll()
+        return self.returncode
+
+    def communicate(self):
+        return "", ""

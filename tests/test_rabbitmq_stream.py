@@ -1,0 +1,109 @@
+"""`paybeam stream --source rabbitmq` on Prism against a real RabbitMQ: the batch answer, from queues.
+
+Generated payments and settlements (5 to 4 days ago, 30-day deadlines) go to two quorum queues with
+`paybeam rabbitmq produce`, invalid rows included; the unbounded run reads them (each engine), and
+once the queues are idle its watermark passes the data, so every key's last revision, every dead
+letter and every day's last daily-total pane must be what `paybeam reconcile` gives on the files.
+Every input message is acked (none left when the run is killed), and the outputs are persistent
+messages in the queues the run declared and bound to its exchange.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from datagen.generator import GeneratorConfig, generate
+from pipelines.io.rabbitmq import AmqpEndpoint
+from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results
+from tests.rabbitmq_helpers import (
+    OUTPUTS,
+    Unpiped,
+    batch_totals,
+    last_panes,
+    produce_files,
+    queue_rows,
+    ready_count,
+    run_names,
+    start_stream,
+    stream_arguments,
+)
+from tests.stream_helpers import final_revisions, wait_until
+
+DEADLINES = ("--settlement-sla", "30d", "--ledger-grace", "30d")
+STARTUP_SECONDS = 240
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rabbitmq-stream")
+    start = datetime.now(timezone.utc) - timedelta(days=5)
+    dataset = generate(GeneratorConfig(payments=300, seed=23, days=1, start=start.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                       str(base / "data"))
+    payments, settlements = (os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
+    assert reconcile(payments, settlements, str(base / "batch"), *DEADLINES) == 0
+    return payments, settlements, str(base / "batch")
+
+
+@pytest.fixture(scope="module", params=["columnar", "elementwise"])
+def streamed(request, rabbitmq_broker, batch, tmp_path_factory):
+    """Runs the stream until its outputs equal batch's; yields the output queues' rows and the run's stderr."""
+    payments, settlements, batch_out = batch
+    url = rabbitmq_broker.amqp_url
+    endpoint = AmqpEndpoint(url)
+    names = run_names()
+    produce_files(url, payments, settlements, names)
+    log = tmp_path_factory.mktemp("log") / "stream.err"
+    process = start_stream(url, stream_arguments(names, "--runner", "PrismRunner", "--engine", request.param,
+                                                 *DEADLINES), log)
+    expected = (result_multiset(results(batch_out)), batch_totals(daily_totals(batch_out)),
+                len(dead_letters(batch_out)))
+    try:
+        def converged():
+            rows = {name: queue_rows(endpoint, names[name]) for name in ("results", "daily_totals", "dead_letters")}
+            return (result_multiset(final_revisions(rows["results"])), last_panes(rows["daily_totals"]),
+                    len(rows["dead_letters"])) == expected
+
+        try:
+            wait_until("results, daily totals and dead letters equal to batch's", converged, Unpiped(process),
+                       STARTUP_SECONDS)
+            wait_until("the input queues acked to their end", lambda: all(
+                ready_count(endpoint, names[name]) == 0 for name in ("payments", "settlements")), Unpiped(process), 60)
+        except BaseException:
+            print(f"the stream's log:\n{log.read_text()[-4000:]}")
+            raise
+        rows = {name: queue_rows(endpoint, names[name]) for name in OUTPUTS}
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # no graceful stop: what was acked stays acked
+            process.wait()
+    yield {"rows": rows, "names": names, "endpoint": endpoint, "batch": batch_out, "log": log.read_text()}
+
+
+def test_the_stream_from_queues_gives_batch_results(streamed):
+    finals = final_revisions(streamed["rows"]["results"])
+    assert result_multiset(finals) == result_multiset(results(streamed["batch"]))
+    assert {"MATCHED", "PENDING"} <= {row["status"] for row in finals}
+
+
+def test_dead_letters_are_batch_dead_letters(streamed):
+    streamed_letters = Counter((letter["input"], letter["reason"]) for letter in streamed["rows"]["dead_letters"])
+    batch_letters = Counter((letter["input"], letter["reason"]) for letter in dead_letters(streamed["batch"]))
+    assert streamed_letters == batch_letters and streamed_letters
+    inputs = {streamed["names"]["payments"], streamed["names"]["settlements"]}
+    assert all(letter["source"].split("#")[0] in inputs for letter in streamed["rows"]["dead_letters"])
+
+
+def test_the_last_daily_total_pane_of_each_day_is_batch_total(streamed):
+    assert last_panes(streamed["rows"]["daily_totals"]) == batch_totals(daily_totals(streamed["batch"]))
+
+
+def test_every_input_message_was_acked_and_no_credentials_were_printed(streamed):
+    # Killed with SIGKILL: an unacked delivery would be back in its queue now.
+    names = streamed["names"]
+    assert [ready_count(streamed["endpoint"], names[name]) for name in ("payments", "settlements")] == [0, 0]
+    assert "guest:guest" not in streamed["log"]
+    assert "amqp://***@127.0.0.1" in streamed["log"]
