@@ -76,3 +76,9 @@ def rabbit_write_config(job, output: str, schema_name: str, exchange: Optional[s
     return RabbitWriteConfig(endpoint=job.amqp, routing_key=name, exchange=exchange or job.exchange, queue=name,
                              value_format=job.output_value_format, schema_name=schema_name,
                              broker_timeout_seconds=job.broker_timeout_seconds)
+
+
+def store_write_config(job, queue: str) -> RabbitWriteConfig:
+    """A bounded run's open-items store: the durable queue `queue` on the default exchange."""
+    return RabbitWriteConfig(endpoint=job.amqp, routing_key=queue, exchange="", queue=queue,
+                             broker_timeout_seconds=job.broker_timeout_seconds)

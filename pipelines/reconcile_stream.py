@@ -179,13 +179,16 @@ def _store_config(job: StreamJob) -> KafkaWriteConfig:
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
-                   carried_items: Optional[Dict[str, OpenItem]] = None) -> None:
-    """Adds the streaming reconciliation to `pipeline`: Kafka in, the shared flow, Kafka out.
+                   carried_items: Optional[Dict[str, OpenItem]] = None, held=None) -> None:
+    """Adds the streaming reconciliation to `pipeline`: Kafka (or RabbitMQ) in, the shared flow, out again.
 
     `carried_items`: the open items of the previous bounded run (read from the store at launch).
+    `held`: a bounded RabbitMQ run's HeldBacklog (its spill files are the input).
     """
     carried_items = carried_items or {}
-    if _commits_after_outputs(job):
+    if job.source == RABBITMQ and job.bounded:
+        raw = with_carried_records(pipeline, _held_reads(pipeline, job, held), carried_records(carried_items))
+    elif _commits_after_outputs(job):
         reads = {name: pipeline | f"Read{name.title()}" >> _reader_commit_later(job, name)
                  for name in (PAYMENTS, SETTLEMENTS)}
         raw = with_carried_records(pipeline, {name: read["records"] for name, read in reads.items()},
@@ -217,10 +220,29 @@ def build_pipeline(pipeline: beam.Pipeline, job: StreamJob,
         for name in outputs.keys() & {*OUTPUT_SCHEMAS, *BANK_OUTPUT_SCHEMAS}:
             outputs[name] | f"Write[{name}]" >> _writer(job, name)
         return
-    offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
     horizon = key_lifetime_millis(job.config.policy)
+    if job.source == RABBITMQ:
+        from pipelines.rabbitmq_arguments import rabbit_write_config, store_write_config
+        from pipelines.stream_bounded_rabbitmq import write_then_mark
+
+        write_then_mark(outputs, raw, carried_items,
+                        lambda name: rabbit_write_config(job, name, OUTPUT_SCHEMAS[name]),
+                        store_write_config(job, store_topic(job)), alerts, horizon, job.snapshot_id,
+                        job.started_millis)
+        return
+    offsets = [read["offsets"] for read in reads.values()] | "Offsets" >> beam.Flatten()
     write_then_commit(outputs, raw, offsets, carried_items, lambda name: write_config(job, name),
                       read_config(job, PAYMENTS), _store_config(job), alerts, horizon)
+
+
+def _held_reads(pipeline: beam.Pipeline, job: StreamJob, held) -> Dict[str, beam.PCollection]:
+    """A bounded RabbitMQ run's records: the spill files of the messages its launcher holds."""
+    from pipelines.io.rabbitmq import ReadHeldDeliveries
+    from pipelines.rabbitmq_arguments import rabbit_read_config
+
+    return {name: pipeline | f"Read{name.title()}" >> ReadHeldDeliveries(held.queues[name].path,
+                                                                          rabbit_read_config(job, name))
+            for name in (PAYMENTS, SETTLEMENTS)}
 
 
 def _third_leg(pipeline: beam.Pipeline, job: StreamJob, outputs: Dict[str, beam.PCollection]
@@ -279,17 +301,13 @@ def run_job(job: StreamJob) -> Optional[dict]:
         _declare_rabbitmq_outputs(job)
     else:
         read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
-    carried = _carried_items(job)
-    pipeline = new_pipeline(options)
-    build_pipeline(pipeline, job, carried)
-    try:
-        with quiet_beam_tracebacks():
-            result = pipeline.run()
-            with status_reporter(job, result):
-                wait_cancelling_on_interrupt(result)
-    except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
-        committed = "; no offsets were committed" if _commits_after_outputs(job) else ""
-        raise RunFailed(f"the run failed: {one_line_cause(error)}{committed}") from error
+    if job.source == RABBITMQ and job.bounded:
+        with _held_rabbitmq_inputs(job) as (held, carried):
+            result = _run_and_wait(job, options, carried, held)
+            held.ack()  # only now: every output, the snapshot and its marker are confirmed
+    else:
+        carried = _carried_items(job)
+        result = _run_and_wait(job, options, carried)
     if job.streaming:
         return None
     counts = counts_from_metrics(result)
@@ -297,6 +315,49 @@ def run_job(job: StreamJob) -> Optional[dict]:
     return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
             "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
             "statuses": status_counts(counts), "carried": carried_counts}
+
+
+def _run_and_wait(job: StreamJob, options, carried: Dict[str, OpenItem], held=None):
+    pipeline = new_pipeline(options)
+    build_pipeline(pipeline, job, carried, held)
+    try:
+        with quiet_beam_tracebacks():
+            result = pipeline.run()
+            with status_reporter(job, result):
+                wait_cancelling_on_interrupt(result)
+    except Exception as error:  # noqa: BLE001 — a broker down, an output refused: one line, exit 1
+        undone = ("; nothing was acked" if job.source == RABBITMQ else "; no offsets were committed") \
+            if _commits_after_outputs(job) else ""
+        raise RunFailed(f"the run failed: {one_line_cause(error)}{undone}") from error
+    return result
+
+
+@contextlib.contextmanager
+def _held_rabbitmq_inputs(job: StreamJob):
+    """A bounded RabbitMQ run's input messages and store, held unacked in a spill directory of its own
+    (removed at the end); released (requeued by the broker) unless the block acked them."""
+    import shutil
+    import tempfile
+
+    from pipelines.io.rabbitmq import HoldFailed
+    from pipelines.stream_bounded_rabbitmq import hold_inputs
+    from runners.options import workers_share_this_disk
+
+    if not workers_share_this_disk(job.runner, job.beam_args):
+        raise UsageError("a --bounded --source rabbitmq run hands its messages to the workers in local files: "
+                         "run it on the DirectRunner, Prism or the embedded Flink (LOOPBACK workers)")
+    spill_dir = tempfile.mkdtemp(prefix="paybeam-held-")
+    held = None
+    try:
+        held, carried = hold_inputs(job.amqp, job.queues, store_topic(job), job.max_records, spill_dir,
+                                    job.broker_timeout_seconds)
+        yield held, carried
+    except HoldFailed as error:
+        raise RunFailed(str(error)) from None
+    finally:
+        if held is not None:
+            held.release()  # a no-op after ack()
+        shutil.rmtree(spill_dir, ignore_errors=True)
 
 
 def _declare_rabbitmq_outputs(job: StreamJob) -> None:

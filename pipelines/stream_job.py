@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -92,6 +94,9 @@ class StreamJob:
     exchange: str = DEFAULT_EXCHANGE
     prefetch: int = DEFAULT_PREFETCH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # A bounded RabbitMQ run's open-items snapshot: its id and start time (the marker orders snapshots)
+    snapshot_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_millis: int = field(default_factory=lambda: int(time.time() * 1000))
 
     @property
     def with_bank(self) -> bool:
@@ -225,9 +230,8 @@ def _source_arguments(args: argparse.Namespace) -> dict:
                                         ("--settlements-queue", args.settlements_queue)) if not value]
     if missing:
         raise UsageError(f"--source rabbitmq needs {', '.join(missing)}")
-    if args.bounded:
-        raise UsageError("--source rabbitmq reads unbounded runs only so far: a --bounded run needs an open-items "
-                         "store on RabbitMQ (docs/DESIGN.md 5.2)")
+    if args.bounded == "until_time":
+        raise UsageError("--bounded=until_time needs --source kafka: a queue holds no event-time order to stop at")
     if args.bank_statements_topic:
         raise UsageError("--bank-statements-topic needs --source kafka (a bank-statements queue is not read yet)")
     if args.kafka_io != "python":
@@ -315,6 +319,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     if args.bank_statements_topic:
         topics.update(bank_statements=args.bank_statements_topic, payouts=args.payouts_topic,
                       bank_matches=args.bank_matches_topic)
+    topics.update(source.get("queues", {}))  # RabbitMQ: an input's name at the broker is its queue
     return StreamJob(
         **source,
         bootstrap_servers=args.bootstrap_servers,

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
-from typing import Dict, List, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Dict, List, Sequence
 
 from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
 from tests.stream_helpers import REPO
@@ -109,3 +112,42 @@ class Unpiped:
 
     def communicate(self):
         return "", ""
+
+
+def dataset(base, payments: int, seed: int):
+    """Generated payments of one day, five days ago: (payments glob, settlements glob)."""
+    from datagen.generator import GeneratorConfig, generate
+
+    start = datetime.now(timezone.utc) - timedelta(days=5)
+    generated = generate(GeneratorConfig(payments=payments, seed=seed, days=1,
+                                         start=start.strftime("%Y-%m-%dT%H:%M:%SZ")), str(base / "data"))
+    return tuple(os.path.join(generated.out_dir, name, "*") for name in ("payments", "settlements"))
+
+
+def forwarder(listen_port: int, target_port: int) -> subprocess.Popen:
+    """tests/tcp_forwarder.py in front of a broker: killing it is, for its clients, the broker dying."""
+    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "tcp_forwarder.py"),
+                                str(listen_port), str(target_port)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def kill(process: subprocess.Popen, group: bool = False) -> None:
+    """SIGKILL (with its process group: a stream's Prism too) unless it has ended."""
+    if process.poll() is None:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
+
+
+def eventually(what: str, condition: Callable[[], object], deadline_seconds: float):
+    """Polls `condition` until it holds (the broker's state has no event to wait on); fails at the deadline."""
+    import pytest
+
+    deadline = time.monotonic() + deadline_seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {deadline_seconds}s")
+        time.sleep(0.2)  # poll interval of the deadline loop

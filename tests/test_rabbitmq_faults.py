@@ -11,21 +11,19 @@ so the state of a run that dies is gone with it, as with Kafka: docs/DESIGN.md 5
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from datagen.generator import GeneratorConfig, generate
 from pipelines.brokers.local_broker import free_port
 from pipelines.io.rabbitmq import AmqpEndpoint, ConfirmingPublisher, PublishFailed, declare_queue, read_queue
 from tests.cli_helpers import reconcile, result_multiset, results
 from tests.rabbitmq_helpers import (
     Unpiped,
+    dataset,
+    forwarder,
+    kill,
     produce_files,
     queue_rows,
     ready_count,
@@ -38,29 +36,6 @@ from tests.stream_helpers import final_revisions, wait_until
 DEADLINES = ("--settlement-sla", "30d", "--ledger-grace", "30d")
 STARTUP_SECONDS = 240
 FAILURE_SECONDS = 90  # --broker-timeout 5, plus Prism's job teardown and the CLI's exit
-
-
-def _forwarder(listen_port: int, target_port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "tcp_forwarder.py"),
-                                str(listen_port), str(target_port)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "ready"
-    return process
-
-
-def _kill(process: subprocess.Popen, group: bool = False) -> None:
-    if process.poll() is None:
-        if group:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-        process.wait()
-
-
-def _dataset(base, payments: int, seed: int):
-    start = datetime.now(timezone.utc) - timedelta(days=5)
-    dataset = generate(GeneratorConfig(payments=payments, seed=seed, days=1,
-                                       start=start.strftime("%Y-%m-%dT%H:%M:%SZ")), str(base / "data"))
-    return tuple(os.path.join(dataset.out_dir, name, "*") for name in ("payments", "settlements"))
 
 
 def _ids(rows) -> set:
@@ -83,18 +58,18 @@ def _queued_ids(endpoint: AmqpEndpoint, queue: str):
 
 
 @pytest.fixture
-def through_forwarder(rabbitmq_broker):
+def throughforwarder(rabbitmq_broker):
     """A forwarder to the session broker and the URL that goes through it; killed at the end."""
     port = free_port()
-    forwarders = [_forwarder(port, rabbitmq_broker.port)]
+    forwarders = [forwarder(port, rabbitmq_broker.port)]
     yield port, f"amqp://guest:guest@127.0.0.1:{port}/%2F", forwarders
     for process in forwarders:
-        _kill(process)
+        kill(process)
 
 
 def test_a_dropped_connection_recovers_and_the_answer_is_batchs(rabbitmq_broker, through_forwarder, tmp_path):
     port, url, forwarders = through_forwarder
-    payments, settlements = _dataset(tmp_path, 300, seed=41)
+    payments, settlements = dataset(tmp_path, 300, seed=41)
     assert reconcile(payments, settlements, str(tmp_path / "batch"), *DEADLINES) == 0
     expected = result_multiset(results(str(tmp_path / "batch")))
     endpoint = AmqpEndpoint(rabbitmq_broker.amqp_url)
@@ -106,8 +81,8 @@ def test_a_dropped_connection_recovers_and_the_answer_is_batchs(rabbitmq_broker,
     try:
         wait_until("the first results", lambda: queue_rows(endpoint, names["results"]), Unpiped(process),
                    STARTUP_SECONDS)
-        _kill(forwarders[0])  # every connection of the run reset at once
-        forwarders.append(_forwarder(port, rabbitmq_broker.port))  # back well within --broker-timeout
+        kill(forwarders[0])  # every connection of the run reset at once
+        forwarders.append(forwarder(port, rabbitmq_broker.port))  # back well within --broker-timeout
         try:
             wait_until("the batch answer after the drop", lambda: result_multiset(
                 final_revisions(queue_rows(endpoint, names["results"]))) == expected, Unpiped(process),
@@ -117,7 +92,7 @@ def test_a_dropped_connection_recovers_and_the_answer_is_batchs(rabbitmq_broker,
             raise
         assert process.poll() is None, "a recovered run keeps running"
     finally:
-        _kill(process, group=True)
+        kill(process, group=True)
 
 
 def _run_until_mid_read(url: str, endpoint: AmqpEndpoint, names, log, *extra: str) -> subprocess.Popen:
@@ -134,19 +109,19 @@ def _run_until_mid_read(url: str, endpoint: AmqpEndpoint, names, log, *extra: st
 def test_a_broker_gone_for_good_fails_the_run_in_one_line_and_loses_nothing(rabbitmq_broker, through_forwarder,
                                                                            tmp_path):
     _, url, forwarders = through_forwarder
-    payments, settlements = _dataset(tmp_path, 2_000, seed=43)
+    payments, settlements = dataset(tmp_path, 2_000, seed=43)
     endpoint = AmqpEndpoint(rabbitmq_broker.amqp_url)
     names = run_names()
     produce_files(rabbitmq_broker.amqp_url, payments, settlements, names)
     log = tmp_path / "stream.err"
     process = _run_until_mid_read(url, endpoint, names, log, "--broker-timeout", "5")
     try:
-        _kill(forwarders[0])  # the broker is gone for the run, for good
+        kill(forwarders[0])  # the broker is gone for the run, for good
         started = time.monotonic()
         code = process.wait(timeout=FAILURE_SECONDS)
         elapsed = time.monotonic() - started
     finally:
-        _kill(process, group=True)
+        kill(process, group=True)
     stderr = log.read_text()
     errors = [line for line in stderr.splitlines() if "error:" in line]
     assert code == 1, stderr[-3000:]
@@ -158,7 +133,7 @@ def test_a_broker_gone_for_good_fails_the_run_in_one_line_and_loses_nothing(rabb
 
 
 def test_a_killed_consumer_has_its_unacked_messages_redelivered_to_the_next_run(rabbitmq_broker, tmp_path):
-    payments, settlements = _dataset(tmp_path, 2_000, seed=47)
+    payments, settlements = dataset(tmp_path, 2_000, seed=47)
     assert reconcile(payments, settlements, str(tmp_path / "batch"), *DEADLINES) == 0
     valid = _ids(results(str(tmp_path / "batch")))  # invalid rows are dead letters, not results
     url = rabbitmq_broker.amqp_url
@@ -166,7 +141,7 @@ def test_a_killed_consumer_has_its_unacked_messages_redelivered_to_the_next_run(
     names = run_names()
     produce_files(url, payments, settlements, names)
     process = _run_until_mid_read(url, endpoint, names, tmp_path / "first.err")
-    _kill(process, group=True)  # SIGKILL: no finalization, no goodbye
+    kill(process, group=True)  # SIGKILL: no finalization, no goodbye
     left, redelivered = set(), 0
     for name in ("payments", "settlements"):
         ids, flagged = _queued_ids(endpoint, names[name])
@@ -182,7 +157,7 @@ def test_a_killed_consumer_has_its_unacked_messages_redelivered_to_the_next_run(
         wait_until("the input queues acked to their end", lambda: all(
             ready_count(endpoint, names[name]) == 0 for name in ("payments", "settlements")), Unpiped(second), 60)
     finally:
-        _kill(second, group=True)
+        kill(second, group=True)
 
 
 def test_the_publisher_recovers_a_lost_connection_and_publishes_what_was_unconfirmed(rabbitmq_broker,
@@ -195,8 +170,8 @@ def test_the_publisher_recovers_a_lost_connection_and_publishes_what_was_unconfi
         values = [f'{{"n": {n}}}'.encode() for n in range(2_000)]
         for value in values[:1_000]:
             publisher.publish("", queue, value, "json")
-        _kill(forwarders[0])  # mid-batch: some of the first thousand unconfirmed
-        forwarders.append(_forwarder(port, rabbitmq_broker.port))
+        kill(forwarders[0])  # mid-batch: some of the first thousand unconfirmed
+        forwarders.append(forwarder(port, rabbitmq_broker.port))
         for value in values[1_000:]:
             publisher.publish("", queue, value, "json")
         assert publisher.wait_confirmed() == 2_000
@@ -214,7 +189,7 @@ def test_the_publisher_gives_up_once_the_broker_is_gone_for_the_timeout(rabbitmq
     publisher = ConfirmingPublisher(AmqpEndpoint(url), timeout_seconds=2).open()
     try:
         publisher.publish("", queue, b"{}", "json")
-        _kill(forwarders[0])
+        kill(forwarders[0])
         started = time.monotonic()
         with pytest.raises(PublishFailed, match=r"did not answer for 2 s \(--broker-timeout\)"):
             publisher.publish("", queue, b"{}", "json")

@@ -8,6 +8,9 @@ Modules (all private):
 * `_publisher`: publishing with pipelined publisher confirms.
 * `_sink`: the write transform (persistent messages, every one confirmed, or the bundle fails).
 * `_queues`: declaring queues, publishing a batch, reading a queue to its end (CLI tools, tests).
+* `_held`: a bounded run's input: what the queues hold at launch, held unacked by the launcher until the
+  run succeeded, spilled to a file the pipeline reads.
+* `_store`: the bounded runs' open-items store: snapshots in a durable queue, each committed by a marker.
 """
 from pipelines.io.rabbitmq._config import (
     DEFAULT_EXCHANGE,
@@ -18,6 +21,7 @@ from pipelines.io.rabbitmq._config import (
     RabbitWriteConfig,
 )
 from pipelines.io.rabbitmq._consumer import Delivery, QueueConsumer, Take, close_shared_consumers, shared_consumer
+from pipelines.io.rabbitmq._held import HeldBacklog, HoldFailed, ReadHeldDeliveries, held_deliveries
 from pipelines.io.rabbitmq._publisher import ConfirmingPublisher, PublishFailed
 from pipelines.io.rabbitmq._queues import QUEUE_TYPES, declare_outputs, declare_queue, publish_values, read_queue
 from pipelines.io.rabbitmq._sink import KEY_HEADER, WriteToRabbitMQ
@@ -27,11 +31,19 @@ from pipelines.io.rabbitmq._source import (
     ReadRawRecordsFromRabbitMQ,
     record_of_delivery,
 )
+from pipelines.io.rabbitmq._store import (
+    StoreCorrupt,
+    WriteSnapshotMarker,
+    default_store_queue,
+    latest_snapshot,
+    snapshot_entry,
+)
 
 __all__ = [
     "DEFAULT_EXCHANGE", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_PREFETCH", "AmqpEndpoint", "RabbitReadConfig",
     "RabbitWriteConfig", "Delivery", "QueueConsumer", "Take", "close_shared_consumers", "shared_consumer",
     "ConfirmingPublisher", "PublishFailed", "QUEUE_TYPES", "declare_outputs", "declare_queue", "publish_values", "read_queue",
     "KEY_HEADER", "WriteToRabbitMQ", "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ",
-    "record_of_delivery",
+    "record_of_delivery", "HeldBacklog", "HoldFailed", "ReadHeldDeliveries", "held_deliveries", "StoreCorrupt",
+    "WriteSnapshotMarker", "default_store_queue", "latest_snapshot", "snapshot_entry",
 ]

@@ -1,0 +1,228 @@
+"""A bounded run's input from queues: what the queues hold at launch, held unacked until the run succeeded.
+
+The launcher (not a worker) consumes the run's messages (docs/DESIGN.md 5.2, "Bounded runs"):
+
+* per queue, the count of ready messages at launch (`--bounded`, like Kafka's end offsets) or its share
+  of `--max-records`; on channels whose prefetch windows add up to exactly that count (one window is at
+  most 50,000: AMQP's prefetch count is 16 bits, and quorum queues stop a consumer with an unlimited
+  window at their own credit), then the consumers are cancelled, so nothing that arrives later is taken;
+* every delivery is written to a spill file (Arrow IPC: body, content type, AMQP timestamp), which the
+  pipeline reads (`ReadHeldDeliveries`), so workers that share this disk see them;
+* after the pipeline has succeeded (every output confirmed by its broker) `ack()` acks each channel's
+  deliveries (`multiple`); a failed run `release()`s them: the channels close, the broker requeues every
+  message and the next run reads them again (flagged redelivered; the deduplication drops copies).
+
+The connection has no heartbeats (nobody serves it while the pipeline runs); RabbitMQ's own
+`consumer_timeout` (30 min by default in 3.10) closes a channel whose deliveries stay unacked longer,
+so a bounded run longer than that fails its acks: nothing is lost, the next run reads everything again.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.transforms.window import TimestampedValue
+
+from pipelines.io.rabbitmq._config import AmqpEndpoint, RabbitReadConfig, describe_error, quiet_client_logs
+from pipelines.io.rabbitmq._consumer import Delivery
+from pipelines.io.rabbitmq._source import record_of_delivery
+from schemas.records import RawRecord
+from transforms.event_time import millis_to_beam_timestamp
+
+WINDOW_PER_CHANNEL = 50_000
+_SPILL_SCHEMA = pa.schema([("body", pa.binary()), ("content_type", pa.string()), ("timestamp", pa.int64()),
+                           ("redelivered", pa.bool_())])
+_SPILL_BATCH = 10_000
+
+
+class HoldFailed(RuntimeError):
+    """The messages could not be taken (the broker gone, a queue missing): nothing was acked."""
+
+
+class HeldQueue:
+    """One queue's held deliveries: the spill file and, per channel, the last delivery tag."""
+
+    def __init__(self, queue: str, path: str):
+        self.queue = queue
+        self.path = path
+        self.count = 0
+        self.redelivered = 0
+        self.last_tags: List[Tuple[object, int]] = []  # (channel, last delivery tag)
+
+
+class HeldBacklog:
+    """The messages of a bounded run, held unacked on one connection (see the module docstring)."""
+
+    def __init__(self, endpoint: AmqpEndpoint, timeout_seconds: float = 60.0, idle_seconds: float = 2.0):
+        quiet_client_logs()
+        self._endpoint = endpoint
+        self._timeout = timeout_seconds
+        self._idle = idle_seconds
+        self._connection = None
+        self.queues: Dict[str, HeldQueue] = {}
+        self.store: List[bytes] = []  # the open-items store's messages (`hold_store`)
+        self._store_tags: List[Tuple[object, int]] = []
+
+    def connect(self) -> "HeldBacklog":
+        import pika
+
+        try:
+            self._connection = pika.BlockingConnection(self._endpoint.parameters(min(self._timeout, 30.0),
+                                                                                 heartbeat_seconds=0))
+        except Exception as error:  # noqa: BLE001 — unreachable, refused: one line
+            raise HoldFailed(f"cannot connect to RabbitMQ {self._endpoint.redacted()}: {describe_error(error)}") from None
+        return self
+
+    def ready(self, queue: str) -> int:
+        """Messages ready in `queue` now (HoldFailed when it does not exist)."""
+        try:
+            channel = self._connection.channel()
+            count = channel.queue_declare(queue, passive=True).method.message_count
+            channel.close()
+            return count
+        except Exception as error:  # noqa: BLE001 — a missing queue closes the channel: one line
+            raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
+                             f"{describe_error(error)}") from None
+
+    def hold(self, name: str, queue: str, count: int, spill_dir: str) -> HeldQueue:
+        """Takes `count` messages of `queue` (fewer if no more come for `idle_seconds`) into a spill file."""
+        held = HeldQueue(queue, os.path.join(spill_dir, f"{name}.arrows"))
+        with pa.OSFile(held.path, "wb") as sink, pa.ipc.new_stream(sink, _SPILL_SCHEMA) as writer:
+            columns: Dict[str, list] = {field: [] for field in _SPILL_SCHEMA.names}
+
+            def on_delivery(delivery: Delivery) -> None:
+                columns["body"].append(delivery.body)
+                columns["content_type"].append(delivery.content_type)
+                columns["timestamp"].append(delivery.timestamp_seconds)
+                columns["redelivered"].append(delivery.redelivered)
+                held.redelivered += delivery.redelivered
+                if len(columns["body"]) >= _SPILL_BATCH:
+                    _flush(writer, columns)
+
+            held.count, held.last_tags = self._take(queue, count, on_delivery)
+            _flush(writer, columns)
+        self.queues[name] = held
+        return held
+
+    def hold_store(self, queue: str) -> List[bytes]:
+        """Takes every message of the open-items store `queue` (declared if missing), held like the inputs."""
+        channel = self._connection.channel()
+        channel.queue_declare(queue, durable=True)
+        channel.close()
+        count = self.ready(queue)
+        bodies: List[bytes] = []
+        _, self._store_tags = self._take(queue, count, lambda delivery: bodies.append(delivery.body))
+        self.store = bodies
+        return bodies
+
+    def _take(self, queue: str, count: int, on_delivery) -> Tuple[int, List[Tuple[object, int]]]:
+        if count <= 0:
+            return 0, []
+        channels = math.ceil(count / WINDOW_PER_CHANNEL)
+        taken = [0]
+        last: Dict[int, Tuple[object, int]] = {}
+        try:
+            consumers = []
+            for index in range(channels):
+                channel = self._connection.channel()
+                # Windows adding up to `count`: the broker delivers no more than that, unacked.
+                channel.basic_qos(prefetch_count=min(WINDOW_PER_CHANNEL, count - index * WINDOW_PER_CHANNEL))
+
+                def on_message(ch, method, properties, body, index=index):
+                    taken[0] += 1
+                    last[index] = (ch, method.delivery_tag)
+                    on_delivery(Delivery(method.delivery_tag, body, properties.content_type, properties.timestamp,
+                                         bool(method.redelivered)))
+
+                consumers.append((channel, channel.basic_consume(queue, on_message, auto_ack=False)))
+            idle_since = time.monotonic()
+            while taken[0] < count:
+                before = taken[0]
+                self._connection.process_data_events(time_limit=0.1)
+                if taken[0] > before:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= self._idle:
+                    break  # others took the rest: the run reads what it got
+            for channel, tag in consumers:
+                channel.basic_cancel(tag)
+        except HoldFailed:
+            raise
+        except Exception as error:  # noqa: BLE001 — the broker gone while taking: one line, nothing acked
+            raise HoldFailed(f"RabbitMQ {self._endpoint.redacted()} while taking {queue!r}: "
+                             f"{describe_error(error)}") from None
+        return taken[0], list(last.values())
+
+    def ack(self) -> None:
+        """Acks everything held (each channel up to its last tag); HoldFailed when the connection was lost
+        (the broker has requeued it all: the next run reads it again)."""
+        try:
+            for held in self.queues.values():
+                for channel, tag in held.last_tags:
+                    channel.basic_ack(tag, multiple=True)
+            for channel, tag in self._store_tags:
+                channel.basic_ack(tag, multiple=True)
+            self._connection.process_data_events(time_limit=0)
+            self._connection.close()  # a clean close flushes the acks before the broker drops the channels
+        except Exception as error:  # noqa: BLE001 — lost during the run: requeued by the broker
+            raise HoldFailed(f"the run's messages could not be acked ({describe_error(error)}); the broker has "
+                             "requeued them and the next run reads them again") from None
+        finally:
+            self._connection = None
+
+    def release(self) -> None:
+        """Gives everything back: the connection closes and the broker requeues every held message."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                if connection.is_open:
+                    connection.close()
+            except Exception:  # noqa: BLE001 — already broken: requeued anyway
+                pass
+
+
+def _flush(writer, columns: Dict[str, list]) -> None:
+    if columns["body"]:
+        writer.write_batch(pa.record_batch([pa.array(columns[field.name], field.type) for field in _SPILL_SCHEMA],
+                                           schema=_SPILL_SCHEMA))
+        for values in columns.values():
+            values.clear()
+
+
+def held_deliveries(path: str) -> Iterator[Delivery]:
+    """The deliveries of a spill file, in the order they were taken; the tag is the position (from 1)."""
+    position = 0
+    with pa.OSFile(path, "rb") as source, pa.ipc.open_stream(source) as reader:
+        for batch in reader:
+            columns = batch.to_pydict()
+            for body, content_type, timestamp, redelivered in zip(columns["body"], columns["content_type"],
+                                                                  columns["timestamp"], columns["redelivered"]):
+                position += 1
+                yield Delivery(position, body, content_type, timestamp, redelivered)
+
+
+class ReadHeldDeliveries(beam.PTransform):
+    """PBegin -> the RawRecords of a held spill file (bounded), timestamped as the queue source does."""
+
+    def __init__(self, path: str, config: RabbitReadConfig):
+        super().__init__()
+        self._path = path
+        self._config = config
+
+    def expand(self, pbegin):
+        config = self._config
+
+        def records(path: str) -> Iterator[TimestampedValue]:
+            for delivery in held_deliveries(path):
+                record, millis = record_of_delivery(delivery, config)
+                yield TimestampedValue(record, millis_to_beam_timestamp(millis))
+
+        return (pbegin | "Spill" >> beam.Create([self._path])
+                | "Records" >> beam.FlatMap(records).with_output_types(RawRecord))
+
+
+def held_count(backlog: Optional[HeldBacklog]) -> int:
+    return 0 if backlog is None else sum(held.count for held in backlog.queues.values())

@@ -1,0 +1,85 @@
+"""The output side of a `paybeam stream --source rabbitmq --bounded` run (docs/DESIGN.md 5.2).
+
+Order of things, each step waiting for the one before (Beam's "wait on", as the Kafka run's):
+
+1. results (new revisions of keys whose rows changed), daily totals, alerts and dead letters are
+   published, every message confirmed (a refused one fails the run);
+2. then the open-items snapshot: an entry for every key still open (pipelines/io/rabbitmq/_store.py);
+3. then its marker, the snapshot's commit point;
+4. only after the pipeline has succeeded does the launcher ack the run's input messages and the older
+   snapshots it held (pipelines/io/rabbitmq/_held.py); a run that fails acks nothing.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from pipelines.io.kafka import AllWritten, allocate_max_records
+from pipelines.io.rabbitmq import (
+    AmqpEndpoint,
+    HeldBacklog,
+    HoldFailed,
+    RabbitWriteConfig,
+    StoreCorrupt,
+    WriteSnapshotMarker,
+    WriteToRabbitMQ,
+    latest_snapshot,
+    snapshot_entry,
+)
+from schemas.errors import RunFailed
+from schemas.internal_records import OpenItem
+from schemas.records import PAYMENTS, SETTLEMENTS
+from transforms.open_items import TrackOpenItems
+
+WriteConfigFor = Callable[[str], RabbitWriteConfig]
+
+
+def write_then_mark(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.PCollection],
+                    carried_items: Dict[str, OpenItem], write_config: WriteConfigFor, store_config: RabbitWriteConfig,
+                    alerts: Callable[[beam.PCollection], beam.PCollection], horizon_millis: int,
+                    snapshot: str, started_millis: int) -> None:
+    """Steps 1-3 of the module docstring."""
+    records = [raw[PAYMENTS], raw[SETTLEMENTS]] | "AllRecords" >> beam.Flatten()
+    as_of = (outputs["counts"] | "AsOfCount" >> beam.Filter(lambda count: count[0] == "as_of_millis")
+             | "AsOf" >> beam.Map(lambda count: count[1]))
+    tracked = (records, outputs["results"], as_of) | "OpenItems" >> TrackOpenItems(carried_items, horizon_millis)
+    outputs = dict(outputs, results=tracked["results"])
+    outputs["alerts"] = alerts(outputs["results"])
+    written = [outputs[name] | f"Write[{name}]" >> WriteToRabbitMQ(write_config(name))
+               for name in ("results", "daily_totals", "alerts")]
+    letters = outputs["dead_letters"] | "DeadLettersGlobal" >> beam.WindowInto(GlobalWindows())
+    written.append(letters | "Write[dead_letters]" >> WriteToRabbitMQ(write_config("dead_letters")))
+    outputs_written = {str(index): pcoll for index, pcoll in enumerate(written)} | "OutputsWritten" >> AllWritten()
+    # The snapshot says which rows were written: it is published only once they are.
+    entries = (tracked["items"]
+               | "StillOpen" >> beam.Filter(lambda item: not item.closed)
+               | "AfterOutputs" >> beam.Map(lambda item, unused: snapshot_entry(item, snapshot),
+                                            beam.pvalue.AsSingleton(outputs_written))
+               | "Write[open_items]" >> WriteToRabbitMQ(store_config))
+    count = (entries | "EntriesGlobal" >> beam.WindowInto(GlobalWindows())
+             | "EntryCount" >> beam.CombineGlobally(sum))
+    everything = {"outputs": outputs_written, "entries": entries} | "EverythingWritten" >> AllWritten()
+    _ = (everything, count) | "Marker" >> WriteSnapshotMarker(store_config, snapshot, started_millis)
+
+
+def hold_inputs(endpoint: AmqpEndpoint, queues: Dict[str, str], store_queue: str, max_records: Optional[int],
+                spill_dir: str, timeout_seconds: float) -> Tuple[HeldBacklog, Dict[str, OpenItem]]:
+    """Takes the run's input messages (spilled to `spill_dir`) and the store, unacked; returns the holding
+    and the carried open items. RunFailed (nothing acked) when the broker or the store fails."""
+    backlog = HeldBacklog(endpoint, timeout_seconds)
+    try:
+        backlog.connect()
+        ready = [backlog.ready(queues[name]) for name in (PAYMENTS, SETTLEMENTS)]
+        counts = ready if max_records is None else allocate_max_records(max_records, ready)
+        for name, count in zip((PAYMENTS, SETTLEMENTS), counts):
+            backlog.hold(name, queues[name], count, spill_dir)
+        carried = latest_snapshot(backlog.hold_store(store_queue))
+    except (HoldFailed, StoreCorrupt) as error:
+        backlog.release()
+        raise RunFailed(f"{error}; nothing was acked") from None
+    except BaseException:
+        backlog.release()
+        raise
+    return backlog, carried
