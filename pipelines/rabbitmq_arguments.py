@@ -11,6 +11,7 @@ from pipelines.io.rabbitmq import (
     DEFAULT_EXCHANGE,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_PREFETCH,
+    DEFAULT_STREAM_PORT,
     AmqpEndpoint,
     RabbitReadConfig,
     RabbitWriteConfig,
@@ -40,6 +41,13 @@ def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="N",
                         help="--source rabbitmq: unacked deliveries per queue (acks follow the runner's bundle "
                              f"finalization, on Flink its checkpoints; default {DEFAULT_PREFETCH})")
+    parser.add_argument("--streams", action="store_true",
+                        help="--source rabbitmq --bounded: the input queues are RabbitMQ streams, read over the "
+                             "stream protocol from --start (committed: after the offset stored for --group-id) to "
+                             "the end, the offset stored once the run succeeded")
+    parser.add_argument("--stream-port", type=int, default=DEFAULT_STREAM_PORT, metavar="PORT",
+                        help=f"--streams: the broker's stream protocol port (default {DEFAULT_STREAM_PORT})")
+    parser.add_argument("--start-offset", type=int, metavar="N", help="--streams --start offset: the first offset")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="N",
                         help="--source rabbitmq: a larger message is a dead letter, not decoded (default "
                              f"{DEFAULT_MAX_MESSAGE_BYTES})")

@@ -340,7 +340,7 @@ def _held_rabbitmq_inputs(job: StreamJob):
     import tempfile
 
     from pipelines.io.rabbitmq import HoldFailed
-    from pipelines.stream_bounded_rabbitmq import hold_inputs
+    from pipelines.stream_bounded_rabbitmq import StreamsRead, hold_inputs
     from runners.options import workers_share_this_disk
 
     if not workers_share_this_disk(job.runner, job.beam_args):
@@ -349,8 +349,9 @@ def _held_rabbitmq_inputs(job: StreamJob):
     spill_dir = tempfile.mkdtemp(prefix="paybeam-held-")
     held = None
     try:
+        streams = StreamsRead(job.stream_port, job.group_id, job.stream_start) if job.streams else None
         held, carried = hold_inputs(job.amqp, job.queues, store_topic(job), job.max_records, spill_dir,
-                                    job.broker_timeout_seconds)
+                                    job.broker_timeout_seconds, streams)
         yield held, carried
     except HoldFailed as error:
         raise RunFailed(str(error)) from None

@@ -11,7 +11,8 @@ Order of things, each step waiting for the one before (Beam's "wait on", as the 
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import os
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -23,10 +24,13 @@ from pipelines.io.rabbitmq import (
     HoldFailed,
     RabbitWriteConfig,
     StoreCorrupt,
+    StreamStart,
     WriteSnapshotMarker,
     WriteToRabbitMQ,
     latest_snapshot,
+    read_streams,
     snapshot_entry,
+    store_offset,
 )
 from schemas.errors import RunFailed
 from schemas.internal_records import OpenItem
@@ -65,16 +69,21 @@ def write_then_mark(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.PC
 
 
 def hold_inputs(endpoint: AmqpEndpoint, queues: Dict[str, str], store_queue: str, max_records: Optional[int],
-                spill_dir: str, timeout_seconds: float) -> Tuple[HeldBacklog, Dict[str, OpenItem]]:
+                spill_dir: str, timeout_seconds: float, streams: Optional[StreamsRead] = None
+                ) -> Tuple[HeldBacklog, Dict[str, OpenItem]]:
     """Takes the run's input messages (spilled to `spill_dir`) and the store, unacked; returns the holding
-    and the carried open items. RunFailed (nothing acked) when the broker or the store fails."""
+    and the carried open items. RunFailed (nothing acked) when the broker or the store fails. With
+    `streams`, the inputs are streams read to their end, whose offsets are stored after the acks."""
     backlog = HeldBacklog(endpoint, timeout_seconds)
     try:
         backlog.connect()
-        ready = [backlog.ready(queues[name]) for name in (PAYMENTS, SETTLEMENTS)]
-        counts = ready if max_records is None else allocate_max_records(max_records, ready)
-        for name, count in zip((PAYMENTS, SETTLEMENTS), counts):
-            backlog.hold(name, queues[name], count, spill_dir)
+        if streams is None:
+            ready = [backlog.ready(queues[name]) for name in (PAYMENTS, SETTLEMENTS)]
+            counts = ready if max_records is None else allocate_max_records(max_records, ready)
+            for name, count in zip((PAYMENTS, SETTLEMENTS), counts):
+                backlog.hold(name, queues[name], count, spill_dir)
+        else:
+            _read_streams(backlog, endpoint, queues, streams, max_records, spill_dir, timeout_seconds)
         carried = latest_snapshot(backlog.hold_store(store_queue))
     except (HoldFailed, StoreCorrupt) as error:
         backlog.release()
@@ -83,3 +92,27 @@ def hold_inputs(endpoint: AmqpEndpoint, queues: Dict[str, str], store_queue: str
         backlog.release()
         raise
     return backlog, carried
+
+
+class StreamsRead(NamedTuple):
+    """A bounded run's RabbitMQ streams: the stream protocol port, the consumer name, where to start."""
+
+    port: int
+    subscriber: str
+    start: StreamStart
+
+
+def _read_streams(backlog: HeldBacklog, endpoint: AmqpEndpoint, streams_by_input: Dict[str, str],
+                  streams: StreamsRead, max_records: Optional[int], spill_dir: str, timeout_seconds: float) -> None:
+    """The input streams read to their end (each up to its share of `max_records`), at once; their offsets are
+    stored after the acks."""
+    names = (PAYMENTS, SETTLEMENTS)
+    shares = [None, None] if max_records is None else allocate_max_records(max_records, [max_records, max_records])
+    reads = [(streams_by_input[name], os.path.join(spill_dir, f"{name}.arrows"), share)
+             for name, share in zip(names, shares)]
+    for name, held in zip(names, read_streams(endpoint, streams.port, reads, streams.subscriber, streams.start,
+                                              timeout_seconds=timeout_seconds)):
+        backlog.queues[name] = held
+        if held.last_offset is not None:
+            backlog.after_ack.append(lambda stream=held.queue, offset=held.last_offset: store_offset(
+                endpoint, streams.port, stream, streams.subscriber, offset, timeout_seconds))

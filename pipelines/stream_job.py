@@ -34,7 +34,15 @@ from pipelines.io.kafka import (
     DEFAULT_RESUME_MILLIS,
     START_POSITIONS,
 )
-from pipelines.io.rabbitmq import DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFETCH, AmqpEndpoint
+from pipelines.io.rabbitmq import (
+    DEFAULT_EXCHANGE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_PREFETCH,
+    DEFAULT_STREAM_PORT,
+    STREAM_STARTS,
+    AmqpEndpoint,
+    StreamStart,
+)
 from pipelines.kafka_arguments import parse_settings
 from pipelines.rabbitmq_arguments import add_rabbitmq_stream_arguments, endpoint_from_arguments
 from runners.beam_flags import OptionsError
@@ -94,6 +102,9 @@ class StreamJob:
     exchange: str = DEFAULT_EXCHANGE
     prefetch: int = DEFAULT_PREFETCH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    streams: bool = False  # the queues are RabbitMQ streams (bounded runs)
+    stream_port: int = DEFAULT_STREAM_PORT
+    stream_start: StreamStart = StreamStart()
     # A bounded RabbitMQ run's open-items snapshot: its id and start time (the marker orders snapshots)
     snapshot_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_millis: int = field(default_factory=lambda: int(time.time() * 1000))
@@ -113,9 +124,10 @@ def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: s
                                linger_millis: int = DEFAULT_LINGER_MILLIS) -> None:
     """The Kafka reading and writing options every streaming command shares (`stream`, `risk stream`)."""
     parser.add_argument("--group-id", default=default_group, help="consumer group whose offsets are committed")
-    parser.add_argument("--start", choices=START_POSITIONS, default="committed",
+    parser.add_argument("--start", choices=tuple(dict.fromkeys((*START_POSITIONS, *STREAM_STARTS))),
+                        default="committed",
                         help="where to start: committed group offsets (default; earliest where none), earliest, "
-                             "latest, or --start-time")
+                             "latest, --start-time, or (RabbitMQ --streams) --start-offset")
     parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
     parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="an idle partition stops holding the watermark back after this long (default 10)")
@@ -225,6 +237,8 @@ def _source_arguments(args: argparse.Namespace) -> dict:
                                             ("--settlements-topic", args.settlements_topic)) if not value]
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+        if args.streams or args.start_offset is not None or args.start == "offset":
+            raise UsageError("--streams, --start offset and --start-offset read RabbitMQ streams: --source rabbitmq")
         return {"source": KAFKA}
     missing = [flag for flag, value in (("--payments-queue", args.payments_queue),
                                         ("--settlements-queue", args.settlements_queue)) if not value]
@@ -236,13 +250,21 @@ def _source_arguments(args: argparse.Namespace) -> dict:
         raise UsageError("--bank-statements-topic needs --source kafka (a bank-statements queue is not read yet)")
     if args.kafka_io != "python":
         raise UsageError("--kafka-io applies to --source kafka")
+    if args.streams and not args.bounded:
+        raise UsageError("--streams reads RabbitMQ streams in --bounded runs (an unbounded run reads queues)")
+    if args.start == "offset" and (not args.streams or args.start_offset is None or args.start_offset < 0):
+        raise UsageError("--start offset needs --streams and --start-offset N (N >= 0)")
+    if args.start_offset is not None and args.start != "offset":
+        raise UsageError("--start-offset goes with --start offset")
     if not 1 <= args.prefetch <= 65_535:
         raise UsageError("--prefetch is between 1 and 65535 (AMQP's prefetch count is 16 bits)")
     if args.max_message_bytes < 1:
         raise UsageError("--max-message-bytes must be at least 1")
+    start = StreamStart(args.start, args.start_offset, instant_argument(args.start_time, "--start-time"))
     return {"source": RABBITMQ, "amqp": endpoint_from_arguments(args),
             "queues": {"payments": args.payments_queue, "settlements": args.settlements_queue},
-            "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes}
+            "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes,
+            "streams": args.streams, "stream_port": args.stream_port, "stream_start": start}
 
 
 def instant_argument(text: Optional[str], flag: str) -> Optional[int]:

@@ -11,6 +11,7 @@ Modules (all private):
 * `_held`: a bounded run's input: what the queues hold at launch, held unacked by the launcher until the
   run succeeded, spilled to a file the pipeline reads.
 * `_store`: the bounded runs' open-items store: snapshots in a durable queue, each committed by a marker.
+* `_streams`: RabbitMQ Streams for bounded runs: read from an offset to the end, the offset stored after.
 """
 from pipelines.io.rabbitmq._config import (
     DEFAULT_EXCHANGE,
@@ -38,6 +39,7 @@ from pipelines.io.rabbitmq._store import (
     latest_snapshot,
     snapshot_entry,
 )
+from pipelines.io.rabbitmq._streams import DEFAULT_STREAM_PORT, STREAM_STARTS, StreamStart, read_streams, store_offset
 
 __all__ = [
     "DEFAULT_EXCHANGE", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_PREFETCH", "AmqpEndpoint", "RabbitReadConfig",
@@ -45,5 +47,6 @@ __all__ = [
     "ConfirmingPublisher", "PublishFailed", "QUEUE_TYPES", "declare_outputs", "declare_queue", "publish_values", "read_queue",
     "KEY_HEADER", "WriteToRabbitMQ", "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ",
     "record_of_delivery", "HeldBacklog", "HoldFailed", "ReadHeldDeliveries", "held_deliveries", "StoreCorrupt",
-    "WriteSnapshotMarker", "default_store_queue", "latest_snapshot", "snapshot_entry",
+    "WriteSnapshotMarker", "default_store_queue", "latest_snapshot", "snapshot_entry", "DEFAULT_STREAM_PORT",
+    "STREAM_STARTS", "StreamStart", "read_streams", "store_offset",
 ]

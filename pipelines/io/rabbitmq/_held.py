@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -34,7 +34,7 @@ from schemas.records import RawRecord
 from transforms.event_time import millis_to_beam_timestamp
 
 WINDOW_PER_CHANNEL = 50_000
-_SPILL_SCHEMA = pa.schema([("body", pa.binary()), ("content_type", pa.string()), ("timestamp", pa.int64()),
+SPILL_SCHEMA = pa.schema([("body", pa.binary()), ("content_type", pa.string()), ("timestamp", pa.int64()),
                            ("redelivered", pa.bool_())])
 _SPILL_BATCH = 10_000
 
@@ -52,6 +52,7 @@ class HeldQueue:
         self.count = 0
         self.redelivered = 0
         self.last_tags: List[Tuple[object, int]] = []  # (channel, last delivery tag)
+        self.last_offset: Optional[int] = None  # a stream's: the offset of the last message read
 
 
 class HeldBacklog:
@@ -66,6 +67,8 @@ class HeldBacklog:
         self.queues: Dict[str, HeldQueue] = {}
         self.store: List[bytes] = []  # the open-items store's messages (`hold_store`)
         self._store_tags: List[Tuple[object, int]] = []
+        # Run after the acks, in order (a stream read's offset store): what a succeeded run still commits.
+        self.after_ack: List[Callable[[], None]] = []
 
     def connect(self) -> "HeldBacklog":
         import pika
@@ -91,8 +94,8 @@ class HeldBacklog:
     def hold(self, name: str, queue: str, count: int, spill_dir: str) -> HeldQueue:
         """Takes `count` messages of `queue` (fewer if no more come for `idle_seconds`) into a spill file."""
         held = HeldQueue(queue, os.path.join(spill_dir, f"{name}.arrows"))
-        with pa.OSFile(held.path, "wb") as sink, pa.ipc.new_stream(sink, _SPILL_SCHEMA) as writer:
-            columns: Dict[str, list] = {field: [] for field in _SPILL_SCHEMA.names}
+        with pa.OSFile(held.path, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as writer:
+            columns: Dict[str, list] = {field: [] for field in SPILL_SCHEMA.names}
 
             def on_delivery(delivery: Delivery) -> None:
                 columns["body"].append(delivery.body)
@@ -101,10 +104,10 @@ class HeldBacklog:
                 columns["redelivered"].append(delivery.redelivered)
                 held.redelivered += delivery.redelivered
                 if len(columns["body"]) >= _SPILL_BATCH:
-                    _flush(writer, columns)
+                    flush_spill(writer, columns)
 
             held.count, held.last_tags = self._take(queue, count, on_delivery)
-            _flush(writer, columns)
+            flush_spill(writer, columns)
         self.queues[name] = held
         return held
 
@@ -172,6 +175,8 @@ class HeldBacklog:
                              "requeued them and the next run reads them again") from None
         finally:
             self._connection = None
+        for step in self.after_ack:
+            step()
 
     def release(self) -> None:
         """Gives everything back: the connection closes and the broker requeues every held message."""
@@ -184,10 +189,10 @@ class HeldBacklog:
                 pass
 
 
-def _flush(writer, columns: Dict[str, list]) -> None:
+def flush_spill(writer, columns: Dict[str, list]) -> None:
     if columns["body"]:
-        writer.write_batch(pa.record_batch([pa.array(columns[field.name], field.type) for field in _SPILL_SCHEMA],
-                                           schema=_SPILL_SCHEMA))
+        writer.write_batch(pa.record_batch([pa.array(columns[field.name], field.type) for field in SPILL_SCHEMA],
+                                           schema=SPILL_SCHEMA))
         for values in columns.values():
             values.clear()
 

@@ -6,7 +6,7 @@ from typing import Iterable, List, NamedTuple, Optional
 from pipelines.io.rabbitmq._config import AmqpEndpoint
 from pipelines.io.rabbitmq._publisher import ConfirmingPublisher
 
-QUEUE_TYPES = ("classic", "quorum")
+QUEUE_TYPES = ("classic", "quorum", "stream")  # stream: a RabbitMQ stream, read by --streams runs
 
 
 class Message(NamedTuple):

@@ -1,0 +1,154 @@
+"""Bounded runs over RabbitMQ streams (`--streams`) against a real RabbitMQ (docs/DESIGN.md 5.2, "Streams").
+
+A stream keeps its messages; a run reads from its start position to the end it finds and stores the
+offset it reached only once every output is confirmed. Consecutive `committed` runs equal one run over
+everything; `earliest`, `offset` and `timestamp` replay from where they say; a run whose broker goes
+away mid-run stores no offset, so the next run reads those messages again and gives the one-run answer.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from pipelines.brokers.local_broker import free_port
+from pipelines.io.rabbitmq import AmqpEndpoint, declare_queue, publish_values
+from schemas.kafka_values import encode_value
+from tests.beam_helpers import DAY, HOUR, payment, settlement
+from tests.rabbitmq_helpers import (
+    Unpiped,
+    environment,
+    forwarder,
+    kill,
+    queue_rows,
+    ready_count,
+    run_names,
+    start_stream,
+)
+from tests.stream_helpers import REPO, final_revisions, wait_until
+
+
+def _arguments(names, port: int, *extra: str):
+    arguments = ["stream", "--source", "rabbitmq", "--streams", "--stream-port", str(port), "--bounded",
+                 "--payments-queue", names["payments"], "--settlements-queue", names["settlements"],
+                 "--exchange", names["exchange"], "--group-id", names["exchange"], *extra]
+    for output in ("results", "daily_totals", "alerts", "dead_letters"):
+        arguments += [f"--{output.replace('_', '-')}-topic", names[output]]
+    return arguments
+
+
+def _run(url: str, names, port: int, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *_arguments(names, port, *extra)], cwd=REPO,
+                          env=environment(url), capture_output=True, text=True, timeout=300)
+
+
+def _append(url: str, names, payments, settlements) -> None:
+    endpoint = AmqpEndpoint(url)
+    for name, records, schema in (("payments", payments, "payment_event"),
+                                  ("settlements", settlements, "settlement_line")):
+        declare_queue(endpoint, names[name], "stream")
+        publish_values(endpoint, names[name], [encode_value(r._asdict(), "json", schema) for r in records])
+
+
+def _final(rows):
+    return Counter((r["processor_reference"], r["kind"], r["status"], r["ledger_event_id"], r["settlement_id"])
+                   for r in final_revisions(rows))
+
+
+def _read_counts(stdout: str):
+    """(payments read, settlements read) from a bounded run's summary."""
+    counts = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("payments", "settlements") and len(parts) == 5:
+            counts[parts[0]] = int(parts[1])
+    return counts["payments"], counts["settlements"]
+
+
+FIRST = ([payment(f"e{n}", f"r{n}", time=n * HOUR) for n in range(8)],
+         [settlement("s0", "r0", time=2 * HOUR), settlement("s1", "r1", time=3 * HOUR)])
+SECOND = ([payment("e9", "r9", time=2 * DAY)],
+          [settlement(f"s{n}", f"r{n}", time=DAY + n * HOUR) for n in (2, 3, 4)]
+          + [settlement("s0-dup", "r0", time=DAY), settlement("s9", "r9", time=2 * DAY + HOUR)])
+
+
+@pytest.mark.parametrize("engine", ["columnar", "elementwise"])
+def test_consecutive_committed_runs_over_streams_equal_one_run(rabbitmq_broker, engine):
+    url, port, endpoint = rabbitmq_broker.amqp_url, rabbitmq_broker.stream_port, AmqpEndpoint(rabbitmq_broker.amqp_url)
+    incremental = run_names()
+    _append(url, incremental, *FIRST)
+    first = _run(url, incremental, port, "--engine", engine)
+    assert first.returncode == 0, first.stderr
+    assert _read_counts(first.stdout) == (8, 2)
+    _append(url, incremental, *SECOND)
+    second = _run(url, incremental, port, "--engine", engine)
+    assert second.returncode == 0, second.stderr
+    assert _read_counts(second.stdout) == (1, 5)  # after the stored offsets: only what was appended
+
+    whole = run_names()
+    _append(url, whole, FIRST[0] + SECOND[0], FIRST[1] + SECOND[1])
+    assert _run(url, whole, port, "--engine", engine).returncode == 0
+    answer = _final(queue_rows(endpoint, whole["results"]))
+    assert _final(queue_rows(endpoint, incremental["results"])) == answer
+    assert Counter(key[2] for key in answer.elements())["MATCHED"] == 6
+
+
+def test_earliest_offset_and_timestamp_replay_from_where_they_say(rabbitmq_broker):
+    url, port = rabbitmq_broker.amqp_url, rabbitmq_broker.stream_port
+    names = run_names()
+    _append(url, names, *FIRST)  # offsets 0-7 (payments), 0-1 (settlements)
+    between = int(time.time() * 1000) + 1  # after every chunk of the first batch was confirmed
+    _append(url, names, *SECOND)
+    assert _run(url, names, port).returncode == 0  # committed: everything, and the offsets are stored
+    replay = _run(url, names, port, "--start", "earliest")
+    assert replay.returncode == 0 and _read_counts(replay.stdout) == (9, 7), replay.stderr
+    from_offset = _run(url, names, port, "--start", "offset", "--start-offset", "5")
+    assert from_offset.returncode == 0 and _read_counts(from_offset.stdout) == (4, 2), from_offset.stderr
+    from_time = _run(url, names, port, "--start", "timestamp", "--start-time",
+                     time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(between / 1000)) + f".{between % 1000:03d}Z")
+    assert from_time.returncode == 0 and _read_counts(from_time.stdout) == (1, 5), from_time.stderr
+    nothing_new = _run(url, names, port)
+    assert nothing_new.returncode == 0 and _read_counts(nothing_new.stdout) == (0, 0)
+
+
+def test_a_run_whose_broker_goes_away_stores_no_offset_and_the_next_run_gives_the_answer(rabbitmq_broker,
+                                                                                         tmp_path):
+    url, port, endpoint = rabbitmq_broker.amqp_url, rabbitmq_broker.stream_port, AmqpEndpoint(rabbitmq_broker.amqp_url)
+    incremental = run_names()
+    _append(url, incremental, *FIRST)
+    assert _run(url, incremental, port).returncode == 0
+    _append(url, incremental, *SECOND)
+    relay_port = free_port()
+    relay = forwarder(relay_port, rabbitmq_broker.port)  # AMQP only: the streams are read directly
+    store = f"{incremental['exchange']}.open-items"
+    process = start_stream(f"amqp://guest:guest@127.0.0.1:{relay_port}/%2F",
+                           _arguments(incremental, port, "--broker-timeout", "3"), tmp_path / "second.err")
+    try:
+        # The store is held once the streams were read: the run is between its read and its outputs.
+        wait_until("the store held by the run", lambda: ready_count(endpoint, store) == 0, Unpiped(process), 120)
+        kill(relay)
+        code = process.wait(timeout=120)
+    finally:
+        kill(relay)
+        kill(process, group=True)
+    assert code == 1, (tmp_path / "second.err").read_text()[-3000:]
+    third = _run(url, incremental, port)
+    assert third.returncode == 0, third.stderr
+    assert _read_counts(third.stdout) == (1, 5)  # the failed run stored no offset
+
+    whole = run_names()
+    _append(url, whole, FIRST[0] + SECOND[0], FIRST[1] + SECOND[1])
+    assert _run(url, whole, port).returncode == 0
+    assert _final(queue_rows(endpoint, incremental["results"])) == _final(queue_rows(endpoint, whole["results"]))
+
+
+def test_a_missing_stream_fails_in_one_line_naming_it(rabbitmq_broker):
+    names = run_names()
+    run = _run(rabbitmq_broker.amqp_url, names, rabbitmq_broker.stream_port)
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert run.returncode == 1 and len(errors) == 1, run.stderr[-2000:]
+    assert any(f"stream {names[name]!r} does not exist" in errors[0] for name in ("payments", "settlements"))
+    assert "nothing was acked" in errors[0]
