@@ -11,7 +11,7 @@ Order of things, each step waiting for the one before (Beam's "wait on", runner-
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -46,12 +46,7 @@ def write_then_commit(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.
                       horizon_millis: int) -> None:
     """Steps 1-3 of the module docstring. `alerts` turns the (revised) results into alerts;
     `horizon_millis`: how long after its latest record a key is kept in the store."""
-    records = [raw[PAYMENTS], raw[SETTLEMENTS]] | "AllRecords" >> beam.Flatten()
-    as_of = (outputs["counts"] | "AsOfCount" >> beam.Filter(lambda count: count[0] == "as_of_millis")
-             | "AsOf" >> beam.Map(lambda count: count[1]))
-    tracked = (records, outputs["results"], as_of) | "OpenItems" >> TrackOpenItems(carried_items, horizon_millis)
-    outputs = dict(outputs, results=tracked["results"])
-    outputs["alerts"] = alerts(outputs["results"])
+    outputs, tracked = judge_open_items(outputs, raw, carried_items, alerts, horizon_millis)
     written = _write_with_dead_letters(outputs, write_config)
     # The store says which rows were written: it is written only once they are (a failed output
     # must not leave entries claiming rows nobody received), and the commit waits for it too.
@@ -65,6 +60,20 @@ def write_then_commit(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.
     committed = ((offsets, outputs_written, store["delivered"], unstored)
                  | "CommitOffsets" >> CommitOffsetsWhenWritten(commit_config))
     _ = (committed, tracked["decided"]) | "PruneOpenItems" >> DeleteDecidedAfterCommit(store_config)
+
+
+def judge_open_items(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.PCollection],
+                     carried_items: Dict[str, OpenItem], alerts: Callable[[beam.PCollection], beam.PCollection],
+                     horizon_millis: int) -> Tuple[Dict[str, beam.PCollection], Dict[str, beam.PCollection]]:
+    """The run's results judged against the carried open items (`TrackOpenItems`: new revisions only) and
+    their alerts; returns the outputs to write and the tracking (`items`: every key's entry, `decided`)."""
+    records = [raw[PAYMENTS], raw[SETTLEMENTS]] | "AllRecords" >> beam.Flatten()
+    as_of = (outputs["counts"] | "AsOfCount" >> beam.Filter(lambda count: count[0] == "as_of_millis")
+             | "AsOf" >> beam.Map(lambda count: count[1]))
+    tracked = (records, outputs["results"], as_of) | "OpenItems" >> TrackOpenItems(carried_items, horizon_millis)
+    outputs = dict(outputs, results=tracked["results"])
+    outputs["alerts"] = alerts(outputs["results"])
+    return outputs, tracked
 
 
 def _write_with_dead_letters(outputs: Dict[str, beam.PCollection], write_config: WriteConfigFor

@@ -32,10 +32,10 @@ from pipelines.io.rabbitmq import (
     snapshot_entry,
     store_offset,
 )
+from pipelines.stream_bounded import judge_open_items
 from schemas.errors import RunFailed
 from schemas.internal_records import OpenItem
 from schemas.records import PAYMENTS, SETTLEMENTS
-from transforms.open_items import TrackOpenItems
 
 WriteConfigFor = Callable[[str], RabbitWriteConfig]
 
@@ -45,12 +45,7 @@ def write_then_mark(outputs: Dict[str, beam.PCollection], raw: Dict[str, beam.PC
                     alerts: Callable[[beam.PCollection], beam.PCollection], horizon_millis: int,
                     snapshot: str, started_millis: int) -> None:
     """Steps 1-3 of the module docstring."""
-    records = [raw[PAYMENTS], raw[SETTLEMENTS]] | "AllRecords" >> beam.Flatten()
-    as_of = (outputs["counts"] | "AsOfCount" >> beam.Filter(lambda count: count[0] == "as_of_millis")
-             | "AsOf" >> beam.Map(lambda count: count[1]))
-    tracked = (records, outputs["results"], as_of) | "OpenItems" >> TrackOpenItems(carried_items, horizon_millis)
-    outputs = dict(outputs, results=tracked["results"])
-    outputs["alerts"] = alerts(outputs["results"])
+    outputs, tracked = judge_open_items(outputs, raw, carried_items, alerts, horizon_millis)
     written = [outputs[name] | f"Write[{name}]" >> WriteToRabbitMQ(write_config(name))
                for name in ("results", "daily_totals", "alerts")]
     letters = outputs["dead_letters"] | "DeadLettersGlobal" >> beam.WindowInto(GlobalWindows())

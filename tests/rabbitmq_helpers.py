@@ -151,3 +151,50 @@ def eventually(what: str, condition: Callable[[], object], deadline_seconds: flo
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} after {deadline_seconds}s")
         time.sleep(0.2)  # poll interval of the deadline loop
+
+
+def stream_until_batch(url: str, names: Dict[str, str], batch_out: str, runner_arguments: Sequence[str], log_path,
+                       deadline_seconds: float = 240) -> Dict[str, List[dict]]:
+    """Runs `paybeam stream --source rabbitmq` (unbounded) until its results, each day's last daily-total pane
+    and its dead letters equal the batch run's in `batch_out`, and its input queues are acked to their end;
+    kills it (SIGKILL: what was acked stays acked) and returns the output queues' rows."""
+    from pipelines.io.rabbitmq import AmqpEndpoint
+    from tests.cli_helpers import daily_totals, dead_letters, result_multiset, results
+    from tests.stream_helpers import final_revisions, wait_until
+
+    endpoint = AmqpEndpoint(url)
+    process = start_stream(url, stream_arguments(names, *runner_arguments), log_path)
+    expected = (result_multiset(results(batch_out)), batch_totals(daily_totals(batch_out)),
+                len(dead_letters(batch_out)))
+    try:
+        def converged():
+            rows = {name: queue_rows(endpoint, names[name]) for name in ("results", "daily_totals", "dead_letters")}
+            return (result_multiset(final_revisions(rows["results"])), last_panes(rows["daily_totals"]),
+                    len(rows["dead_letters"])) == expected
+
+        try:
+            wait_until("results, daily totals and dead letters equal to batch's", converged, Unpiped(process),
+                       deadline_seconds)
+            wait_until("the input queues acked to their end", lambda: all(
+                ready_count(endpoint, names[name]) == 0 for name in ("payments", "settlements")), Unpiped(process),
+                60)
+        except BaseException:
+            print(f"the stream's log:\n{open(log_path).read()[-4000:]}")
+            raise
+        return {name: queue_rows(endpoint, names[name]) for name in OUTPUTS}
+    finally:
+        kill(process, group=True)
+
+
+def paybeam_in_process(url: str, arguments: Sequence[str]) -> subprocess.CompletedProcess:
+    """`paybeam ARGS --amqp-url URL` run in this process (no interpreter start-up per run): exit code, stdout,
+    stderr as a CompletedProcess."""
+    import contextlib
+    import io
+
+    from pipelines.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*arguments, "--amqp-url", url])
+    return subprocess.CompletedProcess(list(arguments), code, out.getvalue(), err.getvalue())

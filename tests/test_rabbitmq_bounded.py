@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -33,27 +32,30 @@ from tests.cli_helpers import reconcile, result_multiset, results
 from tests.rabbitmq_helpers import (
     Unpiped,
     dataset,
-    environment,
     eventually,
     forwarder,
     kill,
+    paybeam_in_process,
     produce_files,
     queue_rows,
     ready_count,
     run_names,
     start_stream,
 )
-from tests.stream_helpers import REPO, final_revisions, wait_until
+from tests.stream_helpers import final_revisions, wait_until
 
 
-def _run(url: str, names, *extra: str) -> subprocess.CompletedProcess:
+def _arguments(names, *extra: str):
     arguments = ["stream", "--source", "rabbitmq", "--bounded", "--payments-queue", names["payments"],
                  "--settlements-queue", names["settlements"], "--exchange", names["exchange"],
                  "--group-id", names["exchange"], *extra]
     for output in ("results", "daily_totals", "alerts", "dead_letters"):
         arguments += [f"--{output.replace('_', '-')}-topic", names[output]]
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *arguments], cwd=REPO,
-                          env=environment(url), capture_output=True, text=True, timeout=300)
+    return arguments
+
+
+def _run(url: str, names, *extra: str) -> subprocess.CompletedProcess:
+    return paybeam_in_process(url, _arguments(names, *extra))
 
 
 def _publish(url: str, names, payments, settlements) -> None:
@@ -158,12 +160,7 @@ def test_a_bounded_run_whose_broker_goes_away_acks_nothing_and_the_next_run_give
     port = free_port()
     relay = forwarder(port, rabbitmq_broker.port)
     through = f"amqp://guest:guest@127.0.0.1:{port}/%2F"
-    arguments = ["stream", "--source", "rabbitmq", "--bounded", "--payments-queue", names["payments"],
-                 "--settlements-queue", names["settlements"], "--exchange", names["exchange"], "--group-id",
-                 names["exchange"], "--broker-timeout", "3"]
-    for output in ("results", "daily_totals", "alerts", "dead_letters"):
-        arguments += [f"--{output.replace('_', '-')}-topic", names[output]]
-    process = start_stream(through, arguments, tmp_path / "first.err")
+    process = start_stream(through, _arguments(names, "--broker-timeout", "3"), tmp_path / "first.err")
     try:
         wait_until("the launcher holding every input message", lambda: ready_count(
             endpoint, names["payments"]) + ready_count(endpoint, names["settlements"]) == 0, Unpiped(process), 120)
@@ -190,12 +187,7 @@ def test_a_bounded_run_killed_mid_run_acks_nothing_and_the_next_run_gives_the_an
     names = run_names()
     produce_files(url, payments, settlements, names)
     total = ready_count(endpoint, names["payments"]) + ready_count(endpoint, names["settlements"])
-    arguments = ["stream", "--source", "rabbitmq", "--bounded", "--payments-queue", names["payments"],
-                 "--settlements-queue", names["settlements"], "--exchange", names["exchange"], "--group-id",
-                 names["exchange"]]
-    for output in ("results", "daily_totals", "alerts", "dead_letters"):
-        arguments += [f"--{output.replace('_', '-')}-topic", names[output]]
-    process = start_stream(url, arguments, tmp_path / "first.err")
+    process = start_stream(url, _arguments(names), tmp_path / "first.err")
     try:
         wait_until("the launcher holding every input message", lambda: ready_count(
             endpoint, names["payments"]) + ready_count(endpoint, names["settlements"]) == 0, Unpiped(process), 120)

@@ -58,7 +58,7 @@ def _queued_ids(endpoint: AmqpEndpoint, queue: str):
 
 
 @pytest.fixture
-def throughforwarder(rabbitmq_broker):
+def through_forwarder(rabbitmq_broker):
     """A forwarder to the session broker and the URL that goes through it; killed at the end."""
     port = free_port()
     forwarders = [forwarder(port, rabbitmq_broker.port)]
@@ -67,6 +67,7 @@ def throughforwarder(rabbitmq_broker):
         kill(process)
 
 
+@pytest.mark.engines  # an unbounded Prism run (make test-engines)
 def test_a_dropped_connection_recovers_and_the_answer_is_batchs(rabbitmq_broker, through_forwarder, tmp_path):
     port, url, forwarders = through_forwarder
     payments, settlements = dataset(tmp_path, 300, seed=41)
@@ -106,7 +107,8 @@ def _run_until_mid_read(url: str, endpoint: AmqpEndpoint, names, log, *extra: st
     return process
 
 
-def test_a_broker_gone_for_good_fails_the_run_in_one_line_and_loses_nothing(rabbitmq_broker, through_forwarder,
+@pytest.mark.engines  # an unbounded Prism run (make test-engines)
+def test_a_broker_gone_for_good_fails_the_run_in_one_line_and_gives_back_what_it_held(rabbitmq_broker, through_forwarder,
                                                                            tmp_path):
     _, url, forwarders = through_forwarder
     payments, settlements = dataset(tmp_path, 2_000, seed=43)
@@ -132,6 +134,7 @@ def test_a_broker_gone_for_good_fails_the_run_in_one_line_and_loses_nothing(rabb
     assert sum(_queued_ids(endpoint, names[name])[1] for name in ("payments", "settlements")) > 0
 
 
+@pytest.mark.engines  # an unbounded Prism run (make test-engines)
 def test_a_killed_consumer_has_its_unacked_messages_redelivered_to_the_next_run(rabbitmq_broker, tmp_path):
     payments, settlements = dataset(tmp_path, 2_000, seed=47)
     assert reconcile(payments, settlements, str(tmp_path / "batch"), *DEADLINES) == 0

@@ -226,3 +226,64 @@ def test_a_consumer_of_a_broker_that_does_not_answer_fails_after_the_broker_time
             consumer.take(10, wait_seconds=30)
     finally:
         consumer.close()
+
+
+# --- the source, called as a runner calls it ------------------------------------------------------------
+
+class _Finalizer:
+    def __init__(self):
+        self.callbacks = []
+
+    def register(self, callback):
+        self.callbacks.append(callback)
+
+
+def _call(fn, queue: str, restriction, state=None):
+    """One process() call as the SDK harness makes it: outputs, residual, estimator state, finalizer."""
+    from apache_beam.runners.sdf_utils import (
+        RestrictionTrackerView,
+        ThreadsafeRestrictionTracker,
+        ThreadsafeWatermarkEstimator,
+    )
+
+    from pipelines.io.kafka import CheckpointOnlyOffsetTracker, PartitionWatermarkEstimator
+
+    tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
+    estimator = PartitionWatermarkEstimator(state)
+    finalizer = _Finalizer()
+    outputs = list(fn.process(queue, finalizer, RestrictionTrackerView(tracker), ThreadsafeWatermarkEstimator(estimator)))
+    deferred = tracker.deferred_status()
+    return outputs, deferred and deferred[0], estimator, finalizer
+
+
+@pytest.mark.parametrize("chunks", [True, False], ids=["chunks", "records"])
+def test_the_source_emits_every_message_and_acks_only_once_finalized(endpoint, chunks):
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from pipelines.io.kafka import UNBOUNDED_STOP
+    from pipelines.io.rabbitmq import ReadQueueFn, close_shared_consumers, shared_consumer
+    from schemas.raw_chunks import RawChunk
+
+    queue = _queue()
+    declare_queue(endpoint, queue)
+    times = [MILLIS_2026 + n * 1000 for n in range(30)]
+    publish_values(endpoint, queue, [json.dumps({"event_id": f"e{n}", "event_time": f"2026-01-01T00:00:{n:02d}Z"})
+                                     .encode() for n in range(30)])
+    fn = ReadQueueFn(_config(endpoint, queue), chunks=chunks)
+    consumer = shared_consumer(_config(endpoint, queue))  # the one the source takes from
+    try:
+        assert consumer.wait_buffered(30, timeout_seconds=20)  # one call takes what is buffered
+        outputs, residual, estimator, finalizer = _call(fn, queue, OffsetRange(0, UNBOUNDED_STOP))
+        records = [record for output in outputs for record in (
+            output.value.row_records or output.value.records if isinstance(output.value, RawChunk)
+            else [output.value])]
+        assert sorted(record.fields["event_id"] for record in records) == sorted(f"e{n}" for n in range(30))
+        assert residual == OffsetRange(30, UNBOUNDED_STOP)  # the restriction counts the deliveries claimed
+        assert estimator.current_watermark().micros // 1000 == times[0]  # the smallest time of the chunk
+        assert len(finalizer.callbacks) == 1
+        assert consumer.pending_takes() >= 1  # not acked before the runner finalizes the bundle
+        finalizer.callbacks[0]()
+        _settled_through(consumer, expected_open=0)
+    finally:
+        close_shared_consumers()
+    assert read_queue(endpoint, queue, idle_seconds=0.3) == []  # every message was acked

@@ -10,7 +10,6 @@ messages in the queues the run declared and bound to its exchange.
 from __future__ import annotations
 
 import os
-import signal
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -20,21 +19,19 @@ from datagen.generator import GeneratorConfig, generate
 from pipelines.io.rabbitmq import AmqpEndpoint
 from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results
 from tests.rabbitmq_helpers import (
-    OUTPUTS,
-    Unpiped,
     batch_totals,
     last_panes,
     produce_files,
-    queue_rows,
     ready_count,
     run_names,
-    start_stream,
-    stream_arguments,
+    stream_until_batch,
 )
-from tests.stream_helpers import final_revisions, wait_until
+from tests.stream_helpers import final_revisions
+
+# A Prism run per engine (about 25 s): with the other unbounded Prism runs, in `make test-engines`.
+pytestmark = pytest.mark.engines
 
 DEADLINES = ("--settlement-sla", "30d", "--ledger-grace", "30d")
-STARTUP_SECONDS = 240
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +50,12 @@ def streamed(request, rabbitmq_broker, batch, tmp_path_factory):
     """Runs the stream until its outputs equal batch's; yields the output queues' rows and the run's stderr."""
     payments, settlements, batch_out = batch
     url = rabbitmq_broker.amqp_url
-    endpoint = AmqpEndpoint(url)
     names = run_names()
     produce_files(url, payments, settlements, names)
     log = tmp_path_factory.mktemp("log") / "stream.err"
-    process = start_stream(url, stream_arguments(names, "--runner", "PrismRunner", "--engine", request.param,
-                                                 *DEADLINES), log)
-    expected = (result_multiset(results(batch_out)), batch_totals(daily_totals(batch_out)),
-                len(dead_letters(batch_out)))
-    try:
-        def converged():
-            rows = {name: queue_rows(endpoint, names[name]) for name in ("results", "daily_totals", "dead_letters")}
-            return (result_multiset(final_revisions(rows["results"])), last_panes(rows["daily_totals"]),
-                    len(rows["dead_letters"])) == expected
-
-        try:
-            wait_until("results, daily totals and dead letters equal to batch's", converged, Unpiped(process),
-                       STARTUP_SECONDS)
-            wait_until("the input queues acked to their end", lambda: all(
-                ready_count(endpoint, names[name]) == 0 for name in ("payments", "settlements")), Unpiped(process), 60)
-        except BaseException:
-            print(f"the stream's log:\n{log.read_text()[-4000:]}")
-            raise
-        rows = {name: queue_rows(endpoint, names[name]) for name in OUTPUTS}
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)  # no graceful stop: what was acked stays acked
-            process.wait()
-    yield {"rows": rows, "names": names, "endpoint": endpoint, "batch": batch_out, "log": log.read_text()}
+    rows = stream_until_batch(url, names, batch_out, ["--runner", "PrismRunner", "--engine", request.param,
+                                                       *DEADLINES], log)
+    yield {"rows": rows, "names": names, "endpoint": AmqpEndpoint(url), "batch": batch_out, "log": log.read_text()}
 
 
 def test_the_stream_from_queues_gives_batch_results(streamed):

@@ -44,7 +44,12 @@ from pipelines.io.kafka._java import (
 )
 from pipelines.io.kafka._open_items_store import DeleteDecidedAfterCommit, default_store_topic, read_store
 from pipelines.io.kafka._reader import ReadPartitionFn
-from pipelines.io.kafka._restrictions import UNBOUNDED_STOP, CheckpointOnlyOffsetTracker, PartitionWatermarkEstimator
+from pipelines.io.kafka._restrictions import (
+    UNBOUNDED_STOP,
+    WATERMARKS,
+    CheckpointOnlyOffsetTracker,
+    PartitionWatermarkEstimator,
+)
 from pipelines.io.kafka._sink import (
     KafkaDeliveryError,
     KafkaWriteConfig,
@@ -85,6 +90,7 @@ __all__ = [
     "ReadKafkaChunksCommitLater",
     "OFFSETS",
     "UNBOUNDED_STOP",
+    "WATERMARKS",  # the watermark estimator provider (a monotonic watermark with an idle clock), reused by RabbitMQ
     "allocate_max_records",
     "discover_partitions",
     # Committing after the outputs (stream_bounded.py)

@@ -29,17 +29,11 @@ from typing import Iterator, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from pipelines.io.kafka import (
-    SYSTEM_CLOCK,
-    UNBOUNDED_STOP,
-    CheckpointOnlyOffsetTracker,
-    Clock,
-    PartitionWatermarkEstimator,
-)
+from pipelines.io.kafka import SYSTEM_CLOCK, UNBOUNDED_STOP, WATERMARKS, CheckpointOnlyOffsetTracker, Clock
 from pipelines.io.rabbitmq._config import CONTENT_TYPES, RabbitReadConfig
 from pipelines.io.rabbitmq._consumer import Delivery, Take, shared_consumer
 from schemas.arrow_readers import tabulate_records
@@ -54,6 +48,8 @@ from transforms.event_time import millis_to_beam_timestamp
 _MAX_RECORDS_PER_CALL = 10_000
 _FIRST_WAIT_SECONDS = 0.5  # a call with nothing to read returns after this long (or read_call_millis)
 _IDLE_RESUME_SECONDS = 0.05  # the consumer wakes a waiting call as soon as a delivery comes
+_ACCEPTED = {value_format: frozenset((*types, "application/octet-stream"))
+             for value_format, types in CONTENT_TYPES.items()}
 
 
 def record_of_delivery(delivery: Delivery, config: RabbitReadConfig,
@@ -87,8 +83,10 @@ def _refusal(delivery: Delivery, config: RabbitReadConfig) -> str:
     size = len(delivery.body)
     if size > config.max_message_bytes:
         return f"message of {size:,} bytes is over the {config.max_message_bytes:,}-byte limit (--max-message-bytes)"
-    content_type = (delivery.content_type or "").split(";")[0].strip().lower()
-    if content_type and content_type not in (*CONTENT_TYPES[config.value_format], "application/octet-stream"):
+    if not delivery.content_type or delivery.content_type in _ACCEPTED[config.value_format]:
+        return ""
+    content_type = delivery.content_type.split(";")[0].strip().lower()
+    if content_type and content_type not in _ACCEPTED[config.value_format]:
         return (f"content type {content_type!r} is not {' or '.join(CONTENT_TYPES[config.value_format])} "
                 f"(--value-format {config.value_format})")
     return ""
@@ -111,16 +109,7 @@ class _QueueRestrictions(RestrictionProvider):
         return None  # on drain the read stops; what it did not take stays in the queue
 
 
-class _QueueWatermarks(WatermarkEstimatorProvider):
-    def initial_estimator_state(self, element, restriction):
-        return None
-
-    def create_watermark_estimator(self, estimator_state):
-        return PartitionWatermarkEstimator(estimator_state)
-
-
 _RESTRICTIONS = _QueueRestrictions()
-_WATERMARKS = _QueueWatermarks()
 
 
 class ReadQueueFn(beam.DoFn):
@@ -138,7 +127,7 @@ class ReadQueueFn(beam.DoFn):
     @beam.DoFn.unbounded_per_element()
     def process(self, queue: str, fin=beam.DoFn.BundleFinalizerParam,
                 tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
-                watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)) -> Iterator[TimestampedValue]:
+                watermark=beam.DoFn.WatermarkEstimatorParam(WATERMARKS)) -> Iterator[TimestampedValue]:
         config, clock = self._config, self._clock
         consumer = shared_consumer(config, clock)
         takes: List[Take] = []
@@ -159,16 +148,17 @@ class ReadQueueFn(beam.DoFn):
             generation, deliveries = consumer.take(max_per_call - emitted - len(held), wait)
             if deliveries:
                 watermark.mark_active()
-            for index, delivery in enumerate(deliveries):
-                if not tracker.try_claim(position):
-                    # The runner checkpointed the restriction: the next call takes the rest.
-                    consumer.give_back(generation, deliveries[index:])
-                    deliveries = deliveries[:index]
+                # One claim covers the whole take (positions up to its last); a refused one means the runner
+                # checkpointed the restriction: the next call takes these again.
+                if not tracker.try_claim(position + len(deliveries) - 1):
+                    consumer.give_back(generation, deliveries)
+                    deliveries = []
                     stopped = True
-                    break
-                position += 1
+                position += len(deliveries)
+            redelivered = 0
+            for delivery in deliveries:
                 record, millis = record_of_delivery(delivery, config, clock)
-                self._redelivered_counter.inc(delivery.redelivered)
+                redelivered += delivery.redelivered
                 if not self._chunks:
                     emitted += 1
                     yield TimestampedValue(record, millis_to_beam_timestamp(millis))
@@ -180,6 +170,7 @@ class ReadQueueFn(beam.DoFn):
                 held_min = millis if held_min is None or millis < held_min else held_min
             if deliveries:
                 takes.append(Take(generation, deliveries[0].tag, deliveries[-1].tag))
+                self._redelivered_counter.inc(redelivered)
             now = clock.monotonic()
             ending = (stopped or not deliveries or emitted + len(held) >= max_per_call
                       or now - began >= config.read_call_millis / 1000)
