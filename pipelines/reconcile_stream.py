@@ -79,6 +79,7 @@ OUTPUT_SCHEMAS = {
     "dead_letters": "dead_letter",
 }
 BANK_OUTPUT_SCHEMAS = {PAYOUTS: "payout_balance", BANK_MATCHES: "bank_match"}  # with a bank-statements topic
+ALL_OUTPUT_SCHEMAS = {**OUTPUT_SCHEMAS, **BANK_OUTPUT_SCHEMAS}
 
 
 def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
@@ -112,7 +113,7 @@ def read_config(job: StreamJob, input_name: str) -> KafkaReadConfig:
 def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
     return KafkaWriteConfig(bootstrap_servers=job.bootstrap_servers, topic=job.topics[output],
                             value_format=job.output_value_format,
-                            schema_name={**OUTPUT_SCHEMAS, **BANK_OUTPUT_SCHEMAS}[output],
+                            schema_name=ALL_OUTPUT_SCHEMAS[output],
                             producer_config=job.producer_config, broker_timeout_seconds=job.broker_timeout_seconds)
 
 
@@ -146,7 +147,7 @@ def _writer(job: StreamJob, output: str) -> beam.PTransform:
         from pipelines.io.rabbitmq import WriteToRabbitMQ
         from pipelines.rabbitmq_arguments import rabbit_write_config
 
-        return WriteToRabbitMQ(rabbit_write_config(job, output, {**OUTPUT_SCHEMAS, **BANK_OUTPUT_SCHEMAS}[output]))
+        return WriteToRabbitMQ(rabbit_write_config(job, output, ALL_OUTPUT_SCHEMAS[output]))
     if job.kafka_io == "java":
         from pipelines.io.kafka import WriteWithJavaKafkaIO
 

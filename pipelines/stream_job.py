@@ -121,13 +121,15 @@ class StreamJob:
 
 def add_kafka_client_arguments(parser: argparse.ArgumentParser, default_group: str,
                                resume_millis: int = DEFAULT_RESUME_MILLIS,
-                               linger_millis: int = DEFAULT_LINGER_MILLIS) -> None:
-    """The Kafka reading and writing options every streaming command shares (`stream`, `risk stream`)."""
+                               linger_millis: int = DEFAULT_LINGER_MILLIS,
+                               starts: Sequence[str] = START_POSITIONS) -> None:
+    """The Kafka reading and writing options every streaming command shares (`stream`, `risk stream`);
+    `starts`: the --start choices (`stream` adds RabbitMQ streams' `offset`)."""
     parser.add_argument("--group-id", default=default_group, help="consumer group whose offsets are committed")
-    parser.add_argument("--start", choices=tuple(dict.fromkeys((*START_POSITIONS, *STREAM_STARTS))),
-                        default="committed",
+    parser.add_argument("--start", choices=starts, default="committed",
                         help="where to start: committed group offsets (default; earliest where none), earliest, "
-                             "latest, --start-time, or (RabbitMQ --streams) --start-offset")
+                             "latest, --start-time" + (", or (RabbitMQ --streams) --start-offset"
+                                                       if "offset" in starts else ""))
     parser.add_argument("--start-time", metavar="TIME", help="RFC 3339 instant for --start=timestamp")
     parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="an idle partition stops holding the watermark back after this long (default 10)")
@@ -191,7 +193,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                              "(--bank-matches-topic)")
     parser.add_argument("--payouts-topic", default="paybeam.payouts")
     parser.add_argument("--bank-matches-topic", default="paybeam.bank_matches")
-    add_kafka_client_arguments(parser, "paybeam")
+    add_kafka_client_arguments(parser, "paybeam", starts=tuple(dict.fromkeys((*START_POSITIONS, *STREAM_STARTS))))
     parser.add_argument("--bounded", nargs="?", const="end_offsets", choices=[m for m in BOUNDED_MODES if m],
                         help="a finite catch-up run: stop at the end offsets seen at start (default), after "
                              "--max-records, or at --stop-at")

@@ -94,20 +94,12 @@ class HeldBacklog:
     def hold(self, name: str, queue: str, count: int, spill_dir: str) -> HeldQueue:
         """Takes `count` messages of `queue` (fewer if no more come for `idle_seconds`) into a spill file."""
         held = HeldQueue(queue, os.path.join(spill_dir, f"{name}.arrows"))
-        with pa.OSFile(held.path, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as writer:
-            columns: Dict[str, list] = {field: [] for field in SPILL_SCHEMA.names}
-
+        with SpillWriter(held.path) as spill:
             def on_delivery(delivery: Delivery) -> None:
-                columns["body"].append(delivery.body)
-                columns["content_type"].append(delivery.content_type)
-                columns["timestamp"].append(delivery.timestamp_seconds)
-                columns["redelivered"].append(delivery.redelivered)
+                spill.add(delivery)
                 held.redelivered += delivery.redelivered
-                if len(columns["body"]) >= _SPILL_BATCH:
-                    flush_spill(writer, columns)
 
             held.count, held.last_tags = self._take(queue, count, on_delivery)
-            flush_spill(writer, columns)
         self.queues[name] = held
         return held
 
@@ -189,12 +181,40 @@ class HeldBacklog:
                 pass
 
 
-def flush_spill(writer, columns: Dict[str, list]) -> None:
-    if columns["body"]:
-        writer.write_batch(pa.record_batch([pa.array(columns[field.name], field.type) for field in SPILL_SCHEMA],
-                                           schema=SPILL_SCHEMA))
-        for values in columns.values():
-            values.clear()
+class SpillWriter:
+    """A spill file being written (Arrow IPC stream, SPILL_SCHEMA): deliveries added one by one, written in
+    batches of 10,000; `with` closes it, the last batch written."""
+
+    def __init__(self, path: str):
+        self._sink = pa.OSFile(path, "wb")
+        self._writer = pa.ipc.new_stream(self._sink, SPILL_SCHEMA)
+        self._columns: Dict[str, list] = {field: [] for field in SPILL_SCHEMA.names}
+
+    def add(self, delivery: Delivery) -> None:
+        columns = self._columns
+        columns["body"].append(delivery.body)
+        columns["content_type"].append(delivery.content_type)
+        columns["timestamp"].append(delivery.timestamp_seconds)
+        columns["redelivered"].append(delivery.redelivered)
+        if len(columns["body"]) >= _SPILL_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._columns["body"]:
+            self._writer.write_batch(pa.record_batch(
+                [pa.array(self._columns[field.name], field.type) for field in SPILL_SCHEMA], schema=SPILL_SCHEMA))
+            for values in self._columns.values():
+                values.clear()
+
+    def __enter__(self) -> "SpillWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+            self._sink.close()
 
 
 def held_deliveries(path: str) -> Iterator[Delivery]:

@@ -24,10 +24,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-import pyarrow as pa
-
 from pipelines.io.rabbitmq._config import AmqpEndpoint, describe_error
-from pipelines.io.rabbitmq._held import SPILL_SCHEMA, HeldQueue, HoldFailed, flush_spill
+from pipelines.io.rabbitmq._consumer import Delivery
+from pipelines.io.rabbitmq._held import HeldQueue, HoldFailed, SpillWriter
 
 STREAM_STARTS = ("committed", "earliest", "latest", "timestamp", "offset")
 DEFAULT_STREAM_PORT = 5552
@@ -100,33 +99,27 @@ async def _read(endpoint, port, stream, subscriber, start, spill_path, max_recor
             specification = ConsumerOffsetSpecification(OffsetType.TIMESTAMP, start.timestamp_millis)
         else:
             specification = ConsumerOffsetSpecification(OffsetType.OFFSET, start.offset)
-        columns = {field: [] for field in SPILL_SCHEMA.names}
         last_message = [time.monotonic()]
         done = asyncio.Event()
-        with pa.OSFile(spill_path, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as writer:
+        with SpillWriter(spill_path) as spill:
             async def on_message(message, context):
                 if done.is_set() or (max_records is not None and held.count >= max_records):
                     done.set()
                     return
                 properties = getattr(message, "properties", None)
                 content_type = getattr(properties, "content_type", None) if properties else None
-                columns["body"].append(bytes(message.body))
-                columns["content_type"].append(content_type.decode() if isinstance(content_type, bytes)
-                                               else content_type)
-                columns["timestamp"].append(None)
-                columns["redelivered"].append(False)
+                if isinstance(content_type, bytes):
+                    content_type = content_type.decode()
                 held.count += 1
+                spill.add(Delivery(held.count, bytes(message.body), content_type, None, False))
                 held.last_offset = context.offset
                 last_message[0] = time.monotonic()
-                if len(columns["body"]) >= 10_000:
-                    flush_spill(writer, columns)
 
             await consumer.subscribe(stream, on_message, decoder=amqp_decoder, offset_specification=specification,
                                      subscriber_name=subscriber, initial_credit=_CREDIT)
             while not done.is_set() and time.monotonic() - last_message[0] < idle_seconds:
                 await asyncio.sleep(0.05)
             done.set()
-            flush_spill(writer, columns)
     finally:
         await consumer.close()
     return held
