@@ -283,7 +283,9 @@ def _add_rabbitmq_commands(commands) -> None:
     produce.add_argument("--payments-queue", default="payments")
     produce.add_argument("--settlements-queue", default="settlements")
     produce.add_argument("--queue-type", choices=QUEUE_TYPES, default="classic",
-                         help="type of the queues declared (an existing queue keeps its type; default classic)")
+                         help="type of the queues declared (an existing queue keeps its type and arguments; "
+                              "default classic); a new classic or quorum queue dead-letters into "
+                              "<queue>.dead-lettered, which paybeam stream reads as part of the input")
     produce.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
     add_vendor_arguments(produce)
     produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")

@@ -73,7 +73,8 @@ def rabbit_read_config(job, input_name: str) -> RabbitReadConfig:
             prefetch=job.prefetch, max_message_bytes=job.max_message_bytes,
             idle_timeout_seconds=job.idle_timeout_seconds, broker_timeout_seconds=job.broker_timeout_seconds,
             read_call_millis=job.read_call_millis, linger_millis=job.linger_millis, resume_millis=job.resume_millis,
-            chunk_max_records=job.chunk_max_records, chunk_max_millis=job.chunk_max_millis)
+            chunk_max_records=job.chunk_max_records, chunk_max_millis=job.chunk_max_millis,
+            dead_lettered_queue=job.dead_lettered_queues.get(input_name))
     except ValueError as error:
         raise UsageError(str(error)) from None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from typing import Dict, Optional, Sequence
@@ -300,6 +301,11 @@ def run_job(job: StreamJob) -> Optional[dict]:
     started = time.monotonic()
     if job.source == RABBITMQ:
         _declare_rabbitmq_outputs(job)
+        if job.streaming:
+            job = dataclasses.replace(job, dead_lettered_queues=_dead_lettered_inputs(job))
+            if job.dead_lettered_queues:
+                print(f"paybeam stream: also reading what the broker dead-lettered: "
+                      f"{', '.join(job.dead_lettered_queues.values())}", file=sys.stderr)
     else:
         read_config(job, PAYMENTS)  # usage errors in the read settings first, before the store is read
     if job.source == RABBITMQ and job.bounded:
@@ -313,9 +319,15 @@ def run_job(job: StreamJob) -> Optional[dict]:
         return None
     counts = counts_from_metrics(result)
     carried_counts = {name: len(records) for name, records in carried_records(carried).items()}
-    return {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
-            "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
-            "statuses": status_counts(counts), "carried": carried_counts}
+    summary = {"as_of": as_of_text(counts), "wall_seconds": time.monotonic() - started, "runner": job.runner,
+               "engine": job.engine, "inputs": _without_carried(input_counts(counts), carried_counts),
+               "statuses": status_counts(counts), "carried": carried_counts}
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import broker_dead_lettered_counter
+
+        summary["broker_dead_lettered"] = {name: counts.get(broker_dead_lettered_counter(name), 0)
+                                           for name in (PAYMENTS, SETTLEMENTS)}
+    return summary
 
 
 def _run_and_wait(job: StreamJob, options, carried: Dict[str, OpenItem], held=None):
@@ -373,6 +385,20 @@ def _declare_rabbitmq_outputs(job: StreamJob) -> None:
     except Exception as error:  # noqa: BLE001 — unreachable, refused, a queue of another kind: one line, exit 1
         raise RunFailed(f"cannot declare the outputs on RabbitMQ {job.amqp.redacted()}: "
                         f"{one_line_cause(error)}") from error
+
+
+def _dead_lettered_inputs(job: StreamJob) -> Dict[str, str]:
+    """The queues the broker dead-letters the input queues' messages into (`<queue>.dead-lettered`) that exist
+    now, by input name: an unbounded run reads them as part of its inputs (docs/DESIGN.md 5.2)."""
+    from pipelines.io.rabbitmq import dead_lettered_queue, existing_queues
+
+    wanted = {dead_lettered_queue(job.queues[name]): name for name in (PAYMENTS, SETTLEMENTS)}
+    try:
+        found = existing_queues(job.amqp, wanted, min(job.broker_timeout_seconds, 30.0))
+    except Exception as error:  # noqa: BLE001 — unreachable, refused: one line, exit 1
+        raise RunFailed(f"cannot look up the dead-lettered queues on RabbitMQ {job.amqp.redacted()}: "
+                        f"{one_line_cause(error)}") from error
+    return {wanted[queue]: queue for queue in found}
 
 
 def status_reporter(job: StreamJob, result):

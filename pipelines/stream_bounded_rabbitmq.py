@@ -27,6 +27,7 @@ from pipelines.io.rabbitmq import (
     StreamStart,
     WriteSnapshotMarker,
     WriteToRabbitMQ,
+    dead_lettered_queue,
     latest_snapshot,
     read_streams,
     snapshot_entry,
@@ -73,10 +74,7 @@ def hold_inputs(endpoint: AmqpEndpoint, queues: Dict[str, str], store_queue: str
     try:
         backlog.connect()
         if streams is None:
-            ready = [backlog.ready(queues[name]) for name in (PAYMENTS, SETTLEMENTS)]
-            counts = ready if max_records is None else allocate_max_records(max_records, ready)
-            for name, count in zip((PAYMENTS, SETTLEMENTS), counts):
-                backlog.hold(name, queues[name], count, spill_dir)
+            _hold_queues(backlog, queues, max_records, spill_dir)
         else:
             _read_streams(backlog, endpoint, queues, streams, max_records, spill_dir, timeout_seconds)
         carried = latest_snapshot(backlog.hold_store(store_queue))
@@ -87,6 +85,19 @@ def hold_inputs(endpoint: AmqpEndpoint, queues: Dict[str, str], store_queue: str
         backlog.release()
         raise
     return backlog, carried
+
+
+def _hold_queues(backlog: HeldBacklog, queues: Dict[str, str], max_records: Optional[int], spill_dir: str) -> None:
+    """Each input queue's ready messages and those of the queue the broker dead-letters it into (when that
+    exists), or their shares of `max_records`."""
+    names = (PAYMENTS, SETTLEMENTS)
+    dead_lettered = [dead_lettered_queue(queues[name]) for name in names]
+    dead_ready = [backlog.ready_if_exists(queue) for queue in dead_lettered]
+    ready = [backlog.ready(queues[name]) for name in names] + [count or 0 for count in dead_ready]
+    counts = ready if max_records is None else allocate_max_records(max_records, ready)
+    for index, name in enumerate(names):
+        also = None if dead_ready[index] is None else (dead_lettered[index], counts[len(names) + index])
+        backlog.hold(name, queues[name], counts[index], spill_dir, also)
 
 
 class StreamsRead(NamedTuple):

@@ -102,6 +102,9 @@ class StreamJob:
     exchange: str = DEFAULT_EXCHANGE
     prefetch: int = DEFAULT_PREFETCH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # An unbounded run's queues the broker dead-letters the inputs' messages into (by input name), those that
+    # existed at launch: read as part of the inputs
+    dead_lettered_queues: Dict[str, str] = field(default_factory=dict)
     streams: bool = False  # the queues are RabbitMQ streams (bounded runs)
     stream_port: int = DEFAULT_STREAM_PORT
     stream_start: StreamStart = StreamStart()

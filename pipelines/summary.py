@@ -130,6 +130,10 @@ def format_summary(summary: dict, command: str = "paybeam reconcile") -> str:
     if unknown:
         lines += ["", f"warning: {unknown} vendor report row(s) of a category paybeam does not know, "
                       f"counted as adjustments"]
+    dead_lettered = summary.get("broker_dead_lettered") or {}
+    if any(dead_lettered.values()):  # RabbitMQ: read back from the queues the broker dead-lettered them to
+        lines += ["", "dead-lettered by the broker and read back: "
+                  + ", ".join(f"{count} {name}" for name, count in dead_lettered.items())]
     carried = summary.get("carried") or {}
     if any(carried.values()):  # a bounded stream run's open items from the previous run
         lines += ["", "carried over from the previous run (open items): "

@@ -83,6 +83,26 @@ def ready_count(endpoint: AmqpEndpoint, queue: str) -> int:
         connection.close()
 
 
+def reject_some(endpoint: AmqpEndpoint, queue: str, count: int) -> List[bytes]:
+    """Takes the first `count` messages of `queue` and rejects them without requeueing, as a consumer that
+    gives up on a message does: the broker dead-letters them (into `<queue>.dead-lettered` for a queue paybeam
+    declared). Returns their bodies."""
+    import pika
+
+    connection = pika.BlockingConnection(endpoint.parameters())
+    try:
+        channel = connection.channel()
+        bodies = []
+        while len(bodies) < count:
+            method, unused_properties, body = channel.basic_get(queue, auto_ack=False)
+            assert method is not None, f"{queue} holds fewer than {count} messages"
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            bodies.append(body)
+        return bodies
+    finally:
+        connection.close()
+
+
 def last_panes(rows: List[dict]) -> Dict[tuple, tuple]:
     """Each day's money and timing at its last pane (the answer a consumer of the totals converges to)."""
     last: Dict[tuple, dict] = {}

@@ -1,6 +1,7 @@
 """`paybeam stream --source rabbitmq --bounded` against a real RabbitMQ (docs/DESIGN.md 5.2, "Bounded runs").
 
-Consecutive bounded runs equal one run over all their records (both engines): the open-items snapshot
+Consecutive bounded runs equal one run over all their records (both engines), messages the broker
+dead-lettered included (read back from their dead-lettered queues): the open-items snapshot
 carries the open keys, a key's rows are written again only when they change (revision + 1). A run that
 fails — the broker gone mid-run, or the process killed — acks nothing: every message is back in its
 queue and the store still holds the previous snapshot, so the next run gives the one-run answer.
@@ -19,6 +20,7 @@ from pipelines.brokers.local_broker import free_port
 from pipelines.io.rabbitmq import (
     AmqpEndpoint,
     StoreCorrupt,
+    dead_lettered_queue,
     declare_queue,
     latest_snapshot,
     publish_values,
@@ -39,6 +41,7 @@ from tests.rabbitmq_helpers import (
     produce_files,
     queue_rows,
     ready_count,
+    reject_some,
     run_names,
     start_stream,
 )
@@ -87,9 +90,13 @@ def test_two_consecutive_bounded_runs_equal_one_run_over_all_records(rabbitmq_br
     first, second = _records()
     incremental = run_names()
     _publish(url, incremental, *first)
+    # Messages the broker dead-letters are read back from <queue>.dead-lettered as part of the input.
+    reject_some(endpoint, incremental["payments"], 2)
+    reject_some(endpoint, incremental["settlements"], 1)
     run = _run(url, incremental, "--engine", engine)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("paybeam stream --bounded — as_of")
+    assert "dead-lettered by the broker and read back: 2 payments, 1 settlements" in run.stdout
     after_first = queue_rows(endpoint, incremental["results"])
     _publish(url, incremental, *second)
     run = _run(url, incremental, "--engine", engine)
@@ -112,6 +119,7 @@ def test_two_consecutive_bounded_runs_equal_one_run_over_all_records(rabbitmq_br
     assert any(row["processor_reference"] == "r2" for row in after_first)
     for name in ("payments", "settlements"):
         assert ready_count(endpoint, incremental[name]) == 0  # acked once the run had succeeded
+        assert ready_count(endpoint, dead_lettered_queue(incremental[name])) == 0
     # The store holds exactly one snapshot (the older one was acked) and its marker.
     store = read_queue(endpoint, f"{incremental['exchange']}.open-items", ack=False)
     assert sum(1 for message in store if b'"marker"' in message.body) == 1

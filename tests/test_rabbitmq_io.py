@@ -28,13 +28,16 @@ from pipelines.io.rabbitmq import (
     RabbitWriteConfig,
     Take,
     WriteToRabbitMQ,
+    dead_lettered_queue,
     declare_queue,
+    existing_queues,
     publish_values,
     read_queue,
     record_of_delivery,
 )
 from schemas.records import PAYMENTS, RawRecord
 from tests.beam_helpers import payment
+from tests.rabbitmq_helpers import eventually, ready_count, reject_some
 
 MILLIS_2026 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -117,6 +120,47 @@ def test_published_values_are_confirmed_persistent_and_read_back_in_order(endpoi
     assert sorted(message.body for message in messages) == sorted(values)  # requeued: in the broker's order
     assert {message.content_type for message in messages} == {"application/json"}
     assert read_queue(endpoint, queue, idle_seconds=0.2) == []  # acked: gone
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_a_declared_queue_dead_letters_expired_and_rejected_messages_into_its_dead_lettered_queue(endpoint,
+                                                                                                   queue_type):
+    import pika
+
+    queue = _queue()
+    declare_queue(endpoint, queue, queue_type)
+    connection = pika.BlockingConnection(endpoint.parameters())
+    try:  # a message that expires before anyone takes it (per-message TTL 0; expired at the queue's head)
+        connection.channel().basic_publish("", queue, b'{"n": 2}', pika.BasicProperties(expiration="0"))
+    finally:
+        connection.close()
+    publish_values(endpoint, queue, [b'{"n": 0}', b'{"n": 1}'])
+    rejected = reject_some(endpoint, queue, 1)
+    dead = dead_lettered_queue(queue)
+    assert dead == f"{queue}.dead-lettered"
+    eventually("both messages dead-lettered", lambda: ready_count(endpoint, dead) == 2, 20)
+    messages = read_queue(endpoint, dead)
+    assert sorted(message.body for message in messages) == sorted([*rejected, b'{"n": 2}'])
+    reasons = {message.headers["x-first-death-reason"] for message in messages}
+    assert reasons == {"expired", "rejected"}  # the broker says why
+    assert [message.body for message in read_queue(endpoint, queue)] == [b'{"n": 1}']
+    assert declare_queue(endpoint, queue, queue_type) == 0  # declaring again is a no-op
+    assert existing_queues(endpoint, [queue, dead, _queue("missing")]) == [queue, dead]
+
+
+def test_a_queue_declared_without_dead_lettering_is_kept_as_it_is(endpoint):
+    import pika
+
+    queue = _queue()
+    connection = pika.BlockingConnection(endpoint.parameters())
+    try:
+        connection.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    finally:
+        connection.close()
+    publish_values(endpoint, queue, [b"{}"])
+    assert declare_queue(endpoint, queue, "quorum") == 1
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="inequivalent arg 'x-queue-type'"):
+        declare_queue(endpoint, queue, "classic")  # of another type: refused
 
 
 def test_an_unroutable_message_fails_the_wait_for_confirms(endpoint):

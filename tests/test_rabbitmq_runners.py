@@ -1,6 +1,7 @@
 """The RabbitMQ path on the embedded Flink (engines: a Flink job server per run, slow).
 
-Unbounded: generated payments and settlements from quorum queues; the run converges to the batch answer
+Unbounded: generated payments and settlements from quorum queues, a few of each dead-lettered by the
+broker (read back from their dead-lettered queues); the run converges to the batch answer
 (results, each day's last daily-total pane, dead letters), and every message is acked once the
 checkpoint holding its bundle completed (Flink finalizes bundles after checkpoints). Bounded: the
 launcher's spill reaches the LOOPBACK workers, and the summary and results equal batch.
@@ -21,6 +22,7 @@ from tests.rabbitmq_helpers import (
     produce_files,
     queue_rows,
     ready_count,
+    reject_some,
     run_names,
     stream_arguments,
     stream_until_batch,
@@ -42,6 +44,8 @@ def test_an_unbounded_stream_from_queues_on_flink_gives_batchs_answer(rabbitmq_b
     assert reconcile(payments, settlements, str(tmp_path / "batch"), *DEADLINES) == 0
     names = run_names()
     produce_files(rabbitmq_broker.amqp_url, payments, settlements, names)
+    for name in ("payments", "settlements"):  # dead-lettered by the broker: read back from <queue>.dead-lettered
+        reject_some(AmqpEndpoint(rabbitmq_broker.amqp_url), names[name], 3)
     rows = stream_until_batch(rabbitmq_broker.amqp_url, names, str(tmp_path / "batch"),
                               [*_flink(flink_engine), *DEADLINES], tmp_path / "stream.err", deadline_seconds=400)
     assert result_multiset(final_revisions(rows["results"])) == result_multiset(results(str(tmp_path / "batch")))
@@ -53,6 +57,8 @@ def test_a_bounded_run_from_queues_on_flink_gives_batchs_answer(rabbitmq_broker,
     url, endpoint = rabbitmq_broker.amqp_url, AmqpEndpoint(rabbitmq_broker.amqp_url)
     names = run_names()
     produce_files(url, payments, settlements, names)
+    for name in ("payments", "settlements"):
+        reject_some(endpoint, names[name], 3)
     arguments = stream_arguments(names, "--bounded", "--group-id", names["exchange"], *flink_args(flink_engine))
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", *arguments], cwd=REPO, env=environment(url),
                          capture_output=True, text=True, timeout=600)
@@ -60,3 +66,4 @@ def test_a_bounded_run_from_queues_on_flink_gives_batchs_answer(rabbitmq_broker,
     assert result_multiset(final_revisions(queue_rows(endpoint, names["results"]))) == result_multiset(
         results(str(tmp_path / "batch")))
     assert [ready_count(endpoint, names[name]) for name in ("payments", "settlements")] == [0, 0]
+    assert "dead-lettered by the broker and read back: 3 payments, 3 settlements" in run.stdout

@@ -1,7 +1,8 @@
 """`paybeam stream --source rabbitmq` on Prism against a real RabbitMQ: the batch answer, from queues.
 
 Generated payments and settlements (5 to 4 days ago, 30-day deadlines) go to two quorum queues with
-`paybeam rabbitmq produce`, invalid rows included; the unbounded run reads them (each engine), and
+`paybeam rabbitmq produce`, invalid rows included, five of each rejected by another consumer (so the
+broker dead-letters them); the unbounded run reads them (each engine), and
 once the queues are idle its watermark passes the data, so every key's last revision, every dead
 letter and every day's last daily-total pane must be what `paybeam reconcile` gives on the files.
 Every input message is acked (none left when the run is killed), and the outputs are persistent
@@ -16,13 +17,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
-from pipelines.io.rabbitmq import AmqpEndpoint
+from pipelines.io.rabbitmq import AmqpEndpoint, dead_lettered_queue
 from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results
 from tests.rabbitmq_helpers import (
     batch_totals,
     last_panes,
     produce_files,
     ready_count,
+    reject_some,
     run_names,
     stream_until_batch,
 )
@@ -52,10 +54,13 @@ def streamed(request, rabbitmq_broker, batch, tmp_path_factory):
     url = rabbitmq_broker.amqp_url
     names = run_names()
     produce_files(url, payments, settlements, names)
+    # Messages the broker dead-letters are read from <queue>.dead-lettered as part of the same input.
+    rejected = {name: reject_some(AmqpEndpoint(url), names[name], 5) for name in ("payments", "settlements")}
     log = tmp_path_factory.mktemp("log") / "stream.err"
     rows = stream_until_batch(url, names, batch_out, ["--runner", "PrismRunner", "--engine", request.param,
                                                        *DEADLINES], log)
-    yield {"rows": rows, "names": names, "endpoint": AmqpEndpoint(url), "batch": batch_out, "log": log.read_text()}
+    yield {"rows": rows, "names": names, "endpoint": AmqpEndpoint(url), "batch": batch_out, "log": log.read_text(),
+           "rejected": rejected}
 
 
 def test_the_stream_from_queues_gives_batch_results(streamed):
@@ -68,7 +73,8 @@ def test_dead_letters_are_batch_dead_letters(streamed):
     streamed_letters = Counter((letter["input"], letter["reason"]) for letter in streamed["rows"]["dead_letters"])
     batch_letters = Counter((letter["input"], letter["reason"]) for letter in dead_letters(streamed["batch"]))
     assert streamed_letters == batch_letters and streamed_letters
-    inputs = {streamed["names"]["payments"], streamed["names"]["settlements"]}
+    queues = [streamed["names"]["payments"], streamed["names"]["settlements"]]
+    inputs = {*queues, *(dead_lettered_queue(queue) for queue in queues)}
     assert all(letter["source"].split("#")[0] in inputs for letter in streamed["rows"]["dead_letters"])
 
 
@@ -80,5 +86,9 @@ def test_every_input_message_was_acked_and_no_credentials_were_printed(streamed)
     # Killed with SIGKILL: an unacked delivery would be back in its queue now.
     names = streamed["names"]
     assert [ready_count(streamed["endpoint"], names[name]) for name in ("payments", "settlements")] == [0, 0]
+    assert [ready_count(streamed["endpoint"], dead_lettered_queue(names[name]))
+            for name in ("payments", "settlements")] == [0, 0]
+    assert all(len(bodies) == 5 for bodies in streamed["rejected"].values())
+    assert "also reading what the broker dead-lettered: " in streamed["log"]
     assert "guest:guest" not in streamed["log"]
     assert "amqp://***@127.0.0.1" in streamed["log"]

@@ -24,12 +24,21 @@ from pipelines.io.rabbitmq._config import (
 from pipelines.io.rabbitmq._consumer import Delivery, QueueConsumer, Take, close_shared_consumers, shared_consumer
 from pipelines.io.rabbitmq._held import HeldBacklog, HoldFailed, ReadHeldDeliveries, held_deliveries
 from pipelines.io.rabbitmq._publisher import ConfirmingPublisher, PublishFailed
-from pipelines.io.rabbitmq._queues import QUEUE_TYPES, declare_outputs, declare_queue, publish_values, read_queue
+from pipelines.io.rabbitmq._queues import (
+    QUEUE_TYPES,
+    dead_lettered_queue,
+    declare_outputs,
+    declare_queue,
+    existing_queues,
+    publish_values,
+    read_queue,
+)
 from pipelines.io.rabbitmq._sink import KEY_HEADER, WriteToRabbitMQ
 from pipelines.io.rabbitmq._source import (
     ReadQueueFn,
     ReadRawChunksFromRabbitMQ,
     ReadRawRecordsFromRabbitMQ,
+    broker_dead_lettered_counter,
     record_of_delivery,
 )
 from pipelines.io.rabbitmq._store import (
@@ -44,8 +53,9 @@ from pipelines.io.rabbitmq._streams import DEFAULT_STREAM_PORT, STREAM_STARTS, S
 __all__ = [
     "DEFAULT_EXCHANGE", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_PREFETCH", "AmqpEndpoint", "RabbitReadConfig",
     "RabbitWriteConfig", "Delivery", "QueueConsumer", "Take", "close_shared_consumers", "shared_consumer",
-    "ConfirmingPublisher", "PublishFailed", "QUEUE_TYPES", "declare_outputs", "declare_queue", "publish_values", "read_queue",
-    "KEY_HEADER", "WriteToRabbitMQ", "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ",
+    "ConfirmingPublisher", "PublishFailed", "QUEUE_TYPES", "dead_lettered_queue", "existing_queues",
+    "declare_outputs", "declare_queue", "publish_values", "read_queue", "KEY_HEADER", "WriteToRabbitMQ",
+    "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ", "broker_dead_lettered_counter",
     "record_of_delivery", "HeldBacklog", "HoldFailed", "ReadHeldDeliveries", "held_deliveries", "StoreCorrupt",
     "WriteSnapshotMarker", "default_store_queue", "latest_snapshot", "snapshot_entry", "DEFAULT_STREAM_PORT",
     "STREAM_STARTS", "StreamStart", "read_streams", "store_offset",

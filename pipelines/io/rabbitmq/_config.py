@@ -102,6 +102,8 @@ class RabbitReadConfig:
     chunk_max_records: int = 20_000
     chunk_max_millis: int = 200
     stale_take_seconds: float = DEFAULT_STALE_TAKE_SECONDS
+    # The queue `queue` dead-letters into, read as part of the same input (None: not read).
+    dead_lettered_queue: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.queue:

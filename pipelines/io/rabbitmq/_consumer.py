@@ -34,6 +34,7 @@ class Delivery(NamedTuple):
     content_type: Optional[str]
     timestamp_seconds: Optional[int]
     redelivered: bool
+    dead_lettered: bool = False  # read back from the queue the broker dead-lettered it to
 
 
 class Take(NamedTuple):

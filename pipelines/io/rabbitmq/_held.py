@@ -3,7 +3,8 @@
 The launcher (not a worker) consumes the run's messages (docs/DESIGN.md 5.2, "Bounded runs"):
 
 * per queue, the count of ready messages at launch (`--bounded`, like Kafka's end offsets) or its share
-  of `--max-records`; on channels whose prefetch windows add up to exactly that count (one window is at
+  of `--max-records`, and as many of the queue the broker dead-letters it into (`<queue>.dead-lettered`,
+  when that exists; into the same spill file, flagged); on channels whose prefetch windows add up to exactly that count (one window is at
   most 50,000: AMQP's prefetch count is 16 bits, and quorum queues stop a consumer with an unlimited
   window at their own credit), then the consumers are cancelled, so nothing that arrives later is taken;
 * every delivery is written to a spill file (Arrow IPC: body, content type, AMQP timestamp), which the
@@ -25,18 +26,21 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.io.rabbitmq._config import AmqpEndpoint, RabbitReadConfig, describe_error, quiet_client_logs
 from pipelines.io.rabbitmq._consumer import Delivery
-from pipelines.io.rabbitmq._source import record_of_delivery
+from pipelines.io.rabbitmq._source import broker_dead_lettered_counter, record_of_delivery
 from schemas.records import RawRecord
+from transforms.counting import METRICS_NAMESPACE
 from transforms.event_time import millis_to_beam_timestamp
 
 WINDOW_PER_CHANNEL = 50_000
 SPILL_SCHEMA = pa.schema([("body", pa.binary()), ("content_type", pa.string()), ("timestamp", pa.int64()),
-                           ("redelivered", pa.bool_())])
+                           ("redelivered", pa.bool_()), ("dead_lettered", pa.bool_())])
 _SPILL_BATCH = 10_000
+_NOT_FOUND = 404
 
 
 class HoldFailed(RuntimeError):
@@ -51,6 +55,7 @@ class HeldQueue:
         self.path = path
         self.count = 0
         self.redelivered = 0
+        self.dead_lettered = 0  # read back from the queue the broker dead-lettered them to
         self.last_tags: List[Tuple[object, int]] = []  # (channel, last delivery tag)
         self.last_offset: Optional[int] = None  # a stream's: the offset of the last message read
 
@@ -91,8 +96,29 @@ class HeldBacklog:
             raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
                              f"{describe_error(error)}") from None
 
-    def hold(self, name: str, queue: str, count: int, spill_dir: str) -> HeldQueue:
-        """Takes `count` messages of `queue` (fewer if no more come for `idle_seconds`) into a spill file."""
+    def ready_if_exists(self, queue: str) -> Optional[int]:
+        """Messages ready in `queue` now, None when it does not exist."""
+        import pika
+
+        channel = self._connection.channel()
+        try:
+            count = channel.queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == _NOT_FOUND:
+                return None
+            raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
+                             f"{describe_error(error)}") from None
+        except Exception as error:  # noqa: BLE001 — the broker gone: one line
+            raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
+                             f"{describe_error(error)}") from None
+        channel.close()
+        return count
+
+    def hold(self, name: str, queue: str, count: int, spill_dir: str,
+             dead_lettered: Optional[Tuple[str, int]] = None) -> HeldQueue:
+        """Takes `count` messages of `queue` (fewer if no more come for `idle_seconds`) into a spill file; with
+        `dead_lettered` = (queue, count), that many of the queue the broker dead-lettered `queue`'s messages
+        to, into the same file (flagged)."""
         held = HeldQueue(queue, os.path.join(spill_dir, f"{name}.arrows"))
         with SpillWriter(held.path) as spill:
             def on_delivery(delivery: Delivery) -> None:
@@ -100,6 +126,13 @@ class HeldBacklog:
                 held.redelivered += delivery.redelivered
 
             held.count, held.last_tags = self._take(queue, count, on_delivery)
+            if dead_lettered is not None:
+                def on_dead_lettered(delivery: Delivery) -> None:
+                    on_delivery(delivery._replace(dead_lettered=True))
+
+                held.dead_lettered, tags = self._take(*dead_lettered, on_dead_lettered)
+                held.count += held.dead_lettered
+                held.last_tags += tags
         self.queues[name] = held
         return held
 
@@ -196,6 +229,7 @@ class SpillWriter:
         columns["content_type"].append(delivery.content_type)
         columns["timestamp"].append(delivery.timestamp_seconds)
         columns["redelivered"].append(delivery.redelivered)
+        columns["dead_lettered"].append(delivery.dead_lettered)
         if len(columns["body"]) >= _SPILL_BATCH:
             self._flush()
 
@@ -223,10 +257,11 @@ def held_deliveries(path: str) -> Iterator[Delivery]:
     with pa.OSFile(path, "rb") as source, pa.ipc.open_stream(source) as reader:
         for batch in reader:
             columns = batch.to_pydict()
-            for body, content_type, timestamp, redelivered in zip(columns["body"], columns["content_type"],
-                                                                  columns["timestamp"], columns["redelivered"]):
+            for body, content_type, timestamp, redelivered, dead_lettered in zip(
+                    columns["body"], columns["content_type"], columns["timestamp"], columns["redelivered"],
+                    columns["dead_lettered"]):
                 position += 1
-                yield Delivery(position, body, content_type, timestamp, redelivered)
+                yield Delivery(position, body, content_type, timestamp, redelivered, dead_lettered)
 
 
 class ReadHeldDeliveries(beam.PTransform):
@@ -239,10 +274,13 @@ class ReadHeldDeliveries(beam.PTransform):
 
     def expand(self, pbegin):
         config = self._config
+        dead_lettered = Metrics.counter(METRICS_NAMESPACE, broker_dead_lettered_counter(config.input_name))
 
         def records(path: str) -> Iterator[TimestampedValue]:
             for delivery in held_deliveries(path):
                 record, millis = record_of_delivery(delivery, config)
+                if delivery.dead_lettered:
+                    dead_lettered.inc()
                 yield TimestampedValue(record, millis_to_beam_timestamp(millis))
 
         return (pbegin | "Spill" >> beam.Create([self._path])

@@ -7,6 +7,9 @@ from pipelines.io.rabbitmq._config import AmqpEndpoint
 from pipelines.io.rabbitmq._publisher import ConfirmingPublisher
 
 QUEUE_TYPES = ("classic", "quorum", "stream")  # stream: a RabbitMQ stream, read by --streams runs
+DEAD_LETTERED_SUFFIX = ".dead-lettered"
+_NOT_FOUND = 404
+_PRECONDITION_FAILED = 406
 
 
 class Message(NamedTuple):
@@ -16,8 +19,18 @@ class Message(NamedTuple):
     redelivered: bool
 
 
+def dead_lettered_queue(queue: str) -> str:
+    """Where the broker dead-letters `queue`'s messages when paybeam declared it, and where runs read them back
+    as part of the same input (docs/DESIGN.md 5.2, "Messages the broker dead-letters")."""
+    return f"{queue}{DEAD_LETTERED_SUFFIX}"
+
+
 def declare_queue(endpoint: AmqpEndpoint, queue: str, queue_type: str = "classic", timeout_seconds: float = 30.0) -> int:
-    """Declares a durable queue of `queue_type` (an existing one must have that type); returns its message count."""
+    """Declares a durable queue of `queue_type` (an existing one must have that type); returns its message count.
+
+    A new classic or quorum queue dead-letters (an expired message, one over a length limit, a quorum
+    queue's delivery limit) into `<queue>.dead-lettered` (declared too) through the default exchange; an
+    existing queue keeps the arguments it was declared with."""
     import pika
 
     if queue_type not in QUEUE_TYPES:
@@ -25,8 +38,36 @@ def declare_queue(endpoint: AmqpEndpoint, queue: str, queue_type: str = "classic
     arguments = {"x-queue-type": queue_type}
     connection = pika.BlockingConnection(endpoint.parameters(timeout_seconds))
     try:
-        declared = connection.channel().queue_declare(queue, durable=True, arguments=arguments)
-        return declared.method.message_count
+        if queue_type == "stream":  # a stream never dead-letters
+            return connection.channel().queue_declare(queue, durable=True, arguments=arguments).method.message_count
+        connection.channel().queue_declare(dead_lettered_queue(queue), durable=True, arguments=arguments)
+        wired = dict(arguments, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_lettered_queue(queue)})
+        try:
+            return connection.channel().queue_declare(queue, durable=True, arguments=wired).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code != _PRECONDITION_FAILED:
+                raise
+        # Declared before (by paybeam before it wired dead letters, or by someone else): as it is, if the type fits.
+        return connection.channel().queue_declare(queue, durable=True, arguments=arguments).method.message_count
+    finally:
+        connection.close()
+
+
+def existing_queues(endpoint: AmqpEndpoint, queues: Iterable[str], timeout_seconds: float = 30.0) -> List[str]:
+    """Those of `queues` that exist on the broker now."""
+    import pika
+
+    connection = pika.BlockingConnection(endpoint.parameters(timeout_seconds))
+    try:
+        found = []
+        for queue in queues:
+            try:
+                connection.channel().queue_declare(queue, passive=True)
+                found.append(queue)
+            except pika.exceptions.ChannelClosedByBroker as error:
+                if error.reply_code != _NOT_FOUND:
+                    raise
+        return found
     finally:
         connection.close()
 

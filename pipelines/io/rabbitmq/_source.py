@@ -2,7 +2,8 @@
 
     chunks = pipeline | ReadRawChunksFromRabbitMQ(RabbitReadConfig(AmqpEndpoint(url), "payments", PAYMENTS))
 
-Shape: Impulse -> the queue's name -> ReadQueue (SDF, unbounded) -> RawChunk (or RawRecord).
+Shape: Impulse -> the queue's name -> ReadQueue (SDF, unbounded) -> RawChunk (or RawRecord); the same for
+its dead-lettered queue, flattened into one input.
 
 * A queue has no offsets: the restriction only counts the deliveries a reader claimed (so a runner can
   checkpoint it, never split it: one reader per queue, like one per Kafka partition).
@@ -18,12 +19,16 @@ Shape: Impulse -> the queue's name -> ReadQueue (SDF, unbounded) -> RawChunk (or
 * Poison: every delivery becomes a record; one over `max_message_bytes`, of a content type the value
   format cannot be, or that does not decode, becomes a dead letter downstream (its raw payload kept,
   cut at 64 Ki characters) and is acked like the rest: never requeued for ever.
+* Messages the broker dead-letters (expired, over a length limit, a quorum queue's delivery limit): with
+  `dead_lettered_queue` set, that queue is read too, by a second reader, into the same input (counted in
+  `<input>.broker_dead_lettered`); they are payments and settlements like the others, arriving late.
 * Event time: the payload's (docs/DESIGN.md 4.1), else the message's AMQP `timestamp`, else the time it
   was read. Watermark: the smallest time of each chunk, never backwards; an idle queue advances it to
   now minus `idle_timeout_seconds`, as an idle Kafka partition does.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -55,7 +60,8 @@ _ACCEPTED = {value_format: frozenset((*types, "application/octet-stream"))
 def record_of_delivery(delivery: Delivery, config: RabbitReadConfig,
                        clock: Clock = SYSTEM_CLOCK) -> Tuple[RawRecord, int]:
     """A delivery as (RawRecord, output time in epoch millis); never raises on what the message holds."""
-    source = f"{config.queue}#{delivery.tag}"
+    queue = config.dead_lettered_queue if delivery.dead_lettered and config.dead_lettered_queue else config.queue
+    source = f"{queue}#{delivery.tag}"
     body = delivery.body
     payload_millis = None
     refusal = _refusal(delivery, config)
@@ -76,6 +82,11 @@ def record_of_delivery(delivery: Delivery, config: RabbitReadConfig,
     if millis is None:
         millis = int(clock.time() * 1000)
     return record, millis
+
+
+def broker_dead_lettered_counter(input_name: str) -> str:
+    """The metric counting an input's messages read back from the queue the broker dead-lettered them to."""
+    return f"{input_name}.broker_dead_lettered"
 
 
 def _refusal(delivery: Delivery, config: RabbitReadConfig) -> str:
@@ -115,11 +126,15 @@ _RESTRICTIONS = _QueueRestrictions()
 class ReadQueueFn(beam.DoFn):
     """Reads one queue (the element is its name) into timestamped RawChunks, or RawRecords with `chunks=False`."""
 
-    def __init__(self, config: RabbitReadConfig, clock: Clock = SYSTEM_CLOCK, chunks: bool = True):
+    def __init__(self, config: RabbitReadConfig, clock: Clock = SYSTEM_CLOCK, chunks: bool = True,
+                 dead_lettered: bool = False):
         self._config = config
         self._clock = clock
         self._chunks = chunks
         self._read_counter = Metrics.counter(METRICS_NAMESPACE, f"{config.input_name}.read")
+        # `config.queue` is where the broker dead-lettered the input's messages: what it reads is counted apart.
+        self._dead_lettered_counter = Metrics.counter(METRICS_NAMESPACE, broker_dead_lettered_counter(
+            config.input_name)) if dead_lettered else None
         self._redelivered_counter = Metrics.counter(METRICS_NAMESPACE, f"{config.input_name}.redelivered")
         self._watermark_gauge = Metrics.gauge(METRICS_NAMESPACE, f"{config.input_name}.watermark_millis")
 
@@ -171,6 +186,8 @@ class ReadQueueFn(beam.DoFn):
             if deliveries:
                 takes.append(Take(generation, deliveries[0].tag, deliveries[-1].tag))
                 self._redelivered_counter.inc(redelivered)
+                if self._dead_lettered_counter is not None:
+                    self._dead_lettered_counter.inc(len(deliveries))
             now = clock.monotonic()
             ending = (stopped or not deliveries or emitted + len(held) >= max_per_call
                       or now - began >= config.read_call_millis / 1000)
@@ -215,11 +232,19 @@ class ReadRawChunksFromRabbitMQ(beam.PTransform):
         self._chunks = chunks
 
     def expand(self, pbegin):
+        config = self._config
+        read = self._read(pbegin, "", config, dead_lettered=False)
+        if not config.dead_lettered_queue:
+            return read
+        dead_lettered = replace(config, queue=config.dead_lettered_queue, dead_lettered_queue=None)
+        return (read, self._read(pbegin, "DeadLettered", dead_lettered, dead_lettered=True)) | beam.Flatten()
+
+    def _read(self, pbegin, prefix: str, config: RabbitReadConfig, dead_lettered: bool):
         output_type = RawChunk if self._chunks else RawRecord
         return (pbegin
-                | "Impulse" >> beam.Impulse()
-                | "Queue" >> beam.Map(lambda unused, queue=self._config.queue: queue)
-                | "ReadQueue" >> beam.ParDo(ReadQueueFn(self._config, self._clock, self._chunks))
+                | f"{prefix}Impulse" >> beam.Impulse()
+                | f"{prefix}Queue" >> beam.Map(lambda unused, queue=config.queue: queue)
+                | f"{prefix}ReadQueue" >> beam.ParDo(ReadQueueFn(config, self._clock, self._chunks, dead_lettered))
                 .with_output_types(output_type))
 
 
