@@ -149,12 +149,19 @@ def _rabbitmq_produce(args: argparse.Namespace, extra: Sequence[str]) -> int:
     endpoint = endpoint_from_arguments(args)
     expand_patterns(args.payments)  # an InputError (exit 2) before any message is sent
     expand_patterns(args.settlements)
+    if args.bank_statements:
+        from pipelines.io.bank_files import expand_bank_patterns
+
+        expand_bank_patterns(args.bank_statements)
     report = replay_files_to_queues(endpoint, args.payments, args.settlements, args.payments_queue,
                                     args.settlements_queue, value_format=args.value_format,
                                     queue_type=args.queue_type, include_invalid=not args.valid_only,
-                                    vendor_options=vendor_options(args), timeout_seconds=args.broker_timeout)
+                                    vendor_options=vendor_options(args), timeout_seconds=args.broker_timeout,
+                                    bank_patterns=args.bank_statements, bank_queue=args.bank_statements_queue)
+    statements = (f", {report.bank_statements} bank statements to {args.bank_statements_queue}"
+                  if args.bank_statements else "")
     print(f"sent {report.payment_messages} payment and {report.settlement_messages} settlement messages to "
-          f"{args.queue_type} queues {args.payments_queue}, {args.settlements_queue} (invalid rows: "
+          f"{args.queue_type} queues {args.payments_queue}, {args.settlements_queue}{statements} (invalid rows: "
           f"{report.rejected_payments} payments, {report.rejected_settlements} settlements)")
     return 0
 
@@ -289,6 +296,10 @@ def _add_rabbitmq_commands(commands) -> None:
     produce.add_argument("--value-format", choices=("json", "avro", "confluent-avro"), default="json")
     add_vendor_arguments(produce)
     produce.add_argument("--valid-only", action="store_true", help="do not send rows that fail validation")
+    produce.add_argument("--bank-statements", action="append", default=[], metavar="GLOB",
+                         help="bank statement files (camt.053, BAI2): one message per file, its whole document, "
+                              "timestamped at the end of the last day it reports")
+    produce.add_argument("--bank-statements-queue", default="bank_statements")
     produce.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS",
                          help="fail (exit 1) when the broker does not confirm messages for this long (default 60)")
     produce.set_defaults(handler=_rabbitmq_produce)

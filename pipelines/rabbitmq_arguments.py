@@ -34,6 +34,10 @@ def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
     add_amqp_endpoint_arguments(parser)
     parser.add_argument("--payments-queue", metavar="QUEUE", help="--source rabbitmq: the payments queue")
     parser.add_argument("--settlements-queue", metavar="QUEUE", help="--source rabbitmq: the settlements queue")
+    parser.add_argument("--bank-statements-queue", metavar="QUEUE",
+                        help="--source rabbitmq, unbounded runs: a queue of bank statements, one whole camt.053 or "
+                             "BAI2 document per message; adds payout revisions (--payouts-topic) and bank-match "
+                             "revisions (--bank-matches-topic), as --bank-statements-topic does for Kafka")
     parser.add_argument("--exchange", default=DEFAULT_EXCHANGE,
                         help="--source rabbitmq: the direct exchange outputs are published to, each under its "
                              "--*-topic name as routing key, into the durable queue of that name (declared and "

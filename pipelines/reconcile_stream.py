@@ -379,7 +379,7 @@ def _declare_rabbitmq_outputs(job: StreamJob) -> None:
     that cannot be reached or refuses the credentials fails the run here, in one line."""
     from pipelines.io.rabbitmq import declare_outputs
 
-    names = [job.topics[name] for name in OUTPUT_SCHEMAS]
+    names = [job.topics[name] for name in (*OUTPUT_SCHEMAS, *(BANK_OUTPUT_SCHEMAS if job.with_bank else ()))]
     try:
         declare_outputs(job.amqp, job.exchange, names, min(job.broker_timeout_seconds, 30.0))
     except Exception as error:  # noqa: BLE001 — unreachable, refused, a queue of another kind: one line, exit 1
@@ -392,7 +392,7 @@ def _dead_lettered_inputs(job: StreamJob) -> Dict[str, str]:
     now, by input name: an unbounded run reads them as part of its inputs (docs/DESIGN.md 5.2)."""
     from pipelines.io.rabbitmq import dead_lettered_queue, existing_queues
 
-    wanted = {dead_lettered_queue(job.queues[name]): name for name in (PAYMENTS, SETTLEMENTS)}
+    wanted = {dead_lettered_queue(queue): name for name, queue in job.queues.items()}
     try:
         found = existing_queues(job.amqp, wanted, min(job.broker_timeout_seconds, 30.0))
     except Exception as error:  # noqa: BLE001 — unreachable, refused: one line, exit 1
@@ -422,7 +422,7 @@ def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """`paybeam stream`: says what kind of run starts, runs it, prints a bounded run's summary."""
     job = job_from_arguments(args, extra)
     where = (f"results to {job.topics['results']}" if job.source != RABBITMQ else
-             f"queues {job.queues['payments']}, {job.queues['settlements']} on {job.amqp.redacted()}; results to "
+             f"queues {', '.join(job.queues.values())} on {job.amqp.redacted()}; results to "
              f"exchange {job.exchange!r} ({job.topics['results']})")
     print(f"paybeam stream: {'bounded (' + job.bounded + ')' if job.bounded else 'unbounded'} run on {job.runner}; "
           f"{where}", file=sys.stderr)

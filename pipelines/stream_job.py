@@ -47,6 +47,7 @@ from pipelines.kafka_arguments import parse_settings
 from pipelines.rabbitmq_arguments import add_rabbitmq_stream_arguments, endpoint_from_arguments
 from runners.beam_flags import OptionsError
 from runners.options import canonical_runner
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.kafka_values import VALUE_FORMATS
 from schemas.timestamps import TimestampError, parse_timestamp_millis
 from transforms.alerts import AlertPolicy
@@ -242,6 +243,9 @@ def _source_arguments(args: argparse.Namespace) -> dict:
                                             ("--settlements-topic", args.settlements_topic)) if not value]
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+        if args.bank_statements_queue:
+            raise UsageError("--bank-statements-queue is a RabbitMQ queue: --source kafka reads "
+                             "--bank-statements-topic")
         if args.streams or args.start_offset is not None or args.start == "offset":
             raise UsageError("--streams, --start offset and --start-offset read RabbitMQ streams: --source rabbitmq")
         return {"source": KAFKA}
@@ -252,7 +256,7 @@ def _source_arguments(args: argparse.Namespace) -> dict:
     if args.bounded == "until_time":
         raise UsageError("--bounded=until_time needs --source kafka: a queue holds no event-time order to stop at")
     if args.bank_statements_topic:
-        raise UsageError("--bank-statements-topic needs --source kafka (a bank-statements queue is not read yet)")
+        raise UsageError("--bank-statements-topic is a Kafka topic: --source rabbitmq reads --bank-statements-queue")
     if args.kafka_io != "python":
         raise UsageError("--kafka-io applies to --source kafka")
     if args.streams and not args.bounded:
@@ -267,7 +271,8 @@ def _source_arguments(args: argparse.Namespace) -> dict:
         raise UsageError("--max-message-bytes must be at least 1")
     start = StreamStart(args.start, args.start_offset, instant_argument(args.start_time, "--start-time"))
     return {"source": RABBITMQ, "amqp": endpoint_from_arguments(args),
-            "queues": {"payments": args.payments_queue, "settlements": args.settlements_queue},
+            "queues": {"payments": args.payments_queue, "settlements": args.settlements_queue,
+                       **({BANK_STATEMENTS: args.bank_statements_queue} if args.bank_statements_queue else {})},
             "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes,
             "streams": args.streams, "stream_port": args.stream_port, "stream_start": start}
 
@@ -325,11 +330,12 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
         raise UsageError("--broker-timeout must be positive")
     if not args.status_interval >= 0:
         raise UsageError("--status-interval must be 0 (no status line) or positive")
-    if bounded and args.bank_statements_topic:
+    if bounded and (args.bank_statements_topic or args.bank_statements_queue):
         # A bounded run carries its open keys' records to the next one (docs/DESIGN.md 5), and a payout's
         # decided lines are not among them: its next balance would be wrong. Files have `paybeam reconcile
         # --bank-statements` and `paybeam backfill --bank-statements`.
-        raise UsageError("--bank-statements-topic needs an unbounded run: a --bounded run does not carry a "
+        raise UsageError(f"--bank-statements-{'topic' if args.bank_statements_topic else 'queue'} needs an "
+                         "unbounded run: a --bounded run does not carry a "
                          "payout's decided lines to the next run; for files use paybeam reconcile or backfill "
                          "--bank-statements")
     payout_policy, bank_policy = bank_policies(args)
@@ -343,7 +349,7 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> St
     topics = {"payments": args.payments_topic, "settlements": args.settlements_topic,
               "results": args.results_topic, "daily_totals": args.daily_totals_topic,
               "alerts": args.alerts_topic, "dead_letters": args.dead_letters_topic}
-    if args.bank_statements_topic:
+    if args.bank_statements_topic or args.bank_statements_queue:
         topics.update(bank_statements=args.bank_statements_topic, payouts=args.payouts_topic,
                       bank_matches=args.bank_matches_topic)
     topics.update(source.get("queues", {}))  # RabbitMQ: an input's name at the broker is its queue

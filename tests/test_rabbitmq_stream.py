@@ -17,18 +17,27 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datagen.generator import GeneratorConfig, generate
-from pipelines.io.rabbitmq import AmqpEndpoint, dead_lettered_queue
+from pipelines.io.rabbitmq import AmqpEndpoint, dead_lettered_queue, declare_queue, publish_values
+from schemas.kafka_values import encode_value
+from tests.beam_helpers import T0, settlement
 from tests.cli_helpers import daily_totals, dead_letters, reconcile, result_multiset, results
 from tests.rabbitmq_helpers import (
+    Unpiped,
     batch_totals,
+    kill,
     last_panes,
     produce_files,
+    queue_rows,
     ready_count,
     reject_some,
     run_names,
+    start_stream,
+    stream_arguments,
     stream_until_batch,
 )
-from tests.stream_helpers import final_revisions
+from tests.stream_helpers import final_revisions, wait_until
+from tests.test_prism_stream import _recent
+from tests.test_stream_bank_runners import _statement
 
 # A Prism run per engine (about 25 s): with the other unbounded Prism runs, in `make test-engines`.
 pytestmark = pytest.mark.engines
@@ -92,3 +101,50 @@ def test_every_input_message_was_acked_and_no_credentials_were_printed(streamed)
     assert "also reading what the broker dead-lettered: " in streamed["log"]
     assert "guest:guest" not in streamed["log"]
     assert "amqp://***@127.0.0.1" in streamed["log"]
+
+
+def test_a_bank_statements_queue_balances_a_payout_and_finds_its_bank_credit(rabbitmq_broker, tmp_path):
+    """The third leg from queues (docs/DESIGN.md 3.8): a payout's lines, a camt.053 crediting it (sent as
+    application/xml) and a message that is no statement; the run on Prism (columnar) shows the payout
+    balanced, received by reference, and the message a dead letter of the bank-statements input."""
+    url, endpoint = rabbitmq_broker.amqp_url, AmqpEndpoint(rabbitmq_broker.amqp_url)
+    names = run_names()
+    bank = {name: f"{name}-{names['exchange']}" for name in ("bank_statements", "payouts", "bank_matches")}
+    now = _recent()
+    for queue in (names["payments"], names["settlements"], bank["bank_statements"]):
+        declare_queue(endpoint, queue)
+    publish_values(endpoint, names["settlements"], [encode_value(line._asdict(), "json", "settlement_line") for line in (
+        settlement("s1", "ref_1", 1500, time=now, payout_id="po_live0001"),
+        settlement("s2", "ref_2", 600, time=now + 1000, payout_id="po_live0001", record_type="REFUND"),
+        settlement("s3", "payout", 900, time=now + 2000, payout_id="po_live0001", record_type="PAYOUT"))])
+    day = (T0 + timedelta(milliseconds=now)).date()
+    publish_values(endpoint, bank["bank_statements"], [_statement(tmp_path, day, "po_live0001", 900)],
+                   content_type="application/xml")
+    publish_values(endpoint, bank["bank_statements"], [b"not a statement"], content_type="text/plain")
+    process = start_stream(url, stream_arguments(
+        names, "--runner", "PrismRunner", "--bank-statements-queue", bank["bank_statements"], "--payouts-topic",
+        bank["payouts"], "--bank-matches-topic", bank["bank_matches"]), tmp_path / "stream.err")
+    try:
+        def rows(queue: str, **wanted):
+            return [row for row in queue_rows(endpoint, queue) if all(row[k] == v for k, v in wanted.items())]
+
+        wait_until("the payout balanced", lambda: rows(bank["payouts"], status="PAYOUT_BALANCED"), Unpiped(process),
+                   180)
+        balanced = rows(bank["payouts"], status="PAYOUT_BALANCED")[-1]
+        assert (balanced["payout_id"], balanced["payout_minor"], balanced["lines_minor"]) == ("po_live0001", 900, 900)
+        wait_until("the payout received", lambda: rows(bank["bank_matches"], status="PAYOUT_RECEIVED"),
+                   Unpiped(process), 60)
+        received = rows(bank["bank_matches"], status="PAYOUT_RECEIVED")[-1]
+        assert (received["matched_by"], received["credit_minor"]) == ("reference", 900) and received["entry_ref"]
+        wait_until("the message that is no statement as a dead letter", lambda: rows(
+            names["dead_letters"], input="bank_statements"), Unpiped(process), 60)
+        letter, = rows(names["dead_letters"], input="bank_statements")
+        assert "not a bank statement" in letter["reason"]
+        assert letter["source"].startswith(f"{bank['bank_statements']}#")
+        wait_until("the statements acked", lambda: ready_count(endpoint, bank["bank_statements"]) == 0,
+                   Unpiped(process), 60)
+    except BaseException:
+        print(f"the stream's log:\n{(tmp_path / 'stream.err').read_text()[-4000:]}")
+        raise
+    finally:
+        kill(process, group=True)

@@ -1,4 +1,5 @@
-"""`paybeam stream --bank-statements-topic` and `paybeam kafka produce --bank-statements` (issue 21): options,
+"""`paybeam stream --bank-statements-topic` (`--bank-statements-queue` from RabbitMQ) and `paybeam kafka produce
+--bank-statements` (`rabbitmq produce`) (issues 21, 22): options,
 the statements topic's messages, and the outputs' encodings. The unbounded run itself is tested on Prism
 (tests/test_prism_stream_bank.py) and under TestStream (tests/test_live_bank_flow.py)."""
 from __future__ import annotations
@@ -24,6 +25,8 @@ from schemas.timestamps import parse_timestamp_millis
 from tests.kafka_helpers import read_topic, unique_topic
 
 BASE = ["stream", "--bootstrap-servers", "127.0.0.1:1", "--payments-topic", "p", "--settlements-topic", "s"]
+RABBITMQ = ["--source", "rabbitmq", "--amqp-url", "amqp://u:p@127.0.0.1:1/%2F", "--payments-queue", "p",
+            "--settlements-queue", "s"]
 
 
 def _job(*extra: str):
@@ -93,6 +96,48 @@ def test_kafka_produce_sends_each_statement_whole_timed_after_its_latest_day(kaf
         latest = max(day for entry in entries for day in (entry["booking_date"], entry["value_date"]) if day)
         assert latest >= day
         assert message.timestamp() == (TIMESTAMP_CREATE_TIME, parse_timestamp_millis(f"{latest}T00:00:00Z") + 86_400_000)
+
+
+def test_rabbitmq_produce_sends_each_statement_whole_timed_after_its_latest_day(rabbitmq_broker, tmp_path, capsys):
+    from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
+
+    generate(GeneratorConfig(payments=200, seed=5, days=5, bank_statements="camt053"), str(tmp_path / "data"))
+    files = sorted(glob.glob(str(tmp_path / "data" / "bank_statements" / "*")))
+    queues = {name: unique_topic(name) for name in ("payments", "settlements", "statements")}
+    assert main(["rabbitmq", "produce", "--amqp-url", rabbitmq_broker.amqp_url,
+                 "--payments", str(tmp_path / "data" / "payments" / "*"),
+                 "--settlements", str(tmp_path / "data" / "settlements" / "*"),
+                 "--payments-queue", queues["payments"], "--settlements-queue", queues["settlements"],
+                 "--bank-statements", str(tmp_path / "data" / "bank_statements" / "*"),
+                 "--bank-statements-queue", queues["statements"]]) == 0
+    assert f", {len(files)} bank statements to {queues['statements']}" in capsys.readouterr().out
+    messages = read_queue(AmqpEndpoint(rabbitmq_broker.amqp_url), queues["statements"])
+    documents = {message.body: message for message in messages}
+    assert len(messages) == len(files)
+    for path in files:
+        with open(path, "rb") as handle:
+            message = documents[handle.read()]  # the file's bytes, whole
+        entries = [record.fields for record in bank_records_of_message(
+            raw_record_from_message(BANK_STATEMENTS, "q#1", message.body, "json"))]
+        latest = max(day for entry in entries for day in (entry["booking_date"], entry["value_date"]) if day)
+        assert message.timestamp_seconds * 1000 == parse_timestamp_millis(f"{latest}T00:00:00Z") + 86_400_000
+        assert message.content_type == "application/octet-stream"  # XML or BAI2: told apart by what it holds
+
+
+def test_a_bank_statements_queue_adds_its_input_and_two_outputs():
+    job = _job(*RABBITMQ, "--bank-statements-queue", "statements")
+    assert job.with_bank and job.queues["bank_statements"] == job.topics["bank_statements"] == "statements"
+    assert (job.topics["payouts"], job.topics["bank_matches"]) == ("paybeam.payouts", "paybeam.bank_matches")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([*RABBITMQ, "--bank-statements-queue", "q", "--bounded"], "--bank-statements-queue needs an unbounded run"),
+    ([*RABBITMQ, "--bank-statements-topic", "t"], "--source rabbitmq reads --bank-statements-queue"),
+    (["--bank-statements-queue", "q"], "--source kafka reads --bank-statements-topic"),
+])
+def test_what_a_bank_statements_queue_refuses(extra, message, capsys):
+    assert main([*BASE, *extra]) == 2
+    assert message in capsys.readouterr().err
 
 
 def _with_timestamps(bootstrap_servers: str, topic: str):

@@ -26,7 +26,8 @@ MAX_IN_FLIGHT = 5_000  # unconfirmed messages before publish() waits for confirm
 PERSISTENT = 2
 _RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0)
 
-_Message = Tuple[str, str, bytes, str, Optional[Dict[str, str]], Optional[int]]
+# (exchange, routing key, body, value format, headers, AMQP timestamp, content type if not the format's)
+_Message = Tuple[str, str, bytes, str, Optional[Dict[str, str]], Optional[int], Optional[str]]
 
 
 class PublishFailed(RuntimeError):
@@ -102,8 +103,9 @@ class ConfirmingPublisher:
                 self._channel.queue_bind(queue, exchange, routing_key=routing_key)
 
     def publish(self, exchange: str, routing_key: str, body: bytes, value_format: str,
-                headers: Optional[Dict[str, str]] = None, timestamp_seconds: Optional[int] = None) -> None:
-        message = (exchange, routing_key, body, value_format, headers, timestamp_seconds)
+                headers: Optional[Dict[str, str]] = None, timestamp_seconds: Optional[int] = None,
+                content_type: Optional[str] = None) -> None:
+        message = (exchange, routing_key, body, value_format, headers, timestamp_seconds, content_type)
         self._published += 1
         while True:
             try:
@@ -121,8 +123,9 @@ class ConfirmingPublisher:
     def _send(self, message: _Message) -> None:
         import pika
 
-        exchange, routing_key, body, value_format, headers, timestamp_seconds = message
-        properties = pika.BasicProperties(delivery_mode=PERSISTENT, content_type=CONTENT_TYPES[value_format][0],
+        exchange, routing_key, body, value_format, headers, timestamp_seconds, content_type = message
+        properties = pika.BasicProperties(delivery_mode=PERSISTENT,
+                                          content_type=content_type or CONTENT_TYPES[value_format][0],
                                           headers=headers or None, timestamp=timestamp_seconds)
         self._pending[self._next_tag] = message
         self._next_tag += 1

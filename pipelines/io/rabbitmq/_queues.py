@@ -17,6 +17,7 @@ class Message(NamedTuple):
     headers: dict
     content_type: Optional[str]
     redelivered: bool
+    timestamp_seconds: Optional[int] = None  # the AMQP timestamp property
 
 
 def dead_lettered_queue(queue: str) -> str:
@@ -84,13 +85,19 @@ def declare_outputs(endpoint: AmqpEndpoint, exchange: str, queues: Iterable[str]
 
 
 def publish_values(endpoint: AmqpEndpoint, queue: str, values: Iterable[bytes], value_format: str = "json",
-                   timeout_seconds: float = 60.0, batch: int = 10_000) -> int:
-    """Publishes each value to `queue` (default exchange), persistent and confirmed; returns how many."""
+                   timeout_seconds: float = 60.0, batch: int = 10_000,
+                   timestamps_seconds: Optional[Iterable[Optional[int]]] = None,
+                   content_type: Optional[str] = None) -> int:
+    """Publishes each value to `queue` (default exchange), persistent and confirmed; returns how many. With
+    `timestamps_seconds` (one per value) each carries that AMQP timestamp; `content_type` overrides the
+    value format's."""
     publisher = ConfirmingPublisher(endpoint, timeout_seconds).open()
     total = 0
+    timestamps = iter(timestamps_seconds) if timestamps_seconds is not None else None
     try:
         for value in values:
-            publisher.publish("", queue, value, value_format)
+            publisher.publish("", queue, value, value_format, timestamp_seconds=next(timestamps) if timestamps else None,
+                              content_type=content_type)
             total += 1
             if total % batch == 0:
                 publisher.wait_confirmed()
@@ -121,7 +128,7 @@ def read_queue(endpoint: AmqpEndpoint, queue: str, ack: bool = True, idle_second
             if method is None:
                 break
             messages.append(Message(body, dict(properties.headers or {}), properties.content_type,
-                                    bool(method.redelivered)))
+                                    bool(method.redelivered), properties.timestamp))
             last_tag = method.delivery_tag
             if len(messages) % 500 == 0:
                 channel.basic_ack(last_tag, multiple=True)
@@ -145,5 +152,5 @@ def _peek(channel, queue: str, expected: int) -> List[Message]:
         if method is None:
             break
         messages.append(Message(body, dict(properties.headers or {}), properties.content_type,
-                                bool(method.redelivered)))
+                                bool(method.redelivered), properties.timestamp))
     return messages

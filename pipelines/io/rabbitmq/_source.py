@@ -42,6 +42,7 @@ from pipelines.io.kafka import SYSTEM_CLOCK, UNBOUNDED_STOP, WATERMARKS, Checkpo
 from pipelines.io.rabbitmq._config import CONTENT_TYPES, RabbitReadConfig
 from pipelines.io.rabbitmq._consumer import Delivery, Take, shared_consumer
 from schemas.arrow_readers import tabulate_records
+from schemas.bank.entry import BANK_STATEMENTS
 from schemas.codecs import capped
 from schemas.kafka_values import payload_time_millis, raw_record_from_message, raw_text
 from schemas.raw_chunks import RawChunk
@@ -94,7 +95,8 @@ def _refusal(delivery: Delivery, config: RabbitReadConfig) -> str:
     size = len(delivery.body)
     if size > config.max_message_bytes:
         return f"message of {size:,} bytes is over the {config.max_message_bytes:,}-byte limit (--max-message-bytes)"
-    if not delivery.content_type or delivery.content_type in _ACCEPTED[config.value_format]:
+    if not delivery.content_type or delivery.content_type in _ACCEPTED[config.value_format] \
+            or config.input_name == BANK_STATEMENTS:  # a whole document, XML or text: told apart downstream
         return ""
     content_type = delivery.content_type.split(";")[0].strip().lower()
     if content_type and content_type not in _ACCEPTED[config.value_format]:
