@@ -74,54 +74,54 @@ def test_payout_and_bank_match_revisions_encode_in_every_output_format(record, v
 
 
 def test_kafka_produce_sends_each_statement_whole_timed_after_its_latest_day(kafka_broker, tmp_path, capsys):
-    generate(GeneratorConfig(payments=200, seed=5, days=5, bank_statements="bai2"), str(tmp_path / "data"))
-    files = sorted(glob.glob(str(tmp_path / "data" / "bank_statements" / "*")))
-    topics = {name: unique_topic(name) for name in ("payments", "settlements", "statements")}
-    assert main(["kafka", "produce", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                 "--payments", str(tmp_path / "data" / "payments" / "*"),
-                 "--settlements", str(tmp_path / "data" / "settlements" / "*"),
-                 "--payments-topic", topics["payments"], "--settlements-topic", topics["settlements"],
-                 "--bank-statements", str(tmp_path / "data" / "bank_statements" / "*"),
-                 "--bank-statements-topic", topics["statements"]]) == 0
-    assert f", {len(files)} bank statements" in capsys.readouterr().out
+    files, topics = _produce(tmp_path, capsys, "bai2", "kafka", "--bootstrap-servers",
+                             kafka_broker.bootstrap_servers, "topic")
     messages = _with_timestamps(kafka_broker.bootstrap_servers, topics["statements"])
-    documents = {message.value(): message for message in messages}
+    timed = {message.value(): message.timestamp() for message in messages}
     assert len(messages) == len(files)
+    for path, document, end_of_latest_day in _statements_of_files(files):
+        assert timed[document] == (TIMESTAMP_CREATE_TIME, end_of_latest_day)
+
+
+def _produce(tmp_path, capsys, bank_format: str, tool: str, broker_flag: str, broker: str, kind: str):
+    """`paybeam TOOL produce` of a generated dataset with its bank statements in `bank_format`, to fresh
+    topics or queues; returns the statement files and the names (payments, settlements, statements)."""
+    generate(GeneratorConfig(payments=200, seed=5, days=5, bank_statements=bank_format), str(tmp_path / "data"))
+    files = sorted(glob.glob(str(tmp_path / "data" / "bank_statements" / "*")))
+    names = {name: unique_topic(name) for name in ("payments", "settlements", "statements")}
+    assert main([tool, "produce", broker_flag, broker, "--payments", str(tmp_path / "data" / "payments" / "*"),
+                 "--settlements", str(tmp_path / "data" / "settlements" / "*"),
+                 f"--payments-{kind}", names["payments"], f"--settlements-{kind}", names["settlements"],
+                 "--bank-statements", str(tmp_path / "data" / "bank_statements" / "*"),
+                 f"--bank-statements-{kind}", names["statements"]]) == 0
+    assert f", {len(files)} bank statements" in capsys.readouterr().out
+    return files, names
+
+
+def _statements_of_files(files):
+    """(path, document, epoch millis of the end of the latest day it reports) for each statement file."""
     for path in files:
         with open(path, "rb") as handle:
-            message = documents[handle.read()]  # the file's bytes, whole
+            document = handle.read()
         day = os.path.basename(path).split("_")[-1].split(".")[0]
         entries = [record.fields for record in bank_records_of_message(
-            raw_record_from_message(BANK_STATEMENTS, "t/0@0", message.value(), "json"))]
+            raw_record_from_message(BANK_STATEMENTS, "t/0@0", document, "json"))]
         latest = max(day for entry in entries for day in (entry["booking_date"], entry["value_date"]) if day)
         assert latest >= day
-        assert message.timestamp() == (TIMESTAMP_CREATE_TIME, parse_timestamp_millis(f"{latest}T00:00:00Z") + 86_400_000)
+        yield path, document, parse_timestamp_millis(f"{latest}T00:00:00Z") + 86_400_000
 
 
 def test_rabbitmq_produce_sends_each_statement_whole_timed_after_its_latest_day(rabbitmq_broker, tmp_path, capsys):
     from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
 
-    generate(GeneratorConfig(payments=200, seed=5, days=5, bank_statements="camt053"), str(tmp_path / "data"))
-    files = sorted(glob.glob(str(tmp_path / "data" / "bank_statements" / "*")))
-    queues = {name: unique_topic(name) for name in ("payments", "settlements", "statements")}
-    assert main(["rabbitmq", "produce", "--amqp-url", rabbitmq_broker.amqp_url,
-                 "--payments", str(tmp_path / "data" / "payments" / "*"),
-                 "--settlements", str(tmp_path / "data" / "settlements" / "*"),
-                 "--payments-queue", queues["payments"], "--settlements-queue", queues["settlements"],
-                 "--bank-statements", str(tmp_path / "data" / "bank_statements" / "*"),
-                 "--bank-statements-queue", queues["statements"]]) == 0
-    assert f", {len(files)} bank statements to {queues['statements']}" in capsys.readouterr().out
+    files, queues = _produce(tmp_path, capsys, "camt053", "rabbitmq", "--amqp-url", rabbitmq_broker.amqp_url,
+                             "queue")
     messages = read_queue(AmqpEndpoint(rabbitmq_broker.amqp_url), queues["statements"])
-    documents = {message.body: message for message in messages}
+    documents = {message.body: message for message in messages}  # each file's bytes, whole
     assert len(messages) == len(files)
-    for path in files:
-        with open(path, "rb") as handle:
-            message = documents[handle.read()]  # the file's bytes, whole
-        entries = [record.fields for record in bank_records_of_message(
-            raw_record_from_message(BANK_STATEMENTS, "q#1", message.body, "json"))]
-        latest = max(day for entry in entries for day in (entry["booking_date"], entry["value_date"]) if day)
-        assert message.timestamp_seconds * 1000 == parse_timestamp_millis(f"{latest}T00:00:00Z") + 86_400_000
-        assert message.content_type == "application/octet-stream"  # XML or BAI2: told apart by what it holds
+    for path, document, end_of_latest_day in _statements_of_files(files):
+        assert documents[document].timestamp_seconds * 1000 == end_of_latest_day
+        assert documents[document].content_type == "application/octet-stream"  # XML or BAI2: told apart later
 
 
 def test_a_bank_statements_queue_adds_its_input_and_two_outputs():
