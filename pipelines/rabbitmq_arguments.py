@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
 from pipelines.arguments import UsageError
 from pipelines.io.rabbitmq import (
@@ -15,7 +15,12 @@ from pipelines.io.rabbitmq import (
     AmqpEndpoint,
     RabbitReadConfig,
     RabbitWriteConfig,
+    dead_lettered_queue,
+    declare_outputs,
+    existing_queues,
 )
+from pipelines.run_errors import one_line_cause
+from schemas.errors import RunFailed
 
 AMQP_URL_ENV = "PAYBEAM_AMQP_URL"
 
@@ -29,15 +34,10 @@ def add_amqp_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amqp-tls-key", metavar="FILE", help="client certificate's private key")
 
 
-def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    """`paybeam stream --source rabbitmq`'s options."""
+def add_rabbitmq_queue_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command reading queues with `--source rabbitmq` takes: the broker, the outputs' exchange,
+    the prefetch window and the message size limit."""
     add_amqp_endpoint_arguments(parser)
-    parser.add_argument("--payments-queue", metavar="QUEUE", help="--source rabbitmq: the payments queue")
-    parser.add_argument("--settlements-queue", metavar="QUEUE", help="--source rabbitmq: the settlements queue")
-    parser.add_argument("--bank-statements-queue", metavar="QUEUE",
-                        help="--source rabbitmq, unbounded runs: a queue of bank statements, one whole camt.053 or "
-                             "BAI2 document per message; adds payout revisions (--payouts-topic) and bank-match "
-                             "revisions (--bank-matches-topic), as --bank-statements-topic does for Kafka")
     parser.add_argument("--exchange", default=DEFAULT_EXCHANGE,
                         help="--source rabbitmq: the direct exchange outputs are published to, each under its "
                              "--*-topic name as routing key, into the durable queue of that name (declared and "
@@ -45,6 +45,27 @@ def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="N",
                         help="--source rabbitmq: unacked deliveries per queue (acks follow the runner's bundle "
                              f"finalization, on Flink its checkpoints; default {DEFAULT_PREFETCH})")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="N",
+                        help="--source rabbitmq: a larger message is a dead letter, not decoded (default "
+                             f"{DEFAULT_MAX_MESSAGE_BYTES})")
+
+
+def check_rabbitmq_queue_arguments(args: argparse.Namespace) -> None:
+    if not 1 <= args.prefetch <= 65_535:
+        raise UsageError("--prefetch is between 1 and 65535 (AMQP's prefetch count is 16 bits)")
+    if args.max_message_bytes < 1:
+        raise UsageError("--max-message-bytes must be at least 1")
+
+
+def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """`paybeam stream --source rabbitmq`'s options."""
+    add_rabbitmq_queue_arguments(parser)
+    parser.add_argument("--payments-queue", metavar="QUEUE", help="--source rabbitmq: the payments queue")
+    parser.add_argument("--settlements-queue", metavar="QUEUE", help="--source rabbitmq: the settlements queue")
+    parser.add_argument("--bank-statements-queue", metavar="QUEUE",
+                        help="--source rabbitmq, unbounded runs: a queue of bank statements, one whole camt.053 or "
+                             "BAI2 document per message; adds payout revisions (--payouts-topic) and bank-match "
+                             "revisions (--bank-matches-topic), as --bank-statements-topic does for Kafka")
     parser.add_argument("--streams", action="store_true",
                         help="--source rabbitmq --bounded: the input queues are RabbitMQ streams, read over the "
                              "stream protocol from --start (committed: after the offset stored for --group-id) to "
@@ -52,9 +73,6 @@ def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-port", type=int, default=DEFAULT_STREAM_PORT, metavar="PORT",
                         help=f"--streams: the broker's stream protocol port (default {DEFAULT_STREAM_PORT})")
     parser.add_argument("--start-offset", type=int, metavar="N", help="--streams --start offset: the first offset")
-    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="N",
-                        help="--source rabbitmq: a larger message is a dead letter, not decoded (default "
-                             f"{DEFAULT_MAX_MESSAGE_BYTES})")
 
 
 def endpoint_from_arguments(args: argparse.Namespace) -> AmqpEndpoint:
@@ -95,3 +113,25 @@ def store_write_config(job, queue: str) -> RabbitWriteConfig:
     """A bounded run's open-items store: the durable queue `queue` on the default exchange."""
     return RabbitWriteConfig(endpoint=job.amqp, routing_key=queue, exchange="", queue=queue,
                              broker_timeout_seconds=job.broker_timeout_seconds)
+
+
+def declare_run_outputs(job, names: Sequence[str]) -> None:
+    """The exchange and the output queues `names` exist before the run writes (consumers can attach at once); a
+    broker that cannot be reached or refuses the credentials fails the run here, in one line."""
+    try:
+        declare_outputs(job.amqp, job.exchange, names, min(job.broker_timeout_seconds, 30.0))
+    except Exception as error:  # noqa: BLE001 — unreachable, refused, a queue of another kind: one line, exit 1
+        raise RunFailed(f"cannot declare the outputs on RabbitMQ {job.amqp.redacted()}: "
+                        f"{one_line_cause(error)}") from error
+
+
+def dead_lettered_inputs(job) -> Dict[str, str]:
+    """The queues the broker dead-letters the job's input queues into (`<queue>.dead-lettered`) that exist
+    now, by input name: an unbounded run reads them as part of its inputs (docs/DESIGN.md 5.2)."""
+    wanted = {dead_lettered_queue(queue): name for name, queue in job.queues.items()}
+    try:
+        found = existing_queues(job.amqp, wanted, min(job.broker_timeout_seconds, 30.0))
+    except Exception as error:  # noqa: BLE001 — unreachable, refused: one line, exit 1
+        raise RunFailed(f"cannot look up the dead-lettered queues on RabbitMQ {job.amqp.redacted()}: "
+                        f"{one_line_cause(error)}") from error
+    return {wanted[queue]: queue for queue in found}

@@ -300,9 +300,11 @@ def run_job(job: StreamJob) -> Optional[dict]:
     check_client_settings(job.producer_config, "--producer-config", "producer")
     started = time.monotonic()
     if job.source == RABBITMQ:
-        _declare_rabbitmq_outputs(job)
+        from pipelines.rabbitmq_arguments import dead_lettered_inputs, declare_run_outputs
+
+        declare_run_outputs(job, [job.topics[name] for name in ALL_OUTPUT_SCHEMAS if name in job.topics])
         if job.streaming:
-            job = dataclasses.replace(job, dead_lettered_queues=_dead_lettered_inputs(job))
+            job = dataclasses.replace(job, dead_lettered_queues=dead_lettered_inputs(job))
             if job.dead_lettered_queues:
                 print(f"paybeam stream: also reading what the broker dead-lettered: "
                       f"{', '.join(job.dead_lettered_queues.values())}", file=sys.stderr)
@@ -372,33 +374,6 @@ def _held_rabbitmq_inputs(job: StreamJob):
         if held is not None:
             held.release()  # a no-op after ack()
         shutil.rmtree(spill_dir, ignore_errors=True)
-
-
-def _declare_rabbitmq_outputs(job: StreamJob) -> None:
-    """The exchange and the output queues exist before the run writes (consumers can attach at once); a broker
-    that cannot be reached or refuses the credentials fails the run here, in one line."""
-    from pipelines.io.rabbitmq import declare_outputs
-
-    names = [job.topics[name] for name in (*OUTPUT_SCHEMAS, *(BANK_OUTPUT_SCHEMAS if job.with_bank else ()))]
-    try:
-        declare_outputs(job.amqp, job.exchange, names, min(job.broker_timeout_seconds, 30.0))
-    except Exception as error:  # noqa: BLE001 — unreachable, refused, a queue of another kind: one line, exit 1
-        raise RunFailed(f"cannot declare the outputs on RabbitMQ {job.amqp.redacted()}: "
-                        f"{one_line_cause(error)}") from error
-
-
-def _dead_lettered_inputs(job: StreamJob) -> Dict[str, str]:
-    """The queues the broker dead-letters the input queues' messages into (`<queue>.dead-lettered`) that exist
-    now, by input name: an unbounded run reads them as part of its inputs (docs/DESIGN.md 5.2)."""
-    from pipelines.io.rabbitmq import dead_lettered_queue, existing_queues
-
-    wanted = {dead_lettered_queue(queue): name for name, queue in job.queues.items()}
-    try:
-        found = existing_queues(job.amqp, wanted, min(job.broker_timeout_seconds, 30.0))
-    except Exception as error:  # noqa: BLE001 — unreachable, refused: one line, exit 1
-        raise RunFailed(f"cannot look up the dead-lettered queues on RabbitMQ {job.amqp.redacted()}: "
-                        f"{one_line_cause(error)}") from error
-    return {wanted[queue]: queue for queue in found}
 
 
 def status_reporter(job: StreamJob, result):

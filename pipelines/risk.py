@@ -29,6 +29,7 @@ from pipelines.io.files import ReadRawRecords, WriteCsv, WriteJsonLines, WritePa
 from pipelines.io.run_output import RunOutput
 from pipelines.io.spill import SpillDirectory, SpillToFiles
 from pipelines.risk_stream import add_risk_stream_commands
+from pipelines.risk_tools import add_risk_tool_commands
 from pipelines.run_errors import wait_cancelling_on_interrupt
 from pipelines.summary import counts_from_metrics, counts_of_input
 from pipelines.version import paybeam_version
@@ -325,3 +326,4 @@ def add_risk_commands(commands) -> None:
     generate.add_argument("--format", choices=FORMATS, default="csv")
     generate.set_defaults(handler=generate_command)
     add_risk_stream_commands(tools)
+    add_risk_tool_commands(tools)

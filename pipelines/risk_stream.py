@@ -1,30 +1,30 @@
-"""`paybeam risk stream`: risk decisions on a live Kafka topic of attempts, rules changing while it runs (10.11).
+"""`paybeam risk stream`: risk decisions on a live Kafka topic (or RabbitMQ queue) of attempts, rules changing
+while it runs (10.11).
 
     paybeam risk stream --bootstrap-servers HOST:PORT --attempts-topic T --rules FILE
         [--rules-topic T | --watch-rules] [--decisions-topic T] [--runner R] [beam flags]
+    paybeam risk stream --source rabbitmq --amqp-url URL --attempts-queue Q --rules FILE [--watch-rules] …
 
-    Kafka attempts ──► ColumnarDecideAttemptStream (--engine columnar: Arrow chunks) or DecideAttemptStream
+    attempts   ──► ColumnarDecideAttemptStream (--engine columnar: Arrow chunks) or DecideAttemptStream
                        (elementwise): intake, rules in force, per-event windows ──► decisions topic
                                                                                        └─► dead-letters topic
 
-`paybeam risk produce` replays attempt files into the topic in event-time
-order; `paybeam risk publish-rules` checks a rules file and appends it to the
-rules topic. This module wires Kafka to transforms/risk; the rules live there.
+`paybeam risk produce` and `publish-rules` (pipelines/risk_tools.py) replay attempt files into the topic or
+queue and append a rules file to the rules topic; their options are registered here with the stream's.
+This module wires Kafka or RabbitMQ to transforms/risk; the rules live there.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines.arguments import COLUMNAR, ENGINES, UsageError
-from pipelines.io.files import expand_patterns
 from pipelines.io.kafka import (
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
@@ -33,28 +33,42 @@ from pipelines.io.kafka import (
     ReadRawChunksFromKafka,
     ReadRawRecordsFromKafka,
     WriteToKafka,
-    create_topics,
     new_consumer,
-    new_producer,
 )
+from pipelines.io.rabbitmq import DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFETCH, AmqpEndpoint
 from pipelines.io.rules_sources import RulesTopic, WatchedRulesFile, check_rules_topic
 from pipelines.kafka_arguments import check_client_settings, parse_settings
+from pipelines.rabbitmq_arguments import (
+    add_rabbitmq_queue_arguments,
+    check_rabbitmq_queue_arguments,
+    dead_lettered_inputs,
+    declare_run_outputs,
+    endpoint_from_arguments,
+    rabbit_read_config,
+    rabbit_write_config,
+)
 from pipelines.run_errors import one_line_cause, quiet_beam_tracebacks, wait_cancelling_on_interrupt
-from pipelines.stream_job import add_chunk_arguments, add_kafka_client_arguments, check_at_least_one, instant_argument
+from pipelines.stream_job import (
+    KAFKA,
+    RABBITMQ,
+    SOURCES,
+    add_chunk_arguments,
+    add_kafka_client_arguments,
+    check_at_least_one,
+    instant_argument,
+)
 from runners.beam_flags import OptionsError
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options, canonical_runner
 from schemas.attempts import ATTEMPTS
-from schemas.codecs import FORMATS, detect_format, read_records
 from schemas.errors import RunFailed
-from schemas.kafka_values import VALUE_FORMATS, encode_value, table_messages
-from schemas.records import RawRecord
+from schemas.kafka_values import table_messages
 from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS
 from transforms.columnar.live_risk_flow import DECISION_TABLES, ColumnarDecideAttemptStream
 from transforms.risk.flow import DECISIONS, DecideAttemptStream
 from transforms.risk.rules import RuleSet, load_rules_file
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS
-from transforms.validate import DEAD_LETTERS, validate_raw_record
+from transforms.validate import DEAD_LETTERS
 
 RulesSource = Union[RulesTopic, WatchedRulesFile, None]
 
@@ -68,8 +82,8 @@ RISK_LINGER_MILLIS = 0
 
 @dataclass
 class RiskStreamJob:
-    bootstrap_servers: str
-    topics: Dict[str, str]  # attempts, decisions, dead_letters
+    bootstrap_servers: Optional[str]
+    topics: Dict[str, str]  # attempts, decisions, dead_letters (--source rabbitmq: queue names)
     rules_path: str
     rule_set: RuleSet
     rules_source: RulesSource = None
@@ -92,6 +106,14 @@ class RiskStreamJob:
     timer_tick_millis: int = DEFAULT_TICK_MILLIS
     runner: str = "PrismRunner"
     beam_args: List[str] = field(default_factory=list)
+    # --source rabbitmq: the broker, the attempts queue, the outputs' exchange (docs/DESIGN.md 5.2)
+    source: str = KAFKA
+    amqp: Optional[AmqpEndpoint] = None
+    queues: Dict[str, str] = field(default_factory=dict)
+    dead_lettered_queues: Dict[str, str] = field(default_factory=dict)  # filled at launch
+    exchange: str = DEFAULT_EXCHANGE
+    prefetch: int = DEFAULT_PREFETCH
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
 def decision_message_key(decision) -> Optional[bytes]:
@@ -125,19 +147,36 @@ def write_config(job: RiskStreamJob, output: str, schema_name: str) -> KafkaWrit
 def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
     if job.engine == COLUMNAR:
         outputs = (pipeline
-                   | "ReadAttemptChunks" >> ReadRawChunksFromKafka(read_config(job))
+                   | "ReadAttemptChunks" >> _reader(job, chunks=True)
                    | "Risk" >> ColumnarDecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis,
                                                            job.timer_tick_millis))
         decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> beam.FlatMap(
             table_messages, job.output_value_format, "risk_decision", "attempt_id")
     else:
         outputs = (pipeline
-                   | "ReadAttempts" >> ReadRawRecordsFromKafka(read_config(job))
+                   | "ReadAttempts" >> _reader(job, chunks=False)
                    | "Risk" >> DecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis))
         decisions = outputs[DECISIONS]
-    decisions | "WriteDecisions" >> WriteToKafka(write_config(job, DECISIONS, "risk_decision"), decision_message_key)
-    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteToKafka(write_config(job, DEAD_LETTERS, "dead_letter"),
-                                                               decision_message_key)
+    decisions | "WriteDecisions" >> _writer(job, DECISIONS, "risk_decision")
+    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> _writer(job, DEAD_LETTERS, "dead_letter")
+
+
+def _reader(job: RiskStreamJob, chunks: bool) -> beam.PTransform:
+    """The attempts: RawChunks (or RawRecords) of the Kafka topic or the RabbitMQ queue."""
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import ReadRawChunksFromRabbitMQ
+
+        return ReadRawChunksFromRabbitMQ(rabbit_read_config(job, ATTEMPTS), chunks=chunks)
+    return ReadRawChunksFromKafka(read_config(job)) if chunks else ReadRawRecordsFromKafka(read_config(job))
+
+
+def _writer(job: RiskStreamJob, output: str, schema_name: str) -> beam.PTransform:
+    """Decisions keyed by attempt id (a consumer looks one up; on RabbitMQ the `paybeam-key` header)."""
+    if job.source == RABBITMQ:
+        from pipelines.io.rabbitmq import WriteToRabbitMQ
+
+        return WriteToRabbitMQ(rabbit_write_config(job, output, schema_name), decision_message_key)
+    return WriteToKafka(write_config(job, output, schema_name), decision_message_key)
 
 
 def _check_rules_topic(job: RiskStreamJob) -> None:
@@ -156,7 +195,12 @@ def run_job(job: RiskStreamJob) -> None:
     options = build_pipeline_options(job.runner, job.beam_args, streaming=True)
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")
     check_client_settings(job.producer_config, "--producer-config", "producer")
-    read_config(job)
+    if job.source == RABBITMQ:
+        rabbit_read_config(job, ATTEMPTS)  # usage errors in the read settings first
+        declare_run_outputs(job, [job.topics[DECISIONS], job.topics[DEAD_LETTERS]])
+        job = dataclasses.replace(job, dead_lettered_queues=dead_lettered_inputs(job))
+    else:
+        read_config(job)
     _check_rules_topic(job)
     pipeline = new_pipeline(options)
     build_pipeline(pipeline, job)
@@ -173,8 +217,9 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
     except OptionsError as error:
         raise UsageError(str(error)) from None
     if runner == "DirectRunner":
-        raise UsageError("the DirectRunner cannot read an unbounded Kafka topic (apache/beam#26577): use "
+        raise UsageError("the DirectRunner cannot read an unbounded topic or queue (apache/beam#26577): use "
                          "--runner PrismRunner (the default) or FlinkRunner; `paybeam risk backtest` decides files")
+    source = _source_arguments(args)
     if args.start == "timestamp" and not args.start_time:
         raise UsageError("--start=timestamp needs --start-time TIME")
     check_at_least_one(args)
@@ -182,17 +227,21 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
         raise UsageError("--broker-timeout must be positive")
     if args.rules_poll_ms < 0:
         raise UsageError("--rules-poll-ms must be 0 (every attempt) or more")
-    source: RulesSource = None
+    rules: RulesSource = None
     if args.rules_topic:
-        source = RulesTopic(args.bootstrap_servers, args.rules_topic,
-                            tuple(sorted(parse_settings(args.consumer_config, "--consumer-config").items())))
+        if not args.bootstrap_servers:
+            raise UsageError("--rules-topic is a Kafka topic: give --bootstrap-servers too, or take updates from "
+                             "the file (--watch-rules)")
+        rules = RulesTopic(args.bootstrap_servers, args.rules_topic,
+                           tuple(sorted(parse_settings(args.consumer_config, "--consumer-config").items())))
     elif args.watch_rules:
-        source = WatchedRulesFile(os.path.abspath(args.rules))
+        rules = WatchedRulesFile(os.path.abspath(args.rules))
     return RiskStreamJob(
+        **source,
         bootstrap_servers=args.bootstrap_servers,
-        topics={ATTEMPTS: args.attempts_topic, DECISIONS: args.decisions_topic,
+        topics={ATTEMPTS: args.attempts_queue or args.attempts_topic, DECISIONS: args.decisions_topic,
                 DEAD_LETTERS: args.dead_letters_topic},
-        rules_path=args.rules, rule_set=load_rules_file(args.rules), rules_source=source,
+        rules_path=args.rules, rule_set=load_rules_file(args.rules), rules_source=rules,
         poll_millis=args.rules_poll_ms, group_id=args.group_id, start=args.start,
         start_timestamp_millis=instant_argument(args.start_time, "--start-time"), idle_timeout_seconds=args.idle_timeout,
         value_format=args.value_format, output_value_format=args.output_value_format,
@@ -204,75 +253,36 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
         chunk_max_millis=args.chunk_max_ms, timer_tick_millis=args.timer_tick_ms)
 
 
+def _source_arguments(args: argparse.Namespace) -> dict:
+    """The RiskStreamJob fields of `--source`: Kafka's topic, or RabbitMQ's broker and queue."""
+    if args.source == KAFKA:
+        missing = [flag for flag, value in (("--bootstrap-servers", args.bootstrap_servers),
+                                            ("--attempts-topic", args.attempts_topic)) if not value]
+        if missing:
+            raise UsageError(f"the following arguments are required: {', '.join(missing)}")
+        if args.attempts_queue:
+            raise UsageError("--attempts-queue is a RabbitMQ queue: --source rabbitmq")
+        return {"source": KAFKA}
+    if not args.attempts_queue:
+        raise UsageError("--source rabbitmq needs --attempts-queue")
+    if args.attempts_topic:
+        raise UsageError("--attempts-topic is a Kafka topic: --source rabbitmq reads --attempts-queue")
+    if args.start != "committed":
+        raise UsageError("--start applies to Kafka topics: a queue is read from its head, what is acked is gone")
+    check_rabbitmq_queue_arguments(args)
+    return {"source": RABBITMQ, "amqp": endpoint_from_arguments(args), "queues": {ATTEMPTS: args.attempts_queue},
+            "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes}
+
+
 def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
     job = job_from_arguments(args, extra)
     source = job.rules_source.name if job.rules_source is not None else "none (fixed rules)"
-    print(f"paybeam risk stream: unbounded {job.engine} run on {job.runner}; rules {job.rule_set.fingerprint} from "
-          f"{job.rules_path}, updates from {source}; decisions to {job.topics[DECISIONS]}", file=sys.stderr)
+    attempts = (f"attempts from queue {job.topics[ATTEMPTS]} on {job.amqp.redacted()}; " if job.source == RABBITMQ
+                else "")
+    print(f"paybeam risk stream: unbounded {job.engine} run on {job.runner}; {attempts}rules "
+          f"{job.rule_set.fingerprint} from {job.rules_path}, updates from {source}; decisions to "
+          f"{job.topics[DECISIONS]}", file=sys.stderr)
     run_job(job)
-    return 0
-
-
-# ------------------------------------------------------------------ the tools around it
-
-
-def produce_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Attempt files -> the attempts topic, valid attempts in event-time order, keyed by card fingerprint
-    (a card's attempts in one partition, in order); rows that fail validation are counted, not sent."""
-    if extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-    attempts, rejected = [], 0
-    for record in _read_attempt_files(args.attempts, args.format):
-        outcome = validate_raw_record(record)
-        if hasattr(outcome, "attempt_id"):
-            attempts.append(outcome)
-        else:
-            rejected += 1
-    attempts.sort(key=lambda attempt: (attempt.event_time, attempt.attempt_id))
-    errors: List[str] = []
-    producer = new_producer({**parse_settings(args.producer_config, "--producer-config"),
-                             "bootstrap.servers": args.bootstrap_servers, "enable.idempotence": True,
-                             "acks": "all", "linger.ms": 20})
-    for attempt in attempts:
-        producer.produce(args.attempts_topic, value=encode_value(attempt._asdict(), args.value_format,
-                                                                 "authorization_attempt"),
-                         key=(attempt.card_fingerprint or attempt.attempt_id).encode("utf-8"),
-                         on_delivery=lambda error, _m: errors.append(str(error)) if error else None)
-        producer.poll(0)
-    if producer.flush(args.broker_timeout) or errors:
-        raise RunFailed(f"not every attempt was acknowledged by {args.bootstrap_servers} within "
-                        f"{args.broker_timeout:g}s ({errors[0] if errors else 'timed out'})")
-    print(f"sent {len(attempts)} attempts to {args.attempts_topic} in event-time order"
-          + (f"; {rejected} invalid row(s) not sent (paybeam risk backtest shows why)" if rejected else ""))
-    return 0
-
-
-def _read_attempt_files(patterns: Sequence[str], file_format: Optional[str]) -> Iterator[RawRecord]:
-    for path in expand_patterns(patterns, file_format):
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            yield from read_records(handle, path, detect_format(path, file_format), ATTEMPTS)
-
-
-def publish_rules_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Checks a rules file (exit 2 with one line per mistake), then appends it to the one-partition rules
-    topic (created when missing); the stream accepts it only with higher versions for changed rules."""
-    if extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-    rule_set = load_rules_file(args.rules)
-    with open(args.rules, "rb") as handle:
-        document = handle.read()
-    create_topics(args.bootstrap_servers, [args.rules_topic], partitions=1)
-    delivered: List[object] = []
-    producer = new_producer({"bootstrap.servers": args.bootstrap_servers, "enable.idempotence": True,
-                             "acks": "all"})
-    producer.produce(args.rules_topic, value=document, key=b"rules",
-                     on_delivery=lambda error, message: delivered.append(error or message))
-    producer.flush(args.broker_timeout)
-    if not delivered or not hasattr(delivered[0], "offset"):
-        raise RunFailed(f"the rules were not acknowledged by {args.bootstrap_servers} "
-                        f"({delivered[0] if delivered else 'timed out'})")
-    print(f"published {args.rules} ({rule_set.fingerprint}: {rule_set.rule_versions}) to "
-          f"{args.rules_topic}@{delivered[0].offset()}")
     return 0
 
 
@@ -282,8 +292,14 @@ def add_risk_stream_commands(tools) -> None:
         description="Decide each attempt of a Kafka topic as it arrives, with the backtest's rules and windows. "
                     "New rule versions come from --rules-topic or the watched --rules file. Unrecognised "
                     "--flags are passed to Beam.")
-    stream.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,…]")
-    stream.add_argument("--attempts-topic", required=True)
+    stream.add_argument("--source", choices=SOURCES, default=KAFKA,
+                        help="kafka (default): --attempts-topic on --bootstrap-servers; rabbitmq: --attempts-queue "
+                             "on --amqp-url, decisions and dead letters to --exchange (queues named by the "
+                             "--*-topic options)")
+    stream.add_argument("--bootstrap-servers", metavar="HOST:PORT[,…]", help="--source kafka (and --rules-topic)")
+    stream.add_argument("--attempts-topic", help="--source kafka: the attempts topic")
+    stream.add_argument("--attempts-queue", metavar="QUEUE", help="--source rabbitmq: the attempts queue")
+    add_rabbitmq_queue_arguments(stream)
     stream.add_argument("--rules", required=True, metavar="FILE", help="the rules at launch (YAML or JSON)")
     updates = stream.add_mutually_exclusive_group()
     updates.add_argument("--rules-topic", metavar="TOPIC",
@@ -304,20 +320,3 @@ def add_risk_stream_commands(tools) -> None:
                         help="Beam runner: PrismRunner (default) or FlinkRunner; the DirectRunner cannot read an "
                              "unbounded topic (apache/beam#26577)")
     stream.set_defaults(handler=stream_command)
-
-    produce = tools.add_parser("produce", help="send attempt files to a topic in event-time order")
-    produce.add_argument("--bootstrap-servers", required=True)
-    produce.add_argument("--attempts", action="append", required=True, metavar="GLOB")
-    produce.add_argument("--attempts-topic", default="attempts")
-    produce.add_argument("--format", choices=FORMATS, help="format of every input (default: by extension)")
-    produce.add_argument("--value-format", choices=VALUE_FORMATS, default="json")
-    produce.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE")
-    produce.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS")
-    produce.set_defaults(handler=produce_command)
-
-    publish = tools.add_parser("publish-rules", help="check a rules file and append it to the rules topic")
-    publish.add_argument("--bootstrap-servers", required=True)
-    publish.add_argument("--rules-topic", required=True)
-    publish.add_argument("--rules", required=True, metavar="FILE")
-    publish.add_argument("--broker-timeout", type=float, default=60.0, metavar="SECONDS")
-    publish.set_defaults(handler=publish_rules_command)

@@ -44,7 +44,11 @@ from pipelines.io.rabbitmq import (
     StreamStart,
 )
 from pipelines.kafka_arguments import parse_settings
-from pipelines.rabbitmq_arguments import add_rabbitmq_stream_arguments, endpoint_from_arguments
+from pipelines.rabbitmq_arguments import (
+    add_rabbitmq_stream_arguments,
+    check_rabbitmq_queue_arguments,
+    endpoint_from_arguments,
+)
 from runners.beam_flags import OptionsError
 from runners.options import canonical_runner
 from schemas.bank.entry import BANK_STATEMENTS
@@ -265,10 +269,7 @@ def _source_arguments(args: argparse.Namespace) -> dict:
         raise UsageError("--start offset needs --streams and --start-offset N (N >= 0)")
     if args.start_offset is not None and args.start != "offset":
         raise UsageError("--start-offset goes with --start offset")
-    if not 1 <= args.prefetch <= 65_535:
-        raise UsageError("--prefetch is between 1 and 65535 (AMQP's prefetch count is 16 bits)")
-    if args.max_message_bytes < 1:
-        raise UsageError("--max-message-bytes must be at least 1")
+    check_rabbitmq_queue_arguments(args)
     start = StreamStart(args.start, args.start_offset, instant_argument(args.start_time, "--start-time"))
     return {"source": RABBITMQ, "amqp": endpoint_from_arguments(args),
             "queues": {"payments": args.payments_queue, "settlements": args.settlements_queue,

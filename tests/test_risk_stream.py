@@ -95,6 +95,19 @@ def _runner_arguments(runner: str, request) -> List[str]:
                       "--checkpointing_interval=10000", "--parallelism=1")
 
 
+def first_half(tmp_path):
+    """80 attempts in event-time order, the first 40 timed from half a minute ago, the launch rules (V1) in a
+    file, and three hostile messages (no event time, not JSON, a card number in a field)."""
+    ordered = sorted(_attempts(80, 11), key=lambda a: (a.event_time, a.attempt_id))
+    first = _timed(ordered[:40], int(time.time() * 1000) - 30_000)
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(V1)
+    hostile = [b'{"attempt_id": "att_x1", "event_time": "yesterday"}', b"\xff\xfe not json",
+               encode_value(first[0]._replace(attempt_id="att_x2", customer_id=card_number())._asdict(), "json",
+                            "authorization_attempt")]
+    return ordered, first, rules_file, hostile
+
+
 @pytest.mark.parametrize("runner, updates, engine", [
     ("PrismRunner", "topic", "columnar"), ("PrismRunner", "file", "columnar"), ("FlinkRunner", "topic", "columnar"),
     ("PrismRunner", "topic", "elementwise"), ("FlinkRunner", "topic", "elementwise")])
@@ -104,13 +117,7 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
     topics = {name: unique_topic(name) for name in ("attempts", "decisions", "dead_letters", "rules")}
     create_topics(servers, [topics["attempts"], topics["rules"]], partitions=1)
     create_topics(servers, [topics["decisions"], topics["dead_letters"]], partitions=2)
-    ordered = sorted(_attempts(80, 11), key=lambda a: (a.event_time, a.attempt_id))
-    first = _timed(ordered[:40], int(time.time() * 1000) - 30_000)
-    rules_file = tmp_path / "rules.yaml"
-    rules_file.write_text(V1)
-    hostile = [b'{"attempt_id": "att_x1", "event_time": "yesterday"}', b"\xff\xfe not json",
-               encode_value(first[0]._replace(attempt_id="att_x2", customer_id=card_number())._asdict(), "json",
-                            "authorization_attempt")]
+    ordered, first, rules_file, hostile = first_half(tmp_path)
     produce_values(servers, topics["attempts"], _values(first) + hostile, partitions=1)
     arguments = ["risk", "stream", *_runner_arguments(runner, request), "--bootstrap-servers", servers,
                  "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],

@@ -56,6 +56,42 @@ def test_produce_says_how_many_rows_it_did_not_send(kafka_broker, tmp_path, caps
     assert "sent 1 attempts" in out and "1 invalid row(s) not sent" in out
 
 
+def test_produce_to_a_queue_sends_valid_attempts_in_event_time_order(rabbitmq_broker, tmp_path, capsys):
+    from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
+
+    queue = unique_topic("attempts")
+    path = tmp_path / "attempts.csv"
+    path.write_text(FILE_HEADER + _row(3, 30, "fp_a") + _row(1, 10, "fp_b") + _row(2, 20, "fp_a")
+                    + _row(4, 40, "fp_b", customer=card_number()) + "att_5,broken\n")
+    assert main(["risk", "produce", "--source", "rabbitmq", "--amqp-url", rabbitmq_broker.amqp_url,
+                 "--attempts", str(path), "--attempts-queue", queue, "--queue-type", "quorum"]) == 0
+    out = capsys.readouterr().out
+    assert f"sent 3 attempts to quorum queue {queue}" in out and "2 invalid row(s) not sent" in out
+    messages = read_queue(AmqpEndpoint(rabbitmq_broker.amqp_url), queue)
+    assert [json.loads(message.body)["attempt_id"] for message in messages] == ["att_1", "att_2", "att_3"]
+    assert card_number() not in "".join(message.body.decode() for message in messages)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--source", "rabbitmq", "--amqp-url", "amqp://u:p@localhost:1/%2F"], "--source rabbitmq needs --attempts-queue"),
+    (["--source", "rabbitmq", "--amqp-url", "amqp://u:p@localhost:1/%2F", "--attempts-queue", "q", "--attempts-topic",
+      "a"], "--source rabbitmq reads --attempts-queue"),
+    (["--source", "rabbitmq", "--amqp-url", "amqp://u:p@localhost:1/%2F", "--attempts-queue", "q", "--start",
+      "earliest"], "a queue is read from its head"),
+    (["--source", "rabbitmq", "--amqp-url", "amqp://u:p@localhost:1/%2F", "--attempts-queue", "q", "--rules-topic",
+      "r"], "--rules-topic is a Kafka topic"),
+    (["--attempts-queue", "q", "--bootstrap-servers", "localhost:1", "--attempts-topic", "a"],
+     "--attempts-queue is a RabbitMQ queue"),
+    (["--attempts-topic", "a"], "required: --bootstrap-servers"),
+])
+def test_risk_stream_from_rabbitmq_refuses_what_does_not_fit(tmp_path, capsys, extra, message):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(V1)
+    assert main(["risk", "stream", "--rules", str(rules), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "u:p@" not in err
+
+
 def test_publish_rules_checks_the_file_and_appends_it_to_a_one_partition_topic(kafka_broker, tmp_path, capsys):
     servers, topic = kafka_broker.bootstrap_servers, unique_topic("rules")
     bad = tmp_path / "bad.yaml"
@@ -109,7 +145,7 @@ def test_risk_stream_refuses_the_direct_runner_and_bad_settings(tmp_path, capsys
     rules.write_text(V1)
     base = ["risk", "stream", "--bootstrap-servers", "localhost:1", "--attempts-topic", "a", "--rules", str(rules)]
     assert main(base + ["--runner", "DirectRunner"]) == 2
-    assert "cannot read an unbounded Kafka topic" in capsys.readouterr().err
+    assert "cannot read an unbounded topic or queue" in capsys.readouterr().err
     assert main(base + ["--rules-poll-ms", "-1"]) == 2
     assert "--rules-poll-ms" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:  # one source of updates at a time (argparse's usage error)

@@ -207,11 +207,11 @@ class ReadQueueFn(beam.DoFn):
                 held_min = None
             if ending:
                 break
-        if stopped:
-            return  # the runner holds the rest of the restriction
-        if not emitted:
-            self._idle_release(watermark)
-        tracker.defer_remainder(Duration(seconds=(config.resume_millis / 1000) if emitted else _IDLE_RESUME_SECONDS))
+        if not stopped:  # else the runner holds the rest of the restriction (no `return`: Beam warns on it)
+            if not emitted:
+                self._idle_release(watermark)
+            tracker.defer_remainder(Duration(seconds=(config.resume_millis / 1000) if emitted
+                                             else _IDLE_RESUME_SECONDS))
 
     def _advance(self, watermark, millis: int) -> None:
         watermark.advance_to(millis_to_beam_timestamp(millis))
