@@ -15,6 +15,7 @@ messages from a full queue), then times, records/s over the messages read:
    spill into records (`held_deliveries` + `record_of_delivery`),
 5. a bare rstream consumer reading the payments stream from its first offset,
 6. the bounded stream read (`read_streams` into a spill, plus reading it into records),
+6b. paybeam's unbounded stream source (`ReadStreamFn`, chunk mode) called as a runner calls it,
 7. `paybeam stream --source rabbitmq --bounded` reconciling payments and settlements end to end (classic
    or quorum queues), and 8. the same with `--streams`.
 A script, not a test: timings never gate CI (docs/benchmarks.md has the figures).
@@ -45,12 +46,16 @@ from datagen.generator import GeneratorConfig, generate  # noqa: E402
 from pipelines.brokers.rabbitmq import RabbitMQBroker  # noqa: E402
 from pipelines.io.kafka import UNBOUNDED_STOP, CheckpointOnlyOffsetTracker, PartitionWatermarkEstimator  # noqa: E402
 from pipelines.io.rabbitmq import (  # noqa: E402
+    FROM_START,
     AmqpEndpoint,
     HeldBacklog,
     RabbitReadConfig,
     ReadQueueFn,
+    ReadStreamFn,
+    StreamReadConfig,
     StreamStart,
     close_shared_consumers,
+    close_shared_tails,
     declare_queue,
     held_deliveries,
     publish_values,
@@ -93,14 +98,29 @@ def bare_consumer(endpoint: AmqpEndpoint, queue: str, count: int) -> int:
 def paybeam_source(endpoint: AmqpEndpoint, queue: str, count: int, chunks: bool) -> int:
     """ReadQueueFn called as a runner calls it, until `count` records were emitted."""
     fn = ReadQueueFn(RabbitReadConfig(endpoint, queue, PAYMENTS), chunks=chunks)
-    restriction = OffsetRange(0, UNBOUNDED_STOP)
+    read = run_sdf(fn, queue, OffsetRange(0, UNBOUNDED_STOP), count)
+    close_shared_consumers()
+    return read
+
+
+def paybeam_stream_source(endpoint: AmqpEndpoint, port: int, stream: str, count: int) -> int:
+    """ReadStreamFn (chunks) from the stream's first offset, called as a runner calls it, until `count` records."""
+    config = StreamReadConfig(RabbitReadConfig(endpoint, stream, PAYMENTS), port, f"bench-{uuid.uuid4().hex[:6]}",
+                              StreamStart("earliest"))
+    read = run_sdf(ReadStreamFn(config, chunks=True), stream, OffsetRange(FROM_START, UNBOUNDED_STOP), count)
+    close_shared_tails()
+    return read
+
+
+def run_sdf(fn, element: str, restriction: OffsetRange, count: int) -> int:
+    """One process() call after another (each call's finalization run at once) until `count` were emitted."""
     state = None
     read = 0
     while read < count:
         tracker = ThreadsafeRestrictionTracker(CheckpointOnlyOffsetTracker(restriction))
         estimator = PartitionWatermarkEstimator(state)
         finalizer = _Finalizer()
-        for output in fn.process(queue, finalizer, RestrictionTrackerView(tracker),
+        for output in fn.process(element, finalizer, RestrictionTrackerView(tracker),
                                  ThreadsafeWatermarkEstimator(estimator)):
             value = output.value
             read += value.read_count if isinstance(value, RawChunk) else 1
@@ -109,7 +129,6 @@ def paybeam_source(endpoint: AmqpEndpoint, queue: str, count: int, chunks: bool)
         state = estimator.get_estimator_state()
         for callback in finalizer.callbacks:
             callback()
-    close_shared_consumers()
     return read
 
 
@@ -220,6 +239,8 @@ def run(endpoint: AmqpEndpoint, stream_port: int, payments: int, queue_type: str
     rows.append(("bare rstream consumer", seconds, read))
     seconds, read = timed(stream_read, endpoint, stream_port, stream, str(work))
     rows.append(("bounded stream read (read_streams + read back)", seconds, read))
+    seconds, read = timed(paybeam_stream_source, endpoint, stream_port, stream, count)
+    rows.append(("paybeam stream source, chunks (ReadStreamFn)", seconds, read))
 
     for label, extra, kind in (("paybeam stream --source rabbitmq --bounded", [], queue_type),
                                ("paybeam stream --source rabbitmq --streams --bounded",

@@ -15,9 +15,11 @@ from pipelines.io.rabbitmq import (
     AmqpEndpoint,
     RabbitReadConfig,
     RabbitWriteConfig,
+    StreamReadConfig,
     dead_lettered_queue,
     declare_outputs,
     existing_queues,
+    stream_read_config,
 )
 from pipelines.run_errors import one_line_cause
 from schemas.errors import RunFailed
@@ -67,9 +69,10 @@ def add_rabbitmq_stream_arguments(parser: argparse.ArgumentParser) -> None:
                              "BAI2 document per message; adds payout revisions (--payouts-topic) and bank-match "
                              "revisions (--bank-matches-topic), as --bank-statements-topic does for Kafka")
     parser.add_argument("--streams", action="store_true",
-                        help="--source rabbitmq --bounded: the input queues are RabbitMQ streams, read over the "
-                             "stream protocol from --start (committed: after the offset stored for --group-id) to "
-                             "the end, the offset stored once the run succeeded")
+                        help="--source rabbitmq: the input queues are RabbitMQ streams, read over the stream "
+                             "protocol from --start (committed: after the offset stored for --group-id); a "
+                             "--bounded run reads to the end and stores the offset once it succeeded, an unbounded "
+                             "one stores it as its outputs become durable")
     parser.add_argument("--stream-port", type=int, default=DEFAULT_STREAM_PORT, metavar="PORT",
                         help=f"--streams: the broker's stream protocol port (default {DEFAULT_STREAM_PORT})")
     parser.add_argument("--start-offset", type=int, metavar="N", help="--streams --start offset: the first offset")
@@ -99,6 +102,12 @@ def rabbit_read_config(job, input_name: str) -> RabbitReadConfig:
             dead_lettered_queue=job.dead_lettered_queues.get(input_name))
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def rabbit_stream_read_config(job, input_name: str) -> StreamReadConfig:
+    """A StreamJob's read of one input's RabbitMQ stream (`--streams`, unbounded runs): offsets stored for
+    `--group-id`, a run with nothing read yet starting where `--start` says."""
+    return stream_read_config(rabbit_read_config(job, input_name), job.stream_port, job.group_id, job.stream_start)
 
 
 def rabbit_write_config(job, output: str, schema_name: str, exchange: Optional[str] = None) -> RabbitWriteConfig:

@@ -120,10 +120,7 @@ def write_config(job: StreamJob, output: str) -> KafkaWriteConfig:
 
 def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
     if job.source == RABBITMQ:
-        from pipelines.io.rabbitmq import ReadRawRecordsFromRabbitMQ
-        from pipelines.rabbitmq_arguments import rabbit_read_config
-
-        return ReadRawRecordsFromRabbitMQ(rabbit_read_config(job, input_name))
+        return _rabbitmq_reader(job, input_name, chunks=False)
     if job.kafka_io == "java":
         from pipelines.io.kafka import ReadRawRecordsWithJavaKafkaIO
 
@@ -136,11 +133,18 @@ def _reader(job: StreamJob, input_name: str) -> beam.PTransform:
 def _chunk_reader(job: StreamJob, input_name: str) -> beam.PTransform:
     """An unbounded columnar run's input: RawChunks of a topic or a queue."""
     if job.source == RABBITMQ:
-        from pipelines.io.rabbitmq import ReadRawChunksFromRabbitMQ
-        from pipelines.rabbitmq_arguments import rabbit_read_config
-
-        return ReadRawChunksFromRabbitMQ(rabbit_read_config(job, input_name))
+        return _rabbitmq_reader(job, input_name, chunks=True)
     return ReadRawChunksFromKafka(read_config(job, input_name))
+
+
+def _rabbitmq_reader(job: StreamJob, input_name: str, chunks: bool) -> beam.PTransform:
+    """An unbounded run's input from a queue (with its dead-lettered queue) or, `--streams`, a stream."""
+    from pipelines.io.rabbitmq import ReadRawChunksFromRabbitMQ, ReadRawChunksFromRabbitMQStream
+    from pipelines.rabbitmq_arguments import rabbit_read_config, rabbit_stream_read_config
+
+    if job.streams:
+        return ReadRawChunksFromRabbitMQStream(rabbit_stream_read_config(job, input_name), chunks=chunks)
+    return ReadRawChunksFromRabbitMQ(rabbit_read_config(job, input_name), chunks=chunks)
 
 
 def _writer(job: StreamJob, output: str) -> beam.PTransform:
@@ -303,7 +307,7 @@ def run_job(job: StreamJob) -> Optional[dict]:
         from pipelines.rabbitmq_arguments import dead_lettered_inputs, declare_run_outputs
 
         declare_run_outputs(job, [job.topics[name] for name in ALL_OUTPUT_SCHEMAS if name in job.topics])
-        if job.streaming:
+        if job.streaming and not job.streams:  # a stream never dead-letters
             job = dataclasses.replace(job, dead_lettered_queues=dead_lettered_inputs(job))
             if job.dead_lettered_queues:
                 print(f"paybeam stream: also reading what the broker dead-lettered: "

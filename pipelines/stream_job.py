@@ -263,8 +263,9 @@ def _source_arguments(args: argparse.Namespace) -> dict:
         raise UsageError("--bank-statements-topic is a Kafka topic: --source rabbitmq reads --bank-statements-queue")
     if args.kafka_io != "python":
         raise UsageError("--kafka-io applies to --source kafka")
-    if args.streams and not args.bounded:
-        raise UsageError("--streams reads RabbitMQ streams in --bounded runs (an unbounded run reads queues)")
+    if args.streams and args.bank_statements_queue:
+        raise UsageError("--bank-statements-queue is a queue: --streams reads the payments and settlements "
+                         "streams only")
     if args.start == "offset" and (not args.streams or args.start_offset is None or args.start_offset < 0):
         raise UsageError("--start offset needs --streams and --start-offset N (N >= 0)")
     if args.start_offset is not None and args.start != "offset":

@@ -174,10 +174,11 @@ def eventually(what: str, condition: Callable[[], object], deadline_seconds: flo
 
 
 def stream_until_batch(url: str, names: Dict[str, str], batch_out: str, runner_arguments: Sequence[str], log_path,
-                       deadline_seconds: float = 240) -> Dict[str, List[dict]]:
+                       deadline_seconds: float = 240, acked: bool = True) -> Dict[str, List[dict]]:
     """Runs `paybeam stream --source rabbitmq` (unbounded) until its results, each day's last daily-total pane
-    and its dead letters equal the batch run's in `batch_out`, and its input queues are acked to their end;
-    kills it (SIGKILL: what was acked stays acked) and returns the output queues' rows."""
+    and its dead letters equal the batch run's in `batch_out`, and (`acked`: queues, not streams) its input
+    queues are acked to their end; kills it (SIGKILL: what was acked stays acked) and returns the output
+    queues' rows."""
     from pipelines.io.rabbitmq import AmqpEndpoint
     from tests.cli_helpers import daily_totals, dead_letters, result_multiset, results
     from tests.stream_helpers import final_revisions, wait_until
@@ -195,7 +196,7 @@ def stream_until_batch(url: str, names: Dict[str, str], batch_out: str, runner_a
         try:
             wait_until("results, daily totals and dead letters equal to batch's", converged, Unpiped(process),
                        deadline_seconds)
-            wait_until("the input queues acked to their end", lambda: all(
+            wait_until("the input queues acked to their end", lambda: not acked or all(
                 ready_count(endpoint, names[name]) == 0 for name in ("payments", "settlements")), Unpiped(process),
                 60)
         except BaseException:

@@ -1,7 +1,7 @@
 """The RabbitMQ path on the embedded Flink (engines: a Flink job server per run, slow).
 
 Unbounded: generated payments and settlements from quorum queues, a few of each dead-lettered by the
-broker (read back from their dead-lettered queues); the run converges to the batch answer
+broker (read back from their dead-lettered queues), and from streams; the run converges to the batch answer
 (results, each day's last daily-total pane, dead letters), and every message is acked once the
 checkpoint holding its bundle completed (Flink finalizes bundles after checkpoints). Bounded, from quorum
 queues and from streams: the launcher's spill reaches the LOOPBACK workers, and the results equal batch.
@@ -39,15 +39,20 @@ def _flink(flink_engine):
                       "--parallelism=1")
 
 
-def test_an_unbounded_stream_from_queues_on_flink_gives_batchs_answer(rabbitmq_broker, flink_engine, tmp_path):
+@pytest.mark.parametrize("queue_type", ["quorum", "stream"])
+def test_an_unbounded_stream_from_queues_on_flink_gives_batchs_answer(rabbitmq_broker, flink_engine, tmp_path,
+                                                                      queue_type):
     payments, settlements = dataset(tmp_path, 300, seed=61)
     assert reconcile(payments, settlements, str(tmp_path / "batch"), *DEADLINES) == 0
     names = run_names()
-    produce_files(rabbitmq_broker.amqp_url, payments, settlements, names)
-    for name in ("payments", "settlements"):  # dead-lettered by the broker: read back from <queue>.dead-lettered
-        reject_some(AmqpEndpoint(rabbitmq_broker.amqp_url), names[name], 3)
+    produce_files(rabbitmq_broker.amqp_url, payments, settlements, names, queue_type)
+    streams = ["--streams", "--stream-port", str(rabbitmq_broker.stream_port)] if queue_type == "stream" else []
+    if not streams:  # dead-lettered by the broker: read back from <queue>.dead-lettered
+        for name in ("payments", "settlements"):
+            reject_some(AmqpEndpoint(rabbitmq_broker.amqp_url), names[name], 3)
     rows = stream_until_batch(rabbitmq_broker.amqp_url, names, str(tmp_path / "batch"),
-                              [*_flink(flink_engine), *DEADLINES], tmp_path / "stream.err", deadline_seconds=400)
+                              [*_flink(flink_engine), *streams, *DEADLINES], tmp_path / "stream.err",
+                              deadline_seconds=400, acked=not streams)
     assert result_multiset(final_revisions(rows["results"])) == result_multiset(results(str(tmp_path / "batch")))
 
 

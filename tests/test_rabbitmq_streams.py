@@ -19,6 +19,7 @@ from schemas.kafka_values import encode_value
 from tests.beam_helpers import DAY, HOUR, payment, settlement
 from tests.rabbitmq_helpers import (
     Unpiped,
+    eventually,
     forwarder,
     kill,
     paybeam_in_process,
@@ -150,3 +151,91 @@ def test_a_missing_stream_fails_in_one_line_naming_it(rabbitmq_broker):
     assert run.returncode == 1 and len(errors) == 1, run.stderr[-2000:]
     assert any(f"stream {names[name]!r} does not exist" in errors[0] for name in ("payments", "settlements"))
     assert "nothing was acked" in errors[0]
+
+
+# --- unbounded runs: the stream source (ReadStreamFn) -------------------------------------------------
+
+def _stored_offset(url: str, port: int, stream: str, subscriber: str):
+    import asyncio
+
+    from rstream import Consumer
+    from rstream.exceptions import OffsetNotFound
+
+    from pipelines.io.rabbitmq._streams import client_settings
+
+    async def query():
+        consumer = Consumer(**client_settings(AmqpEndpoint(url), port))
+        await consumer.start()
+        try:
+            return await consumer.query_offset(stream, subscriber)
+        except OffsetNotFound:
+            return None
+        finally:
+            await consumer.close()
+
+    return asyncio.run(query())
+
+
+@pytest.mark.parametrize("chunks", [True, False], ids=["chunks", "records"])
+def test_the_stream_source_reads_from_the_start_claims_offsets_and_stores_them_once_finalized(rabbitmq_broker,
+                                                                                              chunks):
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from pipelines.io.kafka import UNBOUNDED_STOP
+    from pipelines.io.rabbitmq import (
+        FROM_START,
+        RabbitReadConfig,
+        ReadStreamFn,
+        StreamReadConfig,
+        StreamStart,
+        close_shared_tails,
+        shared_tail,
+    )
+    from schemas.raw_chunks import RawChunk
+    from tests.test_rabbitmq_io import _call
+
+    url, port, endpoint = rabbitmq_broker.amqp_url, rabbitmq_broker.stream_port, AmqpEndpoint(rabbitmq_broker.amqp_url)
+    stream, subscriber = run_names()["payments"], run_names()["exchange"]
+    declare_queue(endpoint, stream, "stream")
+    publish_values(endpoint, stream, [encode_value(payment(f"e{n}", f"r{n}", time=n * HOUR)._asdict(), "json",
+                                                   "payment_event") for n in range(30)] + [b"\xff not json"])
+    config = StreamReadConfig(RabbitReadConfig(endpoint, stream, "payments", read_call_millis=3_000), port, subscriber,
+                              StreamStart("committed"))
+
+    def records(outputs):
+        """Every record the call emitted (a chunk's table rows and its undecodable ones), in offset order."""
+        emitted = [record for output in outputs for record in (
+            [*(output.value.row_records or []), *output.value.records] if isinstance(output.value, RawChunk)
+            else [output.value])]
+        return sorted(emitted, key=lambda record: int(record.source.split("#")[1]))
+
+    try:
+        assert shared_tail(config).wait_buffered(31, timeout_seconds=20)  # one call takes what is buffered
+        outputs, residual, _, finalizer = _call(ReadStreamFn(config, chunks), stream,
+                                                OffsetRange(FROM_START, UNBOUNDED_STOP))
+        read = records(outputs)
+        assert [record.fields["event_id"] for record in read[:30]] == [f"e{n}" for n in range(30)]
+        assert read[30].fields is None and "invalid JSON" in read[30].decode_error  # poison: a dead letter downstream
+        assert [record.source for record in read] == [f"{stream}#{offset}" for offset in range(31)]
+        assert residual == OffsetRange(31, UNBOUNDED_STOP)  # the restriction holds real offsets now
+        assert _stored_offset(url, port, stream, subscriber) is None  # not before the bundle is finalized
+        finalizer.callbacks[0]()
+        eventually("the offset stored", lambda: _stored_offset(url, port, stream, subscriber) == 30, 20)
+        # A retried bundle or a restored checkpoint asks for an earlier offset: read again from exactly there.
+        again, restriction = [], OffsetRange(25, UNBOUNDED_STOP)
+        while len(again) < 6:  # calls as a runner makes them (one may end before the rest has arrived)
+            outputs, restriction, _, _ = _call(ReadStreamFn(config, chunks), stream, restriction)
+            again += records(outputs)
+        assert [record.source for record in again] == [f"{stream}#{offset}" for offset in range(25, 31)]
+        assert restriction == OffsetRange(31, UNBOUNDED_STOP)
+    finally:
+        close_shared_tails()
+    # A new process with nothing read yet starts after the stored offset (--start committed).
+    publish_values(endpoint, stream, [encode_value(payment("e99", "r99", time=HOUR)._asdict(), "json",
+                                                   "payment_event")])
+    try:
+        assert shared_tail(config).wait_buffered(1, timeout_seconds=20)
+        outputs, _, _, _ = _call(ReadStreamFn(config, chunks), stream, OffsetRange(FROM_START, UNBOUNDED_STOP))
+        assert [record.fields["event_id"] for record in records(outputs)] == ["e99"]
+    finally:
+        close_shared_tails()

@@ -12,6 +12,8 @@ Modules (all private):
   run succeeded, spilled to a file the pipeline reads.
 * `_store`: the bounded runs' open-items store: snapshots in a durable queue, each committed by a marker.
 * `_streams`: RabbitMQ Streams for bounded runs: read from an offset to the end, the offset stored after.
+* `_stream_source`: RabbitMQ Streams for unbounded runs: a Splittable DoFn over offsets, each stored on
+  bundle finalization.
 """
 from pipelines.io.rabbitmq._config import (
     DEFAULT_EXCHANGE,
@@ -48,6 +50,16 @@ from pipelines.io.rabbitmq._store import (
     latest_snapshot,
     snapshot_entry,
 )
+from pipelines.io.rabbitmq._stream_source import (
+    FROM_START,
+    ReadRawChunksFromRabbitMQStream,
+    ReadStreamFn,
+    StreamReadConfig,
+    StreamTail,
+    close_shared_tails,
+    shared_tail,
+    stream_read_config,
+)
 from pipelines.io.rabbitmq._streams import DEFAULT_STREAM_PORT, STREAM_STARTS, StreamStart, read_streams, store_offset
 
 __all__ = [
@@ -58,5 +70,6 @@ __all__ = [
     "ReadQueueFn", "ReadRawChunksFromRabbitMQ", "ReadRawRecordsFromRabbitMQ", "broker_dead_lettered_counter",
     "record_of_delivery", "HeldBacklog", "HoldFailed", "ReadHeldDeliveries", "held_deliveries", "StoreCorrupt",
     "WriteSnapshotMarker", "default_store_queue", "latest_snapshot", "snapshot_entry", "DEFAULT_STREAM_PORT",
-    "STREAM_STARTS", "StreamStart", "read_streams", "store_offset",
+    "STREAM_STARTS", "StreamStart", "read_streams", "store_offset", "FROM_START", "ReadRawChunksFromRabbitMQStream",
+    "ReadStreamFn", "StreamReadConfig", "StreamTail", "close_shared_tails", "shared_tail", "stream_read_config",
 ]

@@ -91,14 +91,7 @@ class QueueConsumer:
 
     def wait_buffered(self, count: int, timeout_seconds: float) -> bool:
         """Waits until at least `count` deliveries are buffered (False when `timeout_seconds` pass first)."""
-        deadline = time.monotonic() + timeout_seconds
-        with self._lock:
-            while len(self._buffer) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(remaining)
-            return True
+        return wait_for_count(self._lock, self._buffer, count, timeout_seconds)
 
     def give_back(self, generation: int, deliveries: List[Delivery]) -> None:
         """Deliveries a call took but did not read (its restriction was checkpointed) go back to the front."""
@@ -242,23 +235,51 @@ class QueueConsumer:
             _LOG.warning(message)
 
 
-_CONSUMERS: Dict[RabbitReadConfig, QueueConsumer] = {}
-_REGISTRY_LOCK = threading.Lock()
+def wait_for_count(condition: threading.Condition, buffer, count: int, timeout_seconds: float,
+                   poll_seconds: Optional[float] = None) -> bool:
+    """Whether `buffer` (guarded by `condition`) holds `count` items within `timeout_seconds` (tests,
+    benchmarks); `poll_seconds` for a buffer whose writer notifies only when it fills from empty."""
+    deadline = time.monotonic() + timeout_seconds
+    with condition:
+        while len(buffer) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            condition.wait(remaining if poll_seconds is None else min(remaining, poll_seconds))
+        return True
+
+
+class PerProcess:
+    """One started reader per config in this process (a worker's bundles of one stage share it), closed by
+    `close_all` (tests, benchmarks; a worker's exit closes them anyway)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._started: Dict[object, object] = {}
+
+    def get(self, config, start):
+        with self._lock:
+            reader = self._started.get(config)
+            if reader is None:
+                reader = self._started[config] = start()
+            return reader
+
+    def close_all(self) -> None:
+        with self._lock:
+            readers = list(self._started.values())
+            self._started.clear()
+        for reader in readers:
+            reader.close()
+
+
+_CONSUMERS = PerProcess()
 
 
 def shared_consumer(config: RabbitReadConfig, clock: Clock = SYSTEM_CLOCK) -> QueueConsumer:
     """This process's consumer of `config.queue`, started on first use."""
-    with _REGISTRY_LOCK:
-        consumer = _CONSUMERS.get(config)
-        if consumer is None:
-            consumer = _CONSUMERS[config] = QueueConsumer(config, clock).start()
-        return consumer
+    return _CONSUMERS.get(config, lambda: QueueConsumer(config, clock).start())
 
 
 def close_shared_consumers() -> None:
     """Closes every shared consumer of this process (tests; a worker's exit closes them anyway)."""
-    with _REGISTRY_LOCK:
-        consumers = list(_CONSUMERS.values())
-        _CONSUMERS.clear()
-    for consumer in consumers:
-        consumer.close()
+    _CONSUMERS.close_all()

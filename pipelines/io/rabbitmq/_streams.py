@@ -42,7 +42,7 @@ class StreamStart:
     timestamp_millis: Optional[int] = None
 
 
-def _client_settings(endpoint: AmqpEndpoint, port: int) -> dict:
+def client_settings(endpoint: AmqpEndpoint, port: int) -> dict:
     parsed = urllib.parse.urlsplit(endpoint.url)
     vhost = urllib.parse.unquote(parsed.path[1:]) if parsed.path not in ("", "/") else "/"
     settings = {"host": parsed.hostname, "port": port, "username": urllib.parse.unquote(parsed.username or "guest"),
@@ -55,6 +55,26 @@ def _client_settings(endpoint: AmqpEndpoint, port: int) -> dict:
             context.load_cert_chain(endpoint.tls_cert_file, endpoint.tls_key_file)
         settings["ssl_context"] = context
     return settings
+
+
+async def offset_specification(consumer, stream: str, subscriber: str, start: StreamStart):
+    """Where `start` says a subscription to `stream` begins (committed: after the offset stored for
+    `subscriber`, else the first)."""
+    from rstream import ConsumerOffsetSpecification, OffsetType
+    from rstream.exceptions import OffsetNotFound
+
+    if start.kind == "committed":
+        try:
+            return ConsumerOffsetSpecification(OffsetType.OFFSET, await consumer.query_offset(stream, subscriber) + 1)
+        except OffsetNotFound:
+            return ConsumerOffsetSpecification(OffsetType.FIRST, None)
+    if start.kind == "earliest":
+        return ConsumerOffsetSpecification(OffsetType.FIRST, None)
+    if start.kind == "latest":
+        return ConsumerOffsetSpecification(OffsetType.NEXT, None)
+    if start.kind == "timestamp":
+        return ConsumerOffsetSpecification(OffsetType.TIMESTAMP, start.timestamp_millis)
+    return ConsumerOffsetSpecification(OffsetType.OFFSET, start.offset)
 
 
 def read_streams(endpoint: AmqpEndpoint, port: int, reads: Sequence[Tuple[str, str, Optional[int]]], subscriber: str,
@@ -76,29 +96,15 @@ def read_streams(endpoint: AmqpEndpoint, port: int, reads: Sequence[Tuple[str, s
 
 
 async def _read(endpoint, port, stream, subscriber, start, spill_path, max_records, idle_seconds, timeout_seconds):
-    from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, amqp_decoder
-    from rstream.exceptions import OffsetNotFound
+    from rstream import Consumer, amqp_decoder
 
-    consumer = Consumer(**_client_settings(endpoint, port))
+    consumer = Consumer(**client_settings(endpoint, port))
     held = HeldQueue(stream, spill_path)
     await asyncio.wait_for(consumer.start(), timeout_seconds)
     try:
         if not await consumer.stream_exists(stream):
             raise HoldFailed(f"stream {stream!r} does not exist on RabbitMQ {endpoint.redacted()}")
-        if start.kind == "committed":
-            try:
-                specification = ConsumerOffsetSpecification(OffsetType.OFFSET,
-                                                            await consumer.query_offset(stream, subscriber) + 1)
-            except OffsetNotFound:
-                specification = ConsumerOffsetSpecification(OffsetType.FIRST, None)
-        elif start.kind == "earliest":
-            specification = ConsumerOffsetSpecification(OffsetType.FIRST, None)
-        elif start.kind == "latest":
-            specification = ConsumerOffsetSpecification(OffsetType.NEXT, None)
-        elif start.kind == "timestamp":
-            specification = ConsumerOffsetSpecification(OffsetType.TIMESTAMP, start.timestamp_millis)
-        else:
-            specification = ConsumerOffsetSpecification(OffsetType.OFFSET, start.offset)
+        specification = await offset_specification(consumer, stream, subscriber, start)
         last_message = [time.monotonic()]
         done = asyncio.Event()
         with SpillWriter(spill_path) as spill:
@@ -131,7 +137,7 @@ def store_offset(endpoint: AmqpEndpoint, port: int, stream: str, subscriber: str
     async def store():
         from rstream import Consumer
 
-        consumer = Consumer(**_client_settings(endpoint, port))
+        consumer = Consumer(**client_settings(endpoint, port))
         await asyncio.wait_for(consumer.start(), timeout_seconds)
         try:
             await consumer.store_offset(stream, subscriber, offset)
