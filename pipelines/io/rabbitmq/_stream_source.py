@@ -92,7 +92,11 @@ class StreamTail:
         """Up to `most` messages at `position` and after (FROM_START: where the start says), in offset order;
         waits at most `wait_seconds` for the first. BrokerUnavailable after the broker timeout."""
         with self._lock:
-            if position != self._continues_at and not (position == FROM_START and self._origin == FROM_START):
+            # Continuing: from where the last take ended or, nothing taken yet, from where the subscription
+            # began. Anything else (a retried bundle, even a first one at FROM_START; a restored checkpoint)
+            # subscribes again there.
+            continuing = position == (self._continues_at if self._continues_at is not None else self._origin)
+            if not continuing:
                 self._lock.release()
                 try:
                     self._resubscribe(position)
