@@ -82,6 +82,10 @@ class StreamTail:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"stream-{config.read.queue}",
                                         daemon=True)
         self._session_task: Optional[asyncio.Task] = None  # owned by the loop's thread
+        self._store_wanted: Optional[int] = None  # the latest offset a finalized bundle asked to store
+        self._stored: Optional[int] = None
+        self._store_consumer = None  # owned by the loop's thread, like the two below
+        self._store_lock: Optional[asyncio.Lock] = None
 
     def start(self) -> "StreamTail":
         self._thread.start()
@@ -126,8 +130,13 @@ class StreamTail:
             self._lock.notify_all()
 
     def store(self, offset: int) -> None:
-        """Stores `offset` for the subscriber name (asynchronously; a failure is retried by the next store)."""
-        asyncio.run_coroutine_threadsafe(self._store(offset), self._loop)
+        """Stores `offset` for the subscriber name, asynchronously, unless a later one was asked for already
+        (bundles finalize in any order; a failure is retried by the next store)."""
+        with self._lock:
+            if self._store_wanted is not None and offset <= self._store_wanted:
+                return
+            self._store_wanted = offset
+        asyncio.run_coroutine_threadsafe(self._store_latest(), self._loop)
 
     def wait_buffered(self, count: int, timeout_seconds: float) -> bool:
         """Whether `count` messages are buffered within `timeout_seconds` (tests, benchmarks)."""
@@ -150,6 +159,10 @@ class StreamTail:
         if self._session_task is not None:
             self._session_task.cancel()
             await asyncio.gather(self._session_task, return_exceptions=True)
+        if self._store_lock is not None:
+            async with self._store_lock:  # a store under way finishes first
+                if self._store_consumer is not None:
+                    await asyncio.gather(asyncio.wait_for(self._store_consumer.close(), 5), return_exceptions=True)
         others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in others:
             task.cancel()
@@ -251,22 +264,35 @@ class StreamTail:
                         self._lock.notify_all()
                     return
 
-    async def _store(self, offset: int) -> None:
+    async def _store_latest(self) -> None:
+        """Stores the latest offset asked for, one store at a time, on one connection kept for it."""
         from rstream import Consumer
 
         config = self._config
-        consumer = Consumer(**client_settings(config.read.endpoint, config.port))
-        try:
-            await asyncio.wait_for(consumer.start(), 10)
-            await consumer.store_offset(config.read.queue, config.subscriber, offset)
-        except Exception as error:  # noqa: BLE001 — the next finalized bundle stores a later offset
+        if self._store_lock is None:
+            self._store_lock = asyncio.Lock()
+        async with self._store_lock:
             with self._lock:
-                self._last_error = describe_error(error)
-        finally:
+                offset = self._store_wanted
+            if offset is None or offset == self._stored:
+                return
             try:
-                await asyncio.wait_for(consumer.close(), 5)
-            except Exception:  # noqa: BLE001
-                pass
+                if self._store_consumer is None:
+                    consumer = Consumer(**client_settings(config.read.endpoint, config.port))
+                    await asyncio.wait_for(consumer.start(), 10)
+                    self._store_consumer = consumer
+                await asyncio.wait_for(self._store_consumer.store_offset(config.read.queue, config.subscriber,
+                                                                         offset), 10)
+                self._stored = offset
+            except Exception as error:  # noqa: BLE001 — the next finalized bundle stores a later offset
+                with self._lock:
+                    self._last_error = describe_error(error)
+                consumer, self._store_consumer = self._store_consumer, None
+                if consumer is not None:
+                    try:
+                        await asyncio.wait_for(consumer.close(), 5)
+                    except Exception:  # noqa: BLE001 — already broken
+                        pass
 
 
 def _amqp_decoder():
