@@ -10,7 +10,7 @@ while it runs (10.11).
                                                                                        └─► dead-letters topic
 
 `paybeam risk produce` and `publish-rules` (pipelines/risk_tools.py) replay attempt files into the topic or
-queue and append a rules file to the rules topic; their options are registered here with the stream's.
+queue and append a rules file to the rules topic.
 This module wires Kafka or RabbitMQ to transforms/risk; the rules live there.
 """
 from __future__ import annotations

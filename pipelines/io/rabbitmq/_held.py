@@ -4,9 +4,10 @@ The launcher (not a worker) consumes the run's messages (docs/DESIGN.md 5.2, "Bo
 
 * per queue, the count of ready messages at launch (`--bounded`, like Kafka's end offsets) or its share
   of `--max-records`, and as many of the queue the broker dead-letters it into (`<queue>.dead-lettered`,
-  when that exists; into the same spill file, flagged); on channels whose prefetch windows add up to exactly that count (one window is at
-  most 50,000: AMQP's prefetch count is 16 bits, and quorum queues stop a consumer with an unlimited
-  window at their own credit), then the consumers are cancelled, so nothing that arrives later is taken;
+  when that exists; into the same spill file, flagged); on channels whose prefetch windows add up to
+  exactly that count (one window is at most 50,000: AMQP's prefetch count is 16 bits, and quorum queues
+  stop a consumer with an unlimited window at their own credit), then the consumers are cancelled, so
+  nothing that arrives later is taken;
 * every delivery is written to a spill file (Arrow IPC: body, content type, AMQP timestamp), which the
   pipeline reads (`ReadHeldDeliveries`), so workers that share this disk see them;
 * after the pipeline has succeeded (every output confirmed by its broker) `ack()` acks each channel's
@@ -87,32 +88,26 @@ class HeldBacklog:
 
     def ready(self, queue: str) -> int:
         """Messages ready in `queue` now (HoldFailed when it does not exist)."""
+        return self._ready(queue, missing_ok=False)
+
+    def ready_if_exists(self, queue: str) -> Optional[int]:
+        """Messages ready in `queue` now, None when it does not exist."""
+        return self._ready(queue, missing_ok=True)
+
+    def _ready(self, queue: str, missing_ok: bool) -> Optional[int]:
+        import pika
+
         try:
             channel = self._connection.channel()
             count = channel.queue_declare(queue, passive=True).method.message_count
             channel.close()
             return count
-        except Exception as error:  # noqa: BLE001 — a missing queue closes the channel: one line
-            raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
-                             f"{describe_error(error)}") from None
-
-    def ready_if_exists(self, queue: str) -> Optional[int]:
-        """Messages ready in `queue` now, None when it does not exist."""
-        import pika
-
-        channel = self._connection.channel()
-        try:
-            count = channel.queue_declare(queue, passive=True).method.message_count
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code == _NOT_FOUND:
+        except Exception as error:  # noqa: BLE001 — a missing queue closes the channel; the broker gone: one line
+            if missing_ok and isinstance(error, pika.exceptions.ChannelClosedByBroker) \
+                    and error.reply_code == _NOT_FOUND:
                 return None
             raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
                              f"{describe_error(error)}") from None
-        except Exception as error:  # noqa: BLE001 — the broker gone: one line
-            raise HoldFailed(f"cannot read queue {queue!r} on RabbitMQ {self._endpoint.redacted()}: "
-                             f"{describe_error(error)}") from None
-        channel.close()
-        return count
 
     def hold(self, name: str, queue: str, count: int, spill_dir: str,
              dead_lettered: Optional[Tuple[str, int]] = None) -> HeldQueue:
