@@ -7,15 +7,31 @@ away mid-run stores no offset, so the next run reads those messages again and gi
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import Counter
 
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
 
 from pipelines.brokers.local_broker import free_port
-from pipelines.io.rabbitmq import AmqpEndpoint, declare_queue, publish_values
+from pipelines.brokers.rabbitmq import server_script
+from pipelines.io.kafka import UNBOUNDED_STOP
+from pipelines.io.rabbitmq import (
+    FROM_START,
+    AmqpEndpoint,
+    RabbitReadConfig,
+    ReadStreamFn,
+    StreamReadConfig,
+    StreamStart,
+    close_shared_tails,
+    declare_queue,
+    publish_values,
+    shared_tail,
+)
 from schemas.kafka_values import encode_value
+from schemas.raw_chunks import RawChunk
 from tests.beam_helpers import DAY, HOUR, payment, settlement
 from tests.rabbitmq_helpers import (
     Unpiped,
@@ -29,6 +45,7 @@ from tests.rabbitmq_helpers import (
     start_stream,
 )
 from tests.stream_helpers import final_revisions, wait_until
+from tests.test_rabbitmq_io import _call
 
 
 def _arguments(names, port: int, *extra: str):
@@ -179,21 +196,6 @@ def _stored_offset(url: str, port: int, stream: str, subscriber: str):
 @pytest.mark.parametrize("chunks", [True, False], ids=["chunks", "records"])
 def test_the_stream_source_reads_from_the_start_claims_offsets_and_stores_them_once_finalized(rabbitmq_broker,
                                                                                               chunks):
-    from apache_beam.io.restriction_trackers import OffsetRange
-
-    from pipelines.io.kafka import UNBOUNDED_STOP
-    from pipelines.io.rabbitmq import (
-        FROM_START,
-        RabbitReadConfig,
-        ReadStreamFn,
-        StreamReadConfig,
-        StreamStart,
-        close_shared_tails,
-        shared_tail,
-    )
-    from schemas.raw_chunks import RawChunk
-    from tests.test_rabbitmq_io import _call
-
     url, port, endpoint = rabbitmq_broker.amqp_url, rabbitmq_broker.stream_port, AmqpEndpoint(rabbitmq_broker.amqp_url)
     stream, subscriber = run_names()["payments"], run_names()["exchange"]
     declare_queue(endpoint, stream, "stream")
@@ -247,5 +249,40 @@ def test_the_stream_source_reads_from_the_start_claims_offsets_and_stores_them_o
         assert shared_tail(config).wait_buffered(1, timeout_seconds=20)
         outputs, _, _, _ = _call(ReadStreamFn(config, chunks), stream, OffsetRange(FROM_START, UNBOUNDED_STOP))
         assert [record.fields["event_id"] for record in records(outputs)] == ["e99"]
+    finally:
+        close_shared_tails()
+
+
+def test_the_stream_source_goes_on_after_a_dropped_connection_without_reading_a_message_twice(rabbitmq_broker):
+    """The broker closes the tail's connection while messages are buffered: it reconnects after the last one
+    buffered, so the reads hand over every offset once, in order (a claim never goes backwards)."""
+    endpoint, port = AmqpEndpoint(rabbitmq_broker.amqp_url), rabbitmq_broker.stream_port
+    stream = run_names()["payments"]
+    declare_queue(endpoint, stream, "stream")
+    publish_values(endpoint, stream, [encode_value(payment(f"e{n}", f"r{n}", time=n * HOUR)._asdict(), "json",
+                                                   "payment_event") for n in range(40)])
+    config = StreamReadConfig(RabbitReadConfig(endpoint, stream, "payments"), port, run_names()["exchange"],
+                              StreamStart("earliest"))
+    try:
+        tail = shared_tail(config)
+        assert tail.wait_buffered(40, timeout_seconds=20)
+        taken = tail.take(FROM_START, 10, 1.0)  # ten handed over, thirty still buffered
+        assert [offset for offset, _, _ in taken] == list(range(10))
+        rabbitmqctl = os.path.join(os.path.dirname(server_script()), "rabbitmqctl")  # not Debian's `su` wrapper
+        closed = subprocess.run([rabbitmqctl, "close_all_connections", "test: a dropped connection"],
+                                env=rabbitmq_broker.environment(), capture_output=True, text=True, timeout=60)
+        assert closed.returncode == 0, closed.stderr
+        publish_values(endpoint, stream, [encode_value(payment("e40", "r40", time=HOUR)._asdict(), "json",
+                                                       "payment_event")])
+        # The tail has reconnected (offset 40 came over the new connection) before anything else is read.
+        assert tail.wait_buffered(31, timeout_seconds=30)
+        read, restriction = [], OffsetRange(10, UNBOUNDED_STOP)
+        for _ in range(60):  # calls as a runner makes them, until the message published after the drop
+            outputs, restriction, _, _ = _call(ReadStreamFn(config), stream, restriction)
+            read += [int(record.source.split("#")[1]) for output in outputs
+                     for record in [*(output.value.row_records or []), *output.value.records]]
+            if read and read[-1] == 40:
+                break
+        assert read == list(range(10, 41))
     finally:
         close_shared_tails()

@@ -74,6 +74,7 @@ class StreamTail:
         self._buffer: Deque[Tuple[int, bytes, Optional[str]]] = deque()
         self._origin = FROM_START  # where the current subscription started
         self._continues_at: Optional[int] = None  # the offset the next take must ask for to continue
+        self._buffered_through: Optional[int] = None  # the current subscription's last buffered offset
         self._generation = 0
         self._outage_since: Optional[float] = None
         self._last_error = ""
@@ -181,6 +182,7 @@ class StreamTail:
             self._buffer.clear()
             self._origin = position
             self._continues_at = position if position != FROM_START else None
+            self._buffered_through = None
             generation = self._generation
         asyncio.run_coroutine_threadsafe(self._start_session(generation, position), self._loop).result(timeout=10)
 
@@ -191,7 +193,7 @@ class StreamTail:
 
     async def _serve(self, generation: int, position: int) -> None:
         """Subscribes at `position` and keeps the buffer filled; reconnects after `_RETRY_SECONDS` when the
-        connection fails, from after the last message buffered."""
+        connection fails, from after the last message buffered (the buffer keeps what it holds)."""
         from rstream import Consumer
 
         config = self._config
@@ -225,8 +227,9 @@ class StreamTail:
                     if self._outage_since is None:
                         self._outage_since = time.monotonic()
                     self._lock.notify_all()
-                    continues = self._continues_at
-                position = continues if continues is not None else position
+                    if generation == self._generation and self._buffered_through is not None:
+                        # What is buffered stays: go on after it (from an earlier offset it would come twice).
+                        position = self._buffered_through + 1
             finally:
                 try:
                     await asyncio.wait_for(consumer.close(), 5)
@@ -242,27 +245,26 @@ class StreamTail:
         if content_type is not None and not isinstance(content_type, str):
             content_type = content_type.decode()
         entry = (offset, bytes(message.body), content_type)
-        with self._lock:
-            if generation != self._generation or self._closed:
-                return None
-            if len(self._buffer) < self._config.max_buffered:
-                self._buffer.append(entry)
-                if len(self._buffer) == 1:  # readers wait only for an empty buffer to fill
-                    self._lock.notify_all()
-                return None
-        return self._buffered_when_room(generation, entry)
+        return None if self._offer(generation, entry) else self._buffered_when_room(generation, entry)
 
     async def _buffered_when_room(self, generation: int, entry) -> None:
         while True:
             await asyncio.sleep(0.01)
-            with self._lock:
-                if generation != self._generation or self._closed:
-                    return
-                if len(self._buffer) < self._config.max_buffered:
-                    self._buffer.append(entry)
-                    if len(self._buffer) == 1:
-                        self._lock.notify_all()
-                    return
+            if self._offer(generation, entry):
+                return
+
+    def _offer(self, generation: int, entry) -> bool:
+        """Buffers `entry` unless its subscription was replaced (dropped); False when the buffer is full."""
+        with self._lock:
+            if generation != self._generation or self._closed:
+                return True
+            if len(self._buffer) >= self._config.max_buffered:
+                return False
+            self._buffer.append(entry)
+            self._buffered_through = entry[0]
+            if len(self._buffer) == 1:  # readers wait only for an empty buffer to fill
+                self._lock.notify_all()
+            return True
 
     async def _store_latest(self) -> None:
         """Stores the latest offset asked for, one store at a time, on one connection kept for it."""
