@@ -155,6 +155,7 @@ class Bench:
             for rate in self.args.rates:
                 ids = []
                 start = time.monotonic()
+                start_wall = time.time()
                 count = int(rate * self.args.duration)
                 for index in range(count):
                     due = start + index / rate
@@ -173,6 +174,7 @@ class Bench:
                     with open(self.args.latency_log, "a") as log:
                         for i in ids:
                             log.write(json.dumps({"rate": rate, "attempt_id": i, "produced": produced[i] - start,
+                                                  "produced_at": start_wall + produced[i] - start,
                                                   "latency": watcher.arrived.get(i, float("nan")) - produced[i]})
                                       + "\n")
                 results[str(rate)] = {**latency_summary(latencies), "produced": len(ids),

@@ -358,11 +358,13 @@ def test_an_idle_chunk_reader_releases_its_watermark_as_the_record_reader_does(k
 
 @pytest.mark.parametrize("chunks", [True, False], ids=["chunk-mode", "record-mode"])
 @pytest.mark.parametrize("resume_millis, active_delay", [(50, 0.05), (200, 0.2), (5_000, 0.5)])
-def test_a_caught_up_partition_comes_back_after_resume_millis_and_after_half_a_second_when_idle(
+def test_a_caught_up_partition_comes_back_after_resume_millis_and_backs_off_to_half_a_second_when_idle(
         kafka_broker, chunks, resume_millis, active_delay):
     """A call that read up to the partition's end defers its remainder by `resume_millis` (at most 0.5 s):
     the live risk stream's 50 ms read its next records that soon, where every decision used to wait up to
-    half a second (2026-12-05); a call that found nothing comes back after 0.5 s, as idle partitions did."""
+    half a second (2026-12-05). A call that found nothing comes back as soon, each further empty call in a
+    row after twice the wait before, up to 0.5 s (an idle partition settles there; a quiet one is not left
+    waiting 0.5 s because one call fell between two of its records). A record ends the back-off."""
     topic = new_topic(kafka_broker, partitions=1)
     produce_payments(kafka_broker, topic, payments("soon", 7), partitions=(0,))
     descriptor = PartitionDescriptor(topic, 0, 0, UNBOUNDED_STOP)
@@ -376,14 +378,27 @@ def test_a_caught_up_partition_comes_back_after_resume_millis_and_after_half_a_s
         read = sum(o.value.read_count for o in outputs) if chunks else len(outputs)
         return read, residual, delay
 
+    def near(delay, seconds: float) -> bool:  # less the call's end, which may ask the group coordinator once
+        return Duration(seconds=seconds - 0.15) < delay <= Duration(seconds=seconds)
+
     fn.setup()
     try:
         read, residual, delay = one_call(0)
         assert read == 7 and residual == OffsetRange(7, UNBOUNDED_STOP)
         assert Duration(seconds=active_delay - 0.02) < delay <= Duration(seconds=active_delay)  # read: back soon
-        read, residual, delay = one_call(7)
-        assert read == 0 and residual == OffsetRange(7, UNBOUNDED_STOP)
-        assert Duration(seconds=0.48) < delay <= Duration(seconds=0.5)  # nothing there: back later
+        waits = []
+        for _ in range(5):
+            read, residual, delay = one_call(7)
+            assert read == 0 and residual == OffsetRange(7, UNBOUNDED_STOP)
+            waits.append(delay)
+        expected = [min(0.5, active_delay * 2 ** n) for n in range(5)]
+        assert all(near(wait, seconds) for wait, seconds in zip(waits, expected)), (waits, expected)
+        produce_payments(kafka_broker, topic, payments("later", 2), partitions=(0,))
+        for _ in range(50):  # the records may not be fetched yet: empty calls, then they come
+            read, residual, delay = one_call(7)
+            if read:
+                break
+        assert read == 2 and residual == OffsetRange(9, UNBOUNDED_STOP) and near(delay, active_delay)
     finally:
         fn.teardown()
 

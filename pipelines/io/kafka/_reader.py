@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import threading
+from contextlib import nullcontext
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -14,7 +14,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from pipelines.io.kafka._clients import poll_batch, source_consumer
 from pipelines.io.kafka._commit import OFFSETS, CommitOnFinalize
 from pipelines.io.kafka._config import POLL_BATCH, POLL_TIMEOUT_SECONDS, KafkaReadConfig
-from pipelines.io.kafka._health import SYSTEM_CLOCK, BrokerWatch, Clock, is_partition_eof, raise_if_fatal
+from pipelines.io.kafka._health import SYSTEM_CLOCK, Clock, is_partition_eof, raise_if_fatal
+from pipelines.io.kafka._reader_clients import Lease, ReaderClients, acquire_reader_clients, release_reader_clients
 from pipelines.io.kafka._restrictions import RESTRICTIONS, WATERMARKS
 from schemas.arrow_readers import tabulate_records
 from schemas.codecs import capped
@@ -29,11 +30,15 @@ _LOGGER = logging.getLogger(__name__)
 # A busy partition checkpoints after this many records (or `read_call_millis`), so its bundle commits
 # (and its offsets are finalized) regularly, as unbounded_source.py's per-bundle caps do.
 _MAX_RECORDS_PER_CALL = 10_000
-# How long a caught-up partition that read nothing waits before it is polled again; one that just read records
-# comes back after `resume_millis` if that is sooner.
+# The longest a caught-up partition waits before it is polled again: one that just read records comes back
+# after `resume_millis` if that is sooner, one that read nothing after twice its previous wait.
 _RESUME_DELAY_SECONDS = 0.5
 # The longest a call waits for data (or EOF) before it checkpoints, if `read_call_millis` is longer.
 _MAX_WAIT_SECONDS_PER_CALL = 2.0
+# The first poll of a call that continues where its consumer stands, whose latest fetch said the partition
+# ends there: only what arrived since is waited for (an idle partition's call must not hold up the
+# partitions read after it in the same bundle, as on Flink).
+_CAUGHT_UP_POLL_SECONDS = 0.01
 # Chunk mode sets each partition's lag gauge at most this often.
 _LAG_REPORT_SECONDS = 1.0
 
@@ -55,24 +60,16 @@ class ReadPartitionFn(beam.DoFn):
         self._watermark_gauge = Metrics.gauge(METRICS_NAMESPACE, f"{config.input_name}.watermark_millis")
         self._lag_gauges: Dict[Tuple[str, int], object] = {}
         self._lag_reported_at: Dict[Tuple[str, int], float] = {}
-        self._consumer = None
-        self._watch: Optional[BrokerWatch] = None
-        self._lock = None
-        self._committed: Dict[Tuple[str, int], int] = {}
-        self._checked_commits: set = set()
+        self._clients: Optional[ReaderClients] = None  # shared by the process's readers (_reader_clients.py)
 
     def setup(self):
-        self._lock = threading.Lock()
-        self._committed = {}
-        self._checked_commits = set()
-        self._watch = BrokerWatch(self._config.bootstrap_servers, self._config.broker_timeout_seconds, self._clock)
-        self._consumer = source_consumer(self._config, "reader", self._watch)
+        self._clients = acquire_reader_clients(self._config, self._clock)
+        self._watch = self._clients.watch
 
     def teardown(self):
-        if self._consumer is not None:
-            with self._lock:
-                self._consumer.close()
-                self._consumer = None
+        if self._clients is not None:
+            clients, self._clients = self._clients, None
+            release_reader_clients(clients)
 
     # `fin` must come before the RestrictionParam argument (docs/DESIGN.md 7).
     def process(self, descriptor: PartitionDescriptor, fin=beam.DoFn.BundleFinalizerParam,
@@ -92,7 +89,7 @@ class ReadPartitionFn(beam.DoFn):
         start = tracker.current_restriction().start
         if start >= tracker.current_restriction().stop:
             return
-        self._watch.check(lambda timeout: self._consumer.list_topics(descriptor.topic, timeout=timeout))
+        self._watch.check(self._list_topic(descriptor.topic))
         progress = [start]  # the first offset not yet claimed, updated as the range is read
         try:
             yield from self._read_range(descriptor, tracker, watermark, progress)
@@ -113,27 +110,43 @@ class ReadPartitionFn(beam.DoFn):
         from confluent_kafka import KafkaException, TopicPartition
 
         key = (descriptor.topic, descriptor.partition)
-        if start <= 0 or key in self._checked_commits:
-            return False
-        self._checked_commits.add(key)
+        clients = self._clients
+        with clients.lock:
+            if start <= 0 or key in clients.checked_commits:
+                return False
+            clients.checked_commits.add(key)
         try:
-            with self._lock:
-                (committed,) = self._consumer.committed([TopicPartition(*key)],
-                                                        timeout=self._config.broker_timeout_seconds)
+            with clients.lock:
+                (committed,) = clients.control.committed([TopicPartition(*key)],
+                                                         timeout=self._config.broker_timeout_seconds)
         except KafkaException:
             return False  # unknown: the next read that moves commits anyway
         return committed.offset < start
 
+    def _list_topic(self, topic: str):
+        clients = self._clients
+
+        def probe(timeout: float) -> None:
+            with clients.lock:
+                clients.control.list_topics(topic, timeout=timeout)
+        return probe
+
     def _read_range(self, descriptor: PartitionDescriptor, tracker, watermark,
                     progress: List[int]) -> Iterator[TimestampedValue]:
-        from confluent_kafka import TopicPartition
+        lease = self._clients.lease((descriptor.topic, descriptor.partition), tracker.current_restriction().start)
+        try:
+            yield from self._read_leased(descriptor, lease, tracker, watermark, progress)
+        except BaseException:
+            self._clients.give_back(lease, failed=True)
+            raise
+        self._clients.give_back(lease)
 
+    def _read_leased(self, descriptor: PartitionDescriptor, lease: Lease, tracker, watermark,
+                     progress: List[int]) -> Iterator[TimestampedValue]:
         config, clock = self._config, self._clock
-        key = (descriptor.topic, descriptor.partition)
+        key, consumer = lease.partition, lease.consumer
         restriction = tracker.current_restriction()
         start, stop = restriction.start, restriction.stop
-        with self._lock:
-            self._consumer.assign([TopicPartition(descriptor.topic, descriptor.partition, start)])
         skip_before = config.start_timestamp_millis if config.start == "timestamp" else None
         # Chunk mode: records wait here until they leave as one RawChunk; `progress` then counts only
         # offsets whose records have left (a commit never covers a record still held).
@@ -146,9 +159,13 @@ class ReadPartitionFn(beam.DoFn):
         wait_seconds = min(call_seconds, _MAX_WAIT_SECONDS_PER_CALL)
         began = clock.monotonic()
         waited_since = began
+        poll_seconds = POLL_TIMEOUT_SECONDS
+        if lease.continuing and self._fetched_high(consumer, key) == start:
+            poll_seconds = _CAUGHT_UP_POLL_SECONDS
         while True:
-            with self._lock:
-                messages = poll_batch(self._consumer, POLL_BATCH, POLL_TIMEOUT_SECONDS, config.linger_millis / 1000)
+            messages = poll_batch(consumer, POLL_BATCH, poll_seconds, config.linger_millis / 1000)
+            lease.polled(messages)
+            poll_seconds = POLL_TIMEOUT_SECONDS
             batch_min: Optional[Timestamp] = None
             caught_up_at: Optional[int] = None
             finished = False
@@ -199,10 +216,11 @@ class ReadPartitionFn(beam.DoFn):
                 if len(chunk.records) >= config.chunk_max_records:
                     yield from self._emit_chunk(chunk, watermark)
                     progress[0] = next_offset
-            if caught_up_at is None and messages and not finished:
+            if caught_up_at is None and not finished:
                 # Read up to the latest fetch's high watermark: caught up now, without waiting for the
-                # end-of-partition event, which comes only with the next fetch.
-                high = self._fetched_high(descriptor)
+                # end-of-partition event, which comes only with the next fetch (or never, to a consumer
+                # that stayed assigned after reading to the end before).
+                high = self._fetched_high(consumer, key)
                 caught_up_at = high if high == next_offset else None
             if batch_min is not None:
                 watermark.advance_to(batch_min)
@@ -220,7 +238,7 @@ class ReadPartitionFn(beam.DoFn):
                 if chunk.records and (ending or (now - chunk.first_read_at) * 1000 >= config.chunk_max_millis):
                     yield from self._emit_chunk(chunk, watermark)
                     progress[0] = next_offset
-                self._report_lag(descriptor, next_offset, caught_up_at)
+                self._report_lag(consumer, key, next_offset, caught_up_at)
             if finished or next_offset >= stop:
                 return  # the whole range is claimed
             if caught_up_at is not None and caught_up_at >= stop:
@@ -232,27 +250,28 @@ class ReadPartitionFn(beam.DoFn):
                     if next_offset < stop - 1:
                         tracker.try_claim(stop - 1)
                     return
-                tracker.defer_remainder(Duration(seconds=self._resume_delay_seconds(emitted)))
+                lease.empty_calls = 0 if emitted else lease.empty_calls + 1
+                tracker.defer_remainder(Duration(seconds=self._resume_delay_seconds(lease.empty_calls)))
                 return
             if ending:
                 tracker.defer_remainder()  # the next call starts by checking the broker's health
                 return
 
-    def _resume_delay_seconds(self, emitted: int) -> float:
-        """After a caught-up call: `resume_millis` (at most 0.5 s) if it read records, else 0.5 s."""
-        if not emitted:
-            return _RESUME_DELAY_SECONDS
-        return min(_RESUME_DELAY_SECONDS, self._config.resume_millis / 1000)
+    def _resume_delay_seconds(self, empty_calls: int) -> float:
+        """After a caught-up call: `resume_millis` (at most 0.5 s), doubled for every call in a row before this
+        one that read nothing (an idle partition settles at 0.5 s; a quiet one is not left waiting 0.5 s
+        because one call came between two of its records)."""
+        doublings = min(max(empty_calls - 1, 0), 16)
+        return min(_RESUME_DELAY_SECONDS, self._config.resume_millis / 1000 * 2 ** doublings)
 
-    def _fetched_high(self, descriptor: PartitionDescriptor) -> Optional[int]:
-        """The partition's high watermark as of the client's latest fetch (no broker call; a stale one is lower,
-        never higher), None before any fetch."""
+    @staticmethod
+    def _fetched_high(consumer, key: Tuple[str, int]) -> Optional[int]:
+        """The partition's high watermark as of its consumer's latest fetch (no broker call; a stale one is
+        lower, never higher), None before any fetch."""
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
-            with self._lock:
-                offsets = self._consumer.get_watermark_offsets(
-                    TopicPartition(descriptor.topic, descriptor.partition), cached=True)
+            offsets = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
         except KafkaException:
             return None  # not known to the client yet
         return offsets[1] if offsets and offsets[1] >= 0 else None
@@ -272,21 +291,20 @@ class ReadPartitionFn(beam.DoFn):
         if current is not None:
             self._watermark_gauge.set(current.micros // 1000)
 
-    def _report_lag(self, descriptor: PartitionDescriptor, next_offset: int, caught_up_at: Optional[int]) -> None:
+    def _report_lag(self, consumer, key: Tuple[str, int], next_offset: int, caught_up_at: Optional[int]) -> None:
         """Sets `<input>.lag.<topic>.<partition>` (high watermark - next offset) at most once a second per
         partition, from the consumer's cached fetch information (no broker call)."""
-        key = (descriptor.topic, descriptor.partition)
         now = self._clock.monotonic()
         if now - self._lag_reported_at.get(key, float("-inf")) < _LAG_REPORT_SECONDS:
             return
-        high = caught_up_at if caught_up_at is not None else self._fetched_high(descriptor)
+        high = caught_up_at if caught_up_at is not None else self._fetched_high(consumer, key)
         if high is None:
             return  # nothing fetched yet: unknown
         self._lag_reported_at[key] = now
         gauge = self._lag_gauges.get(key)
         if gauge is None:
             gauge = self._lag_gauges[key] = Metrics.gauge(
-                METRICS_NAMESPACE, f"{self._config.input_name}.lag.{descriptor.topic}.{descriptor.partition}")
+                METRICS_NAMESPACE, f"{self._config.input_name}.lag.{key[0]}.{key[1]}")
         gauge.set(max(0, high - next_offset))
 
     def _idle_release(self, watermark, emitted_now: int) -> bool:
@@ -311,18 +329,20 @@ class ReadPartitionFn(beam.DoFn):
         from confluent_kafka import TopicPartition
 
         key = (topic, partition)
-        with self._lock:
-            if self._committed.get(key, -1) >= next_offset:
-                return  # a later position was already committed by this reader
-            consumer, temporary = self._consumer, False
-            if consumer is None:  # finalized after teardown
-                consumer, temporary = source_consumer(self._config, "commit"), True
-            try:
-                consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=False)
-                self._committed[key] = next_offset
-            finally:
-                if temporary:
+        clients = self._clients
+        offsets = [TopicPartition(topic, partition, next_offset)]
+        with clients.lock if clients is not None else nullcontext():
+            if clients is None or clients.control is None:  # finalized after teardown
+                consumer = source_consumer(self._config, "commit")
+                try:
+                    consumer.commit(offsets=offsets, asynchronous=False)
+                finally:
                     consumer.close()
+            elif clients.committed.get(key, -1) >= next_offset:
+                return  # a later position was already committed by this process's readers
+            else:
+                clients.control.commit(offsets=offsets, asynchronous=False)
+                clients.committed[key] = next_offset
         _LOGGER.debug("committed %s/%s@%s for group %s", topic, partition, next_offset, self._config.group_id)
 
 
