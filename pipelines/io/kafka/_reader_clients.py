@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
 
 from pipelines.io.kafka._clients import source_consumer
 from pipelines.io.kafka._config import KafkaReadConfig
@@ -44,11 +44,12 @@ class Lease:
     continuing: bool  # the call starts where the consumer stands: what it fetched ahead is there
     empty_calls: int = 0  # caught-up calls in a row that read nothing (the reader's resume back-off)
 
-    def polled(self, messages: Iterable) -> None:
+    def polled(self, messages: Sequence) -> None:
         """Notes what a poll took out of the consumer: its next message follows the last one of the partition."""
-        for message in messages:
+        for message in reversed(messages):  # only the last one counts: no second pass over every message
             if message.error() is None and (message.topic(), message.partition()) == self.partition:
                 self.next_offset = message.offset() + 1
+                return
 
 
 @dataclass
