@@ -717,39 +717,35 @@ def test_an_unbounded_run_on_the_embedded_flink_checkpoints_to_files():
     assert "state_backend" not in options("--flink_master=[local]", streaming=False)
 
 
-def test_a_batch_run_on_the_embedded_flink_handles_large_records():
-    # A shard's group is one record in Flink's batch sort; the embedded default refused records over 4.5 MB.
-    from runners.flink_options import LOCAL_FLINK_BATCH_CONF_DIR
-
-    def conf_dir(*flags, streaming=False):
+def _assert_embedded_flink_conf(streaming: bool, directory: Path, line: str) -> None:
+    """Runs on the embedded Flink get `--flink_conf_dir=directory` holding `line`; the user's own directory
+    wins, and a cluster's configuration is its own."""
+    def conf_dir(*flags):
         return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(
             retain_unknown_options=True).get("flink_conf_dir")
 
     for local in ([], ["--flink_master=[local]"], ["--flink_master", "[auto]"]):
-        assert conf_dir(*local) == str(LOCAL_FLINK_BATCH_CONF_DIR)
-    text = (LOCAL_FLINK_BATCH_CONF_DIR / "flink-conf.yaml").read_text()
-    assert "taskmanager.runtime.large-record-handler: true" in text.splitlines()
-    assert conf_dir("--flink_conf_dir=/etc/flink") == "/etc/flink"  # the user's own configuration wins
-    # An unbounded run sorts nothing; a cluster's configuration is its own.
-    assert conf_dir("--flink_master=[local]", streaming=True) != str(LOCAL_FLINK_BATCH_CONF_DIR)
-    assert conf_dir("--flink_master=localhost:8081", "--environment_type=EXTERNAL",
-                    "--environment_config=localhost:50000") is None
+        assert conf_dir(*local) == str(directory)
+    assert line in (directory / "flink-conf.yaml").read_text().splitlines()
+    assert conf_dir("--flink_conf_dir=/etc/flink") == "/etc/flink"
+    assert conf_dir(*FLINK_EXTERNAL) is None
+
+
+def test_a_batch_run_on_the_embedded_flink_handles_large_records():
+    # A shard's group is one record in Flink's batch sort; the embedded default refused records over 4.5 MB.
+    from runners.flink_options import LOCAL_FLINK_BATCH_CONF_DIR
+
+    _assert_embedded_flink_conf(False, LOCAL_FLINK_BATCH_CONF_DIR, "taskmanager.runtime.large-record-handler: true")
+    # An unbounded run sorts nothing.
+    assert build_pipeline_options("flink", ["--flink_master=[local]"], streaming=True).get_all_options(
+        retain_unknown_options=True).get("flink_conf_dir") != str(LOCAL_FLINK_BATCH_CONF_DIR)
 
 
 def test_an_unbounded_run_on_the_embedded_flink_flushes_network_buffers_every_5_ms():
     # At a live stream's trickle every hop between steps waited for Flink's 100 ms buffer timeout.
     from runners.flink_options import LOCAL_FLINK_STREAMING_CONF_DIR
 
-    def conf_dir(*flags, streaming=True):
-        return build_pipeline_options("flink", list(flags), streaming=streaming).get_all_options(
-            retain_unknown_options=True).get("flink_conf_dir")
-
-    for local in ([], ["--flink_master=[local]"], ["--flink_master", "[auto]"]):
-        assert conf_dir(*local) == str(LOCAL_FLINK_STREAMING_CONF_DIR)
-    text = (LOCAL_FLINK_STREAMING_CONF_DIR / "flink-conf.yaml").read_text()
-    assert "execution.buffer-timeout.interval: 5 ms" in text.splitlines()
-    assert conf_dir("--flink_conf_dir=/etc/flink") == "/etc/flink"  # the user's own configuration wins
-    assert conf_dir(*FLINK_EXTERNAL) is None  # a cluster's configuration is its own
+    _assert_embedded_flink_conf(True, LOCAL_FLINK_STREAMING_CONF_DIR, "execution.buffer-timeout.interval: 5 ms")
 
 
 @pytest.mark.parametrize("flags, removed", [
