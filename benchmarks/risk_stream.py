@@ -1,7 +1,7 @@
 """Live risk benchmark of unbounded `paybeam risk stream` (issue 20): catch-up rate and decision latency.
 
     python benchmarks/risk_stream.py [--runners prism flink] [--engine columnar|elementwise]
-        [--parts a b c] [--sizes 5000 20000] [--rates 100 1000] [--duration 30] [--cards 1000000]
+        [--parts a b c d] [--sizes 5000 20000] [--rates 100 1000] [--duration 30] [--cards 1000000]
         [--stream-flag=--FLAG=VALUE …] [--bootstrap-servers HOST:PORT] [--latency-log PATH]
 
 Needs `make engine-kafka engine-prism` (and `make engine-flink` for `--runners flink`). Starts an Apache
@@ -15,7 +15,9 @@ Kafka broker unless given one, then per runner:
     --duration seconds; a consumer notes when each decision arrives. Per rate: p50 / p99 / max of
     produced -> decision received, and whether every attempt was decided within the drain time;
 (c) memory (`--parts c`): --cards attempts of as many cards (and customers, IPs, devices) inside every
-    window, so the stream keeps them all; the peak RSS of its process tree until all are decided.
+    window, so the stream keeps them all; the peak RSS of its process tree until all are decided;
+(d) idle (`--parts d`): a stream on empty topics, warmed up until it decides one attempt, then left alone
+    for --idle-settle seconds; the CPU its process tree uses over the next --idle-seconds (cores).
 Every launched process group is killed at the end. A script, not a test: timings never gate CI.
 """
 from __future__ import annotations
@@ -228,6 +230,31 @@ class Bench:
         return {"cards": count, "seconds": seconds, "peak_rss_gib": round(peak_total / 2**30, 2),
                 "peak_rss_gib_by_process": {k: round(v / 2**30, 2) for k, v in peak.items()}}
 
+    def idle(self, name: str, flags: List[str]) -> dict:
+        topics = self.topics(f"{name}-idle")
+        watcher = DecisionWatcher(self.bootstrap, topics["decisions"])
+        watcher.start()
+        stream = self.launch(f"{name}-idle", topics, flags)
+        producer = new_producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+        fields = {"attempt_id": "warm-up", "attempt_type": "AUTHORIZATION", "event_time": int(time.time() * 1000),
+                  "merchant_id": "m_0", "amount_minor": 100, "currency": "USD", "card_fingerprint": "fp_0",
+                  "card_bin": "424242", "customer_id": "cus_0", "ip": "10.0.0.1", "device_id": None,
+                  "billing_country": "US", "issuing_country": "US", "outcome": "APPROVED", "decline_code": None,
+                  "three_ds": None, "payment_id": None}
+        try:
+            producer.produce(topics["attempts"], key=b"fp_0", value=encode_value(fields, "json", "authorization_attempt"))
+            producer.flush(10)
+            self.wait_for(stream, lambda: "warm-up" in watcher.arrived, "a first decision")
+            time.sleep(self.args.idle_settle)  # a measuring pause, not a synchronisation
+            before = stream.cpu_seconds()
+            began = time.monotonic()
+            time.sleep(self.args.idle_seconds)
+            cores = (stream.cpu_seconds() - before) / (time.monotonic() - began)
+        finally:
+            stream.stop()
+            watcher.stop()
+        return {"idle_cores": round(cores, 3), "seconds": self.args.idle_seconds}
+
     def stop_all(self) -> None:
         for stream in self.streams:
             stream.stop()
@@ -255,6 +282,8 @@ def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
                 entry["latency"] = bench.latency(runner, flags)
             if "c" in args.parts:
                 entry["memory"] = bench.memory(runner, flags)
+            if "d" in args.parts:
+                entry["idle"] = bench.idle(runner, flags)
     finally:
         bench.stop_all()
     return report
@@ -267,7 +296,9 @@ def _seconds(value: Optional[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runners", nargs="+", choices=("prism", "flink"), default=["prism"])
-    parser.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b"])
+    parser.add_argument("--parts", nargs="+", choices=("a", "b", "c", "d"), default=["a", "b"])
+    parser.add_argument("--idle-settle", type=float, default=20.0, metavar="SECONDS", help="part d (default 20)")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, metavar="SECONDS", help="part d (default 20)")
     parser.add_argument("--stream-flag", action="append", default=[], metavar="--FLAG=VALUE",
                         help="passed to every `paybeam risk stream` (repeatable), e.g. --stream-flag=--read-call-ms=100")
     parser.add_argument("--cards", type=int, default=1_000_000, metavar="N", help="part c: active cards in state")
@@ -297,6 +328,8 @@ def main() -> int:
             memory = entry["memory"]
             print(f"{runner}: {memory['cards']:,} active cards decided in {memory['seconds']:.1f} s, peak RSS "
                   f"{memory['peak_rss_gib']} GiB ({memory['peak_rss_gib_by_process']})")
+        if "idle" in entry:
+            print(f"{runner}: idle, {entry['idle']['idle_cores']} cores over {entry['idle']['seconds']:g} s")
         for rate, figures in entry.get("latency", {}).items():
             print(f"{runner}: {float(rate):,.0f} attempts/s: p50 {_seconds(figures['p50_seconds'])}, p99 "
                   f"{_seconds(figures['p99_seconds'])}, max {_seconds(figures['max_seconds'])}; decided "

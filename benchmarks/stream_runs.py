@@ -84,6 +84,17 @@ class StreamProcess:
         """Resident set size of the tree per process name (bytes; pages shared between processes count twice)."""
         return rss_by_name(self.tree())
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the tree's live processes used so far."""
+        total = 0.0
+        for process in self.tree():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -191,8 +191,14 @@ def _check_rules_topic(job: RiskStreamJob) -> None:
         consumer.close()
 
 
+def pipeline_options(job: RiskStreamJob):
+    """The job's Beam options: unbounded; the columnar engine's elements are Arrow chunks, each its own
+    bundle on Flink (runners/flink_options.py: FLINK_STREAMING_CHUNK_BUNDLE_SIZE)."""
+    return build_pipeline_options(job.runner, job.beam_args, streaming=True, chunk_bundles=job.engine == COLUMNAR)
+
+
 def run_job(job: RiskStreamJob) -> None:
-    options = build_pipeline_options(job.runner, job.beam_args, streaming=True)
+    options = pipeline_options(job)
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")
     check_client_settings(job.producer_config, "--producer-config", "producer")
     if job.source == RABBITMQ:

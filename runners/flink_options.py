@@ -102,13 +102,24 @@ FLINK_STREAMING_MAX_BUNDLE_MILLIS = 100
 # chunks reached the first-arrivals step 71 ms after the reader emitted them instead of 122 ms (median;
 # p50 / p99 0.49 / 0.79 s -> 0.41 / 0.71 s at 1,000 attempts/s, 2026-12-06, docs/benchmarks.md).
 EMBEDDED_STREAMING_CONF = {"execution.buffer-timeout.interval": "5 ms"}
+
+# An unbounded Flink run whose elements are Arrow chunks (the live columnar engines) closes a bundle after
+# every element unless it sets --max_bundle_size: a stateful step's output leaves the Python worker only when
+# its bundle finishes, so with 100 ms bundles a chunk waited 0.1-0.15 s at each step (Flink checks the
+# bundle's age every half bundle time). The live risk stream at 1,000 attempts/s, embedded Flink p1:
+# p50 / p99 0.36 / 0.69 s -> 0.20 / 0.46 s, catch-up not slower (9,394 -> 9,416 attempts/s; 2026-12-06,
+# docs/benchmarks.md). A chunk holds many records, so a bundle's own cost is paid per chunk, not per
+# record; the per-element engine keeps Flink's count (1,000).
+FLINK_STREAMING_CHUNK_BUNDLE_SIZE = 1
 LOCAL_FLINK_STREAMING_CONF_DIR = Path(tempfile.gettempdir()) / "paybeam-flink-streaming-conf"
 
 
-def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool) -> List[str]:
+def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: bool,
+                             chunk_bundles: bool = False) -> List[str]:
     """Flags an unbounded Flink run gets unless it sets them: `--min_pause_between_checkpoints=<interval>`
     when it sets an interval, so that its first checkpoint is not drawn from [0, interval] (see above);
-    bundles of at most FLINK_STREAMING_MAX_BUNDLE_MILLIS; and, on the embedded Flink, the heap state backend
+    bundles of at most FLINK_STREAMING_MAX_BUNDLE_MILLIS (and of FLINK_STREAMING_CHUNK_BUNDLE_SIZE elements with
+    `chunk_bundles`: elements that are Arrow chunks); and, on the embedded Flink, the heap state backend
     (`filesystem`; `--state_backend=rocksdb` keeps the state on disk instead) checkpointing into a directory
     of its own under LOCAL_FLINK_CHECKPOINTS (a cluster has its own `state.checkpoints.dir`), and
     EMBEDDED_STREAMING_CONF unless the run names a `--flink_conf_dir` (a cluster's configuration is its own)."""
@@ -117,6 +128,8 @@ def flink_streaming_defaults(runner: str, beam_args: Sequence[str], streaming: b
     defaults = []
     if not raw_values(beam_args, "max_bundle_time_mills"):
         defaults.append(f"--max_bundle_time_mills={FLINK_STREAMING_MAX_BUNDLE_MILLIS}")
+    if chunk_bundles and not raw_values(beam_args, "max_bundle_size"):
+        defaults.append(f"--max_bundle_size={FLINK_STREAMING_CHUNK_BUNDLE_SIZE}")
     intervals = [value for value in raw_values(beam_args, "checkpointing_interval") if value.isdigit()]
     if intervals and not raw_values(beam_args, "min_pause_between_checkpoints"):
         defaults.append(f"--min_pause_between_checkpoints={intervals[-1]}")

@@ -144,6 +144,7 @@ def build_pipeline_options(
     *,
     setup_file: Union[str, os.PathLike, None, object] = _DEFAULT,
     direct_threads: int = 1,
+    chunk_bundles: bool = False,
 ) -> PipelineOptions:
     """PipelineOptions for `runner` plus the user's pass-through Beam flags.
 
@@ -152,7 +153,8 @@ def build_pipeline_options(
     say otherwise (default: paybeam's own setup.py, `presets.default_setup_file()`;
     None means there is none, so the user must pass --setup_file or a custom image).
     `direct_threads` > 1 gives a batch DirectRunner run that many worker threads unless the user chose
-    (runners/direct_threads.py).
+    (runners/direct_threads.py). `chunk_bundles`: the run's elements are Arrow chunks of many records, and
+    an unbounded Flink run gives each its own bundle (runners/flink_options.py).
     """
     runner = canonical_runner(runner)
     beam_args = list(beam_args)
@@ -167,7 +169,7 @@ def build_pipeline_options(
         raise OptionsError(str(error)) from None
 
     job_server_defaults, job_server_note = flink_job_server_defaults(runner, beam_args)
-    args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming),
+    args = [f"--runner={runner}", *beam_args, *flink_streaming_defaults(runner, beam_args, streaming, chunk_bundles),
             *flink_batch_defaults(runner, beam_args, streaming), *job_server_defaults,
             *job_server_timeout_defaults(runner, beam_args, streaming),
             *direct_thread_args(runner, beam_args, streaming, direct_threads)]

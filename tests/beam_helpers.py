@@ -55,3 +55,41 @@ def batches_half_a_day_behind(ordered, rng):
         else:
             batches.append((batch, None))
     return batches, latest
+
+
+class StateBag:
+    """A bag state handle in memory, for calling a stateful DoFn's process or timer method directly."""
+
+    def __init__(self, items=()):
+        self.items = list(items)
+
+    def read(self):
+        return list(self.items)
+
+    def add(self, value):
+        self.items.append(value)
+
+    def clear(self):
+        self.items = []
+
+
+class StateValue:
+    """A read-modify-write state handle in memory."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+class StateTimer:
+    """A timer handle in memory: remembers when it was last set."""
+
+    at = None
+
+    def set(self, timestamp):
+        self.at = timestamp

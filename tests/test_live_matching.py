@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from schemas.internal_records import Candidate
 from schemas.records import PAYMENTS
+from tests.beam_helpers import StateBag, StateTimer, StateValue
 from transforms.columnar.live_dedup import LiveFirstArrivals
 from transforms.columnar.live_matching import LiveMatchShard
 from transforms.columnar.matching import CANDIDATE_TABLE, LEDGER_SIDE
@@ -235,36 +236,6 @@ def test_catch_up_stride_follows_the_distance_to_the_wall_clock_when_firings_are
     assert stride.next_timer(0, wall, wall - 1_000) == wall
 
 
-class _Bag:
-    def __init__(self, items=()):
-        self.items = list(items)
-
-    def read(self):
-        return list(self.items)
-
-    def add(self, value):
-        self.items.append(value)
-
-    def clear(self):
-        self.items = []
-
-
-class _Value:
-    def __init__(self, value=None):
-        self.value = value
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-
-class _Timer:
-    def set(self, timestamp):
-        pass
-
-
 def _matcher_after_a_payment():
     """A MatchLiveFn with fake state that has taken one payment (PENDING), and the settlement pairing it."""
     from transforms.columnar.live_flow import MatchLiveFn
@@ -275,7 +246,7 @@ def _matcher_after_a_payment():
     settlement = _table([("r1", 1, "a", "EUR", 100, 0)]).set_column(8, "time", pa.array([t0 + 1000]))
     fn = MatchLiveFn(ReconcileConfig(), 1000, 8)
     fn.setup()
-    state = dict(candidates=_Bag(), keys=_Bag(), meta=_Value(), tick=_Timer())
+    state = dict(candidates=StateBag(), keys=StateBag(), meta=StateValue(), tick=StateTimer())
     assert [row["status"] for out in fn.process((0, payment), **state) for row in out.to_pylist()] == ["PENDING"]
     return fn, state, settlement
 
@@ -288,8 +259,8 @@ def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust
     """A bundle that fails after the matcher changed its shard (a downstream DoFn raising while results are
     emitted) commits no state; its retry must judge the records again, not find them already seen."""
     fn, state, settlement = _matcher_after_a_payment()
-    committed = dict(candidates=_Bag(state["candidates"].items), keys=_Bag(state["keys"].items),
-                     meta=_Value(state["meta"].value), tick=_Timer())
+    committed = dict(candidates=StateBag(state["candidates"].items), keys=StateBag(state["keys"].items),
+                     meta=StateValue(state["meta"].value), tick=StateTimer())
     attempt = fn.process((0, settlement), **state)
     next(attempt)
     attempt.close()  # the bundle fails downstream: the runner discards its state writes
@@ -299,7 +270,8 @@ def test_a_failed_bundle_leaves_no_shard_in_the_cache_that_its_retry_would_trust
 def test_state_written_with_another_shard_count_fails_with_one_line_naming_both():
     """Restoring a checkpoint with another --shards would send a key's records to a shard without its state
     (its open items judged again as new, its old ones expiring alone): the run stops and says what to do."""
-    from transforms.columnar.live_flow import MatchLiveFn, ShardCountChanged
+    from transforms.columnar.live_flow import MatchLiveFn
+    from transforms.columnar.live_shards import ShardCountChanged
     from transforms.flow import ReconcileConfig
 
     _, state, settlement = _matcher_after_a_payment()  # written by a run with 8 shards
@@ -314,7 +286,7 @@ def test_state_written_with_another_shard_count_fails_with_one_line_naming_both(
 
 
 def test_a_bundle_failing_while_it_saves_its_shard_leaves_nothing_its_retry_would_trust():
-    class _RefusingBag(_Bag):
+    class _RefusingBag(StateBag):
         def add(self, value):
             raise RuntimeError("the state backend refused the write")
 

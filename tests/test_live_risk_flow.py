@@ -16,6 +16,7 @@ from schemas.arrow_readers import tabulate_records
 from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
 from schemas.records import RawRecord
 from schemas.timestamps import format_timestamp, parse_timestamp_millis
+from tests.beam_helpers import StateBag, StateTimer, StateValue
 from tests.test_risk_backtest import MIXED, _attempts
 from tests.test_risk_rules_in_force import (
     RULES_V1,
@@ -92,3 +93,45 @@ def test_a_rules_update_mid_stream_is_in_force_from_the_next_chunk(stream_option
                    | ColumnarDecideAttemptStream(RULES_V1, source, poll_millis=0))
         assert_that(outputs[DECISION_TABLES] | beam.FlatMap(decisions_of), check)
         assert_that(outputs[DEAD_LETTERS], lambda letters: _one_rejected_update(list(letters)), label="RejectedRules")
+
+
+def _decide(fn, table, state):
+    """DecideChunksFn.process on one validated table: (decisions, dead letter stages)."""
+    outputs = list(fn.process((0, table), **state))
+    tables = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
+    return ([d for t in tables for d in decisions_of(t)],
+            [output.value.stage for output in outputs if isinstance(output, beam.pvalue.TaggedOutput)])
+
+
+def test_one_step_keeps_first_arrivals_and_attempts_in_state_a_restored_run_rebuilds_both():
+    """First arrivals and decisions share one stateful step (one keyed exchange fewer on Flink): each half
+    keeps its own state and token. A run that finds tokens it did not write (a restored checkpoint, a
+    retried bundle) rebuilds both from the state: a copy decided before stays decided once, and the
+    attempts kept before still count in every window."""
+    from transforms.columnar.live_risk_flow import DecideChunksFn
+    from transforms.columnar.validate import judge_chunk
+
+    attempts = sorted(_attempts(120, 9), key=lambda a: (a.event_time, a.attempt_id))
+    expected = decide_in_order(attempts, MIXED)
+    raws = [_raw(a, f"attempts-topic@0:{n}") for n, a in enumerate(attempts)]
+
+    def validated(records):
+        accepted, letters, _ = judge_chunk(tabulate_records(records, "attempts-topic", ATTEMPTS))
+        assert letters == []
+        return accepted
+
+    state = dict(arrived=StateBag(), arrived_meta=StateValue(), forget=StateTimer(), kept=StateBag(), meta=StateValue(),
+                 expire=StateTimer())
+    first = DecideChunksFn(MIXED, None, 60_000, 1_000, 86_400_000)
+    first.setup()
+    decided, letters = _decide(first, validated(raws[:60]), state)
+    assert (decided, letters) == (expected[:60], [])
+    assert state["arrived"].items and state["kept"].items  # both halves wrote their state
+
+    restored = DecideChunksFn(MIXED, None, 60_000, 1_000, 86_400_000)  # another owner: nothing cached
+    restored.setup()
+    copies = [raw._replace(source=f"attempts-topic@0:{900 + n}") for n, raw in enumerate(raws[50:60])]
+    conflicting = raws[5]._replace(fields={**raws[5].fields, "amount_minor": "77"}, source="attempts-topic@0:999")
+    decided, letters = _decide(restored, validated(copies + [conflicting] + raws[60:]), state)
+    assert decided == expected[60:]
+    assert letters == ["dedup"]

@@ -1008,6 +1008,33 @@ def test_an_unbounded_flink_run_finishes_its_bundles_every_100_ms_unless_told_ot
         retain_unknown_options=True)
 
 
+def test_an_unbounded_flink_run_of_arrow_chunks_gives_each_chunk_its_own_bundle_unless_told_otherwise():
+    """A stateful step's output leaves the worker when its bundle ends: a chunk of many records is worth a
+    bundle; single records (the per-element engine) keep Flink's count."""
+    def options(*flags, streaming=True, chunk_bundles=True, runner="flink"):
+        return build_pipeline_options(runner, ["--flink_master=[local]", *flags] if runner == "flink" else [],
+                                      streaming=streaming, chunk_bundles=chunk_bundles).get_all_options(
+            retain_unknown_options=True)
+
+    assert options()["max_bundle_size"] == "1"
+    assert options("--max_bundle_size=50")["max_bundle_size"] == "50"
+    assert "max_bundle_size" not in options(chunk_bundles=False)
+    assert "max_bundle_size" not in options(streaming=False)
+    assert "max_bundle_size" not in options(runner="prism")
+
+
+def test_the_risk_stream_gives_chunks_their_own_bundles_with_the_columnar_engine_only():
+    from pipelines.risk_stream import RiskStreamJob, pipeline_options
+
+    def bundle_size(engine: str):
+        job = RiskStreamJob(bootstrap_servers="localhost:9092", topics={}, rules_path="rules.yaml", rule_set=None,
+                            engine=engine, runner="FlinkRunner", beam_args=["--flink_master=[local]"])
+        return pipeline_options(job).get_all_options(retain_unknown_options=True).get("max_bundle_size")
+
+    assert bundle_size("columnar") == "1"
+    assert bundle_size("elementwise") is None
+
+
 def test_a_batch_run_on_a_flink_cluster_gives_up_after_three_restarts_unless_told_otherwise():
     from runners.flink_options import batch_restart_limit
 

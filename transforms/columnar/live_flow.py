@@ -21,17 +21,13 @@ sums of many records, stamped inside the window the records belong to.
 from __future__ import annotations
 
 import math
-import random
-import threading
-import uuid
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
-from apache_beam.coders import TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -41,184 +37,36 @@ from schemas.arrow_coder import ArrowTableCoder
 from schemas.record_tables import table_to_records, to_numpy
 from schemas.records import PAYMENTS, SETTLEMENTS, UNATTRIBUTED, DeadLetter, ReconciliationResult, SettlementLine
 from schemas.rules import BREAK_STATUSES, SUM_COLUMNS, UNDECIDED_STATUS
-from schemas.timestamps import EARLIEST_MILLIS
 from transforms.alerts import AlertPolicy, AlertsFromWindowRates, at_window_end, sliding_windows, windows_at
 from transforms.attribution import ATTRIBUTIONS, CountLinesUnderTheirMerchant
-from transforms.catch_up import CatchUpStride
 from transforms.columnar.daily_totals import ledger_partials, settlement_partials, window_starts
-from transforms.columnar.dedup import delivered_schema
 from transforms.columnar.flow import ValidateChunks, by_record_id, candidates_by_key
-from transforms.columnar.live_dedup import LiveFirstArrivals
 from transforms.columnar.live_matching import KEY_STATE, LIVE_CANDIDATES, LiveMatchShard, key_texts
+from transforms.columnar.live_shards import (
+    DEFAULT_TICK_MILLIS,
+    LIVE_PREFIX,
+    METRICS_NAMESPACE,
+    FirstArrivalsFn,
+    LiveShardFn,
+    stored_clock_millis,
+)
 from transforms.columnar.matching import KIND_OF_RECORD_TYPE, ledger_candidates, settlement_candidates
-from transforms.columnar.shards import plain
 from transforms.daily_totals import SumDailyTotals, settlement_contribution, withdrawn_contribution
 from transforms.event_time import beam_timestamp_to_millis, millis_to_beam_timestamp
 from transforms.flow import ReconcileConfig
 from transforms.reconcile import DEFAULT_RETENTION, key_lifetime_millis
 from transforms.revisions import merge_all, merge_revision
-from transforms.state_cache import use_fast_state_cache_sizing
 from transforms.validate import DEAD_LETTERS
 
-DEFAULT_TICK_MILLIS = 1_000
-# Beam metrics of a running stream (namespace "paybeam"; DESIGN 9.5): live.<input>.unique,
-# live.<input>.dead_letters, live.results.rows, live.results.<STATUS>, live.open_keys.<shard>.
-METRICS_NAMESPACE = "paybeam"
-LIVE_PREFIX = "live."
 NEEDS_ATTRIBUTION = "needs_attribution"
-_META = TupleCoder([VarIntCoder()] * 4)  # (token, clock, sequence, shard count)
 _ZERO_SUMS = (0,) * (len(SUM_COLUMNS) - 1)
 
-
-def _new_token() -> int:
-    return random.getrandbits(62)
-
-
-class _ShardCache:
-    """The shards this worker process worked on, each valid while the state's token is the one written with it.
-
-    Process-wide (a runner may run a stage's bundles on several DoFn instances in turn), keyed by the
-    transform's own id and the shard; a runner never processes one key in two bundles at once.
-    """
-
-    _SHARDS: Dict[Tuple[str, int], Tuple[int, object]] = {}
-    _LOCK = threading.Lock()
-
-    def __init__(self, owner: str):
-        self._owner = owner
-
-    def take(self, shard: int, meta: Optional[tuple]):
-        """The cached shard, removed from the cache while it is worked on: if the bundle fails before
-        `put`, a retry (or a restore) finds no entry and rebuilds the shard from the state."""
-        with self._LOCK:
-            cached = self._SHARDS.pop((self._owner, shard), None)
-        if cached is not None and meta is not None and cached[0] == meta[0]:
-            return cached[1]
-        return None
-
-    def put(self, shard: int, token: int, value) -> None:
-        with self._LOCK:
-            self._SHARDS[(self._owner, shard)] = (token, value)
-
-
-class ShardCountChanged(ValueError):
-    """State written with one shard count, read by a run with another: keys would meet the wrong state."""
-
-
-class LiveShardFn(beam.DoFn):
-    """What the live stateful DoFns share: the shard cache, the catch-up stride, and committing a shard
-    (a fresh token in state, the shard back in the cache, its timer)."""
-
-    META_CODER = _META  # (token, clock, sequence, shard count)
-
-    def __init__(self, tick_millis: int, shards: int):
-        self._tick_millis = tick_millis
-        self._shards = shards
-        self._owner = uuid.uuid4().hex
-
-    def setup(self):
-        use_fast_state_cache_sizing()
-        self._cache = _ShardCache(self._owner)
-        self._stride = CatchUpStride(self._tick_millis)
-
-    def _commit(self, number: int, shard, meta, timer, sequence: int) -> None:
-        token = _new_token()
-        meta.write((token, _stored_clock(shard.clock), sequence, self._shards))
-        self._cache.put(number, token, shard)
-        due = self._stride.next_timer(number, shard.next_timer(), shard.clock)
-        if due is not None:
-            timer.set(millis_to_beam_timestamp(due))
-
-    def _cached_or_restored(self, number: int, kept, meta, restore: Callable[[int, List[pa.Table]], object]):
-        """The shard this worker committed last, while the state's token is still its own; otherwise
-        `restore(clock, tables)` rebuilds it from the one bag `kept` (empty when nothing was written)."""
-        stored = self._read_meta(meta)
-        shard = self._cache.take(number, stored)
-        if shard is None:
-            shard = restore(_clock(stored[1] if stored is not None else None),
-                            list(kept.read()) if stored is not None else [])
-        return shard
-
-    def _read_meta(self, meta) -> Optional[tuple]:
-        """The shard's stored (token, clock, sequence, shards); a run restored from a checkpoint or savepoint
-        with another --shards fails here: records of a key would go to a shard that does not hold its state."""
-        stored = meta.read()
-        if stored is not None and stored[3] != self._shards:
-            raise ShardCountChanged(
-                f"the stream's state was written with --shards {stored[3]} and this run has --shards "
-                f"{self._shards}: restart with --shards {stored[3]} (or start without the checkpoint)")
-        return stored
-
-
-class FirstArrivalsFn(LiveShardFn):
-    KEPT = BagStateSpec("kept", ArrowTableCoder())
-    META = ReadModifyWriteStateSpec("meta", _META)
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
-
-    def __init__(self, input_name: str, horizon_millis: int, tick_millis: int, shards: int):
-        super().__init__(tick_millis, shards)
-        self._input_name = input_name
-        self._horizon_millis = horizon_millis
-
-    def setup(self):
-        super().setup()
-        self._unique = Metrics.counter(METRICS_NAMESPACE, f"{LIVE_PREFIX}{self._input_name}.unique")
-
-    def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
-                forget=beam.DoFn.TimerParam(FORGET)):
-        shard_number, table = element
-        shard = self._shard(shard_number, kept, meta)
-        unique, letters = shard.arrive(plain([table], delivered_schema(self._input_name)))
-        self._save(shard_number, shard, kept, meta, forget)
-        self._unique.inc(unique.num_rows)
-        for letter, _ in letters:
-            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-        if unique.num_rows:
-            yield shard_number, unique
-
-    @on_timer(FORGET)
-    def on_forget(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
-                  kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
-                  forget=beam.DoFn.TimerParam(FORGET)):
-        shard = self._shard(key, kept, meta)
-        fired_millis = beam_timestamp_to_millis(fired_at)
-        shard.fire(fired_millis)
-        self._stride.fired(key, fired_millis)
-        self._save(key, shard, kept, meta, forget)
-        return []
-
-    def _shard(self, number: int, kept, meta) -> LiveFirstArrivals:
-        return self._cached_or_restored(number, kept, meta, lambda clock, tables: LiveFirstArrivals.restore(
-            self._input_name, self._horizon_millis, self._tick_millis, clock, tables))
-
-    def _save(self, number: int, shard: LiveFirstArrivals, kept, meta, forget) -> None:
-        if shard.needs_compaction():
-            shard.compact()
-            kept.clear()
-            kept.add(shard.snapshot())
-        else:
-            for table in shard.take_changes():
-                kept.add(table)
-        self._commit(number, shard, meta, forget, 0)
-
-
-
-# Beam state holds unsigned varints; a clock before 1970 is stored shifted.
-_CLOCK_SHIFT = 1 << 50
-
-
-def _stored_clock(clock: int) -> int:
-    return clock + _CLOCK_SHIFT
-
-
-def _clock(stored: Optional[int]) -> int:
-    return EARLIEST_MILLIS if stored is None else stored - _CLOCK_SHIFT
 
 
 class MatchLiveFn(LiveShardFn):
     CANDIDATES = BagStateSpec("candidates", ArrowTableCoder())
     KEYS = BagStateSpec("keys", ArrowTableCoder())
-    META = ReadModifyWriteStateSpec("meta", _META)
+    META = ReadModifyWriteStateSpec("meta", LiveShardFn.META_CODER)
     TICK = TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, config: ReconcileConfig, tick_millis: int, shards: int):
@@ -263,7 +111,7 @@ class MatchLiveFn(LiveShardFn):
                 shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
             else:
                 shard = LiveMatchShard.restore(self._policy, self._retention_millis, self._tick_millis,
-                                               _clock(stored[1]), stored[2], candidates.read(), keys.read())
+                                               stored_clock_millis(stored[1]), stored[2], candidates.read(), keys.read())
         return shard
 
     def _save(self, number: int, shard: LiveMatchShard, candidates, keys, meta, tick) -> None:
@@ -483,5 +331,5 @@ class ColumnarStreamReconcile(beam.PTransform):
         }
 
 
-__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "FirstArrivalsFn", "KEY_STATE",
-           "LIVE_CANDIDATES", "LiveShardFn", "ShardCountChanged"]
+__all__ = ["AlertsOfResultTables", "ColumnarStreamReconcile", "DEFAULT_TICK_MILLIS", "KEY_STATE", "LIVE_CANDIDATES",
+           "LIVE_PREFIX", "METRICS_NAMESPACE"]

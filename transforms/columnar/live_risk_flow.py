@@ -1,9 +1,9 @@
 """ColumnarDecideAttemptStream: `transforms.risk.flow.DecideAttemptStream` on Arrow chunks (docs/DESIGN.md 10.13).
 
-    attempt RawChunks ─► ValidateChunks (9.1) ─► FirstArrivals (9.5: the first copy of an id within the
-      dedup horizon; conflicting copies dead letters) ─► DecideChunks (state: every kept attempt as columns,
-      one shard; the rules in force per chunk; a watermark timer expires rows) ─► decision tables
-      ─► the sinks (encoded a table at a time) and running counts (metrics)
+    attempt RawChunks ─► ValidateChunks (9.1) ─► DecideChunks (one stateful step, one shard: the first copy
+      of an id within the dedup horizon (9.5; conflicting copies dead letters), then every kept attempt as
+      columns, decided under the rules in force per chunk; watermark timers forget ids and expire rows)
+      ─► decision tables ─► the sinks (encoded a table at a time) and running counts (metrics)
 
 One shard: an attempt's keys (card, IP, merchant…) all meet in it, so a
 chunk is decided at once and no decision waits for another step. The state
@@ -14,7 +14,7 @@ shard from a restored or retried one.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -28,8 +28,8 @@ from schemas.arrow_coder import ArrowTableCoder
 from schemas.attempts import ATTEMPTS
 from schemas.records import DeadLetter
 from transforms.columnar.flow import ValidateChunks, by_record_id
-from transforms.columnar.live_flow import DEFAULT_TICK_MILLIS, FirstArrivalsFn, LiveShardFn
 from transforms.columnar.live_risk import LiveRiskShard
+from transforms.columnar.live_shards import DEFAULT_TICK_MILLIS, FirstArrivalsStep, LiveShardFn
 from transforms.columnar.risk_flow import decision_table_counts
 from transforms.dedup import DEFAULT_HORIZON
 from transforms.event_time import beam_timestamp_to_millis
@@ -44,30 +44,52 @@ DECISION_TABLES = "decision_tables"
 
 
 class DecideChunksFn(LiveShardFn):
+    """(shard, validated attempts) -> decision tables: the first arrivals kept (a shard of their ids, as
+    FirstArrivalsFn keeps them) and decided in the same step, so a chunk crosses one keyed exchange, not two
+    (each one a bundle's wait on Flink, docs/DESIGN.md 10.13)."""
+
+    ARRIVED = BagStateSpec("arrived", ArrowTableCoder())
+    ARRIVED_META = ReadModifyWriteStateSpec("arrived_meta", LiveShardFn.META_CODER)
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
     KEPT = BagStateSpec("kept", ArrowTableCoder())
     META = ReadModifyWriteStateSpec("meta", LiveShardFn.META_CODER)
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
     def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec], poll_millis: int,
-                 tick_millis: int):
+                 tick_millis: int, horizon_millis: int):
         super().__init__(tick_millis, _SHARDS)
         self._launch_rules, self._source, self._poll_millis = rule_set, rules_source, poll_millis
+        self._arrivals = FirstArrivalsStep(ATTEMPTS, horizon_millis, tick_millis, _SHARDS)
 
     def setup(self):
         super().setup()
+        self._arrivals.setup()
         self._rules = shared_rules_in_force(self._launch_rules, self._source, self._poll_millis)
 
-    def process(self, element, kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
-                expire=beam.DoFn.TimerParam(EXPIRE)):
+    def process(self, element, arrived=beam.DoFn.StateParam(ARRIVED), arrived_meta=beam.DoFn.StateParam(ARRIVED_META),
+                forget=beam.DoFn.TimerParam(FORGET), kept=beam.DoFn.StateParam(KEPT),
+                meta=beam.DoFn.StateParam(META), expire=beam.DoFn.TimerParam(EXPIRE)):
         shard_number, table = element
+        unique, letters = self._arrivals.arrive(shard_number, table, arrived, arrived_meta, forget)
+        for letter in letters:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
         rule_set = self._rules.current()
         for letter in reported_updates(self._rules):
             yield pvalue.TaggedOutput(REJECTED_RULES, letter)
+        if unique.num_rows == 0:
+            return
         shard = self._shard(shard_number, kept, meta, rule_set.retention_millis)
-        decisions = shard.decide(table, rule_set)
+        decisions = shard.decide(unique, rule_set)
         self._save(shard_number, shard, kept, meta, expire, rewrite=False)  # saved before anything leaves
         if decisions.num_rows:
             yield decisions
+
+    @on_timer(FORGET)
+    def on_forget(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                  arrived=beam.DoFn.StateParam(ARRIVED), arrived_meta=beam.DoFn.StateParam(ARRIVED_META),
+                  forget=beam.DoFn.TimerParam(FORGET)):
+        self._arrivals.forget(key, fired_at, arrived, arrived_meta, forget)
+        return []
 
     @on_timer(EXPIRE)
     def on_expire(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
@@ -123,19 +145,16 @@ class ColumnarDecideAttemptStream(beam.PTransform):
 
     def expand(self, chunks: beam.PCollection) -> Dict[str, beam.PCollection]:
         validated = chunks | "ValidateChunks" >> ValidateChunks()
-        arrivals = (validated["accepted"]
-                    | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS)
-                    | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
-                    | "FirstArrivals" >> beam.ParDo(FirstArrivalsFn(ATTEMPTS, self._horizon_millis, self._tick_millis,
-                                                                    _SHARDS)).with_outputs(DEAD_LETTERS, main="unique"))
-        arrivals.unique.element_type = beam.typehints.KV[int, Any]  # (shard, table): an int key, a deterministic coder
-        decided = arrivals.unique | "DecideChunks" >> beam.ParDo(
-            DecideChunksFn(*self._rules, self._tick_millis)).with_outputs(REJECTED_RULES, main=DECISION_TABLES)
+        decided = (validated["accepted"]
+                   | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS)
+                   | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+                   | "DecideChunks" >> beam.ParDo(DecideChunksFn(*self._rules, self._tick_millis, self._horizon_millis))
+                   .with_outputs(DEAD_LETTERS, REJECTED_RULES, main=DECISION_TABLES))
         tables = decided[DECISION_TABLES]
         _ = tables | "CountDecisions" >> beam.ParDo(_CountDecisionTablesFn())
         decided[REJECTED_RULES].element_type = DeadLetter
         return {
             DECISION_TABLES: tables,
-            DEAD_LETTERS: ((validated[DEAD_LETTERS], arrivals[DEAD_LETTERS], decided[REJECTED_RULES])
+            DEAD_LETTERS: ((validated[DEAD_LETTERS], decided[DEAD_LETTERS], decided[REJECTED_RULES])
                            | "DeadLetters" >> beam.Flatten()),
         }
