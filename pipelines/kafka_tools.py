@@ -82,7 +82,7 @@ class ReplayReport:
 
 
 @dataclass
-class _Message:
+class KafkaMessage:
     event_time: int  # epoch millis: the payload time (invalid rows: their place in the file)
     sequence: int  # position in the read order, the tie-breaker that keeps sorting stable
     topic: str
@@ -136,7 +136,7 @@ def _message_fields(record) -> dict:
 
 
 def collect_input_messages(input_name: str, patterns: Sequence[str], topic: str, value_format: str, include_invalid: bool,
-             messages: List[_Message], vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Tuple[int, int]:
+             messages: List[KafkaMessage], vendor_options: VendorOptions = DEFAULT_VENDOR_OPTIONS) -> Tuple[int, int]:
     """Reads one input's files into `messages`; returns (valid, rejected) counts."""
     schema = VALUE_SCHEMA_OF_INPUT[input_name]
     time_field = _TIME_FIELD_OF_INPUT[input_name]
@@ -149,7 +149,7 @@ def collect_input_messages(input_name: str, patterns: Sequence[str], topic: str,
             last_time = event_time_millis(outcome)
             key = f"{outcome.processor}|{outcome.processor_reference}".encode("utf-8")
             value = encode_value(_message_fields(outcome), value_format, schema)
-            messages.append(_Message(last_time, len(messages), topic, key, value))
+            messages.append(KafkaMessage(last_time, len(messages), topic, key, value))
             valid += 1
             continue
         rejected += 1
@@ -161,12 +161,12 @@ def collect_input_messages(input_name: str, patterns: Sequence[str], topic: str,
                 time = parse_timestamp_millis(raw.fields.get(time_field), time_field)
             except TimestampError:
                 pass
-        messages.append(_Message(time, len(messages), topic, _invalid_key(raw.fields), _invalid_value(fmt, raw)))
+        messages.append(KafkaMessage(time, len(messages), topic, _invalid_key(raw.fields), _invalid_value(fmt, raw)))
     return valid, rejected
 
 
-def send_order(messages: Sequence[_Message], shuffle_window_seconds: float, late_fraction: float,
-               late_by_seconds: float, seed: int) -> Tuple[List[_Message], int]:
+def send_order(messages: Sequence[KafkaMessage], shuffle_window_seconds: float, late_fraction: float,
+               late_by_seconds: float, seed: int) -> Tuple[List[KafkaMessage], int]:
     """The messages in send order and the number made late (deterministic per seed).
 
     Event-time order, then: each message's sort time gets uniform(0, window) added, which
@@ -196,7 +196,7 @@ def _producer_config(bootstrap_servers: str, producer_config: Mapping[str, str])
     return {**_DEFAULTS, **dict(producer_config), **_ENFORCED, "bootstrap.servers": bootstrap_servers}
 
 
-def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
+def produce_in_order(bootstrap_servers: str, messages: Sequence[KafkaMessage],
                      producer_config: Mapping[str, str] = {},
                      broker_timeout: float = DEFAULT_BROKER_TIMEOUT_SECONDS) -> int:
     """Sends the messages in the given order with an idempotent producer; raises unless all are acknowledged.
@@ -247,7 +247,7 @@ def produce_in_order(bootstrap_servers: str, messages: Sequence[_Message],
     return delivered
 
 
-def collect_statement_messages(patterns: Sequence[str], topic: str, messages: List[_Message]) -> int:
+def collect_statement_messages(patterns: Sequence[str], topic: str, messages: List[KafkaMessage]) -> int:
     """Each bank statement file as one message (its whole document, as banks deliver files), timed at the end
     of the latest day it reports (its entries' booking and value days), so a replay sends it after that day's
     payments; the same time is its broker timestamp, which the stream reads as its event time."""
@@ -258,7 +258,7 @@ def collect_statement_messages(patterns: Sequence[str], topic: str, messages: Li
         days = [day for record in statement_records(io.BytesIO(document), path) if record.fields
                 for day in (record.fields.get("booking_date"), record.fields.get("value_date")) if day]
         time = _end_of_day_millis(max(days)) if days else 0
-        messages.append(_Message(time, len(messages), topic, None, document, timestamp=time or None))
+        messages.append(KafkaMessage(time, len(messages), topic, None, document, timestamp=time or None))
     return len(paths)
 
 
@@ -287,7 +287,7 @@ def replay_files(bootstrap_servers: str, payment_patterns: Sequence[str], settle
         raise ValueError("shuffle_window_seconds and late_by_seconds must not be negative")
     if not 0.0 <= late_fraction <= 1.0:
         raise ValueError("late_fraction must be between 0 and 1")
-    messages: List[_Message] = []
+    messages: List[KafkaMessage] = []
     payments, rejected_payments = (
         collect_input_messages(PAYMENTS, payment_patterns, payments_topic, value_format, include_invalid, messages)
         if payment_patterns else (0, 0))

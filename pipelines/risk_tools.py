@@ -12,6 +12,7 @@ from pipelines.arguments import UsageError
 from pipelines.io.files import expand_patterns
 from pipelines.io.kafka import create_topics, new_producer
 from pipelines.kafka_arguments import parse_settings
+from pipelines.kafka_tools import KafkaMessage, produce_in_order
 from pipelines.rabbitmq_arguments import add_amqp_endpoint_arguments, endpoint_from_arguments
 from pipelines.run_errors import one_line_cause
 from pipelines.stream_job import KAFKA, RABBITMQ, SOURCES
@@ -49,20 +50,18 @@ def produce_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _produce_to_topic(args: argparse.Namespace, attempts: list, values: List[bytes]) -> None:
+    """In this order, keyed by card (else attempt id), each acknowledged (`produce_in_order`: idempotent,
+    waits while the producer's local queue is full, a dead broker fails within --broker-timeout)."""
     if not args.bootstrap_servers:
         raise UsageError("the following arguments are required: --bootstrap-servers (or --source rabbitmq)")
-    errors: List[str] = []
-    producer = new_producer({**parse_settings(args.producer_config, "--producer-config"),
-                             "bootstrap.servers": args.bootstrap_servers, "enable.idempotence": True,
-                             "acks": "all", "linger.ms": 20})
-    for attempt, value in zip(attempts, values):
-        producer.produce(args.attempts_topic, value=value,
-                         key=(attempt.card_fingerprint or attempt.attempt_id).encode("utf-8"),
-                         on_delivery=lambda error, _m: errors.append(str(error)) if error else None)
-        producer.poll(0)
-    if producer.flush(args.broker_timeout) or errors:
-        raise RunFailed(f"not every attempt was acknowledged by {args.bootstrap_servers} within "
-                        f"{args.broker_timeout:g}s ({errors[0] if errors else 'timed out'})")
+    settings = parse_settings(args.producer_config, "--producer-config")
+    messages = [KafkaMessage(attempt.event_time, index, args.attempts_topic,
+                             (attempt.card_fingerprint or attempt.attempt_id).encode("utf-8"), value)
+                for index, (attempt, value) in enumerate(zip(attempts, values))]
+    try:
+        produce_in_order(args.bootstrap_servers, messages, settings, args.broker_timeout)
+    except ValueError as error:  # a --producer-config that would break the order (acks, idempotence)
+        raise UsageError(f"--producer-config: {error}") from None
 
 
 def _publish_to_queue(args: argparse.Namespace, values: List[bytes]) -> str:

@@ -56,6 +56,28 @@ def test_produce_says_how_many_rows_it_did_not_send(kafka_broker, tmp_path, caps
     assert "sent 1 attempts" in out and "1 invalid row(s) not sent" in out
 
 
+def test_produce_waits_while_the_producer_s_queue_is_full_and_sends_every_attempt_in_order(kafka_broker, tmp_path,
+                                                                                              capsys):
+    """More attempts than the producer's local queue holds (100,000 by default; 5 here): `produce` used to
+    stop at the first full queue with `BufferError: Local: Queue full`."""
+    servers, topic = kafka_broker.bootstrap_servers, unique_topic("attempts")
+    create_topics(servers, [topic], partitions=1)
+    path = tmp_path / "attempts.csv"
+    path.write_text(FILE_HEADER + "".join(_row(n, n, "fp_a") for n in range(40)))
+    assert main(["risk", "produce", "--bootstrap-servers", servers, "--attempts", str(path), "--attempts-topic",
+                 topic, "--producer-config", "queue.buffering.max.messages=5"]) == 0
+    assert "sent 40 attempts" in capsys.readouterr().out
+    assert [json.loads(m.value)["attempt_id"] for m in read_topic(servers, topic)] == [f"att_{n}" for n in range(40)]
+
+
+def test_produce_refuses_a_producer_config_that_would_break_the_order(kafka_broker, tmp_path, capsys):
+    path = tmp_path / "attempts.csv"
+    path.write_text(FILE_HEADER + _row(1, 10, "fp_a"))
+    assert main(["risk", "produce", "--bootstrap-servers", kafka_broker.bootstrap_servers, "--attempts", str(path),
+                 "--attempts-topic", unique_topic("attempts"), "--producer-config", "acks=1"]) == 2
+    assert "--producer-config" in capsys.readouterr().err
+
+
 def test_produce_to_a_queue_sends_valid_attempts_in_event_time_order(rabbitmq_broker, tmp_path, capsys):
     from pipelines.io.rabbitmq import AmqpEndpoint, read_queue
 
