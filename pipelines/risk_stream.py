@@ -150,7 +150,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
                    | "ReadAttemptChunks" >> _reader(job, chunks=True)
                    | "Risk" >> ColumnarDecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis,
                                                            job.timer_tick_millis))
-        decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> beam.FlatMap(
+        decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> beam.Map(
             table_messages, job.output_value_format, "risk_decision", "attempt_id")
     else:
         outputs = (pipeline

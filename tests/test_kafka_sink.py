@@ -97,6 +97,29 @@ def test_write_results_round_trip(kafka_broker, value_format):
     assert len({p for partitions in partitions_of_key.values() for p in partitions}) > 1  # keys spread out
 
 
+def test_a_table_s_messages_as_one_element_are_all_delivered_in_order_and_a_refused_one_is_a_dead_letter(
+        kafka_broker):
+    """EncodedMessages (a table's rows encoded at once) next to single records and an EncodedMessage: every
+    message produced in order under its key, counted; one over message.max.bytes a dead letter, the rest
+    of its batch still delivered."""
+    from pipelines.io.kafka import WriteToKafkaWithDeadLetters
+    from schemas.kafka_values import EncodedMessage, EncodedMessages
+
+    topic = unique_topic("batches")
+    create_topics(kafka_broker.bootstrap_servers, [topic], partitions=1)
+    config = KafkaWriteConfig(kafka_broker.bootstrap_servers, topic, producer_config={"message.max.bytes": "2000"})
+    batch = EncodedMessages([EncodedMessage(f"k{n}".encode(), f"v{n}".encode()) for n in range(5)]
+                            + [EncodedMessage(b"big", b"x" * 5000), EncodedMessage(b"k5", b"v5")])
+    with BeamTestPipeline() as pipeline:
+        outputs = (pipeline | beam.Create([batch, EncodedMessage(b"k6", b"v6")], reshuffle=False)
+                   | WriteToKafkaWithDeadLetters(config, "decisions"))
+        assert_that(outputs["delivered"] | beam.CombineGlobally(sum), equal_to([7]), label="Delivered")
+        assert_that(outputs["rejected"] | beam.Map(lambda letter: (letter.input, letter.stage, len(letter.raw_payload))),
+                    equal_to([("decisions", "produce", 5000)]), label="Rejected")
+    messages = read_topic(kafka_broker.bootstrap_servers, topic)
+    assert [(m.key, m.value) for m in messages] == [(f"k{n}".encode(), f"v{n}".encode()) for n in range(7)]
+
+
 def test_delivery_failure_fails_the_pipeline():
     unreachable = f"127.0.0.1:{free_port()}"  # nothing listens there
     config = KafkaWriteConfig(unreachable, unique_topic("unreachable"),

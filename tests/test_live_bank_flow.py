@@ -224,12 +224,12 @@ def test_revisions_show_what_was_open_before_it_was_decided(dataset):
 
 
 def test_the_bank_key_uses_its_cached_state_only_while_the_state_holds_its_token():
-    from tests.test_live_matching import _Timer, _Value  # a ReadModifyWriteState's read/write in memory
+    from tests.beam_helpers import StateTimer, StateValue  # a ReadModifyWriteState's read/write in memory
     from transforms.bank.live import LiveBankMatches
     from transforms.bank.live_flow import LiveBankMatchesFn
     from transforms.bank.matching import DEFAULT_BANK_POLICY
 
-    fn, state, timer = LiveBankMatchesFn(DEFAULT_BANK_POLICY, 15), _Value(), _Timer()
+    fn, state, timer = LiveBankMatchesFn(DEFAULT_BANK_POLICY, 15), StateValue(), StateTimer()
     fn.setup()
     first = LiveBankMatches(DEFAULT_BANK_POLICY, 15)
     fn._save("bank", state, timer, None, first, 1000)

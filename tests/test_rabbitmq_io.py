@@ -190,6 +190,21 @@ def test_the_sink_publishes_every_record_confirmed_with_its_key(endpoint):
     assert {message.headers[KEY_HEADER] for message in messages} == {f"stripe|ref_{n}" for n in range(50)}
 
 
+def test_the_sink_publishes_a_table_s_messages_given_as_one_element_in_order_with_their_keys(endpoint):
+    from schemas.kafka_values import EncodedMessage, EncodedMessages
+
+    queue = _queue("batches")
+    config = RabbitWriteConfig(endpoint, routing_key=queue, exchange=_queue("x"), queue=queue,
+                               schema_name="risk_decision")
+    batch = EncodedMessages([EncodedMessage(f"att_{n}".encode(), json.dumps({"n": n}).encode()) for n in range(20)])
+    with TestPipeline() as pipeline:
+        counts = pipeline | beam.Create([batch]) | WriteToRabbitMQ(config) | beam.CombineGlobally(sum)
+        assert_that(counts, equal_to([20]))
+    messages = read_queue(endpoint, queue)
+    assert [json.loads(message.body)["n"] for message in messages] == list(range(20))
+    assert [message.headers[KEY_HEADER] for message in messages] == [f"att_{n}" for n in range(20)]
+
+
 def test_a_sink_whose_messages_cannot_be_routed_fails_the_run(endpoint):
     config = RabbitWriteConfig(endpoint, routing_key=_queue("missing"), exchange="", queue=None,
                                schema_name="payment_event")  # the default exchange, no such queue

@@ -225,7 +225,7 @@ def test_a_decisions_table_encodes_to_the_bytes_of_its_records_in_every_format()
         table = decide_table(attempts_table(attempts), rule_set_of(spec))
         records = decisions_of(table)
         for value_format in VALUE_FORMATS:
-            messages = table_messages(table, value_format, "risk_decision", "attempt_id")
+            messages = table_messages(table, value_format, "risk_decision", "attempt_id").messages
             assert [m.value for m in messages] == [encode_value(r._asdict(), value_format, "risk_decision")
                                                   for r in records]
             assert [m.key for m in messages] == [r.attempt_id.encode() for r in records]

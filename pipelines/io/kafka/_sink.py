@@ -1,7 +1,8 @@
 """Kafka sink: NamedTuple records -> a Kafka topic, never losing one silently (docs/DESIGN.md 5).
 
-A record may also come encoded already (`schemas.kafka_values.EncodedMessage`: key and value bytes,
-e.g. a columnar step's table encoded at once by `table_messages`); it is produced as it is.
+A record may also come encoded already (`schemas.kafka_values.EncodedMessage`: key and value bytes; or
+`EncodedMessages`, a columnar step's table encoded at once by `table_messages`, one element for all its
+rows); it is produced as it is.
 
 `WriteToKafka` is a pure-Python composite on confluent-kafka, so it runs on
 every Beam runner (including the local ones). Each DoFn instance owns one
@@ -37,7 +38,7 @@ from pipelines.io.kafka._clients import new_producer
 from pipelines.io.kafka._health import BrokerWatch
 from schemas.avro import avro_schema
 from schemas.codecs import capped
-from schemas.kafka_values import VALUE_FORMATS, EncodedMessage, encode_value, raw_text
+from schemas.kafka_values import VALUE_FORMATS, encode_value, raw_text, sink_messages
 from schemas.records import DeadLetter
 
 _LOG = logging.getLogger(__name__)
@@ -205,19 +206,24 @@ class _KafkaWriteFn(beam.DoFn):
         self._produced_per_window = {}
 
     def process(self, record, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        config = self._config
+        place = (window, timestamp)
+        for key, value in sink_messages(record, self._key_fn, lambda one: encode_value(
+                one._asdict(), config.value_format, config.schema_name, config.schema_id)):
+            letter = self._produce(key, value, place)
+            if letter is not None:
+                yield beam.pvalue.TaggedOutput(REJECTED, letter)
+        self._producer.poll(0)
+
+    def _produce(self, key: Optional[bytes], value: bytes, place) -> Optional[DeadLetter]:
+        """Hands one message to the producer; a message it refuses before sending is a dead letter (with a
+        dead-letter output) and not counted."""
         from confluent_kafka import KafkaException
 
-        config = self._config
-        if isinstance(record, EncodedMessage):  # encoded upstream, a table at a time (encode_table_values)
-            key, value = record
-        else:
-            value = encode_value(record._asdict(), config.value_format, config.schema_name, config.schema_id)
-            key = self._key_fn(record)
         bundle = self._bundle
-        place = (window, timestamp)
         while True:
             try:
-                self._producer.produce(config.topic, value=value, key=key,
+                self._producer.produce(self._config.topic, value=value, key=key,
                                        on_delivery=lambda error, message: bundle.callback(error, message, place))
                 break
             except BufferError:  # the local queue is full: serve deliveries, then try again
@@ -225,12 +231,12 @@ class _KafkaWriteFn(beam.DoFn):
             except KafkaException as error:  # refused before sending (e.g. larger than message.max.bytes)
                 if self._output_name is None or not is_rejected_record(error.args[0]):
                     raise
-                yield beam.pvalue.TaggedOutput(REJECTED, rejected_letter(
-                    self._output_name, config.topic, value, config.value_format, error.args[0]))
-                return
-        self._bundle.produced += 1
-        self._producer.poll(0)
+                return rejected_letter(self._output_name, self._config.topic, value, self._config.value_format,
+                                       error.args[0])
+        bundle.produced += 1
+        window = place[0]
         self._produced_per_window[window] = self._produced_per_window.get(window, 0) + 1
+        return None
 
     def finish_bundle(self):
         bundle, self._bundle = self._bundle, None

@@ -17,7 +17,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines.io.kafka import reconciliation_message_key
 from pipelines.io.rabbitmq._config import RabbitWriteConfig
 from pipelines.io.rabbitmq._publisher import ConfirmingPublisher, PublishFailed
-from schemas.kafka_values import EncodedMessage, encode_value
+from schemas.kafka_values import encode_value, sink_messages
 
 _LOG = logging.getLogger(__name__)
 KEY_HEADER = "paybeam-key"
@@ -54,18 +54,15 @@ class _PublishFn(beam.DoFn):
 
     def process(self, record, window=beam.DoFn.WindowParam):
         config = self._config
-        if isinstance(record, EncodedMessage):
-            key, value = record
-        else:
-            value = encode_value(record._asdict(), config.value_format, config.schema_name)
-            key = self._key_fn(record)
-        headers = {KEY_HEADER: key.decode("utf-8")} if key else None
-        try:
-            self._publisher.publish(config.exchange, config.routing_key, value, config.value_format, headers)
-        except PublishFailed:  # refused, or the broker gone for --broker-timeout (a lost connection is retried)
-            self._close()
-            raise
-        self._per_window[window] = self._per_window.get(window, 0) + 1
+        for key, value in sink_messages(record, self._key_fn, lambda one: encode_value(
+                one._asdict(), config.value_format, config.schema_name)):
+            headers = {KEY_HEADER: key.decode("utf-8")} if key else None
+            try:
+                self._publisher.publish(config.exchange, config.routing_key, value, config.value_format, headers)
+            except PublishFailed:  # refused, or the broker gone for --broker-timeout (a lost connection is retried)
+                self._close()
+                raise
+            self._per_window[window] = self._per_window.get(window, 0) + 1
 
     def finish_bundle(self):
         if not self._per_window:
