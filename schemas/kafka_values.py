@@ -23,6 +23,7 @@ from schemas.bank.entry import BANK_STATEMENTS, STATEMENT_DOCUMENT
 from schemas.codecs import capped
 from schemas.pan import mask_pans
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
+from schemas.stable_schema import stable_schema
 from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
 
 VALUE_FORMATS = ("json", "avro", "confluent-avro")
@@ -37,11 +38,11 @@ class ValueDecodeError(ValueError):
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":"))
 
 
-class EncodedMessage(NamedTuple):
-    """A message ready for the Kafka sink: its key and value already encoded (`encode_table_values`)."""
-
-    key: Optional[bytes]
-    value: bytes
+# Written without class syntax: under `from __future__ import annotations` Beam reads a NamedTuple's field
+# types as text and gives it an opaque schema. Stable, because a PCollection of them gets a Beam schema
+# (tests/test_stable_schema.py: a real type per field, a name-based id).
+EncodedMessage = stable_schema(NamedTuple("EncodedMessage", [("key", Optional[bytes]), ("value", bytes)]))
+EncodedMessage.__doc__ = "A message ready for a sink: its key and value already encoded (`encode_table_values`)."
 
 
 class EncodedMessages:
