@@ -89,7 +89,7 @@ class MatchLiveFn(LiveShardFn):
         shard = self._shard(key, candidates, keys, meta)
         fired_millis = beam_timestamp_to_millis(fired_at)
         outputs = list(self._outputs(shard, shard.fire(fired_millis)))
-        self._stride.fired(key, fired_millis)
+        self._keeper.stride.fired(key, fired_millis)
         self._save(key, shard, candidates, keys, meta, tick)
         yield from outputs
 
@@ -104,8 +104,8 @@ class MatchLiveFn(LiveShardFn):
         yield results
 
     def _shard(self, number: int, candidates, keys, meta) -> LiveMatchShard:
-        stored = self._read_meta(meta)
-        shard = self._cache.take(number, stored)
+        stored = self._keeper.read_meta(meta)
+        shard = self._keeper.cache.take(number, stored)
         if shard is None:
             if stored is None:
                 shard = LiveMatchShard(self._policy, self._retention_millis, self._tick_millis)
@@ -129,7 +129,7 @@ class MatchLiveFn(LiveShardFn):
             if changed.num_rows:
                 keys.add(changed)
         Metrics.gauge(METRICS_NAMESPACE, f"{LIVE_PREFIX}open_keys.{number}").set(len(shard.keys))
-        self._commit(number, shard, meta, tick, shard.sequence)
+        self._keeper.commit(number, shard, meta, tick, shard.sequence)
 
 
 # ---------------------------------------------------------------- sums for the windowed steps

@@ -100,12 +100,12 @@ class DecideChunksFn(LiveShardFn):
         shard.retention_millis = retention_millis  # a cached shard's: the rules may have changed since
         fired_millis = beam_timestamp_to_millis(fired_at)
         gone = shard.expire(fired_millis)
-        self._stride.fired(key, fired_millis)
+        self._keeper.stride.fired(key, fired_millis)
         self._save(key, shard, kept, meta, expire, rewrite=gone > 0)
         return []
 
     def _shard(self, number: int, kept, meta, retention_millis: int) -> LiveRiskShard:
-        return self._cached_or_restored(number, kept, meta, lambda clock, tables: LiveRiskShard.restore(
+        return self._keeper.cached_or_restored(number, kept, meta, lambda clock, tables: LiveRiskShard.restore(
             clock, tables, retention_millis, self._tick_millis))
 
     def _save(self, number: int, shard: LiveRiskShard, kept, meta, expire, rewrite: bool) -> None:
@@ -116,7 +116,7 @@ class DecideChunksFn(LiveShardFn):
             for table in shard.take_changes():
                 kept.add(table)
         Metrics.gauge(METRICS_NAMESPACE, "risk.kept_attempts").set(shard.rows)
-        self._commit(number, shard, meta, expire, 0)
+        self._keeper.commit(number, shard, meta, expire, 0)
 
 
 class _CountDecisionTablesFn(beam.DoFn):

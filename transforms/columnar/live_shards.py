@@ -127,7 +127,7 @@ class ShardKeeper:
 
 
 class LiveShardFn(beam.DoFn):
-    """A live stateful DoFn over one kind of shard (its ShardKeeper as `_cache`, `_stride`, `_commit`…)."""
+    """A live stateful DoFn over one kind of shard: its ShardKeeper, made in setup, as `_keeper`."""
 
     META_CODER = META_CODER
 
@@ -139,16 +139,6 @@ class LiveShardFn(beam.DoFn):
     def setup(self):
         use_fast_state_cache_sizing()  # about a millisecond per state read otherwise (transforms/state_cache.py)
         self._keeper = ShardKeeper(self._owner, self._tick_millis, self._shards)
-        self._cache, self._stride = self._keeper.cache, self._keeper.stride
-
-    def _commit(self, number: int, shard, meta, timer, sequence: int) -> None:
-        self._keeper.commit(number, shard, meta, timer, sequence)
-
-    def _cached_or_restored(self, number: int, kept, meta, restore: Callable[[int, List[pa.Table]], object]):
-        return self._keeper.cached_or_restored(number, kept, meta, restore)
-
-    def _read_meta(self, meta) -> Optional[tuple]:
-        return self._keeper.read_meta(meta)
 
 
 class FirstArrivalsStep:
