@@ -59,16 +59,21 @@ def start_stream(amqp_url: str, arguments: Sequence[str], log_path) -> subproces
                                 start_new_session=True)
 
 
-def queue_rows(endpoint: AmqpEndpoint, queue: str) -> List[dict]:
-    """The messages in an output queue as JSON, left there; none before the run has declared it."""
+def _undeclared_as(empty, read):
+    """`read()`, or `empty` when the broker says its queue was never declared (404)."""
     import pika
 
     try:
-        messages = read_queue(endpoint, queue, ack=False, idle_seconds=0.3)
+        return read()
     except pika.exceptions.ChannelClosedByBroker as error:
         if error.reply_code == 404:
-            return []
+            return empty
         raise
+
+
+def queue_rows(endpoint: AmqpEndpoint, queue: str) -> List[dict]:
+    """The messages in an output queue as JSON, left there; none before the run has declared it."""
+    messages = _undeclared_as([], lambda: read_queue(endpoint, queue, ack=False, idle_seconds=0.3))
     return [json.loads(message.body) for message in messages]
 
 
@@ -81,6 +86,11 @@ def ready_count(endpoint: AmqpEndpoint, queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def stored_count(endpoint: AmqpEndpoint, queue: str) -> int:
+    """Messages ready in a queue the run declares when it first needs it: none if it never got that far."""
+    return _undeclared_as(0, lambda: ready_count(endpoint, queue))
 
 
 def reject_some(endpoint: AmqpEndpoint, queue: str, count: int) -> List[bytes]:
