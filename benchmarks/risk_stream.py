@@ -181,6 +181,7 @@ class Bench:
                                       + "\n")
                 results[str(rate)] = {**latency_summary(latencies), "produced": len(ids),
                                       "decided": len(latencies), "kept_up": len(latencies) == len(ids)}
+            results.update(checkpoint_summary(stream.flink_checkpoints()))
         finally:
             stream.stop()
             watcher.stop()
@@ -250,14 +251,28 @@ class Bench:
             began = time.monotonic()
             time.sleep(self.args.idle_seconds)
             cores = (stream.cpu_seconds() - before) / (time.monotonic() - began)
+            checkpoints = stream.flink_checkpoints()
         finally:
             stream.stop()
             watcher.stop()
-        return {"idle_cores": round(cores, 3), "seconds": self.args.idle_seconds}
+        return {"idle_cores": round(cores, 3), "seconds": self.args.idle_seconds,
+                **checkpoint_summary(checkpoints)}
 
     def stop_all(self) -> None:
         for stream in self.streams:
             stream.stop()
+
+
+def checkpoint_summary(checkpoints: Optional[List[dict]]) -> dict:
+    """A Flink run's checkpoints, first and last, per stage (nothing for Prism): Beam 2.70's Flink runner
+    registers a Flink state for every deferred residual of a Python SDF, so the reading stage's
+    state and snapshot times grow with the run's age (docs/DESIGN.md 7)."""
+    if not checkpoints:
+        return {}
+    def brief(checkpoint: dict) -> dict:
+        return {"id": checkpoint["id"], "end_to_end_ms": checkpoint["end_to_end_ms"], "stages": {
+            name: stage for name, stage in checkpoint["stages"].items() if stage["state_bytes"] > 100_000}}
+    return {"checkpoints": {"count": len(checkpoints), "first": brief(checkpoints[0]), "last": brief(checkpoints[-1])}}
 
 
 def runner_flags(runner: str) -> List[str]:
@@ -287,6 +302,19 @@ def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
     finally:
         bench.stop_all()
     return report
+
+
+def _print_checkpoints(runner: str, part: str, checkpoints: Optional[dict]) -> None:
+    if not checkpoints:
+        return
+    first, last = checkpoints["first"], checkpoints["last"]
+    print(f"{runner} ({part}): {checkpoints['count']} checkpoints, end to end {first['end_to_end_ms']} -> "
+          f"{last['end_to_end_ms']} ms (checkpoints {first['id']} -> {last['id']})")
+    for name, stage in last["stages"].items():
+        before = first["stages"].get(name, {})
+        print(f"  {name[:60]}: state {before.get('state_bytes', 0) / 1e6:.1f} -> {stage['state_bytes'] / 1e6:.1f} MB, "
+              f"sync {before.get('sync_ms')} -> {stage['sync_ms']} ms, async {before.get('async_ms')} -> "
+              f"{stage['async_ms']} ms")
 
 
 def _seconds(value: Optional[float]) -> str:
@@ -330,7 +358,10 @@ def main() -> int:
                   f"{memory['peak_rss_gib']} GiB ({memory['peak_rss_gib_by_process']})")
         if "idle" in entry:
             print(f"{runner}: idle, {entry['idle']['idle_cores']} cores over {entry['idle']['seconds']:g} s")
-        for rate, figures in entry.get("latency", {}).items():
+            _print_checkpoints(runner, "idle", entry["idle"].get("checkpoints"))
+        latency = dict(entry.get("latency", {}))
+        _print_checkpoints(runner, "latency", latency.pop("checkpoints", None))
+        for rate, figures in latency.items():
             print(f"{runner}: {float(rate):,.0f} attempts/s: p50 {_seconds(figures['p50_seconds'])}, p99 "
                   f"{_seconds(figures['p99_seconds'])}, max {_seconds(figures['max_seconds'])}; decided "
                   f"{figures['decided']:,} of {figures['produced']:,}")

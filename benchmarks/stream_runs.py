@@ -5,11 +5,14 @@ A script's helpers, not a test's: nothing here gates CI.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -95,6 +98,16 @@ class StreamProcess:
                 continue
         return total
 
+    def flink_checkpoints(self) -> Optional[List[dict]]:
+        """The embedded Flink's completed checkpoints of this run so far, oldest first: per checkpoint its
+        end-to-end time and per stage (job vertex, by name) the synchronous and asynchronous snapshot time,
+        the state size and the barrier's start delay (Flink's REST API, whose port the run's log names).
+        None when the run has no such endpoint (Prism) or it does not answer."""
+        match = re.search(r"Rest endpoint listening at (localhost:[0-9]+)", self.log.read_text(errors="replace"))
+        if match is None:
+            return None
+        return flink_checkpoint_stats(f"http://{match.group(1)}")
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -126,3 +139,33 @@ class StreamProcess:
                 continue
         self.process.wait()
         return code
+
+
+def flink_checkpoint_stats(base_url: str) -> Optional[List[dict]]:
+    """`StreamProcess.flink_checkpoints` from a Flink REST endpoint (its first job)."""
+    def get(path: str):
+        with urllib.request.urlopen(base_url + path, timeout=5) as response:
+            return json.load(response)
+
+    try:
+        jobs = get("/jobs")["jobs"]
+        if not jobs:
+            return None
+        job = jobs[0]["id"]
+        stages = {vertex["id"]: vertex["name"] for vertex in get(f"/jobs/{job}")["vertices"]}
+        history = [entry for entry in get(f"/jobs/{job}/checkpoints")["history"] if entry["status"] == "COMPLETED"]
+        checkpoints = []
+        for entry in sorted(history, key=lambda entry: entry["id"]):
+            per_stage = {}
+            for vertex, name in stages.items():
+                subtasks = get(f"/jobs/{job}/checkpoints/details/{entry['id']}/subtasks/{vertex}").get("subtasks", [])
+                per_stage[name] = {
+                    "sync_ms": max((task["checkpoint"]["sync"] for task in subtasks), default=None),
+                    "async_ms": max((task["checkpoint"]["async"] for task in subtasks), default=None),
+                    "state_bytes": sum(task["state_size"] for task in subtasks),
+                    "start_delay_ms": max((task["start_delay"] for task in subtasks), default=None)}
+            checkpoints.append({"id": entry["id"], "end_to_end_ms": entry["end_to_end_duration"],
+                                "bytes": entry["checkpointed_size"], "stages": per_stage})
+        return checkpoints
+    except (OSError, ValueError, KeyError):
+        return None

@@ -19,6 +19,13 @@ ensure_maven() {
   fi
 }
 
+# The JDK's `javac` and `jar` (the runner patch below): the machine's if any, else Debian's JDK 17.
+ensure_jdk() {
+  if ! command -v javac >/dev/null 2>&1 || ! command -v jar >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+  fi
+}
+
 # `maven_copy DEST GROUP:ARTIFACT:VERSION [more coordinates…]`: the artifacts and all their
 # runtime dependencies as jars in DEST (through a throwaway pom, so Maven resolves conflicts).
 # MAVEN_EXCLUDE_GROUPS (space-separated groupIds) leaves those groups out of every dependency.
@@ -43,6 +50,25 @@ maven_copy() {
 POM
   mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
   touch "$dest/.complete"
+}
+
+# `flink_runner_patch LIB`: deploy/fetch/flink_patch/*.java compiled against LIB's jars into
+# LIB/$FLINK_RUNNER_PATCH_JAR, again whenever a source is newer than it. Its name sorts first, so its
+# classes come before the runner's own on every classpath made of LIB (the job server's launcher, the
+# standalone cluster's): Beam 2.70's SDF residual handling with a bounded set of state names (docs/DESIGN.md 7).
+FLINK_RUNNER_PATCH_JAR=000-paybeam-flink-runner-patch.jar
+flink_runner_patch() {
+  local lib="$1" jar="$1/$FLINK_RUNNER_PATCH_JAR" source classes stale=""
+  for source in "$REPO"/deploy/fetch/flink_patch/*.java; do
+    [ -f "$jar" ] && [ ! "$source" -nt "$jar" ] || stale=1
+  done
+  [ -n "$stale" ] || return 0
+  ensure_jdk
+  classes="$(mktemp -d)"
+  javac --release 11 -nowarn -d "$classes" -cp "$lib/*" "$REPO"/deploy/fetch/flink_patch/*.java
+  rm -f "$jar"
+  jar --create --file "$jar" -C "$classes" .
+  rm -rf "$classes"
 }
 
 # `flink_job_server_launcher JAR`: the Flink job server's launcher jar (Main-Class + Class-Path of

@@ -19,7 +19,7 @@ flock 9
 # a launcher change gets the new one.
 # A cache fetched before the RocksDB state backend joined the list is fetched again.
 [ -f "$dest/.complete" ] && compgen -G "$dest/lib/flink-statebackend-rocksdb-*.jar" >/dev/null && {
-  flink_job_server_launcher "$dest/job-server.jar"; echo "$dest"; exit 0; }
+  flink_runner_patch "$dest/lib"; flink_job_server_launcher "$dest/job-server.jar"; echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 
 maven_copy "$dest/lib" \
@@ -34,6 +34,7 @@ maven_copy "$dest/lib" \
   "org.apache.flink:flink-statebackend-rocksdb:$flink" \
   "org.slf4j:slf4j-simple:$FLINK_JOB_SERVER_SLF4J_VERSION"
 
+flink_runner_patch "$dest/lib"
 # The launcher: an empty jar whose manifest names the driver, the classpath (paths relative to the
 # launcher, as the jar spec wants) and the Java 17 module flags (common.sh).
 flink_job_server_launcher "$dest/job-server.jar"

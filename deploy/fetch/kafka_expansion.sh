@@ -17,7 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 beam="$KAFKA_JAVA_BEAM_VERSION"; clients="$KAFKA_JAVA_CLIENTS_VERSION"
 minor="$FLINK_JOB_SERVER_FLINK_MINOR"; flink="$FLINK_JOB_SERVER_FLINK_VERSION"
 dest="$ENGINES_CACHE/kafka-java-beam-$beam"
-[ -f "$dest/.complete" ] && { echo "$dest"; exit 0; }
+[ -f "$dest/.complete" ] && {
+  flink_runner_patch "$dest/flink/lib"; flink_job_server_launcher "$dest/flink/job-server.jar"; echo "$dest"; exit 0; }
 rm -rf "$dest"; mkdir -p "$dest"
 
 # Every dependency excludes io.confluent:*: beam-sdks-java-io-kafka depends on Confluent's
@@ -50,6 +51,7 @@ maven_copy "$dest/flink/lib" \
   "org.apache.flink:flink-metrics-core:$flink"
 
 # The job server's launcher (common.sh): Main-Class, Class-Path and Java 17 module flags.
+flink_runner_patch "$dest/flink/lib"
 flink_job_server_launcher "$dest/flink/job-server.jar"
 # The expansion service's launcher (`java -jar`, as Beam's JavaJarExpansionService starts one when
 # BEAM_KAFKA_EXPANSION_SERVICE is not set, pipelines/io/kafka/_java.py): Main-Class + Class-Path.
