@@ -20,6 +20,7 @@ import csv
 import gzip
 from collections import Counter
 from datetime import date, datetime
+from operator import itemgetter
 from typing import IO, Iterator, List, Optional
 
 import numpy as np
@@ -101,23 +102,30 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
         return keys == expected_keys or (bool(optional) and keys == expected_keys | optional
                                          and all(fields[name] is None for name in optional))
 
-    rows = [index for index, record in enumerate(records)
-            if record.decode_error is None and type(record.fields) is dict and plain(record.fields)]
+    plain_rows = [index for index, record in enumerate(records)
+                  if record.decode_error is None and type(record.fields) is dict and plain(record.fields)]
+    # The plain rows' values column by column, gathered and transposed in C (a Python loop per value was
+    # 8% of the live risk stream's worker, 2026-12-06).
+    by_column = list(zip(*map(itemgetter(*names), (records[index].fields for index in plain_rows)))) \
+        if plain_rows else [() for _ in names]
+    rows = plain_rows
+    kept = None  # positions in plain_rows of the rows still tabulated; None: all of them
     column_types = []
-    column_values = []  # (the rows a column's values were taken from, the values)
-    for name in names:
-        values = [records[index].fields[name] for index in rows]
-        column_values.append((rows, values))
+    for values in by_column:
+        if kept is not None:
+            values = [values[position] for position in kept]
         kind, uniform = _column_type(values)
         if not uniform:
-            rows = [index for index, value in zip(rows, values) if kind is not None and _fits(value, kind)]
+            positions = range(len(plain_rows)) if kept is None else kept
+            kept = [position for position, value in zip(positions, values) if kind is not None and _fits(value, kind)]
+            rows = [plain_rows[position] for position in kept]
         column_types.append(kind)
     if not rows:
         return RawChunk(input_name, path, records=records)
     try:
-        columns = [pa.array(values if taken_from is rows else [records[row].fields[name] for row in rows],
+        columns = [pa.array(values if kept is None else [values[position] for position in kept],
                             type=_arrow_type(kind))
-                   for name, kind, (taken_from, values) in zip(names, column_types, column_values)]
+                   for kind, values in zip(column_types, by_column)]
     except (OverflowError, pa.ArrowException):  # a value Arrow would not hold as it is: judge all per record
         return RawChunk(input_name, path, records=records)
     taken = set(rows)
