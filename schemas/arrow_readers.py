@@ -108,7 +108,6 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
     # 8% of the live risk stream's worker, 2026-12-06).
     by_column = list(zip(*map(itemgetter(*names), (records[index].fields for index in plain_rows)))) \
         if plain_rows else [() for _ in names]
-    rows = plain_rows
     kept = None  # positions in plain_rows of the rows still tabulated; None: all of them
     column_types = []
     for values in by_column:
@@ -118,8 +117,8 @@ def tabulate_records(records: List[RawRecord], path: str, input_name: str) -> Ra
         if not uniform:
             positions = range(len(plain_rows)) if kept is None else kept
             kept = [position for position, value in zip(positions, values) if kind is not None and _fits(value, kind)]
-            rows = [plain_rows[position] for position in kept]
         column_types.append(kind)
+    rows = plain_rows if kept is None else [plain_rows[position] for position in kept]
     if not rows:
         return RawChunk(input_name, path, records=records)
     try:
