@@ -278,7 +278,7 @@ def checkpoint_summary(checkpoints: Optional[List[dict]]) -> dict:
 def runner_flags(runner: str) -> List[str]:
     if runner == "prism":
         return ["--runner", "PrismRunner"]
-    return ["--runner", "FlinkRunner", "--flink_master=[local]", "--parallelism=1", "--environment_type=LOOPBACK",
+    return ["--runner", "FlinkRunner", "--flink_master=[local]", "--parallelism=1",
             "--checkpointing_interval=10000"]
 
 

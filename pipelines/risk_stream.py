@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -57,9 +58,10 @@ from pipelines.stream_job import (
     check_at_least_one,
     instant_argument,
 )
-from runners.beam_flags import OptionsError
+from runners.beam_flags import OptionsError, raw_values
 from runners.flink_job_server import new_pipeline
-from runners.options import build_pipeline_options, canonical_runner
+from runners.options import build_pipeline_options, canonical_runner, loopback_by_default
+from runners.worker_pool import HarnessBootMissing, local_worker_pool
 from schemas.attempts import ATTEMPTS
 from schemas.errors import RunFailed
 from schemas.kafka_values import table_messages
@@ -69,6 +71,7 @@ from transforms.risk.flow import DECISIONS, DecideAttemptStream
 from transforms.risk.rules import RuleSet, load_rules_file
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS
 from transforms.validate import DEAD_LETTERS
+from transforms.worker_process import DECIDING, in_worker_process
 
 RulesSource = Union[RulesTopic, WatchedRulesFile, None]
 
@@ -106,6 +109,7 @@ class RiskStreamJob:
     timer_tick_millis: int = DEFAULT_TICK_MILLIS
     runner: str = "PrismRunner"
     beam_args: List[str] = field(default_factory=list)
+    worker_processes: Optional[int] = None  # the columnar engine: 2 = deciding in a process of its own; None: 2 on Prism
     # --source rabbitmq: the broker, the attempts queue, the outputs' exchange (docs/DESIGN.md 5.2)
     source: str = KAFKA
     amqp: Optional[AmqpEndpoint] = None
@@ -145,20 +149,38 @@ def write_config(job: RiskStreamJob, output: str, schema_name: str) -> KafkaWrit
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
+    deciding_process = DECIDING if deciding_in_own_process(job) else None
     if job.engine == COLUMNAR:
         outputs = (pipeline
                    | "ReadAttemptChunks" >> _reader(job, chunks=True)
                    | "Risk" >> ColumnarDecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis,
-                                                           job.timer_tick_millis))
-        decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> beam.Map(
-            table_messages, job.output_value_format, "risk_decision", "attempt_id")
+                                                           job.timer_tick_millis, deciding_process=deciding_process))
+        decisions = outputs[DECISION_TABLES] | "DecisionMessages" >> in_worker_process(beam.Map(
+            table_messages, job.output_value_format, "risk_decision", "attempt_id"), deciding_process)
     else:
         outputs = (pipeline
                    | "ReadAttempts" >> _reader(job, chunks=False)
                    | "Risk" >> DecideAttemptStream(job.rule_set, job.rules_source, job.poll_millis))
         decisions = outputs[DECISIONS]
-    decisions | "WriteDecisions" >> _writer(job, DECISIONS, "risk_decision")
+    decisions | "WriteDecisions" >> in_worker_process(_writer(job, DECISIONS, "risk_decision"), deciding_process)
     outputs[DEAD_LETTERS] | "WriteDeadLetters" >> _writer(job, DEAD_LETTERS, "dead_letter")
+
+
+def deciding_in_own_process(job: RiskStreamJob) -> bool:
+    """The columnar engine's deciding step, its decision messages and their sink get a worker process of their
+    own (transforms/worker_process.py) with --worker-processes 2, by default on Prism only (on the embedded Flink
+    it measured slower through a backlog, docs/DESIGN.md 10.13), and never in LOOPBACK threads the user asked
+    for (one process: a second environment there only adds a hop)."""
+    given = [value.upper() for value in raw_values(job.beam_args, "environment_type")]
+    processes = job.worker_processes or (2 if canonical_runner(job.runner) == "PrismRunner" else 1)
+    return job.engine == COLUMNAR and processes == 2 and given[-1:] != ["LOOPBACK"]
+
+
+def _worker_pool(job: RiskStreamJob):
+    """A local pool of worker processes for a run whose workers would otherwise be threads of this process."""
+    if deciding_in_own_process(job) and loopback_by_default(job.runner, job.beam_args):
+        return local_worker_pool()
+    return nullcontext(None)
 
 
 def _reader(job: RiskStreamJob, chunks: bool) -> beam.PTransform:
@@ -191,14 +213,24 @@ def _check_rules_topic(job: RiskStreamJob) -> None:
         consumer.close()
 
 
-def pipeline_options(job: RiskStreamJob):
+def pipeline_options(job: RiskStreamJob, worker_pool: Optional[str] = None):
     """The job's Beam options: unbounded; the columnar engine's elements are Arrow chunks, each its own
-    bundle on Flink (runners/flink_options.py: FLINK_STREAMING_CHUNK_BUNDLE_SIZE)."""
-    return build_pipeline_options(job.runner, job.beam_args, streaming=True, chunk_bundles=job.engine == COLUMNAR)
+    bundle on Flink (runners/flink_options.py: FLINK_STREAMING_CHUNK_BUNDLE_SIZE); the workers those of
+    `worker_pool` when given (runners/worker_pool.py: local_worker_pool)."""
+    return build_pipeline_options(job.runner, job.beam_args, streaming=True, chunk_bundles=job.engine == COLUMNAR,
+                                  worker_pool=worker_pool)
 
 
 def run_job(job: RiskStreamJob) -> None:
-    options = pipeline_options(job)
+    try:
+        with _worker_pool(job) as worker_pool:
+            _run_job(job, worker_pool)
+    except HarnessBootMissing as error:
+        raise UsageError(str(error)) from None
+
+
+def _run_job(job: RiskStreamJob, worker_pool: Optional[str]) -> None:
+    options = pipeline_options(job, worker_pool)
     check_client_settings(job.consumer_config, "--consumer-config", "consumer")
     check_client_settings(job.producer_config, "--producer-config", "producer")
     if job.source == RABBITMQ:
@@ -256,7 +288,8 @@ def job_from_arguments(args: argparse.Namespace, beam_args: Sequence[str]) -> Ri
         read_call_millis=args.read_call_ms, resume_millis=args.resume_ms, linger_millis=args.linger_ms,
         broker_timeout_seconds=args.broker_timeout, runner=args.runner,
         beam_args=list(beam_args), engine=args.engine, chunk_max_records=args.chunk_max_records,
-        chunk_max_millis=args.chunk_max_ms, timer_tick_millis=args.timer_tick_ms)
+        chunk_max_millis=args.chunk_max_ms, timer_tick_millis=args.timer_tick_ms,
+        worker_processes=args.worker_processes)
 
 
 def _source_arguments(args: argparse.Namespace) -> dict:
@@ -322,6 +355,12 @@ def add_risk_stream_commands(tools) -> None:
                         help="columnar (default: Arrow chunks, every kept attempt as columns, a chunk decided at "
                              "once) or elementwise (one element per attempt: the reference)")
     add_chunk_arguments(stream)
+    stream.add_argument("--worker-processes", type=int, choices=(1, 2), default=None,
+                        help="--engine columnar: 2 (Prism's default) decides in a Python worker process of its own, "
+                             "beside the one that reads (two cores); 1 (Flink's default): one process for both. On "
+                             "Prism and the embedded Flink without --environment_type the workers are processes "
+                             "of a pool this run starts on 127.0.0.1; an explicit --environment_type=LOOPBACK "
+                             "means 1")
     stream.add_argument("--runner", default="PrismRunner",
                         help="Beam runner: PrismRunner (default) or FlinkRunner; the DirectRunner cannot read an "
                              "unbounded topic (apache/beam#26577)")

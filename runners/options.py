@@ -145,6 +145,7 @@ def build_pipeline_options(
     setup_file: Union[str, os.PathLike, None, object] = _DEFAULT,
     direct_threads: int = 1,
     chunk_bundles: bool = False,
+    worker_pool: Optional[str] = None,
 ) -> PipelineOptions:
     """PipelineOptions for `runner` plus the user's pass-through Beam flags.
 
@@ -154,10 +155,14 @@ def build_pipeline_options(
     None means there is none, so the user must pass --setup_file or a custom image).
     `direct_threads` > 1 gives a batch DirectRunner run that many worker threads unless the user chose
     (runners/direct_threads.py). `chunk_bundles`: the run's elements are Arrow chunks of many records, and
-    an unbounded Flink run gives each its own bundle (runners/flink_options.py).
+    an unbounded Flink run gives each its own bundle (runners/flink_options.py). `worker_pool`: HOST:PORT of
+    the run's own `local_worker_pool` (runners/worker_pool.py), whose harnesses run paybeam as installed here:
+    the workers are its processes (EXTERNAL), nothing is shipped to them.
     """
     runner = canonical_runner(runner)
     beam_args = list(beam_args)
+    if worker_pool is not None:
+        beam_args += ["--environment_type=EXTERNAL", f"--environment_config={worker_pool}"]
     unknown = unknown_beam_args(beam_args, runner)
     if unknown:
         raise OptionsError(f"unknown option(s): {' '.join(unknown)} (neither Beam nor {runner} defines it; "
@@ -192,10 +197,11 @@ def build_pipeline_options(
         _check_portable(options, beam_args)
     elif runner == "DataflowRunner":
         _check_dataflow(options)
-    if runner in REMOTE_RUNNERS:
+    if runner in REMOTE_RUNNERS and worker_pool is None:
         _ship_package(options, runner, presets.default_setup_file() if setup_file is _DEFAULT else setup_file)
-        # Remote SDK workers import this at start-up, so they decode rows into paybeam's record
-        # classes rather than generated tuples (schemas/stable_schema.py).
+    if runner in REMOTE_RUNNERS or worker_pool is not None:
+        # SDK workers in processes of their own import this at start-up, so they decode rows into paybeam's
+        # record classes rather than generated tuples (schemas/stable_schema.py).
         setup = options.view_as(SetupOptions)
         setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     _say_once(job_server_note)
@@ -215,6 +221,13 @@ def workers_share_this_disk(runner: str, beam_args: Sequence[str] = ()) -> bool:
     if runner == "PrismRunner":
         return True
     return runner == "FlinkRunner" and runs_on_embedded_flink(beam_args)
+
+
+def loopback_by_default(runner: str, beam_args: Sequence[str] = ()) -> bool:
+    """Whether the run's Python workers would be threads of this process because no --environment_type was
+    given (Prism, the embedded Flink): those a `local_worker_pool` may run as processes instead."""
+    return (not raw_values(beam_args, "environment_type") and canonical_runner(runner) != "DirectRunner"
+            and workers_share_this_disk(runner, beam_args))
 
 
 # Runners whose Java side groups by window: it knows Beam's standard WindowFns only.

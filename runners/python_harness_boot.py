@@ -10,21 +10,56 @@ registers a record class only when it happens to unpickle a transform that impor
 bundle decodes a row before that, Beam makes a generated `BeamSchema_<id>` type for the id, keeps it
 for the life of the process, and every `isinstance(record, PaymentEvent)` in that worker is False
 (docs/DESIGN.md 7). Staged packages are not installed: paybeam runs as installed beside this boot.
+
+Three things a harness in a pool of processes needs that Beam's in-process workers do not: it dies with the
+pool that started it (even a SIGKILLed one); its stdout, a pipe Beam's pool never reads, goes to stderr, so a
+full pipe cannot stop it; and its metrics' short ids are its own (`distinct_short_ids`).
 """
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from typing import Optional, Sequence
 
 from runners.harness_provision import boot_environment
+from runners.process_ties import die_with_parent
+
+_SHORT_ID_SPACE_BITS = 20  # metrics a harness may name before its ids could reach another harness's range
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    os.environ.update(boot_environment(argv, __doc__.splitlines()[0]))
+    parent = os.getppid()
+    die_with_parent()
+    if os.getppid() != parent:  # the pool died before the kernel knew to tell this process
+        sys.exit(1)
+    environment = boot_environment(argv, __doc__.splitlines()[0])  # --help prints to stdout before this
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.environ.update(environment)
+    distinct_short_ids()
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main([])
+
+
+def distinct_short_ids() -> None:
+    """Starts this process's metric short ids at a random point of a 64-bit space.
+
+    A harness names each metric it reports by a short id counted from 1 in its process, and Prism (2.77) keeps
+    one table of them per job: two harness processes of one job (a pipeline with two environments,
+    docs/DESIGN.md 10.13) gave the same id to different metrics, and Prism, decoding one's counter as the other's
+    distribution, panicked ("error decoding metrics beam:metric:sampled_byte_size:v1 … EOF"). In-process
+    harnesses share one cache, which is why LOOPBACK never showed it."""
+    import apache_beam
+    from apache_beam.runners.worker import sdk_worker
+
+    from transforms.state_cache import refuse_unpatched_beam
+
+    refuse_unpatched_beam("runners/python_harness_boot.py sets Beam's metric short-id counter",
+                          "Prism with two harness processes (docs/DESIGN.md 7)", apache_beam.__version__,
+                          [] if hasattr(getattr(sdk_worker, "SHORT_ID_CACHE", None), "_last_short_id")
+                          else ["sdk_worker.SHORT_ID_CACHE._last_short_id"])
+    sdk_worker.SHORT_ID_CACHE._last_short_id = secrets.randbits(64 - _SHORT_ID_SPACE_BITS) << _SHORT_ID_SPACE_BITS
 
 
 if __name__ == "__main__":

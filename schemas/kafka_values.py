@@ -102,10 +102,36 @@ def encode_table_values(table: pa.Table, value_format: str, schema_name: str, sc
         if value_format == "json" and name in _TIME_FIELDS:
             values = [format_timestamp(value) if isinstance(value, int) else value for value in values]
         columns.append(values)
-    rows = (dict(zip(names, values)) for values in zip(*columns))
     if value_format == "json":
-        return [_COMPACT_JSON(row).encode() for row in rows]
+        return _json_rows(names, columns)
+    rows = (dict(zip(names, values)) for values in zip(*columns))
     return [encode_value(row, value_format, schema_name, schema_id) for row in rows]
+
+
+_NULL, _EMPTY_LIST = "null", "[]"  # as the encoder writes None and an empty list (most decisions fire no rule)
+
+
+def _json_rows(names: List[str], columns: List[list]) -> List[bytes]:
+    """The compact JSON object of each row, as `_COMPACT_JSON` writes a dict of those names and values, built
+    from each value's JSON text: text as the encoder escapes it (`encode_basestring_ascii`, the very function
+    it calls), whole numbers as `int.__repr__`, anything else through the encoder itself. A cell costs a C
+    call, not a dict entry and the encoder's walk (half the time of the live risk stream's sink, 2026-12-07)."""
+    template = "{" + ",".join(f"{_COMPACT_JSON(name)}:%s" for name in names).replace("%", "%%").replace(
+        "%%s", "%s") + "}"
+    texts = [_json_texts(values) for values in columns]
+    return [(template % row).encode() for row in zip(*texts)]
+
+
+def _json_texts(values: list) -> list:
+    kinds = set(map(type, values))
+    if kinds <= {str, type(None)}:
+        return [_NULL if value is None else _ESCAPED(value) for value in values]
+    if kinds <= {int, type(None)}:
+        return [_NULL if value is None else int.__repr__(value) for value in values]
+    return [_EMPTY_LIST if type(value) is list and not value else _COMPACT_JSON(value) for value in values]
+
+
+_ESCAPED = json.encoder.encode_basestring_ascii  # what a JSONEncoder with ensure_ascii (the default) calls for str
 
 
 def table_messages(table: pa.Table, value_format: str, schema_name: str, key_column: str) -> EncodedMessages:

@@ -4,8 +4,9 @@
 The CLI runs as a child process, as an operator runs it. Attempts arrive on a one-partition topic in
 event-time order; half-way a new rule version arrives (on the rules topic after a malformed document, or
 by replacing the watched rules file) and the stream takes it without a restart.
-Every decision on the decisions topic must be the in-order decision of its attempt under the rule set
-it records (the backtest's engine on the attempts up to it), the first half under the launch rules and
+The columnar runs decide in a worker process of their own (Prism's default; on Flink asked for), but
+one of them in one process (--worker-processes 1). Every decision on the decisions topic must be the in-order decision of its
+attempt under the rule set it records (the backtest's engine on the attempts up to it), the first half under the launch rules and
 the second under the update; hostile messages are dead letters with their reasons and nothing else
 is lost: decisions + dead letters = messages.
 """
@@ -90,9 +91,10 @@ def _runner_arguments(runner: str, request) -> List[str]:
     if runner == "PrismRunner":
         prism_binary()  # fails with the `make engine-prism` hint when it was not fetched
         return ["--runner", "PrismRunner"]
-    # Parallelism 1 and LOOPBACK workers, as the other unbounded Flink tests (docs/DESIGN.md 7).
-    return flink_args(request.getfixturevalue("flink_engine"), "[local]", "--environment_type=LOOPBACK",
-                      "--checkpointing_interval=10000", "--parallelism=1")
+    # Parallelism 1, as the other unbounded Flink tests (docs/DESIGN.md 7); the workers those the run gives
+    # itself on the embedded Flink: the columnar engine's two processes (local_worker_pool), else LOOPBACK.
+    return flink_args(request.getfixturevalue("flink_engine"), "[local]", "--checkpointing_interval=10000",
+                      "--parallelism=1")
 
 
 def first_half(tmp_path):
@@ -124,7 +126,9 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
                  "--dead-letters-topic", topics["dead_letters"], "--rules", str(rules_file),
                  "--rules-poll-ms", "0", "--start", "earliest", "--idle-timeout", "1", "--group-id", unique_topic("g"),
                  "--engine", engine]
-    arguments += ["--rules-topic", topics["rules"]] if updates == "topic" else ["--watch-rules"]
+    arguments += ["--rules-topic", topics["rules"]] if updates == "topic" else ["--watch-rules", "--worker-processes", "1"]
+    if runner == "FlinkRunner" and engine == "columnar":
+        arguments += ["--worker-processes", "2"]
     expected_letters = len(hostile) + (updates == "topic")
     process = _start(arguments)
     try:
@@ -165,3 +169,48 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
     for update in (letter for letter in letters if letter["input"] == "rules"):
         assert "not above 1" in update["reason"] and update["raw_payload"] == UNVERSIONED
     assert card_number() not in json.dumps(rows) + json.dumps(letters) + stderr
+
+
+def _harness_processes(session: int) -> List[int]:
+    """The Python SDK harnesses (runners/python_harness_boot.py) running in a process session."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError):  # not a process, or gone meanwhile
+            continue
+        if int(fields[3]) == session and b"paybeam-sdk-harness" in command and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_a_killed_run_leaves_no_worker_process_behind(kafka_broker, tmp_path):
+    """The columnar stream's reading and deciding steps run in two worker processes of the run's own pool
+    (runners/worker_pool.py): a SIGKILLed launcher runs no clean-up, and each dies with it all the same."""
+    servers = kafka_broker.bootstrap_servers
+    topics = {name: unique_topic(name) for name in ("attempts", "decisions", "dead_letters")}
+    create_topics(servers, list(topics.values()), partitions=1)
+    _, first, rules_file, _ = first_half(tmp_path)
+    produce_values(servers, topics["attempts"], _values(first[:5]), partitions=1)
+    process = _start(["risk", "stream", *_runner_arguments("PrismRunner", None), "--bootstrap-servers", servers,
+                      "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
+                      "--dead-letters-topic", topics["dead_letters"], "--rules", str(rules_file),
+                      "--start", "earliest", "--group-id", unique_topic("g")])
+    try:
+        _wait_for("the decisions", lambda: len(_decisions(servers, topics["decisions"])) >= 5, process,
+                  STARTUP_DEADLINE_SECONDS)
+        assert len(_harness_processes(process.pid)) == 2  # one reads, one decides
+        process.kill()
+        process.communicate()
+        deadline = time.monotonic() + 30
+        while _harness_processes(process.pid):
+            assert time.monotonic() < deadline, "worker processes still running 30 s after their launcher died"
+            time.sleep(0.2)  # poll interval of the deadline loop
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # Prism and anything else of the run
+        except ProcessLookupError:
+            pass

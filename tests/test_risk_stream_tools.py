@@ -208,6 +208,36 @@ def test_a_decision_message_holds_its_fired_rules_as_records_in_every_format():
         assert decoded["shadow_fired"] == [rule._asdict() for rule in shadow]
 
 
+def test_a_table_encodes_to_the_json_of_each_row_whatever_its_text_and_numbers():
+    """encode_table_values writes JSON from each cell's text (escaped as the encoder escapes it), not through a
+    dict per row: against encode_value of each row on any text (quotes, backslashes, control characters,
+    any Unicode), whole numbers at the int64 limits, nulls, and lists of records empty or not."""
+    import pyarrow as pa
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from schemas.kafka_values import encode_table_values, encode_value
+
+    text = st.one_of(st.none(), st.text(), st.sampled_from(['"', "\\", "\x00\x1f\x7f", "é€😀", "%s", "null"]))
+    number = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
+    rule = st.builds(lambda rule_id, value: {"rule_id": rule_id, "value": value}, st.text(max_size=5),
+                     st.integers(-(2**63), 2**63 - 1))  # in the struct's field order, as Arrow gives them back
+    row = st.fixed_dictionaries({"attempt_id": text, "amount_minor": number, "fired": st.lists(rule, max_size=2),
+                                 "ruleset": text})
+    schema = pa.schema([("attempt_id", pa.string()), ("amount_minor", pa.int64()),
+                        ("fired", pa.list_(pa.struct([("rule_id", pa.string()), ("value", pa.int64())]))),
+                        ("ruleset", pa.string())])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(row, max_size=6))
+    def same_bytes(rows):
+        table = pa.Table.from_pylist(rows, schema=schema)
+        assert encode_table_values(table, "json", "risk_decision") == [
+            encode_value({name: fields[name] for name in schema.names}, "json", "risk_decision") for fields in rows]
+
+    same_bytes()
+
+
 def test_a_decisions_table_encodes_to_the_bytes_of_its_records_in_every_format():
     """encode_table_values / table_messages (the columnar stream's sink) against encode_value of each record,
     on hypothesis-drawn rule sets and attempts: every message, every byte, every value format."""

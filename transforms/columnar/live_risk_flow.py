@@ -38,6 +38,7 @@ from transforms.risk.live import METRICS_NAMESPACE, REJECTED_RULES, reported_upd
 from transforms.risk.rules import RuleSet
 from transforms.risk.rules_in_force import DEFAULT_POLL_MILLIS, RulesSourceSpec, shared_rules_in_force
 from transforms.validate import DEAD_LETTERS
+from transforms.worker_process import in_worker_process
 
 _SHARDS = 1
 DECISION_TABLES = "decision_tables"
@@ -137,21 +138,24 @@ class ColumnarDecideAttemptStream(beam.PTransform):
 
     def __init__(self, rule_set: RuleSet, rules_source: Optional[RulesSourceSpec] = None,
                  poll_millis: int = DEFAULT_POLL_MILLIS, tick_millis: int = DEFAULT_TICK_MILLIS,
-                 horizon: timedelta = DEFAULT_HORIZON):
+                 horizon: timedelta = DEFAULT_HORIZON, deciding_process: Optional[str] = None):
         super().__init__()
         self._rules = (rule_set, rules_source, poll_millis)
         self._tick_millis = max(1, int(tick_millis))
         self._horizon_millis = int(horizon.total_seconds() * 1000)
+        self._deciding_process = deciding_process  # a worker process of its own (transforms/worker_process.py)
 
     def expand(self, chunks: beam.PCollection) -> Dict[str, beam.PCollection]:
         validated = chunks | "ValidateChunks" >> ValidateChunks()
         decided = (validated["accepted"]
                    | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS)
                    | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
-                   | "DecideChunks" >> beam.ParDo(DecideChunksFn(*self._rules, self._tick_millis, self._horizon_millis))
-                   .with_outputs(DEAD_LETTERS, REJECTED_RULES, main=DECISION_TABLES))
+                   | "DecideChunks" >> in_worker_process(
+                       beam.ParDo(DecideChunksFn(*self._rules, self._tick_millis, self._horizon_millis))
+                       .with_outputs(DEAD_LETTERS, REJECTED_RULES, main=DECISION_TABLES), self._deciding_process))
         tables = decided[DECISION_TABLES]
-        _ = tables | "CountDecisions" >> beam.ParDo(_CountDecisionTablesFn())
+        _ = tables | "CountDecisions" >> in_worker_process(beam.ParDo(_CountDecisionTablesFn()),
+                                                              self._deciding_process)
         decided[REJECTED_RULES].element_type = DeadLetter
         return {
             DECISION_TABLES: tables,
