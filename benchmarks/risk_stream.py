@@ -91,7 +91,7 @@ class Bench:
     def launch(self, name: str, topics: Dict[str, str], runner_flags: List[str]) -> StreamProcess:
         stream = StreamProcess(["risk", "stream", "--bootstrap-servers", self.bootstrap, "--start", "earliest",
                                 "--attempts-topic", topics["attempts"], "--decisions-topic", topics["decisions"],
-                                "--dead-letters-topic", topics["dead_letters"], "--rules", str(RULES),
+                                "--dead-letters-topic", topics["dead_letters"], "--rules", str(self.args.rules),
                                 "--group-id", f"bench-{self.run_id}-{name}", "--engine", self.args.engine,
                                 *runner_flags, *self.args.stream_flag], self.work / f"{name}.log")
         self.streams.append(stream)
@@ -285,7 +285,7 @@ def runner_flags(runner: str) -> List[str]:
 def run(args: argparse.Namespace, bootstrap: str, broker: str) -> dict:
     bench = Bench(args, bootstrap)
     report = {"machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})", "broker": broker,
-              "engine": args.engine, "stream_flags": args.stream_flag,
+              "engine": args.engine, "rules": args.rules.name, "stream_flags": args.stream_flag,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runners": {}}
     try:
         for runner in args.runners:
@@ -331,6 +331,9 @@ def main() -> int:
                         help="passed to every `paybeam risk stream` (repeatable), e.g. --stream-flag=--read-call-ms=100")
     parser.add_argument("--cards", type=int, default=1_000_000, metavar="N", help="part c: active cards in state")
     parser.add_argument("--engine", choices=("columnar", "elementwise"), default="columnar")
+    parser.add_argument("--rules", type=Path, default=RULES,
+                        help=f"the rules file (default {RULES.relative_to(ROOT)}, seven rules; "
+                             "benchmarks/ten_rules.yaml: the ten active rules of the issue's goals)")
     parser.add_argument("--sizes", type=int, nargs=2, default=[5_000, 20_000], metavar="N")
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000], metavar="PER_S")
     parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS")
@@ -345,7 +348,7 @@ def main() -> int:
     else:
         with ApacheKafkaBroker() as broker:
             report = run(args, broker.bootstrap_servers, f"Apache Kafka {broker.version} (started here)")
-    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {RULES.name}, {args.engine} engine "
+    print(f"\n{report['date']} on {report['machine']}, {report['broker']}, {args.rules.name}, {args.engine} engine "
           f"{' '.join(args.stream_flag)}")
     for runner, entry in report["runners"].items():
         if "catch_up" in entry:

@@ -40,6 +40,7 @@ from pipelines.arguments import (
 )
 from pipelines.backfill_plan import COLUMNAR, FAILED, DateOutcome, DateTask
 from pipelines.backfill_publish import PAYOUT_DAYS, SCRATCH, publish_date
+from pipelines.brokers.process_ties import tie_worker_to
 from pipelines.io.arrow_files import ReadRawChunks
 from pipelines.io.atomic_publish import tmp_dir
 from pipelines.io.bank_files import ReadBankStatements
@@ -49,7 +50,6 @@ from pipelines.summary import counts_from_metrics
 from runners.direct_threads import workers_of
 from runners.flink_job_server import new_pipeline
 from runners.options import build_pipeline_options
-from runners.process_ties import tie_worker_to
 from schemas.bank.entry import BANK_STATEMENTS
 from schemas.errors import one_line
 from schemas.raw_chunks import source_path

@@ -11,9 +11,12 @@ bundle decodes a row before that, Beam makes a generated `BeamSchema_<id>` type 
 for the life of the process, and every `isinstance(record, PaymentEvent)` in that worker is False
 (docs/DESIGN.md 7). Staged packages are not installed: paybeam runs as installed beside this boot.
 
-Three things a harness in a pool of processes needs that Beam's in-process workers do not: it dies with the
-pool that started it (even a SIGKILLed one); its stdout, a pipe Beam's pool never reads, goes to stderr, so a
-full pipe cannot stop it; and its metrics' short ids are its own (`distinct_short_ids`).
+Two things a harness in a pool of processes needs that Beam's in-process workers do not: its stdout, a pipe
+Beam's pool never reads, goes to stderr, so a full pipe cannot stop it; and its metrics' short ids are its
+own (`distinct_short_ids`). It does not ask the kernel to end it with its parent: PR_SET_PDEATHSIG fires
+when the parent *thread* that started it ends, and pools start harnesses from pool threads (a Flink
+TaskManager's harnesses were killed mid-job, 2026-12-07); a harness ends when its runner's control stream
+does, which a killed launcher's run ends too (tests/test_risk_stream.py).
 """
 from __future__ import annotations
 
@@ -23,16 +26,11 @@ import sys
 from typing import Optional, Sequence
 
 from runners.harness_provision import boot_environment
-from runners.process_ties import die_with_parent
 
 _SHORT_ID_SPACE_BITS = 20  # metrics a harness may name before its ids could reach another harness's range
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parent = os.getppid()
-    die_with_parent()
-    if os.getppid() != parent:  # the pool died before the kernel knew to tell this process
-        sys.exit(1)
     environment = boot_environment(argv, __doc__.splitlines()[0])  # --help prints to stdout before this
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     os.environ.update(environment)

@@ -44,7 +44,8 @@ def serve(port: int) -> Tuple[str, object]:
 def local_worker_pool() -> Iterator[str]:
     """A worker pool for the length of a run, reachable from this machine only (a pool starts whatever harness
     it is asked to, connected to whatever runner asks: never on a public interface); yields its HOST:PORT.
-    On leaving, its harness processes are stopped (each also dies with this process, SIGKILL included)."""
+    On leaving, its harness processes are stopped; if this process is killed instead, they end with their runner's
+    control stream (runners/python_harness_boot.py)."""
     import grpc
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
     from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer, kill_process_gracefully

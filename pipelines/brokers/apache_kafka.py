@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from pipelines.brokers.local_broker import LocalBroker, free_port
+from pipelines.brokers.process_ties import dying_with_parent
 from runners.engine_cache import fetched, pinned_versions
-from runners.process_ties import dying_with_parent
 
 FETCH_TARGET = "engine-kafka"
 # A test broker holds little: 512 MiB is plenty, and two of them (one per xdist worker) leave

@@ -14,8 +14,8 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
+from pipelines.brokers.process_ties import dying_with_parent
 from pipelines.io.kafka import new_admin
-from runners.process_ties import dying_with_parent
 
 
 def free_port() -> int:

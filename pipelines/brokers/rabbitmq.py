@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 from pipelines.brokers.apache_kafka import remove_orphaned_directories
 from pipelines.brokers.local_broker import free_port
-from runners.process_ties import dying_with_parent
+from pipelines.brokers.process_ties import dying_with_parent
 
 SERVER_SCRIPT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "epmd"

@@ -12,7 +12,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """Asks the kernel to send `signum` to this process when its parent dies (call in the child)."""
+    """Asks the kernel to send `signum` to this process when its parent dies (call in the child). The kernel
+    means the parent *thread*: a child started from a pool thread dies when that thread ends (docs/DESIGN.md 7)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
 
