@@ -1,6 +1,6 @@
 """The live risk shard alone, in one process: how a chunk's cost grows with what the shard keeps.
 
-    python benchmarks/risk_shard.py [--attempts 100000 990863] [--chunk 5000] [--live 60000]
+    python benchmarks/risk_shard.py [--attempts 100000 990863] [--chunk 5000] [--live 60000] [--rules FILE]
 
 (1) Backlog: per size, `paybeam risk generate` attempts (3 days, the six attacks, 4 merchants) in
     event-time order, decided by one `LiveRiskShard` in chunks of --chunk with the example rules:
@@ -97,9 +97,11 @@ def main() -> int:
     parser.add_argument("--attempts", type=int, nargs="*", default=[100_000, 990_863])
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--live", type=int, default=60_000, help="live-like attempts (0: skip)")
+    parser.add_argument("--rules", default=str(RULES), help="the rules file (default the seven example rules; "
+                        "benchmarks/ten_rules.yaml: the ten of the issue's goals)")
     args = parser.parse_args()
-    rules = load_rules_file(str(RULES))
-    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    rules = load_rules_file(args.rules)
+    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rules": Path(args.rules).name,
               "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})", "backlog": [],
               "live_like": {}}
     with tempfile.TemporaryDirectory(prefix="paybeam-risk-shard-") as work:

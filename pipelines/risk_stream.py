@@ -313,14 +313,22 @@ def _source_arguments(args: argparse.Namespace) -> dict:
             "exchange": args.exchange, "prefetch": args.prefetch, "max_message_bytes": args.max_message_bytes}
 
 
-def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    job = job_from_arguments(args, extra)
+def start_line(job: RiskStreamJob) -> str:
+    """What the run is about to do, in one line: where attempts, rules and decisions come and go, and whether
+    the deciding step has a worker process of its own (the first thing to know when reading its speed)."""
     source = job.rules_source.name if job.rules_source is not None else "none (fixed rules)"
     attempts = (f"attempts from queue {job.topics[ATTEMPTS]} on {job.amqp.redacted()}; " if job.source == RABBITMQ
                 else "")
-    print(f"paybeam risk stream: unbounded {job.engine} run on {job.runner}; {attempts}rules "
-          f"{job.rule_set.fingerprint} from {job.rules_path}, updates from {source}; decisions to "
-          f"{job.topics[DECISIONS]}", file=sys.stderr)
+    deciding = ("deciding in a worker process of its own" if deciding_in_own_process(job)
+                else "deciding in the reader's worker")
+    return (f"paybeam risk stream: unbounded {job.engine} run on {job.runner}, {deciding}; {attempts}rules "
+            f"{job.rule_set.fingerprint} from {job.rules_path}, updates from {source}; decisions to "
+            f"{job.topics[DECISIONS]}")
+
+
+def stream_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    job = job_from_arguments(args, extra)
+    print(start_line(job), file=sys.stderr)
     run_job(job)
     return 0
 

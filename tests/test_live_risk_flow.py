@@ -10,7 +10,9 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindow, TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.arrow_readers import tabulate_records
 from schemas.attempts import ATTEMPT_FIELDS, ATTEMPTS
@@ -73,6 +75,31 @@ def test_in_order_chunks_get_the_backtest_s_decisions_and_copies_are_decided_onc
                     label="DeadLetters")
 
 
+def test_state_written_when_a_bundle_ends_is_what_the_next_bundle_finds(stream_options, monkeypatch):
+    """DecideChunksFn decides a bundle's chunks in finish_bundle and writes its state there, through the handles
+    `process` got: the runner's SDK must commit it. With the process-wide shard cache turned off every bundle
+    rebuilds both shards from the state (as a restored run does), so a state write lost would show as an
+    attempt decided again or a window missing attempts."""
+    from transforms.columnar import live_shards
+
+    rebuilt = []
+
+    def never_cached(self, shard, meta):
+        rebuilt.append(meta is not None)
+        return None
+
+    monkeypatch.setattr(live_shards._ShardCache, "take", never_cached)
+    attempts = sorted(_attempts(150, 11), key=lambda a: (a.event_time, a.attempt_id))
+    expected = decide_in_order(attempts, MIXED)
+    raws = [_raw(a, f"attempts-topic@0:{n}") for n, a in enumerate(attempts)]
+    chunks = [raws[start:start + 30] for start in range(0, len(raws), 30)]
+    chunks[2] = chunks[2] + raws[:5]  # copies of attempts decided in an earlier bundle: decided once
+    with TestPipeline(options=stream_options) as pipeline:
+        outputs = pipeline | _stream(chunks) | ColumnarDecideAttemptStream(MIXED)
+        assert_that(outputs[DECISION_TABLES] | beam.FlatMap(decisions_of), equal_to(expected))
+    assert rebuilt.count(True) >= 2 * (len(chunks) - 1)  # both shards rebuilt from written state, per bundle
+
+
 def test_a_rules_update_mid_stream_is_in_force_from_the_next_chunk(stream_options):
 
     attempts = sorted(_attempts(120, 5), key=lambda a: (a.event_time, a.attempt_id))
@@ -95,12 +122,17 @@ def test_a_rules_update_mid_stream_is_in_force_from_the_next_chunk(stream_option
         assert_that(outputs[DEAD_LETTERS], lambda letters: _one_rejected_update(list(letters)), label="RejectedRules")
 
 
-def _decide(fn, table, state):
-    """DecideChunksFn.process on one validated table: (decisions, dead letter stages)."""
-    outputs = list(fn.process((0, table), **state))
-    tables = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
-    return ([d for t in tables for d in decisions_of(t)],
-            [output.value.stage for output in outputs if isinstance(output, beam.pvalue.TaggedOutput)])
+def _decide(fn, tables, state):
+    """DecideChunksFn on a bundle of validated tables (process each, then finish_bundle, as a runner calls it):
+    (decisions, dead letter stages)."""
+    fn.start_bundle()
+    for table in tables:
+        assert list(fn.process((0, table), timestamp=Timestamp(0), window=GlobalWindow(), **state)) == []
+    outputs = list(fn.finish_bundle())
+    decided = [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
+    letters = [output.value for output in outputs if isinstance(output, beam.pvalue.TaggedOutput)]
+    assert all(isinstance(output, WindowedValue) for output in decided + letters)
+    return ([d for t in decided for d in decisions_of(t.value)], [letter.value.stage for letter in letters])
 
 
 def test_one_step_keeps_first_arrivals_and_attempts_in_state_a_restored_run_rebuilds_both():
@@ -124,7 +156,7 @@ def test_one_step_keeps_first_arrivals_and_attempts_in_state_a_restored_run_rebu
                  expire=StateTimer())
     first = DecideChunksFn(MIXED, None, 60_000, 1_000, 86_400_000)
     first.setup()
-    decided, letters = _decide(first, validated(raws[:60]), state)
+    decided, letters = _decide(first, [validated(raws[:30]), validated(raws[30:60])], state)
     assert (decided, letters) == (expected[:60], [])
     assert state["arrived"].items and state["kept"].items  # both halves wrote their state
 
@@ -132,6 +164,6 @@ def test_one_step_keeps_first_arrivals_and_attempts_in_state_a_restored_run_rebu
     restored.setup()
     copies = [raw._replace(source=f"attempts-topic@0:{900 + n}") for n, raw in enumerate(raws[50:60])]
     conflicting = raws[5]._replace(fields={**raws[5].fields, "amount_minor": "77"}, source="attempts-topic@0:999")
-    decided, letters = _decide(restored, validated(copies + [conflicting] + raws[60:]), state)
+    decided, letters = _decide(restored, [validated(copies + [conflicting] + raws[60:])], state)
     assert decided == expected[60:]
     assert letters == ["dedup"]

@@ -12,7 +12,7 @@ from typing import Dict
 import apache_beam as beam
 import pytest
 
-from pipelines.risk_stream import RiskStreamJob, build_pipeline, deciding_in_own_process, pipeline_options
+from pipelines.risk_stream import RiskStreamJob, build_pipeline, deciding_in_own_process, pipeline_options, start_line
 from runners.options import loopback_by_default
 from runners.worker_pool import local_worker_pool
 from schemas.attempts import ATTEMPTS
@@ -72,6 +72,12 @@ def test_one_process_one_environment(changes):
 def test_flink_decides_in_a_process_of_its_own_when_asked():
     assert deciding_in_own_process(_job(runner="FlinkRunner", worker_processes=2))
     assert len(set(_environment_of_each_step(_job(runner="FlinkRunner", worker_processes=2)).values())) == 2
+
+
+def test_the_start_line_says_where_the_run_decides():
+    assert ", deciding in a worker process of its own;" in start_line(_job())
+    assert ", deciding in the reader's worker;" in start_line(_job(worker_processes=1))
+    assert ", deciding in the reader's worker;" in start_line(_job(runner="FlinkRunner"))
 
 
 def test_a_step_left_where_it_is_when_no_process_is_named():

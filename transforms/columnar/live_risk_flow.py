@@ -13,16 +13,20 @@ shard from a restored or retried one.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindows
+from apache_beam.transforms.window import BoundedWindow, GlobalWindows, TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.arrow_coder import ArrowTableCoder
 from schemas.attempts import ATTEMPTS
@@ -44,10 +48,29 @@ _SHARDS = 1
 DECISION_TABLES = "decision_tables"
 
 
+@dataclass
+class _WaitingChunks:
+    """The chunks of one shard a bundle has handed over so far, decided together when it ends (or before a timer
+    of the shard fires), with the shard's state and timer handles as `process` got them."""
+
+    tables: List[pa.Table]
+    timestamp: Timestamp  # the earliest chunk's: the decisions' timestamp, as one chunk's were its own
+    window: BoundedWindow
+    state: Dict[str, object]
+
+
 class DecideChunksFn(LiveShardFn):
     """(shard, validated attempts) -> decision tables: the first arrivals kept (a shard of their ids, as
     FirstArrivalsFn keeps them) and decided in the same step, so a chunk crosses one keyed exchange, not two
-    (each one a bundle's wait on Flink, docs/DESIGN.md 10.13)."""
+    (each one a bundle's wait on Flink, docs/DESIGN.md 10.13).
+
+    The chunks of one bundle are decided as one table when it ends: a chunk costs about as much to decide as
+    ten times its rows (every rule's windows, a few dozen Arrow and numpy calls), so a step that falls behind
+    gets its backlog in bigger bundles and catches up instead of paying that cost per chunk. The state is
+    written in `finish_bundle` through the handles `process` got: Beam's Python SDK (the harness every runner
+    starts, and the DirectRunner) commits a stateful DoFn's state and timers after its `finish_bundle`
+    (tests/test_live_risk_flow.py checks it against a restore); a timer of the shard that fires within the
+    bundle decides the waiting chunks first."""
 
     ARRIVED = BagStateSpec("arrived", ArrowTableCoder())
     ARRIVED_META = ReadModifyWriteStateSpec("arrived_meta", LiveShardFn.META_CODER)
@@ -67,11 +90,49 @@ class DecideChunksFn(LiveShardFn):
         self._arrivals.setup()
         self._rules = shared_rules_in_force(self._launch_rules, self._source, self._poll_millis)
 
-    def process(self, element, arrived=beam.DoFn.StateParam(ARRIVED), arrived_meta=beam.DoFn.StateParam(ARRIVED_META),
+    def start_bundle(self):
+        self._waiting: Dict[int, _WaitingChunks] = {}
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam,
+                arrived=beam.DoFn.StateParam(ARRIVED), arrived_meta=beam.DoFn.StateParam(ARRIVED_META),
                 forget=beam.DoFn.TimerParam(FORGET), kept=beam.DoFn.StateParam(KEPT),
                 meta=beam.DoFn.StateParam(META), expire=beam.DoFn.TimerParam(EXPIRE)):
         shard_number, table = element
-        unique, letters = self._arrivals.arrive(shard_number, table, arrived, arrived_meta, forget)
+        state = dict(arrived=arrived, arrived_meta=arrived_meta, forget=forget, kept=kept, meta=meta, expire=expire)
+        waiting = self._waiting.get(shard_number)
+        if waiting is None:
+            self._waiting[shard_number] = _WaitingChunks([table], timestamp, window, state)
+        else:
+            waiting.tables.append(table)
+            waiting.timestamp = min(waiting.timestamp, timestamp)
+        return []
+
+    def finish_bundle(self):
+        waiting, self._waiting = self._waiting, {}
+        for shard_number, chunks in waiting.items():
+            for output in self._decide(shard_number, chunks):
+                tag, value = (output.tag, output.value) if isinstance(output, pvalue.TaggedOutput) else (None, output)
+                windowed = WindowedValue(value, chunks.timestamp, (chunks.window,))
+                yield windowed if tag is None else pvalue.TaggedOutput(tag, windowed)
+
+    def _decided_before_timer(self, shard_number: int):
+        """What a timer of the shard must not overtake: the bundle's waiting chunks, decided now."""
+        chunks = self._waiting.pop(shard_number, None)
+        if chunks is None:
+            return
+        for output in self._decide(shard_number, chunks):
+            if isinstance(output, pvalue.TaggedOutput):
+                yield pvalue.TaggedOutput(output.tag, TimestampedValue(output.value, chunks.timestamp))
+            else:
+                yield TimestampedValue(output, chunks.timestamp)
+
+    def _decide(self, shard_number: int, chunks: _WaitingChunks):
+        """The waiting chunks as one table: the first arrival of each id (in arrival order), decided in event-time
+        order under the rules in force now; the state saved before anything leaves."""
+        state = chunks.state
+        table = chunks.tables[0] if len(chunks.tables) == 1 else pa.concat_tables(chunks.tables)
+        unique, letters = self._arrivals.arrive(shard_number, table, state["arrived"], state["arrived_meta"],
+                                                state["forget"])
         for letter in letters:
             yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
         rule_set = self._rules.current()
@@ -79,9 +140,9 @@ class DecideChunksFn(LiveShardFn):
             yield pvalue.TaggedOutput(REJECTED_RULES, letter)
         if unique.num_rows == 0:
             return
-        shard = self._shard(shard_number, kept, meta, rule_set.retention_millis)
-        decisions = shard.decide(unique, rule_set)
-        self._save(shard_number, shard, kept, meta, expire, rewrite=False)  # saved before anything leaves
+        shard = self._shard(shard_number, state["kept"], state["meta"], rule_set.retention_millis)
+        decisions = shard.decide(in_event_time_order(unique), rule_set)
+        self._save(shard_number, shard, state["kept"], state["meta"], state["expire"], rewrite=False)
         if decisions.num_rows:
             yield decisions
 
@@ -89,13 +150,14 @@ class DecideChunksFn(LiveShardFn):
     def on_forget(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
                   arrived=beam.DoFn.StateParam(ARRIVED), arrived_meta=beam.DoFn.StateParam(ARRIVED_META),
                   forget=beam.DoFn.TimerParam(FORGET)):
+        yield from self._decided_before_timer(key)
         self._arrivals.forget(key, fired_at, arrived, arrived_meta, forget)
-        return []
 
     @on_timer(EXPIRE)
     def on_expire(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
                   kept=beam.DoFn.StateParam(KEPT), meta=beam.DoFn.StateParam(META),
                   expire=beam.DoFn.TimerParam(EXPIRE)):
+        yield from self._decided_before_timer(key)
         retention_millis = self._rules.current().retention_millis
         shard = self._shard(key, kept, meta, retention_millis)
         shard.retention_millis = retention_millis  # a cached shard's: the rules may have changed since
@@ -103,7 +165,6 @@ class DecideChunksFn(LiveShardFn):
         gone = shard.expire(fired_millis)
         self._keeper.stride.fired(key, fired_millis)
         self._save(key, shard, kept, meta, expire, rewrite=gone > 0)
-        return []
 
     def _shard(self, number: int, kept, meta, retention_millis: int) -> LiveRiskShard:
         return self._keeper.cached_or_restored(number, kept, meta, lambda clock, tables: LiveRiskShard.restore(
@@ -118,6 +179,15 @@ class DecideChunksFn(LiveShardFn):
                 kept.add(table)
         Metrics.gauge(METRICS_NAMESPACE, "risk.kept_attempts").set(shard.rows)
         self._keeper.commit(number, shard, meta, expire, 0)
+
+
+def in_event_time_order(attempts: pa.Table) -> pa.Table:
+    """The attempts a bundle hands over together, by (event_time, attempt_id): each is decided on every earlier
+    one of its keys the step has by then, as the backtest decides. In arrival order, chunks read from
+    several partitions interleave in time, and the shard would cut the table before nearly every attempt
+    (`segment_ends`) to keep a later-arriving attempt out of an earlier one's windows."""
+    order = pc.sort_indices(attempts, sort_keys=[("event_time", "ascending"), ("attempt_id", "ascending")])
+    return attempts.take(order)
 
 
 class _CountDecisionTablesFn(beam.DoFn):
