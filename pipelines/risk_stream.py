@@ -109,7 +109,7 @@ class RiskStreamJob:
     timer_tick_millis: int = DEFAULT_TICK_MILLIS
     runner: str = "PrismRunner"
     beam_args: List[str] = field(default_factory=list)
-    worker_processes: Optional[int] = None  # the columnar engine: 2 = deciding in a process of its own; None: 2 on Prism
+    worker_processes: Optional[int] = None  # the columnar engine: 2 (None) = deciding in a process of its own
     # --source rabbitmq: the broker, the attempts queue, the outputs' exchange (docs/DESIGN.md 5.2)
     source: str = KAFKA
     amqp: Optional[AmqpEndpoint] = None
@@ -168,11 +168,12 @@ def build_pipeline(pipeline: beam.Pipeline, job: RiskStreamJob) -> None:
 
 def deciding_in_own_process(job: RiskStreamJob) -> bool:
     """The columnar engine's deciding step, its decision messages and their sink get a worker process of their
-    own (transforms/worker_process.py) with --worker-processes 2, by default on Prism only (on the embedded Flink
-    it measured slower through a backlog, docs/DESIGN.md 10.13), and never in LOOPBACK threads the user asked
-    for (one process: a second environment there only adds a hop)."""
+    own (transforms/worker_process.py) unless --worker-processes 1 (on Prism and, since bundles are decided
+    together, on the embedded Flink too, two processes measured faster and with a shorter tail: docs/DESIGN.md
+    10.13), and never in LOOPBACK threads the user asked for (one process: a second environment there only
+    adds a hop)."""
     given = [value.upper() for value in raw_values(job.beam_args, "environment_type")]
-    processes = job.worker_processes or (2 if canonical_runner(job.runner) == "PrismRunner" else 1)
+    processes = job.worker_processes or 2
     return job.engine == COLUMNAR and processes == 2 and given[-1:] != ["LOOPBACK"]
 
 
@@ -364,8 +365,8 @@ def add_risk_stream_commands(tools) -> None:
                              "once) or elementwise (one element per attempt: the reference)")
     add_chunk_arguments(stream)
     stream.add_argument("--worker-processes", type=int, choices=(1, 2), default=None,
-                        help="--engine columnar: 2 (Prism's default) decides in a Python worker process of its own, "
-                             "beside the one that reads (two cores); 1 (Flink's default): one process for both. On "
+                        help="--engine columnar: 2 (the default) decides in a Python worker process of its own, "
+                             "beside the one that reads (two cores); 1: one process for both. On "
                              "Prism and the embedded Flink without --environment_type the workers are processes "
                              "of a pool this run starts on 127.0.0.1; an explicit --environment_type=LOOPBACK "
                              "means 1")

@@ -4,8 +4,8 @@
 The CLI runs as a child process, as an operator runs it. Attempts arrive on a one-partition topic in
 event-time order; half-way a new rule version arrives (on the rules topic after a malformed document, or
 by replacing the watched rules file) and the stream takes it without a restart.
-The columnar runs decide in a worker process of their own (Prism's default; on Flink asked for), but
-one of them in one process (--worker-processes 1). Every decision on the decisions topic must be the in-order decision of its
+The columnar runs decide in a worker process of their own (the default) when the update comes on the
+rules topic, and in the reader's process (--worker-processes 1) when it comes from the watched file. Every decision on the decisions topic must be the in-order decision of its
 attempt under the rule set it records (the backtest's engine on the attempts up to it), the first half under the launch rules and
 the second under the update; hostile messages are dead letters with their reasons and nothing else
 is lost: decisions + dead letters = messages.
@@ -127,8 +127,6 @@ def test_live_decisions_follow_a_rules_update_and_equal_the_in_order_engine(kafk
                  "--rules-poll-ms", "0", "--start", "earliest", "--idle-timeout", "1", "--group-id", unique_topic("g"),
                  "--engine", engine]
     arguments += ["--rules-topic", topics["rules"]] if updates == "topic" else ["--watch-rules", "--worker-processes", "1"]
-    if runner == "FlinkRunner" and engine == "columnar":
-        arguments += ["--worker-processes", "2"]
     expected_letters = len(hostile) + (updates == "topic")
     process = _start(arguments)
     try:

@@ -63,21 +63,23 @@ def test_the_columnar_stream_decides_and_sends_its_decisions_in_an_environment_o
 
 @pytest.mark.parametrize("changes", [{"worker_processes": 1}, {"engine": "elementwise"},
                                      {"beam_args": ["--environment_type=LOOPBACK"]},
-                                     {"runner": "FlinkRunner", "beam_args": ["--flink_master=[local]"]}])
+                                     {"runner": "FlinkRunner", "beam_args": ["--flink_master=[local]"],
+                                      "worker_processes": 1}])
 def test_one_process_one_environment(changes):
     assert not deciding_in_own_process(_job(**changes))
     assert len(set(_environment_of_each_step(_job(**changes)).values())) == 1
 
 
-def test_flink_decides_in_a_process_of_its_own_when_asked():
-    assert deciding_in_own_process(_job(runner="FlinkRunner", worker_processes=2))
-    assert len(set(_environment_of_each_step(_job(runner="FlinkRunner", worker_processes=2)).values())) == 2
+def test_flink_decides_in_a_process_of_its_own_too():
+    assert deciding_in_own_process(_job(runner="FlinkRunner"))
+    assert len(set(_environment_of_each_step(_job(runner="FlinkRunner")).values())) == 2
 
 
 def test_the_start_line_says_where_the_run_decides():
     assert ", deciding in a worker process of its own;" in start_line(_job())
     assert ", deciding in the reader's worker;" in start_line(_job(worker_processes=1))
-    assert ", deciding in the reader's worker;" in start_line(_job(runner="FlinkRunner"))
+    assert ", deciding in a worker process of its own;" in start_line(_job(runner="FlinkRunner"))
+    assert ", deciding in the reader's worker;" in start_line(_job(beam_args=["--environment_type=LOOPBACK"]))
 
 
 def test_a_step_left_where_it_is_when_no_process_is_named():

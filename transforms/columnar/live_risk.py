@@ -41,6 +41,7 @@ from transforms.columnar.risk import (
     decision_table,
     evaluate_rule,
     key_groups,
+    rule_columns,
 )
 from transforms.columnar.shards import stable_hash
 from transforms.risk.rules import KEY_FIELDS, Rule, RuleSet
@@ -151,14 +152,15 @@ class LiveRiskShard:
         target_hashes = {name: values[start:end] for name, values in hashes.items()}
         target_times = times[start:end]
         earliest = int(target_times.min())
-        read = columns_read(rule_set)
-        fresh_read, targets_read = fresh.select(read), targets.select(read)
         earlier_hashes = {name: values[:start] for name, values in hashes.items()}
 
         def evaluate(spec: Tuple[str, ...], rules: Sequence[Rule], where: Optional[SpecLookup],
                      summed: bool) -> Iterable[RuleOutcome]:
             """`rules` on the segment, the chunk's earlier rows and the kept rows of its keys: the unindexed ones
             with `where` (all without), + the indexed ones as running sums (`summed`) or as rows."""
+            # Only the columns these rules read: a take copies every column it is given, strings above all.
+            read = rule_columns(rule_set.rules_for(spec))
+            fresh_read, targets_read = fresh.select(read), targets.select(read)
             retention = rule_set.longest_window_millis(spec)
             wanted = pa.array(_spec_hash(target_hashes, spec))
             after = earliest - max(rule.longest_window_millis for rule in rules)  # older rows are in no window
@@ -186,8 +188,8 @@ class LiveRiskShard:
             index = self._indexes.get(spec)
             where = None
             if index is not None and self._indexed:
-                where = index.lookup(lambda fields: _spec_hash(target_hashes, fields), target_times, targets_read,
-                                     self.kept.take)
+                where = index.lookup(lambda fields: _spec_hash(target_hashes, fields), target_times,
+                                     targets.select(rule_columns(rule_set.rules_for(spec))), self.kept.take)
             rules = rule_set.rules_for(spec)
             summed = [rule for rule in rules if where is not None and rule in index.rules]
             read_rows = [rule for rule in rules if rule not in summed]

@@ -368,11 +368,19 @@ def columns_read(*rule_sets: RuleSet) -> List[str]:
     rule keys on, filters on or counts distinct values of (a backtest keeps only these in memory)."""
     names = dict.fromkeys(OUTPUT_COLUMNS)
     for rule_set in rule_sets:
-        for rule in rule_set.evaluated:
-            names.update(dict.fromkeys(rule.key))
-            names.update(dict.fromkeys(name for name, _ in rule.filter.values + rule.numerator.values))
-            if rule.distinct_field:
-                names[rule.distinct_field] = None
+        names.update(dict.fromkeys(rule_columns(rule_set.evaluated)))
+    return list(names)
+
+
+def rule_columns(rules: Sequence[Rule]) -> List[str]:
+    """The attempt columns `evaluate_rule` reads for these rules: AttemptColumns' own (time, id, amount), their
+    keys (and currency for amount aggregates), filters, numerators and distinct fields."""
+    names = dict.fromkeys(("attempt_id", "event_time", "amount_minor"))
+    for rule in rules:
+        names.update(dict.fromkeys(grouping(rule)))
+        names.update(dict.fromkeys(name for name, _ in rule.filter.values + rule.numerator.values))
+        if rule.distinct_field:
+            names[rule.distinct_field] = None
     return list(names)
 
 
