@@ -1,6 +1,8 @@
 """The reference engine of the risk benchmark: the example rules as one DuckDB query with window functions.
 
-    python benchmarks/duckdb_risk_reference.py 'ATTEMPTS_GLOB' OUT_PARQUET
+    python benchmarks/duckdb_risk_reference.py 'ATTEMPTS_GLOB' OUT_PARQUET [--ten]
+
+(--ten: benchmarks/ten_rules.yaml instead, the seven + customer and device velocity and card testing per BIN.)
 
 transforms/risk/example_rules.yaml written by hand as SQL, as a competent
 DuckDB user would: read the columns used, keep one row per attempt id (the
@@ -32,6 +34,8 @@ SMALL_DECLINE = "outcome = 'DECLINED' AND amount_minor <= 500"
 FIRED = (("amount-far-above-history", "amount_spike"), ("card-testing-card", "card_testing_card"),
          ("card-testing-ip", "card_testing_ip"), ("card-velocity", "velocity > 0"), ("geo-velocity", "geo_velocity"),
          ("merchant-decline-spike", "decline_spike"), ("refund-abuse", "refund_abuse"))  # by rule id
+TEN_FIRED = tuple(sorted(FIRED + (("card-testing-bin", "card_testing_bin"), ("customer-velocity", "customer_velocity"),
+                                  ("device-velocity", "device_velocity"))))
 
 
 def before(value: str, condition: str, key: str, window_millis: int) -> str:
@@ -47,12 +51,31 @@ def before(value: str, condition: str, key: str, window_millis: int) -> str:
             f"ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING), 0))")
 
 
-def query(pattern: str) -> str:
+def _ten_rules_aggregates() -> str:
+    return f""",
+    CASE WHEN customer_id IS NOT NULL
+      THEN {before("1", AUTHORIZATION, "customer_id", HOUR)} + (attempt_type = 'AUTHORIZATION')::INT END
+      AS customer_authorizations,
+    CASE WHEN device_id IS NOT NULL
+      THEN {before("1", AUTHORIZATION, "device_id", HOUR)} + (attempt_type = 'AUTHORIZATION')::INT END
+      AS device_authorizations,
+    CASE WHEN card_bin IS NOT NULL THEN {before("1", SMALL_DECLINE, "card_bin", 10 * MINUTE)} END AS bin_declines"""
+
+
+TEN_RULES_FIRED = """,
+    coalesce(customer_authorizations >= 12, false) AS customer_velocity,
+    coalesce(device_authorizations >= 12, false) AS device_velocity,
+    coalesce(bin_declines >= 20, false) AS card_testing_bin"""
+
+
+def query(pattern: str, ten: bool = False) -> str:
     currencies = ", ".join(f"'{code}'" for code in sorted(CURRENCY_EXPONENTS))
+    review = "decline_spike OR amount_spike OR refund_abuse" + (
+        " OR customer_velocity OR device_velocity OR card_testing_bin" if ten else "")
     return f"""
 WITH attempts AS (
   SELECT DISTINCT ON (attempt_id) attempt_id, attempt_type, epoch_ms(event_time) AS t, merchant_id, amount_minor,
-         currency, card_fingerprint, customer_id, ip, billing_country, outcome
+         currency, card_fingerprint, customer_id, ip, billing_country, outcome{", device_id, card_bin" if ten else ""}
   FROM read_parquet('{pattern}', filename = true, file_row_number = true)
   WHERE attempt_id <> '' AND merchant_id <> '' AND card_fingerprint <> '' AND amount_minor > 0
     AND currency IN ({currencies}) AND attempt_type IN ('AUTHORIZATION', 'REFUND')
@@ -76,7 +99,7 @@ WITH attempts AS (
       RANGE BETWEEN {HOUR - 1} PRECEDING AND CURRENT ROW) AS card_countries,
     CASE WHEN customer_id IS NOT NULL
       THEN {before("1", "attempt_type = 'REFUND'", "customer_id", 7 * DAY)}
-           + (attempt_type = 'REFUND')::INT END AS customer_refunds
+           + (attempt_type = 'REFUND')::INT END AS customer_refunds{_ten_rules_aggregates() if ten else ""}
   FROM attempts
 ), fired AS (
   SELECT attempt_id, t, merchant_id, amount_minor, currency,
@@ -90,26 +113,26 @@ WITH attempts AS (
     coalesce(history_volume >= 3 AND history_total > 0
       AND amount_minor::HUGEINT * 100 * history_volume // nullif(history_total, 0) >= 1000, false) AS amount_spike,
     card_countries >= 2 AS geo_velocity,
-    coalesce(customer_refunds >= 3, false) AS refund_abuse
+    coalesce(customer_refunds >= 3, false) AS refund_abuse{TEN_RULES_FIRED if ten else ""}
   FROM aggregates
 ), decided AS (
   SELECT *, CASE WHEN geo_velocity THEN 60 ELSE 0 END AS score,
     greatest(CASE WHEN card_testing_ip OR card_testing_card THEN 2 ELSE 0 END, velocity,
-             CASE WHEN decline_spike OR amount_spike OR refund_abuse THEN 1 ELSE 0 END,
+             CASE WHEN {review} THEN 1 ELSE 0 END,
              CASE WHEN geo_velocity THEN 1 ELSE 0 END) AS level  -- a score of 60: review at 50, block at 100
   FROM fired
 )
 SELECT attempt_id, make_timestamp(t * 1000) AS event_time, merchant_id, amount_minor, currency,
   CASE level WHEN 2 THEN 'block' WHEN 1 THEN 'review' ELSE 'allow' END AS action, score,
-  {" || ".join(f"CASE WHEN {flag} THEN ['{rule}'] ELSE []::VARCHAR[] END" for rule, flag in FIRED)} AS fired
+  {" || ".join(f"CASE WHEN {flag} THEN ['{rule}'] ELSE []::VARCHAR[] END" for rule, flag in (TEN_FIRED if ten else FIRED))} AS fired
 FROM decided
 """
 
 
 def main() -> int:
-    pattern, out = sys.argv[1], sys.argv[2]
+    pattern, out, ten = sys.argv[1], sys.argv[2], sys.argv[3:] == ["--ten"]
     connection = duckdb.connect()
-    connection.execute(f"COPY ({query(pattern)}) TO '{out}' (FORMAT parquet, COMPRESSION snappy)")
+    connection.execute(f"COPY ({query(pattern, ten)}) TO '{out}' (FORMAT parquet, COMPRESSION snappy)")
     counts = dict(connection.execute(f"SELECT action, count(*) FROM read_parquet('{out}') GROUP BY action")
                   .fetchall())
     print(json.dumps({action: counts.get(action, 0) for action in ("allow", "review", "block")}))

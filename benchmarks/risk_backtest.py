@@ -1,6 +1,6 @@
 """Risk backtest benchmark: `paybeam risk backtest` with the example rules versus DuckDB window functions.
 
-    python benchmarks/risk_backtest.py 1000000 [--copies K] [--engines columnar,elementwise]
+    python benchmarks/risk_backtest.py 1000000 [--copies K] [--engines columnar,elementwise] [--ten-rules]
 
 Generates (or reuses) about N attempts as Parquet with `paybeam risk generate`
 (ordinary traffic and the six attacks, 3 days), optionally K disjoint copies
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.batch_reconcile import run_child  # noqa: E402
 
 RULES = ROOT / "transforms" / "risk" / "example_rules.yaml"
+TEN_RULES = ROOT / "benchmarks" / "ten_rules.yaml"  # --ten-rules: the issue's ten active rules
 ATTEMPTS_PER_CUSTOMER = 4.63  # what `paybeam risk generate` writes over 3 days (92,669 for 20,000 customers)
 SUFFIXED = ("attempt_id", "card_fingerprint", "customer_id", "device_id", "merchant_id")
 
@@ -89,11 +90,11 @@ def comparable(table: pa.Table) -> pa.Table:
                                 schema=COMPARED).sort_by("attempt_id")
 
 
-def run_paybeam(data: Path, engine: str) -> tuple:
+def run_paybeam(data: Path, engine: str, rules: Path) -> tuple:
     output = data / f"out-{engine}"
     shutil.rmtree(output, ignore_errors=True)
     seconds, rss, _ = run_child([sys.executable, "-m", "pipelines.cli", "risk", "backtest", "--attempts",
-                                 str(data / "attempts" / "*"), "--rules", str(RULES), "--output", str(output),
+                                 str(data / "attempts" / "*"), "--rules", str(rules), "--output", str(output),
                                  "--engine", engine])
     return seconds, rss, output
 
@@ -105,25 +106,29 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--engines", default="columnar")
+    parser.add_argument("--ten-rules", action="store_true",
+                        help="benchmarks/ten_rules.yaml (and its query) instead of the seven example rules")
     args = parser.parse_args()
+    rules = TEN_RULES if args.ten_rules else RULES
 
     data = ensure_dataset(args.attempts, args.data_dir, args.seed)
     if args.copies > 1:
         data = ensure_copies(data, args.copies)
     duck_out = data / "duckdb-decisions.parquet"
     duck_seconds, duck_rss, stdout = run_child([sys.executable, str(ROOT / "benchmarks" / "duckdb_risk_reference.py"),
-                                                str(data / "attempts" / "*.parquet"), str(duck_out)])
+                                                str(data / "attempts" / "*.parquet"), str(duck_out),
+                                                *(["--ten"] if args.ten_rules else [])])
     reference = comparable(pq.read_table(duck_out))
     attempts = reference.num_rows
     rows = [("DuckDB (the rules as one query)", duck_seconds, duck_rss, True)]
     for engine in args.engines.split(","):
-        seconds, rss, output = run_paybeam(data, engine.strip())
+        seconds, rss, output = run_paybeam(data, engine.strip(), rules)
         decided = comparable(pq.read_table(output / "decisions"))
         rows.append((f"paybeam --engine {engine.strip()}", seconds, rss, decided.equals(reference)))
     print()
     print(f"{date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.machine()}); actions of "
           f"DuckDB: {stdout.strip()}")
-    print(f"N = {attempts:,} attempts, {RULES.name}")
+    print(f"N = {attempts:,} attempts, {rules.name}")
     print(f"{'engine':<34}{'seconds':>9}{'x DuckDB':>10}{'attempts/s':>12}{'peak MB':>10}  same decisions")
     for name, seconds, rss, same in rows:
         print(f"{name:<34}{seconds:>9.1f}{seconds / duck_seconds:>10.1f}{attempts / seconds:>12,.0f}{rss:>10,.0f}"

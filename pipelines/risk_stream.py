@@ -29,6 +29,7 @@ from pipelines.arguments import COLUMNAR, ENGINES, UsageError
 from pipelines.io.kafka import (
     DEFAULT_CHUNK_MAX_MILLIS,
     DEFAULT_CHUNK_MAX_RECORDS,
+    DEFAULT_READ_CALL_MILLIS,
     KafkaReadConfig,
     KafkaWriteConfig,
     ReadRawChunksFromKafka,
@@ -99,7 +100,7 @@ class RiskStreamJob:
     output_value_format: str = "json"
     consumer_config: Dict[str, str] = field(default_factory=dict)
     producer_config: Dict[str, str] = field(default_factory=dict)
-    read_call_millis: int = 500
+    read_call_millis: int = DEFAULT_READ_CALL_MILLIS
     resume_millis: int = RISK_RESUME_MILLIS
     linger_millis: int = RISK_LINGER_MILLIS
     broker_timeout_seconds: float = 60.0

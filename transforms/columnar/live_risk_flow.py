@@ -64,9 +64,9 @@ class DecideChunksFn(LiveShardFn):
     FirstArrivalsFn keeps them) and decided in the same step, so a chunk crosses one keyed exchange, not two
     (each one a bundle's wait on Flink, docs/DESIGN.md 10.13).
 
-    The chunks of one bundle are decided as one table when it ends: a chunk costs about as much to decide as
-    ten times its rows (every rule's windows, a few dozen Arrow and numpy calls), so a step that falls behind
-    gets its backlog in bigger bundles and catches up instead of paying that cost per chunk. The state is
+    The chunks of one bundle are decided as one table when it ends: deciding a table has a fixed cost whatever
+    its size (per key and rule a few dozen Arrow and numpy calls: 10-18 ms with ten rules), so a step that
+    falls behind gets its backlog in bigger bundles and catches up instead of paying that cost per chunk. The state is
     written in `finish_bundle` through the handles `process` got: Beam's Python SDK (the harness every runner
     starts, and the DirectRunner) commits a stateful DoFn's state and timers after its `finish_bundle`
     (tests/test_live_risk_flow.py checks it against a restore); a timer of the shard that fires within the
