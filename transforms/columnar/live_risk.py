@@ -155,11 +155,10 @@ class LiveRiskShard:
         earlier_hashes = {name: values[:start] for name, values in hashes.items()}
 
         def evaluate(spec: Tuple[str, ...], rules: Sequence[Rule], where: Optional[SpecLookup],
-                     summed: bool) -> Iterable[RuleOutcome]:
+                     summed: bool, read: List[str]) -> Iterable[RuleOutcome]:
             """`rules` on the segment, the chunk's earlier rows and the kept rows of its keys: the unindexed ones
-            with `where` (all without), + the indexed ones as running sums (`summed`) or as rows."""
-            # Only the columns these rules read: a take copies every column it is given, strings above all.
-            read = rule_columns(rule_set.rules_for(spec))
+            with `where` (all without), + the indexed ones as running sums (`summed`) or as rows; `read`: the
+            columns the spec's rules read."""
             fresh_read, targets_read = fresh.select(read), targets.select(read)
             retention = rule_set.longest_window_millis(spec)
             wanted = pa.array(_spec_hash(target_hashes, spec))
@@ -186,17 +185,19 @@ class LiveRiskShard:
         outcomes: List[RuleOutcome] = []
         for spec in rule_set.key_specs:
             index = self._indexes.get(spec)
+            rules = rule_set.rules_for(spec)
+            # Only the columns these rules read: a take copies every column it is given, strings above all.
+            read = rule_columns(rules)
             where = None
             if index is not None and self._indexed:
                 where = index.lookup(lambda fields: _spec_hash(target_hashes, fields), target_times,
-                                     targets.select(rule_columns(rule_set.rules_for(spec))), self.kept.take)
-            rules = rule_set.rules_for(spec)
+                                     targets.select(read), self.kept.take)
             summed = [rule for rule in rules if where is not None and rule in index.rules]
             read_rows = [rule for rule in rules if rule not in summed]
             if summed:
-                outcomes.extend(evaluate(spec, summed, where, True))
+                outcomes.extend(evaluate(spec, summed, where, True, read))
             if read_rows:
-                outcomes.extend(evaluate(spec, read_rows, where, False))
+                outcomes.extend(evaluate(spec, read_rows, where, False, read))
         return decision_table(targets, rule_set, outcomes)
 
     def _forget_indexes(self, rule_set: Optional[RuleSet]) -> None:

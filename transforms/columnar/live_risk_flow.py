@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Dict, List, Optional
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
@@ -110,21 +110,16 @@ class DecideChunksFn(LiveShardFn):
     def finish_bundle(self):
         waiting, self._waiting = self._waiting, {}
         for shard_number, chunks in waiting.items():
-            for output in self._decide(shard_number, chunks):
-                tag, value = (output.tag, output.value) if isinstance(output, pvalue.TaggedOutput) else (None, output)
-                windowed = WindowedValue(value, chunks.timestamp, (chunks.window,))
-                yield windowed if tag is None else pvalue.TaggedOutput(tag, windowed)
+            # Outside `process`, an output names its own window and timestamp.
+            yield from _each_value(self._decide(shard_number, chunks),
+                                   partial(WindowedValue, timestamp=chunks.timestamp, windows=(chunks.window,)))
 
     def _decided_before_timer(self, shard_number: int):
         """What a timer of the shard must not overtake: the bundle's waiting chunks, decided now."""
         chunks = self._waiting.pop(shard_number, None)
-        if chunks is None:
-            return
-        for output in self._decide(shard_number, chunks):
-            if isinstance(output, pvalue.TaggedOutput):
-                yield pvalue.TaggedOutput(output.tag, TimestampedValue(output.value, chunks.timestamp))
-            else:
-                yield TimestampedValue(output, chunks.timestamp)
+        if chunks is not None:
+            yield from _each_value(self._decide(shard_number, chunks),
+                                   partial(TimestampedValue, timestamp=chunks.timestamp))
 
     def _decide(self, shard_number: int, chunks: _WaitingChunks):
         """The waiting chunks as one table: the first arrival of each id (in arrival order), decided in event-time
@@ -181,13 +176,19 @@ class DecideChunksFn(LiveShardFn):
         self._keeper.commit(number, shard, meta, expire, 0)
 
 
+def _each_value(outputs, stamp):
+    """`outputs` (values and TaggedOutputs) with `stamp` applied to each value, its tag kept."""
+    for output in outputs:
+        yield (pvalue.TaggedOutput(output.tag, stamp(output.value)) if isinstance(output, pvalue.TaggedOutput)
+               else stamp(output))
+
+
 def in_event_time_order(attempts: pa.Table) -> pa.Table:
     """The attempts a bundle hands over together, by (event_time, attempt_id): each is decided on every earlier
     one of its keys the step has by then, as the backtest decides. In arrival order, chunks read from
     several partitions interleave in time, and the shard would cut the table before nearly every attempt
     (`segment_ends`) to keep a later-arriving attempt out of an earlier one's windows."""
-    order = pc.sort_indices(attempts, sort_keys=[("event_time", "ascending"), ("attempt_id", "ascending")])
-    return attempts.take(order)
+    return attempts.sort_by([("event_time", "ascending"), ("attempt_id", "ascending")])
 
 
 class _CountDecisionTablesFn(beam.DoFn):
