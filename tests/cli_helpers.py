@@ -5,9 +5,10 @@ import csv
 import glob
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import pyarrow.parquet as pq
 
@@ -16,6 +17,21 @@ from pipelines.cli import main
 
 def reconcile(payments: str, settlements: str, output: str, *extra: str) -> int:
     return main(["reconcile", "--payments", payments, "--settlements", settlements, "--output", output, *extra])
+
+
+def cli_with_file_size_limit(limit_bytes: int, cli_args: Sequence[str]) -> List[str]:
+    """A command running `python -m pipelines.cli CLI_ARGS` under RLIMIT_FSIZE = limit_bytes: every write past
+    it fails with EFBIG, as a full disk would with ENOSPC (CPython ignores SIGXFSZ, which would kill it).
+
+    A small interpreter sets the limit and execs the CLI. Not a Popen preexec_fn: Python code between
+    fork and exec makes subprocess fork() instead of vfork(), which runs the fork handlers of gRPC (loaded
+    by every test that ran Beam before); they restart gRPC's poller in the child, and closing the
+    inherited descriptors then aborts it before exec ("epoll_wait error: Bad file descriptor", exit -6:
+    a clean-clone CI run, 2026-12-07; grpc/grpc#43055)."""
+    set_limit_then_exec = ("import os, resource, sys; "
+                           "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1]))); "
+                           "os.execv(sys.executable, [sys.executable, '-m', 'pipelines.cli', *sys.argv[2:]])")
+    return [sys.executable, "-c", set_limit_then_exec, str(limit_bytes), *cli_args]
 
 
 def reconcile_with_each_engine(base, payments_text: str, settlements_text: str, *extra: str,

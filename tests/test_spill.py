@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import glob
 import os
-import resource
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,14 @@ from hypothesis import strategies as st
 from datagen.generator import GeneratorConfig, generate
 from pipelines.io.spill import SpillDirectory, SpillRefused, SpillToFiles, SpillWriter
 from pipelines.reconcile_batch import BatchJob, spills
-from tests.cli_helpers import ground_truth_multiset, reconcile, result_multiset, results, run_summary
+from tests.cli_helpers import (
+    cli_with_file_size_limit,
+    ground_truth_multiset,
+    reconcile,
+    result_multiset,
+    results,
+    run_summary,
+)
 from tests.engine_parity import assert_same_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -224,15 +229,11 @@ def test_a_full_disk_while_spilling_fails_the_run_in_one_line_and_leaves_no_spil
     spill_root = tmp_path / "spill"
     spill_root.mkdir()
 
-    def small_files():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead of killing us
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
-
-    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "reconcile", "--payments",
-                          os.path.join(dataset.out_dir, "payments", "*"), "--settlements",
-                          os.path.join(dataset.out_dir, "settlements", "*"), "--output", str(tmp_path / "out"),
-                          "--spill-dir", str(spill_root)],
-                         cwd=REPO, capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    run = subprocess.run(cli_with_file_size_limit(64 << 10, [
+                             "reconcile", "--payments", os.path.join(dataset.out_dir, "payments", "*"),
+                             "--settlements", os.path.join(dataset.out_dir, "settlements", "*"),
+                             "--output", str(tmp_path / "out"), "--spill-dir", str(spill_root)]),
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     assert run.stderr.count("error:") == 1 and "Traceback" not in run.stderr
     assert "File too large" in run.stderr
