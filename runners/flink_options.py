@@ -101,7 +101,23 @@ FLINK_STREAMING_MAX_BUNDLE_MILLIS = 100
 # a live stream's trickle every step to step hop waited for that timer. At 5 ms the live risk stream's
 # chunks reached the first-arrivals step 71 ms after the reader emitted them instead of 122 ms (median;
 # p50 / p99 0.49 / 0.79 s -> 0.41 / 0.71 s at 1,000 attempts/s, 2026-12-06, docs/benchmarks.md).
-EMBEDDED_STREAMING_CONF = {"execution.buffer-timeout.interval": "5 ms"}
+#
+# Between two tasks Flink lets a producer queue at most `max-buffers-per-channel` network buffers (10 of 32 KB)
+# for one consumer, and a task's output pool holds 2 per channel + `floating-buffers-per-gate` (8). A live
+# columnar chunk is up to 20,000 records, 3-4 MB: the reading task could not hand on its next chunk until the
+# deciding task had taken most of the last, and on Flink a stateful task takes nothing while its bundle runs.
+# So the reader and the decider took turns instead of working at once (traced: both idle 0.6-2 s at a time
+# in a backlog), and the live risk stream caught up at 14,900-15,000 attempts/s. Room for about three chunks
+# (320 floating buffers a gate, 320 a channel, in 128 MB of network memory: 2,048 more buffers, taken only
+# when a backlog fills them; the exclusive 2 a channel stay the default, so a higher parallelism needs no
+# more memory): 18,300-20,100 (alternating, 2026-12-07, docs/benchmarks.md).
+EMBEDDED_STREAMING_CONF = {
+    "execution.buffer-timeout.interval": "5 ms",
+    "taskmanager.network.memory.floating-buffers-per-gate": "320",
+    "taskmanager.network.memory.max-buffers-per-channel": "320",
+    "taskmanager.memory.network.min": "128mb",
+    "taskmanager.memory.network.max": "128mb",
+}
 
 # An unbounded Flink run whose elements are Arrow chunks (the live columnar engines) closes a bundle after
 # every element unless it sets --max_bundle_size: a stateful step's output leaves the Python worker only when

@@ -24,7 +24,13 @@ from schemas.codecs import capped
 from schemas.pan import mask_pans
 from schemas.records import PAYMENTS, SETTLEMENTS, RawRecord
 from schemas.stable_schema import stable_schema
-from schemas.timestamps import TimestampError, format_timestamp, millis_to_datetime, parse_timestamp_millis
+from schemas.timestamps import (
+    TimestampError,
+    format_timestamp,
+    format_timestamps,
+    millis_to_datetime,
+    parse_timestamp_millis,
+)
 
 VALUE_FORMATS = ("json", "avro", "confluent-avro")
 _TIME_FIELDS = ("event_time", "booked_time", "window_start", "window_end")
@@ -98,6 +104,9 @@ def encode_table_values(table: pa.Table, value_format: str, schema_name: str, sc
         column = table.column(name)
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+        if value_format == "json" and name in _TIME_FIELDS and pa.types.is_integer(column.type):
+            columns.append(format_timestamps(column))
+            continue
         values = column.to_pylist()
         if value_format == "json" and name in _TIME_FIELDS:
             values = [format_timestamp(value) if isinstance(value, int) else value for value in values]

@@ -20,6 +20,7 @@ from tests.test_columnar_risk import BIG_SPENDER, LARGEST_AMOUNTS
 from tests.test_risk_backtest import MIXED, RULES, _attempts
 from tests.test_risk_windows import _cases, _order, attempt
 from transforms.columnar import live_risk
+from transforms.columnar.live_index import search_sorted
 from transforms.columnar.live_risk import LiveRiskShard, segment_ends
 from transforms.columnar.risk import attempts_table, decisions_of
 from transforms.risk.rules import rule_set_of
@@ -169,3 +170,15 @@ def test_windows_over_a_growing_index_and_the_rows_after_it_decide_as_the_refere
         arrival = sorted(_attempts(3_000, seed), key=_order)
         indexed = _live(arrival, rule_set, random.Random(seed), expire=True)
         assert indexed == _reference(arrival, rule_set)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-50, 50), max_size=600), st.lists(st.integers(-60, 60), max_size=700),
+       st.sampled_from(["left", "right"]))
+def test_searching_values_in_ascending_order_finds_what_numpy_finds(haystack, needles, side):
+    """search_sorted sorts many values before it searches them (numpy is faster on ascending values) and puts
+    the answers back in their order: the same as np.searchsorted, ties and both sides included."""
+    ordered = np.sort(np.array(haystack, dtype=np.int64))
+    values = np.array(needles, dtype=np.int64)
+    assert search_sorted(ordered, values, side).tolist() == np.searchsorted(ordered, values, side).tolist()
+    assert search_sorted(ordered, 7, side) == np.searchsorted(ordered, 7, side)

@@ -29,8 +29,10 @@ from tests.test_risk_rules_in_force import (
     _one_rejected_update,
     _under_recorded_rules,
 )
+from transforms.columnar.flow import SHUFFLED_PIECE_ROWS, by_record_id
 from transforms.columnar.live_risk_flow import DECISION_TABLES, ColumnarDecideAttemptStream
 from transforms.columnar.risk import decisions_of
+from transforms.columnar.validate import judge_chunk
 from transforms.event_time import millis_to_beam_timestamp
 from transforms.risk.windows import decide_in_order
 from transforms.validate import DEAD_LETTERS
@@ -73,6 +75,21 @@ def test_in_order_chunks_get_the_backtest_s_decisions_and_copies_are_decided_onc
         assert_that(outputs[DEAD_LETTERS] | beam.Map(lambda letter: (letter.stage, letter.source)),
                     equal_to([("dedup", "attempts-topic@0:999"), ("validate", "attempts-topic@0:1000")]),
                     label="DeadLetters")
+
+
+def test_a_chunk_larger_than_a_shuffled_piece_reaches_the_deciding_step_whole():
+    """The risk stream's one shard takes a chunk as one element (on Flink an element of the deciding step is a
+    bundle, whose cost a chunk cut in two pieces paid twice); the reconciliation flows keep their pieces."""
+    attempts = _attempts(SHUFFLED_PIECE_ROWS + 500, 9)
+    chunk = tabulate_records([_raw(a, f"attempts-topic@0:{n}") for n, a in enumerate(attempts)], "attempts-topic",
+                             ATTEMPTS)
+    accepted = judge_chunk(chunk)[0]
+    assert accepted.num_rows == len(attempts)
+    whole = list(by_record_id(("attempts-topic", accepted), ATTEMPTS, 1, whole=True))
+    assert [(shard, table.num_rows) for shard, table in whole] == [(0, len(attempts))]
+    in_pieces = list(by_record_id(("attempts-topic", accepted), ATTEMPTS, 1))
+    assert [table.num_rows for _, table in in_pieces] == [SHUFFLED_PIECE_ROWS, 500]
+    assert whole[0][1].to_pylist() == [row for _, table in in_pieces for row in table.to_pylist()]
 
 
 def test_state_written_when_a_bundle_ends_is_what_the_next_bundle_finds(stream_options, monkeypatch):

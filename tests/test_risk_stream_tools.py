@@ -211,7 +211,8 @@ def test_a_decision_message_holds_its_fired_rules_as_records_in_every_format():
 def test_a_table_encodes_to_the_json_of_each_row_whatever_its_text_and_numbers():
     """encode_table_values writes JSON from each cell's text (escaped as the encoder escapes it), not through a
     dict per row: against encode_value of each row on any text (quotes, backslashes, control characters,
-    any Unicode), whole numbers at the int64 limits, nulls, and lists of records empty or not."""
+    any Unicode), whole numbers at the int64 limits, event times over every year a datetime has (formatted a
+    column at a time), nulls, and lists of records empty or not."""
     import pyarrow as pa
     from hypothesis import given, settings
     from hypothesis import strategies as st
@@ -222,9 +223,10 @@ def test_a_table_encodes_to_the_json_of_each_row_whatever_its_text_and_numbers()
     number = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
     rule = st.builds(lambda rule_id, value: {"rule_id": rule_id, "value": value}, st.text(max_size=5),
                      st.integers(-(2**63), 2**63 - 1))  # in the struct's field order, as Arrow gives them back
-    row = st.fixed_dictionaries({"attempt_id": text, "amount_minor": number, "fired": st.lists(rule, max_size=2),
-                                 "ruleset": text})
-    schema = pa.schema([("attempt_id", pa.string()), ("amount_minor", pa.int64()),
+    instant = st.one_of(st.none(), st.integers(-62_135_596_800_000, 253_402_300_799_999))  # datetime's years
+    row = st.fixed_dictionaries({"attempt_id": text, "event_time": instant, "amount_minor": number,
+                                 "fired": st.lists(rule, max_size=2), "ruleset": text})
+    schema = pa.schema([("attempt_id", pa.string()), ("event_time", pa.int64()), ("amount_minor", pa.int64()),
                         ("fired", pa.list_(pa.struct([("rule_id", pa.string()), ("value", pa.int64())]))),
                         ("ruleset", pa.string())])
 

@@ -748,6 +748,18 @@ def test_an_unbounded_run_on_the_embedded_flink_flushes_network_buffers_every_5_
     _assert_embedded_flink_conf(True, LOCAL_FLINK_STREAMING_CONF_DIR, "execution.buffer-timeout.interval: 5 ms")
 
 
+def test_an_unbounded_run_on_the_embedded_flink_can_queue_several_chunks_between_two_tasks():
+    # Flink's default of 10 buffers (320 KB) a channel made the reading and the deciding task take turns on
+    # chunks of several MB; the exclusive buffers a channel stay Flink's, so more parallelism needs no more.
+    from runners.flink_options import LOCAL_FLINK_STREAMING_CONF_DIR
+
+    for line in ("taskmanager.network.memory.floating-buffers-per-gate: 320",
+                 "taskmanager.network.memory.max-buffers-per-channel: 320", "taskmanager.memory.network.max: 128mb"):
+        _assert_embedded_flink_conf(True, LOCAL_FLINK_STREAMING_CONF_DIR, line)
+    text = (LOCAL_FLINK_STREAMING_CONF_DIR / "flink-conf.yaml").read_text()
+    assert "buffers-per-channel:" not in text.replace("max-buffers-per-channel:", "")
+
+
 @pytest.mark.parametrize("flags, removed", [
     ([], True),
     (["--externalized_checkpoints_enabled"], False),

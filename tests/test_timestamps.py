@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.timestamps import (
     TimestampError,
     format_timestamp,
+    format_timestamps,
     millis_to_datetime,
     parse_date,
     parse_duration,
@@ -199,3 +203,27 @@ def test_formatting_through_the_per_second_cache_equals_strftime_everywhere():
         assert format_timestamp(millis) == format_timestamp(millis) == expected
 
     same()
+
+
+# Every instant a datetime holds (years 1 to 9999), the edges of the years numpy writes with four digits.
+_INSTANTS = st.one_of(st.integers(-62_135_596_800_000, 253_402_300_799_999),
+                      st.sampled_from([-62_135_596_800_000, -30_610_224_000_001, -30_610_224_000_000, -1, 0,
+                                       253_402_300_799_999]))
+
+
+@given(st.lists(st.one_of(st.none(), _INSTANTS), max_size=40), st.integers(1, 3))
+def test_a_column_of_instants_is_formatted_as_each_one_alone(values, pieces):
+    """format_timestamps (numpy, a column at a time) against format_timestamp of each value, on plain and
+    chunked columns with nulls."""
+    size = -(-len(values) // pieces) or 1
+    column = pa.chunked_array([values[start:start + size] for start in range(0, len(values), size)] or [[]],
+                              pa.int64())
+    assert format_timestamps(column) == [None if value is None else format_timestamp(value) for value in values]
+    assert format_timestamps(pa.array(values, pa.int64())) == format_timestamps(column)
+
+
+def test_an_instant_past_year_9999_fails_as_format_timestamp_does():
+    with pytest.raises(OverflowError):
+        format_timestamp(253_402_300_800_000)
+    with pytest.raises(OverflowError):
+        format_timestamps(pa.array([0, 253_402_300_800_000]))

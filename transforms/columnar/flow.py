@@ -125,10 +125,15 @@ _LOW_CARDINALITY = {PAYMENTS: ("event_type", "processor", "merchant_id", "curren
 _LOW_CARDINALITY_CANDIDATES = ("processor", "kind", "merchant_id", "currency")
 
 
-def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int, compacted: bool = True):
+def by_record_id(path_table: Tuple[str, pa.Table], input_name: str, shards: int, compacted: bool = True,
+                 whole: bool = False):
+    """(shard, the table's rows of that shard); `whole`: never in pieces (the live risk stream's one shard: a
+    streaming runner carries an element of any size, and on Flink each of its chunks is a bundle of the deciding
+    step, whose cost a chunk cut in two paid twice)."""
     reconciled = path_table[1].select([*RECONCILED_COLUMNS[input_name], ORIGIN_COLUMN, SOURCE_PREFIX_COLUMN])
     # Spilled (not compacted), a table goes to a file and only its path through the shuffle: no pieces.
-    for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards, shuffled_piece_rows(compacted)):
+    piece_rows = None if whole else shuffled_piece_rows(compacted)
+    for shard, table in split_by_shard(reconciled, [ID_COLUMN_OF_INPUT[input_name]], shards, piece_rows):
         yield shard, compact(table, (*_LOW_CARDINALITY[input_name], SOURCE_PREFIX_COLUMN)) if compacted else table
 
 

@@ -42,13 +42,30 @@ def indexable(rule: Rule) -> bool:
     return rule.aggregate != DISTINCT
 
 
+# Fewer values than this are searched in their own order: sorting them first costs more than it saves.
+_SORT_BEFORE_SEARCH = 256
+
+
+def search_sorted(sorted_values: np.ndarray, values, side: str = "left") -> np.ndarray:
+    """`np.searchsorted(sorted_values, values, side)`, the values searched in ascending order: numpy starts
+    each search where the previous one ended when the values ascend, so the probes stay in cache (16,384
+    values in 400,000: 0.6 ms against 3.2 ms in random order, plus 0.2 ms to sort them)."""
+    values = np.asarray(values)
+    if values.ndim == 0 or len(values) < _SORT_BEFORE_SEARCH:
+        return np.searchsorted(sorted_values, values, side=side)
+    order = np.argsort(values)
+    found = np.empty(len(values), dtype=np.intp)
+    found[order] = np.searchsorted(sorted_values, values[order], side=side)
+    return found
+
+
 def in_sorted(sorted_values: np.ndarray, values: np.ndarray, at: Optional[np.ndarray] = None) -> np.ndarray:
     """Per value: whether it is in `sorted_values` (ascending), by binary search; `at`: the values'
     `np.searchsorted(sorted_values, values)` when the caller has it already (not searched twice)."""
     if not len(sorted_values):
         return np.zeros(len(values), dtype=bool)
     if at is None:
-        at = np.searchsorted(sorted_values, values)
+        at = search_sorted(sorted_values, values)
     return sorted_values[np.minimum(at, len(sorted_values) - 1)] == values
 
 
@@ -69,6 +86,7 @@ class Lookup:
     groups: np.ndarray
     hi: np.ndarray
     newest: np.ndarray  # NO_TIME where the index has no row of the target's group
+    codes: Tuple[np.ndarray, np.ndarray]  # KeyIndex.group_codes of `groups`: searched once, used by every window
 
 
 class KeyIndex:
@@ -97,23 +115,31 @@ class KeyIndex:
         self._unique_groups = self.groups[first]
         if at is None or not len(self._rank):
             self._unique_times = np.unique(self.times)
-            self._rank = np.searchsorted(self._unique_times, self.times)
+            self._rank = search_sorted(self._unique_times, self.times)
         else:
             arrived = np.unique(times)
             fresh = arrived[~in_sorted(self._unique_times, arrived)]
-            old_rank = self._rank + np.searchsorted(fresh, self._unique_times[self._rank], side="left")
+            # A kept time's rank grows by the new times below it: counted once per distinct time.
+            old_rank = self._rank + np.searchsorted(fresh, self._unique_times, side="left")[self._rank]
             self._unique_times = np.insert(self._unique_times, np.searchsorted(self._unique_times, fresh), fresh)
-            self._rank = np.insert(old_rank, at, np.searchsorted(self._unique_times, times))
+            self._rank = np.insert(old_rank, at, search_sorted(self._unique_times, times))
         self._span = len(self._unique_times) + 1
         self._key = (np.cumsum(first) - 1) * self._span + self._rank
 
-    def position(self, groups: np.ndarray, times, side: str = "left") -> np.ndarray:
+    def group_codes(self, groups: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Per group hash: its dense code (where it is or would be among the indexed groups), and whether it is
+        indexed. Valid until rows are added or dropped."""
+        code = search_sorted(self._unique_groups, groups)
+        return code, in_sorted(self._unique_groups, groups, code)
+
+    def position(self, groups: np.ndarray, times, side: str = "left",
+                 codes: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
         """Per (group, time): how many rows precede it in (group, time) order; `side` "right" counts rows of
-        the same group and time too. A group the index lacks: where its rows would start."""
-        code = np.searchsorted(self._unique_groups, groups)
-        found = in_sorted(self._unique_groups, groups, code)
-        rank = np.searchsorted(self._unique_times, times, side=side)
-        return np.searchsorted(self._key, code * self._span + np.where(found, rank, 0), side="left")
+        the same group and time too. A group the index lacks: where its rows would start. `codes`: the
+        groups' `group_codes` when the caller has them (a lookup's windows all share them)."""
+        code, found = self.group_codes(groups) if codes is None else codes
+        rank = search_sorted(self._unique_times, times, side=side)
+        return search_sorted(self._key, code * self._span + np.where(found, rank, 0), side="left")
 
     # ------------------------------------------------------------------ adding rows
 
@@ -162,10 +188,12 @@ class KeyIndex:
             self.running[name] = _running(np.diff(running)[kept])
         self._sorted_key()
 
-    def _positions(self, groups: np.ndarray, times: np.ndarray, ids: List[str], take: Take) -> np.ndarray:
+    def _positions(self, groups: np.ndarray, times: np.ndarray, ids: List[str], take: Take,
+                   codes: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
         """Per (group, time, id): how many indexed rows precede it in decision order within all groups."""
-        at = self.position(groups, times, "left")
-        tied = self.position(groups, times, "right")
+        codes = self.group_codes(groups) if codes is None else codes
+        at = self.position(groups, times, "left", codes)
+        tied = self.position(groups, times, "right", codes)
         for one in np.flatnonzero(tied > at).tolist():  # same group and time: the attempt id decides
             held = take(self.row[at[one]:tied[one]], ("attempt_id",)).column(0).to_pylist()
             at[one] += sum(1 for other in held if other < ids[one])
@@ -192,9 +220,10 @@ class KeyIndex:
         is an indexed group of other key values (the caller then reads rows)."""
         if not self.exact:
             return None
-        hi = self._positions(groups, times, list(ids), take)
-        start = self.position(groups, NO_TIME)
-        end = self.position(groups, _LAST_TIME, "right")
+        codes = self.group_codes(groups)
+        hi = self._positions(groups, times, list(ids), take, codes)
+        start = self.position(groups, NO_TIME, codes=codes)
+        end = self.position(groups, _LAST_TIME, "right", codes)
         present = end > start
         for name in self.fields:
             present &= to_numpy(keys.column(name).is_valid())
@@ -204,7 +233,7 @@ class KeyIndex:
             return None
         newest = np.full(len(groups), NO_TIME, dtype=np.int64)
         newest[found] = self.times[end[found] - 1]
-        return Lookup(groups, hi, newest)
+        return Lookup(groups, hi, newest, codes)
 
     def sums(self, lookup: Lookup, rule: Rule, times: np.ndarray, visible_after: np.ndarray) -> EarlierSums:
         """What each target's windows of `rule` hold among the indexed rows."""
@@ -237,7 +266,7 @@ class KeyIndex:
 
     def _low(self, lookup: Lookup, bound: np.ndarray, visible_after: np.ndarray) -> np.ndarray:
         """The first indexed row of each target's group after max(bound, visible_after), at most its `hi`."""
-        low = self.position(lookup.groups, np.maximum(bound, visible_after), "right")
+        low = self.position(lookup.groups, np.maximum(bound, visible_after), "right", lookup.codes)
         return np.minimum(low, lookup.hi)
 
     def _between(self, number: int, name: str, low: np.ndarray, high: np.ndarray) -> np.ndarray:

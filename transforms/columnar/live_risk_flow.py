@@ -219,7 +219,7 @@ class ColumnarDecideAttemptStream(beam.PTransform):
     def expand(self, chunks: beam.PCollection) -> Dict[str, beam.PCollection]:
         validated = chunks | "ValidateChunks" >> ValidateChunks()
         decided = (validated["accepted"]
-                   | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS)
+                   | "OneShard" >> beam.FlatMap(by_record_id, ATTEMPTS, _SHARDS, whole=True)
                    | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
                    | "DecideChunks" >> in_worker_process(
                        beam.ParDo(DecideChunksFn(*self._rules, self._tick_millis, self._horizon_millis))
