@@ -258,8 +258,9 @@ class KeyIndex:
     def rows_after(self, lookup: Lookup, bound: int) -> np.ndarray:
         """The shard row numbers of the targets' groups' indexed rows with event_time > bound, ascending."""
         groups = np.unique(lookup.groups[lookup.newest != NO_TIME])
-        low = self.position(groups, bound, "right")
-        lengths = self.position(groups, _LAST_TIME, "right") - low
+        codes = self.group_codes(groups)
+        low = self.position(groups, bound, "right", codes)
+        lengths = self.position(groups, _LAST_TIME, "right", codes) - low
         ends = np.cumsum(lengths)
         positions = np.arange(ends[-1] if len(ends) else 0) + np.repeat(low - (ends - lengths), lengths)
         return np.sort(self.row[positions])
